@@ -1,0 +1,70 @@
+/* Types shared by sockio.bpf.c and its Go loader (mirrored by bpf2go). */
+#ifndef WEFT_SOCKIO_H
+#define WEFT_SOCKIO_H
+
+/* Bytes of each syscall's buffer copied to user space. A power of two: the
+ * verifier bounds copies by masking with CAPTURE_MAX - 1. */
+#define CAPTURE_MAX 16384
+
+enum event_kind {
+	EV_DATA = 1,  /* bytes read from or written to a traced TCP socket */
+	EV_CONN = 2,  /* a traced process's TCP socket, first seen */
+	EV_CLOSE = 3, /* close(2) of a traced TCP socket */
+};
+
+enum direction {
+	DIR_READ = 1,
+	DIR_WRITE = 2,
+};
+
+/* How a connection was first seen: accepted and connected sockets know their
+ * role; sockets that predate the agent are found on first use. */
+enum conn_origin {
+	ORIGIN_FOUND = 0,
+	ORIGIN_ACCEPT = 1,
+	ORIGIN_CONNECT = 2,
+};
+
+/* Per-process settings written by user space; every program checks this
+ * map first, so untraced processes cost one lookup. */
+struct proc_cfg {
+	__u64 goid_offset; /* offset of goid in runtime.g; 0: not Go */
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* One record in the ring buffer; data[] follows for EV_DATA. */
+struct event {
+	__u8 kind;
+	__u8 dir;
+	__u8 origin;
+	__u8 new_request; /* read after a write (or first read): IDs are fresh */
+	__u32 tgid;
+	__u32 tid;
+	__s32 fd;
+	__u64 conn_id;
+	__u64 start_ns; /* syscall entry */
+	__u64 end_ns;   /* syscall exit */
+	__u64 goid;
+	__u64 len;      /* bytes the syscall moved */
+	__u32 captured; /* bytes of data[] that follow */
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u16 _pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u8 trace_id[16];
+	__u8 span_id[8];
+};
+
+/* Counters in the stats per-CPU array, by index. */
+enum stat_index {
+	STAT_RINGBUF_FULL = 0,  /* events dropped: ring buffer full */
+	STAT_DATA_EVENTS = 1,
+	STAT_CAPTURE_FAULT = 2, /* user buffer could not be read */
+	STAT_ARGS_MISSING = 3,  /* sys_exit without its sys_enter */
+	STAT_MAX = 8,
+};
+
+#endif
