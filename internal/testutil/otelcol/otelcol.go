@@ -1,0 +1,279 @@
+// Package otelcol runs a real OpenTelemetry Collector in tests and reads
+// back the spans it received, so assertions are made on what a real backend
+// would see rather than on our own exporter's view of the data.
+//
+// The collector is built by scripts/otelcol.sh and cached outside the repo;
+// the first run on a machine takes several minutes.
+package otelcol
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	startTimeout = 30 * time.Second
+	stopTimeout  = 5 * time.Second
+	// After enough spans have arrived, wait this long for stragglers so a
+	// test can assert "exactly n" rather than "at least n".
+	settle = 500 * time.Millisecond
+)
+
+// Collector is a running collector with an OTLP/gRPC receiver whose spans
+// are written to SpansFile by the file exporter.
+type Collector struct {
+	Endpoint  string // host:port of the OTLP gRPC receiver
+	SpansFile string
+
+	logFile string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once cmd.Wait returns
+}
+
+// build runs the build script at most once per test binary: every caller
+// gets the same path or the same error.
+var build = sync.OnceValues(func() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "otelcol.sh"))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("scripts/otelcol.sh: %v\n%s", err, stderr.String())
+	}
+	path := strings.TrimSpace(stdout.String())
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("scripts/otelcol.sh printed %q: %v\n%s", path, err, stderr.String())
+	}
+	return path, nil
+})
+
+// Binary returns the path of the collector binary, building it on first use.
+func Binary(t testing.TB) string {
+	t.Helper()
+	path, err := build()
+	if err != nil {
+		t.Fatalf("building the OpenTelemetry Collector: %v", err)
+	}
+	return path
+}
+
+// repoRoot walks up from this package's directory (or, when the binary was
+// built with -trimpath, from the working directory, which go test sets to
+// the package under test) to the directory holding go.mod and the script.
+func repoRoot() (string, error) {
+	var starts []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		starts = append(starts, filepath.Dir(file))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	for _, dir := range starts {
+		for {
+			if fileExists(filepath.Join(dir, "go.mod")) && fileExists(filepath.Join(dir, "scripts", "otelcol.sh")) {
+				return dir, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", errors.New("repository root (go.mod next to scripts/otelcol.sh) not found")
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// Start runs a collector configured by scripts/otelcol-file.yaml on a free
+// loopback port and stops it when the test ends.
+func Start(t testing.TB) *Collector {
+	t.Helper()
+	bin := Binary(t)
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := os.ReadFile(filepath.Join(root, "scripts", "otelcol-file.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	configPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(configPath, config, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The free port is only reserved until we close the probe listener, so
+	// another process may grab it before the collector binds it; retry then.
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		c := &Collector{
+			SpansFile: filepath.Join(dir, "spans.json"),
+			logFile:   filepath.Join(dir, fmt.Sprintf("collector-%d.log", attempt)),
+		}
+		if c.Endpoint, err = freeLoopbackAddr(); err != nil {
+			t.Fatal(err)
+		}
+		if lastErr = c.start(t, bin, configPath); lastErr == nil {
+			return c
+		}
+		if !strings.Contains(c.log(), "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("starting the collector: %v", lastErr)
+	return nil
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func (c *Collector) start(t testing.TB, bin, configPath string) error {
+	t.Helper()
+	logf, err := os.Create(c.logFile)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child has its own copy of the descriptor
+
+	c.cmd = exec.Command(bin, "--config", configPath)
+	c.cmd.Env = append(os.Environ(),
+		"WEFT_OTLP_ENDPOINT="+c.Endpoint,
+		"WEFT_SPANS_FILE="+c.SpansFile,
+	)
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
+		return err
+	}
+	c.exited = make(chan struct{})
+	go func() {
+		c.cmd.Wait()
+		close(c.exited)
+	}()
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Logf("collector log (%s):\n%s", c.logFile, c.log())
+		}
+	})
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		conn, err := net.DialTimeout("tcp", c.Endpoint, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("collector exited early (%v); its log is printed at cleanup", c.cmd.ProcessState)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting connections after %v; the collector log is printed at cleanup", c.Endpoint, startTimeout)
+		}
+	}
+}
+
+// stop asks for a graceful shutdown first so the file exporter flushes.
+func (c *Collector) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(stopTimeout):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+func (c *Collector) log() string {
+	b, err := os.ReadFile(c.logFile)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// Spans returns every span written so far, in file order.
+func (c *Collector) Spans(t testing.TB) []Span {
+	t.Helper()
+	data, err := os.ReadFile(c.SpansFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans, err := parseLines(data)
+	if err != nil {
+		t.Fatalf("%s: %v", c.SpansFile, err)
+	}
+	return spans
+}
+
+// WaitSpans waits until at least n spans match filter (nil matches all),
+// lets late spans settle, and returns all matching spans.
+func (c *Collector) WaitSpans(t testing.TB, n int, timeout time.Duration, filter func(Span) bool) []Span {
+	t.Helper()
+	matching := func() []Span {
+		var out []Span
+		for _, s := range c.Spans(t) {
+			if filter == nil || filter(s) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		got := matching()
+		if len(got) >= n {
+			time.Sleep(settle)
+			return matching()
+		}
+		if time.Now().After(deadline) {
+			all := c.Spans(t)
+			t.Fatalf("got %d matching spans (of %d in total) after %v, want at least %d:\n%s",
+				len(got), len(all), timeout, n, summarize(all))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func summarize(spans []Span) string {
+	const max = 30
+	var b strings.Builder
+	for i, s := range spans {
+		if i == max {
+			fmt.Fprintf(&b, "  ... and %d more\n", len(spans)-max)
+			break
+		}
+		fmt.Fprintf(&b, "  %s kind=%d trace=%s span=%s parent=%s service=%v\n",
+			s.Name, s.Kind, s.TraceID, s.SpanID, s.ParentSpanID, s.Resource["service.name"])
+	}
+	return b.String()
+}

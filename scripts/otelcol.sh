@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds (once) the OpenTelemetry Collector used by tests and the demo and
+# prints the binary's path on stdout. Progress goes to stderr.
+#
+# The binary is cached outside the repo, keyed by version; a stamp of the
+# component list forces a rebuild when the list below changes.
+set -euo pipefail
+
+VERSION=0.165.0          # core collector and contrib components
+CONFMAP_VERSION=1.71.0   # confmap providers are versioned separately
+
+CACHE="${WEFT_CACHE:-$HOME/.cache/weft}"
+[[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE" # we cd during the build
+OUT_DIR="$CACHE/otelcol-$VERSION"
+BIN="$OUT_DIR/otelcol"
+BUILDER_DIR="$CACHE/builder-$VERSION"
+BUILDER="$BUILDER_DIR/builder"
+
+log() { echo "otelcol.sh: $*" >&2; }
+
+core=go.opentelemetry.io/collector
+contrib=github.com/open-telemetry/opentelemetry-collector-contrib
+
+MANIFEST="dist:
+  name: otelcol
+  description: weft test collector
+  output_path: ./dist
+  version: $VERSION
+receivers:
+  - gomod: $core/receiver/otlpreceiver v$VERSION
+processors:
+  - gomod: $core/processor/batchprocessor v$VERSION
+  - gomod: $core/processor/memorylimiterprocessor v$VERSION
+  - gomod: $contrib/processor/resourceprocessor v$VERSION
+exporters:
+  - gomod: $core/exporter/debugexporter v$VERSION
+  - gomod: $core/exporter/otlpexporter v$VERSION
+  - gomod: $contrib/exporter/fileexporter v$VERSION
+providers:
+  - gomod: $core/confmap/provider/envprovider v$CONFMAP_VERSION
+  - gomod: $core/confmap/provider/fileprovider v$CONFMAP_VERSION
+  - gomod: $core/confmap/provider/httpprovider v$CONFMAP_VERSION
+  - gomod: $core/confmap/provider/httpsprovider v$CONFMAP_VERSION
+  - gomod: $core/confmap/provider/yamlprovider v$CONFMAP_VERSION
+"
+
+# We write go.mod ourselves instead of letting the builder run "go mod tidy":
+# tidy also resolves test-only deps of fileexporter, and the module proxy
+# refuses one of those zips (403). Pinning service/otelcol keeps "go get"
+# from picking newer versions of modules the generated code imports directly.
+GOMOD="module weft.local/otelcol
+
+go 1.26.0
+
+require (
+	$core/receiver/otlpreceiver v$VERSION
+	$core/processor/batchprocessor v$VERSION
+	$core/processor/memorylimiterprocessor v$VERSION
+	$core/exporter/debugexporter v$VERSION
+	$core/exporter/otlpexporter v$VERSION
+	$contrib/processor/resourceprocessor v$VERSION
+	$contrib/exporter/fileexporter v$VERSION
+	$core/confmap/provider/envprovider v$CONFMAP_VERSION
+	$core/confmap/provider/fileprovider v$CONFMAP_VERSION
+	$core/confmap/provider/httpprovider v$CONFMAP_VERSION
+	$core/confmap/provider/httpsprovider v$CONFMAP_VERSION
+	$core/confmap/provider/yamlprovider v$CONFMAP_VERSION
+	$core/service v$VERSION
+	$core/otelcol v$VERSION
+)
+"
+
+STAMP="$(printf '%s\n%s' "$MANIFEST" "$GOMOD" | sha256sum | cut -d' ' -f1)"
+
+is_cached() { [[ -x "$BIN" && "$(cat "$OUT_DIR/stamp" 2>/dev/null)" == "$STAMP" ]]; }
+
+if is_cached; then
+	echo "$BIN"
+	exit 0
+fi
+
+mkdir -p "$CACHE"
+# Tests in several packages may call this at once; one build is enough and
+# two in parallel would need ~1.4 GB of RAM. The loser of the race waits,
+# then finds the binary cached.
+exec 9>"$CACHE/otelcol-$VERSION.lock"
+flock 9
+if is_cached; then
+	echo "$BIN"
+	exit 0
+fi
+
+# The temp dir lives inside the cache so the final mv is a same-filesystem
+# rename, i.e. atomic: a reader sees either no binary or a complete one.
+TMP="$(mktemp -d "$CACHE/.otelcol-build.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+export GOWORK=off
+start=$SECONDS
+
+if [[ ! -x "$BUILDER" ]]; then
+	log "installing builder v$VERSION into $BUILDER_DIR"
+	GOBIN="$TMP/gobin" go install "$core/cmd/builder@v$VERSION" >&2
+	mkdir -p "$BUILDER_DIR"
+	mv -f "$TMP/gobin/builder" "$BUILDER"
+	log "builder installed in $((SECONDS - start)) s"
+fi
+
+# -mod=mod: the generated module has no go.sum yet; let go record it.
+export GOFLAGS="${GOFLAGS:-} -mod=mod"
+cd "$TMP"
+printf '%s' "$MANIFEST" >manifest.yaml
+log "generating collector sources"
+"$BUILDER" --config manifest.yaml --skip-get-modules --skip-compilation >&2
+
+cd dist
+printf '%s' "$GOMOD" >go.mod
+t=$SECONDS
+log "resolving modules (go get ./...)"
+go get ./... >&2
+log "modules resolved in $((SECONDS - t)) s"
+
+t=$SECONDS
+log "compiling (several minutes when the Go build cache is cold)"
+go build -trimpath -ldflags='-s -w' -o otelcol . >&2
+log "compiled in $((SECONDS - t)) s"
+
+mkdir -p "$OUT_DIR"
+mv -f otelcol "$BIN"
+echo "$STAMP" >"$OUT_DIR/stamp"
+log "built $BIN ($(du -h "$BIN" | cut -f1)) in $((SECONDS - start)) s total"
+echo "$BIN"
