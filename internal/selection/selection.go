@@ -1,0 +1,74 @@
+// Package selection decides which processes the agent traces.
+package selection
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/weft-dev/weft/internal/procs"
+)
+
+// Selector decides whether a process is traced.
+type Selector interface {
+	// Selected reports whether the process should be traced and a short
+	// reason, e.g. "pid 123", "exe /usr/bin/foo matches /usr/bin/f*" or
+	// "listens on 8080". ports are the process's listening TCP ports.
+	Selected(p procs.Info, ports []uint16) (bool, string)
+}
+
+// Standalone selects processes by PID, executable glob or listening port;
+// any match selects. A Standalone with no criteria selects nothing.
+//
+// An exe glob is matched with path.Match against the full executable path
+// (without a " (deleted)" suffix) and, when the glob has no '/', also
+// against its base name. Kernel threads have no executable and never match.
+type Standalone struct {
+	PIDs     []int
+	ExeGlobs []string
+	Ports    []uint16
+}
+
+var _ Selector = Standalone{}
+
+// Selected implements Selector. PIDs are checked first, then globs, then
+// ports, and the first match gives the reason.
+func (s Standalone) Selected(p procs.Info, ports []uint16) (bool, string) {
+	if slices.Contains(s.PIDs, p.PID) {
+		return true, fmt.Sprintf("pid %d", p.PID)
+	}
+	if exe := exePath(p); exe != "" {
+		base := path.Base(exe)
+		for _, g := range s.ExeGlobs {
+			if match(g, exe) || (!strings.Contains(g, "/") && match(g, base)) {
+				return true, fmt.Sprintf("exe %s matches %s", exe, g)
+			}
+		}
+	}
+	for _, want := range s.Ports {
+		if slices.Contains(ports, want) {
+			return true, fmt.Sprintf("listens on %d", want)
+		}
+	}
+	return false, ""
+}
+
+// NeedsPorts reports whether Selected looks at ports, so the caller can
+// skip procs.ListeningPorts when it does not.
+func (s Standalone) NeedsPorts() bool { return len(s.Ports) > 0 }
+
+// exePath is the executable path to match globs against.
+func exePath(p procs.Info) string {
+	if p.Deleted {
+		return strings.TrimSuffix(p.ExePath, " (deleted)")
+	}
+	return p.ExePath
+}
+
+// match is path.Match for patterns already validated by ParseStandalone;
+// a malformed pattern simply does not match.
+func match(glob, name string) bool {
+	ok, err := path.Match(glob, name)
+	return ok && err == nil
+}
