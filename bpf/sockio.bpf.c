@@ -44,25 +44,7 @@ struct {
 	__type(value, struct conn);
 } conns SEC(".maps");
 
-enum arg_mode { MODE_BUF = 0, MODE_IOV = 1, MODE_MSG = 2, MODE_CONNECT = 3 };
-
-struct sys_args {
-	__u64 ptr; /* buffer, iovec array or msghdr */
-	__u64 start_ns;
-	__u64 goid;
-	__s32 fd;
-	__u32 iovcnt;
-	__u8 mode;
-	__u8 dir;
-	__u8 _pad[6];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct sys_args);
-} args SEC(".maps");
+enum arg_mode { MODE_BUF = 0, MODE_IOV = 1, MODE_MSG = 2 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -101,22 +83,44 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
+/* Waking the reader for every event would cost a wakeup per syscall in the
+ * traced thread; user space polls every few ms instead, and is woken only
+ * when this much data is waiting. */
+#define WAKEUP_BYTES (256 << 10)
+
+static __always_inline void submit(void *data, __u64 size)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	barrier_var(size);
+	if (size > sizeof(struct event) + CAPTURE_MAX)
+		return;
+	if (bpf_ringbuf_output(&events, data, size, flags))
+		count(STAT_RINGBUF_FULL);
+}
+
 static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
 {
 	return ((__u64)tgid << 32) | (__u32)fd;
 }
 
-/* Go keeps the current goroutine in r14 (ABIInternal); the register saved at
- * syscall entry is the caller's. */
-static __always_inline __u64 current_goid(const struct proc_cfg *cfg)
+/* The user registers saved at syscall entry. Only exit hooks are attached:
+ * the arguments are still in the saved registers there, which halves the
+ * hits per syscall. */
+static __always_inline int user_regs(struct pt_regs *out)
 {
-	if (!cfg->goid_offset)
-		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	__u64 g = BPF_CORE_READ(regs, r14);
+	return bpf_probe_read_kernel(out, sizeof(*out), (void *)bpf_task_pt_regs(task));
+}
+
+/* Go keeps the current goroutine in r14 (ABIInternal); the value saved at
+ * syscall entry is the caller's. */
+static __always_inline __u64 goid_of(const struct proc_cfg *cfg, const struct pt_regs *regs)
+{
 	__u64 goid = 0;
-	if (!g || bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + cfg->goid_offset)))
+	if (!cfg->goid_offset || !regs->r14)
+		return 0;
+	if (bpf_probe_read_user(&goid, sizeof(goid), (void *)(regs->r14 + cfg->goid_offset)))
 		return 0;
 	return goid;
 }
@@ -153,12 +157,13 @@ static __always_inline void fill_addrs(struct event *e, struct sock *sk)
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	/* Explicit sizes: BPF_CORE_READ_INTO would copy sizeof(*array), one byte. */
 	if (e->family == AF_INET) {
-		BPF_CORE_READ_INTO(e->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(e->raddr, sk, __sk_common.skc_daddr);
+		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(e->raddr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 }
 
@@ -194,36 +199,11 @@ static __always_inline struct conn *get_conn(__u32 tgid, __s32 fd, __u8 origin)
 			e->conn_id = fresh.conn_id;
 			e->start_ns = bpf_ktime_get_ns();
 			fill_addrs(e, sk);
-			if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
-				count(STAT_RINGBUF_FULL);
+			submit(e, sizeof(*e));
 		}
 	}
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
-}
-
-static __always_inline int enter_io(__s32 fd, __u64 ptr, __u32 iovcnt, __u8 mode, __u8 dir)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
-	if (!cfg)
-		return 0;
-	__u64 key = conn_key(tgid, fd);
-	struct conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (c && !c->tcp)
-		return 0;
-	struct sys_args a = {
-		.ptr = ptr,
-		.start_ns = bpf_ktime_get_ns(),
-		.goid = current_goid(cfg),
-		.fd = fd,
-		.iovcnt = iovcnt,
-		.mode = mode,
-		.dir = dir,
-	};
-	bpf_map_update_elem(&args, &pid_tgid, &a, BPF_ANY);
-	return 0;
 }
 
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
@@ -258,40 +238,43 @@ static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32
 	return off;
 }
 
-static __always_inline int exit_io(long ret)
+static __always_inline int exit_io(long ret, __u8 mode, __u8 dir)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct sys_args *ap = bpf_map_lookup_elem(&args, &pid_tgid);
-	if (!ap)
-		return 0;
-	struct sys_args a = *ap;
-	bpf_map_delete_elem(&args, &pid_tgid);
 	if (ret <= 0)
 		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct conn *c = get_conn(tgid, a.fd, ORIGIN_FOUND);
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	struct pt_regs regs;
+	if (user_regs(&regs))
+		return 0;
+	__s32 fd = (__s32)regs.di;
+	struct conn *c = get_conn(tgid, fd, ORIGIN_FOUND);
 	if (!c || !c->tcp)
 		return 0;
+	__u64 now = bpf_ktime_get_ns();
 	struct scratch *s = scratch_buf();
 	if (!s)
 		return 0;
 	struct event *e = &s->ev;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = EV_DATA;
-	e->dir = a.dir;
+	e->dir = dir;
 	e->origin = c->origin;
 	e->tgid = tgid;
 	e->tid = (__u32)pid_tgid;
-	e->fd = a.fd;
+	e->fd = fd;
 	e->conn_id = c->conn_id;
-	e->start_ns = a.start_ns;
-	e->end_ns = bpf_ktime_get_ns();
-	e->goid = a.goid;
+	e->start_ns = now;
+	e->end_ns = now;
+	e->goid = goid_of(cfg, &regs);
 	e->len = ret;
 
 	/* A read that follows a write (or the first read) starts a request on a
 	 * server connection: make its IDs here, where later probes can find them. */
-	if (a.dir == DIR_READ && c->last_dir != DIR_READ) {
+	if (dir == DIR_READ && c->last_dir != DIR_READ) {
 		__u32 *w = (__u32 *)c->trace_id;
 		w[0] = bpf_get_prandom_u32();
 		w[1] = bpf_get_prandom_u32();
@@ -302,26 +285,27 @@ static __always_inline int exit_io(long ret)
 		w[1] = bpf_get_prandom_u32();
 		e->new_request = 1;
 	}
-	c->last_dir = a.dir;
+	c->last_dir = dir;
 	__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
 	__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
 
 	__u32 n = 0;
-	if (a.mode == MODE_BUF) {
+	__u64 ptr = regs.si;
+	if (mode == MODE_BUF) {
 		__u64 want = ret < CAPTURE_MAX ? ret : CAPTURE_MAX;
 		barrier_var(want);
 		if (want > CAPTURE_MAX)
 			want = CAPTURE_MAX;
-		if (want && bpf_probe_read_user(s->data, want, (void *)a.ptr) == 0)
+		if (want && bpf_probe_read_user(s->data, want, (void *)ptr) == 0)
 			n = want;
 		else
 			count(STAT_CAPTURE_FAULT);
 	} else {
-		const struct iovec *iov = (const struct iovec *)a.ptr;
-		__u32 iovcnt = a.iovcnt;
-		if (a.mode == MODE_MSG) {
+		const struct iovec *iov = (const struct iovec *)ptr;
+		__u32 iovcnt = regs.dx;
+		if (mode == MODE_MSG) {
 			struct user_msghdr m = {};
-			if (bpf_probe_read_user(&m, sizeof(m), (void *)a.ptr) == 0) {
+			if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr) == 0) {
 				iov = m.msg_iov;
 				iovcnt = m.msg_iovlen;
 			} else {
@@ -335,82 +319,56 @@ static __always_inline int exit_io(long ret)
 	__u64 size = sizeof(*e) + n;
 	if (size > sizeof(*s))
 		return 0;
-	if (bpf_ringbuf_output(&events, s, size, 0))
-		count(STAT_RINGBUF_FULL);
+	submit(s, size);
 	return 0;
 }
 
-#define IO_HOOKS(name, mode, dir, ptr_arg, cnt_arg)                                       \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                         \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                             \
-	{                                                                                   \
-		return enter_io((__s32)ctx->args[0], ctx->args[ptr_arg], (__u32)ctx->args[cnt_arg], \
-				mode, dir);                                                 \
-	}                                                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                          \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                               \
-	{                                                                                   \
-		return exit_io(ctx->ret);                                                   \
+#define IO_HOOK(name, mode, dir)                                  \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)     \
+	{                                                         \
+		return exit_io(ctx->ret, mode, dir);              \
 	}
 
-IO_HOOKS(read, MODE_BUF, DIR_READ, 1, 2)
-IO_HOOKS(recvfrom, MODE_BUF, DIR_READ, 1, 2)
-IO_HOOKS(readv, MODE_IOV, DIR_READ, 1, 2)
-IO_HOOKS(recvmsg, MODE_MSG, DIR_READ, 1, 2)
-IO_HOOKS(write, MODE_BUF, DIR_WRITE, 1, 2)
-IO_HOOKS(sendto, MODE_BUF, DIR_WRITE, 1, 2)
-IO_HOOKS(writev, MODE_IOV, DIR_WRITE, 1, 2)
-IO_HOOKS(sendmsg, MODE_MSG, DIR_WRITE, 1, 2)
+IO_HOOK(read, MODE_BUF, DIR_READ)
+IO_HOOK(recvfrom, MODE_BUF, DIR_READ)
+IO_HOOK(readv, MODE_IOV, DIR_READ)
+IO_HOOK(recvmsg, MODE_MSG, DIR_READ)
+IO_HOOK(write, MODE_BUF, DIR_WRITE)
+IO_HOOK(sendto, MODE_BUF, DIR_WRITE)
+IO_HOOK(writev, MODE_IOV, DIR_WRITE)
+IO_HOOK(sendmsg, MODE_MSG, DIR_WRITE)
 
 /* accept/accept4 and connect give sockets their role before any byte moves. */
-static __always_inline int enter_sock(__s32 fd, __u8 mode)
+static __always_inline int on_new_socket(long ret, __u8 origin)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
-	struct sys_args a = {.fd = fd, .mode = mode};
-	bpf_map_update_elem(&args, &pid_tgid, &a, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int exit_sock(long ret)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct sys_args *ap = bpf_map_lookup_elem(&args, &pid_tgid);
-	if (!ap)
-		return 0;
-	__s32 fd = ap->fd;
-	__u8 mode = ap->mode;
-	bpf_map_delete_elem(&args, &pid_tgid);
-	__u32 tgid = pid_tgid >> 32;
-	if (mode == MODE_CONNECT) {
+	__s32 fd = (__s32)ret;
+	if (origin == ORIGIN_CONNECT) {
 		if (ret != 0 && ret != -EINPROGRESS)
 			return 0;
+		struct pt_regs regs;
+		if (user_regs(&regs))
+			return 0;
+		fd = (__s32)regs.di;
 		/* A socket reused for a new connection starts afresh. */
 		__u64 key = conn_key(tgid, fd);
 		bpf_map_delete_elem(&conns, &key);
-		get_conn(tgid, fd, ORIGIN_CONNECT);
+	} else if (ret < 0) {
 		return 0;
 	}
-	if (ret < 0)
-		return 0;
-	get_conn(tgid, (__s32)ret, ORIGIN_ACCEPT);
+	get_conn(tgid, fd, origin);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct trace_event_raw_sys_enter *ctx) { return enter_sock(-1, MODE_BUF); }
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return exit_sock(ctx->ret); }
-SEC("tracepoint/syscalls/sys_enter_accept")
-int enter_accept(struct trace_event_raw_sys_enter *ctx) { return enter_sock(-1, MODE_BUF); }
+int exit_accept4(struct trace_event_raw_sys_exit *ctx) { return on_new_socket(ctx->ret, ORIGIN_ACCEPT); }
 SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx) { return exit_sock(ctx->ret); }
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx) { return enter_sock((__s32)ctx->args[0], MODE_CONNECT); }
+int exit_accept(struct trace_event_raw_sys_exit *ctx) { return on_new_socket(ctx->ret, ORIGIN_ACCEPT); }
 SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx) { return exit_sock(ctx->ret); }
+int exit_connect(struct trace_event_raw_sys_exit *ctx) { return on_new_socket(ctx->ret, ORIGIN_CONNECT); }
 
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
@@ -433,8 +391,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 			e->fd = fd;
 			e->conn_id = c->conn_id;
 			e->start_ns = bpf_ktime_get_ns();
-			if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
-				count(STAT_RINGBUF_FULL);
+			submit(e, sizeof(*e));
 		}
 	}
 	bpf_map_delete_elem(&conns, &key);

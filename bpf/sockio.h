@@ -63,7 +63,6 @@ enum stat_index {
 	STAT_RINGBUF_FULL = 0,  /* events dropped: ring buffer full */
 	STAT_DATA_EVENTS = 1,
 	STAT_CAPTURE_FAULT = 2, /* user buffer could not be read */
-	STAT_ARGS_MISSING = 3,  /* sys_exit without its sys_enter */
 	STAT_MAX = 8,
 };
 

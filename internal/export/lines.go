@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weft-dev/weft/internal/spans"
@@ -54,97 +56,121 @@ func kindName(k trace.SpanKind) string {
 }
 
 // JSONL writes one JSON object per span per line, with OTLP JSON field names,
-// for scripts.
+// for scripts. The encoding is written by hand: encoding/json's reflection
+// and maps cost more than the rest of the agent together.
 type JSONL struct {
-	mu sync.Mutex
-	w  *bufio.Writer
+	mu   sync.Mutex
+	w    *bufio.Writer
+	buf  []byte
+	res  *resource.Resource // the last resource and its encoding: spans come in runs per process
+	resJ []byte
 }
 
 // NewJSONL writes to w, flushing after every span.
 func NewJSONL(w io.Writer) *JSONL { return &JSONL{w: bufio.NewWriter(w)} }
 
-type jsonSpan struct {
-	TraceID           string     `json:"traceId"`
-	SpanID            string     `json:"spanId"`
-	ParentSpanID      string     `json:"parentSpanId,omitempty"`
-	TraceState        string     `json:"traceState,omitempty"`
-	Flags             uint32     `json:"flags"`
-	Name              string     `json:"name"`
-	Kind              int        `json:"kind"`
-	StartTimeUnixNano string     `json:"startTimeUnixNano"`
-	EndTimeUnixNano   string     `json:"endTimeUnixNano"`
-	Attributes        []jsonKV   `json:"attributes"`
-	Status            jsonStatus `json:"status"`
-	Resource          jsonRes    `json:"resource"`
-}
-
-type jsonStatus struct {
-	Code    int    `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
-}
-
-type jsonRes struct {
-	Attributes []jsonKV `json:"attributes"`
-}
-
-type jsonKV struct {
-	Key   string         `json:"key"`
-	Value map[string]any `json:"value"`
-}
-
 // Export writes the span as one line.
 func (j *JSONL) Export(s spans.Span) {
-	js := jsonSpan{
-		TraceID:           hex.EncodeToString(s.TraceID[:]),
-		SpanID:            hex.EncodeToString(s.SpanID[:]),
-		TraceState:        s.TraceState,
-		Name:              s.Name,
-		Kind:              otlpKind(s.Kind),
-		StartTimeUnixNano: fmt.Sprint(s.Start.UnixNano()),
-		EndTimeUnixNano:   fmt.Sprint(s.End.UnixNano()),
-		Attributes:        jsonAttrs(s.Attrs),
-	}
-	if s.Sampled {
-		js.Flags = 1
-	}
-	if s.Parent.IsValid() {
-		js.ParentSpanID = hex.EncodeToString(s.Parent[:])
-	}
-	if s.Error {
-		js.Status = jsonStatus{Code: 2, Message: s.StatusMsg}
-	}
-	if s.Resource != nil {
-		js.Resource.Attributes = jsonAttrs(s.Resource.Attributes())
-	}
-	line, err := json.Marshal(js)
-	if err != nil {
-		return // every field is marshalable; unreachable
-	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.w.Write(line)
-	j.w.WriteByte('\n')
+	b := j.buf[:0]
+	b = append(b, `{"traceId":"`...)
+	b = hex.AppendEncode(b, s.TraceID[:])
+	b = append(b, `","spanId":"`...)
+	b = hex.AppendEncode(b, s.SpanID[:])
+	b = append(b, '"')
+	if s.Parent.IsValid() {
+		b = append(b, `,"parentSpanId":"`...)
+		b = hex.AppendEncode(b, s.Parent[:])
+		b = append(b, '"')
+	}
+	if s.TraceState != "" {
+		b = append(b, `,"traceState":`...)
+		b = appendJSONString(b, s.TraceState)
+	}
+	flags := 0
+	if s.Sampled {
+		flags = 1
+	}
+	b = append(b, `,"flags":`...)
+	b = strconv.AppendInt(b, int64(flags), 10)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, s.Name)
+	b = append(b, `,"kind":`...)
+	b = strconv.AppendInt(b, int64(otlpKind(s.Kind)), 10)
+	b = append(b, `,"startTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.Start.UnixNano(), 10)
+	b = append(b, `","endTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.End.UnixNano(), 10)
+	b = append(b, `","attributes":`...)
+	b = appendAttrs(b, s.Attrs)
+	b = append(b, `,"status":{`...)
+	if s.Error {
+		b = append(b, `"code":2`...)
+		if s.StatusMsg != "" {
+			b = append(b, `,"message":`...)
+			b = appendJSONString(b, s.StatusMsg)
+		}
+	}
+	b = append(b, `},"resource":{"attributes":`...)
+	if s.Resource != j.res || j.resJ == nil {
+		j.res = s.Resource
+		var kvs []attribute.KeyValue
+		if s.Resource != nil {
+			kvs = s.Resource.Attributes()
+		}
+		j.resJ = appendAttrs(j.resJ[:0], kvs)
+	}
+	b = append(b, j.resJ...)
+	b = append(b, "}}\n"...)
+	j.buf = b
+	j.w.Write(b)
 	j.w.Flush()
 }
 
 // otlpKind maps to the OTLP enum, which numbers kinds like the Go API.
 func otlpKind(k trace.SpanKind) int { return int(k) }
 
-func jsonAttrs(kvs []attribute.KeyValue) []jsonKV {
-	out := make([]jsonKV, 0, len(kvs))
-	for _, kv := range kvs {
-		var v map[string]any
+// appendAttrs encodes attributes as OTLP JSON AnyValues.
+func appendAttrs(b []byte, kvs []attribute.KeyValue) []byte {
+	b = append(b, '[')
+	for i, kv := range kvs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"key":`...)
+		b = appendJSONString(b, string(kv.Key))
+		b = append(b, `,"value":{`...)
 		switch kv.Value.Type() {
 		case attribute.BOOL:
-			v = map[string]any{"boolValue": kv.Value.AsBool()}
+			b = append(b, `"boolValue":`...)
+			b = strconv.AppendBool(b, kv.Value.AsBool())
 		case attribute.INT64:
-			v = map[string]any{"intValue": fmt.Sprint(kv.Value.AsInt64())}
+			b = append(b, `"intValue":"`...)
+			b = strconv.AppendInt(b, kv.Value.AsInt64(), 10)
+			b = append(b, '"')
 		case attribute.FLOAT64:
-			v = map[string]any{"doubleValue": kv.Value.AsFloat64()}
+			b = append(b, `"doubleValue":`...)
+			b = strconv.AppendFloat(b, kv.Value.AsFloat64(), 'g', -1, 64)
 		default:
-			v = map[string]any{"stringValue": kv.Value.Emit()}
+			b = append(b, `"stringValue":`...)
+			b = appendJSONString(b, kv.Value.Emit())
 		}
-		out = append(out, jsonKV{Key: string(kv.Key), Value: v})
+		b = append(b, "}}"...)
 	}
-	return out
+	return append(b, ']')
+}
+
+// appendJSONString quotes s for JSON: printable ASCII is copied, the rest
+// goes through encoding/json (rare: header values are mostly ASCII).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
