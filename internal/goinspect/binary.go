@@ -1,0 +1,172 @@
+// Package goinspect reads what weft needs from a Go executable it did not
+// build: toolchain and module versions, function addresses and the file
+// offsets of their entry and RET instructions (for uprobes), and struct field
+// offsets (from DWARF, or from an embedded table when the binary is stripped).
+//
+// Only linux/amd64 ELF executables built by Go 1.21 or newer are supported.
+package goinspect
+
+import (
+	"debug/buildinfo"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+)
+
+// ErrNotGo reports that a file is not a Go executable.
+var ErrNotGo = errors.New("not a Go executable")
+
+// Binary is an opened Go executable. Its methods are safe for concurrent use.
+type Binary struct {
+	Path      string
+	GoVersion string            // e.g. "go1.24.13", from the build info
+	Main      string            // main module path
+	Modules   map[string]string // dependency module path -> version, from the build info
+
+	HasDWARF  bool // .debug_info is present (not built with -ldflags=-w)
+	HasSymtab bool // .symtab is present (not built with -ldflags=-s)
+	PIE       bool // ELF type ET_DYN: addresses are relative to a load base
+	Cgo       bool // runtime/cgo is linked in
+
+	file *os.File
+	elf  *elf.File
+
+	// Loaded on first use; several are expensive on large binaries.
+	symtab func() (map[string]Func, error)
+	pcln   func() (*pclnIndex, error)
+	dwarf  func() (*dwarfIndex, error)
+}
+
+// Open opens the Go executable at path. path may be /proc/PID/exe, which
+// stays readable after the executable was deleted or replaced on disk, or a
+// path under /proc/PID/root/ for a binary inside another mount namespace.
+func Open(path string) (*Binary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("goinspect: %w", err)
+	}
+	b, err := newBinary(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBinary(path string, f *os.File) (*Binary, error) {
+	ef, elfErr := elf.NewFile(f)
+	info, biErr := buildinfo.Read(f)
+	if elfErr != nil {
+		if biErr == nil {
+			// A Go binary in another format (Mach-O, PE, ...).
+			return nil, fmt.Errorf("goinspect: %s: not an ELF file (%v); only linux ELF is supported", path, elfErr)
+		}
+		return nil, fmt.Errorf("goinspect: %s: %w (not ELF: %v)", path, ErrNotGo, elfErr)
+	}
+	if biErr != nil {
+		// Build info is what every Go binary since 1.18 carries; without it
+		// but with a pclntab it is Go, just unreadable by us.
+		if pclntabSection(ef) == nil && ef.Section(".go.buildinfo") == nil {
+			return nil, fmt.Errorf("goinspect: %s: %w", path, ErrNotGo)
+		}
+		return nil, fmt.Errorf("goinspect: %s: reading Go build info: %w", path, biErr)
+	}
+	if ef.Machine != elf.EM_X86_64 {
+		return nil, fmt.Errorf("goinspect: %s: unsupported architecture %v (only amd64)", path, ef.Machine)
+	}
+	b := &Binary{
+		Path:      path,
+		GoVersion: goVersion(info.GoVersion),
+		Main:      info.Main.Path,
+		Modules:   make(map[string]string, len(info.Deps)),
+		HasDWARF:  ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil,
+		HasSymtab: ef.Section(".symtab") != nil,
+		PIE:       ef.Type == elf.ET_DYN,
+		file:      f,
+		elf:       ef,
+	}
+	for _, d := range info.Deps {
+		v := d.Version
+		// A module replaced by another module version runs that version's
+		// code, so its layout is what matters; a directory replacement has
+		// no version and keeps the required one.
+		if d.Replace != nil && d.Replace.Version != "" {
+			v = d.Replace.Version
+		}
+		b.Modules[d.Path] = v
+	}
+	b.symtab = sync.OnceValues(b.loadSymtab)
+	b.pcln = sync.OnceValues(b.loadPcln)
+	b.dwarf = sync.OnceValues(b.loadDWARF)
+	b.Cgo = b.linksCgo(info)
+	return b, nil
+}
+
+// goVersion drops suffixes such as " X:boringcrypto" from a build info
+// version so it can be compared and looked up in the offsets table.
+func goVersion(v string) string {
+	v, _, _ = strings.Cut(v, " ")
+	return v
+}
+
+// linksCgo reports whether runtime/cgo is in the binary. The build setting
+// CGO_ENABLED=1 only says cgo was allowed, not that any package used it, so
+// it is the answer only when neither function table can be read.
+func (b *Binary) linksCgo(info *buildinfo.BuildInfo) bool {
+	const pkg = "runtime/cgo."
+	if syms, err := b.symtab(); err == nil && b.HasSymtab {
+		for name := range syms {
+			if strings.HasPrefix(name, pkg) {
+				return true
+			}
+		}
+		return false
+	}
+	if p, err := b.pcln(); err == nil {
+		for i := range p.table.Funcs {
+			if strings.HasPrefix(p.table.Funcs[i].Name, pkg) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "CGO_ENABLED" {
+			return s.Value == "1"
+		}
+	}
+	return false
+}
+
+// Close releases the open file.
+func (b *Binary) Close() error {
+	return b.file.Close()
+}
+
+// fileOffset converts a virtual address inside an executable PT_LOAD segment
+// to the offset in the file, which is what uprobes are attached by.
+func (b *Binary) fileOffset(addr uint64) (uint64, error) {
+	for _, p := range b.elf.Progs {
+		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X == 0 {
+			continue
+		}
+		if addr >= p.Vaddr && addr < p.Vaddr+p.Filesz {
+			return addr - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("goinspect: %s: address %#x is not in an executable segment", b.Path, addr)
+}
+
+func (b *Binary) loadDWARF() (*dwarfIndex, error) {
+	if !b.HasDWARF {
+		return nil, nil
+	}
+	d, err := b.elf.DWARF()
+	if err != nil {
+		return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", b.Path, err)
+	}
+	return newDWARFIndex(d)
+}

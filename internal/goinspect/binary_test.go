@@ -1,0 +1,317 @@
+package goinspect
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Functions looked up in every fixture: one of ours, one from the standard
+// library with a pointer receiver (the name form uprobes will use).
+var funcNames = []string{"main.handler", "net/http.(*conn).serve"}
+
+func TestOpen(t *testing.T) {
+	for key, fx := range fixtures {
+		t.Run(key, func(t *testing.T) {
+			b := open(t, key)
+			if b.GoVersion != fx.toolchain {
+				t.Errorf("GoVersion = %q, want %q", b.GoVersion, fx.toolchain)
+			}
+			if b.Main != "example.com/hello" {
+				t.Errorf("Main = %q", b.Main)
+			}
+			if v := b.Modules["github.com/cespare/xxhash/v2"]; v != "v2.3.0" {
+				t.Errorf("Modules = %v, want xxhash v2.3.0", b.Modules)
+			}
+			if b.HasDWARF == fx.stripped || b.HasSymtab == fx.stripped {
+				t.Errorf("HasDWARF=%v HasSymtab=%v, stripped=%v", b.HasDWARF, b.HasSymtab, fx.stripped)
+			}
+			if b.PIE != fx.pie || b.Cgo != fx.cgo {
+				t.Errorf("PIE=%v Cgo=%v, want %v %v", b.PIE, b.Cgo, fx.pie, fx.cgo)
+			}
+		})
+	}
+}
+
+func TestNotGo(t *testing.T) {
+	for _, path := range []string{"/bin/true", "testdata/hello/main.go"} {
+		if _, err := Open(path); !errors.Is(err, ErrNotGo) {
+			t.Errorf("Open(%s) = %v, want ErrNotGo", path, err)
+		}
+	}
+	_, err := Open("testdata/no-such-file")
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNotGo) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+// TestOtherArch checks a Go binary for another architecture is refused as
+// such, not as "not Go".
+func TestOtherArch(t *testing.T) {
+	// A minimal program: cross-compiling all of hello's imports cold is slow.
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"go.mod":  "module example.com/arm\n\ngo 1.21\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe := filepath.Join(dir, "arm")
+	err := buildGo(context.Background(), dir, "", exe, nil, []string{"GOARCH=arm64", "CGO_ENABLED=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(exe)
+	if err == nil || errors.Is(err, ErrNotGo) || !strings.Contains(err.Error(), "architecture") {
+		t.Errorf("arm64 binary: %v", err)
+	}
+}
+
+// TestFuncTwins checks the pclntab path (stripped build) against .symtab
+// (the same build unstripped), and both tables against each other in the
+// unstripped binary, including the runtime.text base found without symbols.
+func TestFuncTwins(t *testing.T) {
+	for _, tc := range toolchains() {
+		for _, pair := range twins {
+			t.Run(tc+"/"+pair[0], func(t *testing.T) {
+				full, stripped := open(t, tc+"/"+pair[0]), open(t, tc+"/"+pair[1])
+				for _, name := range funcNames {
+					sym, err := full.Func(name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					pcln, err := full.pclnFunc(name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					twin, err := stripped.Func(name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if sym.Entry != pcln.Entry || sym.Entry != twin.Entry ||
+						sym.Offset != pcln.Offset || sym.Offset != twin.Offset {
+						t.Errorf("%s: symtab %+v, pclntab %+v, stripped %+v", name, sym, pcln, twin)
+					}
+					// .symtab sizes exclude the padding before the next function.
+					if sym.End > pcln.End || pcln.End != twin.End {
+						t.Errorf("%s: End symtab %#x, pclntab %#x, stripped %#x", name, sym.End, pcln.End, twin.End)
+					}
+					// Same code, same RETs, though the stripped End has padding.
+					r1, err1 := full.ReturnOffsets(sym)
+					r2, err2 := stripped.ReturnOffsets(twin)
+					if err1 != nil || err2 != nil || !slices.Equal(r1, r2) {
+						t.Errorf("%s: RETs %#x (%v) vs stripped %#x (%v)", name, r1, err1, r2, err2)
+					}
+				}
+				syms, err := full.symtab()
+				if err != nil {
+					t.Fatal(err)
+				}
+				text := syms["runtime.text"]
+				p, err := stripped.pcln()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.textStart != text.Entry {
+					t.Errorf("stripped text start %#x, runtime.text %#x", p.textStart, text.Entry)
+				}
+			})
+		}
+	}
+}
+
+func TestFuncMissing(t *testing.T) {
+	for _, key := range []string{current + "/default", current + "/strip"} {
+		_, err := open(t, key).Func("main.noSuchFunc")
+		if !errors.Is(err, ErrNoFunc) {
+			t.Errorf("%s: %v, want ErrNoFunc", key, err)
+		}
+	}
+}
+
+func TestReturnOffsets(t *testing.T) {
+	for key := range fixtures {
+		t.Run(key, func(t *testing.T) {
+			b := open(t, key)
+			f, err := b.Func("main.handler")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rets, err := b.ReturnOffsets(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// handler has three return paths; the compiler may merge
+			// epilogues but never down to one here.
+			if len(rets) < 2 {
+				t.Errorf("RET offsets %#x: want at least 2", rets)
+			}
+			checkRETs(t, b.Path, f, rets)
+		})
+	}
+}
+
+// checkRETs reads each offset from the file and expects a RET opcode.
+func checkRETs(t *testing.T, path string, f Func, rets []uint64) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(rets) {
+		t.Errorf("offsets not sorted: %#x", rets)
+	}
+	for _, off := range rets {
+		if off < f.Offset || off >= f.Offset+(f.End-f.Entry) {
+			t.Errorf("offset %#x outside %s at %#x", off, f.Name, f.Offset)
+		} else if data[off] != 0xC3 {
+			t.Errorf("byte at %#x is %#x, not RET", off, data[off])
+		}
+	}
+}
+
+// TestReturnOffsetsUndecodable feeds a function whose bytes x86asm cannot
+// decode (0x06 is invalid in 64-bit mode) and expects an error, not a guess.
+func TestReturnOffsetsUndecodable(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, current+"/default")
+	f, err := b.Func("main.handler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(b.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[f.Offset] = 0x06
+	path := filepath.Join(dir, "corrupt")
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if rets, err := c.ReturnOffsets(f); err == nil {
+		t.Errorf("got %#x, want an error", rets)
+	}
+}
+
+func TestFieldOffset(t *testing.T) {
+	table := EmbeddedTable().Modules[StdModule]
+	for key, fx := range fixtures {
+		t.Run(key, func(t *testing.T) {
+			b := open(t, key)
+			for field, byVersion := range table.Fields {
+				want, ok := byVersion[fx.toolchain]
+				if !ok {
+					continue
+				}
+				s, f := splitField(field)
+				got, src, err := b.FieldOffset(s, f)
+				wantSrc := FromDWARF
+				if fx.stripped {
+					wantSrc = FromTable
+				}
+				if err != nil || got != want || src != wantSrc {
+					t.Errorf("%s = %d, %v, %v; want %d, %v", field, got, src, err, want, wantSrc)
+				}
+			}
+			if _, src, err := GoidOffset(b); err != nil || src == 0 {
+				t.Errorf("GoidOffset: %v %v", src, err)
+			}
+		})
+	}
+}
+
+func TestFieldOffsetErrors(t *testing.T) {
+	full, stripped := open(t, current+"/default"), open(t, current+"/strip")
+	if _, _, err := full.FieldOffset("runtime.g", "noSuchField"); !errors.Is(err, ErrUnknownLayout) {
+		t.Errorf("DWARF, missing field: %v", err)
+	}
+	if _, _, err := stripped.FieldOffset("runtime.g", "noSuchField"); !errors.Is(err, ErrUnknownLayout) {
+		t.Errorf("table, missing field: %v", err)
+	}
+	if _, _, err := stripped.FieldOffset("example.com/nowhere.T", "f"); !errors.Is(err, ErrUnknownLayout) {
+		t.Errorf("type outside any module: %v", err)
+	}
+}
+
+// TestProcExe opens a running fixture through /proc/PID/exe after deleting
+// it on disk, as weft sees processes whose binary was replaced by a deploy.
+func TestProcExe(t *testing.T) {
+	src := fixtures[current+"/strip"].path
+	exe := filepath.Join(t.TempDir(), "hello")
+	copyFile(t, src, exe)
+	cmd := exec.Command(exe, "-serve")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	if err := os.Remove(exe); err != nil {
+		t.Fatal(err)
+	}
+	proc := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid))
+	// The process may still be exec'ing; wait for its exe link to be ours.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		target, _ := os.Readlink(proc + "/exe")
+		if target == exe+" (deleted)" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/exe -> %q", proc, target)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, path := range []string{proc + "/exe", proc + "/root" + src} {
+		b, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		f, err := b.Func("main.handler")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rets, err := b.ReturnOffsets(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.GoVersion != current || len(rets) == 0 {
+			t.Errorf("%s: %s, %#x", path, b.GoVersion, rets)
+		}
+		checkRETs(t, src, f, rets)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// splitField splits "runtime.g.goid" into "runtime.g" and "goid".
+func splitField(key string) (string, string) {
+	i := strings.LastIndex(key, ".")
+	return key[:i], key[i+1:]
+}

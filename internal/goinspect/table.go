@@ -1,0 +1,200 @@
+package goinspect
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	goversion "go/version"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// StdModule is the table's name for the standard library, versioned by Go
+// toolchain ("go1.24.13"); other modules are keyed by module path and
+// versioned by their module version ("v1.70.0").
+const StdModule = "std"
+
+// Table holds struct field offsets measured from DWARF by cmd/offsetgen, for
+// binaries built without DWARF. Its JSON form is offsets.json.
+type Table struct {
+	Comment string                  `json:"comment,omitempty"`
+	Modules map[string]*ModuleTable `json:"modules"`
+}
+
+// ModuleTable is one module's part of the Table.
+type ModuleTable struct {
+	// Versions lists every version measured, oldest first. A field missing
+	// at a listed version did not exist there; it is what lets Lookup tell
+	// "measured and absent" from "never measured".
+	Versions []string `json:"versions"`
+	// Fields maps "<struct type>.<field>" to version to byte offset.
+	Fields map[string]map[string]uint64 `json:"fields"`
+}
+
+//go:embed offsets.json
+var offsetsJSON []byte
+
+var embeddedTable = sync.OnceValue(func() *Table {
+	t, err := ParseTable(offsetsJSON)
+	if err != nil {
+		panic("goinspect: embedded offsets.json: " + err.Error()) // caught by tests
+	}
+	return t
+})
+
+// EmbeddedTable returns the table compiled into weft.
+func EmbeddedTable() *Table { return embeddedTable() }
+
+// ParseTable decodes and validates a table.
+func ParseTable(data []byte) (*Table, error) {
+	var t Table
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return nil, err
+	}
+	for name, m := range t.Modules {
+		for _, v := range m.Versions {
+			if _, ok := compareVersions(name, v, v); !ok {
+				return nil, fmt.Errorf("module %s: bad version %q", name, v)
+			}
+		}
+		for key, offs := range m.Fields {
+			for v := range offs {
+				if !slices.Contains(m.Versions, v) {
+					return nil, fmt.Errorf("module %s: %s: version %s not in versions", name, key, v)
+				}
+			}
+		}
+	}
+	return &t, nil
+}
+
+// Marshal encodes t deterministically (encoding/json sorts map keys).
+func (t *Table) Marshal() ([]byte, error) {
+	for name, m := range t.Modules {
+		slices.SortFunc(m.Versions, func(a, b string) int { c, _ := compareVersions(name, a, b); return c })
+		m.Versions = slices.Compact(m.Versions)
+	}
+	out, err := json.MarshalIndent(t, "", "  ")
+	return append(out, '\n'), err
+}
+
+// Lookup returns the offset of key ("runtime.g.goid") in module at
+// version. A version the table did not measure is answered only when the
+// measured versions just below and just above it both have the same offset:
+// layouts only change at releases, so it is then the same in between. Past
+// either end of the table nothing is proven, and it fails.
+func (t *Table) Lookup(module, version, key string) (uint64, Source, error) {
+	fail := func(why string, args ...any) (uint64, Source, error) {
+		return 0, 0, fmt.Errorf("%w: %s for %s %s: %s", ErrUnknownLayout, key, module, version, fmt.Sprintf(why, args...))
+	}
+	m := t.Modules[module]
+	if m == nil {
+		return fail("module not in the offsets table")
+	}
+	offs := m.Fields[key]
+	if offs == nil {
+		return fail("field not in the offsets table")
+	}
+	if off, ok := offs[version]; ok {
+		return off, FromTable, nil
+	}
+	if slices.Contains(m.Versions, version) {
+		return fail("field absent at that version")
+	}
+	if len(m.Versions) == 0 {
+		return fail("no measured versions")
+	}
+	var lo, hi string
+	for _, v := range m.Versions {
+		c, ok := compareVersions(module, v, version)
+		if !ok {
+			return fail("version not comparable")
+		}
+		if c < 0 {
+			lo = v
+		} else if c > 0 && hi == "" {
+			hi = v
+		}
+	}
+	if lo == "" || hi == "" {
+		return fail("outside the measured versions %s..%s", m.Versions[0], m.Versions[len(m.Versions)-1])
+	}
+	loOff, okLo := offs[lo]
+	hiOff, okHi := offs[hi]
+	if !okLo || !okHi || loOff != hiOff {
+		return fail("not measured, and neighbours %s and %s disagree", lo, hi)
+	}
+	return loOff, FromNearest, nil
+}
+
+// compareVersions orders versions of module: Go versions for std, semantic
+// versions otherwise. ok is false if either is not a valid version.
+func compareVersions(module, a, b string) (c int, ok bool) {
+	if module == StdModule {
+		if !goversion.IsValid(a) || !goversion.IsValid(b) {
+			return 0, false
+		}
+		return goversion.Compare(a, b), true
+	}
+	pa, okA := parseSemver(a)
+	pb, okB := parseSemver(b)
+	if !okA || !okB {
+		return 0, false
+	}
+	for i := range 3 {
+		if c := pa.num[i] - pb.num[i]; c != 0 {
+			return sign(c), true
+		}
+	}
+	switch {
+	case pa.pre == pb.pre:
+		return 0, true
+	case pa.pre == "": // a release sorts after its pre-releases
+		return 1, true
+	case pb.pre == "":
+		return -1, true
+	}
+	// Pseudo-versions and the common pre-release forms (rc.1, beta.2)
+	// compare correctly as strings except for multi-digit numbers; that is
+	// good enough to pick neighbours.
+	return strings.Compare(pa.pre, pb.pre), true
+}
+
+type semver struct {
+	num [3]int
+	pre string
+}
+
+func parseSemver(v string) (semver, bool) {
+	var s semver
+	rest, ok := strings.CutPrefix(v, "v")
+	if !ok {
+		return s, false
+	}
+	rest, _, _ = strings.Cut(rest, "+")
+	rest, s.pre, _ = strings.Cut(rest, "-")
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return s, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return s, false
+		}
+		s.num[i] = n
+	}
+	return s, true
+}
+
+func sign(n int) int {
+	if n < 0 {
+		return -1
+	}
+	return 1
+}
