@@ -1,0 +1,55 @@
+# weft: `make demo` traces unmodified services end to end; `make test` runs
+# every test as CI does. Both install what they need on a fresh Debian machine.
+
+GO          ?= go
+CACHE       ?= $(HOME)/.cache/weft
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+AGENT       := bin/weft-agent
+export WEFT_CACHE := $(CACHE)
+
+.PHONY: all deps generate check-generated build test unit bench demo offsets collector clean
+
+all: build
+
+# Debian packages: clang and libbpf headers for generate, bpftool for
+# vmlinux.h, wrk for bench, python3 for the non-Go test server.
+deps:
+	@scripts/deps.sh
+
+# bpf2go compiles bpf/*.bpf.c and writes Go mirrors of their types; both
+# outputs are committed so `go build` needs no clang.
+generate: deps
+	$(GO) generate ./internal/...
+
+# CI regenerates and fails if the committed outputs differ.
+check-generated: generate
+	@git add -N . >/dev/null 2>&1 || true
+	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || \
+		{ echo "generated BPF files are stale: run make generate and commit"; exit 1; }
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/agent
+
+collector:
+	@scripts/otelcol.sh >/dev/null
+
+unit:
+	$(GO) test -short ./...
+
+# The whole suite: unit, fuzz seeds, and as root the tests that load BPF into
+# the kernel and trace real servers into a real collector.
+test: deps check-generated build collector
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 45m ./...
+
+offsets:
+	$(GO) run ./cmd/offsetgen -out internal/goinspect/offsets.json
+
+bench: deps build
+	@scripts/bench.sh
+
+demo: deps build collector
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin

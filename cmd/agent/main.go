@@ -1,0 +1,217 @@
+// Command weft-agent traces unmodified programs on this node: it selects
+// processes, attaches the probe families to them, and exports their spans.
+//
+// The pipeline, top to bottom:
+//
+//	discovery (which processes) → probes (BPF → spans) → export (OTLP, console, jsonl)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weft-dev/weft/internal/discovery"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/probes/sockio"
+	"github.com/weft-dev/weft/internal/selection"
+)
+
+// version is set by the build (-ldflags -X main.version=...).
+var version = "dev"
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+type options struct {
+	pids, exes, ports listFlag
+	exporter          string
+	serviceName       string
+	statusAddr        string
+	maxHeaderBytes    int
+	logLevel          string
+	pprof             bool
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("weft-agent", flag.ContinueOnError)
+	fs.Var(&o.pids, "pid", "trace this process id (repeatable; env WEFT_PIDS, comma-separated)")
+	fs.Var(&o.exes, "exe", "trace executables matching this glob, full path or base name (repeatable; env WEFT_EXES)")
+	fs.Var(&o.ports, "port", "trace processes listening on this TCP port (repeatable; env WEFT_PORTS)")
+	fs.StringVar(&o.exporter, "exporter", envOr("WEFT_EXPORTER", "otlp"), "otlp (OTEL_EXPORTER_OTLP_* settings apply), console or jsonl")
+	fs.StringVar(&o.serviceName, "service-name", os.Getenv("WEFT_SERVICE_NAME"), "service.name for traced processes (default: executable name; OTEL_SERVICE_NAME wins)")
+	fs.StringVar(&o.statusAddr, "status-addr", envOr("WEFT_STATUS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz; empty to disable")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 8192, "HTTP heads longer than this are skipped and counted")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
+	fs.StringVar(&o.logLevel, "log-level", envOr("WEFT_LOG_LEVEL", "info"), "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return o, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "weft-agent:", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "weft-agent: bad -log-level:", err)
+		os.Exit(2)
+	}
+	// Logs go to stderr: stdout belongs to the console and jsonl exporters.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(o, log); err != nil {
+		log.Error("weft-agent stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// component is what run starts and, in reverse order, shuts down.
+type component interface {
+	Shutdown(ctx context.Context) error
+}
+
+func run(o options, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	sel, err := selection.ParseStandalone(o.pids, o.exes, o.ports, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("reading the selection: %w", err)
+	}
+	met := metrics.New()
+	var started []component
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := len(started) - 1; i >= 0; i-- {
+			if err := started[i].Shutdown(sctx); err != nil {
+				log.Warn("shutdown", "err", err)
+			}
+		}
+		log.Info("detached and stopped")
+	}()
+
+	sink, exp, err := newSink(ctx, o.exporter, met, log)
+	if err != nil {
+		return err
+	}
+	if exp != nil {
+		started = append(started, exp)
+	}
+
+	reg := probes.NewRegistry()
+	sockio.Register(reg)
+	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met,
+		Config: probes.Config{MaxHeaderBytes: o.maxHeaderBytes}})
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if err := p.Start(ctx); err != nil {
+			return fmt.Errorf("starting probe family %s: %w", p.Name(), err)
+		}
+		started = append(started, p)
+	}
+
+	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: sel.NeedsPorts(),
+		Resource: discovery.ResourceConfig{ServiceName: o.serviceName, Version: version}},
+		log, met, fanout(ps))
+	if err := disc.Start(ctx); err != nil {
+		return fmt.Errorf("starting discovery: %w", err)
+	}
+	// Discovery stops first so no process is tracked during teardown.
+	started = append(started, disc)
+
+	if o.statusAddr != "" {
+		srv, err := serveStatus(o.statusAddr, o.pprof, met, log)
+		if err != nil {
+			return err
+		}
+		started = append(started, srv)
+	}
+	log.Info("weft-agent running", "version", version, "exporter", o.exporter, "families", reg.Names())
+	<-ctx.Done()
+	log.Info("signal received; detaching")
+	return nil
+}
+
+// fanout tells every probe family about every selected process.
+type fanout []probes.Probe
+
+func (f fanout) Track(p *probes.Process) error {
+	var errs []error
+	for _, pr := range f {
+		if err := pr.Track(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", pr.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f fanout) Untrack(pid int) {
+	for _, pr := range f {
+		pr.Untrack(pid)
+	}
+}
+
+// statusServer serves /metrics and /healthz.
+type statusServer struct{ srv *http.Server }
+
+func serveStatus(addr string, withPprof bool, met *metrics.Registry, log *slog.Logger) (*statusServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for status on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		met.WriteText(w)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	s := &statusServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("status server", "err", err)
+		}
+	}()
+	log.Info("status endpoint", "addr", ln.Addr().String())
+	return s, nil
+}
+
+func (s *statusServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

@@ -1,0 +1,275 @@
+// Package discovery finds the processes to trace: a /proc scan at start, an
+// exec tracepoint for programs started later, and a periodic rescan for
+// selections (listening ports) that exec alone cannot decide. Selected
+// processes are handed to a Tracker (the probe families).
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/weft-dev/weft/internal/kernelfs"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/procs"
+	"github.com/weft-dev/weft/internal/selection"
+)
+
+// Tracker is told which processes to trace.
+type Tracker interface {
+	Track(p *probes.Process) error
+	Untrack(pid int)
+}
+
+// Config says what to select and how often to look again.
+type Config struct {
+	Selector   selection.Selector
+	NeedsPorts bool          // scan listening sockets for port selection
+	Rescan     time.Duration // default 2s
+	ProcRoot   string        // default /proc
+	Resource   ResourceConfig
+}
+
+type instance struct {
+	startTime uint64
+	selected  bool
+}
+
+// Discoverer runs selection and keeps the tracker in step with it.
+type Discoverer struct {
+	cfg     Config
+	log     *slog.Logger
+	met     *metrics.Registry
+	tracker Tracker
+	inspect *inspector
+
+	objs  procwatchObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+
+	mu    sync.Mutex
+	known map[int]instance
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	loaded   bool
+	stopOnce sync.Once
+}
+
+// New makes a discoverer; Start begins the work.
+func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discoverer {
+	if cfg.Rescan <= 0 {
+		cfg.Rescan = 2 * time.Second
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
+		inspect: newInspector(cfg.Resource), known: map[int]instance{}, stop: make(chan struct{})}
+}
+
+// Start attaches the exec/exit tracepoints, then scans /proc: a process
+// started between the two is seen by one or the other.
+func (d *Discoverer) Start(ctx context.Context) error {
+	if err := kernelfs.EnsureTracefs(); err != nil {
+		return err
+	}
+	if err := loadProcwatchObjects(&d.objs, nil); err != nil {
+		return fmt.Errorf("loading procwatch BPF programs: %w", err)
+	}
+	d.loaded = true
+	l1, err := link.Tracepoint("sched", "sched_process_exec", d.objs.OnExec, nil)
+	if err != nil {
+		d.Shutdown(ctx)
+		return fmt.Errorf("attaching sched_process_exec: %w", err)
+	}
+	d.links = append(d.links, l1)
+	l2, err := link.Tracepoint("sched", "sched_process_exit", d.objs.OnExit, nil)
+	if err != nil {
+		d.Shutdown(ctx)
+		return fmt.Errorf("attaching sched_process_exit: %w", err)
+	}
+	d.links = append(d.links, l2)
+	if d.rd, err = ringbuf.NewReader(d.objs.WatchEvents); err != nil {
+		d.Shutdown(ctx)
+		return fmt.Errorf("opening procwatch ring buffer: %w", err)
+	}
+	t0 := time.Now()
+	d.rescan()
+	d.log.Info("initial scan done", "took", time.Since(t0).Round(time.Millisecond))
+	d.wg.Add(2)
+	go d.events()
+	go d.ticker()
+	return nil
+}
+
+func (d *Discoverer) events() {
+	defer d.wg.Done()
+	var rec ringbuf.Record
+	for {
+		if err := d.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
+			d.log.Warn("reading procwatch ring buffer", "err", err)
+			continue
+		}
+		ev, ok := decodeWatch(rec.RawSample)
+		if !ok {
+			continue
+		}
+		switch ev.Kind {
+		case watchExec:
+			d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec").Add(1)
+			d.execed(int(ev.Pid))
+		case watchExit:
+			d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit").Add(1)
+			d.exited(int(ev.Pid))
+		}
+	}
+}
+
+func (d *Discoverer) ticker() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.cfg.Rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+			d.rescan()
+		}
+	}
+}
+
+// rescan walks /proc: selects new processes and forgets vanished ones.
+func (d *Discoverer) rescan() {
+	pids, err := procs.List(d.cfg.ProcRoot)
+	if err != nil {
+		d.log.Warn("listing processes", "err", err)
+		return
+	}
+	var ports map[int][]uint16
+	if d.cfg.NeedsPorts {
+		if ports, err = procs.ListeningPorts(d.cfg.ProcRoot); err != nil {
+			d.log.Warn("listing listening ports", "err", err)
+		}
+	}
+	alive := make(map[int]bool, len(pids))
+	for _, pid := range pids {
+		alive[pid] = true
+		d.consider(pid, ports[pid], false)
+	}
+	d.mu.Lock()
+	var gone []int
+	for pid := range d.known {
+		if !alive[pid] {
+			gone = append(gone, pid)
+		}
+	}
+	d.mu.Unlock()
+	for _, pid := range gone {
+		d.exited(pid)
+	}
+}
+
+// execed re-evaluates a process: exec may have made it another program.
+func (d *Discoverer) execed(pid int) {
+	var ports []uint16
+	if d.cfg.NeedsPorts {
+		if all, err := procs.ListeningPorts(d.cfg.ProcRoot); err == nil {
+			ports = all[pid]
+		}
+	}
+	d.consider(pid, ports, true)
+}
+
+func (d *Discoverer) consider(pid int, ports []uint16, execed bool) {
+	if pid == os.Getpid() {
+		return
+	}
+	info, err := procs.Read(d.cfg.ProcRoot, pid)
+	if err != nil {
+		if !errors.Is(err, procs.ErrGone) {
+			d.log.Debug("reading process", "pid", pid, "err", err)
+		}
+		return
+	}
+	d.mu.Lock()
+	prev, seen := d.known[pid]
+	d.mu.Unlock()
+	same := seen && prev.startTime == info.StartTime && !execed
+	if same && (prev.selected || !d.cfg.NeedsPorts) {
+		return // already decided, and nothing that could change the answer moved
+	}
+	if seen && !same && prev.selected {
+		d.tracker.Untrack(pid)
+	}
+	ok, why := d.cfg.Selector.Selected(info, ports)
+	if !ok {
+		d.mu.Lock()
+		d.known[pid] = instance{startTime: info.StartTime}
+		d.mu.Unlock()
+		return
+	}
+	p, err := d.inspect.process(info)
+	if err != nil {
+		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "inspect").Add(1)
+		d.log.Warn("selected process not traced", "pid", pid, "exe", info.ExePath, "err", err)
+		d.mu.Lock()
+		d.known[pid] = instance{startTime: info.StartTime} // decided; not retried every rescan
+		d.mu.Unlock()
+		return
+	}
+	if err := d.tracker.Track(p); err != nil {
+		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "track").Add(1)
+		d.log.Warn("tracking process failed", "pid", pid, "err", err)
+		d.mu.Lock()
+		d.known[pid] = instance{startTime: info.StartTime}
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Lock()
+	d.known[pid] = instance{startTime: info.StartTime, selected: true}
+	d.mu.Unlock()
+	d.met.Counter("weft_processes_tracked_total", "processes selected and tracked").Add(1)
+	d.log.Info("tracing process", "pid", pid, "exe", info.ExePath, "why", why, "go", p.GoVersion, "goid_offset", p.GoidOffset)
+}
+
+func (d *Discoverer) exited(pid int) {
+	d.mu.Lock()
+	prev, seen := d.known[pid]
+	delete(d.known, pid)
+	d.mu.Unlock()
+	if seen && prev.selected {
+		d.tracker.Untrack(pid)
+		d.log.Info("traced process exited", "pid", pid)
+	}
+}
+
+// Shutdown detaches the tracepoints and stops the loops; safe twice.
+func (d *Discoverer) Shutdown(ctx context.Context) error {
+	d.stopOnce.Do(func() {
+		close(d.stop)
+		for _, l := range d.links {
+			l.Close()
+		}
+		if d.rd != nil {
+			d.rd.Close()
+		}
+		d.wg.Wait()
+		if d.loaded {
+			d.objs.Close()
+		}
+	})
+	return nil
+}

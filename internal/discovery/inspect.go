@@ -1,0 +1,129 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/weft-dev/weft/internal/goinspect"
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/procs"
+)
+
+// ResourceConfig sets the resource attributes weft gives every span.
+type ResourceConfig struct {
+	ServiceName string // overrides the executable name; OTEL_SERVICE_NAME wins over both
+	HostName    string
+	Version     string // weft's own version, for telemetry.distro.version
+}
+
+// exeFacts is what the executable says, shared by every process running it.
+type exeFacts struct {
+	goVersion  string
+	goidOffset uint64
+	err        error
+}
+
+// inspector reads each executable once, however many processes run it.
+type inspector struct {
+	cfg   ResourceConfig
+	mu    sync.Mutex
+	cache map[procs.ExeKey]exeFacts
+}
+
+func newInspector(cfg ResourceConfig) *inspector {
+	if cfg.HostName == "" {
+		cfg.HostName, _ = os.Hostname()
+	}
+	return &inspector{cfg: cfg, cache: map[procs.ExeKey]exeFacts{}}
+}
+
+func (in *inspector) facts(info procs.Info) exeFacts {
+	in.mu.Lock()
+	f, ok := in.cache[info.ExeKey]
+	in.mu.Unlock()
+	if ok {
+		return f
+	}
+	f = readFacts(info.ExeOpenPath)
+	in.mu.Lock()
+	in.cache[info.ExeKey] = f
+	in.mu.Unlock()
+	return f
+}
+
+func readFacts(path string) exeFacts {
+	b, err := goinspect.Open(path)
+	if errors.Is(err, goinspect.ErrNotGo) {
+		return exeFacts{} // any language's HTTP/1 server is traced from the socket layer
+	}
+	if err != nil {
+		return exeFacts{err: fmt.Errorf("inspecting executable %s: %w", path, err)}
+	}
+	defer b.Close()
+	f := exeFacts{goVersion: b.GoVersion}
+	// Without the goroutine id offset spans still come; only the goroutine
+	// attribute (and later in-process links) are missing.
+	if off, _, err := goinspect.GoidOffset(b); err == nil {
+		f.goidOffset = off
+	}
+	return f
+}
+
+// process builds what probes need to know of a selected process.
+func (in *inspector) process(info procs.Info) (*probes.Process, error) {
+	f := in.facts(info)
+	if f.err != nil {
+		return nil, f.err
+	}
+	res, err := in.resource(info, f)
+	if err != nil {
+		return nil, err
+	}
+	return &probes.Process{
+		PID:        info.PID,
+		StartTime:  info.StartTime,
+		ExePath:    info.ExeOpenPath,
+		GoVersion:  f.goVersion,
+		GoidOffset: f.goidOffset,
+		Resource:   res,
+	}, nil
+}
+
+func (in *inspector) resource(info procs.Info, f exeFacts) (*resource.Resource, error) {
+	exe := strings.TrimSuffix(info.ExePath, " (deleted)")
+	name := filepath.Base(exe)
+	service := in.cfg.ServiceName
+	if service == "" {
+		service = name
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("service.name", service),
+		attribute.Int("process.pid", info.PID),
+		attribute.String("process.executable.name", name),
+		attribute.String("process.executable.path", exe),
+		attribute.String("host.name", in.cfg.HostName),
+		attribute.String("telemetry.distro.name", "weft"),
+	}
+	if in.cfg.Version != "" {
+		attrs = append(attrs, attribute.String("telemetry.distro.version", in.cfg.Version))
+	}
+	if f.goVersion != "" {
+		attrs = append(attrs, attribute.String("process.runtime.name", "go"),
+			attribute.String("process.runtime.version", strings.TrimPrefix(f.goVersion, "go")))
+	}
+	// Detectors later in the list win: OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES override what weft found.
+	res, err := resource.New(context.Background(), resource.WithAttributes(attrs...), resource.WithFromEnv())
+	if err != nil {
+		return nil, fmt.Errorf("building resource for pid %d: %w", info.PID, err)
+	}
+	return res, nil
+}

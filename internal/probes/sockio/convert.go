@@ -1,0 +1,175 @@
+package sockio
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weft-dev/weft/internal/httpwire"
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/tracecontext"
+)
+
+// Input is everything ServerSpan needs; it holds no state.
+type Input struct {
+	Exchange      *httpwire.Exchange
+	Local, Remote netip.AddrPort
+	Process       *probes.Process
+	Start, End    time.Time
+	TraceID       [16]byte // made by BPF when the request was first read
+	SpanID        [8]byte
+}
+
+// Verdict reports what ServerSpan had to ignore.
+type Verdict struct {
+	TraceparentProblem string // "" when absent or valid
+}
+
+// knownMethods are the methods semantic conventions name; others are _OTHER.
+var knownMethods = map[string]bool{
+	"CONNECT": true, "DELETE": true, "GET": true, "HEAD": true, "OPTIONS": true,
+	"PATCH": true, "POST": true, "PUT": true, "TRACE": true, "QUERY": true,
+}
+
+// ServerSpan turns one server-side HTTP exchange into a SERVER span, following
+// the OpenTelemetry HTTP semantic conventions.
+func ServerSpan(in Input) (spans.Span, Verdict) {
+	x := in.Exchange
+	var v Verdict
+	s := spans.Span{
+		TraceID:  in.TraceID,
+		SpanID:   in.SpanID,
+		Sampled:  true,
+		Kind:     trace.SpanKindServer,
+		Start:    in.Start,
+		End:      in.End,
+		Resource: in.Process.Resource,
+		Scope:    "weft/" + Name,
+	}
+	if s.End.Before(s.Start) {
+		s.End = s.Start
+	}
+	if tp := x.Req.Traceparent; tp != "" || x.Req.DupTraceparent {
+		sc, err := tracecontext.ParseTraceparent(tp)
+		switch {
+		case x.Req.DupTraceparent:
+			v.TraceparentProblem = "duplicate"
+		case err != nil:
+			v.TraceparentProblem = problemName(err)
+		default:
+			s.TraceID, s.Parent, s.Remote = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), true
+			s.Sampled = sc.Sampled()
+			if x.Req.Tracestate != "" && tracecontext.ValidTracestate(x.Req.Tracestate) {
+				s.TraceState = x.Req.Tracestate
+			}
+		}
+	}
+
+	method := x.Req.Method
+	attrs := make([]attribute.KeyValue, 0, 16)
+	if knownMethods[method] {
+		attrs = append(attrs, attribute.String("http.request.method", method))
+		s.Name = method
+	} else {
+		attrs = append(attrs, attribute.String("http.request.method", "_OTHER"),
+			attribute.String("http.request.method_original", method))
+		s.Name = "HTTP"
+	}
+	path, query, _ := strings.Cut(x.Req.Target, "?")
+	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", "http"))
+	if query != "" {
+		attrs = append(attrs, attribute.String("url.query", query))
+	}
+	host, port := serverAddress(x.Req.Host, in.Local)
+	if host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
+	}
+	if port > 0 {
+		attrs = append(attrs, attribute.Int("server.port", port))
+	}
+	if in.Remote.IsValid() {
+		attrs = append(attrs,
+			attribute.String("client.address", in.Remote.Addr().String()),
+			attribute.String("network.peer.address", in.Remote.Addr().String()),
+			attribute.Int("network.peer.port", int(in.Remote.Port())))
+	}
+	if ver, ok := strings.CutPrefix(x.Req.Proto, "HTTP/"); ok {
+		attrs = append(attrs, attribute.String("network.protocol.version", ver))
+	}
+	if x.Req.UserAgent != "" {
+		attrs = append(attrs, attribute.String("user_agent.original", x.Req.UserAgent))
+	}
+	if x.Req.BodyBytes > 0 {
+		attrs = append(attrs, attribute.Int64("http.request.body.size", x.Req.BodyBytes))
+	}
+	if x.ReqGoid != 0 || x.RespGoid != 0 {
+		// The response is written by the handler's goroutine; the request may
+		// have been read by net/http's background reader.
+		g := x.RespGoid
+		if g == 0 {
+			g = x.ReqGoid
+		}
+		attrs = append(attrs, attribute.Int64("weft.goroutine.id", int64(g)))
+	}
+	switch {
+	case x.Resp.Status > 0:
+		attrs = append(attrs, attribute.Int("http.response.status_code", x.Resp.Status))
+		if x.Resp.BodyBytes > 0 {
+			attrs = append(attrs, attribute.Int64("http.response.body.size", x.Resp.BodyBytes))
+		}
+		if x.Resp.Status >= 500 {
+			s.Error = true
+			attrs = append(attrs, attribute.String("error.type", strconv.Itoa(x.Resp.Status)))
+		}
+	case x.Incomplete != "":
+		s.Error, s.StatusMsg = true, x.Incomplete
+		attrs = append(attrs, attribute.String("error.type", "_OTHER"))
+	}
+	s.Attrs = attrs
+	return s, v
+}
+
+// serverAddress prefers the Host header, as the conventions ask, and falls
+// back to the socket's local address.
+func serverAddress(hostHeader string, local netip.AddrPort) (string, int) {
+	if hostHeader != "" {
+		if h, p, err := net.SplitHostPort(hostHeader); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 && n < 65536 {
+				return h, n
+			}
+			return h, 0
+		}
+		port := 0
+		if local.IsValid() {
+			port = int(local.Port())
+		}
+		return strings.Trim(hostHeader, "[]"), port
+	}
+	if local.IsValid() {
+		return local.Addr().String(), int(local.Port())
+	}
+	return "", 0
+}
+
+func problemName(err error) string {
+	for _, p := range []struct {
+		err  error
+		name string
+	}{
+		{tracecontext.ErrLength, "length"}, {tracecontext.ErrHex, "hex"},
+		{tracecontext.ErrVersion, "version"}, {tracecontext.ErrZeroID, "zero_id"},
+		{tracecontext.ErrFormat, "format"},
+	} {
+		if errors.Is(err, p.err) {
+			return p.name
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,133 @@
+package sockio
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weft-dev/weft/internal/httpwire"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+func attrMap(kvs []attribute.KeyValue) map[string]any {
+	m := map[string]any{}
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+func TestServerSpan(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	base := func() httpwire.Exchange {
+		return httpwire.Exchange{
+			Role: httpwire.RoleServer,
+			Req: httpwire.Request{Method: "GET", Target: "/a/b?x=1", Proto: "HTTP/1.1", Host: "shop:8080",
+				UserAgent: "curl/8", ContentLength: -1},
+			Resp: httpwire.Response{Proto: "HTTP/1.1", Status: 200, ContentLength: 5, BodyBytes: 5},
+		}
+	}
+	bpfTrace := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	bpfSpan := [8]byte{9, 9, 9, 9, 9, 9, 9, 9}
+	tests := []struct {
+		name    string
+		edit    func(x *httpwire.Exchange)
+		check   func(t *testing.T, s map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool)
+		problem string
+	}{
+		{name: "plain GET", edit: func(x *httpwire.Exchange) {},
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				want := map[string]any{"http.request.method": "GET", "url.path": "/a/b", "url.query": "x=1", "url.scheme": "http",
+					"server.address": "shop", "server.port": int64(8080), "client.address": "10.0.0.2",
+					"network.peer.address": "10.0.0.2", "network.peer.port": int64(51000),
+					"network.protocol.version": "1.1", "user_agent.original": "curl/8",
+					"http.response.status_code": int64(200), "http.response.body.size": int64(5)}
+				for k, v := range want {
+					if a[k] != v {
+						t.Errorf("%s = %v, want %v", k, a[k], v)
+					}
+				}
+				if name != "GET" || parent.IsValid() || tid != bpfTrace || errored || !sampled {
+					t.Errorf("name %q parent %v trace %v error %v sampled %v", name, parent, tid, errored, sampled)
+				}
+			}},
+		{name: "caller traceparent", edit: func(x *httpwire.Exchange) {
+			x.Req.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+			x.Req.Tracestate = "vendor=abc"
+		}, check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if tid.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" || sampled {
+				t.Errorf("trace %s parent %s sampled %v", tid, parent, sampled)
+			}
+		}},
+		{name: "bad traceparent hex", edit: func(x *httpwire.Exchange) {
+			x.Req.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01"
+		}, problem: "hex", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if parent.IsValid() || tid != bpfTrace {
+				t.Errorf("invalid header must leave a root span: parent %s trace %s", parent, tid)
+			}
+		}},
+		{name: "duplicate traceparent", edit: func(x *httpwire.Exchange) {
+			x.Req.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+			x.Req.DupTraceparent = true
+		}, problem: "duplicate", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if parent.IsValid() {
+				t.Error("duplicate headers must be ignored")
+			}
+		}},
+		{name: "5xx is an error", edit: func(x *httpwire.Exchange) { x.Resp.Status = 503 },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if !errored || a["error.type"] != "503" {
+					t.Errorf("error %v error.type %v", errored, a["error.type"])
+				}
+			}},
+		{name: "4xx is not", edit: func(x *httpwire.Exchange) { x.Resp.Status = 404 },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if errored {
+					t.Error("404 marked as error on a server span")
+				}
+			}},
+		{name: "unknown method", edit: func(x *httpwire.Exchange) { x.Req.Method = "PURGE" },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if name != "HTTP" || a["http.request.method"] != "_OTHER" || a["http.request.method_original"] != "PURGE" {
+					t.Errorf("name %q attrs %v", name, a)
+				}
+			}},
+		{name: "no response", edit: func(x *httpwire.Exchange) { x.Resp = httpwire.Response{}; x.Incomplete = "closed before response" },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if !errored || a["http.response.status_code"] != nil {
+					t.Errorf("error %v status %v", errored, a["http.response.status_code"])
+				}
+			}},
+		{name: "no host header", edit: func(x *httpwire.Exchange) { x.Req.Host = "" },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if a["server.address"] != "10.0.0.1" || a["server.port"] != int64(80) {
+					t.Errorf("server %v:%v", a["server.address"], a["server.port"])
+				}
+			}},
+		{name: "goroutine of the response", edit: func(x *httpwire.Exchange) { x.ReqGoid, x.RespGoid = 7, 42 },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if a["weft.goroutine.id"] != int64(42) {
+					t.Errorf("goroutine %v", a["weft.goroutine.id"])
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := base()
+			tc.edit(&x)
+			s, v := ServerSpan(Input{Exchange: &x, Local: netip.MustParseAddrPort("10.0.0.1:80"),
+				Remote: netip.MustParseAddrPort("10.0.0.2:51000"), Process: &probes.Process{PID: 1},
+				Start: t0, End: t0.Add(time.Millisecond), TraceID: bpfTrace, SpanID: bpfSpan})
+			if v.TraceparentProblem != tc.problem {
+				t.Errorf("problem %q, want %q", v.TraceparentProblem, tc.problem)
+			}
+			if s.Kind != trace.SpanKindServer || s.SpanID != bpfSpan || !s.End.Equal(t0.Add(time.Millisecond)) {
+				t.Errorf("kind %v span %v end %v", s.Kind, s.SpanID, s.End)
+			}
+			tc.check(t, attrMap(s.Attrs), s.Name, s.Parent, s.TraceID, s.Error, s.Sampled)
+		})
+	}
+}

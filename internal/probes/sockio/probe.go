@@ -1,0 +1,264 @@
+// Package sockio is the socket-layer probe family: syscall tracepoints hand
+// over the bytes traced processes move on TCP sockets, user space rebuilds
+// HTTP/1.x exchanges from them and makes server spans. No uprobes: a
+// tracepoint hit costs ~0.3 µs here, a uprobe ~20 µs.
+package sockio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/weft-dev/weft/internal/kernelfs"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+// Name is the family's name in the registry, logs and metrics.
+const Name = "sockio"
+
+// Register adds the family to a registry.
+func Register(r *probes.Registry) {
+	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
+}
+
+// Probe loads sockio.bpf.c, attaches its tracepoints and turns its events
+// into spans.
+type Probe struct {
+	deps  probes.Deps
+	log   *slog.Logger
+	objs  sockioObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+	done  chan struct{}
+
+	mu    sync.Mutex // guards table; Track/Untrack race the event loop
+	table *table
+
+	loaded   bool
+	stopOnce sync.Once
+}
+
+// New makes an unstarted probe.
+func New(d probes.Deps) *Probe {
+	if d.Metrics == nil {
+		d.Metrics = metrics.New()
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), table: newTable(d)}
+}
+
+// Name implements probes.Probe.
+func (p *Probe) Name() string { return Name }
+
+// Start loads the programs, attaches every tracepoint and starts the event
+// loop. A tracepoint that does not attach fails Start: without all of
+// them, exchanges would be silently incomplete.
+func (p *Probe) Start(ctx context.Context) error {
+	if err := kernelfs.EnsureTracefs(); err != nil {
+		return err
+	}
+	spec, err := loadSockio()
+	if err != nil {
+		return fmt.Errorf("reading sockio BPF object: %w", err)
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("counting possible CPUs: %w", err)
+	}
+	spec.Maps["scratch"].MaxEntries = uint32(cpus)
+	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			p.log.Error("verifier rejected sockio", "log", strings.Join(ve.Log[max(0, len(ve.Log)-20):], "\n"))
+		}
+		return fmt.Errorf("loading sockio BPF programs: %w", err)
+	}
+	p.loaded = true
+	for _, tp := range p.tracepoints() {
+		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
+		if err != nil {
+			p.closeAll()
+			return fmt.Errorf("attaching tracepoint %s/%s: %w", tp.group, tp.name, err)
+		}
+		p.links = append(p.links, l)
+	}
+	p.rd, err = ringbuf.NewReader(p.objs.Events)
+	if err != nil {
+		p.closeAll()
+		return fmt.Errorf("opening sockio ring buffer: %w", err)
+	}
+	p.registerGauges()
+	go p.loop()
+	p.log.Info("attached", "tracepoints", len(p.links))
+	return nil
+}
+
+type tracepoint struct {
+	group, name string
+	prog        *ebpf.Program
+}
+
+// tracepoints lists the hooks. Only syscall exits: the arguments are read
+// from the registers saved at entry, so each syscall costs one hit.
+func (p *Probe) tracepoints() []tracepoint {
+	o := &p.objs
+	return []tracepoint{
+		{"syscalls", "sys_enter_close", o.EnterClose},
+		{"syscalls", "sys_exit_read", o.ExitRead}, {"syscalls", "sys_exit_recvfrom", o.ExitRecvfrom},
+		{"syscalls", "sys_exit_readv", o.ExitReadv}, {"syscalls", "sys_exit_recvmsg", o.ExitRecvmsg},
+		{"syscalls", "sys_exit_write", o.ExitWrite}, {"syscalls", "sys_exit_sendto", o.ExitSendto},
+		{"syscalls", "sys_exit_writev", o.ExitWritev}, {"syscalls", "sys_exit_sendmsg", o.ExitSendmsg},
+		{"syscalls", "sys_exit_accept", o.ExitAccept}, {"syscalls", "sys_exit_accept4", o.ExitAccept4},
+		{"syscalls", "sys_exit_connect", o.ExitConnect},
+	}
+}
+
+// Track puts a process in the BPF filter map: from now on its TCP sockets
+// are captured.
+func (p *Probe) Track(proc *probes.Process) error {
+	p.mu.Lock()
+	p.table.track(proc)
+	p.mu.Unlock()
+	cfg := sockioProcCfg{GoidOffset: proc.GoidOffset}
+	if err := p.objs.Procs.Put(uint32(proc.PID), &cfg); err != nil {
+		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
+	}
+	return nil
+}
+
+// Untrack removes a process: its map entries go, and exchanges still open
+// are flushed as incomplete.
+func (p *Probe) Untrack(pid int) {
+	if !p.loaded {
+		return
+	}
+	if err := p.objs.Procs.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		p.log.Warn("removing pid from the sockio filter", "pid", pid, "err", err)
+	}
+	p.deleteConns(uint32(pid))
+	p.mu.Lock()
+	p.table.untrack(uint32(pid), monotonicNow())
+	p.mu.Unlock()
+}
+
+// deleteConns drops the kernel-side socket state of a process.
+func (p *Probe) deleteConns(pid uint32) {
+	var key uint64
+	var val sockioConn
+	var stale []uint64
+	it := p.objs.Conns.Iterate()
+	for it.Next(&key, &val) {
+		if uint32(key>>32) == pid {
+			stale = append(stale, key)
+		}
+	}
+	for _, k := range stale {
+		_ = p.objs.Conns.Delete(k)
+	}
+}
+
+// pollEvery bounds how long an event waits in the ring buffer: BPF wakes
+// the reader only when much data is waiting (WAKEUP_BYTES).
+const pollEvery = 20 * time.Millisecond
+
+func (p *Probe) loop() {
+	defer close(p.done)
+	var rec ringbuf.Record
+	sweep := time.Now()
+	p.rd.SetDeadline(time.Now().Add(pollEvery))
+	for {
+		err := p.rd.ReadInto(&rec)
+		switch {
+		case errors.Is(err, ringbuf.ErrClosed):
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			p.rd.SetDeadline(time.Now().Add(pollEvery))
+			if time.Since(sweep) > time.Second {
+				sweep = time.Now()
+				p.mu.Lock()
+				p.table.sweep(monotonicNow())
+				p.mu.Unlock()
+			}
+		case err != nil:
+			p.log.Warn("reading sockio ring buffer", "err", err)
+		default:
+			p.mu.Lock()
+			p.table.handle(rec.RawSample)
+			p.mu.Unlock()
+		}
+	}
+}
+
+// Shutdown detaches every program and flushes open exchanges; safe twice.
+func (p *Probe) Shutdown(ctx context.Context) error {
+	p.stopOnce.Do(func() {
+		for _, l := range p.links {
+			l.Close()
+		}
+		p.links = nil
+		if p.rd != nil {
+			p.rd.Close()
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+			}
+		}
+		p.mu.Lock()
+		p.table.flushAll(monotonicNow())
+		p.mu.Unlock()
+		p.closeAll()
+	})
+	return nil
+}
+
+func (p *Probe) closeAll() {
+	for _, l := range p.links {
+		l.Close()
+	}
+	p.links = nil
+	if p.loaded {
+		p.objs.Close()
+		p.loaded = false
+	}
+}
+
+// registerGauges exposes the kernel-side counters.
+func (p *Probe) registerGauges() {
+	names := map[uint32]string{
+		0: "ringbuf_full", 1: "data_events", 2: "capture_fault",
+	}
+	for idx, name := range names {
+		p.deps.Metrics.Gauge("weft_sockio_kernel_total", "sockio BPF-side counters by name",
+			func() float64 { return float64(p.kernelStat(idx)) }, "name", name)
+	}
+}
+
+// kernelStat sums one per-CPU counter.
+func (p *Probe) kernelStat(idx uint32) uint64 {
+	var per []uint64
+	if err := p.objs.Stats.Lookup(idx, &per); err != nil {
+		return 0
+	}
+	var sum uint64
+	for _, v := range per {
+		sum += v
+	}
+	return sum
+}
+
+// KernelStats returns the BPF-side counters (for tests and benchmarks).
+func (p *Probe) KernelStats() (ringbufFull, dataEvents uint64) {
+	return p.kernelStat(0), p.kernelStat(1)
+}

@@ -1,0 +1,147 @@
+package sockio
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/spans"
+)
+
+// recorder is a sink that keeps spans for assertions.
+type recorder struct {
+	mu    sync.Mutex
+	spans []spans.Span
+}
+
+func (r *recorder) Export(s spans.Span) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spans = append(r.spans, s)
+}
+
+func (r *recorder) wait(t *testing.T, n int) []spans.Span {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		got := len(r.spans)
+		r.mu.Unlock()
+		if got >= n {
+			time.Sleep(300 * time.Millisecond) // no extras may follow
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]spans.Span(nil), r.spans...)
+}
+
+func startPython(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "../../../testdata/pyserver/server.py")
+	cmd := exec.Command("/usr/bin/python3", script)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("python server: %v", err)
+	}
+	return cmd, "127.0.0.1:" + strings.TrimSpace(strings.TrimPrefix(line, "LISTEN "))
+}
+
+func attr(s spans.Span, k string) any {
+	for _, kv := range s.Attrs {
+		if string(kv.Key) == k {
+			return kv.Value.AsInterface()
+		}
+	}
+	return nil
+}
+
+// TestProbeTracesRealServer loads and attaches sockio, tracks a real Python
+// http.server, and checks spans for keep-alive requests, an untracked
+// connection from the test itself, and raw malformed input.
+func TestProbeTracesRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads BPF into the kernel; not in -short")
+	}
+	rec := &recorder{}
+	met := metrics.New()
+	p := New(probes.Deps{Sink: rec, Metrics: met, Config: probes.Config{MaxHeaderBytes: 8192}})
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatalf("starting sockio: %v", err)
+	}
+	defer p.Shutdown(context.Background())
+	defer p.Shutdown(context.Background()) // twice is safe
+
+	cmd, addr := startPython(t)
+	if err := p.Track(&probes.Process{PID: cmd.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{}
+	for i := range 3 {
+		resp, err := client.Get(fmt.Sprintf("http://%s/work?status=%d", addr, 200+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// Garbage gets no span; the server answers 400 and the problem is counted.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "\x16\x03\x01garbage\r\n\r\n")
+	io.Copy(io.Discard, c)
+	c.Close()
+
+	got := rec.wait(t, 3)
+	if len(got) != 3 {
+		t.Fatalf("%d spans, want 3: %+v", len(got), got)
+	}
+	for i, s := range got {
+		if st := attr(s, "http.response.status_code"); st != int64(200+i) {
+			t.Errorf("span %d: status %v, want %d", i, st, 200+i)
+		}
+		if s.Name != "GET" || attr(s, "url.path") != "/work" {
+			t.Errorf("span %d: %q %v", i, s.Name, attr(s, "url.path"))
+		}
+	}
+	if ringbufFull, data := p.KernelStats(); ringbufFull != 0 || data == 0 {
+		t.Errorf("kernel stats: ringbuf_full %d, data events %d", ringbufFull, data)
+	}
+
+	// Untracked: nothing more is captured.
+	p.Untrack(cmd.Process.Pid)
+	resp, err := client.Get("http://" + addr + "/hello")
+	if err == nil {
+		resp.Body.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if n := len(rec.spans); n != 3 {
+		t.Errorf("%d spans after Untrack, want 3", n)
+	}
+}

@@ -1,0 +1,242 @@
+package sockio
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/weft-dev/weft/internal/httpwire"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+// idsRing remembers the IDs BPF made for the last few request-starting
+// reads of a connection, by chunk tag, until the exchange is complete.
+const idsRing = 8
+
+type ids struct {
+	tag   uint64
+	trace [16]byte
+	span  [8]byte
+}
+
+type conn struct {
+	pid            uint32
+	origin         uint8
+	local, remote  netip.AddrPort
+	wire           *httpwire.Conn
+	seq            uint64 // chunk tags
+	recent         [idsRing]ids
+	lastNs         uint64
+	pendingSinceNs uint64 // first chunk after the last completed exchange
+}
+
+type connKey struct {
+	pid uint32
+	id  uint64
+}
+
+// table keeps per-connection parsers and turns finished exchanges into
+// spans. It is used by one goroutine at a time (Probe.mu).
+type table struct {
+	deps  probes.Deps
+	clock clock
+	procs map[uint32]*probes.Process
+	conns map[connKey]*conn
+	count counters
+}
+
+// counters are looked up once: the event path must not format series names.
+type counters struct {
+	met                             *metrics.Registry
+	evConn, evData, evClose         *atomic.Uint64
+	evMalformed                     *atomic.Uint64
+	spans, unsampled                *atomic.Uint64
+	problems, tpInvalid, incomplete map[string]*atomic.Uint64
+}
+
+func newCounters(m *metrics.Registry) counters {
+	ev := func(kind string) *atomic.Uint64 {
+		return m.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", kind)
+	}
+	return counters{
+		met: m, evConn: ev("conn"), evData: ev("data"), evClose: ev("close"), evMalformed: ev("malformed"),
+		spans:      m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "server"),
+		unsampled:  m.Counter("weft_spans_unsampled_total", "spans not exported because the caller's sampled flag was off"),
+		problems:   map[string]*atomic.Uint64{},
+		tpInvalid:  map[string]*atomic.Uint64{},
+		incomplete: map[string]*atomic.Uint64{},
+	}
+}
+
+// reason counts one event of a labelled family, making the series on first use.
+func (c *counters) reason(cache map[string]*atomic.Uint64, name, help, reason string) {
+	ctr, ok := cache[reason]
+	if !ok {
+		ctr = c.met.Counter(name, help, "reason", reason)
+		cache[reason] = ctr
+	}
+	ctr.Add(1)
+}
+
+func newTable(d probes.Deps) *table {
+	return &table{
+		deps:  d,
+		clock: newClock(),
+		procs: map[uint32]*probes.Process{},
+		conns: map[connKey]*conn{},
+		count: newCounters(d.Metrics),
+	}
+}
+
+func (t *table) track(p *probes.Process) { t.procs[uint32(p.PID)] = p }
+
+func (t *table) untrack(pid uint32, now uint64) {
+	delete(t.procs, pid)
+	for k, c := range t.conns {
+		if k.pid == pid {
+			t.finish(c, now)
+			delete(t.conns, k)
+		}
+	}
+}
+
+func (t *table) handle(raw []byte) {
+	ev, data, ok := decode(raw)
+	if !ok {
+		t.count.evMalformed.Add(1)
+		return
+	}
+	if _, traced := t.procs[ev.Tgid]; !traced {
+		return // raced with Untrack
+	}
+	key := connKey{ev.Tgid, ev.ConnId}
+	switch ev.Kind {
+	case evConn:
+		t.count.evConn.Add(1)
+		c := t.get(key)
+		c.origin = ev.Origin
+		c.local = addrPort(ev.Family, ev.Laddr, ev.Lport)
+		c.remote = addrPort(ev.Family, ev.Raddr, ev.Rport)
+	case evData:
+		t.count.evData.Add(1)
+		c := t.get(key)
+		t.data(c, &ev, data)
+	case evClose:
+		t.count.evClose.Add(1)
+		if c, ok := t.conns[key]; ok {
+			t.finish(c, ev.StartNs)
+			delete(t.conns, key)
+		}
+	}
+}
+
+func (t *table) get(key connKey) *conn {
+	c, ok := t.conns[key]
+	if !ok {
+		c = &conn{pid: key.pid, wire: httpwire.NewConn(httpwire.Limits{MaxHeaderBytes: t.deps.Config.MaxHeaderBytes})}
+		t.conns[key] = c
+	}
+	return c
+}
+
+func (t *table) data(c *conn, ev *sockioEvent, data []byte) {
+	c.seq++
+	if ev.NewRequest != 0 {
+		c.recent[c.seq%idsRing] = ids{tag: c.seq, trace: ev.TraceId, span: ev.SpanId}
+	}
+	ch := httpwire.Chunk{Len: int(ev.Len), Data: data, Goid: ev.Goid, Tag: c.seq}
+	if ev.Dir == dirRead {
+		ch.Dir, ch.Time = httpwire.DirRead, ev.StartNs
+	} else {
+		ch.Dir, ch.Time = httpwire.DirWrite, ev.EndNs
+	}
+	c.lastNs = ev.EndNs
+	if c.pendingSinceNs == 0 {
+		c.pendingSinceNs = ev.EndNs
+	}
+	done, problems := c.wire.Feed(ch)
+	t.emit(c, done, problems)
+}
+
+// finish flushes a connection that closed or whose process went away.
+func (t *table) finish(c *conn, now uint64) {
+	done, problems := c.wire.Close(now)
+	t.emit(c, done, problems)
+}
+
+// sweep flushes exchanges stuck after a lost byte stream and forgets idle
+// connections whose close the ring buffer may have dropped.
+func (t *table) sweep(now uint64) {
+	const stuck, forget = 5e9, 600e9
+	for k, c := range t.conns {
+		if c.pendingSinceNs != 0 && now-c.lastNs > stuck {
+			done, problems := c.wire.Idle(now, stuck)
+			t.emit(c, done, problems)
+		}
+		if now-c.lastNs > forget {
+			t.finish(c, now)
+			delete(t.conns, k)
+		}
+	}
+}
+
+func (t *table) flushAll(now uint64) {
+	for k, c := range t.conns {
+		t.finish(c, now)
+		delete(t.conns, k)
+	}
+}
+
+func (t *table) emit(c *conn, done []httpwire.Exchange, problems []httpwire.Problem) {
+	for _, p := range problems {
+		t.count.reason(t.count.problems, "weft_http_problems_total", "HTTP exchanges skipped or resynchronised, by reason", p.String())
+	}
+	if len(done) == 0 {
+		return
+	}
+	c.pendingSinceNs = 0
+	proc := t.procs[c.pid]
+	if proc == nil {
+		return
+	}
+	for i := range done {
+		x := &done[i]
+		if x.Role != httpwire.RoleServer {
+			continue // client spans come with the propagation work
+		}
+		in := Input{Exchange: x, Local: c.local, Remote: c.remote, Process: proc, Start: t.clock.wall(x.Start), End: t.clock.wall(x.End)}
+		in.TraceID, in.SpanID = t.idsFor(c, x)
+		s, verdict := ServerSpan(in)
+		if verdict.TraceparentProblem != "" {
+			t.count.reason(t.count.tpInvalid, "weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", verdict.TraceparentProblem)
+		}
+		if x.Incomplete != "" {
+			t.count.reason(t.count.incomplete, "weft_http_incomplete_total", "exchanges emitted without a complete response", x.Incomplete)
+		}
+		if !s.Sampled {
+			t.count.unsampled.Add(1)
+			continue
+		}
+		t.count.spans.Add(1)
+		t.deps.Sink.Export(s)
+	}
+}
+
+// idsFor returns the IDs BPF made when the request's first byte was read,
+// or fresh ones for a request BPF could not tell apart (pipelined requests
+// sharing one read).
+func (t *table) idsFor(c *conn, x *httpwire.Exchange) (trace [16]byte, span [8]byte) {
+	if x.FirstInChunk {
+		r := c.recent[x.StartTag%idsRing]
+		if r.tag == x.StartTag {
+			return r.trace, r.span
+		}
+	}
+	if _, err := rand.Read(trace[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never on Linux ≥ 3.17
+	}
+	rand.Read(span[:])
+	return trace, span
+}

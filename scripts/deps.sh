@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages weft's build and tests need, once.
+set -euo pipefail
+need=()
+command -v clang >/dev/null || need+=(clang llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v bpftool >/dev/null || need+=(bpftool)
+command -v wrk >/dev/null || need+=(wrk)
+[ -x /usr/bin/python3 ] || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing: ${need[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,255 @@
+// Package e2e runs the real agent binary, as root, against real unmodified
+// servers and a real OpenTelemetry Collector, and checks the spans it
+// receives. Nothing here is mocked.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 && !testing.Short() {
+		fmt.Fprintln(os.Stderr, "e2e tests load BPF programs and must run as root (use -short to leave them out)")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("loads BPF into the kernel; not in -short")
+	}
+}
+
+func repoRoot(t testing.TB) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var buildMu sync.Mutex
+
+// goBuild builds a package with a given toolchain and flags, into dir.
+func goBuild(t testing.TB, moduleDir, toolchain, out string, args ...string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
+	cmd.Dir = moduleDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if toolchain != "" {
+		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+toolchain)
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s with %s %v: %v\n%s", moduleDir, toolchain, args, err, b)
+	}
+	return out
+}
+
+// agentBinary builds the agent once per test binary.
+var agentOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func agentBinary(t testing.TB) string {
+	agentOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "weft-agent-")
+		if err != nil {
+			agentOnce.err = err
+			return
+		}
+		agentOnce.path = filepath.Join(dir, "weft-agent")
+		cmd := exec.Command("go", "build", "-o", agentOnce.path, "./cmd/agent")
+		cmd.Dir = repoRoot(t)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			agentOnce.err = fmt.Errorf("%v\n%s", err, b)
+		}
+	})
+	if agentOnce.err != nil {
+		t.Fatalf("building agent: %v", agentOnce.err)
+	}
+	return agentOnce.path
+}
+
+// server is a running test server.
+type server struct {
+	Name string
+	Cmd  *exec.Cmd
+	Port int
+	Addr string
+}
+
+// startServer runs a server that prints "LISTEN <port>" and stops it at cleanup.
+func startServer(t testing.TB, name string, argv ...string) *server {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	port := make(chan int, 1)
+	go func() {
+		for lines.Scan() {
+			if p, ok := strings.CutPrefix(lines.Text(), "LISTEN "); ok {
+				n, _ := strconv.Atoi(p)
+				port <- n
+			}
+		}
+	}()
+	select {
+	case p := <-port:
+		return &server{Name: name, Cmd: cmd, Port: p, Addr: fmt.Sprintf("127.0.0.1:%d", p)}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not print its port", name)
+	}
+	return nil
+}
+
+func (s *server) PID() int { return s.Cmd.Process.Pid }
+
+// agent is a running weft-agent.
+type agent struct {
+	cmd        *exec.Cmd
+	statusAddr string
+	stdout     *syncBuffer
+	stderr     *syncBuffer
+	exited     chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startAgent runs the agent with args and waits until it is attached.
+func startAgent(t testing.TB, env []string, args ...string) *agent {
+	t.Helper()
+	a := &agent{statusAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	a.cmd = exec.Command(agentBinary(t), append([]string{"-status-addr", a.statusAddr}, args...)...)
+	a.cmd.Env = append(os.Environ(), env...)
+	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("starting agent: %v", err)
+	}
+	go func() { a.exited <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		a.stop(t)
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", tail(a.stderr.String(), 60))
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(a.stderr.String(), "weft-agent running") {
+			return a
+		}
+		select {
+		case err := <-a.exited:
+			t.Fatalf("agent exited at start: %v\n%s", err, a.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("agent not running after 30s:\n%s", a.stderr.String())
+	return nil
+}
+
+// stop sends SIGTERM and waits; safe twice.
+func (a *agent) stop(t testing.TB) error {
+	if a.cmd.ProcessState != nil {
+		return nil
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.exited:
+		a.exited <- err
+		return err
+	case <-time.After(20 * time.Second):
+		a.cmd.Process.Kill()
+		t.Errorf("agent did not stop within 20s of SIGTERM")
+		return fmt.Errorf("killed")
+	}
+}
+
+// metric reads one series from the agent's /metrics, 0 when absent.
+func (a *agent) metric(t testing.TB, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + a.statusAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("reading agent metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// waitTracked waits until the agent logs that it traces pid.
+func (a *agent) waitTracked(t testing.TB, pid int) {
+	t.Helper()
+	want := fmt.Sprintf("msg=\"tracing process\" component=discovery pid=%d ", pid)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(a.stderr.String(), want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("agent never traced pid %d:\n%s", pid, tail(a.stderr.String(), 30))
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,90 @@
+// Command httpserver is an ordinary net/http server used as an unmodified
+// traced program in weft's tests, benchmarks and demo. It knows nothing of
+// weft; it reports its handler's goroutine id so tests can check weft's.
+//
+//	GET  /hello                  "hello"
+//	ANY  /work?sleep=50ms&status=404&size=1000&chunked=1
+//	POST /echo                   reads the body, answers its length and sha256
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func goid() string {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	f := strings.Fields(string(buf[:n])) // "goroutine 42 [running]:"
+	if len(f) < 2 {
+		return "0"
+	}
+	return f[1]
+}
+
+func work(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Goid", goid())
+	q := r.URL.Query()
+	n, _ := io.Copy(io.Discard, r.Body)
+	w.Header().Set("X-Req-Bytes", strconv.FormatInt(n, 10))
+	if d, err := time.ParseDuration(q.Get("sleep")); err == nil {
+		time.Sleep(d)
+	}
+	status := http.StatusOK
+	if s, err := strconv.Atoi(q.Get("status")); err == nil {
+		status = s
+	}
+	size, _ := strconv.Atoi(q.Get("size"))
+	body := bytes.Repeat([]byte("x"), size)
+	if q.Get("chunked") != "" {
+		w.WriteHeader(status)
+		half := len(body) / 2
+		w.Write(body[:half])
+		w.(http.Flusher).Flush() // no Content-Length: chunked encoding
+		w.Write(body[half:])
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Goid", goid())
+	h := sha256.New()
+	n, err := io.Copy(h, r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("X-Req-Bytes", strconv.FormatInt(n, 10))
+	fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	flag.Parse()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+	mux.HandleFunc("/work", work)
+	mux.HandleFunc("/echo", echo)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The test harness reads the port from this line.
+	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
+	log.Fatal(http.Serve(ln, mux))
+}

@@ -1,0 +1,3 @@
+module example.com/offsetprobe
+
+go 1.21

@@ -1,0 +1,43 @@
+"""A plain Python http.server, as a non-Go program weft must trace from the
+socket layer alone. Same routes as testdata/httpserver (minus the goroutine)."""
+import hashlib
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like most servers
+
+    def log_message(self, *args):
+        pass
+
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _answer(self):
+        u = urlparse(self.path)
+        q = parse_qs(u.query)
+        body = self._body()
+        if u.path == "/echo":
+            out = f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
+            status = 200
+        else:
+            if "sleep" in q:
+                time.sleep(float(q["sleep"][0].rstrip("ms")) / 1000)
+            status = int(q.get("status", ["200"])[0])
+            out = b"x" * int(q.get("size", ["0"])[0]) if u.path == "/work" else b"hello"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+
+if __name__ == "__main__":
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"LISTEN {srv.server_address[1]}", flush=True)
+    srv.serve_forever()
