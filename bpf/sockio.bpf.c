@@ -35,6 +35,7 @@ struct conn {
 	__u8 _pad[5];
 	__u8 trace_id[16];
 	__u8 span_id[8];
+	struct endpoints ep;
 };
 
 struct {
@@ -152,7 +153,7 @@ static __always_inline struct sock *tcp_sock_of(__s32 fd)
 	return sk;
 }
 
-static __always_inline void fill_addrs(struct event *e, struct sock *sk)
+static __always_inline void fill_addrs(struct endpoints *e, struct sock *sk)
 {
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -174,7 +175,7 @@ static __always_inline struct scratch *scratch_buf(void)
 	return bpf_map_lookup_elem(&scratch, &cpu);
 }
 
-/* Finds or creates the state of (tgid, fd); emits EV_CONN for a new TCP one. */
+/* Finds or creates the state of (tgid, fd). */
 static __always_inline struct conn *get_conn(__u32 tgid, __s32 fd, __u8 origin)
 {
 	__u64 key = conn_key(tgid, fd);
@@ -187,20 +188,7 @@ static __always_inline struct conn *get_conn(__u32 tgid, __s32 fd, __u8 origin)
 		fresh.tcp = 1;
 		fresh.origin = origin;
 		fresh.conn_id = bpf_ktime_get_ns() ^ ((__u64)bpf_get_prandom_u32() << 32);
-		struct scratch *s = scratch_buf();
-		if (s) {
-			struct event *e = &s->ev;
-			__builtin_memset(e, 0, sizeof(*e));
-			e->kind = EV_CONN;
-			e->origin = origin;
-			e->tgid = tgid;
-			e->tid = (__u32)bpf_get_current_pid_tgid();
-			e->fd = fd;
-			e->conn_id = fresh.conn_id;
-			e->start_ns = bpf_ktime_get_ns();
-			fill_addrs(e, sk);
-			submit(e, sizeof(*e));
-		}
+		fill_addrs(&fresh.ep, sk);
 	}
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
@@ -271,6 +259,7 @@ static __always_inline int exit_io(long ret, __u8 mode, __u8 dir)
 	e->end_ns = now;
 	e->goid = goid_of(cfg, &regs);
 	e->len = ret;
+	e->ep = c->ep;
 
 	/* A read that follows a write (or the first read) starts a request on a
 	 * server connection: make its IDs here, where later probes can find them. */
@@ -353,12 +342,12 @@ static __always_inline int on_new_socket(long ret, __u8 origin)
 		if (user_regs(&regs))
 			return 0;
 		fd = (__s32)regs.di;
-		/* A socket reused for a new connection starts afresh. */
-		__u64 key = conn_key(tgid, fd);
-		bpf_map_delete_elem(&conns, &key);
 	} else if (ret < 0) {
 		return 0;
 	}
+	/* A new connection starts afresh, whatever a reused fd left behind. */
+	__u64 key = conn_key(tgid, fd);
+	bpf_map_delete_elem(&conns, &key);
 	get_conn(tgid, fd, origin);
 	return 0;
 }

@@ -8,7 +8,6 @@
 
 enum event_kind {
 	EV_DATA = 1,  /* bytes read from or written to a traced TCP socket */
-	EV_CONN = 2,  /* a traced process's TCP socket, first seen */
 	EV_CLOSE = 3, /* close(2) of a traced TCP socket */
 };
 
@@ -33,6 +32,17 @@ struct proc_cfg {
 	__u32 _pad;
 };
 
+/* A connection's addresses, kept with its state and copied into each event,
+ * so no event depends on another having arrived. */
+struct endpoints {
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u16 _pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
 /* One record in the ring buffer; data[] follows for EV_DATA. */
 struct event {
 	__u8 kind;
@@ -48,12 +58,8 @@ struct event {
 	__u64 goid;
 	__u64 len;      /* bytes the syscall moved */
 	__u32 captured; /* bytes of data[] that follow */
-	__u16 family;
-	__u16 lport;
-	__u16 rport;
-	__u16 _pad;
-	__u8 laddr[16];
-	__u8 raddr[16];
+	__u32 _pad;
+	struct endpoints ep;
 	__u8 trace_id[16];
 	__u8 span_id[8];
 };

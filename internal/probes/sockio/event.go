@@ -11,7 +11,6 @@ import (
 // Values of struct event's kind and dir (bpf/sockio.h).
 const (
 	evData  = 1
-	evConn  = 2
 	evClose = 3
 
 	dirRead  = 1

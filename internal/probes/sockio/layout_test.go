@@ -13,7 +13,7 @@ func TestLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]any{"event": sockioEvent{}, "proc_cfg": sockioProcCfg{}, "conn": sockioConn{}} {
+	for name, v := range map[string]any{"event": sockioEvent{}, "proc_cfg": sockioProcCfg{}, "conn": sockioConn{}, "endpoints": sockioEndpoints{}} {
 		if err := btfcheck.Layout(spec, name, v); err != nil {
 			t.Error(err)
 		}

@@ -22,6 +22,17 @@ type sockioConn struct {
 	Pad     [5]uint8
 	TraceId [16]uint8
 	SpanId  [8]uint8
+	Ep      sockioEndpoints
+}
+
+type sockioEndpoints struct {
+	_      structs.HostLayout
+	Family uint16
+	Lport  uint16
+	Rport  uint16
+	Pad    uint16
+	Laddr  [16]uint8
+	Raddr  [16]uint8
 }
 
 type sockioEvent struct {
@@ -39,15 +50,10 @@ type sockioEvent struct {
 	Goid       uint64
 	Len        uint64
 	Captured   uint32
-	Family     uint16
-	Lport      uint16
-	Rport      uint16
-	Pad        uint16
-	Laddr      [16]uint8
-	Raddr      [16]uint8
+	Pad        uint32
+	Ep         sockioEndpoints
 	TraceId    [16]uint8
 	SpanId     [8]uint8
-	_          [4]byte
 }
 
 type sockioProcCfg struct {

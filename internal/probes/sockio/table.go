@@ -61,7 +61,7 @@ func newCounters(m *metrics.Registry) counters {
 		return m.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", kind)
 	}
 	return counters{
-		met: m, evConn: ev("conn"), evData: ev("data"), evClose: ev("close"), evMalformed: ev("malformed"),
+		met: m, evData: ev("data"), evClose: ev("close"), evMalformed: ev("malformed"),
 		spans:      m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "server"),
 		unsampled:  m.Counter("weft_spans_unsampled_total", "spans not exported because the caller's sampled flag was off"),
 		problems:   map[string]*atomic.Uint64{},
@@ -113,15 +113,9 @@ func (t *table) handle(raw []byte) {
 	}
 	key := connKey{ev.Tgid, ev.ConnId}
 	switch ev.Kind {
-	case evConn:
-		t.count.evConn.Add(1)
-		c := t.get(key)
-		c.origin = ev.Origin
-		c.local = addrPort(ev.Family, ev.Laddr, ev.Lport)
-		c.remote = addrPort(ev.Family, ev.Raddr, ev.Rport)
 	case evData:
 		t.count.evData.Add(1)
-		c := t.get(key)
+		c := t.get(key, &ev)
 		t.data(c, &ev, data)
 	case evClose:
 		t.count.evClose.Add(1)
@@ -132,10 +126,19 @@ func (t *table) handle(raw []byte) {
 	}
 }
 
-func (t *table) get(key connKey) *conn {
+// get finds or makes a connection's state. A socket that predates the agent
+// (found on first use) may be mid-message: its parser waits for a clear
+// start instead of giving up on the first bytes.
+func (t *table) get(key connKey, ev *sockioEvent) *conn {
 	c, ok := t.conns[key]
 	if !ok {
-		c = &conn{pid: key.pid, wire: httpwire.NewConn(httpwire.Limits{MaxHeaderBytes: t.deps.Config.MaxHeaderBytes})}
+		c = &conn{pid: key.pid, origin: ev.Origin,
+			local:  addrPort(ev.Ep.Family, ev.Ep.Laddr, ev.Ep.Lport),
+			remote: addrPort(ev.Ep.Family, ev.Ep.Raddr, ev.Ep.Rport),
+			wire: httpwire.NewConn(httpwire.Limits{
+				MaxHeaderBytes: t.deps.Config.MaxHeaderBytes,
+				MidStream:      ev.Origin != originAccept && ev.Origin != originConnect,
+			})}
 		t.conns[key] = c
 	}
 	return c
