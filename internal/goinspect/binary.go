@@ -67,8 +67,8 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 		return nil, fmt.Errorf("goinspect: %s: %w (not ELF: %v)", path, ErrNotGo, elfErr)
 	}
 	if biErr != nil {
-		// Build info is what every Go binary since 1.18 carries; without it
-		// but with a pclntab it is Go, just unreadable by us.
+		// Go linkers have written build info since 1.13, so a file with Go
+		// sections but unreadable build info is Go we cannot read.
 		if pclntabSection(ef) == nil && ef.Section(".go.buildinfo") == nil {
 			return nil, fmt.Errorf("goinspect: %s: %w", path, ErrNotGo)
 		}

@@ -18,8 +18,8 @@ import (
 // toolchain running them.
 const olderToolchain = "go1.22.12"
 
-// current is the toolchain running the tests.
-var current = runtime.Version()
+// current is the toolchain running the tests (without " X:..." suffixes).
+var current = goVersion(runtime.Version())
 
 // variant is one way of building testdata/hello.
 type variant struct {
