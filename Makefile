@@ -23,9 +23,9 @@ generate: deps
 
 # CI regenerates and fails if the committed outputs differ.
 check-generated: generate
-	@git add -N . >/dev/null 2>&1 || true
-	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || \
-		{ echo "generated BPF files are stale: run make generate and commit"; exit 1; }
+	@changed=$$(git status --porcelain -- '*_bpfel.go' '*_bpfel.o'); \
+	if [ -n "$$changed" ]; then echo "$$changed"; \
+		echo "generated BPF files differ from the committed ones: run make generate and commit"; exit 1; fi
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/agent

@@ -18,7 +18,8 @@ func newSink(ctx context.Context, name string, met *metrics.Registry, log *slog.
 	case "console":
 		return export.NewConsole(os.Stdout), nil, nil
 	case "jsonl":
-		return export.NewJSONL(os.Stdout), nil, nil
+		j := export.NewJSONL(os.Stdout)
+		return j, j, nil
 	case "otlp":
 		o, err := export.NewOTLP(ctx, export.OTLPConfig{}, log.With("component", "export"))
 		if err != nil {

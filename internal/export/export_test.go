@@ -62,6 +62,7 @@ func TestJSONL(t *testing.T) {
 	j := NewJSONL(&b)
 	j.Export(sample())
 	j.Export(sample())
+	j.Flush()
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("%d lines", len(lines))
