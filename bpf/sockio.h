@@ -16,12 +16,12 @@ enum direction {
 	DIR_WRITE = 2,
 };
 
-/* How a connection was first seen: accepted and connected sockets know their
- * role; sockets that predate the agent are found on first use. */
+/* Whether the parser may assume the first bytes it sees start a message:
+ * true when they were the socket's first transfer; sockets that predate the
+ * agent are found mid-stream. */
 enum conn_origin {
 	ORIGIN_FOUND = 0,
-	ORIGIN_ACCEPT = 1,
-	ORIGIN_CONNECT = 2,
+	ORIGIN_NEW = 1,
 };
 
 /* Per-process settings written by user space; every program checks this
@@ -51,10 +51,8 @@ struct event {
 	__u8 new_request; /* read after a write (or first read): IDs are fresh */
 	__u32 tgid;
 	__u32 tid;
-	__s32 fd;
 	__u64 conn_id;
-	__u64 start_ns; /* syscall entry */
-	__u64 end_ns;   /* syscall exit */
+	__u64 ts_ns; /* when the bytes had moved */
 	__u64 goid;
 	__u64 len;      /* bytes the syscall moved */
 	__u32 captured; /* bytes of data[] that follow */
@@ -69,6 +67,7 @@ enum stat_index {
 	STAT_RINGBUF_FULL = 0,  /* events dropped: ring buffer full */
 	STAT_DATA_EVENTS = 1,
 	STAT_CAPTURE_FAULT = 2, /* user buffer could not be read */
+	STAT_UNKNOWN_SYSCALL = 3, /* socket I/O through a call whose buffer we cannot find */
 	STAT_MAX = 8,
 };
 

@@ -164,7 +164,12 @@ func TestDetachOnSIGTERM(t *testing.T) {
 	if !strings.Contains(ag.stderr.String(), "detached and stopped") {
 		t.Errorf("agent did not log its detach:\n%s", ag.stderr.String())
 	}
+	// The kernel frees programs after an RCU grace period: allow it a moment.
+	deadline = time.Now().Add(10 * time.Second)
 	for _, id := range progs {
+		for programLoaded(id) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if programLoaded(id) {
 			t.Errorf("BPF program %d of the agent is still loaded after exit", id)
 		}

@@ -16,8 +16,7 @@ const (
 	dirRead  = 1
 	dirWrite = 2
 
-	originAccept  = 1
-	originConnect = 2
+	originNew = 1
 
 	afInet6 = 10
 )

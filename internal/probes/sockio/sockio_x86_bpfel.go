@@ -16,10 +16,10 @@ import (
 type sockioConn struct {
 	_       structs.HostLayout
 	ConnId  uint64
-	Tcp     uint8
+	Tgid    uint32
 	LastDir uint8
 	Origin  uint8
-	Pad     [5]uint8
+	Pad     [2]uint8
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Ep      sockioEndpoints
@@ -43,10 +43,9 @@ type sockioEvent struct {
 	NewRequest uint8
 	Tgid       uint32
 	Tid        uint32
-	Fd         int32
+	_          [4]byte
 	ConnId     uint64
-	StartNs    uint64
-	EndNs      uint64
+	TsNs       uint64
 	Goid       uint64
 	Len        uint64
 	Captured   uint32
@@ -73,24 +72,15 @@ type sockioScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockioMapConns         = "conns"
-	sockioMapEvents        = "events"
-	sockioMapProcs         = "procs"
-	sockioMapScratch       = "scratch"
-	sockioMapStats         = "stats"
-	sockioProgEnterClose   = "enter_close"
-	sockioProgExitAccept   = "exit_accept"
-	sockioProgExitAccept4  = "exit_accept4"
-	sockioProgExitConnect  = "exit_connect"
-	sockioProgExitRead     = "exit_read"
-	sockioProgExitReadv    = "exit_readv"
-	sockioProgExitRecvfrom = "exit_recvfrom"
-	sockioProgExitRecvmsg  = "exit_recvmsg"
-	sockioProgExitSendmsg  = "exit_sendmsg"
-	sockioProgExitSendto   = "exit_sendto"
-	sockioProgExitWrite    = "exit_write"
-	sockioProgExitWritev   = "exit_writev"
-	sockioVarUnusedEvent   = "unused_event"
+	sockioMapConns       = "conns"
+	sockioMapEvents      = "events"
+	sockioMapProcs       = "procs"
+	sockioMapScratch     = "scratch"
+	sockioMapStats       = "stats"
+	sockioProgOnRecv     = "on_recv"
+	sockioProgOnSend     = "on_send"
+	sockioProgOnState    = "on_state"
+	sockioVarUnusedEvent = "unused_event"
 )
 
 // loadSockio returns the embedded CollectionSpec for sockio.
@@ -135,18 +125,9 @@ type sockioSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioProgramSpecs struct {
-	EnterClose   *ebpf.ProgramSpec `ebpf:"enter_close"`
-	ExitAccept   *ebpf.ProgramSpec `ebpf:"exit_accept"`
-	ExitAccept4  *ebpf.ProgramSpec `ebpf:"exit_accept4"`
-	ExitConnect  *ebpf.ProgramSpec `ebpf:"exit_connect"`
-	ExitRead     *ebpf.ProgramSpec `ebpf:"exit_read"`
-	ExitReadv    *ebpf.ProgramSpec `ebpf:"exit_readv"`
-	ExitRecvfrom *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
-	ExitRecvmsg  *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
-	ExitSendmsg  *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
-	ExitSendto   *ebpf.ProgramSpec `ebpf:"exit_sendto"`
-	ExitWrite    *ebpf.ProgramSpec `ebpf:"exit_write"`
-	ExitWritev   *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	OnRecv  *ebpf.ProgramSpec `ebpf:"on_recv"`
+	OnSend  *ebpf.ProgramSpec `ebpf:"on_send"`
+	OnState *ebpf.ProgramSpec `ebpf:"on_state"`
 }
 
 // sockioMapSpecs contains maps before they are loaded into the kernel.
@@ -215,34 +196,16 @@ type sockioVariables struct {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioPrograms struct {
-	EnterClose   *ebpf.Program `ebpf:"enter_close"`
-	ExitAccept   *ebpf.Program `ebpf:"exit_accept"`
-	ExitAccept4  *ebpf.Program `ebpf:"exit_accept4"`
-	ExitConnect  *ebpf.Program `ebpf:"exit_connect"`
-	ExitRead     *ebpf.Program `ebpf:"exit_read"`
-	ExitReadv    *ebpf.Program `ebpf:"exit_readv"`
-	ExitRecvfrom *ebpf.Program `ebpf:"exit_recvfrom"`
-	ExitRecvmsg  *ebpf.Program `ebpf:"exit_recvmsg"`
-	ExitSendmsg  *ebpf.Program `ebpf:"exit_sendmsg"`
-	ExitSendto   *ebpf.Program `ebpf:"exit_sendto"`
-	ExitWrite    *ebpf.Program `ebpf:"exit_write"`
-	ExitWritev   *ebpf.Program `ebpf:"exit_writev"`
+	OnRecv  *ebpf.Program `ebpf:"on_recv"`
+	OnSend  *ebpf.Program `ebpf:"on_send"`
+	OnState *ebpf.Program `ebpf:"on_state"`
 }
 
 func (p *sockioPrograms) Close() error {
 	return _SockioClose(
-		p.EnterClose,
-		p.ExitAccept,
-		p.ExitAccept4,
-		p.ExitConnect,
-		p.ExitRead,
-		p.ExitReadv,
-		p.ExitRecvfrom,
-		p.ExitRecvmsg,
-		p.ExitSendmsg,
-		p.ExitSendto,
-		p.ExitWrite,
-		p.ExitWritev,
+		p.OnRecv,
+		p.OnSend,
+		p.OnState,
 	)
 }
 

@@ -120,7 +120,7 @@ func (t *table) handle(raw []byte) {
 	case evClose:
 		t.count.evClose.Add(1)
 		if c, ok := t.conns[key]; ok {
-			t.finish(c, ev.StartNs)
+			t.finish(c, ev.TsNs)
 			delete(t.conns, key)
 		}
 	}
@@ -137,7 +137,7 @@ func (t *table) get(key connKey, ev *sockioEvent) *conn {
 			remote: addrPort(ev.Ep.Family, ev.Ep.Raddr, ev.Ep.Rport),
 			wire: httpwire.NewConn(httpwire.Limits{
 				MaxHeaderBytes: t.deps.Config.MaxHeaderBytes,
-				MidStream:      ev.Origin != originAccept && ev.Origin != originConnect,
+				MidStream:      ev.Origin != originNew,
 			})}
 		t.conns[key] = c
 	}
@@ -149,15 +149,13 @@ func (t *table) data(c *conn, ev *sockioEvent, data []byte) {
 	if ev.NewRequest != 0 {
 		c.recent[c.seq%idsRing] = ids{tag: c.seq, trace: ev.TraceId, span: ev.SpanId}
 	}
-	ch := httpwire.Chunk{Len: int(ev.Len), Data: data, Goid: ev.Goid, Tag: c.seq}
-	if ev.Dir == dirRead {
-		ch.Dir, ch.Time = httpwire.DirRead, ev.StartNs
-	} else {
-		ch.Dir, ch.Time = httpwire.DirWrite, ev.EndNs
+	ch := httpwire.Chunk{Dir: httpwire.DirRead, Time: ev.TsNs, Len: int(ev.Len), Data: data, Goid: ev.Goid, Tag: c.seq}
+	if ev.Dir == dirWrite {
+		ch.Dir = httpwire.DirWrite
 	}
-	c.lastNs = ev.EndNs
+	c.lastNs = ev.TsNs
 	if c.pendingSinceNs == 0 {
-		c.pendingSinceNs = ev.EndNs
+		c.pendingSinceNs = ev.TsNs
 	}
 	done, problems := c.wire.Feed(ch)
 	t.emit(c, done, problems)
