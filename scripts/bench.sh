@@ -16,17 +16,23 @@ trap cleanup EXIT
 
 (cd testdata/httpserver && CGO_ENABLED=0 go build -o "$work/weft-bench-hello" .)
 taskset -c 0 "$work/weft-bench-hello" >"$work/srv.out" 2>&1 &
-pids+=($!)
+srv=$!
+pids+=($srv)
 for _ in $(seq 100); do grep -q LISTEN "$work/srv.out" && break; sleep 0.1; done
 port=$(awk '/LISTEN/{print $2}' "$work/srv.out")
 url="http://127.0.0.1:$port/hello"
 
-# One wrk round: "req/s p50_us p99_us requests".
+# One wrk round: "req/s p50_us p99_us requests server_cpu_ticks". The
+# server's own CPU time per request (BPF programs run in its context) shows
+# the cost tracing puts on it, whatever the agent and wrk take elsewhere.
 load() {
+	local c0 c1
+	c0=$(awk '{print $14 + $15}' "/proc/$srv/stat")
 	taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$url" >"$work/wrk.$1"
-	awk 'function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; return v*1e6 }
+	c1=$(awk '{print $14 + $15}' "/proc/$srv/stat")
+	awk -v cpu=$((c1 - c0)) 'function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; return v*1e6 }
 	     /Requests\/sec/{rps=$2} /^ +50%/{p50=us($2)} /^ +99%/{p99=us($2)} /requests in/{n=$1}
-	     END{printf "%s %s %s %s\n", rps, p50, p99, n}' "$work/wrk.$1"
+	     END{printf "%s %s %s %s %s\n", rps, p50, p99, n, cpu}' "$work/wrk.$1"
 }
 
 status=127.0.0.1:$((20000 + RANDOM % 10000))
@@ -85,6 +91,10 @@ print("rounds (req/s):", " ".join(f"{r[0]}={float(r[1]):.0f}" for r in rounds))
 print(f"untraced median {st.median(u):.0f} req/s, p50 {st.median(col('U',2)):.0f} us, p99 {st.median(col('U',3)):.0f} us")
 print(f"traced   median {st.median(t):.0f} req/s, p50 {st.median(col('T',2)):.0f} us, p99 {st.median(col('T',3)):.0f} us")
 print(f"throughput ratio {st.median(t)/st.median(u):.3f}; added latency p50 {st.median(col('T',2))-st.median(col('U',2)):+.0f} us, p99 {st.median(col('T',3))-st.median(col('U',3)):+.0f} us")
+hzf = float(hz)
+def cpu_per_req(kind): return sum(float(r[5]) for r in rounds if r[0] == kind) / hzf / sum(float(r[4]) for r in rounds if r[0] == kind) * 1e6
+cu, ct = cpu_per_req("U"), cpu_per_req("T")
+print(f"server CPU per request: untraced {cu:.1f} us, traced {ct:.1f} us ({ct-cu:+.1f} us, {ct/cu:.3f}x): the cost on the traced program itself")
 print(f"traced requests {reqs}, spans {spans} ({spans/max(reqs,1):.3f} per request)")
 print(f"uprobes attached: {upr} (0 uprobe hits per request)")
 print(f"BPF: {bcnt/max(reqs,1):.2f} program runs per request (the untraced wrk's included), {bns/max(bcnt,1):.0f} ns per run, {bns/max(reqs,1)/1000:.2f} us per request")
