@@ -45,7 +45,8 @@ func TestMalformedInput(t *testing.T) {
 	root := repoRoot(t)
 	bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(t.TempDir(), "weft-e2e-bad"))
 	srv := startServer(t, "bad", bin)
-	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-pid", fmt.Sprint(srv.PID()))
+	// Selected by its listening port: the port selector's path.
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-port", fmt.Sprint(srv.Port))
 	ag.waitTracked(t, srv.PID())
 
 	tp := func(id, v string) string {

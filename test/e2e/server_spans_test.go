@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,6 +75,16 @@ func TestServerSpans(t *testing.T) {
 
 	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint, "OTEL_EXPORTER_OTLP_INSECURE=true"}
 	ag := startAgent(t, env, append([]string{"-exe", "weft-e2e-srv-*"}, pids...)...)
+	// Selected programs that exit while the agent attaches to them.
+	flash := filepath.Join(bins, "weft-e2e-srv-flash")
+	if b, err := os.ReadFile("/bin/true"); err != nil || os.WriteFile(flash, b, 0o755) != nil {
+		t.Fatalf("copying /bin/true: %v", err)
+	}
+	for range 20 {
+		if err := exec.Command(flash).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, v := range variants {
 		if v.late {
 			start(v)
