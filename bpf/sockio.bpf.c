@@ -58,6 +58,24 @@ struct {
 	__type(value, struct conn);
 } conns SEC(".maps");
 
+/* Written here when a Go server reads a new request; read by the client
+ * probe (gohttp.bpf.c) in the goroutines that make calls for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct go_key);
+	__type(value, struct span_ctx);
+} goctx SEC(".maps");
+
+/* Written by the client probe before a request is sent; used and removed
+ * here by the send that carries it. Keyed by struct sock *. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct client_ctx);
+} client_ctxs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
@@ -172,6 +190,96 @@ static __always_inline __u64 goid_of(const struct proc_cfg *cfg, const struct pt
 	return goid;
 }
 
+#define TP_SCAN 2048 /* bytes of a request head searched for traceparent */
+#define TP_NAME_LEN 12  /* "traceparent:" */
+#define TP_VALUE_LEN 55
+
+static __always_inline int unhex(__u8 c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Decodes n bytes of lowercase hex at p into out; false on a bad digit. */
+static __always_inline bool decode_hex(const __u8 *p, __u8 *out, int n)
+{
+	bool nonzero = false;
+	for (int i = 0; i < 16; i++) {
+		if (i >= n)
+			break;
+		int hi = unhex(p[2 * i]), lo = unhex(p[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = hi << 4 | lo;
+		nonzero |= out[i] != 0;
+	}
+	return nonzero;
+}
+
+struct tp_scan {
+	const __u8 *data;
+	__u32 n;
+	__s32 at; /* offset of the header's value, or -1 */
+};
+
+/* bpf_loop callback: is there a "traceparent:" header (any case) at line
+ * start i+1? Returns 1 to stop the loop. */
+static long tp_scan_step(__u32 i, void *arg)
+{
+	struct tp_scan *st = arg;
+	const __u8 *data = st->data;
+	__u64 j = i;
+	barrier_var(j); /* keep the bound check on the register that indexes */
+	if (j >= TP_SCAN || j + 1 + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n)
+		return 1;
+	const __u8 *h = data + j;
+	if (h[0] != '\n' || (h[1] | 0x20) != 't')
+		return 0;
+	h++;
+	/* | 0x20 lowers ASCII letters */
+	if ((h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' || (h[3] | 0x20) != 'c' ||
+	    (h[4] | 0x20) != 'e' || (h[5] | 0x20) != 'p' || (h[6] | 0x20) != 'a' ||
+	    (h[7] | 0x20) != 'r' || (h[8] | 0x20) != 'e' || (h[9] | 0x20) != 'n' ||
+	    (h[10] | 0x20) != 't' || h[11] != ':')
+		return 0;
+	st->at = j + 1 + TP_NAME_LEN;
+	return 1;
+}
+
+/* Finds a traceparent header in a request head and parses a version-00
+ * value by the W3C rules. User space checks the same header again and
+ * counts what it rejects; this copy exists so that calls the request
+ * causes carry the caller's trace. */
+static __always_inline bool find_traceparent(const __u8 *data, __u32 n, struct span_ctx *out)
+{
+	struct tp_scan st = {.data = data, .n = n, .at = -1};
+	bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
+	if (st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN + 1)
+		return false;
+	__u32 at = st.at;
+	if (data[at] == ' ')
+		at++;
+	if (at + TP_VALUE_LEN + 1 > n)
+		return false;
+	const __u8 *v = data + (at & (2 * CAPTURE_MAX - 1));
+	/* Version 00 is exactly 55 characters: anything but the line's end or
+	 * whitespace after it makes the header invalid, as user space agrees. */
+	if (v[TP_VALUE_LEN] != '\r' && v[TP_VALUE_LEN] != ' ' && v[TP_VALUE_LEN] != '\t')
+		return false;
+	if (v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-')
+		return false;
+	if (!decode_hex(v + 3, out->trace_id, 16) || !decode_hex(v + 36, out->span_id, 8))
+		return false;
+	int f = unhex(v[54]);
+	if (unhex(v[53]) < 0 || f < 0)
+		return false;
+	out->flags = (f & 1) ? CTX_SAMPLED : 0;
+	return true;
+}
+
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
  * array into data; returns the number copied. */
 static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32 iovcnt, __u64 total)
@@ -271,7 +379,8 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 
 	/* A read that follows a write (or the first read) starts a request on a
 	 * server connection: make its IDs here, where later probes can find them. */
-	if (dir == DIR_READ && c->last_dir != DIR_READ) {
+	bool new_request = dir == DIR_READ && c->last_dir != DIR_READ;
+	if (new_request) {
 		__u32 *w = (__u32 *)c->trace_id;
 		w[0] = bpf_get_prandom_u32();
 		w[1] = bpf_get_prandom_u32();
@@ -286,8 +395,35 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 	__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
 	__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
 
+	if (dir == DIR_WRITE) {
+		/* The first send of a client request the Go client probe saw. */
+		__u64 key = (__u64)sk;
+		struct client_ctx *cc = bpf_map_lookup_elem(&client_ctxs, &key);
+		if (cc) {
+			__builtin_memcpy(e->trace_id, cc->trace_id, sizeof(e->trace_id));
+			__builtin_memcpy(e->span_id, cc->span_id, sizeof(e->span_id));
+			__builtin_memcpy(e->parent_id, cc->parent_id, sizeof(e->parent_id));
+			e->ctx_flags = cc->flags;
+			bpf_map_delete_elem(&client_ctxs, &key);
+		}
+	}
+
 	__u32 n = capture(s->data, regs, len);
 	e->captured = n;
+	if (new_request && e->goid) {
+		/* Calls this goroutine makes while serving belong to this span. */
+		struct span_ctx sc = {.flags = CTX_SAMPLED};
+		if (find_traceparent(s->data, n, &sc)) {
+			__builtin_memcpy(e->parent_id, sc.span_id, sizeof(e->parent_id));
+			e->ctx_flags = CTX_LINKED | sc.flags;
+			__builtin_memcpy(c->trace_id, sc.trace_id, sizeof(c->trace_id));
+			__builtin_memcpy(e->trace_id, sc.trace_id, sizeof(e->trace_id));
+		}
+		__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
+		__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
+		struct go_key gk = {.tgid = tgid, .goid = e->goid};
+		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+	}
 	count(STAT_DATA_EVENTS);
 	submit(s, sizeof(*e) + n);
 	return 0;

@@ -25,11 +25,41 @@ enum conn_origin {
 };
 
 /* Per-process settings written by user space; every program checks this
- * map first, so untraced processes cost one lookup. */
+ * map first, so untraced processes cost one lookup. Offsets come from the
+ * binary's DWARF or weft's generated table; 0 means unknown. */
 struct proc_cfg {
-	__u64 goid_offset; /* offset of goid in runtime.g; 0: not Go */
+	__u64 goid_offset;        /* runtime.g.goid; 0: not Go */
+	__u64 parent_goid_offset; /* runtime.g.parentGoid */
+	__u16 pconn_conn;         /* net/http.persistConn.conn (an interface) */
+	__u16 pconn_tls;          /* net/http.persistConn.tlsState */
+	__u16 conn_fd;            /* net.conn.fd (*netFD, embedded in TCPConn) */
+	__u16 netfd_sysfd;        /* net.netFD.pfd + internal/poll.FD.Sysfd */
 	__u32 flags;
 	__u32 _pad;
+};
+
+/* A goroutine's current server span, so calls it (or a goroutine it
+ * started) makes become children. */
+struct go_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 goid;
+};
+
+struct span_ctx {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 flags; /* CTX_SAMPLED */
+	__u8 _pad[7];
+};
+
+/* The next client request on a socket: its span and its parent. */
+struct client_ctx {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_id[8];
+	__u8 flags; /* CTX_LINKED, CTX_SAMPLED */
+	__u8 _pad[7];
 };
 
 /* A connection's addresses, kept with its state and copied into each event,
@@ -60,7 +90,14 @@ struct event {
 	struct endpoints ep;
 	__u8 trace_id[16];
 	__u8 span_id[8];
+	__u8 parent_id[8]; /* with CTX_LINKED: the span this one is a child of */
+	__u8 ctx_flags;    /* CTX_* */
+	__u8 _pad2[7];
 };
+
+/* event.ctx_flags */
+#define CTX_LINKED 1  /* trace_id/parent_id come from a known parent */
+#define CTX_SAMPLED 2 /* the parent's sampled flag */
 
 /* Counters in the stats per-CPU array, by index. */
 enum stat_index {

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sockioClientCtx struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+}
+
 type sockioConn struct {
 	_       structs.HostLayout
 	ConnId  uint64
@@ -53,13 +62,28 @@ type sockioEvent struct {
 	Ep         sockioEndpoints
 	TraceId    [16]uint8
 	SpanId     [8]uint8
+	ParentId   [8]uint8
+	CtxFlags   uint8
+	Pad2       [7]uint8
+}
+
+type sockioGoKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Goid uint64
 }
 
 type sockioProcCfg struct {
-	_          structs.HostLayout
-	GoidOffset uint64
-	Flags      uint32
-	Pad        uint32
+	_                structs.HostLayout
+	GoidOffset       uint64
+	ParentGoidOffset uint64
+	PconnConn        uint16
+	PconnTls         uint16
+	ConnFd           uint16
+	NetfdSysfd       uint16
+	Flags            uint32
+	Pad              uint32
 }
 
 type sockioScratch struct {
@@ -68,12 +92,22 @@ type sockioScratch struct {
 	Data [32768]uint8
 }
 
+type sockioSpanCtx struct {
+	_       structs.HostLayout
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	sockioMapClientCtxs  = "client_ctxs"
 	sockioMapConns       = "conns"
 	sockioMapEvents      = "events"
+	sockioMapGoctx       = "goctx"
 	sockioMapProcs       = "procs"
 	sockioMapScratch     = "scratch"
 	sockioMapStats       = "stats"
@@ -134,11 +168,13 @@ type sockioProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioMapSpecs struct {
-	Conns   *ebpf.MapSpec `ebpf:"conns"`
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Procs   *ebpf.MapSpec `ebpf:"procs"`
-	Scratch *ebpf.MapSpec `ebpf:"scratch"`
-	Stats   *ebpf.MapSpec `ebpf:"stats"`
+	ClientCtxs *ebpf.MapSpec `ebpf:"client_ctxs"`
+	Conns      *ebpf.MapSpec `ebpf:"conns"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
+	Procs      *ebpf.MapSpec `ebpf:"procs"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // sockioVariableSpecs contains global variables before they are loaded into the kernel.
@@ -168,17 +204,21 @@ func (o *sockioObjects) Close() error {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioMaps struct {
-	Conns   *ebpf.Map `ebpf:"conns"`
-	Events  *ebpf.Map `ebpf:"events"`
-	Procs   *ebpf.Map `ebpf:"procs"`
-	Scratch *ebpf.Map `ebpf:"scratch"`
-	Stats   *ebpf.Map `ebpf:"stats"`
+	ClientCtxs *ebpf.Map `ebpf:"client_ctxs"`
+	Conns      *ebpf.Map `ebpf:"conns"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Goctx      *ebpf.Map `ebpf:"goctx"`
+	Procs      *ebpf.Map `ebpf:"procs"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
+	Stats      *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *sockioMaps) Close() error {
 	return _SockioClose(
+		m.ClientCtxs,
 		m.Conns,
 		m.Events,
+		m.Goctx,
 		m.Procs,
 		m.Scratch,
 		m.Stats,
