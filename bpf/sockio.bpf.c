@@ -155,9 +155,10 @@ static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
 		__u64 queued = (__u32)(tp->rcv_nxt - tp->copied_seq);
 		return tp->bytes_received - queued == (__u64)len;
 	}
-	/* bytes the application wrote = acked + not yet acked */
-	__u64 unacked = (__u32)(tp->write_seq - tp->snd_una);
-	return tp->bytes_acked + unacked == (__u64)len;
+	/* bytes the application wrote = acked + not yet acked; bytes_acked
+	 * also counts the SYN when this side sent it */
+	__u64 written = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una);
+	return written == (__u64)len || written == (__u64)len + 1;
 }
 
 static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 dir, int len)

@@ -24,6 +24,7 @@ import (
 	"github.com/weft-dev/weft/internal/discovery"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/probes/gohttp"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/selection"
 )
@@ -133,7 +134,8 @@ func run(o options, log *slog.Logger) error {
 
 	reg := probes.NewRegistry()
 	sockio.Register(reg)
-	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met,
+	gohttp.Register(reg) // uses sockio's maps
+	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{},
 		Config: probes.Config{MaxHeaderBytes: o.maxHeaderBytes}})
 	if err != nil {
 		return err
@@ -146,7 +148,8 @@ func run(o options, log *slog.Logger) error {
 	}
 
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: sel.NeedsPorts(),
-		Resource: discovery.ResourceConfig{ServiceName: o.serviceName, Version: version}},
+		Resource: discovery.ResourceConfig{ServiceName: o.serviceName, Version: version},
+		GoFields: sockio.GoFields},
 		log, met, fanout(ps))
 	if err := disc.Start(ctx); err != nil {
 		return fmt.Errorf("starting discovery: %w", err)

@@ -36,6 +36,7 @@ type Config struct {
 	Rescan     time.Duration // default 2s
 	ProcRoot   string        // default /proc
 	Resource   ResourceConfig
+	GoFields   []string // struct fields to look up in Go binaries ("pkg.Type.field")
 }
 
 type instance struct {
@@ -73,7 +74,7 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 		cfg.ProcRoot = "/proc"
 	}
 	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
-		inspect: newInspector(cfg.Resource), known: map[int]instance{}, stop: make(chan struct{})}
+		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{})}
 }
 
 // Start attaches the exec/exit tracepoints, then scans /proc: a process

@@ -28,21 +28,23 @@ type ResourceConfig struct {
 type exeFacts struct {
 	goVersion  string
 	goidOffset uint64
+	offsets    map[string]uint64
 	err        error
 }
 
 // inspector reads each executable once, however many processes run it.
 type inspector struct {
-	cfg   ResourceConfig
-	mu    sync.Mutex
-	cache map[procs.ExeKey]exeFacts
+	cfg    ResourceConfig
+	fields []string // struct fields probes need, "pkg.Type.field"
+	mu     sync.Mutex
+	cache  map[procs.ExeKey]exeFacts
 }
 
-func newInspector(cfg ResourceConfig) *inspector {
+func newInspector(cfg ResourceConfig, fields []string) *inspector {
 	if cfg.HostName == "" {
 		cfg.HostName, _ = os.Hostname()
 	}
-	return &inspector{cfg: cfg, cache: map[procs.ExeKey]exeFacts{}}
+	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}}
 }
 
 func (in *inspector) facts(info procs.Info) exeFacts {
@@ -52,14 +54,14 @@ func (in *inspector) facts(info procs.Info) exeFacts {
 	if ok {
 		return f
 	}
-	f = readFacts(info.ExeOpenPath)
+	f = in.readFacts(info.ExeOpenPath)
 	in.mu.Lock()
 	in.cache[info.ExeKey] = f
 	in.mu.Unlock()
 	return f
 }
 
-func readFacts(path string) exeFacts {
+func (in *inspector) readFacts(path string) exeFacts {
 	b, err := goinspect.Open(path)
 	if errors.Is(err, goinspect.ErrNotGo) {
 		return exeFacts{} // any language's HTTP/1 server is traced from the socket layer
@@ -73,6 +75,13 @@ func readFacts(path string) exeFacts {
 	// attribute (and later in-process links) are missing.
 	if off, _, err := goinspect.GoidOffset(b); err == nil {
 		f.goidOffset = off
+	}
+	f.offsets = map[string]uint64{}
+	for _, name := range in.fields {
+		i := strings.LastIndexByte(name, '.')
+		if off, _, err := b.FieldOffset(name[:i], name[i+1:]); err == nil {
+			f.offsets[name] = off
+		}
 	}
 	return f
 }
@@ -93,6 +102,7 @@ func (in *inspector) process(info procs.Info) (*probes.Process, error) {
 		ExePath:    info.ExeOpenPath,
 		GoVersion:  f.goVersion,
 		GoidOffset: f.goidOffset,
+		GoOffsets:  f.offsets,
 		Resource:   res,
 	}, nil
 }

@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sort"
+	"sync"
+
+	"github.com/cilium/ebpf"
 
 	"go.opentelemetry.io/otel/sdk/resource"
 
@@ -22,7 +24,10 @@ type Process struct {
 	ExePath    string // path to open the executable (/proc/PID/exe)
 	GoVersion  string // "" when not a Go program
 	GoidOffset uint64 // offset of goid in runtime.g; 0 when unknown
-	Resource   *resource.Resource
+	// GoOffsets holds struct field offsets ("net/http.persistConn.conn")
+	// found in the binary's DWARF or weft's table; absent when unknown.
+	GoOffsets map[string]uint64
+	Resource  *resource.Resource
 }
 
 // Probe is one probe family. Start loads and attaches its programs; Track and
@@ -42,6 +47,33 @@ type Deps struct {
 	Sink    spans.Sink
 	Metrics *metrics.Registry
 	Config  Config
+	Shared  *SharedMaps
+}
+
+// SharedMaps lets families that cooperate in the kernel use one another's
+// BPF maps (loaded with MapReplacements). A family publishes its maps in
+// Start; families registered after it find them in theirs.
+type SharedMaps struct {
+	mu   sync.Mutex
+	maps map[string]*ebpf.Map
+}
+
+// Publish makes m available under name.
+func (s *SharedMaps) Publish(name string, m *ebpf.Map) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.maps == nil {
+		s.maps = map[string]*ebpf.Map{}
+	}
+	s.maps[name] = m
+}
+
+// Map returns the map published under name.
+func (s *SharedMaps) Map(name string) (*ebpf.Map, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.maps[name]
+	return m, ok
 }
 
 // Config holds the settings probes share.
@@ -52,8 +84,12 @@ type Config struct {
 // Factory builds a probe family.
 type Factory func(Deps) (Probe, error)
 
-// Registry maps family names to factories.
-type Registry struct{ factories map[string]Factory }
+// Registry keeps families in registration order: a family that uses
+// another's maps is registered after it.
+type Registry struct {
+	names     []string
+	factories map[string]Factory
+}
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
@@ -63,20 +99,14 @@ func (r *Registry) Register(name string, f Factory) {
 	if _, dup := r.factories[name]; dup {
 		panic(fmt.Sprintf("probe family %q registered twice", name))
 	}
+	r.names = append(r.names, name)
 	r.factories[name] = f
 }
 
-// Names lists the registered families, sorted.
-func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.factories))
-	for n := range r.factories {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+// Names lists the registered families in registration order.
+func (r *Registry) Names() []string { return append([]string(nil), r.names...) }
 
-// Build makes every registered family, in name order.
+// Build makes every registered family, in registration order.
 func (r *Registry) Build(d Deps) ([]Probe, error) {
 	var out []Probe
 	for _, n := range r.Names() {

@@ -5,6 +5,10 @@
 //	GET  /hello                  "hello"
 //	ANY  /work?sleep=50ms&status=404&size=1000&chunked=1
 //	POST /echo                   reads the body, answers its length and sha256
+//	GET  /call?to=URL&to=URL&mode=inline|goroutine
+//	                             calls each URL through one shared keep-alive
+//	                             client, from the handler or from goroutines it
+//	                             starts; answers the statuses it got
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -73,6 +78,40 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
 }
 
+// client is shared by every handler, as real services share one: its
+// keep-alive pool hands connections from one request's calls to another's.
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func call(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Goid", goid())
+	q := r.URL.Query()
+	targets := q["to"]
+	statuses := make([]string, len(targets))
+	get := func(i int) {
+		resp, err := client.Get(targets[i])
+		if err != nil {
+			statuses[i] = "error"
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		statuses[i] = strconv.Itoa(resp.StatusCode)
+	}
+	if q.Get("mode") == "goroutine" {
+		var wg sync.WaitGroup
+		for i := range targets {
+			wg.Add(1)
+			go func() { defer wg.Done(); get(i) }()
+		}
+		wg.Wait()
+	} else {
+		for i := range targets {
+			get(i)
+		}
+	}
+	io.WriteString(w, strings.Join(statuses, ","))
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	flag.Parse()
@@ -80,6 +119,7 @@ func main() {
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	mux.HandleFunc("/work", work)
 	mux.HandleFunc("/echo", echo)
+	mux.HandleFunc("/call", call)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)

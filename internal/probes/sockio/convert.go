@@ -23,8 +23,15 @@ type Input struct {
 	Local, Remote netip.AddrPort
 	Process       *probes.Process
 	Start, End    time.Time
-	TraceID       [16]byte // made by BPF when the request was first read
+	TraceID       [16]byte // made by BPF when the request was first read (or sent)
 	SpanID        [8]byte
+	Parent        *Parent // client calls: the server span they were made for
+}
+
+// Parent is a span the client call was made for, known in-process.
+type Parent struct {
+	SpanID  [8]byte
+	Sampled bool
 }
 
 // Verdict reports what ServerSpan had to ignore.
@@ -134,6 +141,75 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 	}
 	s.Attrs = attrs
 	return s, v
+}
+
+// ClientSpan turns one client-side HTTP exchange into a CLIENT span. Its
+// parent, when known, is the server span the call was made for.
+func ClientSpan(in Input) spans.Span {
+	x := in.Exchange
+	s := spans.Span{
+		TraceID:  in.TraceID,
+		SpanID:   in.SpanID,
+		Sampled:  true,
+		Kind:     trace.SpanKindClient,
+		Start:    in.Start,
+		End:      in.End,
+		Resource: in.Process.Resource,
+		Scope:    "weft/" + Name,
+	}
+	if s.End.Before(s.Start) {
+		s.End = s.Start
+	}
+	if in.Parent != nil {
+		s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
+	}
+	method := x.Req.Method
+	attrs := make([]attribute.KeyValue, 0, 12)
+	if knownMethods[method] {
+		attrs = append(attrs, attribute.String("http.request.method", method))
+		s.Name = method
+	} else {
+		attrs = append(attrs, attribute.String("http.request.method", "_OTHER"),
+			attribute.String("http.request.method_original", method))
+		s.Name = "HTTP"
+	}
+	host, port := serverAddress(x.Req.Host, in.Remote)
+	authority := x.Req.Host
+	if authority == "" && in.Remote.IsValid() {
+		authority = in.Remote.String()
+	}
+	attrs = append(attrs, attribute.String("url.full", "http://"+authority+x.Req.Target))
+	if host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
+	}
+	if port > 0 {
+		attrs = append(attrs, attribute.Int("server.port", port))
+	}
+	if in.Remote.IsValid() {
+		attrs = append(attrs,
+			attribute.String("network.peer.address", in.Remote.Addr().String()),
+			attribute.Int("network.peer.port", int(in.Remote.Port())))
+	}
+	if ver, ok := strings.CutPrefix(x.Req.Proto, "HTTP/"); ok {
+		attrs = append(attrs, attribute.String("network.protocol.version", ver))
+	}
+	if x.ReqGoid != 0 {
+		attrs = append(attrs, attribute.Int64("weft.goroutine.id", int64(x.ReqGoid)))
+	}
+	switch {
+	case x.Resp.Status > 0:
+		attrs = append(attrs, attribute.Int("http.response.status_code", x.Resp.Status))
+		// Semantic conventions: a client span is an error for 4xx and 5xx.
+		if x.Resp.Status >= 400 {
+			s.Error = true
+			attrs = append(attrs, attribute.String("error.type", strconv.Itoa(x.Resp.Status)))
+		}
+	case x.Incomplete != "":
+		s.Error, s.StatusMsg = true, x.Incomplete
+		attrs = append(attrs, attribute.String("error.type", "connection_closed"))
+	}
+	s.Attrs = attrs
+	return s
 }
 
 // serverAddress prefers the Host header, as the conventions ask, and falls

@@ -18,6 +18,9 @@ const (
 
 	originNew = 1
 
+	ctxLinked  = 1 // CTX_LINKED
+	ctxSampled = 2 // CTX_SAMPLED
+
 	afInet6 = 10
 )
 

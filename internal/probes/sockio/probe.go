@@ -97,6 +97,11 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("opening sockio ring buffer: %w", err)
 	}
 	p.registerGauges()
+	if sh := p.deps.Shared; sh != nil {
+		sh.Publish("procs", p.objs.Procs)
+		sh.Publish("goctx", p.objs.Goctx)
+		sh.Publish("client_ctxs", p.objs.ClientCtxs)
+	}
 	go p.loop()
 	p.log.Info("attached", "programs", len(p.links))
 	return nil
@@ -108,11 +113,41 @@ func (p *Probe) Track(proc *probes.Process) error {
 	p.mu.Lock()
 	p.table.track(proc)
 	p.mu.Unlock()
-	cfg := sockioProcCfg{GoidOffset: proc.GoidOffset}
+	cfg := procConfig(proc)
 	if err := p.objs.Procs.Put(uint32(proc.PID), &cfg); err != nil {
 		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
 	}
 	return nil
+}
+
+// Offsets the Go client probe needs, by the name goinspect knows them.
+const (
+	OffParentGoid  = "runtime.g.parentGoid"
+	OffPconnConn   = "net/http.persistConn.conn"
+	OffPconnTLS    = "net/http.persistConn.tlsState"
+	OffConnFD      = "net.conn.fd"
+	OffNetFDPfd    = "net.netFD.pfd"
+	OffPollFDSysfd = "internal/poll.FD.Sysfd"
+)
+
+// GoFields lists the struct fields procConfig reads from Process.GoOffsets.
+var GoFields = []string{OffParentGoid, OffPconnConn, OffPconnTLS, OffConnFD, OffNetFDPfd, OffPollFDSysfd}
+
+// procConfig is the BPF-side view of a process. The client offsets are all
+// set or all zero: a partial set would make the client probe read garbage.
+func procConfig(p *probes.Process) sockioProcCfg {
+	cfg := sockioProcCfg{GoidOffset: p.GoidOffset, ParentGoidOffset: p.GoOffsets[OffParentGoid]}
+	o := p.GoOffsets
+	conn, ok1 := o[OffPconnConn]
+	tls, ok2 := o[OffPconnTLS]
+	fd, ok3 := o[OffConnFD]
+	pfd, ok4 := o[OffNetFDPfd]
+	sysfd, ok5 := o[OffPollFDSysfd]
+	if ok1 && ok2 && ok3 && ok4 && ok5 && p.GoidOffset != 0 {
+		cfg.PconnConn, cfg.PconnTls = uint16(conn), uint16(tls)
+		cfg.ConnFd, cfg.NetfdSysfd = uint16(fd), uint16(pfd+sysfd)
+	}
+	return cfg
 }
 
 // Untrack removes a process: its map entries go, and exchanges still open

@@ -9,6 +9,7 @@ import (
 	"github.com/weft-dev/weft/internal/httpwire"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/spans"
 )
 
 // idsRing remembers the IDs BPF made for the last few request-starting
@@ -16,9 +17,11 @@ import (
 const idsRing = 8
 
 type ids struct {
-	tag   uint64
-	trace [16]byte
-	span  [8]byte
+	tag    uint64
+	trace  [16]byte
+	span   [8]byte
+	parent [8]byte
+	flags  uint8 // ctxLinked, ctxSampled
 }
 
 type conn struct {
@@ -50,9 +53,11 @@ type table struct {
 // counters are looked up once: the event path must not format series names.
 type counters struct {
 	met                             *metrics.Registry
-	evConn, evData, evClose         *atomic.Uint64
+	evData, evClose                 *atomic.Uint64
 	evMalformed                     *atomic.Uint64
 	spans, unsampled                *atomic.Uint64
+	clientSpans                     *atomic.Uint64
+	clientLinked, clientRoot        *atomic.Uint64
 	problems, tpInvalid, incomplete map[string]*atomic.Uint64
 }
 
@@ -62,11 +67,14 @@ func newCounters(m *metrics.Registry) counters {
 	}
 	return counters{
 		met: m, evData: ev("data"), evClose: ev("close"), evMalformed: ev("malformed"),
-		spans:      m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "server"),
-		unsampled:  m.Counter("weft_spans_unsampled_total", "spans not exported because the caller's sampled flag was off"),
-		problems:   map[string]*atomic.Uint64{},
-		tpInvalid:  map[string]*atomic.Uint64{},
-		incomplete: map[string]*atomic.Uint64{},
+		spans:        m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "server"),
+		unsampled:    m.Counter("weft_spans_unsampled_total", "spans not exported because the caller's sampled flag was off"),
+		clientSpans:  m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "client"),
+		clientLinked: m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "linked"),
+		clientRoot:   m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "unknown"),
+		problems:     map[string]*atomic.Uint64{},
+		tpInvalid:    map[string]*atomic.Uint64{},
+		incomplete:   map[string]*atomic.Uint64{},
 	}
 }
 
@@ -146,8 +154,8 @@ func (t *table) get(key connKey, ev *sockioEvent) *conn {
 
 func (t *table) data(c *conn, ev *sockioEvent, data []byte) {
 	c.seq++
-	if ev.NewRequest != 0 {
-		c.recent[c.seq%idsRing] = ids{tag: c.seq, trace: ev.TraceId, span: ev.SpanId}
+	if ev.NewRequest != 0 || ev.CtxFlags != 0 {
+		c.recent[c.seq%idsRing] = ids{tag: c.seq, trace: ev.TraceId, span: ev.SpanId, parent: ev.ParentId, flags: ev.CtxFlags}
 	}
 	ch := httpwire.Chunk{Dir: httpwire.DirRead, Time: ev.TsNs, Len: int(ev.Len), Data: data, Goid: ev.Goid, Tag: c.seq}
 	if ev.Dir == dirWrite {
@@ -204,23 +212,41 @@ func (t *table) emit(c *conn, done []httpwire.Exchange, problems []httpwire.Prob
 	}
 	for i := range done {
 		x := &done[i]
-		if x.Role != httpwire.RoleServer {
-			continue // client spans come with the propagation work
-		}
-		in := Input{Exchange: x, Local: c.local, Remote: c.remote, Process: proc, Start: t.clock.wall(x.Start), End: t.clock.wall(x.End)}
-		in.TraceID, in.SpanID = t.idsFor(c, x)
-		s, verdict := ServerSpan(in)
-		if verdict.TraceparentProblem != "" {
-			t.count.reason(t.count.tpInvalid, "weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", verdict.TraceparentProblem)
-		}
 		if x.Incomplete != "" {
 			t.count.reason(t.count.incomplete, "weft_http_incomplete_total", "exchanges emitted without a complete response", x.Incomplete)
+		}
+		in := Input{Exchange: x, Local: c.local, Remote: c.remote, Process: proc, Start: t.clock.wall(x.Start), End: t.clock.wall(x.End)}
+		var s spans.Span
+		switch x.Role {
+		case httpwire.RoleServer:
+			in.TraceID, in.SpanID, _ = t.idsFor(c, x)
+			var verdict Verdict
+			s, verdict = ServerSpan(in)
+			if verdict.TraceparentProblem != "" {
+				t.count.reason(t.count.tpInvalid, "weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", verdict.TraceparentProblem)
+			}
+		case httpwire.RoleClient:
+			var r ids
+			in.TraceID, in.SpanID, r = t.idsFor(c, x)
+			if r.flags&ctxLinked != 0 {
+				in.Parent = &Parent{SpanID: r.parent, Sampled: r.flags&ctxSampled != 0}
+				t.count.clientLinked.Add(1)
+			} else {
+				t.count.clientRoot.Add(1)
+			}
+			s = ClientSpan(in)
+		default:
+			continue
 		}
 		if !s.Sampled {
 			t.count.unsampled.Add(1)
 			continue
 		}
-		t.count.spans.Add(1)
+		if x.Role == httpwire.RoleServer {
+			t.count.spans.Add(1)
+		} else {
+			t.count.clientSpans.Add(1)
+		}
 		t.deps.Sink.Export(s)
 	}
 }
@@ -228,16 +254,16 @@ func (t *table) emit(c *conn, done []httpwire.Exchange, problems []httpwire.Prob
 // idsFor returns the IDs BPF made when the request's first byte was read,
 // or fresh ones for a request BPF could not tell apart (pipelined requests
 // sharing one read).
-func (t *table) idsFor(c *conn, x *httpwire.Exchange) (trace [16]byte, span [8]byte) {
+func (t *table) idsFor(c *conn, x *httpwire.Exchange) (trace [16]byte, span [8]byte, r ids) {
 	if x.FirstInChunk {
-		r := c.recent[x.StartTag%idsRing]
+		r = c.recent[x.StartTag%idsRing]
 		if r.tag == x.StartTag {
-			return r.trace, r.span
+			return r.trace, r.span, r
 		}
 	}
 	if _, err := rand.Read(trace[:]); err != nil {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never on Linux ≥ 3.17
 	}
 	rand.Read(span[:])
-	return trace, span
+	return trace, span, ids{}
 }

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0
+/* gohttp: one uprobe per Go net/http client request, on
+ * net/http.(*persistConn).roundTrip, which runs in the goroutine that made
+ * the call. It knows what the socket layer cannot: which server request
+ * (goroutine) the call belongs to. It picks the client span's IDs and leaves
+ * them keyed by the connection's socket, where sockio's send hook and the
+ * injector find them. A uprobe costs ~20 us here: this is the only one. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "sockio.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* The next four maps are sockio's (and the injector's): user space loads
+ * this object with them replaced, so both sides see the same entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct proc_cfg);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct go_key);
+	__type(value, struct span_ctx);
+} goctx SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct client_ctx);
+} client_ctxs SEC(".maps");
+
+/* IDs the socket-layer injector writes into the request, by socket cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct span_ctx);
+} inject_ctx SEC(".maps");
+
+enum gohttp_stat {
+	GS_CALLS = 0,    /* roundTrip entries in traced processes */
+	GS_LINKED = 1,   /* ... whose goroutine (or its parent) serves a request */
+	GS_TLS = 2,      /* skipped: TLS connection */
+	GS_NO_SOCK = 3,  /* skipped: the connection's socket was not found */
+	GS_NO_COOKIE = 4, /* no socket cookie yet: nothing for the injector */
+	GS_MAX = 8,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} gohttp_stats SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&gohttp_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+/* The TCP socket behind a file descriptor of the current process. */
+static __always_inline struct sock *sock_of_fd(__s64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	bpf_core_read(&f, sizeof(f), &fds[fd]);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6 ? sk : 0;
+}
+
+static __always_inline void random_bytes(__u8 *p, int words)
+{
+	__u32 *w = (__u32 *)p;
+	for (int i = 0; i < 4; i++)
+		if (i < words)
+			w[i] = bpf_get_prandom_u32();
+}
+
+/* func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)
+ * Go's register ABI: pc in RAX; the caller's goroutine in R14. */
+SEC("uprobe")
+int round_trip(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !cfg->goid_offset || !cfg->pconn_conn || !cfg->netfd_sysfd)
+		return 0;
+	count(GS_CALLS);
+	__u64 pc = ctx->ax;
+	if (read_u64(pc + cfg->pconn_tls)) {
+		count(GS_TLS);
+		return 0;
+	}
+	/* pc.conn is an interface: (itab, data); data is *net.TCPConn, whose
+	 * embedded conn holds fd *netFD; netFD.pfd.Sysfd is the descriptor. */
+	__u64 tcpconn = read_u64(pc + cfg->pconn_conn + 8);
+	__u64 netfd = read_u64(tcpconn + cfg->conn_fd);
+	__s64 sysfd = netfd ? (__s64)read_u64(netfd + cfg->netfd_sysfd) : -1;
+	struct sock *sk = sock_of_fd(sysfd);
+	if (!sk) {
+		count(GS_NO_SOCK);
+		return 0;
+	}
+
+	__u64 g = ctx->r14;
+	struct go_key k = {.tgid = tgid, .goid = read_u64(g + cfg->goid_offset)};
+	struct span_ctx *parent = bpf_map_lookup_elem(&goctx, &k);
+	if (!parent && cfg->parent_goid_offset) {
+		/* A goroutine the handler started: look one generation up. */
+		k.goid = read_u64(g + cfg->parent_goid_offset);
+		parent = bpf_map_lookup_elem(&goctx, &k);
+	}
+	struct client_ctx cc = {.flags = CTX_SAMPLED};
+	if (parent) {
+		count(GS_LINKED);
+		__builtin_memcpy(cc.trace_id, parent->trace_id, sizeof(cc.trace_id));
+		__builtin_memcpy(cc.parent_id, parent->span_id, sizeof(cc.parent_id));
+		cc.flags = CTX_LINKED | (parent->flags & CTX_SAMPLED);
+	} else {
+		random_bytes(cc.trace_id, 4);
+	}
+	random_bytes(cc.span_id, 2);
+	__u64 key = (__u64)sk;
+	bpf_map_update_elem(&client_ctxs, &key, &cc, BPF_ANY);
+
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie) {
+		count(GS_NO_COOKIE);
+		return 0;
+	}
+	struct span_ctx ic = {.flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
+	__builtin_memcpy(ic.trace_id, cc.trace_id, sizeof(ic.trace_id));
+	__builtin_memcpy(ic.span_id, cc.span_id, sizeof(ic.span_id));
+	bpf_map_update_elem(&inject_ctx, &cookie, &ic, BPF_ANY);
+	return 0;
+}

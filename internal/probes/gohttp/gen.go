@@ -1,0 +1,3 @@
+package gohttp
+
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 gohttp ../../../bpf/gohttp.bpf.c -- -I../../../bpf/headers -I../../../bpf

@@ -1,0 +1,216 @@
+// Package gohttp is the Go net/http client probe family: one uprobe per
+// outgoing request, on net/http.(*persistConn).roundTrip, in the goroutine
+// that made the call. It links the call to the server request that
+// goroutine (or its parent) is serving, which the socket layer cannot know,
+// and hands the client span's IDs to sockio and the injector by socket.
+package gohttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/weft-dev/weft/internal/goinspect"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+// Name is the family's name.
+const Name = "gohttp"
+
+// roundTrip is the one function probed: every Transport-based client
+// (http.Get, http.Client, reverse proxies) sends HTTP/1 requests through it.
+const roundTrip = "net/http.(*persistConn).roundTrip"
+
+// Register adds the family to a registry, after sockio, whose maps it uses.
+func Register(r *probes.Registry) {
+	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
+}
+
+type exeKey struct{ dev, ino uint64 }
+
+// attachment is one uprobe on one executable, shared by its processes.
+type attachment struct {
+	link link.Link
+	pids map[int]bool
+}
+
+// Probe attaches the round-trip uprobe to the executables of traced Go
+// processes that contain an HTTP client.
+type Probe struct {
+	deps probes.Deps
+	log  *slog.Logger
+	objs gohttpObjects
+
+	mu       sync.Mutex
+	loaded   bool
+	exes     map[exeKey]*attachment
+	byPID    map[int]exeKey
+	stopOnce sync.Once
+}
+
+// New makes an unstarted probe.
+func New(d probes.Deps) *Probe {
+	if d.Metrics == nil {
+		d.Metrics = metrics.New()
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[exeKey]*attachment{}, byPID: map[int]exeKey{}}
+}
+
+// Name implements probes.Probe.
+func (p *Probe) Name() string { return Name }
+
+// Start loads the program with sockio's maps (and the injector's, when it
+// runs) in place of its own.
+func (p *Probe) Start(ctx context.Context) error {
+	spec, err := loadGohttp()
+	if err != nil {
+		return fmt.Errorf("reading gohttp BPF object: %w", err)
+	}
+	repl := map[string]*ebpf.Map{}
+	for _, name := range []string{"procs", "goctx", "client_ctxs"} {
+		m, ok := p.deps.Shared.Map(name)
+		if !ok {
+			return fmt.Errorf("gohttp needs sockio's %s map: register sockio first", name)
+		}
+		repl[name] = m
+	}
+	if m, ok := p.deps.Shared.Map("inject_ctx"); ok {
+		repl["inject_ctx"] = m
+	}
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		return fmt.Errorf("loading gohttp BPF program: %w", err)
+	}
+	p.mu.Lock()
+	p.loaded = true
+	p.mu.Unlock()
+	names := map[uint32]string{0: "calls", 1: "linked", 2: "skipped_tls", 3: "no_socket", 4: "no_cookie"}
+	for idx, name := range names {
+		p.deps.Metrics.Gauge("weft_gohttp_kernel_total", "Go client probe counters by name",
+			func() float64 { return float64(p.stat(idx)) }, "name", name)
+	}
+	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
+		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(len(p.exes)) }, "family", Name)
+	return nil
+}
+
+func (p *Probe) stat(idx uint32) uint64 {
+	var per []uint64
+	if err := p.objs.GohttpStats.Lookup(idx, &per); err != nil {
+		return 0
+	}
+	var sum uint64
+	for _, v := range per {
+		sum += v
+	}
+	return sum
+}
+
+// Track attaches the uprobe to the process's executable, once per
+// executable. Programs without a net/http client are left alone.
+func (p *Probe) Track(proc *probes.Process) error {
+	if proc.GoVersion == "" {
+		return nil
+	}
+	key, err := keyOf(proc.ExePath)
+	if err != nil {
+		return nil // the process is gone; discovery will untrack it
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded {
+		return nil
+	}
+	if a, ok := p.exes[key]; ok {
+		a.pids[proc.PID] = true
+		p.byPID[proc.PID] = key
+		return nil
+	}
+	l, err := p.attach(proc.ExePath)
+	if errors.Is(err, goinspect.ErrNoFunc) {
+		p.log.Debug("no net/http client in executable", "pid", proc.PID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.exes[key] = &attachment{link: l, pids: map[int]bool{proc.PID: true}}
+	p.byPID[proc.PID] = key
+	p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
+	return nil
+}
+
+func (p *Probe) attach(exe string) (link.Link, error) {
+	b, err := goinspect.Open(exe)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting %s: %w", exe, err)
+	}
+	defer b.Close()
+	f, err := b.Func(roundTrip)
+	if err != nil {
+		return nil, err
+	}
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s for uprobes: %w", exe, err)
+	}
+	l, err := ex.Uprobe(roundTrip, p.objs.RoundTrip, &link.UprobeOptions{Address: f.Offset})
+	if err != nil {
+		return nil, fmt.Errorf("attaching uprobe to %s in %s: %w", roundTrip, exe, err)
+	}
+	return l, nil
+}
+
+// Untrack detaches the uprobe when the last process of its executable goes:
+// a uprobe traps in every process that maps the file, traced or not.
+func (p *Probe) Untrack(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key, ok := p.byPID[pid]
+	if !ok {
+		return
+	}
+	delete(p.byPID, pid)
+	a := p.exes[key]
+	delete(a.pids, pid)
+	if len(a.pids) == 0 {
+		a.link.Close()
+		delete(p.exes, key)
+	}
+}
+
+// Shutdown detaches every uprobe; safe twice and without Start.
+func (p *Probe) Shutdown(context.Context) error {
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for k, a := range p.exes {
+			a.link.Close()
+			delete(p.exes, k)
+		}
+		if p.loaded {
+			p.objs.Close()
+			p.loaded = false
+		}
+	})
+	return nil
+}
+
+func keyOf(path string) (exeKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return exeKey{}, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return exeKey{dev: st.Dev, ino: st.Ino}, nil
+}
