@@ -191,6 +191,30 @@ static __always_inline __u64 goid_of(const struct proc_cfg *cfg, const struct pt
 	return goid;
 }
 
+static __always_inline void random_bytes(__u8 *p, int words)
+{
+	__u32 *w = (__u32 *)p;
+	for (int i = 0; i < 4; i++)
+		if (i < words)
+			w[i] = bpf_get_prandom_u32();
+}
+
+/* "METHOD " at the start: an upper-case token of 3 to 7 letters and a
+ * space, as every HTTP/1 request line begins. */
+static __always_inline bool looks_like_request(const __u8 *d, __u32 n)
+{
+	if (n < 8)
+		return false;
+	for (int i = 0; i < 8; i++) {
+		__u8 ch = d[i];
+		if (ch == ' ')
+			return i >= 3;
+		if (ch < 'A' || ch > 'Z')
+			return false;
+	}
+	return false;
+}
+
 #define TP_SCAN 2048 /* bytes of a request head searched for traceparent */
 #define TP_NAME_LEN 12  /* "traceparent:" */
 #define TP_VALUE_LEN 55
@@ -378,24 +402,6 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 	e->len = len;
 	e->ep = c->ep;
 
-	/* A read that follows a write (or the first read) starts a request on a
-	 * server connection: make its IDs here, where later probes can find them. */
-	bool new_request = dir == DIR_READ && c->last_dir != DIR_READ;
-	if (new_request) {
-		__u32 *w = (__u32 *)c->trace_id;
-		w[0] = bpf_get_prandom_u32();
-		w[1] = bpf_get_prandom_u32();
-		w[2] = bpf_get_prandom_u32();
-		w[3] = bpf_get_prandom_u32();
-		w = (__u32 *)c->span_id;
-		w[0] = bpf_get_prandom_u32();
-		w[1] = bpf_get_prandom_u32();
-		e->new_request = 1;
-	}
-	c->last_dir = dir;
-	__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
-	__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
-
 	if (dir == DIR_WRITE) {
 		/* The first send of a client request the Go client probe saw. */
 		__u64 key = (__u64)sk;
@@ -411,6 +417,22 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 
 	__u32 n = capture(s->data, regs, len);
 	e->captured = n;
+
+	/* A read that follows a write (or the first read) and begins like a
+	 * request line starts a request on a server connection: make its IDs
+	 * here, where the client probe finds them. (A body read after a
+	 * "100 Continue" or a flushed partial response is not a new request.) */
+	bool new_request = dir == DIR_READ && c->last_dir != DIR_READ && looks_like_request(s->data, n);
+	c->last_dir = dir;
+	if (new_request) {
+		random_bytes(c->trace_id, 4);
+		random_bytes(c->span_id, 2);
+		e->new_request = 1;
+	}
+	if (dir == DIR_READ) {
+		__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
+		__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
+	}
 	if (new_request && e->goid) {
 		/* Calls this goroutine makes while serving belong to this span. */
 		struct span_ctx sc = {.flags = CTX_SAMPLED};
