@@ -34,12 +34,18 @@ var toolchains = []string{
 	"go1.26.8",
 }
 
-// fields are the runtime struct fields the eBPF programs read.
+// fields are the struct fields the eBPF programs read.
 var fields = []string{
 	"runtime.g.goid",       // goroutine id: the key for per-goroutine span state
 	"runtime.g.parentGoid", // goroutine that started this one: context across "go" statements
 	"runtime.g.m",          // the g's M, to reach runtime.m
 	"runtime.m.curg",       // the user goroutine running on an M (g0 and gsignal are not it)
+	// The Go client probe follows a persistConn to its socket descriptor.
+	"net/http.persistConn.conn",     // net.Conn interface: (itab, *net.TCPConn)
+	"net/http.persistConn.tlsState", // non-nil on TLS connections, which are skipped
+	"net.conn.fd",                   // *netFD, in the conn TCPConn embeds
+	"net.netFD.pfd",                 // internal/poll.FD
+	"internal/poll.FD.Sysfd",        // the descriptor
 }
 
 func main() {

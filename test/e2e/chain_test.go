@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,17 +26,13 @@ func startChain(t *testing.T, agentArgs ...string) *chain {
 	col := otelcol.Start(t)
 	root := repoRoot(t)
 	dir := t.TempDir()
-	bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "build"))
-	start := func(name string) *server {
-		// Separate copies: separate executables, as separate services have.
-		p := filepath.Join(dir, "weft-e2e-chain-"+name)
-		b, err := os.ReadFile(bin)
-		if err != nil || os.WriteFile(p, b, 0o755) != nil {
-			t.Fatalf("copying %s: %v", p, err)
-		}
+	// Separate executables, as separate services have. B is a stripped
+	// Go 1.24 build: its offsets come from weft's table, not DWARF.
+	start := func(name, toolchain string, flags ...string) *server {
+		p := goBuild(t, filepath.Join(root, "testdata/httpserver"), toolchain, filepath.Join(dir, "weft-e2e-chain-"+name), flags...)
 		return startServer(t, name, p)
 	}
-	ch := &chain{a: start("a"), b: start("b"), c: start("c"), col: col}
+	ch := &chain{a: start("a", ""), b: start("b", "go1.24.13", "-ldflags=-s -w"), c: start("c", ""), col: col}
 	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
 	ch.agent = startAgent(t, env, append([]string{"-exe", "weft-e2e-chain-*"}, agentArgs...)...)
 	for _, s := range []*server{ch.a, ch.b, ch.c} {
