@@ -50,6 +50,11 @@ func (ch *chain) url(i int, mode string) string {
 	return fmt.Sprintf("http://%s/call?id=a%d&to=%s", ch.a.Addr, i, url.QueryEscape(b))
 }
 
+// callerTraceparent is a distinct, valid, sampled caller context per request.
+func callerTraceparent(i int) string {
+	return fmt.Sprintf("00-%032x-%016x-01", 0xabc000+i, 0xdef000+i)
+}
+
 func spanID(s otelcol.Span) string {
 	if q, ok := s.Attrs["url.query"].(string); ok {
 		v, _ := url.ParseQuery(q)
@@ -82,7 +87,11 @@ func TestInProcessLinks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Get(ch.url(i, mode))
+			req, _ := http.NewRequest("GET", ch.url(i, mode), nil)
+			if i%3 == 0 { // a caller that is traced already
+				req.Header.Set("traceparent", callerTraceparent(i))
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				errs <- err
 				return
@@ -119,6 +128,13 @@ func TestInProcessLinks(t *testing.T) {
 		bSrv, ok3 := one(fmt.Sprintf("server:b%d", i))
 		if !ok1 || !ok2 || !ok3 {
 			continue
+		}
+		if i%3 == 0 {
+			tp := strings.Split(callerTraceparent(i), "-")
+			if aSrv.TraceID != tp[1] || aSrv.ParentSpanID != tp[2] {
+				t.Errorf("request %d: A's server span (trace %s, parent %s) ignores the caller's traceparent %s",
+					i, aSrv.TraceID, aSrv.ParentSpanID, callerTraceparent(i))
+			}
 		}
 		if aCli.Kind != 3 || aCli.ParentSpanID != aSrv.SpanID || aCli.TraceID != aSrv.TraceID {
 			t.Errorf("request %d: A's call (kind %d, trace %s, parent %s) is not a child of A's server span (trace %s, span %s)",
