@@ -142,7 +142,11 @@ func (p *Probe) Track(proc *probes.Process) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		// Server spans still come from the socket layer; only this process's
+		// calls lose their parent. Say so, and carry on.
+		p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
+		p.log.Warn("client calls of this process will not be linked", "pid", proc.PID, "err", err)
+		return nil
 	}
 	p.exes[key] = &attachment{link: l, pids: map[int]bool{proc.PID: true}}
 	p.byPID[proc.PID] = key
