@@ -10,6 +10,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
+#include "inject.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -42,12 +43,7 @@ struct {
 } client_ctxs SEC(".maps");
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct span_ctx);
-} inject_ctx SEC(".maps");
+DECLARE_INJECT_CTX_MAP;
 
 enum gohttp_stat {
 	GS_CALLS = 0,    /* roundTrip entries in traced processes */
@@ -159,7 +155,7 @@ int round_trip(struct pt_regs *ctx)
 		count(GS_NO_COOKIE);
 		return 0;
 	}
-	struct span_ctx ic = {.flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
+	struct inject_ctx ic = {.flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
 	__builtin_memcpy(ic.trace_id, cc.trace_id, sizeof(ic.trace_id));
 	__builtin_memcpy(ic.span_id, cc.span_id, sizeof(ic.span_id));
 	bpf_map_update_elem(&inject_ctx, &cookie, &ic, BPF_ANY);

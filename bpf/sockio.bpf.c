@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
+#include "inject.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -155,10 +156,11 @@ static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
 		__u64 queued = (__u32)(tp->rcv_nxt - tp->copied_seq);
 		return tp->bytes_received - queued == (__u64)len;
 	}
-	/* bytes the application wrote = acked + not yet acked; bytes_acked
-	 * also counts the SYN when this side sent it */
-	__u64 written = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una);
-	return written == (__u64)len || written == (__u64)len + 1;
+	/* bytes sent = acked + not yet acked; bytes_acked also counts the SYN
+	 * when this side sent it, and the injector may have added its header
+	 * (INJ_HEADER_LEN) to this very send */
+	__u64 extra = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una) - (__u64)len;
+	return extra == 0 || extra == 1 || extra == INJ_HEADER_LEN || extra == INJ_HEADER_LEN + 1;
 }
 
 static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 dir, int len)

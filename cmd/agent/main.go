@@ -46,6 +46,8 @@ type options struct {
 	maxHeaderBytes    int
 	logLevel          string
 	pprof             bool
+	inject            bool
+	cgroup            string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -58,6 +60,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.serviceName, "service-name", os.Getenv("WEFT_SERVICE_NAME"), "service.name for traced processes (default: executable name; OTEL_SERVICE_NAME wins)")
 	fs.StringVar(&o.statusAddr, "status-addr", envOr("WEFT_STATUS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz; empty to disable")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 8192, "HTTP heads longer than this are skipped and counted")
+	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
+	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", "/sys/fs/cgroup/unified"), "cgroup v2 mount whose sockets the injector's sockops program sees")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
 	fs.StringVar(&o.logLevel, "log-level", envOr("WEFT_LOG_LEVEL", "info"), "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -134,7 +138,8 @@ func run(o options, log *slog.Logger) error {
 
 	reg := probes.NewRegistry()
 	sockio.Register(reg)
-	gohttp.Register(reg) // uses sockio's maps
+	registerInject(reg, o.inject, o.cgroup)
+	gohttp.Register(reg) // uses sockio's and the injector's maps
 	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{},
 		Config: probes.Config{MaxHeaderBytes: o.maxHeaderBytes}})
 	if err != nil {

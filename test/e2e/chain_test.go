@@ -43,11 +43,20 @@ func startChain(t *testing.T, agentArgs ...string) *chain {
 
 // url of request i into A: A calls B once; B calls C twice, from its
 // handler or from goroutines it starts.
-func (ch *chain) url(i int, mode string) string {
+func (ch *chain) url(i int, mode, own string) string {
 	c1 := fmt.Sprintf("http://%s/work?id=c%d-1&sleep=2ms", ch.c.Addr, i)
 	c2 := fmt.Sprintf("http://%s/work?id=c%d-2", ch.c.Addr, i)
 	b := fmt.Sprintf("http://%s/call?id=b%d&mode=%s&to=%s&to=%s", ch.b.Addr, i, mode, url.QueryEscape(c1), url.QueryEscape(c2))
-	return fmt.Sprintf("http://%s/call?id=a%d&to=%s", ch.a.Addr, i, url.QueryEscape(b))
+	a := fmt.Sprintf("http://%s/call?id=a%d&to=%s", ch.a.Addr, i, url.QueryEscape(b))
+	if own != "" {
+		a += "&own=" + url.QueryEscape(own)
+	}
+	return a
+}
+
+// appTraceparent is what A sends itself on request i, like an SDK would.
+func appTraceparent(i int) string {
+	return fmt.Sprintf("00-%032x-%016x-01", 0x5d4000+i, 0x5d4000+i)
 }
 
 // callerTraceparent is a distinct, valid, sampled caller context per request.
@@ -68,15 +77,27 @@ func spanID(s otelcol.Span) string {
 	return ""
 }
 
-// TestInProcessLinks: in every service, each client call is a child of the
-// server span it was made for, in its trace, whether made from the handler
-// or from goroutines it started, through one shared keep-alive client,
-// under concurrency. Never linked to another request.
-func TestInProcessLinks(t *testing.T) {
+// TestOneTracePerRequest: 500 concurrent requests into A through A → B → C
+// (B calls C twice, from its handler or from goroutines, through one shared
+// keep-alive client). Each request gives exactly one trace and the whole
+// tree is right: every parent points at the right span, nothing from another
+// request. Callers' traceparents are honoured; a request whose program sets
+// its own traceparent keeps it, and weft's spans join that trace.
+func TestOneTracePerRequest(t *testing.T) {
 	needRoot(t)
-	ch := startChain(t)
-	const n = 60
-	client := &http.Client{Timeout: 30 * time.Second}
+	checkChain(t, 500, true)
+}
+
+// TestInjectionOff: with injection switched off, spans and in-process links
+// still come, the next hop starts a new trace, and the agent says so.
+func TestInjectionOff(t *testing.T) {
+	needRoot(t)
+	checkChain(t, 40, false)
+}
+
+func checkChain(t *testing.T, n int, inject bool) {
+	ch := startChain(t, fmt.Sprintf("-inject=%v", inject))
+	client := &http.Client{Timeout: 60 * time.Second}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -84,10 +105,14 @@ func TestInProcessLinks(t *testing.T) {
 		if i%2 == 1 {
 			mode = "goroutine"
 		}
+		own := ""
+		if i%10 == 5 {
+			own = appTraceparent(i)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("GET", ch.url(i, mode), nil)
+			req, _ := http.NewRequest("GET", ch.url(i, mode, own), nil)
 			if i%3 == 0 { // a caller that is traced already
 				req.Header.Set("traceparent", callerTraceparent(i))
 			}
@@ -108,56 +133,82 @@ func TestInProcessLinks(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	// Per request: 3 server spans in A, B, C(x2) = 4, and 3 client spans.
-	all := ch.col.WaitSpans(t, n*7, 60*time.Second, func(otelcol.Span) bool { return true })
+	all := ch.col.WaitSpans(t, n*7, 120*time.Second, func(otelcol.Span) bool { return true })
 	byKey := map[string][]otelcol.Span{}
 	for _, s := range all {
 		byKey[spanID(s)] = append(byKey[spanID(s)], s)
 	}
-	one := func(key string) (otelcol.Span, bool) {
+	one := func(key string) otelcol.Span {
 		ss := byKey[key]
 		if len(ss) != 1 {
 			t.Errorf("%s: %d spans, want 1", key, len(ss))
-			return otelcol.Span{}, false
+			return otelcol.Span{SpanID: "missing-" + key}
 		}
-		return ss[0], true
+		return ss[0]
+	}
+	bad := 0
+	child := func(i int, what string, c, p otelcol.Span) {
+		if c.ParentSpanID != p.SpanID || c.TraceID != p.TraceID {
+			if bad++; bad <= 20 {
+				t.Errorf("request %d: %s: span %s (trace %s, parent %s) is not a child of %s (trace %s)",
+					i, what, c.SpanID, c.TraceID, c.ParentSpanID, p.SpanID, p.TraceID)
+			}
+		}
 	}
 	for i := range n {
-		aSrv, ok1 := one(fmt.Sprintf("server:a%d", i))
-		aCli, ok2 := one(fmt.Sprintf("client:b%d", i))
-		bSrv, ok3 := one(fmt.Sprintf("server:b%d", i))
-		if !ok1 || !ok2 || !ok3 {
-			continue
-		}
+		aSrv, aCli, bSrv := one(fmt.Sprintf("server:a%d", i)), one(fmt.Sprintf("client:b%d", i)), one(fmt.Sprintf("server:b%d", i))
 		if i%3 == 0 {
 			tp := strings.Split(callerTraceparent(i), "-")
 			if aSrv.TraceID != tp[1] || aSrv.ParentSpanID != tp[2] {
-				t.Errorf("request %d: A's server span (trace %s, parent %s) ignores the caller's traceparent %s",
-					i, aSrv.TraceID, aSrv.ParentSpanID, callerTraceparent(i))
+				t.Errorf("request %d: A's server span (trace %s, parent %s) ignores the caller's %s", i, aSrv.TraceID, aSrv.ParentSpanID, callerTraceparent(i))
 			}
+		} else if aSrv.ParentSpanID != "" {
+			t.Errorf("request %d: A's server span has parent %s, want a root", i, aSrv.ParentSpanID)
 		}
-		if aCli.Kind != 3 || aCli.ParentSpanID != aSrv.SpanID || aCli.TraceID != aSrv.TraceID {
-			t.Errorf("request %d: A's call (kind %d, trace %s, parent %s) is not a child of A's server span (trace %s, span %s)",
-				i, aCli.Kind, aCli.TraceID, aCli.ParentSpanID, aSrv.TraceID, aSrv.SpanID)
+		if i%10 == 5 {
+			// A set its own traceparent: weft's client span and B join it.
+			tp := strings.Split(appTraceparent(i), "-")
+			own := otelcol.Span{TraceID: tp[1], SpanID: tp[2]}
+			child(i, "A's call made with the program's own traceparent", aCli, own)
+			if inject {
+				child(i, "B's server span, after A's own traceparent", bSrv, own)
+			}
+		} else {
+			child(i, "A's call", aCli, aSrv)
+			if inject {
+				child(i, "B's server span", bSrv, aCli)
+			} else if bSrv.ParentSpanID != "" {
+				t.Errorf("request %d: injection is off, yet B's server span has parent %s", i, bSrv.ParentSpanID)
+			}
 		}
 		for _, c := range []string{"1", "2"} {
-			bCli, ok := one(fmt.Sprintf("client:c%d-%s", i, c))
-			if !ok {
-				continue
-			}
-			if bCli.ParentSpanID != bSrv.SpanID || bCli.TraceID != bSrv.TraceID {
-				t.Errorf("request %d: B's call %s (trace %s, parent %s) is not a child of B's server span (trace %s, span %s)",
-					i, c, bCli.TraceID, bCli.ParentSpanID, bSrv.TraceID, bSrv.SpanID)
-			}
-			if _, ok := one(fmt.Sprintf("server:c%d-%s", i, c)); !ok {
-				continue
+			bCli := one(fmt.Sprintf("client:c%d-%s", i, c))
+			cSrv := one(fmt.Sprintf("server:c%d-%s", i, c))
+			child(i, "B's call "+c, bCli, bSrv)
+			if inject {
+				child(i, "C's server span "+c, cSrv, bCli)
 			}
 		}
 	}
 	if len(all) != n*7 {
 		t.Errorf("%d spans, want %d", len(all), n*7)
 	}
-	if m := scrape(t, ch.agent); !strings.Contains(m, `weft_uprobes_attached{family="gohttp"} 3`) {
+	m := scrape(t, ch.agent)
+	if !strings.Contains(m, `weft_uprobes_attached{family="gohttp"} 3`) {
 		t.Errorf("want one uprobe per executable:\n%s", m)
+	}
+	wantInjected := 0
+	if inject {
+		wantInjected = n*3 - n/10 // every call but A's with its own header
+	}
+	if got := ch.agent.metric(t, `weft_inject_total{name="injected"}`); int(got) != wantInjected {
+		t.Errorf("injected %v headers, want %d", got, wantInjected)
+	}
+	if inject {
+		if got := ch.agent.metric(t, `weft_inject_total{name="app_header"}`); int(got) != n/10 {
+			t.Errorf("app_header %v, want %d", got, n/10)
+		}
+	} else if got := ch.agent.metric(t, "weft_inject_enabled"); got != 0 {
+		t.Errorf("weft_inject_enabled = %v with -inject=false", got)
 	}
 }

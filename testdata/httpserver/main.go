@@ -8,7 +8,9 @@
 //	GET  /call?to=URL&to=URL&mode=inline|goroutine
 //	                             calls each URL through one shared keep-alive
 //	                             client, from the handler or from goroutines it
-//	                             starts; answers the statuses it got
+//	                             starts; answers the statuses it got; with
+//	                             own=TRACEPARENT it sets that header itself,
+//	                             as a program with its own tracing SDK does
 package main
 
 import (
@@ -88,7 +90,15 @@ func call(w http.ResponseWriter, r *http.Request) {
 	targets := q["to"]
 	statuses := make([]string, len(targets))
 	get := func(i int) {
-		resp, err := client.Get(targets[i])
+		req, err := http.NewRequest("GET", targets[i], nil)
+		if err != nil {
+			statuses[i] = "error"
+			return
+		}
+		if own := q.Get("own"); own != "" {
+			req.Header.Set("traceparent", own)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			statuses[i] = "error"
 			return

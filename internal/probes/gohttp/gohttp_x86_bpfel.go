@@ -29,6 +29,14 @@ type gohttpGoKey struct {
 	Goid uint64
 }
 
+type gohttpInjectCtx struct {
+	_       structs.HostLayout
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
+}
+
 type gohttpProcCfg struct {
 	_                structs.HostLayout
 	GoidOffset       uint64

@@ -163,6 +163,11 @@ func ClientSpan(in Input) spans.Span {
 	if in.Parent != nil {
 		s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
 	}
+	// A program that traces itself sent its own traceparent (and the
+	// injector left the request alone): join its trace, under its span.
+	if sc, err := tracecontext.ParseTraceparent(x.Req.Traceparent); err == nil && !x.Req.DupTraceparent {
+		s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
+	}
 	method := x.Req.Method
 	attrs := make([]attribute.KeyValue, 0, 12)
 	if knownMethods[method] {

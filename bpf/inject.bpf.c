@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: GPL-2.0
+/* inject: a W3C traceparent header in the HTTP/1.x requests traced
+ * processes send, inserted at the socket layer (nothing writes into the
+ * process: bpf_probe_write_user is refused under lockdown).
+ *
+ * A sockops program puts the TCP sockets traced processes connect into a
+ * sockhash; an iterator adds the ones they had already. The sk_msg program
+ * on that sockhash sees every message sent on them and, when the client
+ * probe left an inject_ctx for the socket, inserts the header after the
+ * request line. Sockets of other processes never enter the sockhash: on
+ * its sockets FIONREAD reads 0. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "inject.h"
+
+#define EEXIST 17
+
+char LICENSE[] SEC("license") = "GPL";
+
+DECLARE_INJECT_CTX_MAP;
+
+/* Processes whose new connections get injection; filled by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} inject_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie */
+	__type(value, __u64);
+} inject_socks SEC(".maps");
+
+/* Which process put a socket in the sockhash, so that Untrack can take
+ * its sockets out again. Closed sockets leave the sockhash by themselves;
+ * their entries here age out of the LRU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie */
+	__type(value, __u32); /* tgid */
+} inject_owner SEC(".maps");
+
+/* Socket inodes of a process being tracked, for one iterator run. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* inode number */
+	__type(value, __u32); /* tgid */
+} inject_inodes SEC(".maps");
+
+struct sock_state {
+	__u64 cookie;
+	__u64 used_span; /* span_id of the last inject_ctx acted on */
+	__u32 tgid;
+	__u8 pending; /* connecting; add to the sockhash once established */
+	__u8 used;    /* used_span is set */
+	__u8 _pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_state);
+} inject_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, INJ_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} inject_stats SEC(".maps");
+
+/* Keep enum inject_stat in the BTF so bpf2go mirrors it. */
+const enum inject_stat *unused_stat __attribute__((unused));
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&inject_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void own(__u64 cookie, __u32 tgid)
+{
+	bpf_map_update_elem(&inject_owner, &cookie, &tgid, BPF_ANY);
+}
+
+SEC("sockops")
+int inject_sockops(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct sock_state *st;
+	__u64 cookie;
+
+	if (!sk)
+		return 1;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
+		/* Process context: the connecting process. */
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		if (!bpf_map_lookup_elem(&inject_procs, &tgid))
+			return 1;
+		st = bpf_sk_storage_get(&inject_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st) {
+			count(INJ_SOCKHASH_FAIL);
+			return 1;
+		}
+		/* Makes the cookie now: the client probe reads sk_cookie. */
+		st->cookie = bpf_get_socket_cookie(skops);
+		st->tgid = tgid;
+		st->pending = 1;
+		return 1;
+	}
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		/* Softirq: no process context; the socket state says whose. */
+		st = bpf_sk_storage_get(&inject_state, sk, 0, 0);
+		if (!st || !st->pending)
+			return 1;
+		st->pending = 0;
+		if (!bpf_map_lookup_elem(&inject_procs, &st->tgid))
+			return 1; /* untracked while connecting */
+		cookie = st->cookie;
+		if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST)) {
+			count(INJ_SOCKHASH_FAIL);
+			return 1;
+		}
+		own(cookie, st->tgid);
+		count(INJ_SOCKHASH_ADD);
+		return 1;
+	}
+	return 1;
+}
+
+/* Adds the established TCP sockets whose inodes user space listed (those
+ * of a process being tracked) to the sockhash. It walks the netns of the
+ * thread that opened it. */
+SEC("iter/tcp")
+int inject_iter(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc || skc->skc_state != TCP_ESTABLISHED)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct sock *sk = (struct sock *)tp;
+	__u64 ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	__u32 *tgid = bpf_map_lookup_elem(&inject_inodes, &ino);
+	if (!tgid)
+		return 0;
+	__u32 owner = *tgid;
+	struct sock_state *st = bpf_sk_storage_get(&inject_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count(INJ_SOCKHASH_FAIL);
+		return 0;
+	}
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	st->cookie = cookie;
+	st->tgid = owner;
+	st->pending = 0;
+	long err = bpf_map_update_elem(&inject_socks, &cookie, sk, BPF_NOEXIST);
+	if (err == -EEXIST) /* added at connect, or by an earlier run */
+		return 0;
+	if (err) {
+		count(INJ_SOCKHASH_FAIL);
+		return 0;
+	}
+	own(cookie, owner);
+	count(INJ_ITER_ADD);
+	return 0;
+}
+
+/* ---- sk_msg: the header itself ---- */
+
+/* msg->data and msg->data_end, read with a fixed ctx offset: clang would
+ * otherwise keep ctx+8 in a register, which the verifier refuses
+ * ("dereference of modified ctx ptr"). Re-read after every helper call. */
+#define MSG_DATA(msg)                                                              \
+	({                                                                         \
+		__u8 *__p;                                                         \
+		asm volatile("%0 = *(u64 *)(%1 + 0)" : "=r"(__p) : "r"(msg));     \
+		__p;                                                               \
+	})
+#define MSG_END(msg)                                                               \
+	({                                                                         \
+		__u8 *__p;                                                         \
+		asm volatile("%0 = *(u64 *)(%1 + 8)" : "=r"(__p) : "r"(msg));     \
+		__p;                                                               \
+	})
+
+/* Request methods as little-endian words, with their length. */
+#define W4(a, b, c, d) ((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24)
+#define W8(a, b, c, d, e, f, g, h) (W4(a, b, c, d) | W4(e, f, g, h) << 32)
+#define LOW(n) ((n) == 8 ? ~0ULL : (1ULL << (8 * (n))) - 1)
+
+static __always_inline bool is_method(__u64 w)
+{
+	return (w & LOW(4)) == W4('G', 'E', 'T', ' ') ||
+	       (w & LOW(5)) == W8('P', 'O', 'S', 'T', ' ', 0, 0, 0) ||
+	       (w & LOW(4)) == W4('P', 'U', 'T', ' ') ||
+	       (w & LOW(5)) == W8('H', 'E', 'A', 'D', ' ', 0, 0, 0) ||
+	       (w & LOW(7)) == W8('D', 'E', 'L', 'E', 'T', 'E', ' ', 0) ||
+	       (w & LOW(6)) == W8('P', 'A', 'T', 'C', 'H', ' ', 0, 0) ||
+	       w == W8('O', 'P', 'T', 'I', 'O', 'N', 'S', ' ') ||
+	       (w & LOW(6)) == W8('T', 'R', 'A', 'C', 'E', ' ', 0, 0) ||
+	       w == W8('C', 'O', 'N', 'N', 'E', 'C', 'T', ' ');
+}
+
+enum head_scan {
+	SCAN_MORE = 0,       /* no conclusion in the bytes scanned */
+	SCAN_HEAD_END = 1,   /* blank line found, no traceparent */
+	SCAN_APP_HEADER = 2, /* a traceparent header is there already */
+	SCAN_BAD_LINE = 3,   /* the first line is not an HTTP/1.x request line */
+};
+
+/* State of one pass over the head; the callback reads the message through
+ * msg, so that no packet pointer crosses a helper call. */
+struct scan {
+	struct sk_msg_md *msg;
+	__u32 len;      /* bytes to scan: what msg->data shows, at most INJ_SCAN_MAX */
+	__u32 line_end; /* offset just past the request line */
+	__u32 result;
+};
+
+/* Offsets into the head, masked so that the verifier sees them bounded
+ * whatever register clang uses. The mask is a no-op (offsets stay below
+ * it); the empty asm keeps clang from proving so and dropping it. */
+#define OFF(x)                                        \
+	({                                            \
+		__u32 __o = (x);                      \
+		asm volatile("" : "+r"(__o));         \
+		__o & (2 * INJ_SCAN_MAX - 1);         \
+	})
+
+/* Looks at the line after the \n at offset i (and, for the first \n, at
+ * the request line before it). Returns non-zero to stop the scan. */
+static __always_inline int on_newline(struct scan *s, __u8 *data, __u8 *end, __u32 i)
+{
+	if (!s->line_end) {
+		/* Shortest request line: "GET / HTTP/1.1\r" */
+		if (i < 15 || i > INJ_SCAN_MAX) {
+			s->result = SCAN_BAD_LINE;
+			return 1;
+		}
+		__u8 *v = data + OFF(i - 10); /* " HTTP/1.x\r\n" */
+		if (v + 11 > end) {
+			s->result = SCAN_BAD_LINE;
+			return 1;
+		}
+		__u64 w = *(__u64 *)v;
+		if (w != W8(' ', 'H', 'T', 'T', 'P', '/', '1', '.') || v[8] < '0' || v[8] > '9' ||
+		    v[9] != '\r') {
+			s->result = SCAN_BAD_LINE;
+			return 1;
+		}
+		s->line_end = i + 1;
+	}
+	if (i > INJ_SCAN_MAX)
+		return 1;
+	__u8 *p = data + OFF(i + 1); /* the next line */
+	if (p + 2 > end)
+		return 0;
+	if (p[0] == '\r' && p[1] == '\n') {
+		s->result = SCAN_HEAD_END;
+		return 1;
+	}
+	if ((p[0] | 0x20) != 't' || p + 12 > end)
+		return 0;
+	/* "traceparent:" in any case (| 0x20 leaves ':' as it is) */
+	__u64 a = *(__u64 *)p | 0x2020202020202020ULL;
+	__u32 b = *(__u32 *)(p + 8) | 0x20202020;
+	if (a == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && b == (__u32)W4('e', 'n', 't', ':')) {
+		s->result = SCAN_APP_HEADER;
+		return 1;
+	}
+	return 0;
+}
+
+/* The last bytes of the view, fewer than a word: one at a time. */
+static __always_inline long scan_tail(struct scan *s, __u8 *data, __u8 *end, __u32 o)
+{
+#pragma clang loop unroll(disable)
+	for (__u32 k = 0; k < 8; k++) {
+		__u32 i = o + k;
+		if (i >= s->len)
+			return 1;
+		__u8 *q = data + OFF(i);
+		if (q + 1 > end)
+			return 1;
+		if (*q == '\n' && on_newline(s, data, end, i))
+			return 1;
+	}
+	return 1;
+}
+
+/* bpf_loop callback: one 8-byte word of the head. The \n bytes are found
+ * all at once (SWAR): a word without one costs a dozen instructions. */
+static long scan_word(__u32 w, struct scan *s)
+{
+	__u32 o = w * 8;
+	if (o >= s->len || o > INJ_SCAN_MAX)
+		return 1;
+	struct sk_msg_md *msg = s->msg;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	__u8 *p = data + OFF(o);
+	if (p + 8 > end)
+		return scan_tail(s, data, end, o);
+	__u64 x = *(__u64 *)p ^ 0x0a0a0a0a0a0a0a0aULL;
+	/* The high bit of every byte that was \n (exact: no borrows). */
+	__u64 m = ~(((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x) & 0x8080808080808080ULL;
+#pragma clang loop unroll(disable)
+	for (int n = 0; n < 8 && m; n++) {
+		/* Byte index of the lowest set bit, by multiplication. */
+		__u32 k = (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
+		m &= m - 1;
+		__u32 i = o + k;
+		if (i >= s->len)
+			return 1;
+		if (on_newline(s, data, end, i))
+			return 1;
+	}
+	return 0;
+}
+
+/* Scans what msg->data shows of the first `want` bytes. */
+static __always_inline void scan(struct sk_msg_md *msg, struct scan *s, __u32 want)
+{
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	__u32 view = end > data ? end - data : 0;
+	s->msg = msg;
+	s->len = view < want ? view : want;
+	s->line_end = 0;
+	s->result = SCAN_MORE;
+	bpf_loop((s->len + 7) / 8, scan_word, s, 0);
+}
+
+static __always_inline __u8 hex(__u8 n)
+{
+	return n < 10 ? '0' + n : 'a' - 10 + n;
+}
+
+static __always_inline void hex_bytes(__u8 *out, const __u8 *in, int n)
+{
+#pragma unroll
+	for (int i = 0; i < n; i++) {
+		out[2 * i] = hex(in[i] >> 4);
+		out[2 * i + 1] = hex(in[i] & 15);
+	}
+}
+
+/* Inserts the header at offset at. False if the message could not be
+ * changed (then it is sent as the application wrote it). */
+static __always_inline bool insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c)
+{
+	__u8 h[INJ_HEADER_LEN + 2];
+	__builtin_memcpy(h, "traceparent: 00-", 16);
+	hex_bytes(h + 16, c->trace_id, 16);
+	h[48] = '-';
+	hex_bytes(h + 49, c->span_id, 8);
+	h[65] = '-';
+	hex_bytes(h + 66, &c->flags, 1);
+	h[68] = '\r';
+	h[69] = '\n';
+
+	if (bpf_msg_push_data(msg, at, INJ_HEADER_LEN, 0))
+		return false;
+	/* The pushed bytes are a fresh scatterlist element: this pull moves
+	 * the data pointers onto it and copies nothing. */
+	if (bpf_msg_pull_data(msg, at, at + INJ_HEADER_LEN, 0))
+		goto undo;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	if (data + INJ_HEADER_LEN > end)
+		goto undo;
+	__builtin_memcpy(data, h, INJ_HEADER_LEN);
+	return true;
+undo:
+	bpf_msg_pop_data(msg, at, INJ_HEADER_LEN, 0);
+	return false;
+}
+
+/* What to do with a message that starts a request: a stat index. */
+static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_ctx *c)
+{
+	struct scan s = {};
+	__u32 size = msg->size;
+	__u32 want = size < INJ_SCAN_MAX ? size : INJ_SCAN_MAX;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+
+	if (size < 18) /* shorter than "GET / HTTP/1.1\r\n\r\n": no request head */
+		return INJ_NOT_HTTP;
+	if (data + 8 > end) {
+		/* The first element is tiny (or not mapped): linearise the head. */
+		if (bpf_msg_pull_data(msg, 0, want, 0))
+			return INJ_WRITE_FAIL;
+		data = MSG_DATA(msg);
+		end = MSG_END(msg);
+		if (data + 8 > end)
+			return INJ_WRITE_FAIL;
+	}
+	if (!is_method(*(__u64 *)data))
+		return INJ_NOT_HTTP;
+	scan(msg, &s, want);
+	if (s.result == SCAN_MORE && s.len < want) {
+		/* The head goes on in the next scatterlist element. */
+		if (bpf_msg_pull_data(msg, 0, want, 0))
+			return INJ_WRITE_FAIL;
+		scan(msg, &s, want);
+	}
+	switch (s.result) {
+	case SCAN_BAD_LINE:
+		return INJ_NOT_HTTP;
+	case SCAN_APP_HEADER:
+		return INJ_APP_HEADER;
+	case SCAN_MORE:
+		return want == INJ_SCAN_MAX ? INJ_TOO_LONG : INJ_SPLIT;
+	}
+	return insert(msg, s.line_end, c) ? INJ_INJECTED : INJ_WRITE_FAIL;
+}
+
+SEC("sk_msg")
+int inject_msg(struct sk_msg_md *msg)
+{
+	struct sock_state *st = bpf_sk_storage_get(&inject_state, msg->sk, 0, 0);
+	if (!st) {
+		count(INJ_NO_STATE);
+		return SK_PASS;
+	}
+	__u64 cookie = st->cookie;
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_ctx, &cookie);
+	if (!ic) {
+		count(INJ_NO_CTX);
+		return SK_PASS;
+	}
+	/* A copy: the client probe may rewrite the entry meanwhile. */
+	struct inject_ctx c;
+	__builtin_memcpy(&c, ic, sizeof(c));
+	__u64 span;
+	__builtin_memcpy(&span, c.span_id, sizeof(span));
+	/* The entry lives until the send returns; a send larger than one
+	 * message (or the request's next sends) must not be taken for a
+	 * new request: only the first message after the entry was set is. */
+	if (st->used && st->used_span == span) {
+		count(INJ_REPEAT);
+		return SK_PASS;
+	}
+	st->used = 1;
+	st->used_span = span;
+	count(inject(msg, &c));
+	return SK_PASS;
+}

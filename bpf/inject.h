@@ -1,0 +1,50 @@
+/* Types shared by inject.bpf.c, the probes that feed it and its Go loader
+ * (mirrored by bpf2go). */
+#ifndef WEFT_INJECT_H
+#define WEFT_INJECT_H
+
+/* The IDs to put in the next request sent on a socket. */
+struct inject_ctx {
+	__u8 trace_id[16];
+	__u8 span_id[8]; /* the client span: the header's parent-id */
+	__u8 flags;      /* W3C trace-flags (bit 0: sampled) */
+	__u8 _pad[7];
+};
+
+/* The map the client probe writes, keyed by socket cookie. Every object
+ * that uses it declares it with this macro, so that the loader can hand
+ * them all the injector's instance (MapReplacements accepts only an
+ * identical definition). */
+#define INJECT_CTX_MAX_ENTRIES 65536
+#define DECLARE_INJECT_CTX_MAP                                \
+	struct {                                              \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);          \
+		__uint(max_entries, INJECT_CTX_MAX_ENTRIES);  \
+		__type(key, __u64); /* socket cookie */       \
+		__type(value, struct inject_ctx);             \
+	} inject_ctx SEC(".maps")
+
+/* Counters in the inject_stats per-CPU array, by index. */
+enum inject_stat {
+	INJ_INJECTED = 0,      /* traceparent inserted */
+	INJ_NO_CTX = 1,        /* message on a socket without an inject_ctx entry */
+	INJ_REPEAT = 2,        /* the entry was already used by an earlier message */
+	INJ_NOT_HTTP = 3,      /* no HTTP/1.x request line at the message start */
+	INJ_APP_HEADER = 4,    /* the request already carries a traceparent */
+	INJ_SPLIT = 5,         /* the header block does not end in this message */
+	INJ_TOO_LONG = 6,      /* no header block end in the first INJ_SCAN_MAX bytes */
+	INJ_WRITE_FAIL = 7,    /* push/pull helper failed; message sent unchanged */
+	INJ_NO_STATE = 8,      /* socket in the sockhash without per-socket state */
+	INJ_SOCKHASH_ADD = 9,  /* sockets added at connect */
+	INJ_SOCKHASH_FAIL = 10, /* sockhash or socket-state update refused */
+	INJ_ITER_ADD = 11,     /* established sockets added by the iterator */
+	INJ_STAT_MAX = 12,
+};
+
+/* Longest request head (request line to blank line) that gets a header. */
+#define INJ_SCAN_MAX 4096
+
+/* "traceparent: 00-<32 hex>-<16 hex>-<2 hex>\r\n" */
+#define INJ_HEADER_LEN 70
+
+#endif

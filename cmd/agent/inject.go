@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/weft-dev/weft/internal/inject"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+// injectFamily runs the socket-layer traceparent injector as a probe family,
+// between sockio and gohttp: gohttp writes the IDs into its map. On a kernel
+// without sockops/sk_msg or cgroup v2 it logs once and stays off; spans still
+// come, and every request it did not propagate is counted.
+type injectFamily struct {
+	inj     *inject.Injector
+	log     *slog.Logger
+	shared  *probes.SharedMaps
+	met     *metrics.Registry
+	enabled bool
+}
+
+func registerInject(reg *probes.Registry, on bool, cgroup string) {
+	reg.Register("inject", func(d probes.Deps) (probes.Probe, error) {
+		return &injectFamily{inj: inject.New(d.Log.With("component", "inject"), cgroup), log: d.Log,
+			shared: d.Shared, met: d.Metrics, enabled: on}, nil
+	})
+}
+
+func (f *injectFamily) Name() string { return "inject" }
+
+func (f *injectFamily) Start(ctx context.Context) error {
+	f.met.Gauge("weft_inject_enabled", "1 when traceparent injection at the socket layer runs",
+		func() float64 {
+			if f.enabled {
+				return 1
+			}
+			return 0
+		})
+	if !f.enabled {
+		f.log.Info("traceparent injection switched off by configuration")
+		return nil
+	}
+	if err := f.inj.Start(ctx); err != nil {
+		f.enabled = false
+		if errors.Is(err, inject.ErrUnsupported) {
+			return nil // logged by the injector; spans still flow
+		}
+		f.log.Warn("traceparent injection unavailable", "err", err)
+		return nil
+	}
+	f.shared.Publish("inject_ctx", f.inj.CtxMap())
+	for _, name := range []string{"injected", "no_ctx", "repeat", "not_http", "app_header", "split", "too_long", "write_fail", "no_state", "sockhash_add", "sockhash_fail", "iter_add"} {
+		f.met.Gauge("weft_inject_total", "socket-layer injector outcomes, by name",
+			func() float64 { return float64(f.inj.Counters()[name]) }, "name", name)
+	}
+	return nil
+}
+
+// Track puts a Go process's client sockets under the injector. Only Go
+// processes: their client probe supplies the IDs, and the Go runtime never
+// sizes reads with FIONREAD, which reads 0 on sockets in the sockhash.
+func (f *injectFamily) Track(p *probes.Process) error {
+	if !f.enabled || p.GoVersion == "" {
+		return nil
+	}
+	return f.inj.Track(p.PID, nil)
+}
+
+func (f *injectFamily) Untrack(pid int) {
+	if f.enabled {
+		f.inj.Untrack(pid)
+	}
+}
+
+func (f *injectFamily) Shutdown(ctx context.Context) error { return f.inj.Shutdown(ctx) }

@@ -1,0 +1,79 @@
+package inject
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// TestSkMsgCost measures the sk_msg program with bpf_stats (the same
+// counters as sysctl kernel.bpf_stats_enabled=1): ns per run when a header
+// is inserted, and when a message passes without an entry. Requests go
+// one per sendmsg over one keep-alive connection. WEFT_INJECT_COST_N sets
+// the number of requests per case (default 3000). Other load on the
+// machine inflates single runs: batches of 250 give a median and a best
+// batch besides the mean.
+func TestSkMsgCost(t *testing.T) {
+	inj := startInjector(t)
+	addr := startServer(t)
+	trackSelf(t, inj)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enabling bpf_stats: %v", err)
+	}
+	defer stats.Close()
+	n := 3000
+	if v, err := strconv.Atoi(os.Getenv("WEFT_INJECT_COST_N")); err == nil && v > 0 {
+		n = v
+	}
+	c := dial(t, addr)
+	small := head("GET", "/cost", "User-Agent: weft-test/1.0\r\n", "Accept: */*\r\n")
+	post := cat(head("POST", "/cost", "Content-Type: application/json\r\n", withLen(1024)), make([]byte, 1024))
+	cases := []struct {
+		name   string
+		req    []byte
+		ctx    bool
+		reason string
+	}{
+		{"inject GET", small, true, "injected"},
+		{"inject POST 1 KiB", post, true, "injected"},
+		{"inject 3.9 KiB head", head("GET", "/cost", "X-Long: "+strings.Repeat("z", 3900)+"\r\n"), true, "injected"},
+		{"no entry GET", small, false, "no_ctx"},
+	}
+	const batch = 250
+	for _, tc := range cases {
+		before := inj.Counters()
+		var per []float64 // ns per run of each batch
+		var runs uint64
+		var total time.Duration
+		for done := 0; done < n; done += batch {
+			s0, err := inj.objs.InjectMsg.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range min(batch, n-done) {
+				clearCtx(inj, c.cookie)
+				if tc.ctx {
+					setCtx(t, inj, c.cookie, newIDs())
+				}
+				c.roundTrip(t, tc.req)
+			}
+			s1, _ := inj.objs.InjectMsg.Stats()
+			runs += s1.RunCount - s0.RunCount
+			total += s1.Runtime - s0.Runtime
+			per = append(per, float64((s1.Runtime-s0.Runtime).Nanoseconds())/float64(s1.RunCount-s0.RunCount))
+		}
+		if got := inj.Counters()[tc.reason] - before[tc.reason]; got != uint64(n) || runs != uint64(n) {
+			t.Errorf("%s: %d runs, %s +%d, want %d", tc.name, runs, tc.reason, got, n)
+		}
+		slices.Sort(per)
+		t.Logf("%-20s %5d runs  mean %5.0f  median %5.0f  best batch %5.0f ns/run", tc.name, runs,
+			float64(total.Nanoseconds())/float64(runs), per[len(per)/2], per[0])
+	}
+}

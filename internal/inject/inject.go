@@ -1,0 +1,197 @@
+// Package inject inserts a W3C traceparent header into the HTTP/1.x
+// requests traced processes send, at the socket layer: under lockdown
+// nothing may write into a traced process, so the header is added to the
+// bytes after the application handed them to the kernel.
+//
+// A sockops program puts the TCP sockets traced processes connect into a
+// sockhash (an iterator adds the ones they had before being tracked); the
+// sk_msg program on that sockhash inserts the header into the message that
+// starts a request, when the client probe left the request's IDs in the
+// inject_ctx map (CtxMap) under the socket's cookie.
+package inject
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// ErrUnsupported is wrapped by Start's error when the kernel lacks what
+// injection needs (sockops, sk_msg, sockhash, socket storage, cgroup v2).
+// The agent keeps running without injection.
+var ErrUnsupported = fmt.Errorf("socket-layer header injection: %w", errors.ErrUnsupported)
+
+// DefaultCgroup is where the sockops program is attached: the cgroup v2
+// hierarchy of a hybrid mount; every process below it is covered.
+const DefaultCgroup = "/sys/fs/cgroup/unified"
+
+// Injector owns the injection programs and their maps.
+type Injector struct {
+	log        *slog.Logger
+	cgroupPath string
+
+	mu        sync.Mutex // serialises Start, Track, Untrack and Shutdown
+	objs      coreObjects
+	loaded    bool
+	msgAttach bool
+	sockops   link.Link
+	iterProg  *ebpf.Program // nil when iter/tcp does not load
+	iter      *link.Iter
+	stopped   bool
+}
+
+// coreObjects is what injection cannot do without; the iterator is
+// loaded apart so that a kernel refusing it costs only existing sockets.
+type coreObjects struct {
+	InjectMsg     *ebpf.Program `ebpf:"inject_msg"`
+	InjectSockops *ebpf.Program `ebpf:"inject_sockops"`
+	injectMaps
+}
+
+// New makes an unstarted injector. cgroupPath "" means DefaultCgroup.
+func New(log *slog.Logger, cgroupPath string) *Injector {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cgroupPath == "" {
+		cgroupPath = DefaultCgroup
+	}
+	return &Injector{log: log.With("probe", "inject"), cgroupPath: cgroupPath}
+}
+
+// Start probes the kernel, loads the programs and attaches them: sk_msg to
+// the sockhash first (sockets take the map's programs when they enter it),
+// then sockops to the cgroup. An unsupported kernel is logged once and
+// reported as an error wrapping ErrUnsupported.
+func (i *Injector) Start(ctx context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.loaded || i.stopped {
+		return errors.New("inject: Start called twice or after Shutdown")
+	}
+	err := i.start()
+	if err != nil {
+		i.closeAll()
+		if errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ErrUnsupported) {
+			err = fmt.Errorf("%w: %w", ErrUnsupported, err)
+		}
+		if errors.Is(err, ErrUnsupported) {
+			i.log.Warn("traceparent injection disabled", "err", err)
+		}
+	}
+	return err
+}
+
+func (i *Injector) start() error {
+	if err := probeKernel(i.cgroupPath); err != nil {
+		return err
+	}
+	spec, err := loadInject()
+	if err != nil {
+		return fmt.Errorf("reading inject BPF object: %w", err)
+	}
+	if err := spec.LoadAndAssign(&i.objs, nil); err != nil {
+		return fmt.Errorf("loading inject BPF programs: %w", verifierTail(err, i.log))
+	}
+	i.loaded = true
+	err = link.RawAttachProgram(link.RawAttachProgramOptions{
+		Target: i.objs.InjectSocks.FD(), Program: i.objs.InjectMsg, Attach: ebpf.AttachSkMsgVerdict,
+	})
+	if err != nil {
+		return fmt.Errorf("attaching sk_msg to the sockhash: %w", err)
+	}
+	i.msgAttach = true
+	i.sockops, err = link.AttachCgroup(link.CgroupOptions{
+		Path: i.cgroupPath, Attach: ebpf.AttachCGroupSockOps, Program: i.objs.InjectSockops,
+	})
+	if err != nil {
+		return fmt.Errorf("attaching sockops to %s: %w", i.cgroupPath, err)
+	}
+	if err := i.loadIter(spec); err != nil {
+		// New connections still get headers; Track reports the gap.
+		i.log.Warn("iter/tcp unavailable: connections made before Track get no header", "err", err)
+	}
+	i.log.Info("attached", "cgroup", i.cgroupPath, "iterator", i.iter != nil)
+	return nil
+}
+
+func (i *Injector) loadIter(spec *ebpf.CollectionSpec) error {
+	var objs struct {
+		InjectIter *ebpf.Program `ebpf:"inject_iter"`
+	}
+	m := &i.objs.injectMaps
+	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"inject_inodes": m.InjectInodes, "inject_socks": m.InjectSocks,
+		"inject_state": m.InjectState, "inject_owner": m.InjectOwner, "inject_stats": m.InjectStats,
+	}})
+	if err != nil {
+		return verifierTail(err, i.log)
+	}
+	it, err := link.AttachIter(link.IterOptions{Program: objs.InjectIter})
+	if err != nil {
+		objs.InjectIter.Close()
+		return err
+	}
+	i.iterProg, i.iter = objs.InjectIter, it
+	return nil
+}
+
+// verifierTail logs the end of a verifier log, where the reason is.
+func verifierTail(err error, log *slog.Logger) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		log.Error("verifier rejected inject", "log", strings.Join(ve.Log[max(0, len(ve.Log)-20):], "\n"))
+	}
+	return err
+}
+
+// CtxMap is the inject_ctx map (socket cookie → struct inject_ctx) the
+// client probe writes; pass it as MapReplacements{"inject_ctx": m} when
+// loading that probe. Nil before Start.
+func (i *Injector) CtxMap() *ebpf.Map {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return nil
+	}
+	return i.objs.InjectCtx
+}
+
+// Shutdown detaches everything and closes the maps; the kernel takes the
+// sockets out of the sockhash and restores their protocol operations.
+// Safe twice and without Start.
+func (i *Injector) Shutdown(ctx context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.stopped = true
+	return i.closeAll()
+}
+
+func (i *Injector) closeAll() error {
+	var errs []error
+	if i.sockops != nil {
+		errs = append(errs, i.sockops.Close())
+		i.sockops = nil
+	}
+	if i.iter != nil {
+		errs = append(errs, i.iter.Close(), i.iterProg.Close())
+		i.iter, i.iterProg = nil, nil
+	}
+	if i.msgAttach {
+		errs = append(errs, link.RawDetachProgram(link.RawDetachProgramOptions{
+			Target: i.objs.InjectSocks.FD(), Program: i.objs.InjectMsg, Attach: ebpf.AttachSkMsgVerdict,
+		}))
+		i.msgAttach = false
+	}
+	if i.loaded {
+		errs = append(errs, i.objs.InjectMsg.Close(), i.objs.InjectSockops.Close(), i.objs.injectMaps.Close())
+		i.loaded = false
+	}
+	return errors.Join(errs...)
+}

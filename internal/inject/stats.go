@@ -1,0 +1,78 @@
+package inject
+
+// counterNames names the kernel-side counters (enum inject_stat).
+var counterNames = map[injectInjectStat]string{
+	injectInjectStatINJ_INJECTED:      "injected",
+	injectInjectStatINJ_NO_CTX:        "no_ctx",
+	injectInjectStatINJ_REPEAT:        "repeat",
+	injectInjectStatINJ_NOT_HTTP:      "not_http",
+	injectInjectStatINJ_APP_HEADER:    "app_header",
+	injectInjectStatINJ_SPLIT:         "split",
+	injectInjectStatINJ_TOO_LONG:      "too_long",
+	injectInjectStatINJ_WRITE_FAIL:    "write_fail",
+	injectInjectStatINJ_NO_STATE:      "no_state",
+	injectInjectStatINJ_SOCKHASH_ADD:  "sockhash_add",
+	injectInjectStatINJ_SOCKHASH_FAIL: "sockhash_fail",
+	injectInjectStatINJ_ITER_ADD:      "iter_add",
+}
+
+// Counters returns the kernel-side counters by name, summed over CPUs:
+//
+//	injected       traceparent headers inserted
+//	no_ctx         messages on sockhash sockets without an inject_ctx entry
+//	repeat         messages after the one that used the current entry
+//	not_http       entry present, but no HTTP/1.x request line at the start
+//	app_header     the request carries a traceparent already: left alone
+//	split          the header block does not end in this message: skipped
+//	too_long       no end of the header block in the first 4 KiB: skipped
+//	write_fail     a push/pull helper failed: message sent unchanged
+//	no_state       a sockhash socket without per-socket state (a bug)
+//	sockhash_add   sockets added at connect
+//	sockhash_fail  sockets that could not be added
+//	iter_add       established sockets added by Track's iterator
+func (i *Injector) Counters() map[string]uint64 {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	out := make(map[string]uint64, len(counterNames))
+	for idx, name := range counterNames {
+		out[name] = 0
+		if !i.loaded {
+			continue
+		}
+		var per []uint64
+		if err := i.objs.InjectStats.Lookup(uint32(idx), &per); err != nil {
+			continue
+		}
+		for _, v := range per {
+			out[name] += v
+		}
+	}
+	return out
+}
+
+// SockhashHas reports whether the socket with this cookie is in the
+// sockhash, i.e. whether its sends go through the sk_msg program.
+func (i *Injector) SockhashHas(cookie uint64) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return false
+	}
+	var v uint64
+	return i.objs.InjectSocks.Lookup(cookie, &v) == nil
+}
+
+// SockhashLen counts the sockets in the sockhash.
+func (i *Injector) SockhashLen() int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return 0
+	}
+	n := 0
+	var k, v uint64
+	for it := i.objs.InjectSocks.Iterate(); it.Next(&k, &v); {
+		n++
+	}
+	return n
+}

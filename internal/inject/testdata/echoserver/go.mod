@@ -1,0 +1,3 @@
+module example.com/echoserver
+
+go 1.22
