@@ -47,6 +47,7 @@ offsets:
 
 bench: deps build
 	@scripts/bench.sh
+	@scripts/bench-chain.sh
 
 demo: deps build collector
 	@scripts/demo.sh
