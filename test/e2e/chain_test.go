@@ -59,6 +59,9 @@ func appTraceparent(i int) string {
 	return fmt.Sprintf("00-%032x-%016x-01", 0x5d4000+i, 0x5d4000+i)
 }
 
+// unsampled picks the requests whose caller sends sampled=0.
+func unsampled(i int) bool { return i%20 == 7 }
+
 // callerTraceparent is a distinct, valid, sampled caller context per request.
 func callerTraceparent(i int) string {
 	return fmt.Sprintf("00-%032x-%016x-01", 0xabc000+i, 0xdef000+i)
@@ -116,6 +119,9 @@ func checkChain(t *testing.T, n int, inject bool) {
 			if i%3 == 0 { // a caller that is traced already
 				req.Header.Set("traceparent", callerTraceparent(i))
 			}
+			if unsampled(i) { // a caller that decided not to sample
+				req.Header.Set("traceparent", strings.TrimSuffix(callerTraceparent(i), "-01")+"-00")
+			}
 			resp, err := client.Do(req)
 			if err != nil {
 				errs <- err
@@ -133,7 +139,17 @@ func checkChain(t *testing.T, n int, inject bool) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	all := ch.col.WaitSpans(t, n*7, 120*time.Second, func(otelcol.Span) bool { return true })
+	dropped := 0
+	for i := range n {
+		if unsampled(i) {
+			dropped++
+		}
+	}
+	want := (n - dropped) * 7
+	if !inject { // without propagation the unsampled decision stops at A
+		want = n*7 - dropped*2
+	}
+	all := ch.col.WaitSpans(t, want, 120*time.Second, func(otelcol.Span) bool { return true })
 	byKey := map[string][]otelcol.Span{}
 	for _, s := range all {
 		byKey[spanID(s)] = append(byKey[spanID(s)], s)
@@ -156,6 +172,16 @@ func checkChain(t *testing.T, n int, inject bool) {
 		}
 	}
 	for i := range n {
+		if unsampled(i) {
+			// Nothing exported anywhere in the chain: the flag travelled.
+			for _, k := range []string{"server:a%d", "client:b%d", "server:b%d", "client:c%d-1", "server:c%d-1"} {
+				key := fmt.Sprintf(k, i)
+				if len(byKey[key]) != 0 && (inject || k == "server:a%d" || k == "client:b%d") {
+					t.Errorf("request %d: caller's sampled flag is off, yet %s was exported", i, key)
+				}
+			}
+			continue
+		}
 		aSrv, aCli, bSrv := one(fmt.Sprintf("server:a%d", i)), one(fmt.Sprintf("client:b%d", i)), one(fmt.Sprintf("server:b%d", i))
 		if i%3 == 0 {
 			tp := strings.Split(callerTraceparent(i), "-")
@@ -190,8 +216,11 @@ func checkChain(t *testing.T, n int, inject bool) {
 			}
 		}
 	}
-	if len(all) != n*7 {
-		t.Errorf("%d spans, want %d", len(all), n*7)
+	if len(all) != want {
+		t.Errorf("%d spans, want %d", len(all), want)
+	}
+	if got := ch.agent.metric(t, "weft_spans_unsampled_total"); int(got) != n*7-want {
+		t.Errorf("weft_spans_unsampled_total = %v, want %d", got, n*7-want)
 	}
 	m := scrape(t, ch.agent)
 	if !strings.Contains(m, `weft_uprobes_attached{family="gohttp"} 3`) {
