@@ -237,7 +237,12 @@ func checkChain(t *testing.T, n int, inject bool) {
 		if got := ch.agent.metric(t, `weft_inject_total{name="app_header"}`); int(got) != n/10 {
 			t.Errorf("app_header %v, want %d", got, n/10)
 		}
-	} else if got := ch.agent.metric(t, "weft_inject_enabled"); got != 0 {
-		t.Errorf("weft_inject_enabled = %v with -inject=false", got)
+	} else {
+		if got := ch.agent.metric(t, "weft_inject_enabled"); got != 0 {
+			t.Errorf("weft_inject_enabled = %v with -inject=false", got)
+		}
+		if got := ch.agent.metric(t, `weft_requests_unpropagated_total{reason="injection_off"}`); int(got) != n*3 {
+			t.Errorf("unpropagated requests counted %v, want %d", got, n*3)
+		}
 	}
 }

@@ -85,8 +85,10 @@ func (p *Probe) Start(ctx context.Context) error {
 		}
 		repl[name] = m
 	}
-	if m, ok := p.deps.Shared.Map("inject_ctx"); ok {
+	injecting := false
+	if m, ok := p.deps.Shared.Map("inject_ctx"); ok && m != nil {
 		repl["inject_ctx"] = m
+		injecting = true
 	}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gohttp BPF program: %w", err)
@@ -98,6 +100,11 @@ func (p *Probe) Start(ctx context.Context) error {
 	for idx, name := range names {
 		p.deps.Metrics.Gauge("weft_gohttp_kernel_total", "Go client probe counters by name",
 			func() float64 { return float64(p.stat(idx)) }, "name", name)
+	}
+	if !injecting {
+		// Every linked call still gets its span; none reaches the next hop.
+		p.deps.Metrics.Gauge("weft_requests_unpropagated_total", "client requests sent without a traceparent by weft, by reason",
+			func() float64 { return float64(p.stat(0)) }, "reason", "injection_off")
 	}
 	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
 		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(len(p.exes)) }, "family", Name)
