@@ -19,28 +19,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The next four maps are sockio's (and the injector's): user space loads
- * this object with them replaced, so both sides see the same entries. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
-	__type(value, struct proc_cfg);
-} procs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct go_key);
-	__type(value, struct span_ctx);
-} goctx SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct client_ctx);
-} client_ctxs SEC(".maps");
+/* These maps are sockio's and the injector's: user space loads this object
+ * with them replaced, so both sides see the same entries. */
+DECLARE_PROCS_MAP;
+DECLARE_GOCTX_MAP;
+DECLARE_CLIENT_CTXS_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;

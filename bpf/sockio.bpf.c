@@ -32,12 +32,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32); /* tgid */
-	__type(value, struct proc_cfg);
-} procs SEC(".maps");
+DECLARE_PROCS_MAP;
 
 /* State per traced TCP socket, keyed by its struct sock address; the entry
  * goes when the socket reaches TCP_CLOSE, before the address can be reused. */
@@ -59,23 +54,8 @@ struct {
 	__type(value, struct conn);
 } conns SEC(".maps");
 
-/* Written here when a Go server reads a new request; read by the client
- * probe (gohttp.bpf.c) in the goroutines that make calls for it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct go_key);
-	__type(value, struct span_ctx);
-} goctx SEC(".maps");
-
-/* Written by the client probe before a request is sent; used and removed
- * here by the send that carries it. Keyed by struct sock *. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct client_ctx);
-} client_ctxs SEC(".maps");
+DECLARE_GOCTX_MAP;
+DECLARE_CLIENT_CTXS_MAP;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -95,6 +95,36 @@ struct event {
 	__u8 _pad2[7];
 };
 
+/* Maps sockio owns and the Go client probe shares (loaded with
+ * MapReplacements, which needs identical definitions: both files use these). */
+#define DECLARE_PROCS_MAP                                  \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_HASH);           \
+		__uint(max_entries, 8192);                 \
+		__type(key, __u32); /* tgid */             \
+		__type(value, struct proc_cfg);            \
+	} procs SEC(".maps")
+
+/* A Go server goroutine's current request span: written by sockio when the
+ * request is read, read by the client probe in the goroutines that call out. */
+#define DECLARE_GOCTX_MAP                                  \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 65536);                \
+		__type(key, struct go_key);                \
+		__type(value, struct span_ctx);            \
+	} goctx SEC(".maps")
+
+/* The next client request on a socket (key: struct sock *): written by the
+ * client probe, used and removed by sockio's send hook. */
+#define DECLARE_CLIENT_CTXS_MAP                            \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 65536);                \
+		__type(key, __u64);                        \
+		__type(value, struct client_ctx);          \
+	} client_ctxs SEC(".maps")
+
 /* event.ctx_flags */
 #define CTX_LINKED 1  /* trace_id/parent_id come from a known parent */
 #define CTX_SAMPLED 2 /* the parent's sampled flag */

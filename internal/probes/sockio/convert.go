@@ -45,16 +45,13 @@ var knownMethods = map[string]bool{
 	"PATCH": true, "POST": true, "PUT": true, "TRACE": true, "QUERY": true,
 }
 
-// ServerSpan turns one server-side HTTP exchange into a SERVER span, following
-// the OpenTelemetry HTTP semantic conventions.
-func ServerSpan(in Input) (spans.Span, Verdict) {
-	x := in.Exchange
-	var v Verdict
+// newSpan fills what every HTTP span shares: IDs, kind, times, resource.
+func newSpan(in Input, kind trace.SpanKind) spans.Span {
 	s := spans.Span{
 		TraceID:  in.TraceID,
 		SpanID:   in.SpanID,
 		Sampled:  true,
-		Kind:     trace.SpanKindServer,
+		Kind:     kind,
 		Start:    in.Start,
 		End:      in.End,
 		Resource: in.Process.Resource,
@@ -63,6 +60,26 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 	if s.End.Before(s.Start) {
 		s.End = s.Start
 	}
+	return s
+}
+
+// methodAttrs names a span by its method, as the conventions ask (unknown
+// methods are _OTHER, the span "HTTP"), and starts its attributes.
+func methodAttrs(method string, capacity int) (string, []attribute.KeyValue) {
+	attrs := make([]attribute.KeyValue, 0, capacity)
+	if knownMethods[method] {
+		return method, append(attrs, attribute.String("http.request.method", method))
+	}
+	return "HTTP", append(attrs, attribute.String("http.request.method", "_OTHER"),
+		attribute.String("http.request.method_original", method))
+}
+
+// ServerSpan turns one server-side HTTP exchange into a SERVER span, following
+// the OpenTelemetry HTTP semantic conventions.
+func ServerSpan(in Input) (spans.Span, Verdict) {
+	x := in.Exchange
+	var v Verdict
+	s := newSpan(in, trace.SpanKindServer)
 	if tp := x.Req.Traceparent; tp != "" || x.Req.DupTraceparent {
 		sc, err := tracecontext.ParseTraceparent(tp)
 		switch {
@@ -79,16 +96,8 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 		}
 	}
 
-	method := x.Req.Method
-	attrs := make([]attribute.KeyValue, 0, 16)
-	if knownMethods[method] {
-		attrs = append(attrs, attribute.String("http.request.method", method))
-		s.Name = method
-	} else {
-		attrs = append(attrs, attribute.String("http.request.method", "_OTHER"),
-			attribute.String("http.request.method_original", method))
-		s.Name = "HTTP"
-	}
+	var attrs []attribute.KeyValue
+	s.Name, attrs = methodAttrs(x.Req.Method, 16)
 	path, query, _ := strings.Cut(x.Req.Target, "?")
 	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", "http"))
 	if query != "" {
@@ -147,19 +156,7 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 // parent, when known, is the server span the call was made for.
 func ClientSpan(in Input) spans.Span {
 	x := in.Exchange
-	s := spans.Span{
-		TraceID:  in.TraceID,
-		SpanID:   in.SpanID,
-		Sampled:  true,
-		Kind:     trace.SpanKindClient,
-		Start:    in.Start,
-		End:      in.End,
-		Resource: in.Process.Resource,
-		Scope:    "weft/" + Name,
-	}
-	if s.End.Before(s.Start) {
-		s.End = s.Start
-	}
+	s := newSpan(in, trace.SpanKindClient)
 	if in.Parent != nil {
 		s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
 	}
@@ -168,16 +165,8 @@ func ClientSpan(in Input) spans.Span {
 	if sc, err := tracecontext.ParseTraceparent(x.Req.Traceparent); err == nil && !x.Req.DupTraceparent {
 		s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
 	}
-	method := x.Req.Method
-	attrs := make([]attribute.KeyValue, 0, 12)
-	if knownMethods[method] {
-		attrs = append(attrs, attribute.String("http.request.method", method))
-		s.Name = method
-	} else {
-		attrs = append(attrs, attribute.String("http.request.method", "_OTHER"),
-			attribute.String("http.request.method_original", method))
-		s.Name = "HTTP"
-	}
+	var attrs []attribute.KeyValue
+	s.Name, attrs = methodAttrs(x.Req.Method, 12)
 	host, port := serverAddress(x.Req.Host, in.Remote)
 	authority := x.Req.Host
 	if authority == "" && in.Remote.IsValid() {
