@@ -41,7 +41,8 @@ struct conn {
 	__u32 tgid; /* the process that first used it */
 	__u8 last_dir;
 	__u8 origin;
-	__u8 _pad[2];
+	__u8 pending; /* a request line began with a cut-short method */
+	__u8 _pad;
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	struct endpoints ep;
@@ -181,20 +182,24 @@ static __always_inline void random_bytes(__u8 *p, int words)
 			w[i] = bpf_get_prandom_u32();
 }
 
-/* "METHOD " at the start: an upper-case token of 3 to 7 letters and a
- * space, as every HTTP/1 request line begins. */
-static __always_inline bool looks_like_request(const __u8 *d, __u32 n)
+enum { REQ_NONE = 0, REQ_LINE = 1, REQ_PART = 2 };
+
+/* How read bytes start: REQ_LINE for "METHOD " (an upper-case token of at
+ * least min_letters, then a space: every HTTP/1 request line), REQ_PART for
+ * upper-case letters only (a method cut short: Go's server reads one byte
+ * in a background goroutine between requests), else REQ_NONE. */
+static __always_inline int request_start(const __u8 *d, __u32 n, int min_letters)
 {
-	if (n < 8)
-		return false;
 	for (int i = 0; i < 8; i++) {
+		if (i >= n)
+			return i > 0 ? REQ_PART : REQ_NONE;
 		__u8 ch = d[i];
 		if (ch == ' ')
-			return i >= 3;
+			return i >= min_letters ? REQ_LINE : REQ_NONE;
 		if (ch < 'A' || ch > 'Z')
-			return false;
+			return REQ_NONE;
 	}
-	return false;
+	return REQ_NONE;
 }
 
 #define TP_SCAN 2048 /* bytes of a request head searched for traceparent */
@@ -400,22 +405,30 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 	__u32 n = capture(s->data, regs, len);
 	e->captured = n;
 
-	/* A read that follows a write (or the first read) and begins like a
-	 * request line starts a request on a server connection: make its IDs
-	 * here, where the client probe finds them. (A body read after a
-	 * "100 Continue" or a flushed partial response is not a new request.) */
-	bool new_request = dir == DIR_READ && c->last_dir != DIR_READ && looks_like_request(s->data, n);
-	c->last_dir = dir;
-	if (new_request) {
+	/* A read that follows a write (or the first read) may start a request on
+	 * a server connection: make IDs here, for user space to use if an
+	 * exchange starts at this chunk. Whether the reading goroutine now serves
+	 * a new request (goctx) needs a request line: a body read after
+	 * "100 Continue" is not one; a request line whose first byte Go's
+	 * background reader took is, in the goroutine that reads the rest. */
+	bool starts = false;
+	if (dir == DIR_READ && c->last_dir != DIR_READ) {
 		random_bytes(c->trace_id, 4);
 		random_bytes(c->span_id, 2);
 		e->new_request = 1;
+		int k = request_start(s->data, n, 3);
+		starts = k == REQ_LINE;
+		c->pending = k == REQ_PART;
+	} else if (dir == DIR_READ && c->pending) {
+		c->pending = 0;
+		starts = request_start(s->data, n, 0) == REQ_LINE;
 	}
+	c->last_dir = dir;
 	if (dir == DIR_READ) {
 		__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
 		__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
 	}
-	if (new_request && e->goid) {
+	if (starts && e->goid) {
 		/* Calls this goroutine makes while serving belong to this span. */
 		struct span_ctx sc = {.flags = CTX_SAMPLED};
 		if (find_traceparent(s->data, n, &sc)) {

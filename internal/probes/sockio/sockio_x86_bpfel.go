@@ -28,7 +28,8 @@ type sockioConn struct {
 	Tgid    uint32
 	LastDir uint8
 	Origin  uint8
-	Pad     [2]uint8
+	Pending uint8
+	Pad     uint8
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Ep      sockioEndpoints
