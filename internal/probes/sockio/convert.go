@@ -26,6 +26,50 @@ type Input struct {
 	TraceID       [16]byte // made by BPF when the request was first read (or sent)
 	SpanID        [8]byte
 	Parent        *Parent // client calls: the server span they were made for
+	// Peer is the connection's peer, formatted once per connection: at tens
+	// of thousands of spans a second, formatting addresses shows in profiles.
+	Peer *PeerInfo
+	Host *HostMemo // per connection; nil works
+}
+
+// HostMemo remembers the last Host header of a connection and what it
+// resolved to: keep-alive requests repeat it.
+type HostMemo struct {
+	header, host string
+	port         int
+	set          bool
+}
+
+func (m *HostMemo) resolve(header string, fallback netip.AddrPort) (string, int) {
+	if m == nil {
+		return serverAddress(header, fallback)
+	}
+	if !m.set || m.header != header {
+		m.host, m.port = serverAddress(header, fallback)
+		m.header, m.set = header, true
+	}
+	return m.host, m.port
+}
+
+// PeerInfo is the formatted remote address of a connection.
+type PeerInfo struct {
+	Addr string
+	Port int
+}
+
+// NewPeerInfo formats ap, or returns nil when it is not valid.
+func NewPeerInfo(ap netip.AddrPort) *PeerInfo {
+	if !ap.IsValid() {
+		return nil
+	}
+	return &PeerInfo{Addr: ap.Addr().String(), Port: int(ap.Port())}
+}
+
+func (in *Input) peer() *PeerInfo {
+	if in.Peer == nil {
+		in.Peer = NewPeerInfo(in.Remote)
+	}
+	return in.Peer
 }
 
 // Parent is a span the client call was made for, known in-process.
@@ -103,18 +147,18 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 	if query != "" {
 		attrs = append(attrs, attribute.String("url.query", query))
 	}
-	host, port := serverAddress(x.Req.Host, in.Local)
+	host, port := in.Host.resolve(x.Req.Host, in.Local)
 	if host != "" {
 		attrs = append(attrs, attribute.String("server.address", host))
 	}
 	if port > 0 {
 		attrs = append(attrs, attribute.Int("server.port", port))
 	}
-	if in.Remote.IsValid() {
+	if p := in.peer(); p != nil {
 		attrs = append(attrs,
-			attribute.String("client.address", in.Remote.Addr().String()),
-			attribute.String("network.peer.address", in.Remote.Addr().String()),
-			attribute.Int("network.peer.port", int(in.Remote.Port())))
+			attribute.String("client.address", p.Addr),
+			attribute.String("network.peer.address", p.Addr),
+			attribute.Int("network.peer.port", p.Port))
 	}
 	if ver, ok := strings.CutPrefix(x.Req.Proto, "HTTP/"); ok {
 		attrs = append(attrs, attribute.String("network.protocol.version", ver))
@@ -167,7 +211,7 @@ func ClientSpan(in Input) spans.Span {
 	}
 	var attrs []attribute.KeyValue
 	s.Name, attrs = methodAttrs(x.Req.Method, 12)
-	host, port := serverAddress(x.Req.Host, in.Remote)
+	host, port := in.Host.resolve(x.Req.Host, in.Remote)
 	authority := x.Req.Host
 	if authority == "" && in.Remote.IsValid() {
 		authority = in.Remote.String()
@@ -179,10 +223,10 @@ func ClientSpan(in Input) spans.Span {
 	if port > 0 {
 		attrs = append(attrs, attribute.Int("server.port", port))
 	}
-	if in.Remote.IsValid() {
+	if p := in.peer(); p != nil {
 		attrs = append(attrs,
-			attribute.String("network.peer.address", in.Remote.Addr().String()),
-			attribute.Int("network.peer.port", int(in.Remote.Port())))
+			attribute.String("network.peer.address", p.Addr),
+			attribute.Int("network.peer.port", p.Port))
 	}
 	if ver, ok := strings.CutPrefix(x.Req.Proto, "HTTP/"); ok {
 		attrs = append(attrs, attribute.String("network.protocol.version", ver))

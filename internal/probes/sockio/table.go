@@ -28,6 +28,8 @@ type conn struct {
 	pid            uint32
 	origin         uint8
 	local, remote  netip.AddrPort
+	peer           *PeerInfo // remote, formatted once
+	host           HostMemo
 	wire           *httpwire.Conn
 	seq            uint64 // chunk tags
 	recent         [idsRing]ids
@@ -215,7 +217,10 @@ func (t *table) emit(c *conn, done []httpwire.Exchange, problems []httpwire.Prob
 		if x.Incomplete != "" {
 			t.count.reason(t.count.incomplete, "weft_http_incomplete_total", "exchanges emitted without a complete response", x.Incomplete)
 		}
-		in := Input{Exchange: x, Local: c.local, Remote: c.remote, Process: proc, Start: t.clock.wall(x.Start), End: t.clock.wall(x.End)}
+		if c.peer == nil {
+			c.peer = NewPeerInfo(c.remote)
+		}
+		in := Input{Exchange: x, Local: c.local, Remote: c.remote, Peer: c.peer, Host: &c.host, Process: proc, Start: t.clock.wall(x.Start), End: t.clock.wall(x.End)}
 		var s spans.Span
 		switch x.Role {
 		case httpwire.RoleServer:
