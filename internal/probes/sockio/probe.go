@@ -172,7 +172,7 @@ func (p *Probe) deleteConns(pid uint32) {
 	var stale []uint64
 	it := p.objs.Conns.Iterate()
 	for it.Next(&key, &val) {
-		if uint32(key>>32) == pid {
+		if val.Tgid == pid { // keys are struct sock addresses
 			stale = append(stale, key)
 		}
 	}

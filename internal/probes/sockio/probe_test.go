@@ -145,3 +145,46 @@ func TestProbeTracesRealServer(t *testing.T) {
 		t.Errorf("%d spans after Untrack, want 3", n)
 	}
 }
+
+// TestUntrackForgetsSockets: after Untrack no kernel-side socket state of
+// the process is left.
+func TestUntrackForgetsSockets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads BPF into the kernel; not in -short")
+	}
+	p := New(probes.Deps{Sink: &recorder{}, Config: probes.Config{MaxHeaderBytes: 8192}})
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatalf("starting sockio: %v", err)
+	}
+	defer p.Shutdown(context.Background())
+	cmd, addr := startPython(t)
+	pid := cmd.Process.Pid
+	if err := p.Track(&probes.Process{PID: pid}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr) // kept open: the server's socket stays
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	bufio.NewReader(c).ReadString('\n')
+	count := func() int {
+		n := 0
+		var key uint64
+		var val sockioConn
+		for it := p.objs.Conns.Iterate(); it.Next(&key, &val); {
+			if val.Tgid == uint32(pid) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d sockets of the server in the map, want 1", n)
+	}
+	p.Untrack(pid)
+	if n := count(); n != 0 {
+		t.Fatalf("%d sockets of the server left after Untrack", n)
+	}
+}
