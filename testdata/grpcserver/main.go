@@ -7,12 +7,14 @@
 //
 //	grpcserver                     serve on 127.0.0.1:0, print "LISTEN <port>"
 //	grpcserver -call ADDR SERVICE  call Check once, print the status code
+//	grpcserver -call ADDR -watch   call Watch, read the stream to its end
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -57,6 +59,7 @@ func (health) Watch(req *healthpb.HealthCheckRequest, s grpc.ServerStreamingServ
 func main() {
 	call := flag.String("call", "", "call Check on this address instead of serving")
 	timeout := flag.Duration("timeout", 5*time.Second, "deadline of the call")
+	watch := flag.Bool("watch", false, "with -call: call the server-streaming Watch instead")
 	flag.Parse()
 	if *call != "" {
 		conn, err := grpc.NewClient(*call, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -65,7 +68,19 @@ func main() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: flag.Arg(0)})
+		client := healthpb.NewHealthClient(conn)
+		if *watch {
+			stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+			for err == nil {
+				_, err = stream.Recv()
+			}
+			if err == io.EOF {
+				err = nil
+			}
+			fmt.Println(status.Code(err))
+			return
+		}
+		_, err = client.Check(ctx, &healthpb.HealthCheckRequest{Service: flag.Arg(0)})
 		fmt.Println(status.Code(err))
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/weft-dev/weft/internal/h2wire"
 	"github.com/weft-dev/weft/internal/httpwire"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
@@ -31,6 +32,8 @@ type conn struct {
 	peer           *PeerInfo // remote, formatted once
 	host           HostMemo
 	wire           *httpwire.Conn
+	h2             *h2wire.Conn // set when the connection starts with the HTTP/2 preface
+	early          []httpwire.Chunk
 	seq            uint64 // chunk tags
 	recent         [idsRing]ids
 	lastNs         uint64
@@ -60,6 +63,7 @@ type counters struct {
 	spans, unsampled                *atomic.Uint64
 	clientSpans                     *atomic.Uint64
 	clientLinked, clientRoot        *atomic.Uint64
+	h2problems, streamSpans         map[string]*atomic.Uint64
 	problems, tpInvalid, incomplete map[string]*atomic.Uint64
 }
 
@@ -75,9 +79,21 @@ func newCounters(m *metrics.Registry) counters {
 		clientLinked: m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "linked"),
 		clientRoot:   m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "unknown"),
 		problems:     map[string]*atomic.Uint64{},
-		tpInvalid:    map[string]*atomic.Uint64{},
-		incomplete:   map[string]*atomic.Uint64{},
+		h2problems:   map[string]*atomic.Uint64{}, streamSpans: map[string]*atomic.Uint64{},
+		tpInvalid:  map[string]*atomic.Uint64{},
+		incomplete: map[string]*atomic.Uint64{},
 	}
+}
+
+// labelled counts one event of a series with labels, made on first use and
+// cached by its first label's value.
+func (c *counters) labelled(cache map[string]*atomic.Uint64, name, help, label, value string, more ...string) {
+	ctr, ok := cache[value]
+	if !ok {
+		ctr = c.met.Counter(name, help, append(more, label, value)...)
+		cache[value] = ctr
+	}
+	ctr.Add(1)
 }
 
 // reason counts one event of a labelled family, making the series on first use.
@@ -167,14 +183,92 @@ func (t *table) data(c *conn, ev *sockioEvent, data []byte) {
 	if c.pendingSinceNs == 0 {
 		c.pendingSinceNs = ev.TsNs
 	}
+	if c.h2 == nil && c.seq <= earlyChunks {
+		if isH2Preface(data) {
+			// A server may write its SETTINGS before it reads the client's
+			// preface: replay what came before to the HTTP/2 parser.
+			c.h2 = h2wire.NewConn(h2wire.Limits{})
+			for _, e := range c.early {
+				streams, problems := c.h2.Feed(e)
+				t.emitStreams(c, streams, problems)
+			}
+			c.early = nil
+		} else {
+			e := ch
+			e.Data = append([]byte(nil), data...)
+			c.early = append(c.early, e)
+		}
+	}
+	if c.h2 != nil {
+		streams, problems := c.h2.Feed(ch)
+		t.emitStreams(c, streams, problems)
+		return
+	}
 	done, problems := c.wire.Feed(ch)
 	t.emit(c, done, problems)
 }
 
+// earlyChunks is how many chunks may come before the client preface (a
+// server's SETTINGS, its ack): kept until the protocol is known.
+const earlyChunks = 4
+
+// h2Preface starts every HTTP/2 connection (gRPC's included), client side.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// isH2Settings reports an HTTP/2 SETTINGS frame (type 4, stream 0, a whole
+// number of 6-byte settings), which an HTTP/2 server may write first.
+func isH2Settings(d []byte) bool {
+	if len(d) < 9 || d[3] != 4 || d[5]|d[6]|d[7]|d[8] != 0 {
+		return false
+	}
+	n := int(d[0])<<16 | int(d[1])<<8 | int(d[2])
+	return n%6 == 0
+}
+
+func isH2Preface(data []byte) bool {
+	n := min(len(data), len(h2Preface))
+	return n >= 8 && string(data[:n]) == h2Preface[:n]
+}
+
 // finish flushes a connection that closed or whose process went away.
 func (t *table) finish(c *conn, now uint64) {
+	if c.h2 != nil {
+		streams, problems := c.h2.Close(now)
+		t.emitStreams(c, streams, problems)
+		return
+	}
 	done, problems := c.wire.Close(now)
 	t.emit(c, done, problems)
+}
+
+// emitStreams makes spans of finished HTTP/2 streams (gRPC calls).
+func (t *table) emitStreams(c *conn, done []h2wire.Stream, problems []h2wire.Problem) {
+	for _, p := range problems {
+		t.count.reason(t.count.h2problems, "weft_http2_problems_total", "HTTP/2 connections or streams skipped, by reason", p.String())
+	}
+	proc := t.procs[c.pid]
+	if proc == nil {
+		return
+	}
+	if c.peer == nil {
+		c.peer = NewPeerInfo(c.remote)
+	}
+	for i := range done {
+		st := &done[i]
+		in := Input{Local: c.local, Remote: c.remote, Peer: c.peer, Host: &c.host, Process: proc,
+			Start: t.clock.wall(st.Start), End: t.clock.wall(st.End)}
+		in.TraceID, in.SpanID, _ = t.idsFor(c, nil)
+		s, verdict := StreamSpan(in, st)
+		if verdict.TraceparentProblem != "" {
+			t.count.reason(t.count.tpInvalid, "weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", verdict.TraceparentProblem)
+		}
+		if !s.Sampled {
+			t.count.unsampled.Add(1)
+			continue
+		}
+		t.count.labelled(t.count.streamSpans, "weft_spans_total", "spans made, by family and kind", "kind", "http2_"+s.Kind.String(), "family", Name)
+		t.deps.Sink.Export(s)
+	}
 }
 
 // sweep flushes exchanges stuck after a lost byte stream and forgets idle
@@ -260,7 +354,7 @@ func (t *table) emit(c *conn, done []httpwire.Exchange, problems []httpwire.Prob
 // or fresh ones for a request BPF could not tell apart (pipelined requests
 // sharing one read).
 func (t *table) idsFor(c *conn, x *httpwire.Exchange) (trace [16]byte, span [8]byte, r ids) {
-	if x.FirstInChunk {
+	if x != nil && x.FirstInChunk {
 		r = c.recent[x.StartTag%idsRing]
 		if r.tag == x.StartTag {
 			return r.trace, r.span, r

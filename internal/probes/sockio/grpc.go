@@ -1,0 +1,91 @@
+package sockio
+
+import (
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weft-dev/weft/internal/h2wire"
+	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/tracecontext"
+)
+
+// grpcServerErrors are the status codes the gRPC conventions count as a
+// server's own failure; every non-OK code is an error for a client.
+var grpcServerErrors = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+
+// StreamSpan turns one HTTP/2 stream into a span: a gRPC call by the RPC
+// semantic conventions when its content type says gRPC, else an HTTP span.
+func StreamSpan(in Input, st *h2wire.Stream) (spans.Span, Verdict) {
+	kind := trace.SpanKindServer
+	if st.Role == h2wire.RoleClient {
+		kind = trace.SpanKindClient
+	}
+	s := newSpan(in, kind)
+	var v Verdict
+	if kind == trace.SpanKindServer && st.Traceparent != "" {
+		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err != nil {
+			v.TraceparentProblem = problemName(err)
+		} else {
+			s.TraceID, s.Parent, s.Remote = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), true
+			s.Sampled = sc.Sampled()
+		}
+	}
+	if in.Parent != nil && kind == trace.SpanKindClient {
+		s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
+	}
+	fallback := in.Local
+	if kind == trace.SpanKindClient {
+		fallback = in.Remote
+	}
+	host, port := in.Host.resolve(st.Authority, fallback)
+	attrs := make([]attribute.KeyValue, 0, 12)
+	if st.GRPC {
+		full := strings.TrimPrefix(st.Path, "/")
+		s.Name = full
+		service, method, _ := strings.Cut(full, "/")
+		attrs = append(attrs, attribute.String("rpc.system", "grpc"),
+			attribute.String("rpc.service", service), attribute.String("rpc.method", method))
+		if st.GRPCStatus >= 0 {
+			attrs = append(attrs, attribute.Int("rpc.grpc.status_code", st.GRPCStatus))
+			if st.GRPCStatus != 0 && (kind == trace.SpanKindClient || grpcServerErrors[st.GRPCStatus]) {
+				s.Error, s.StatusMsg = true, st.GRPCMessage
+			}
+		}
+	} else {
+		s.Name, attrs = methodAttrs(st.Method, 12)
+		path, query, _ := strings.Cut(st.Path, "?")
+		attrs = append(attrs, attribute.String("url.path", path))
+		if query != "" {
+			attrs = append(attrs, attribute.String("url.query", query))
+		}
+		if st.Status > 0 {
+			attrs = append(attrs, attribute.Int("http.response.status_code", st.Status))
+			if st.Status >= 500 || (kind == trace.SpanKindClient && st.Status >= 400) {
+				s.Error = true
+			}
+		}
+	}
+	attrs = append(attrs, attribute.String("network.protocol.name", "http"), attribute.String("network.protocol.version", "2"))
+	if host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
+	}
+	if port > 0 {
+		attrs = append(attrs, attribute.Int("server.port", port))
+	}
+	if p := in.peer(); p != nil {
+		attrs = append(attrs, attribute.String("network.peer.address", p.Addr), attribute.Int("network.peer.port", p.Port))
+	}
+	if st.Reset || st.Incomplete != "" {
+		s.Error = true
+		if s.StatusMsg == "" {
+			s.StatusMsg = st.Incomplete
+			if st.Reset {
+				s.StatusMsg = "stream reset"
+			}
+		}
+	}
+	s.Attrs = attrs
+	return s, v
+}

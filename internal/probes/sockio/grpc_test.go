@@ -1,0 +1,64 @@
+package sockio
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weft-dev/weft/internal/h2wire"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+func TestStreamSpan(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	in := func() Input {
+		return Input{Local: netip.MustParseAddrPort("10.0.0.1:50051"), Remote: netip.MustParseAddrPort("10.0.0.2:40000"),
+			Process: &probes.Process{PID: 1}, Start: t0, End: t0.Add(time.Millisecond)}
+	}
+	grpc := func(role h2wire.Role, code int) *h2wire.Stream {
+		return &h2wire.Stream{Role: role, ID: 1, Method: "POST", Path: "/shop.Cart/Add", Authority: "cart:50051",
+			GRPC: true, Status: 200, GRPCStatus: code}
+	}
+	tests := []struct {
+		name   string
+		st     *h2wire.Stream
+		kind   trace.SpanKind
+		error  bool
+		parent bool
+	}{
+		{"server OK", grpc(h2wire.RoleServer, 0), trace.SpanKindServer, false, false},
+		{"server NotFound is the caller's problem", grpc(h2wire.RoleServer, 5), trace.SpanKindServer, false, false},
+		{"server Internal", grpc(h2wire.RoleServer, 13), trace.SpanKindServer, true, false},
+		{"server DeadlineExceeded", grpc(h2wire.RoleServer, 4), trace.SpanKindServer, true, false},
+		{"client NotFound", grpc(h2wire.RoleClient, 5), trace.SpanKindClient, true, false},
+		{"reset stream", func() *h2wire.Stream { s := grpc(h2wire.RoleServer, -1); s.Reset = true; return s }(), trace.SpanKindServer, true, false},
+		{"caller traceparent", func() *h2wire.Stream {
+			s := grpc(h2wire.RoleServer, 0)
+			s.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+			return s
+		}(), trace.SpanKindServer, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := StreamSpan(in(), tc.st)
+			a := attrMap(s.Attrs)
+			if s.Name != "shop.Cart/Add" || s.Kind != tc.kind || s.Error != tc.error || s.Parent.IsValid() != tc.parent {
+				t.Errorf("name %q kind %v error %v parent %v", s.Name, s.Kind, s.Error, s.Parent)
+			}
+			if a["rpc.system"] != "grpc" || a["rpc.service"] != "shop.Cart" || a["rpc.method"] != "Add" ||
+				a["server.address"] != "cart" || a["server.port"] != int64(50051) || a["network.protocol.version"] != "2" {
+				t.Errorf("attrs %v", a)
+			}
+			if code := tc.st.GRPCStatus; code >= 0 && a["rpc.grpc.status_code"] != int64(code) {
+				t.Errorf("status code %v, want %d", a["rpc.grpc.status_code"], code)
+			}
+		})
+	}
+	// Plain HTTP/2 (not gRPC) reads like an HTTP span.
+	s, _ := StreamSpan(in(), &h2wire.Stream{Role: h2wire.RoleServer, Method: "GET", Path: "/a?b=1", Status: 503, GRPCStatus: -1})
+	if a := attrMap(s.Attrs); s.Name != "GET" || a["url.path"] != "/a" || a["http.response.status_code"] != int64(503) || !s.Error {
+		t.Errorf("http/2 span %q %v error %v", s.Name, a, s.Error)
+	}
+}

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// TestGRPCServerSpans: an unmodified grpc-go server (h2c) gives one SERVER
+// span per call, named package.Service/Method, with the RPC attributes and
+// status codes, for unary and server-streaming calls; read from the socket
+// layer (HTTP/2 frames and HPACK), no uprobe.
+func TestGRPCServerSpans(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(t.TempDir(), "weft-e2e-grpc"))
+	srv := startServer(t, "grpc", bin)
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-pid", fmt.Sprint(srv.PID()))
+	ag.waitTracked(t, srv.PID())
+
+	calls := []struct {
+		args     []string
+		answer   string
+		method   string
+		code     int64
+		errorful bool
+	}{
+		{[]string{""}, "OK", "Check", 0, false},
+		{[]string{"missing"}, "NotFound", "Check", 5, false},
+		{[]string{"internal"}, "Internal", "Check", 13, true},
+		{[]string{"-watch"}, "OK", "Watch", 0, false},
+	}
+	for _, c := range calls {
+		args := append([]string{"-call", srv.Addr}, c.args...)
+		if c.args[0] == "-watch" {
+			args = []string{"-call", srv.Addr, "-watch"}
+		}
+		out, err := exec.Command(bin, args...).Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != c.answer {
+			t.Fatalf("call %v: %q %v, want %s", c.args, got, err, c.answer)
+		}
+	}
+	got := col.WaitSpans(t, len(calls), 30*time.Second, func(s otelcol.Span) bool { return s.Kind == 2 })
+	if len(got) != len(calls) {
+		t.Fatalf("%d server spans for %d calls", len(got), len(calls))
+	}
+	// The calls ran one after another; so do their spans.
+	byStart := map[int]otelcol.Span{}
+	for _, s := range got {
+		n := 0
+		for _, o := range got {
+			if o.StartUnixNano < s.StartUnixNano {
+				n++
+			}
+		}
+		byStart[n] = s
+	}
+	for i, c := range calls {
+		s := byStart[i]
+		want := map[string]any{
+			"rpc.system": "grpc", "rpc.service": "grpc.health.v1.Health", "rpc.method": c.method,
+			"rpc.grpc.status_code": c.code, "network.protocol.version": "2",
+			"server.port": int64(srv.Port), "network.peer.address": "127.0.0.1",
+		}
+		for k, w := range want {
+			if s.Attrs[k] != w {
+				t.Errorf("call %d (%s): %s = %v, want %v", i, c.answer, k, s.Attrs[k], w)
+			}
+		}
+		if s.Name != "grpc.health.v1.Health/"+c.method {
+			t.Errorf("call %d: name %q", i, s.Name)
+		}
+		if (s.StatusCode == 2) != c.errorful {
+			t.Errorf("call %d (%s): span status %d", i, c.answer, s.StatusCode)
+		}
+	}
+}
