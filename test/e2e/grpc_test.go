@@ -34,12 +34,12 @@ func TestGRPCServerSpans(t *testing.T) {
 		{[]string{"missing"}, "NotFound", "Check", 5, false},
 		{[]string{"internal"}, "Internal", "Check", 13, true},
 		{[]string{"-watch"}, "OK", "Watch", 0, false},
+		// The client gives up after 100 ms and resets the stream: the server
+		// never sends a status, and its span is an error of that length.
+		{[]string{"-timeout", "100ms", "slow"}, "DeadlineExceeded", "Check", -1, true},
 	}
 	for _, c := range calls {
 		args := append([]string{"-call", srv.Addr}, c.args...)
-		if c.args[0] == "-watch" {
-			args = []string{"-call", srv.Addr, "-watch"}
-		}
 		out, err := exec.Command(bin, args...).Output()
 		if got := strings.TrimSpace(string(out)); err != nil || got != c.answer {
 			t.Fatalf("call %v: %q %v, want %s", c.args, got, err, c.answer)
@@ -64,8 +64,18 @@ func TestGRPCServerSpans(t *testing.T) {
 		s := byStart[i]
 		want := map[string]any{
 			"rpc.system": "grpc", "rpc.service": "grpc.health.v1.Health", "rpc.method": c.method,
-			"rpc.grpc.status_code": c.code, "network.protocol.version": "2",
+			"network.protocol.version": "2",
 			"server.port": int64(srv.Port), "network.peer.address": "127.0.0.1",
+		}
+		if c.code >= 0 {
+			want["rpc.grpc.status_code"] = c.code
+		} else {
+			if _, ok := s.Attrs["rpc.grpc.status_code"]; ok {
+				t.Errorf("call %d: a status code on a reset stream: %v", i, s.Attrs["rpc.grpc.status_code"])
+			}
+			if d := time.Duration(s.EndUnixNano - s.StartUnixNano); d < 90*time.Millisecond || d > 400*time.Millisecond {
+				t.Errorf("call %d: duration %v, want about the client's 100 ms deadline", i, d)
+			}
 		}
 		for k, w := range want {
 			if s.Attrs[k] != w {
