@@ -34,8 +34,8 @@ func TestGRPCServerSpans(t *testing.T) {
 		{[]string{"missing"}, "NotFound", "Check", 5, false},
 		{[]string{"internal"}, "Internal", "Check", 13, true},
 		{[]string{"-watch"}, "OK", "Watch", 0, false},
-		// The client gives up after 100 ms and resets the stream: the server
-		// never sends a status, and its span is an error of that length.
+		// The client gives up after 100 ms and resets the stream: the span is
+		// an error of that length, with DeadlineExceeded or no status at all.
 		{[]string{"-timeout", "100ms", "slow"}, "DeadlineExceeded", "Check", -1, true},
 	}
 	for _, c := range calls {
@@ -65,13 +65,15 @@ func TestGRPCServerSpans(t *testing.T) {
 		want := map[string]any{
 			"rpc.system": "grpc", "rpc.service": "grpc.health.v1.Health", "rpc.method": c.method,
 			"network.protocol.version": "2",
-			"server.port": int64(srv.Port), "network.peer.address": "127.0.0.1",
+			"server.port":              int64(srv.Port), "network.peer.address": "127.0.0.1",
 		}
 		if c.code >= 0 {
 			want["rpc.grpc.status_code"] = c.code
 		} else {
-			if _, ok := s.Attrs["rpc.grpc.status_code"]; ok {
-				t.Errorf("call %d: a status code on a reset stream: %v", i, s.Attrs["rpc.grpc.status_code"])
+			// The server's own deadline (grpc-timeout) may expire first and
+			// send DeadlineExceeded before the client's reset arrives.
+			if code, ok := s.Attrs["rpc.grpc.status_code"]; ok && code != int64(4) {
+				t.Errorf("call %d: status code %v on a call past its deadline", i, code)
 			}
 			if d := time.Duration(s.EndUnixNano - s.StartUnixNano); d < 90*time.Millisecond || d > 400*time.Millisecond {
 				t.Errorf("call %d: duration %v, want about the client's 100 ms deadline", i, d)
