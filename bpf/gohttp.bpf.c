@@ -11,6 +11,7 @@
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
 #include "inject.h"
+#include "tracectx.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -76,14 +77,6 @@ static __always_inline struct sock *sock_of_fd(__s64 fd)
 		return 0;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	return family == AF_INET || family == AF_INET6 ? sk : 0;
-}
-
-static __always_inline void random_bytes(__u8 *p, int words)
-{
-	__u32 *w = (__u32 *)p;
-	for (int i = 0; i < 4; i++)
-		if (i < words)
-			w[i] = bpf_get_prandom_u32();
 }
 
 /* func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)

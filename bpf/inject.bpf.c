@@ -12,6 +12,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "sockio.h"
 #include "inject.h"
 
 #define EEXIST 17
@@ -19,6 +20,11 @@
 char LICENSE[] SEC("license") = "GPL";
 
 DECLARE_INJECT_CTX_MAP;
+
+/* sockio's, handed over by the loader: goroutine offsets, and the IDs the
+ * gRPC probe filed for each HTTP/2 stream a Go client opens. */
+DECLARE_PROCS_MAP;
+DECLARE_H2_IDS_MAP;
 
 /* Processes whose new connections get injection; filled by user space. */
 struct {
@@ -53,13 +59,24 @@ struct {
 	__type(value, __u32); /* tgid */
 } inject_inodes SEC(".maps");
 
+enum sock_proto {
+	PROTO_UNKNOWN = 0, /* nothing sent yet */
+	PROTO_OTHER = 1,   /* HTTP/1.x, or anything but the HTTP/2 preface first */
+	PROTO_H2 = 2,      /* opened with the HTTP/2 client preface */
+	PROTO_H2_LOST = 3, /* HTTP/2 whose frame boundaries were lost */
+};
+
 struct sock_state {
 	__u64 cookie;
 	__u64 used_span; /* span_id of the last inject_ctx acted on */
 	__u32 tgid;
 	__u8 pending; /* connecting; add to the sockhash once established */
 	__u8 used;    /* used_span is set */
-	__u8 _pad[2];
+	__u8 proto;   /* enum sock_proto */
+	__u8 hb_have; /* bytes of a frame header cut by the end of a message */
+	__u32 h2_left; /* bytes of the current HTTP/2 frame still to come */
+	__u8 hb[8];    /* those bytes */
+	__u32 _pad;
 };
 
 struct {
@@ -427,6 +444,241 @@ static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_c
 	return insert(msg, s.line_end, c) ? INJ_INJECTED : INJ_WRITE_FAIL;
 }
 
+/* ---- HTTP/2: a literal field at the end of a request's header block ---- */
+
+#define H2_FRAME_HEADER 9
+#define H2_HEADERS 1
+#define H2_END_HEADERS 0x4
+#define H2_PADDED 0x8
+#define H2_MAX_FRAME 16384 /* SETTINGS_MAX_FRAME_SIZE's floor: every peer takes it */
+#define H2_MAX_FRAMES 256  /* frames walked in one message */
+#define H2_PREFACE_LEN 24
+
+struct h2_walk {
+	struct sk_msg_md *msg;
+	struct sock_state *st;
+	__u32 off;  /* next frame header, from the message start */
+	__u32 size; /* message size, with what was added */
+	__u32 tgid;
+	__u32 lost;
+	__u64 goid; /* the sending goroutine: grpc-go's loopy writer */
+};
+
+/* Appends the field to the header block of the HEADERS frame at off
+ * (payload len, wholly in this message). Returns a stat index. */
+static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 len, __u32 stream_id)
+{
+	struct h2_key k = {.tgid = w->tgid, .stream_id = stream_id, .goid = w->goid};
+	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
+	if (!ids)
+		return INJ_H2_NO_CTX;
+	if (ids->flags & H2_APP_HEADER)
+		return INJ_H2_APP_HEADER;
+	if (ids->flags & H2_INJECTED)
+		return INJ_H2_REPEAT;
+	if (len + INJ_H2_FIELD_LEN > H2_MAX_FRAME)
+		return INJ_H2_TOO_LONG;
+	__u8 f[INJ_H2_FIELD_LEN];
+	f[0] = 0x00;
+	f[1] = 11;
+	__builtin_memcpy(f + 2, "traceparent", 11);
+	f[13] = 55;
+	__u8 *v = f + 14;
+	v[0] = '0';
+	v[1] = '0';
+	v[2] = '-';
+	hex_bytes(v + 3, ids->trace_id, 16);
+	v[35] = '-';
+	hex_bytes(v + 36, ids->span_id, 8);
+	v[52] = '-';
+	__u8 flags = ids->flags & CTX_SAMPLED ? 1 : 0;
+	hex_bytes(v + 53, &flags, 1);
+
+	struct sk_msg_md *msg = w->msg;
+	__u32 at = off + H2_FRAME_HEADER + len;
+	if (bpf_msg_push_data(msg, at, INJ_H2_FIELD_LEN, 0))
+		return INJ_WRITE_FAIL;
+	if (bpf_msg_pull_data(msg, at, at + INJ_H2_FIELD_LEN, 0))
+		goto undo;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	if (data + INJ_H2_FIELD_LEN > end)
+		goto undo;
+	__builtin_memcpy(data, f, INJ_H2_FIELD_LEN);
+	/* The frame's 24-bit length. */
+	if (bpf_msg_pull_data(msg, off, off + 3, 0))
+		goto undo;
+	data = MSG_DATA(msg);
+	end = MSG_END(msg);
+	if (data + 3 > end)
+		goto undo;
+	__u32 nl = len + INJ_H2_FIELD_LEN;
+	data[0] = nl >> 16;
+	data[1] = nl >> 8;
+	data[2] = nl;
+	ids->flags |= H2_INJECTED;
+	return INJ_H2_INJECTED;
+undo:
+	bpf_msg_pop_data(msg, at, INJ_H2_FIELD_LEN, 0);
+	return INJ_WRITE_FAIL;
+}
+
+/* bpf_loop callback: one frame header. Returns 1 to stop. */
+static long h2_frame(__u32 i, struct h2_walk *w)
+{
+	struct sk_msg_md *msg = w->msg;
+	struct sock_state *st = w->st;
+	__u32 off = w->off, size = w->size;
+	if (off >= size) {
+		/* A frame header cut by the last message named a frame longer
+		 * than this one. */
+		if (off > size)
+			st->h2_left = off - size;
+		return 1;
+	}
+	if (size - off < H2_FRAME_HEADER) {
+		/* The header goes on in the next message: keep what is here. */
+		__u32 have = size - off;
+		if (bpf_msg_pull_data(msg, off, size, 0)) {
+			w->lost = 1;
+			return 1;
+		}
+		__u8 *data = MSG_DATA(msg);
+		__u8 *end = MSG_END(msg);
+		if (data + 8 > end) {
+			/* Fewer than 8 readable: copy byte by byte. */
+#pragma clang loop unroll(disable)
+			for (int j = 0; j < 8; j++) {
+				if (j >= have || data + j + 1 > end)
+					break;
+				st->hb[j] = data[j];
+			}
+		} else {
+			__builtin_memcpy(st->hb, data, 8);
+		}
+		st->hb_have = have;
+		return 1;
+	}
+	if (bpf_msg_pull_data(msg, off, off + H2_FRAME_HEADER, 0)) {
+		w->lost = 1;
+		return 1;
+	}
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	if (data + H2_FRAME_HEADER > end) {
+		w->lost = 1;
+		return 1;
+	}
+	__u32 len = (__u32)data[0] << 16 | (__u32)data[1] << 8 | data[2];
+	__u8 type = data[3], flags = data[4];
+	__u32 sid = ((__u32)data[5] << 24 | (__u32)data[6] << 16 | (__u32)data[7] << 8 | data[8]) & 0x7fffffff;
+	__u32 fend = off + H2_FRAME_HEADER + len;
+	if (type == H2_HEADERS && (sid & 1)) {
+		/* A client-opened stream's request headers. */
+		__u32 r;
+		if (!(flags & H2_END_HEADERS) || fend > size)
+			r = INJ_H2_SPLIT;
+		else if (flags & H2_PADDED)
+			r = INJ_H2_TOO_LONG;
+		else
+			r = h2_add_field(w, off, len, sid);
+		count(r);
+		if (r == INJ_H2_INJECTED) {
+			fend += INJ_H2_FIELD_LEN;
+			w->size += INJ_H2_FIELD_LEN;
+		}
+	}
+	if (fend > w->size) {
+		st->h2_left = fend - w->size;
+		return 1;
+	}
+	w->off = fend;
+	return 0;
+}
+
+/* A frame header cut by the end of the last message: complete it from the
+ * start of this one, and skip the frame (its length is on the wire). */
+static __always_inline bool h2_rejoin(struct h2_walk *w)
+{
+	struct sock_state *st = w->st;
+	__u32 have = st->hb_have;
+	if (!have || have >= H2_FRAME_HEADER)
+		return have == 0;
+	__u32 need = H2_FRAME_HEADER - have;
+	st->hb_have = 0;
+	if (bpf_msg_pull_data(w->msg, 0, need, 0))
+		return false;
+	__u8 *data = MSG_DATA(w->msg);
+	__u8 *end = MSG_END(w->msg);
+	__u8 h[H2_FRAME_HEADER] = {};
+#pragma clang loop unroll(disable)
+	for (int j = 0; j < H2_FRAME_HEADER; j++) {
+		if (j < have) {
+			h[j] = st->hb[j & 7];
+		} else {
+			__u8 *p = data + ((j - have) & 15);
+			if (p + 1 > end)
+				return false;
+			h[j] = *p;
+		}
+	}
+	__u32 len = (__u32)h[0] << 16 | (__u32)h[1] << 8 | h[2];
+	if (h[3] == H2_HEADERS && (h[8] & 1))
+		count(INJ_H2_SPLIT);
+	w->off = need + len;
+	return true;
+}
+
+static __always_inline bool h2_preface(struct sk_msg_md *msg)
+{
+	if (msg->size < H2_PREFACE_LEN)
+		return false;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	if (data + 16 > end) {
+		if (bpf_msg_pull_data(msg, 0, 16, 0))
+			return false;
+		data = MSG_DATA(msg);
+		end = MSG_END(msg);
+		if (data + 16 > end)
+			return false;
+	}
+	return *(__u64 *)data == W8('P', 'R', 'I', ' ', '*', ' ', 'H', 'T') &&
+	       *(__u64 *)(data + 8) == W8('T', 'P', '/', '2', '.', '0', '\r', '\n');
+}
+
+/* Walks the frames of one message on an HTTP/2 client socket. */
+static __always_inline void h2_message(struct sk_msg_md *msg, struct sock_state *st, __u32 start)
+{
+	struct h2_walk w = {.msg = msg, .st = st, .off = start, .size = msg->size, .tgid = st->tgid};
+	if (st->h2_left) {
+		if (st->h2_left >= w.size) {
+			st->h2_left -= w.size;
+			return;
+		}
+		w.off = st->h2_left;
+		st->h2_left = 0;
+	} else if (!h2_rejoin(&w)) {
+		st->proto = PROTO_H2_LOST;
+		count(INJ_H2_LOST);
+		return;
+	}
+	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &w.tgid);
+	if (pc && pc->goid_offset) {
+		/* Go keeps the running goroutine at fs:-8. */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+		__u64 g = 0;
+		if (fsbase && !bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8)) && g)
+			bpf_probe_read_user(&w.goid, sizeof(w.goid), (void *)(g + pc->goid_offset));
+	}
+	long n = bpf_loop(H2_MAX_FRAMES, h2_frame, &w, 0);
+	if (w.lost || (n == H2_MAX_FRAMES && w.off < w.size && !st->h2_left && !st->hb_have)) {
+		st->proto = PROTO_H2_LOST;
+		count(INJ_H2_LOST);
+	}
+}
+
 SEC("sk_msg")
 int inject_msg(struct sk_msg_md *msg)
 {
@@ -435,6 +687,20 @@ int inject_msg(struct sk_msg_md *msg)
 		count(INJ_NO_STATE);
 		return SK_PASS;
 	}
+	if (st->proto == PROTO_UNKNOWN) {
+		if (h2_preface(msg)) {
+			st->proto = PROTO_H2;
+			h2_message(msg, st, H2_PREFACE_LEN);
+			return SK_PASS;
+		}
+		st->proto = PROTO_OTHER;
+	}
+	if (st->proto == PROTO_H2) {
+		h2_message(msg, st, 0);
+		return SK_PASS;
+	}
+	if (st->proto == PROTO_H2_LOST)
+		return SK_PASS;
 	__u64 cookie = st->cookie;
 	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_ctx, &cookie);
 	if (!ic) {

@@ -38,7 +38,14 @@ enum inject_stat {
 	INJ_SOCKHASH_ADD = 9,  /* sockets added at connect */
 	INJ_SOCKHASH_FAIL = 10, /* sockhash or socket-state update refused */
 	INJ_ITER_ADD = 11,     /* established sockets added by the iterator */
-	INJ_STAT_MAX = 12,
+	INJ_H2_INJECTED = 12,  /* traceparent field added to an HTTP/2 request header block */
+	INJ_H2_NO_CTX = 13,    /* request HEADERS for a stream the gRPC probe did not see */
+	INJ_H2_APP_HEADER = 14, /* the call's metadata has a traceparent already */
+	INJ_H2_SPLIT = 15,     /* the header block ends in a later message, or in CONTINUATION */
+	INJ_H2_TOO_LONG = 16,  /* the frame would exceed the 16 KiB every peer accepts */
+	INJ_H2_LOST = 17,      /* frame boundaries lost on a socket: no more headers there */
+	INJ_H2_REPEAT = 18,    /* the stream's IDs were used already */
+	INJ_STAT_MAX = 20,
 };
 
 /* Longest request head (request line to blank line) that gets a header. */
@@ -46,5 +53,10 @@ enum inject_stat {
 
 /* "traceparent: 00-<32 hex>-<16 hex>-<2 hex>\r\n" */
 #define INJ_HEADER_LEN 70
+
+/* The same as an HPACK literal field without indexing (leaves the
+ * connection's dynamic table alone): 0x00, name length 11, "traceparent",
+ * value length 55, the value. */
+#define INJ_H2_FIELD_LEN 69
 
 #endif

@@ -13,6 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
 #include "inject.h"
+#include "tracectx.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -57,6 +58,7 @@ struct {
 
 DECLARE_GOCTX_MAP;
 DECLARE_CLIENT_CTXS_MAP;
+DECLARE_H2_IDS_MAP;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -174,14 +176,6 @@ static __always_inline __u64 goid_of(const struct proc_cfg *cfg, const struct pt
 	return goid;
 }
 
-static __always_inline void random_bytes(__u8 *p, int words)
-{
-	__u32 *w = (__u32 *)p;
-	for (int i = 0; i < 4; i++)
-		if (i < words)
-			w[i] = bpf_get_prandom_u32();
-}
-
 enum { REQ_NONE = 0, REQ_LINE = 1, REQ_PART = 2 };
 
 /* How read bytes start: REQ_LINE for "METHOD " (an upper-case token of at
@@ -204,32 +198,6 @@ static __always_inline int request_start(const __u8 *d, __u32 n, int min_letters
 
 #define TP_SCAN 2048 /* bytes of a request head searched for traceparent */
 #define TP_NAME_LEN 12  /* "traceparent:" */
-#define TP_VALUE_LEN 55
-
-static __always_inline int unhex(__u8 c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Decodes n bytes of lowercase hex at p into out; false on a bad digit. */
-static __always_inline bool decode_hex(const __u8 *p, __u8 *out, int n)
-{
-	bool nonzero = false;
-	for (int i = 0; i < 16; i++) {
-		if (i >= n)
-			break;
-		int hi = unhex(p[2 * i]), lo = unhex(p[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = hi << 4 | lo;
-		nonzero |= out[i] != 0;
-	}
-	return nonzero;
-}
 
 struct tp_scan {
 	const __u8 *data;
@@ -281,15 +249,7 @@ static __always_inline bool find_traceparent(const __u8 *data, __u32 n, struct s
 	 * whitespace after it makes the header invalid, as user space agrees. */
 	if (v[TP_VALUE_LEN] != '\r' && v[TP_VALUE_LEN] != ' ' && v[TP_VALUE_LEN] != '\t')
 		return false;
-	if (v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-')
-		return false;
-	if (!decode_hex(v + 3, out->trace_id, 16) || !decode_hex(v + 36, out->span_id, 8))
-		return false;
-	int f = unhex(v[54]);
-	if (unhex(v[53]) < 0 || f < 0)
-		return false;
-	out->flags = (f & 1) ? CTX_SAMPLED : 0;
-	return true;
+	return parse_traceparent(v, out);
 }
 
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec

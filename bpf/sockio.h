@@ -125,6 +125,40 @@ struct event {
 		__type(value, struct client_ctx);          \
 	} client_ctxs SEC(".maps")
 
+/* One HTTP/2 stream of a Go process, named as the goroutine that moves its
+ * frames sees it: a server connection's reader, a client connection's
+ * writer (grpc-go's loopy writer). Stream IDs repeat across connections;
+ * that goroutine does not. */
+struct h2_key {
+	__u32 tgid;
+	__u32 stream_id;
+	__u64 goid;
+};
+
+/* A stream's span IDs, made in the kernel so that a server's handler and
+ * the next hop get them before user space has seen a byte. */
+struct h2_span {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_id[8]; /* with CTX_LINKED */
+	__u8 flags;        /* CTX_LINKED, CTX_SAMPLED, H2_* */
+	__u8 _pad[7];
+};
+
+/* h2_ids.flags beyond CTX_*: */
+#define H2_INJECTED 4   /* the injector put a traceparent in the stream's headers */
+#define H2_APP_HEADER 8 /* the application sent its own traceparent: none added */
+
+/* Written by the gRPC probe (and the injector, which marks what it did),
+ * read and removed by sockio's user space when the stream's span is made. */
+#define DECLARE_H2_IDS_MAP                                 \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 65536);                \
+		__type(key, struct h2_key);                \
+		__type(value, struct h2_span);              \
+	} h2_ids SEC(".maps")
+
 /* event.ctx_flags */
 #define CTX_LINKED 1  /* trace_id/parent_id come from a known parent */
 #define CTX_SAMPLED 2 /* the parent's sampled flag */

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
@@ -43,6 +45,13 @@ func (f *injectFamily) Start(ctx context.Context) error {
 		f.log.Info("traceparent injection switched off by configuration")
 		return nil
 	}
+	use := map[string]*ebpf.Map{}
+	for _, name := range []string{"procs", "h2_ids"} {
+		if m, ok := f.shared.Map(name); ok {
+			use[name] = m
+		}
+	}
+	f.inj.UseMaps(use)
 	if err := f.inj.Start(ctx); err != nil {
 		f.enabled = false
 		if errors.Is(err, inject.ErrUnsupported) {
@@ -52,7 +61,8 @@ func (f *injectFamily) Start(ctx context.Context) error {
 		return nil
 	}
 	f.shared.Publish("inject_ctx", f.inj.CtxMap())
-	for _, name := range []string{"injected", "no_ctx", "repeat", "not_http", "app_header", "split", "too_long", "write_fail", "no_state", "sockhash_add", "sockhash_fail", "iter_add"} {
+	for _, name := range []string{"injected", "no_ctx", "repeat", "not_http", "app_header", "split", "too_long", "write_fail", "no_state", "sockhash_add", "sockhash_fail", "iter_add",
+		"h2_injected", "h2_no_ctx", "h2_app_header", "h2_split", "h2_too_long", "h2_lost", "h2_repeat"} {
 		f.met.Gauge("weft_inject_total", "socket-layer injector outcomes, by name",
 			func() float64 { return float64(f.inj.Counters()[name]) }, "name", name)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/weft-dev/weft/internal/discovery"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/probes/gogrpc"
 	"github.com/weft-dev/weft/internal/probes/gohttp"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/selection"
@@ -140,6 +141,7 @@ func run(o options, log *slog.Logger) error {
 	sockio.Register(reg)
 	registerInject(reg, o.inject, o.cgroup)
 	gohttp.Register(reg) // uses sockio's and the injector's maps
+	gogrpc.Register(reg) // uses sockio's maps, which the injector reads too
 	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{},
 		Config: probes.Config{MaxHeaderBytes: o.maxHeaderBytes}})
 	if err != nil {

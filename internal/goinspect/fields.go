@@ -155,3 +155,42 @@ func newDWARFIndex(d *dwarf.Data) (*dwarfIndex, error) {
 		}
 	}
 }
+
+// ModuleAtLeast reports whether the binary links module path at version
+// min or later. ok is false when the module is not linked or its version
+// does not parse (a "(devel)" or replaced module).
+func (b *Binary) ModuleAtLeast(path, min string) (atLeast, ok bool) {
+	v, linked := b.Modules[path]
+	if !linked {
+		return false, false
+	}
+	c, ok := compareVersions(path, v, min)
+	return c >= 0, ok
+}
+
+// StructSize returns a struct's size in bytes from the binary's DWARF
+// (the stride of a slice of it).
+func (b *Binary) StructSize(structName string) (uint64, error) {
+	d, err := b.dwarf()
+	if err != nil {
+		return 0, err
+	}
+	if d == nil {
+		return 0, fmt.Errorf("goinspect: %s: %w: no DWARF for the size of %s", b.Path, ErrUnknownLayout, structName)
+	}
+	at, ok := d.structs[structName]
+	if !ok {
+		return 0, fmt.Errorf("goinspect: %s: %w: no DWARF struct %s", b.Path, ErrUnknownLayout, structName)
+	}
+	r := d.data.Reader()
+	r.Seek(at)
+	e, err := r.Next()
+	if err != nil || e == nil {
+		return 0, fmt.Errorf("goinspect: %s: DWARF for %s: %v", b.Path, structName, err)
+	}
+	size, ok := e.Val(dwarf.AttrByteSize).(int64)
+	if !ok || size <= 0 {
+		return 0, fmt.Errorf("goinspect: %s: DWARF %s has no byte size", b.Path, structName)
+	}
+	return uint64(size), nil
+}

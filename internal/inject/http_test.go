@@ -140,15 +140,14 @@ func (c *conn) roundTripFirst(t *testing.T, w []byte) {
 
 // TestNotHTTP: with an entry, bytes that are no HTTP/1.x request pass
 // untouched and are counted; the server still answers them (Go's server
-// refuses the TLS and HTTP/2.0 ones and takes the h2 preface for a PRI
-// request).
+// refuses the TLS and HTTP/2.0 ones). The HTTP/2 preface puts a socket on
+// the HTTP/2 path instead (h2_test.go).
 func TestNotHTTP(t *testing.T) {
 	inj := startInjector(t)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	for _, raw := range []string{
 		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
-		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 		"GET / HTTP/2.0\r\nHost: echo\r\n\r\n",
 	} {
 		c := dial(t, addr)

@@ -44,6 +44,7 @@ type Injector struct {
 	iterProg  *ebpf.Program // nil when iter/tcp does not load
 	iter      *link.Iter
 	stopped   bool
+	shared    map[string]*ebpf.Map // other families' maps the programs use
 }
 
 // coreObjects is what injection cannot do without; the iterator is
@@ -63,6 +64,17 @@ func New(log *slog.Logger, cgroupPath string) *Injector {
 		cgroupPath = DefaultCgroup
 	}
 	return &Injector{log: log.With("probe", "inject"), cgroupPath: cgroupPath}
+}
+
+// UseMaps hands the injector maps other probe families own, by name, to
+// load its programs with (call before Start): sockio's "procs" (goroutine
+// offsets) and "h2_ids" (the IDs of each HTTP/2 stream a Go client opens).
+// Without them the injector has private, empty ones and adds no HTTP/2
+// headers.
+func (i *Injector) UseMaps(m map[string]*ebpf.Map) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.shared = m
 }
 
 // Start probes the kernel, loads the programs and attaches them: sk_msg to
@@ -96,7 +108,7 @@ func (i *Injector) start() error {
 	if err != nil {
 		return fmt.Errorf("reading inject BPF object: %w", err)
 	}
-	if err := spec.LoadAndAssign(&i.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&i.objs, &ebpf.CollectionOptions{MapReplacements: i.shared}); err != nil {
 		return fmt.Errorf("loading inject BPF programs: %w", verifierTail(err, i.log))
 	}
 	i.loaded = true

@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type injectH2Key struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Goid     uint64
+}
+
+type injectH2Span struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+}
+
 type injectInjectCtx struct {
 	_       structs.HostLayout
 	TraceId [16]uint8
@@ -36,8 +52,27 @@ const (
 	injectInjectStatINJ_SOCKHASH_ADD  injectInjectStat = 9
 	injectInjectStatINJ_SOCKHASH_FAIL injectInjectStat = 10
 	injectInjectStatINJ_ITER_ADD      injectInjectStat = 11
-	injectInjectStatINJ_STAT_MAX      injectInjectStat = 12
+	injectInjectStatINJ_H2INJECTED    injectInjectStat = 12
+	injectInjectStatINJ_H2NO_CTX      injectInjectStat = 13
+	injectInjectStatINJ_H2APP_HEADER  injectInjectStat = 14
+	injectInjectStatINJ_H2SPLIT       injectInjectStat = 15
+	injectInjectStatINJ_H2TOO_LONG    injectInjectStat = 16
+	injectInjectStatINJ_H2LOST        injectInjectStat = 17
+	injectInjectStatINJ_H2REPEAT      injectInjectStat = 18
+	injectInjectStatINJ_STAT_MAX      injectInjectStat = 20
 )
+
+type injectProcCfg struct {
+	_                structs.HostLayout
+	GoidOffset       uint64
+	ParentGoidOffset uint64
+	PconnConn        uint16
+	PconnTls         uint16
+	ConnFd           uint16
+	NetfdSysfd       uint16
+	Flags            uint32
+	Pad              uint32
+}
 
 type injectSockState struct {
 	_        structs.HostLayout
@@ -46,13 +81,18 @@ type injectSockState struct {
 	Tgid     uint32
 	Pending  uint8
 	Used     uint8
-	Pad      [2]uint8
+	Proto    uint8
+	HbHave   uint8
+	H2Left   uint32
+	Hb       [8]uint8
+	Pad      uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	injectMapH2Ids          = "h2_ids"
 	injectMapInjectCtx      = "inject_ctx"
 	injectMapInjectInodes   = "inject_inodes"
 	injectMapInjectOwner    = "inject_owner"
@@ -60,6 +100,7 @@ const (
 	injectMapInjectSocks    = "inject_socks"
 	injectMapInjectState    = "inject_state"
 	injectMapInjectStats    = "inject_stats"
+	injectMapProcs          = "procs"
 	injectProgInjectIter    = "inject_iter"
 	injectProgInjectMsg     = "inject_msg"
 	injectProgInjectSockops = "inject_sockops"
@@ -117,6 +158,7 @@ type injectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectMapSpecs struct {
+	H2Ids        *ebpf.MapSpec `ebpf:"h2_ids"`
 	InjectCtx    *ebpf.MapSpec `ebpf:"inject_ctx"`
 	InjectInodes *ebpf.MapSpec `ebpf:"inject_inodes"`
 	InjectOwner  *ebpf.MapSpec `ebpf:"inject_owner"`
@@ -124,6 +166,7 @@ type injectMapSpecs struct {
 	InjectSocks  *ebpf.MapSpec `ebpf:"inject_socks"`
 	InjectState  *ebpf.MapSpec `ebpf:"inject_state"`
 	InjectStats  *ebpf.MapSpec `ebpf:"inject_stats"`
+	Procs        *ebpf.MapSpec `ebpf:"procs"`
 }
 
 // injectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -153,6 +196,7 @@ func (o *injectObjects) Close() error {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectMaps struct {
+	H2Ids        *ebpf.Map `ebpf:"h2_ids"`
 	InjectCtx    *ebpf.Map `ebpf:"inject_ctx"`
 	InjectInodes *ebpf.Map `ebpf:"inject_inodes"`
 	InjectOwner  *ebpf.Map `ebpf:"inject_owner"`
@@ -160,10 +204,12 @@ type injectMaps struct {
 	InjectSocks  *ebpf.Map `ebpf:"inject_socks"`
 	InjectState  *ebpf.Map `ebpf:"inject_state"`
 	InjectStats  *ebpf.Map `ebpf:"inject_stats"`
+	Procs        *ebpf.Map `ebpf:"procs"`
 }
 
 func (m *injectMaps) Close() error {
 	return _InjectClose(
+		m.H2Ids,
 		m.InjectCtx,
 		m.InjectInodes,
 		m.InjectOwner,
@@ -171,6 +217,7 @@ func (m *injectMaps) Close() error {
 		m.InjectSocks,
 		m.InjectState,
 		m.InjectStats,
+		m.Procs,
 	)
 }
 

@@ -14,6 +14,13 @@ var counterNames = map[injectInjectStat]string{
 	injectInjectStatINJ_SOCKHASH_ADD:  "sockhash_add",
 	injectInjectStatINJ_SOCKHASH_FAIL: "sockhash_fail",
 	injectInjectStatINJ_ITER_ADD:      "iter_add",
+	injectInjectStatINJ_H2INJECTED:    "h2_injected",
+	injectInjectStatINJ_H2NO_CTX:      "h2_no_ctx",
+	injectInjectStatINJ_H2APP_HEADER:  "h2_app_header",
+	injectInjectStatINJ_H2SPLIT:       "h2_split",
+	injectInjectStatINJ_H2TOO_LONG:    "h2_too_long",
+	injectInjectStatINJ_H2LOST:        "h2_lost",
+	injectInjectStatINJ_H2REPEAT:      "h2_repeat",
 }
 
 // Counters returns the kernel-side counters by name, summed over CPUs:
@@ -30,6 +37,13 @@ var counterNames = map[injectInjectStat]string{
 //	sockhash_add   sockets added at connect
 //	sockhash_fail  sockets that could not be added
 //	iter_add       established sockets added by Track's iterator
+//	h2_injected    traceparent fields added to HTTP/2 request header blocks
+//	h2_no_ctx      HTTP/2 request headers of a stream the gRPC probe did not see
+//	h2_app_header  the call's metadata has a traceparent already: left alone
+//	h2_split       header block continues in a later message or CONTINUATION
+//	h2_too_long    the frame would pass 16 KiB (or is padded): skipped
+//	h2_lost        HTTP/2 sockets whose frame boundaries were lost
+//	h2_repeat      a stream's IDs met a second request header block
 func (i *Injector) Counters() map[string]uint64 {
 	i.mu.Lock()
 	defer i.mu.Unlock()

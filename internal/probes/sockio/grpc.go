@@ -32,8 +32,15 @@ func StreamSpan(in Input, st *h2wire.Stream) (spans.Span, Verdict) {
 			s.Sampled = sc.Sampled()
 		}
 	}
-	if in.Parent != nil && kind == trace.SpanKindClient {
-		s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
+	if kind == trace.SpanKindClient {
+		if in.Parent != nil {
+			s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
+		}
+		// A program that traces itself sent its own traceparent (and the
+		// injector left the call alone): join its trace, under its span.
+		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err == nil {
+			s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
+		}
 	}
 	fallback := in.Local
 	if kind == trace.SpanKindClient {

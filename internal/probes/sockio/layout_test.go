@@ -13,7 +13,8 @@ func TestLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]any{"event": sockioEvent{}, "proc_cfg": sockioProcCfg{}, "conn": sockioConn{}, "endpoints": sockioEndpoints{}} {
+	for name, v := range map[string]any{"event": sockioEvent{}, "proc_cfg": sockioProcCfg{}, "conn": sockioConn{}, "endpoints": sockioEndpoints{},
+		"h2_key": sockioH2Key{}, "h2_span": sockioH2Span{}} {
 		if err := btfcheck.Layout(spec, name, v); err != nil {
 			t.Error(err)
 		}

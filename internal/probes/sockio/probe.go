@@ -41,8 +41,12 @@ type Probe struct {
 	rd    *ringbuf.Reader
 	done  chan struct{}
 
-	mu    sync.Mutex // guards table; Track/Untrack race the event loop
+	mu    sync.Mutex // guards table and gone; Track/Untrack race the event loop
 	table *table
+	// gone are processes untracked since the ring buffer was last found
+	// empty: their last events may still be in it (a short-lived client's
+	// call), so the table forgets them only once it has been drained.
+	gone map[uint32]time.Time
 
 	loaded   bool
 	stopOnce sync.Once
@@ -101,6 +105,11 @@ func (p *Probe) Start(ctx context.Context) error {
 		sh.Publish("procs", p.objs.Procs)
 		sh.Publish("goctx", p.objs.Goctx)
 		sh.Publish("client_ctxs", p.objs.ClientCtxs)
+		sh.Publish("h2_ids", p.objs.H2Ids)
+	}
+	p.table.streamIDs = func(k sockioH2Key) (sockioH2Span, bool) {
+		var v sockioH2Span
+		return v, p.objs.H2Ids.LookupAndDelete(&k, &v) == nil
 	}
 	go p.loop()
 	p.log.Info("attached", "programs", len(p.links))
@@ -161,8 +170,23 @@ func (p *Probe) Untrack(pid int) {
 	}
 	p.deleteConns(uint32(pid))
 	p.mu.Lock()
-	p.table.untrack(uint32(pid), monotonicNow())
+	if p.gone == nil {
+		p.gone = map[uint32]time.Time{}
+	}
+	p.gone[uint32(pid)] = time.Now()
 	p.mu.Unlock()
+}
+
+// forgetGone untracks the processes that went before the ring buffer was
+// found empty (drained true), or more than a second ago under load that
+// never lets it empty. Called with p.mu held.
+func (p *Probe) forgetGone(drained bool) {
+	for pid, at := range p.gone {
+		if drained || time.Since(at) > time.Second {
+			p.table.untrack(pid, monotonicNow())
+			delete(p.gone, pid)
+		}
+	}
 }
 
 // deleteConns drops the kernel-side socket state of a process.
@@ -197,12 +221,14 @@ func (p *Probe) loop() {
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			p.rd.SetDeadline(time.Now().Add(pollEvery))
+			p.mu.Lock()
+			p.forgetGone(true)
 			if time.Since(sweep) > time.Second {
 				sweep = time.Now()
-				p.mu.Lock()
+				p.forgetGone(false)
 				p.table.sweep(monotonicNow())
-				p.mu.Unlock()
 			}
+			p.mu.Unlock()
 		case err != nil:
 			p.log.Warn("reading sockio ring buffer", "err", err)
 		default:

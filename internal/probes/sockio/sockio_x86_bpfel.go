@@ -75,6 +75,22 @@ type sockioGoKey struct {
 	Goid uint64
 }
 
+type sockioH2Key struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Goid     uint64
+}
+
+type sockioH2Span struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+}
+
 type sockioProcCfg struct {
 	_                structs.HostLayout
 	GoidOffset       uint64
@@ -109,6 +125,7 @@ const (
 	sockioMapConns       = "conns"
 	sockioMapEvents      = "events"
 	sockioMapGoctx       = "goctx"
+	sockioMapH2Ids       = "h2_ids"
 	sockioMapProcs       = "procs"
 	sockioMapScratch     = "scratch"
 	sockioMapStats       = "stats"
@@ -173,6 +190,7 @@ type sockioMapSpecs struct {
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
+	H2Ids      *ebpf.MapSpec `ebpf:"h2_ids"`
 	Procs      *ebpf.MapSpec `ebpf:"procs"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
@@ -209,6 +227,7 @@ type sockioMaps struct {
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Goctx      *ebpf.Map `ebpf:"goctx"`
+	H2Ids      *ebpf.Map `ebpf:"h2_ids"`
 	Procs      *ebpf.Map `ebpf:"procs"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Stats      *ebpf.Map `ebpf:"stats"`
@@ -220,6 +239,7 @@ func (m *sockioMaps) Close() error {
 		m.Conns,
 		m.Events,
 		m.Goctx,
+		m.H2Ids,
 		m.Procs,
 		m.Scratch,
 		m.Stats,

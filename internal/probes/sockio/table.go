@@ -53,6 +53,10 @@ type table struct {
 	procs map[uint32]*probes.Process
 	conns map[connKey]*conn
 	count counters
+	// streamIDs hands over the IDs the kernel made for an HTTP/2 stream
+	// (the gRPC probe's), keyed as the goroutine that moved its frames saw
+	// it; nil or false when there are none.
+	streamIDs func(k sockioH2Key) (sockioH2Span, bool)
 }
 
 // counters are looked up once: the event path must not format series names.
@@ -64,6 +68,7 @@ type counters struct {
 	clientSpans                     *atomic.Uint64
 	clientLinked, clientRoot        *atomic.Uint64
 	h2problems, streamSpans         map[string]*atomic.Uint64
+	streamKernelIDs                 *atomic.Uint64
 	problems, tpInvalid, incomplete map[string]*atomic.Uint64
 }
 
@@ -80,8 +85,9 @@ func newCounters(m *metrics.Registry) counters {
 		clientRoot:   m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "unknown"),
 		problems:     map[string]*atomic.Uint64{},
 		h2problems:   map[string]*atomic.Uint64{}, streamSpans: map[string]*atomic.Uint64{},
-		tpInvalid:  map[string]*atomic.Uint64{},
-		incomplete: map[string]*atomic.Uint64{},
+		streamKernelIDs: m.Counter("weft_http2_streams_linked_total", "HTTP/2 stream spans whose IDs the gRPC probe made in the kernel (so linked in-process and propagated)"),
+		tpInvalid:       map[string]*atomic.Uint64{},
+		incomplete:      map[string]*atomic.Uint64{},
 	}
 }
 
@@ -257,7 +263,7 @@ func (t *table) emitStreams(c *conn, done []h2wire.Stream, problems []h2wire.Pro
 		st := &done[i]
 		in := Input{Local: c.local, Remote: c.remote, Peer: c.peer, Host: &c.host, Process: proc,
 			Start: t.clock.wall(st.Start), End: t.clock.wall(st.End)}
-		in.TraceID, in.SpanID, _ = t.idsFor(c, nil)
+		t.streamInput(&in, c, st)
 		s, verdict := StreamSpan(in, st)
 		if verdict.TraceparentProblem != "" {
 			t.count.reason(t.count.tpInvalid, "weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", verdict.TraceparentProblem)
@@ -269,6 +275,22 @@ func (t *table) emitStreams(c *conn, done []h2wire.Stream, problems []h2wire.Pro
 		t.count.labelled(t.count.streamSpans, "weft_spans_total", "spans made, by family and kind", "kind", "http2_"+s.Kind.String(), "family", Name)
 		t.deps.Sink.Export(s)
 	}
+}
+
+// streamInput gives a stream's span the IDs the kernel made for it, which
+// the server's handler and the next hop already carry; else fresh ones.
+func (t *table) streamInput(in *Input, c *conn, st *h2wire.Stream) {
+	if t.streamIDs != nil {
+		if k, ok := t.streamIDs(sockioH2Key{Tgid: c.pid, StreamId: st.ID, Goid: st.StartGoid}); ok {
+			in.TraceID, in.SpanID = k.TraceId, k.SpanId
+			if k.Flags&ctxLinked != 0 && st.Role == h2wire.RoleClient {
+				in.Parent = &Parent{SpanID: k.ParentId, Sampled: k.Flags&ctxSampled != 0}
+			}
+			t.count.streamKernelIDs.Add(1)
+			return
+		}
+	}
+	in.TraceID, in.SpanID, _ = t.idsFor(c, nil)
 }
 
 // sweep flushes exchanges stuck after a lost byte stream and forgets idle

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+/* gogrpc: what the socket layer cannot know about grpc-go calls. Spans come
+ * from the HTTP/2 frames sockio captures; these uprobes only link them:
+ *
+ * server side, two hits per call:
+ *   operate_headers  (*http2Server).operateHeaders, in the connection's
+ *                    reader goroutine, with the header block decoded: picks
+ *                    the SERVER span's IDs (honouring an incoming
+ *                    traceparent) and files them under (reader, stream);
+ *   handle_stream    (*Server).handleStream, in the goroutine that runs the
+ *                    handler (the reader started it): makes those IDs the
+ *                    goroutine's current span, so its calls become children;
+ * client side, two hits per call:
+ *   header_fields    RET sites of (*http2Client).createHeaderFields, in the
+ *                    calling goroutine: picks the CLIENT span's IDs (child
+ *                    of the goroutine's span) and files them under the
+ *                    header list the call will send;
+ *   loopy_headers    the loopy writer taking that header list for a stream
+ *                    ID: files the IDs under (writer, stream), where the
+ *                    injector and sockio's user space find them.
+ * Offsets and argument registers differ by grpc version: user space puts
+ * them, per process, in grpc_cfg. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "sockio.h"
+#include "tracectx.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* sockio's maps, handed over by the loader. */
+DECLARE_PROCS_MAP;
+DECLARE_GOCTX_MAP;
+DECLARE_H2_IDS_MAP;
+
+/* Where things are in one process's grpc and x/net/http2 (struct fields,
+ * and which Go ABI integer register holds an argument: 0 RAX, 1 RBX,
+ * 2 RCX, 3 RDI, 4 RSI). */
+struct grpc_cfg {
+	__u8 frame_arg;     /* operateHeaders: *http2.MetaHeadersFrame */
+	__u8 stream_arg;    /* handleStream: the stream */
+	__u8 hdr_arg;       /* loopy hook: *headerFrame; 0: the hook is writeHeader */
+	__u8 stream_deref;  /* the stream embeds *Stream at ss_stream (else by value) */
+	__u16 ss_stream;    /* ServerStream.Stream (0 where the argument is a *Stream) */
+	__u16 stream_id;    /* Stream.id */
+	__u16 mhf_headers;  /* MetaHeadersFrame.HeadersFrame (*HeadersFrame) */
+	__u16 mhf_fields;   /* MetaHeadersFrame.Fields ([]hpack.HeaderField) */
+	__u16 frame_stream; /* HeadersFrame.FrameHeader + FrameHeader.StreamID */
+	__u16 field_size;   /* sizeof(hpack.HeaderField) */
+	__u16 field_name;   /* HeaderField.Name */
+	__u16 field_value;  /* HeaderField.Value */
+	__u16 hdr_stream;   /* headerFrame.streamID */
+	__u16 hdr_hf;       /* headerFrame.hf */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32); /* tgid */
+	__type(value, struct grpc_cfg);
+} grpc_procs SEC(".maps");
+
+/* A client call's IDs between header_fields and loopy_headers. */
+struct hf_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 hf; /* the header list's backing array */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct hf_key);
+	__type(value, struct h2_span);
+} grpc_calls SEC(".maps");
+
+enum gogrpc_stat {
+	GG_SERVER_STREAMS = 0, /* operateHeaders entries */
+	GG_REMOTE_PARENT = 1,  /* ... with a valid incoming traceparent */
+	GG_HANDLERS = 2,       /* handleStream entries */
+	GG_HANDLER_LINKED = 3, /* ... that found their stream's IDs */
+	GG_CLIENT_CALLS = 4,   /* createHeaderFields returns with headers */
+	GG_CLIENT_LINKED = 5,  /* ... from a goroutine serving a span */
+	GG_APP_HEADER = 6,     /* ... whose metadata has a traceparent already */
+	GG_ORIGINATED = 7,     /* loopy hook entries that found their call's IDs */
+	GG_MAX = 8,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, GG_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} gogrpc_stats SEC(".maps");
+
+/* Keep the types in the BTF so bpf2go mirrors them. */
+const enum gogrpc_stat *unused_gogrpc_stat __attribute__((unused));
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&gogrpc_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline __u32 read_u32(__u64 addr)
+{
+	__u32 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+/* A pt_regs field, loaded at a fixed context offset: a computed one is
+ * refused by the verifier ("dereference of modified ctx ptr"). */
+#define CTX_REG(ctx, field)                                                        \
+	({                                                                         \
+		__u64 __v;                                                         \
+		asm volatile("%0 = *(u64 *)(%1 + %2)"                              \
+			     : "=r"(__v)                                           \
+			     : "r"(ctx), "i"(__builtin_offsetof(struct pt_regs, field))); \
+		__v;                                                               \
+	})
+
+/* The i-th integer argument register. */
+static __always_inline __u64 go_arg(const struct pt_regs *ctx, __u8 i)
+{
+	switch (i) {
+	case 0:
+		return CTX_REG(ctx, ax);
+	case 1:
+		return CTX_REG(ctx, bx);
+	case 2:
+		return CTX_REG(ctx, cx);
+	case 3:
+		return CTX_REG(ctx, di);
+	case 4:
+		return CTX_REG(ctx, si);
+	}
+	return 0;
+}
+
+static __always_inline __u64 goid_at(__u64 g, __u64 off)
+{
+	return g && off ? read_u64(g + off) : 0;
+}
+
+/* Header fields searched for a traceparent: grpc puts metadata after its
+ * seven-odd reserved fields. */
+#define MAX_FIELDS 32
+
+/* Finds the "traceparent" field in a Go []hpack.HeaderField. Returns 1
+ * and fills out if it holds a valid value, -1 if one is there but invalid,
+ * 0 if there is none. */
+static __always_inline int find_traceparent(const struct grpc_cfg *cfg, __u64 fields, __u64 n, struct span_ctx *out)
+{
+	if (n > MAX_FIELDS)
+		n = MAX_FIELDS;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < MAX_FIELDS; i++) {
+		if (i >= n)
+			break;
+		__u64 f = fields + (__u64)i * cfg->field_size;
+		struct {
+			__u64 ptr, len;
+		} name = {}, value = {};
+		if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)) || name.len != 11)
+			continue;
+		__u64 s[2] = {};
+		if (bpf_probe_read_user(s, 11, (void *)name.ptr))
+			continue;
+		/* "traceparent" as little-endian words */
+		if (s[0] != 0x7261706563617274ULL || s[1] != 0x746e65ULL)
+			continue;
+		if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + cfg->field_value)) ||
+		    value.len != TP_VALUE_LEN)
+			return -1;
+		__u8 v[TP_VALUE_LEN];
+		if (bpf_probe_read_user(v, sizeof(v), (void *)value.ptr))
+			return -1;
+		return parse_traceparent(v, out) ? 1 : -1;
+	}
+	return 0;
+}
+
+/* func (t *http2Server) operateHeaders([ctx,] frame *http2.MetaHeadersFrame, ...) */
+SEC("uprobe")
+int operate_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct grpc_cfg *cfg = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !pc)
+		return 0;
+	count(GG_SERVER_STREAMS);
+	__u64 frame = go_arg(ctx, cfg->frame_arg);
+	__u64 hf = read_u64(frame + cfg->mhf_headers);
+	struct h2_key k = {.tgid = tgid, .goid = goid_at(ctx->r14, pc->goid_offset)};
+	k.stream_id = read_u32(hf + cfg->frame_stream);
+	if (!k.goid || !k.stream_id)
+		return 0;
+	struct span_ctx in = {};
+	struct h2_span ids = {.flags = CTX_SAMPLED};
+	__u64 fields = read_u64(frame + cfg->mhf_fields);
+	__u64 n = read_u64(frame + cfg->mhf_fields + 8);
+	if (find_traceparent(cfg, fields, n, &in) == 1) {
+		count(GG_REMOTE_PARENT);
+		__builtin_memcpy(ids.trace_id, in.trace_id, sizeof(ids.trace_id));
+		__builtin_memcpy(ids.parent_id, in.span_id, sizeof(ids.parent_id));
+		ids.flags = CTX_LINKED | in.flags;
+	} else {
+		random_bytes(ids.trace_id, 4);
+	}
+	random_bytes(ids.span_id, 2);
+	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	return 0;
+}
+
+/* func (s *Server) handleStream(t transport.ServerTransport, stream *transport.[Server]Stream, ...) */
+SEC("uprobe")
+int handle_stream(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct grpc_cfg *cfg = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !pc)
+		return 0;
+	count(GG_HANDLERS);
+	__u64 stream = go_arg(ctx, cfg->stream_arg);
+	if (cfg->stream_deref)
+		stream = read_u64(stream + cfg->ss_stream);
+	else
+		stream += cfg->ss_stream;
+	__u64 g = ctx->r14;
+	/* The handler's goroutine was started by the connection's reader. */
+	struct h2_key k = {.tgid = tgid, .stream_id = read_u32(stream + cfg->stream_id),
+			   .goid = goid_at(g, pc->parent_goid_offset)};
+	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
+	if (!ids)
+		return 0;
+	count(GG_HANDLER_LINKED);
+	struct span_ctx sc = {.flags = ids->flags & CTX_SAMPLED};
+	__builtin_memcpy(sc.trace_id, ids->trace_id, sizeof(sc.trace_id));
+	__builtin_memcpy(sc.span_id, ids->span_id, sizeof(sc.span_id));
+	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
+	if (gk.goid)
+		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+	return 0;
+}
+
+/* Has the application put a traceparent in the call's metadata itself? */
+static __always_inline bool app_traceparent(const struct grpc_cfg *cfg, __u64 fields, __u64 n)
+{
+	struct span_ctx ignored = {};
+	return find_traceparent(cfg, fields, n, &ignored) != 0;
+}
+
+/* At a RET of func (t *http2Client) createHeaderFields(ctx, callHdr)
+ * ([]hpack.HeaderField, error): the slice is in RAX (array), RBX (len). */
+SEC("uprobe")
+int header_fields(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct grpc_cfg *cfg = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !pc || !ctx->ax)
+		return 0;
+	count(GG_CLIENT_CALLS);
+	struct h2_span ids = {.flags = CTX_SAMPLED};
+	if (app_traceparent(cfg, ctx->ax, ctx->bx)) {
+		count(GG_APP_HEADER);
+		ids.flags |= H2_APP_HEADER;
+	}
+	__u64 g = ctx->r14;
+	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
+	struct span_ctx *parent = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
+	if (!parent && pc->parent_goid_offset) {
+		/* A goroutine the handler started: look one generation up. */
+		gk.goid = goid_at(g, pc->parent_goid_offset);
+		parent = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
+	}
+	if (parent) {
+		count(GG_CLIENT_LINKED);
+		__builtin_memcpy(ids.trace_id, parent->trace_id, sizeof(ids.trace_id));
+		__builtin_memcpy(ids.parent_id, parent->span_id, sizeof(ids.parent_id));
+		ids.flags = (ids.flags & H2_APP_HEADER) | CTX_LINKED | (parent->flags & CTX_SAMPLED);
+	} else {
+		random_bytes(ids.trace_id, 4);
+	}
+	random_bytes(ids.span_id, 2);
+	struct hf_key k = {.tgid = tgid, .hf = ctx->ax};
+	bpf_map_update_elem(&grpc_calls, &k, &ids, BPF_ANY);
+	return 0;
+}
+
+/* The loopy writer starts a client stream: the call's IDs move from its
+ * header list to (writer goroutine, stream ID). */
+static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, __u32 stream_id, __u64 hf)
+{
+	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!pc)
+		return 0;
+	struct hf_key hk = {.tgid = tgid, .hf = hf};
+	struct h2_span *ids = bpf_map_lookup_elem(&grpc_calls, &hk);
+	if (!ids)
+		return 0;
+	struct h2_span c = *ids;
+	bpf_map_delete_elem(&grpc_calls, &hk);
+	struct h2_key k = {.tgid = tgid, .stream_id = stream_id, .goid = goid_at(ctx->r14, pc->goid_offset)};
+	if (!k.goid)
+		return 0;
+	count(GG_ORIGINATED);
+	bpf_map_update_elem(&h2_ids, &k, &c, BPF_ANY);
+	return 0;
+}
+
+/* func (l *loopyWriter) originateStream(str *outStream, hdr *headerFrame)
+ * or clientHeaderHandler(hdr *clientHeaders): hdr as grpc_cfg says. */
+SEC("uprobe")
+int loopy_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct grpc_cfg *cfg = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	if (!cfg)
+		return 0;
+	__u64 hdr = go_arg(ctx, cfg->hdr_arg);
+	return originate(ctx, tgid, read_u32(hdr + cfg->hdr_stream), read_u64(hdr + cfg->hdr_hf));
+}
+
+/* Older grpc (before originateStream took the header frame):
+ * func (l *loopyWriter) writeHeader(streamID uint32, endStream bool,
+ * hf []hpack.HeaderField, onWrite func()); a server's responses pass here
+ * too, and find nothing. */
+SEC("uprobe")
+int loopy_write_header(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&grpc_procs, &tgid))
+		return 0;
+	return originate(ctx, tgid, (__u32)ctx->bx, ctx->di);
+}

@@ -1,0 +1,291 @@
+// Package gogrpc is the grpc-go probe family. gRPC spans come from the
+// HTTP/2 frames sockio reads at the socket layer; this family adds what
+// only the process knows: which server call a client call is made for
+// (in-process links) and which IDs each stream carries, so that the
+// injector can add a traceparent to outgoing calls and a server's span
+// continues its caller's trace. Two uprobe hits per server call, two per
+// client call; see bpf/gogrpc.bpf.c.
+package gogrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/weft-dev/weft/internal/goinspect"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+)
+
+// Name is the family's name.
+const Name = "gogrpc"
+
+// Register adds the family to a registry, after sockio, whose maps it uses.
+func Register(r *probes.Registry) {
+	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
+}
+
+type exeKey struct{ dev, ino uint64 }
+
+// attachment is the uprobes on one executable, shared by its processes.
+type attachment struct {
+	links []link.Link
+	cfg   gogrpcGrpcCfg
+	pids  map[int]bool
+}
+
+// Probe attaches grpc-go's uprobes to executables of traced processes.
+type Probe struct {
+	deps probes.Deps
+	log  *slog.Logger
+	objs gogrpcObjects
+
+	mu       sync.Mutex
+	loaded   bool
+	exes     map[exeKey]*attachment
+	byPID    map[int]exeKey
+	stopOnce sync.Once
+}
+
+// New makes an unstarted probe.
+func New(d probes.Deps) *Probe {
+	if d.Metrics == nil {
+		d.Metrics = metrics.New()
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[exeKey]*attachment{}, byPID: map[int]exeKey{}}
+}
+
+// Name implements probes.Probe.
+func (p *Probe) Name() string { return Name }
+
+// statNames names the kernel-side counters (enum gogrpc_stat).
+var statNames = map[gogrpcGogrpcStat]string{
+	gogrpcGogrpcStatGG_SERVER_STREAMS: "server_streams",
+	gogrpcGogrpcStatGG_REMOTE_PARENT:  "remote_parent",
+	gogrpcGogrpcStatGG_HANDLERS:       "handlers",
+	gogrpcGogrpcStatGG_HANDLER_LINKED: "handlers_linked",
+	gogrpcGogrpcStatGG_CLIENT_CALLS:   "client_calls",
+	gogrpcGogrpcStatGG_CLIENT_LINKED:  "client_calls_linked",
+	gogrpcGogrpcStatGG_APP_HEADER:     "app_traceparent",
+	gogrpcGogrpcStatGG_ORIGINATED:     "client_streams",
+}
+
+// Start loads the programs with sockio's maps in place of their own.
+func (p *Probe) Start(ctx context.Context) error {
+	spec, err := loadGogrpc()
+	if err != nil {
+		return fmt.Errorf("reading gogrpc BPF object: %w", err)
+	}
+	repl := map[string]*ebpf.Map{}
+	for _, name := range []string{"procs", "goctx", "h2_ids"} {
+		m, ok := p.deps.Shared.Map(name)
+		if !ok {
+			return fmt.Errorf("gogrpc needs sockio's %s map: register sockio first", name)
+		}
+		repl[name] = m
+	}
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
+	}
+	p.mu.Lock()
+	p.loaded = true
+	p.mu.Unlock()
+	for _, name := range statNames {
+		p.deps.Metrics.Gauge("weft_gogrpc_kernel_total", "gRPC probe counters by name",
+			func() float64 { return float64(p.Stat(name)) }, "name", name)
+	}
+	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
+		func() float64 {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			n := 0
+			for _, a := range p.exes {
+				n += len(a.links)
+			}
+			return float64(n)
+		}, "family", Name)
+	return nil
+}
+
+// Stat returns a kernel-side counter by its name, summed over CPUs.
+func (p *Probe) Stat(name string) uint64 {
+	p.mu.Lock()
+	loaded := p.loaded
+	p.mu.Unlock()
+	if !loaded {
+		return 0
+	}
+	for idx, n := range statNames {
+		if n != name {
+			continue
+		}
+		var per []uint64
+		if err := p.objs.GogrpcStats.Lookup(uint32(idx), &per); err != nil {
+			return 0
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		return sum
+	}
+	return 0
+}
+
+// Track attaches the uprobes to the process's executable (once per
+// executable) and gives the process its layout. Programs without grpc-go
+// are left alone.
+func (p *Probe) Track(proc *probes.Process) error {
+	if proc.GoVersion == "" {
+		return nil
+	}
+	key, err := keyOf(proc.ExePath)
+	if err != nil {
+		return nil // the process is gone; discovery will untrack it
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded {
+		return nil
+	}
+	a, ok := p.exes[key]
+	if !ok {
+		a, err = p.attach(proc)
+		if errors.Is(err, errNotGRPC) {
+			return nil
+		}
+		if err != nil {
+			// Spans still come from the socket layer; only links and
+			// propagation of this program's gRPC calls are lost.
+			p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
+			p.log.Warn("gRPC calls of this process will not be linked or propagated", "pid", proc.PID, "err", err)
+			return nil
+		}
+		p.exes[key] = a
+	}
+	if err := p.objs.GrpcProcs.Put(uint32(proc.PID), a.cfg); err != nil {
+		return fmt.Errorf("configuring gRPC probe for pid %d: %w", proc.PID, err)
+	}
+	a.pids[proc.PID] = true
+	p.byPID[proc.PID] = key
+	return nil
+}
+
+// attach reads the executable's layout and attaches what it allows.
+func (p *Probe) attach(proc *probes.Process) (*attachment, error) {
+	b, err := goinspect.Open(proc.ExePath)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting %s: %w", proc.ExePath, err)
+	}
+	defer b.Close()
+	pl, err := planFor(b)
+	if err != nil {
+		return nil, err
+	}
+	ex, err := link.OpenExecutable(proc.ExePath)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s for uprobes: %w", proc.ExePath, err)
+	}
+	a := &attachment{cfg: pl.cfg, pids: map[int]bool{}}
+	for half, hooks := range map[string][]hook{"server": pl.server, "client": pl.client} {
+		links, err := p.attachHooks(ex, hooks)
+		if err != nil {
+			for _, l := range a.links {
+				l.Close()
+			}
+			return nil, fmt.Errorf("gRPC %s uprobes in %s: %w", half, proc.ExePath, err)
+		}
+		a.links = append(a.links, links...)
+	}
+	if pl.noServer != nil {
+		p.log.Info("gRPC server calls: spans only, no links", "pid", proc.PID, "grpc", pl.version, "reason", pl.noServer)
+	}
+	if pl.noClient != nil {
+		p.log.Info("gRPC client calls: spans only, no links or propagation", "pid", proc.PID, "grpc", pl.version, "reason", pl.noClient)
+	}
+	p.log.Info("uprobes attached", "pid", proc.PID, "grpc", pl.version, "uprobes", len(a.links))
+	return a, nil
+}
+
+func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, error) {
+	progs := map[string]*ebpf.Program{
+		"operate_headers": p.objs.OperateHeaders, "handle_stream": p.objs.HandleStream,
+		"header_fields": p.objs.HeaderFields, "loopy_headers": p.objs.LoopyHeaders,
+		"loopy_write_header": p.objs.LoopyWriteHeader,
+	}
+	var links []link.Link
+	for _, h := range hooks {
+		for _, off := range h.offsets {
+			l, err := ex.Uprobe(h.fn, progs[h.prog], &link.UprobeOptions{Address: off})
+			if err != nil {
+				for _, l := range links {
+					l.Close()
+				}
+				return nil, fmt.Errorf("uprobe on %s at %#x: %w", h.fn, off, err)
+			}
+			links = append(links, l)
+		}
+	}
+	return links, nil
+}
+
+// Untrack forgets the process and detaches when the last process of its
+// executable goes: a uprobe traps in every process that maps the file.
+func (p *Probe) Untrack(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key, ok := p.byPID[pid]
+	if !ok {
+		return
+	}
+	delete(p.byPID, pid)
+	if p.loaded {
+		p.objs.GrpcProcs.Delete(uint32(pid))
+	}
+	a := p.exes[key]
+	delete(a.pids, pid)
+	if len(a.pids) == 0 {
+		for _, l := range a.links {
+			l.Close()
+		}
+		delete(p.exes, key)
+	}
+}
+
+// Shutdown detaches every uprobe; safe twice and without Start.
+func (p *Probe) Shutdown(context.Context) error {
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for k, a := range p.exes {
+			for _, l := range a.links {
+				l.Close()
+			}
+			delete(p.exes, k)
+		}
+		if p.loaded {
+			p.objs.Close()
+			p.loaded = false
+		}
+	})
+	return nil
+}
+
+func keyOf(path string) (exeKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return exeKey{}, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return exeKey{dev: st.Dev, ino: st.Ino}, nil
+}
