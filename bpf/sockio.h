@@ -4,7 +4,7 @@
 
 /* Bytes of each syscall's buffer copied to user space. A power of two: the
  * verifier bounds copies by masking with CAPTURE_MAX - 1. */
-#define CAPTURE_MAX 16384
+#define CAPTURE_MAX 32768
 
 enum event_kind {
 	EV_DATA = 1,  /* bytes read from or written to a traced TCP socket */

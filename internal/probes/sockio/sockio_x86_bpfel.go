@@ -106,7 +106,7 @@ type sockioProcCfg struct {
 type sockioScratch struct {
 	_    structs.HostLayout
 	Ev   sockioEvent
-	Data [32768]uint8
+	Data [65536]uint8
 }
 
 type sockioSpanCtx struct {

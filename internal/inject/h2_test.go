@@ -1,0 +1,800 @@
+package inject
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/weft-dev/weft/internal/goinspect"
+	"golang.org/x/net/http2/hpack"
+)
+
+// HTTP/2 wire constants the tests build frames with.
+const (
+	h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+	h2Data         = 0
+	h2Headers      = 1
+	h2Settings     = 4
+	h2Ping         = 6
+	h2Continuation = 9
+
+	h2EndStream  = 0x1
+	h2EndHeaders = 0x4
+	h2Padded     = 0x8
+	h2Priority   = 0x20
+
+	// h2_ids flags (bpf/sockio.h)
+	ctxSampled    = 2
+	h2Injected    = 4
+	h2AppHeader   = 8
+	h2FieldLength = 69 // INJ_H2_FIELD_LEN
+)
+
+var h2Counters = []string{"h2_injected", "h2_no_ctx", "h2_app_header", "h2_split", "h2_too_long", "h2_lost", "h2_repeat"}
+
+// h2Injector is an injector loaded with procs and h2_ids maps the test
+// owns, with the test process in procs (its goroutine id offset).
+type h2Injector struct {
+	*Injector
+	procs, ids *ebpf.Map
+}
+
+func startH2Injector(t *testing.T) *h2Injector {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads BPF into the kernel")
+	}
+	if testing.Short() {
+		t.Skip("loads BPF into the kernel; not in -short")
+	}
+	spec, err := loadInject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps := map[string]*ebpf.Map{}
+	for _, name := range []string{"procs", "h2_ids"} {
+		m, err := ebpf.NewMap(spec.Maps[name])
+		if err != nil {
+			t.Fatalf("creating %s: %v", name, err)
+		}
+		t.Cleanup(func() { m.Close() })
+		maps[name] = m
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := goinspect.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, src, err := goinspect.GoidOffset(b)
+	b.Close()
+	if err != nil || off == 0 {
+		t.Fatalf("goid offset of the test binary: %d (%v), %v", off, src, err)
+	}
+	cfg := injectProcCfg{GoidOffset: off}
+	if err := maps["procs"].Put(uint32(os.Getpid()), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	inj := New(nil, "")
+	inj.UseMaps(maps)
+	if err := inj.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := inj.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	trackSelf(t, inj)
+	return &h2Injector{Injector: inj, procs: maps["procs"], ids: maps["h2_ids"]}
+}
+
+// startRecorder listens for one connection and hands back every byte it
+// received once the peer has shut down its write side.
+func startRecorder(t *testing.T) (string, <-chan []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	return ln.Addr().String(), got
+}
+
+// h2Conn is a traced client connection whose every write is made by one
+// goroutine, locked to its thread: the goroutine the sk_msg program finds
+// at fs:-8, whose id keys the h2_ids entries.
+type h2Conn struct {
+	c      *net.TCPConn
+	cookie uint64
+	goid   uint64
+	in     chan []byte
+	out    chan error
+	once   sync.Once
+}
+
+// goid parses the calling goroutine's id from its stack trace header.
+func goid() uint64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	f := strings.Fields(strings.TrimPrefix(string(buf), "goroutine "))
+	id, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		panic(fmt.Sprintf("goroutine id from %q: %v", buf, err))
+	}
+	return id
+}
+
+func dialH2(t *testing.T, inj *h2Injector, addr string) *h2Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := c.(*net.TCPConn)
+	tc.SetNoDelay(true)
+	h := &h2Conn{c: tc, cookie: cookieOf(t, c), in: make(chan []byte), out: make(chan error)}
+	t.Cleanup(func() { h.finish(); c.Close() })
+	if !waitFor(func() bool { return inj.SockhashHas(h.cookie) }) {
+		t.Fatal("the traced connection is not in the sockhash")
+	}
+	ready := make(chan uint64)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		ready <- goid()
+		for b := range h.in {
+			tc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			n, err := tc.Write(b)
+			if err == nil && n != len(b) {
+				err = fmt.Errorf("wrote %d of %d", n, len(b))
+			}
+			h.out <- err
+		}
+	}()
+	h.goid = <-ready
+	return h
+}
+
+// write sends b in one sendmsg, from the connection's goroutine.
+func (h *h2Conn) write(t *testing.T, b []byte) {
+	t.Helper()
+	h.in <- b
+	if err := <-h.out; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// finish stops the writer goroutine and shuts down the write side.
+func (h *h2Conn) finish() {
+	h.once.Do(func() {
+		close(h.in)
+		h.c.CloseWrite()
+	})
+}
+
+func h2FrameBytes(typ, flags byte, sid uint32, payload []byte) []byte {
+	b := make([]byte, 9, 9+len(payload))
+	b[0], b[1], b[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
+	b[3], b[4] = typ, flags
+	binary.BigEndian.PutUint32(b[5:], sid)
+	return append(b, payload...)
+}
+
+// tpField is the field the injector appends (INJ_H2_FIELD_LEN bytes).
+func tpField(value string) []byte {
+	b := append([]byte{0x00, 11}, "traceparent"...)
+	b = append(b, byte(len(value)))
+	return append(b, value...)
+}
+
+func tpValue(s injectH2Span) string {
+	f := "00"
+	if s.Flags&ctxSampled != 0 {
+		f = "01"
+	}
+	return fmt.Sprintf("00-%s-%s-%s", hex.EncodeToString(s.TraceId[:]), hex.EncodeToString(s.SpanId[:]), f)
+}
+
+func newSpan(flags uint8) injectH2Span {
+	var s injectH2Span
+	rand.Read(s.TraceId[:])
+	rand.Read(s.SpanId[:])
+	rand.Read(s.ParentId[:])
+	s.Flags = flags
+	return s
+}
+
+// h2Frame is one frame of a test connection and what the server must get.
+type h2Frame struct {
+	typ, flags byte
+	sid        uint32
+	payload    []byte
+	fields     []hpack.HeaderField // HEADERS: the block's fields (ends with END_HEADERS somewhere)
+	inject     bool                // HEADERS: the field must be appended
+}
+
+func (f h2Frame) wire() []byte { return h2FrameBytes(f.typ, f.flags, f.sid, f.payload) }
+
+// h2Case is one connection: the preface, then frames cut into writes.
+type h2Case struct {
+	name    string
+	frames  []h2Frame
+	cuts    []int // offsets into the frame bytes (after the preface) where a new write starts
+	joined  bool  // the preface shares the first write with the frames
+	entries map[uint32]injectH2Span
+	other   map[uint32]injectH2Span // entries filed under another goroutine
+	want    map[string]uint64       // h2 counter deltas (others: 0)
+}
+
+// h2Builder makes frames with one HPACK encoder per connection, so that
+// the blocks use (and the decoder must keep) the dynamic table.
+type h2Builder struct {
+	buf bytes.Buffer
+	enc *hpack.Encoder
+}
+
+func newH2Builder() *h2Builder {
+	b := &h2Builder{}
+	b.enc = hpack.NewEncoder(&b.buf)
+	return b
+}
+
+func (b *h2Builder) block(fields []hpack.HeaderField) []byte {
+	b.buf.Reset()
+	for _, f := range fields {
+		b.enc.WriteField(f)
+	}
+	return append([]byte(nil), b.buf.Bytes()...)
+}
+
+func grpcFields(path string, extra ...hpack.HeaderField) []hpack.HeaderField {
+	f := []hpack.HeaderField{
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+		{Name: ":path", Value: path}, {Name: ":authority", Value: "127.0.0.1:50051"},
+		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+		{Name: "x-custom", Value: "v-" + path},
+	}
+	return append(f, extra...)
+}
+
+func (b *h2Builder) headers(sid uint32, inject bool, extra ...hpack.HeaderField) h2Frame {
+	fields := grpcFields(fmt.Sprintf("/svc/M%d", sid), extra...)
+	return h2Frame{typ: h2Headers, flags: h2EndHeaders, sid: sid, payload: b.block(fields), fields: fields, inject: inject}
+}
+
+func settingsFrame() h2Frame {
+	return h2Frame{typ: h2Settings, payload: []byte{0, 4, 0, 0x10, 0, 0, 0, 5, 0, 0, 0x40, 0}}
+}
+
+func dataFrame(sid uint32, n int, flags byte) h2Frame {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i*7 + int(sid))
+	}
+	return h2Frame{typ: h2Data, flags: flags, sid: sid, payload: p}
+}
+
+// runH2 sends the case on a new connection and checks every byte the
+// server got, the header blocks it decodes, the counters and the entries.
+func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
+	addr, got := startRecorder(t)
+	h := dialH2(t, inj, addr)
+	tgid := uint32(os.Getpid())
+	var keys []injectH2Key
+	for sid, s := range tc.entries {
+		k := injectH2Key{Tgid: tgid, StreamId: sid, Goid: h.goid}
+		if err := inj.ids.Put(&k, &s); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	for sid, s := range tc.other {
+		k := injectH2Key{Tgid: tgid, StreamId: sid, Goid: h.goid + 1}
+		if err := inj.ids.Put(&k, &s); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	t.Cleanup(func() {
+		for _, k := range keys {
+			inj.ids.Delete(&k)
+		}
+	})
+
+	// What is sent, and what must arrive.
+	var sent, want bytes.Buffer
+	injected := map[uint32]bool{}
+	var blocks [][]hpack.HeaderField
+	for _, f := range tc.frames {
+		sent.Write(f.wire())
+		if f.inject {
+			value := tpValue(tc.entries[f.sid])
+			want.Write(h2FrameBytes(f.typ, f.flags, f.sid, append(append([]byte(nil), f.payload...), tpField(value)...)))
+			injected[f.sid] = true
+		} else {
+			want.Write(f.wire())
+		}
+		if f.fields != nil {
+			b := append([]hpack.HeaderField(nil), f.fields...)
+			if f.inject {
+				b = append(b, hpack.HeaderField{Name: "traceparent", Value: tpValue(tc.entries[f.sid])})
+			}
+			blocks = append(blocks, b)
+		}
+	}
+	var writes [][]byte
+	stream := sent.Bytes()
+	last := 0
+	for _, c := range tc.cuts {
+		writes = append(writes, stream[last:c])
+		last = c
+	}
+	writes = append(writes, stream[last:])
+	if tc.joined {
+		writes[0] = append([]byte(h2Preface), writes[0]...)
+	} else {
+		writes = append([][]byte{[]byte(h2Preface)}, writes...)
+	}
+
+	before := inj.Counters()
+	for _, w := range writes {
+		h.write(t, w)
+	}
+	after := inj.Counters()
+	h.finish()
+	var rcvd []byte
+	select {
+	case rcvd = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server got no EOF")
+	}
+
+	for name := range after {
+		d := after[name] - before[name]
+		w := tc.want[name]
+		if strings.HasPrefix(name, "h2_") || name == "write_fail" || name == "no_ctx" || name == "not_http" {
+			if d != w {
+				t.Errorf("counter %s grew by %d, want %d", name, d, w)
+			}
+		}
+	}
+
+	wantAll := append([]byte(h2Preface), want.Bytes()...)
+	if !bytes.Equal(rcvd, wantAll) {
+		t.Errorf("server got %d bytes, want %d; first difference at %d\ngot  %x\nwant %x",
+			len(rcvd), len(wantAll), firstDiff(rcvd, wantAll), around(rcvd, firstDiff(rcvd, wantAll)), around(wantAll, firstDiff(rcvd, wantAll)))
+	}
+	checkBlocks(t, rcvd, blocks)
+
+	for sid, s := range tc.entries {
+		var now injectH2Span
+		k := injectH2Key{Tgid: tgid, StreamId: sid, Goid: h.goid}
+		if err := inj.ids.Lookup(&k, &now); err != nil {
+			t.Errorf("stream %d: entry gone: %v", sid, err)
+			continue
+		}
+		wantFlags := s.Flags
+		if injected[sid] {
+			wantFlags |= h2Injected
+		}
+		if now.Flags != wantFlags || now.TraceId != s.TraceId || now.SpanId != s.SpanId || now.ParentId != s.ParentId {
+			t.Errorf("stream %d: entry flags %#x, want %#x (ids changed: %v)", sid, now.Flags, wantFlags,
+				now.TraceId != s.TraceId || now.SpanId != s.SpanId || now.ParentId != s.ParentId)
+		}
+	}
+	for sid, s := range tc.other {
+		var now injectH2Span
+		k := injectH2Key{Tgid: tgid, StreamId: sid, Goid: h.goid + 1}
+		if err := inj.ids.Lookup(&k, &now); err != nil || now.Flags != s.Flags {
+			t.Errorf("stream %d: another goroutine's entry: flags %#x, %v", sid, now.Flags, err)
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func around(b []byte, i int) []byte { return b[max(0, i-16):min(len(b), i+32)] }
+
+// checkBlocks parses the frames the server received and decodes every
+// header block (HEADERS and its CONTINUATIONs) with one decoder, as the
+// peer would, comparing each with the fields expected.
+func checkBlocks(t *testing.T, rcvd []byte, want [][]hpack.HeaderField) {
+	t.Helper()
+	if !bytes.HasPrefix(rcvd, []byte(h2Preface)) {
+		t.Errorf("no preface at the start")
+		return
+	}
+	b := rcvd[len(h2Preface):]
+	dec := hpack.NewDecoder(4096, nil)
+	var got [][]hpack.HeaderField
+	var block []byte
+	for len(b) > 0 {
+		if len(b) < 9 {
+			t.Errorf("%d bytes after the last frame", len(b))
+			return
+		}
+		n := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		typ, flags := b[3], b[4]
+		if len(b) < 9+n {
+			t.Errorf("frame type %d of length %d runs past the end (%d left)", typ, n, len(b)-9)
+			return
+		}
+		p := b[9 : 9+n]
+		b = b[9+n:]
+		switch typ {
+		case h2Headers:
+			if flags&h2Padded != 0 {
+				pad := int(p[0])
+				p = p[1 : len(p)-pad]
+			}
+			if flags&h2Priority != 0 {
+				p = p[5:]
+			}
+			block = append([]byte(nil), p...)
+		case h2Continuation:
+			block = append(block, p...)
+		default:
+			continue
+		}
+		if flags&h2EndHeaders == 0 {
+			continue
+		}
+		fields, err := dec.DecodeFull(block)
+		if err != nil {
+			t.Errorf("decoding header block %d: %v", len(got), err)
+			return
+		}
+		got = append(got, fields)
+	}
+	if len(got) != len(want) {
+		t.Errorf("server decoded %d header blocks, want %d", len(got), len(want))
+		return
+	}
+	for i := range got {
+		if g, w := fmt.Sprint(got[i]), fmt.Sprint(want[i]); g != w {
+			t.Errorf("header block %d:\ngot  %s\nwant %s", i, clip(g), clip(w))
+		}
+	}
+}
+
+func clip(s string) string {
+	if len(s) > 400 {
+		return s[:200] + " ... " + s[len(s)-200:]
+	}
+	return s
+}
+
+func offsets(frames []h2Frame) []int {
+	o := []int{0}
+	for _, f := range frames {
+		o = append(o, o[len(o)-1]+9+len(f.payload))
+	}
+	return o
+}
+
+func TestH2Inject(t *testing.T) {
+	inj := startH2Injector(t)
+	var cases []h2Case
+
+	{ // 1: preface, then SETTINGS + HEADERS + DATA in one write.
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name:    "settings headers data",
+			frames:  []h2Frame{settingsFrame(), b.headers(1, true), dataFrame(1, 40, h2EndStream)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | 1)},
+			want:    map[string]uint64{"h2_injected": 1},
+		})
+	}
+	{ // The preface and the frames in one write; not sampled; PRIORITY set.
+		b := newH2Builder()
+		hf := b.headers(1, true)
+		hf.flags |= h2Priority
+		hf.payload = append([]byte{0, 0, 0, 0, 15}, hf.payload...)
+		cases = append(cases, h2Case{
+			name:    "preface joined, priority, unsampled",
+			frames:  []h2Frame{settingsFrame(), hf, dataFrame(1, 5, h2EndStream)},
+			joined:  true,
+			entries: map[uint32]injectH2Span{1: newSpan(0)},
+			want:    map[string]uint64{"h2_injected": 1},
+		})
+	}
+	{ // HEADERS as the last frame of a write, then the next request's.
+		b := newH2Builder()
+		fr := []h2Frame{settingsFrame(), b.headers(1, true), dataFrame(1, 20, h2EndStream), b.headers(3, true)}
+		cases = append(cases, h2Case{
+			name:    "headers last in write",
+			frames:  fr,
+			cuts:    []int{offsets(fr)[2]},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	{ // 2: three requests in one write, entries for two.
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name: "three streams one write",
+			frames: []h2Frame{
+				b.headers(3, true), dataFrame(3, 10, h2EndStream),
+				b.headers(5, false), dataFrame(5, 11, h2EndStream),
+				b.headers(7, true), dataFrame(7, 12, h2EndStream),
+			},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled), 7: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2, "h2_no_ctx": 1},
+		})
+	}
+	{ // The entry is another goroutine's: not this stream's.
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name:   "entry of another goroutine",
+			frames: []h2Frame{b.headers(1, false), dataFrame(1, 10, h2EndStream)},
+			other:  map[uint32]injectH2Span{1: newSpan(ctxSampled)},
+			want:   map[string]uint64{"h2_no_ctx": 1},
+		})
+	}
+	{ // 3: a DATA frame's payload spans two writes.
+		b := newH2Builder()
+		fr := []h2Frame{settingsFrame(), b.headers(1, true), dataFrame(1, 3000, 0), b.headers(3, true), dataFrame(3, 30, h2EndStream)}
+		cases = append(cases, h2Case{
+			name:    "data split in two",
+			frames:  fr,
+			cuts:    []int{offsets(fr)[2] + 9 + 1000},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	{ // A DATA frame over three writes (one wholly inside it), and one
+		// that ends exactly where a write does.
+		b := newH2Builder()
+		fr := []h2Frame{b.headers(1, true), dataFrame(1, 10000, 0), dataFrame(1, 500, 0), b.headers(3, true), dataFrame(3, 7, h2EndStream)}
+		o := offsets(fr)
+		cases = append(cases, h2Case{
+			name:    "data split in three",
+			frames:  fr,
+			cuts:    []int{o[1] + 100, o[1] + 5000, o[1] + 9 + 9000, o[3]},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	// 4: a frame header cut by the end of a write, after k bytes.
+	for _, k := range []int{1, 4, 8} {
+		b := newH2Builder()
+		fr := []h2Frame{settingsFrame(), b.headers(1, true), dataFrame(1, 100, 0), b.headers(3, true), dataFrame(3, 9, h2EndStream)}
+		cases = append(cases, h2Case{
+			name:    fmt.Sprintf("frame header cut after %d", k),
+			frames:  fr,
+			cuts:    []int{offsets(fr)[2] + k},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	{ // The cut header's frame runs past the next write too.
+		b := newH2Builder()
+		fr := []h2Frame{b.headers(1, true), dataFrame(1, 5000, 0), b.headers(3, true)}
+		o := offsets(fr)
+		cases = append(cases, h2Case{
+			name:    "cut header, long frame",
+			frames:  fr,
+			cuts:    []int{o[1] + 4, o[1] + 9 + 2000},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	{ // The cut header is a HEADERS frame's: split, the next one gets it.
+		b := newH2Builder()
+		fr := []h2Frame{dataFrame(1, 10, 0), b.headers(3, false), b.headers(5, true)}
+		cases = append(cases, h2Case{
+			name:    "cut headers frame header",
+			frames:  fr,
+			cuts:    []int{offsets(fr)[1] + 5},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled), 5: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_split": 1, "h2_injected": 1},
+		})
+	}
+	{ // HEADERS deep in a large write (later scatterlist elements), one
+		// straddling 32 KiB, and one at the 16 KiB bound exactly.
+		b := newH2Builder()
+		fr := []h2Frame{b.headers(1, true), dataFrame(1, 16384, 0), dataFrame(1, 16384-9-30, 0), b.headers(3, true),
+			dataFrame(3, 16000, 0), b.headers(5, true)}
+		// The last field by hand (literal without indexing, raw string), so
+		// that the frame reaches exactly 16384 bytes with the field added.
+		edge := b.headers(7, true)
+		n := 16384 - 69 - len(edge.payload) - 2 - len("x-pad") - 3
+		edge.payload = append(edge.payload, 0x00, 5)
+		edge.payload = append(edge.payload, "x-pad"...)
+		edge.payload = append(edge.payload, 127, byte((n-127)&127|128), byte((n-127)>>7))
+		edge.payload = append(edge.payload, strings.Repeat("{", n)...)
+		edge.fields = append(edge.fields, hpack.HeaderField{Name: "x-pad", Value: strings.Repeat("{", n)})
+		fr = append(fr, edge, dataFrame(7, 100, h2EndStream))
+		if n := len(edge.payload) + 69; n != 16384 {
+			t.Fatalf("edge frame would be %d", n)
+		}
+		cases = append(cases, h2Case{
+			name:    "large write",
+			frames:  fr,
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled), 5: newSpan(ctxSampled), 7: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 4},
+		})
+	}
+	{ // A frame header cut over three writes (the middle one shorter than
+		// the rest of the header): its bytes are collected until whole,
+		// and the frames after it keep their alignment.
+		b := newH2Builder()
+		fr := []h2Frame{dataFrame(1, 10, 0), dataFrame(1, 10, 0), b.headers(3, true)}
+		o := offsets(fr)
+		cases = append(cases, h2Case{
+			name:    "frame header over three writes",
+			frames:  fr,
+			cuts:    []int{o[1] + 3, o[1] + 6},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 1},
+		})
+	}
+	{ // 5: HEADERS without END_HEADERS, then CONTINUATION.
+		b := newH2Builder()
+		h1 := b.headers(1, false)
+		half := len(h1.payload) / 2
+		cont := h2Frame{typ: h2Continuation, flags: h2EndHeaders, sid: 1, payload: h1.payload[half:]}
+		h1.payload, h1.flags = h1.payload[:half], 0
+		cases = append(cases, h2Case{
+			name:    "continuation",
+			frames:  []h2Frame{h1, cont, dataFrame(1, 10, h2EndStream), b.headers(3, true)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_split": 1, "h2_injected": 1},
+		})
+	}
+	{ // A HEADERS frame cut by the end of a write.
+		b := newH2Builder()
+		fr := []h2Frame{b.headers(1, false), dataFrame(1, 10, h2EndStream), b.headers(3, true)}
+		cases = append(cases, h2Case{
+			name:    "headers frame cut",
+			frames:  fr,
+			cuts:    []int{9 + 10},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_split": 1, "h2_injected": 1},
+		})
+	}
+	{ // The application's own traceparent.
+		b := newH2Builder()
+		appTP := hpack.HeaderField{Name: "traceparent", Value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+		cases = append(cases, h2Case{
+			name:    "app header",
+			frames:  []h2Frame{b.headers(1, false, appTP), dataFrame(1, 10, h2EndStream), b.headers(3, true)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2AppHeader), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_app_header": 1, "h2_injected": 1},
+		})
+	}
+	{ // Trailers (a second HEADERS on the stream) in a later write.
+		b := newH2Builder()
+		tr := h2Frame{typ: h2Headers, flags: h2EndHeaders | h2EndStream, sid: 1}
+		tr.fields = []hpack.HeaderField{{Name: "grpc-status", Value: "0"}}
+		tr.payload = b.block(tr.fields)
+		fr := []h2Frame{b.headers(1, true), dataFrame(1, 10, 0), tr}
+		cases = append(cases, h2Case{
+			name:    "trailers repeat",
+			frames:  fr,
+			cuts:    []int{offsets(fr)[2]},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 1, "h2_repeat": 1},
+		})
+	}
+	{ // PADDED, and a block that would pass 16 KiB.
+		b := newH2Builder()
+		pd := b.headers(1, false)
+		pd.flags |= h2Padded
+		pd.payload = append(append([]byte{3}, pd.payload...), 0, 0, 0)
+		big := b.headers(3, false, hpack.HeaderField{Name: "x-big", Value: strings.Repeat("{", 16300)})
+		cases = append(cases, h2Case{
+			name:    "padded, too long",
+			frames:  []h2Frame{pd, big, b.headers(5, true)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled), 3: newSpan(ctxSampled), 5: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_too_long": 2, "h2_injected": 1},
+		})
+	}
+	{ // An even stream (no client request): ignored.
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name:    "even stream",
+			frames:  []h2Frame{b.headers(2, false), b.headers(1, true)},
+			entries: map[uint32]injectH2Span{2: newSpan(ctxSampled), 1: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 1},
+		})
+	}
+	{ // A burst of small frames in one message (a loopy writer flushing
+		// hundreds of concurrent calls): the walk keeps up.
+		b := newH2Builder()
+		var fr []h2Frame
+		for range 300 {
+			fr = append(fr, h2Frame{typ: h2Ping, payload: make([]byte, 8)})
+		}
+		fr = append(fr, b.headers(1, true))
+		cases = append(cases, h2Case{
+			name:    "300 frames in one message",
+			frames:  fr,
+			cuts:    []int{offsets(fr)[300]},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 1},
+		})
+	}
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { runH2(t, inj, tc) })
+	}
+	t.Logf("counters: %v", inj.Counters())
+}
+
+// TestH2AfterHTTP1: a socket whose first message is not the preface stays
+// on the HTTP/1 path, even when a preface and request HEADERS come later.
+func TestH2AfterHTTP1(t *testing.T) {
+	inj := startH2Injector(t)
+	for _, first := range []string{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "PRI * HTTP/2.0\r\n"} {
+		addr, got := startRecorder(t)
+		h := dialH2(t, inj, addr)
+		b := newH2Builder()
+		hf := b.headers(1, false)
+		k := injectH2Key{Tgid: uint32(os.Getpid()), StreamId: 1, Goid: h.goid}
+		s := newSpan(ctxSampled)
+		if err := inj.ids.Put(&k, &s); err != nil {
+			t.Fatal(err)
+		}
+		writes := [][]byte{[]byte(first), append([]byte(h2Preface), hf.wire()...), hf.wire()}
+		before := inj.Counters()
+		for _, w := range writes {
+			h.write(t, w)
+		}
+		after := inj.Counters()
+		h.finish()
+		rcvd := <-got
+		if want := bytes.Join(writes, nil); !bytes.Equal(rcvd, want) {
+			t.Errorf("%q first: server got %q, want %q", first, rcvd, want)
+		}
+		for _, name := range h2Counters {
+			if after[name] != before[name] {
+				t.Errorf("%q first: %s grew by %d", first, name, after[name]-before[name])
+			}
+		}
+		if d := after["no_ctx"] - before["no_ctx"]; d != uint64(len(writes)) {
+			t.Errorf("%q first: no_ctx grew by %d, want %d", first, d, len(writes))
+		}
+		var now injectH2Span
+		if err := inj.ids.Lookup(&k, &now); err != nil || now.Flags != s.Flags {
+			t.Errorf("%q first: entry flags %#x, %v", first, now.Flags, err)
+		}
+		inj.ids.Delete(&k)
+	}
+}
