@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -23,21 +24,7 @@ func TestGRPCServerSpans(t *testing.T) {
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-pid", fmt.Sprint(srv.PID()))
 	ag.waitTracked(t, srv.PID())
 
-	calls := []struct {
-		args     []string
-		answer   string
-		method   string
-		code     int64
-		errorful bool
-	}{
-		{[]string{""}, "OK", "Check", 0, false},
-		{[]string{"missing"}, "NotFound", "Check", 5, false},
-		{[]string{"internal"}, "Internal", "Check", 13, true},
-		{[]string{"-watch"}, "OK", "Watch", 0, false},
-		// The client gives up after 100 ms and resets the stream: the span is
-		// an error of that length, with DeadlineExceeded or no status at all.
-		{[]string{"-timeout", "100ms", "slow"}, "DeadlineExceeded", "Check", -1, true},
-	}
+	calls := healthCalls
 	for _, c := range calls {
 		args := append([]string{"-call", srv.Addr}, c.args...)
 		out, err := exec.Command(bin, args...).Output()
@@ -50,16 +37,7 @@ func TestGRPCServerSpans(t *testing.T) {
 		t.Fatalf("%d server spans for %d calls", len(got), len(calls))
 	}
 	// The calls ran one after another; so do their spans.
-	byStart := map[int]otelcol.Span{}
-	for _, s := range got {
-		n := 0
-		for _, o := range got {
-			if o.StartUnixNano < s.StartUnixNano {
-				n++
-			}
-		}
-		byStart[n] = s
-	}
+	byStart := inStartOrder(got)
 	for i, c := range calls {
 		s := byStart[i]
 		want := map[string]any{
@@ -91,4 +69,31 @@ func TestGRPCServerSpans(t *testing.T) {
 			t.Errorf("call %d (%s): span status %d", i, c.answer, s.StatusCode)
 		}
 	}
+}
+
+// healthCall is one call of the test program's health service, as made by
+// grpcserver -call ADDR ARGS... (or a line of -stdin), and what it gives.
+type healthCall struct {
+	args     []string
+	answer   string
+	method   string
+	code     int64 // rpc.grpc.status_code; -1 past the deadline (4 or none)
+	errorful bool  // a SERVER span with error status (every non-OK is one for a client)
+}
+
+var healthCalls = []healthCall{
+	{[]string{""}, "OK", "Check", 0, false},
+	{[]string{"missing"}, "NotFound", "Check", 5, false},
+	{[]string{"internal"}, "Internal", "Check", 13, true},
+	{[]string{"-watch"}, "OK", "Watch", 0, false},
+	// The client gives up after 100 ms and resets the stream: the span is
+	// an error of that length, with DeadlineExceeded or no status at all.
+	{[]string{"-timeout", "100ms", "slow"}, "DeadlineExceeded", "Check", -1, true},
+}
+
+// inStartOrder sorts spans of calls made one after another by start time.
+func inStartOrder(spans []otelcol.Span) []otelcol.Span {
+	out := append([]otelcol.Span(nil), spans...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartUnixNano < out[j].StartUnixNano })
+	return out
 }

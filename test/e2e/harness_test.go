@@ -44,7 +44,12 @@ func repoRoot(t testing.TB) string {
 
 var buildMu sync.Mutex
 
-// goBuild builds a package with a given toolchain and flags, into dir.
+// goBuild builds the package in moduleDir with a given toolchain ("" for the
+// go on PATH) and build flags, into out. args go to go build as they are, so
+// "-modfile=go.v1.50.mod" builds against that alternate go.mod and the go.sum
+// beside it, read only (-mod=readonly is go build's default). Compiled
+// packages come from Go's own build cache, outside the repository, so a
+// second build of the same inputs only links.
 func goBuild(t testing.TB, moduleDir, toolchain, out string, args ...string) string {
 	t.Helper()
 	buildMu.Lock()

@@ -5,50 +5,84 @@
 // "slow" sleeps 300 ms (callers with shorter deadlines see
 // DeadlineExceeded); Watch streams three updates.
 //
-//	grpcserver                     serve on 127.0.0.1:0, print "LISTEN <port>"
-//	grpcserver -call ADDR SERVICE  call Check once, print the status code
-//	grpcserver -call ADDR -watch   call Watch, read the stream to its end
+// A Check whose service is "hop NEXT..." is a relay: NEXT is a
+// space-separated list of hops (grpc://HOST:PORT or http://HOST:PORT); the
+// handler calls the first one, handing it the rest, and answers with the
+// code that call got. With -http it serves HTTP/1.1 instead, where
+// GET /hop?next=LIST&id=ANY relays the same way (200 "ok", 502 on failure).
+// Every hop shares one connection per target: one *grpc.ClientConn (many
+// streams on one HTTP/2 connection) or one keep-alive http.Client.
+//
+// The program knows nothing of tracing and propagates nothing itself; with
+// -own-traceparent (or $GRPCSERVER_OWN_TRACEPARENT) its gRPC calls carry that
+// "traceparent" metadata, as a program with its own tracing SDK would.
+//
+// The same source builds against grpc-go v1.50 up to the newest
+// (go.mod, go.v1.66.mod, go.v1.50.mod): it uses no newer API.
+//
+//	grpcserver [-http]                 serve on 127.0.0.1:0, print "LISTEN <port>"
+//	grpcserver -call ADDR SERVICE      call Check once, print the status code
+//	grpcserver -call ADDR -watch       call Watch, read the stream to its end
+//	grpcserver -call ADDR -stdin       one call a line: [-watch] [-timeout D] [SERVICE]
+//	grpcserver -load ADDR [-c N] [-d D] N goroutines call Check ("") on one
+//	                                   connection for D, print "LOAD calls=..
+//	                                   errors=.. rps=.. p50_us=.. p99_us=.."
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
+
+// ownTraceparent, when set, is sent as metadata on every gRPC call made.
+var ownTraceparent string
 
 type health struct {
 	healthpb.UnimplementedHealthServer
 }
 
 func (health) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
-	switch req.Service {
-	case "missing":
+	switch {
+	case req.Service == "missing":
 		return nil, status.Error(codes.NotFound, "no such service")
-	case "internal":
+	case req.Service == "internal":
 		return nil, status.Error(codes.Internal, "it broke")
-	case "slow":
+	case req.Service == "slow":
 		select {
 		case <-time.After(300 * time.Millisecond):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	case req.Service == "hop" || strings.HasPrefix(req.Service, "hop "):
+		if err := relay(ctx, strings.TrimPrefix(req.Service, "hop")); err != nil {
+			return nil, grpcError(err)
+		}
 	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
 
-func (health) Watch(req *healthpb.HealthCheckRequest, s grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
-	for range 3 {
+func (health) Watch(req *healthpb.HealthCheckRequest, s healthpb.Health_WatchServer) error {
+	for i := 0; i < 3; i++ {
 		if err := s.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}); err != nil {
 			return err
 		}
@@ -56,32 +90,233 @@ func (health) Watch(req *healthpb.HealthCheckRequest, s grpc.ServerStreamingServ
 	return nil
 }
 
+// grpcError gives a relay failure the code it had, if it had one.
+func grpcError(err error) error {
+	if s, ok := status.FromError(err); ok {
+		return s.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+var (
+	connsMu sync.Mutex
+	conns   = map[string]*grpc.ClientConn{}
+	// client is shared by every handler, as real services share one.
+	client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+)
+
+// conn returns the process's one connection to target.
+func conn(target string) (*grpc.ClientConn, error) {
+	connsMu.Lock()
+	defer connsMu.Unlock()
+	if c := conns[target]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.Dial(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	conns[target] = c
+	return c, nil
+}
+
+func outgoing(ctx context.Context) context.Context {
+	if ownTraceparent != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", ownTraceparent)
+	}
+	return ctx
+}
+
+// relay calls the first hop of the space-separated list, handing it the rest.
+func relay(ctx context.Context, list string) error {
+	hops := strings.Fields(list)
+	if len(hops) == 0 {
+		return nil
+	}
+	rest := strings.Join(hops[1:], " ")
+	switch {
+	case strings.HasPrefix(hops[0], "grpc://"):
+		c, err := conn(strings.TrimPrefix(hops[0], "grpc://"))
+		if err != nil {
+			return err
+		}
+		service := ""
+		if rest != "" {
+			service = "hop " + rest
+		}
+		_, err = healthpb.NewHealthClient(c).Check(outgoing(ctx), &healthpb.HealthCheckRequest{Service: service})
+		return err
+	case strings.HasPrefix(hops[0], "http://"):
+		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(hops[0], "/")+"/hop?next="+url.QueryEscape(rest), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return status.Errorf(codes.Unavailable, "%s answered %s", hops[0], resp.Status)
+		}
+		return nil
+	}
+	return status.Errorf(codes.InvalidArgument, "hop %q: want grpc:// or http://", hops[0])
+}
+
+func hopHandler(w http.ResponseWriter, r *http.Request) {
+	if err := relay(r.Context(), r.URL.Query().Get("next")); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+func dial(addr string) *grpc.ClientConn {
+	c, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c
+}
+
+// callOnce calls Check (or Watch) and gives the status code's name.
+func callOnce(conn *grpc.ClientConn, watch bool, timeout time.Duration, service string) codes.Code {
+	ctx, cancel := context.WithTimeout(outgoing(context.Background()), timeout)
+	defer cancel()
+	client := healthpb.NewHealthClient(conn)
+	if watch {
+		stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+		for err == nil {
+			_, err = stream.Recv()
+		}
+		if err == io.EOF {
+			err = nil
+		}
+		return status.Code(err)
+	}
+	_, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	return status.Code(err)
+}
+
+// callLines makes one call per line of standard input, "[-watch]
+// [-timeout D] [SERVICE...]", on one connection dialled at the first line
+// (so a tracer can be attached before any byte is sent), and prints each
+// status code.
+func callLines(addr string, timeout time.Duration) {
+	var conn *grpc.ClientConn
+	lines := bufio.NewScanner(os.Stdin)
+	for lines.Scan() {
+		fs := flag.NewFlagSet("call", flag.ContinueOnError)
+		watch := fs.Bool("watch", false, "")
+		d := fs.Duration("timeout", timeout, "")
+		if err := fs.Parse(strings.Fields(lines.Text())); err != nil {
+			fmt.Println("BadLine")
+			continue
+		}
+		if conn == nil {
+			conn = dial(addr)
+		}
+		fmt.Println(callOnce(conn, *watch, *d, strings.Join(fs.Args(), " ")))
+	}
+}
+
+// load drives Check ("" service) from conc goroutines over one shared
+// connection for d, then prints the calls made, the errors, the rate and
+// the median and 99th-percentile latencies. Each goroutine reuses its
+// request and records latencies into its own slice; they are merged at the
+// end, so the loop itself allocates only what grpc-go does.
+func load(addr string, conc int, d, timeout time.Duration) {
+	if conc < 1 {
+		conc = 1
+	}
+	conn := dial(addr)
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	// One deadline for the whole run (plus a call's timeout) instead of a
+	// context per call.
+	ctx, cancel := context.WithTimeout(outgoing(context.Background()), d+timeout)
+	defer cancel()
+	type result struct {
+		lat    []uint32 // microseconds
+		errors int
+	}
+	results := make([]result, conc)
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	for i := range results {
+		wg.Add(1)
+		go func(r *result) {
+			defer wg.Done()
+			req := &healthpb.HealthCheckRequest{}
+			r.lat = make([]uint32, 0, 1<<14)
+			for {
+				t0 := time.Now()
+				if !t0.Before(end) {
+					return
+				}
+				_, err := client.Check(ctx, req)
+				if err != nil {
+					r.errors++
+					if ctx.Err() != nil {
+						return
+					}
+					continue
+				}
+				r.lat = append(r.lat, uint32(time.Since(t0)/time.Microsecond))
+			}
+		}(&results[i])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []uint32
+	errs := 0
+	for _, r := range results {
+		all = append(all, r.lat...)
+		errs += r.errors
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(q float64) uint32 {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[int(q*float64(len(all)-1))]
+	}
+	calls := len(all) + errs
+	fmt.Printf("LOAD calls=%d errors=%d rps=%.0f p50_us=%d p99_us=%d\n",
+		calls, errs, float64(len(all))/elapsed.Seconds(), pct(0.50), pct(0.99))
+}
+
 func main() {
 	call := flag.String("call", "", "call Check on this address instead of serving")
+	loadAddr := flag.String("load", "", "generate load: call Check (\"\") on this address from -c goroutines for -d")
+	conc := flag.Int("c", 32, "with -load: concurrent callers on the one connection")
+	dur := flag.Duration("d", 10*time.Second, "with -load: how long to call")
 	timeout := flag.Duration("timeout", 5*time.Second, "deadline of the call")
 	watch := flag.Bool("watch", false, "with -call: call the server-streaming Watch instead")
+	stdin := flag.Bool("stdin", false, "with -call: read calls from standard input, one a line")
+	serveHTTP := flag.Bool("http", false, "serve HTTP/1.1 (GET /hop) instead of gRPC")
+	flag.StringVar(&ownTraceparent, "own-traceparent", os.Getenv("GRPCSERVER_OWN_TRACEPARENT"),
+		"send this traceparent metadata on every gRPC call made")
 	flag.Parse()
+	if *loadAddr != "" {
+		load(*loadAddr, *conc, *dur, *timeout)
+		return
+	}
 	if *call != "" {
-		conn, err := grpc.NewClient(*call, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			log.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-		defer cancel()
-		client := healthpb.NewHealthClient(conn)
-		if *watch {
-			stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
-			for err == nil {
-				_, err = stream.Recv()
-			}
-			if err == io.EOF {
-				err = nil
-			}
-			fmt.Println(status.Code(err))
+		if *stdin {
+			callLines(*call, *timeout)
 			return
 		}
-		_, err = client.Check(ctx, &healthpb.HealthCheckRequest{Service: flag.Arg(0)})
-		fmt.Println(status.Code(err))
+		fmt.Println(callOnce(dial(*call), *watch, *timeout, flag.Arg(0)))
 		return
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,6 +324,11 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
+	if *serveHTTP {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/hop", hopHandler)
+		log.Fatal(http.Serve(ln, mux))
+	}
 	s := grpc.NewServer()
 	healthpb.RegisterHealthServer(s, health{})
 	log.Fatal(s.Serve(ln))
