@@ -48,6 +48,7 @@ offsets:
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-chain.sh
+	@scripts/bench-grpc.sh
 
 demo: deps build collector
 	@scripts/demo.sh
