@@ -10,6 +10,7 @@ import (
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // injectFamily runs the socket-layer traceparent injector as a probe family,
@@ -21,13 +22,15 @@ type injectFamily struct {
 	log     *slog.Logger
 	shared  *probes.SharedMaps
 	met     *metrics.Registry
+	status  *status.Board
 	enabled bool
+	off     string // why injection is off
 }
 
 func registerInject(reg *probes.Registry, on bool, cgroup string) {
 	reg.Register("inject", func(d probes.Deps) (probes.Probe, error) {
 		return &injectFamily{inj: inject.New(d.Log.With("component", "inject"), cgroup), log: d.Log,
-			shared: d.Shared, met: d.Metrics, enabled: on}, nil
+			shared: d.Shared, met: d.Metrics, status: d.Status, enabled: on, off: "switched off by configuration"}, nil
 	})
 }
 
@@ -54,6 +57,7 @@ func (f *injectFamily) Start(ctx context.Context) error {
 	f.inj.UseMaps(use)
 	if err := f.inj.Start(ctx); err != nil {
 		f.enabled = false
+		f.off = "unavailable on this kernel: " + err.Error()
 		if errors.Is(err, inject.ErrUnsupported) {
 			return nil // logged by the injector; spans still flow
 		}
@@ -73,10 +77,20 @@ func (f *injectFamily) Start(ctx context.Context) error {
 // processes: their client probe supplies the IDs, and the Go runtime never
 // sizes reads with FIONREAD, which reads 0 on sockets in the sockhash.
 func (f *injectFamily) Track(p *probes.Process) error {
-	if !f.enabled || p.GoVersion == "" {
+	switch {
+	case !f.enabled:
+		f.status.Set(p.PID, status.Injection, false, f.off)
+		return nil
+	case p.GoVersion == "":
+		f.status.Set(p.PID, status.Injection, false, "not a Go program: its sockets stay out of the sockhash, where FIONREAD reads 0")
 		return nil
 	}
-	return f.inj.Track(p.PID, nil)
+	if err := f.inj.Track(p.PID, nil); err != nil {
+		f.status.Set(p.PID, status.Injection, false, err.Error())
+		return err
+	}
+	f.status.Set(p.PID, status.Injection, true, "sk_msg on its client sockets (HTTP/1 and h2c)")
+	return nil
 }
 
 func (f *injectFamily) Untrack(pid int) {

@@ -28,6 +28,7 @@ import (
 	"github.com/weft-dev/weft/internal/probes/gohttp"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/selection"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // version is set by the build (-ldflags -X main.version=...).
@@ -82,6 +83,13 @@ func envOr(k, def string) string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		if err := statusCommand(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "weft-agent status:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -142,7 +150,8 @@ func run(o options, log *slog.Logger) error {
 	registerInject(reg, o.inject, o.cgroup)
 	gohttp.Register(reg) // uses sockio's and the injector's maps
 	gogrpc.Register(reg) // uses sockio's maps, which the injector reads too
-	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{},
+	board := status.New(met)
+	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{}, Status: board,
 		Config: probes.Config{MaxHeaderBytes: o.maxHeaderBytes}})
 	if err != nil {
 		return err
@@ -157,7 +166,7 @@ func run(o options, log *slog.Logger) error {
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: sel.NeedsPorts(),
 		Resource: discovery.ResourceConfig{ServiceName: o.serviceName, Version: version},
 		GoFields: sockio.GoFields},
-		log, met, fanout(ps))
+		log, met, &fanout{probes: ps, board: board, log: log})
 	if err := disc.Start(ctx); err != nil {
 		return fmt.Errorf("starting discovery: %w", err)
 	}
@@ -165,7 +174,7 @@ func run(o options, log *slog.Logger) error {
 	started = append(started, disc)
 
 	if o.statusAddr != "" {
-		srv, err := serveStatus(o.statusAddr, o.pprof, met, log)
+		srv, err := serveStatus(o.statusAddr, o.pprof, met, board, log)
 		if err != nil {
 			return err
 		}
@@ -177,29 +186,46 @@ func run(o options, log *slog.Logger) error {
 	return nil
 }
 
-// fanout tells every probe family about every selected process.
-type fanout []probes.Probe
+// fanout tells every probe family about every selected process, and logs
+// what they could do for it.
+type fanout struct {
+	probes []probes.Probe
+	board  *status.Board
+	log    *slog.Logger
+}
 
-func (f fanout) Track(p *probes.Process) error {
+func (f *fanout) Track(p *probes.Process) error {
+	exe := p.ExePath
+	if p.Resource != nil {
+		if v, ok := p.Resource.Set().Value("process.executable.path"); ok {
+			exe = v.AsString()
+		}
+	}
+	f.board.Add(p.PID, exe, p.GoVersion, p.Modules)
 	var errs []error
-	for _, pr := range f {
+	for _, pr := range f.probes {
 		if err := pr.Track(p); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", pr.Name(), err))
 		}
 	}
+	if st, ok := f.board.Get(p.PID); ok {
+		on, off := st.Summary()
+		f.log.Info("capabilities", "pid", p.PID, "on", on, "off", off)
+	}
 	return errors.Join(errs...)
 }
 
-func (f fanout) Untrack(pid int) {
-	for _, pr := range f {
+func (f *fanout) Untrack(pid int) {
+	for _, pr := range f.probes {
 		pr.Untrack(pid)
 	}
+	f.board.Remove(pid)
 }
 
 // statusServer serves /metrics and /healthz.
 type statusServer struct{ srv *http.Server }
 
-func serveStatus(addr string, withPprof bool, met *metrics.Registry, log *slog.Logger) (*statusServer, error) {
+func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *status.Board, log *slog.Logger) (*statusServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for status on %s: %w", addr, err)
@@ -210,6 +236,7 @@ func serveStatus(addr string, withPprof bool, met *metrics.Registry, log *slog.L
 		met.WriteText(w)
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/status", board)
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -29,8 +29,13 @@ type exeFacts struct {
 	goVersion  string
 	goidOffset uint64
 	offsets    map[string]uint64
+	modules    map[string]string
 	err        error
 }
+
+// probedModules are the dependencies whose versions probes and the status
+// report care about.
+var probedModules = []string{"google.golang.org/grpc", "golang.org/x/net"}
 
 // inspector reads each executable once, however many processes run it.
 type inspector struct {
@@ -70,7 +75,12 @@ func (in *inspector) readFacts(path string) exeFacts {
 		return exeFacts{err: fmt.Errorf("inspecting executable %s: %w", path, err)}
 	}
 	defer b.Close()
-	f := exeFacts{goVersion: b.GoVersion}
+	f := exeFacts{goVersion: b.GoVersion, modules: map[string]string{}}
+	for _, m := range probedModules {
+		if v, ok := b.Modules[m]; ok {
+			f.modules[m] = v
+		}
+	}
 	// Without the goroutine id offset spans still come; only the goroutine
 	// attribute (and later in-process links) are missing.
 	if off, _, err := goinspect.GoidOffset(b); err == nil {
@@ -103,6 +113,7 @@ func (in *inspector) process(info procs.Info) (*probes.Process, error) {
 		GoVersion:  f.goVersion,
 		GoidOffset: f.goidOffset,
 		GoOffsets:  f.offsets,
+		Modules:    f.modules,
 		Resource:   res,
 	}, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // Process is a selected process as probes see it.
@@ -27,7 +28,10 @@ type Process struct {
 	// GoOffsets holds struct field offsets ("net/http.persistConn.conn")
 	// found in the binary's DWARF or weft's table; absent when unknown.
 	GoOffsets map[string]uint64
-	Resource  *resource.Resource
+	// Modules holds the versions of the dependencies probes care about
+	// (google.golang.org/grpc, golang.org/x/net), from the build info.
+	Modules  map[string]string
+	Resource *resource.Resource
 }
 
 // Probe is one probe family. Start loads and attaches its programs; Track and
@@ -48,6 +52,7 @@ type Deps struct {
 	Metrics *metrics.Registry
 	Config  Config
 	Shared  *SharedMaps
+	Status  *status.Board // what each family does for each process; nil works
 }
 
 // SharedMaps lets families that cooperate in the kernel use one another's

@@ -22,6 +22,7 @@ import (
 	"github.com/weft-dev/weft/internal/goinspect"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // Name is the family's name.
@@ -36,9 +37,12 @@ type exeKey struct{ dev, ino uint64 }
 
 // attachment is the uprobes on one executable, shared by its processes.
 type attachment struct {
-	links []link.Link
-	cfg   gogrpcGrpcCfg
-	pids  map[int]bool
+	links  []link.Link
+	cfg    gogrpcGrpcCfg
+	pids   map[int]bool
+	server error // why the server half is missing, or nil
+	client error // why the client half is missing, or nil
+	grpc   string
 }
 
 // Probe attaches grpc-go's uprobes to executables of traced processes.
@@ -169,9 +173,18 @@ func (p *Probe) Track(proc *probes.Process) error {
 			// propagation of this program's gRPC calls are lost.
 			p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
 			p.log.Warn("gRPC calls of this process will not be linked or propagated", "pid", proc.PID, "err", err)
+			p.deps.Status.Set(proc.PID, status.GRPCServerLinks, false, err.Error())
+			p.deps.Status.Set(proc.PID, status.GRPCClientLinks, false, err.Error())
 			return nil
 		}
 		p.exes[key] = a
+	}
+	for capability, why := range map[string]error{status.GRPCServerLinks: a.server, status.GRPCClientLinks: a.client} {
+		if why != nil {
+			p.deps.Status.Set(proc.PID, capability, false, why.Error())
+		} else {
+			p.deps.Status.Set(proc.PID, capability, true, "uprobes for grpc "+a.grpc)
+		}
 	}
 	if err := p.objs.GrpcProcs.Put(uint32(proc.PID), a.cfg); err != nil {
 		return fmt.Errorf("configuring gRPC probe for pid %d: %w", proc.PID, err)
@@ -196,7 +209,7 @@ func (p *Probe) attach(proc *probes.Process) (*attachment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s for uprobes: %w", proc.ExePath, err)
 	}
-	a := &attachment{cfg: pl.cfg, pids: map[int]bool{}}
+	a := &attachment{cfg: pl.cfg, pids: map[int]bool{}, server: pl.noServer, client: pl.noClient, grpc: pl.version}
 	for half, hooks := range map[string][]hook{"server": pl.server, "client": pl.client} {
 		links, err := p.attachHooks(ex, hooks)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/weft-dev/weft/internal/goinspect"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/probes/sockio"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // Name is the family's name.
@@ -129,6 +132,11 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if proc.GoVersion == "" {
 		return nil
 	}
+	if missing := missingOffsets(proc); missing != "" {
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false,
+			fmt.Sprintf("%s layout unknown (no DWARF, not in weft's table): %s", proc.GoVersion, missing))
+		return nil
+	}
 	key, err := keyOf(proc.ExePath)
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
@@ -141,11 +149,13 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if a, ok := p.exes[key]; ok {
 		a.pids[proc.PID] = true
 		p.byPID[proc.PID] = key
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 		return nil
 	}
 	l, err := p.attach(proc.ExePath)
 	if errors.Is(err, goinspect.ErrNoFunc) {
 		p.log.Debug("no net/http client in executable", "pid", proc.PID)
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http client in the executable")
 		return nil
 	}
 	if err != nil {
@@ -153,10 +163,12 @@ func (p *Probe) Track(proc *probes.Process) error {
 		// calls lose their parent. Say so, and carry on.
 		p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
 		p.log.Warn("client calls of this process will not be linked", "pid", proc.PID, "err", err)
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
 		return nil
 	}
 	p.exes[key] = &attachment{link: l, pids: map[int]bool{proc.PID: true}}
 	p.byPID[proc.PID] = key
+	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 	p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
 	return nil
 }
@@ -215,6 +227,21 @@ func (p *Probe) Shutdown(context.Context) error {
 		}
 	})
 	return nil
+}
+
+// missingOffsets names the offsets the probe needs that the process lacks
+// (the BPF side reads them from sockio's per-process settings).
+func missingOffsets(proc *probes.Process) string {
+	var missing []string
+	if proc.GoidOffset == 0 {
+		missing = append(missing, "runtime.g.goid")
+	}
+	for _, f := range sockio.GoFields {
+		if _, ok := proc.GoOffsets[f]; !ok {
+			missing = append(missing, f)
+		}
+	}
+	return strings.Join(missing, ", ")
 }
 
 func keyOf(path string) (exeKey, error) {

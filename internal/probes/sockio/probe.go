@@ -21,6 +21,7 @@ import (
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // Name is the family's name in the registry, logs and metrics.
@@ -124,8 +125,10 @@ func (p *Probe) Track(proc *probes.Process) error {
 	p.mu.Unlock()
 	cfg := procConfig(proc)
 	if err := p.objs.Procs.Put(uint32(proc.PID), &cfg); err != nil {
+		p.deps.Status.Set(proc.PID, status.Spans, false, err.Error())
 		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
 	}
+	p.deps.Status.Set(proc.PID, status.Spans, true, "HTTP/1.x and h2c read at the socket layer (TLS is not visible)")
 	return nil
 }
 

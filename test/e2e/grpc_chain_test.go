@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// TestMixedChain: 200 concurrent requests through four copies of the
+// unmodified grpcserver program, HTTP/1 → gRPC → HTTP/1 → gRPC:
+//
+//	test → A (-http) ─gRPC→ B ─HTTP→ C (-http) ─gRPC→ D
+//
+// Each process has one connection per next hop, so B's and D's calls are
+// streams multiplexed on one HTTP/2 connection, and B's HTTP calls share a
+// keep-alive pool. Each request gives exactly one trace of seven spans, each
+// the child of the one before: A's SERVER span, A's gRPC CLIENT span, B's
+// SERVER span, B's HTTP CLIENT span, C's SERVER span, C's gRPC CLIENT span,
+// D's SERVER span; no span belongs to two requests. Every 10th request
+// comes with a caller's traceparent, and A's server span continues it.
+func TestMixedChain(t *testing.T) {
+	needRoot(t)
+	const n = 200
+	col := otelcol.Start(t)
+	dir := t.TempDir()
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-mix"))
+	svc := map[string]*server{}
+	for _, name := range []string{"a", "b", "c", "d"} {
+		// Separate executables, as separate services have: service.name
+		// tells the spans apart.
+		exe := filepath.Join(dir, "weft-e2e-mix-"+name)
+		if b, err := os.ReadFile(bin); err != nil {
+			t.Fatal(err)
+		} else if err := os.WriteFile(exe, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var flags []string
+		if name == "a" || name == "c" {
+			flags = append(flags, "-http")
+		}
+		svc[name] = startServer(t, name, append([]string{exe}, flags...)...)
+	}
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-mix-*")
+	for _, s := range svc {
+		ag.waitTracked(t, s.PID())
+	}
+
+	next := url.QueryEscape(fmt.Sprintf("grpc://%s http://%s grpc://%s", svc["b"].Addr, svc["c"].Addr, svc["d"].Addr))
+	client := &http.Client{Timeout: 60 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/hop?next=%s&id=m%d", svc["a"].Addr, next, i), nil)
+			if i%10 == 0 { // a caller that is traced already
+				req.Header.Set("traceparent", callerTraceparent(i))
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "ok" {
+				errs <- fmt.Errorf("request %d: A answered %d %q", i, resp.StatusCode, b)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	const perRequest = 7
+	all := waitSpansSoft(t, col, n*perRequest, 120*time.Second, nil)
+
+	// What arrived, by service and kind, whatever the links.
+	service := func(s otelcol.Span) string {
+		name, _ := s.Resource["service.name"].(string)
+		return strings.TrimPrefix(name, "weft-e2e-mix-")
+	}
+	count := map[string]int{}
+	for _, s := range all {
+		count[fmt.Sprintf("%s/kind%d", service(s), s.Kind)]++
+	}
+	var keys []string
+	for k := range count {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var summary strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&summary, " %s=%d", k, count[k])
+	}
+	t.Logf("%d spans for %d requests:%s", len(all), n, summary.String())
+	for _, k := range []string{"a/kind2", "a/kind3", "b/kind2", "b/kind3", "c/kind2", "c/kind3", "d/kind2"} {
+		if count[k] != n {
+			t.Errorf("%s: %d spans, want %d", k, count[k], n)
+		}
+	}
+
+	children := map[string][]otelcol.Span{}
+	roots := map[int][]otelcol.Span{}
+	for _, s := range all {
+		children[s.ParentSpanID] = append(children[s.ParentSpanID], s)
+		if service(s) == "a" && s.Kind == 2 {
+			q, _ := s.Attrs["url.query"].(string)
+			v, _ := url.ParseQuery(q)
+			var i int
+			if _, err := fmt.Sscanf(v.Get("id"), "m%d", &i); err != nil {
+				t.Errorf("A's SERVER span with url.query %q", q)
+				continue
+			}
+			roots[i] = append(roots[i], s)
+		}
+	}
+	// The tree, hop by hop: each span the only child of the one before
+	// from its service and of its kind.
+	type hop struct {
+		what, service string
+		kind          int
+		check         func(otelcol.Span) string
+	}
+	grpcTo := func(to *server) func(otelcol.Span) string {
+		return func(s otelcol.Span) string {
+			if s.Name != "grpc.health.v1.Health/Check" || s.Attrs["rpc.system"] != "grpc" || s.Attrs["rpc.grpc.status_code"] != int64(0) || s.StatusCode == 2 {
+				return fmt.Sprintf("name %q, rpc.system %v, status code %v, span status %d", s.Name, s.Attrs["rpc.system"], s.Attrs["rpc.grpc.status_code"], s.StatusCode)
+			}
+			if s.Attrs["server.port"] != int64(to.Port) {
+				return fmt.Sprintf("server.port %v, want %d", s.Attrs["server.port"], to.Port)
+			}
+			return ""
+		}
+	}
+	httpTo := func(to *server) func(otelcol.Span) string {
+		return func(s otelcol.Span) string {
+			if s.Attrs["http.response.status_code"] != int64(200) || s.StatusCode == 2 {
+				return fmt.Sprintf("status %v, span status %d", s.Attrs["http.response.status_code"], s.StatusCode)
+			}
+			if s.Attrs["server.port"] != int64(to.Port) {
+				return fmt.Sprintf("server.port %v, want %d", s.Attrs["server.port"], to.Port)
+			}
+			return ""
+		}
+	}
+	hops := []hop{
+		{"A's gRPC CLIENT span", "a", 3, grpcTo(svc["b"])},
+		{"B's SERVER span", "b", 2, grpcTo(svc["b"])},
+		{"B's HTTP CLIENT span", "b", 3, httpTo(svc["c"])},
+		{"C's SERVER span", "c", 2, httpTo(svc["c"])},
+		{"C's gRPC CLIENT span", "c", 3, grpcTo(svc["d"])},
+		{"D's SERVER span", "d", 2, grpcTo(svc["d"])},
+	}
+	// Each link on its own, whatever the others do: how many spans of a
+	// hop are children of a span of the hop before, or roots.
+	byID := map[string]otelcol.Span{}
+	for _, s := range all {
+		byID[s.SpanID] = s
+	}
+	prev := hop{"A's SERVER span", "a", 2, nil}
+	var links strings.Builder
+	for _, h := range hops {
+		linked, rootless, of := 0, 0, 0
+		for _, s := range all {
+			if service(s) != h.service || s.Kind != h.kind {
+				continue
+			}
+			of++
+			if p, ok := byID[s.ParentSpanID]; ok && service(p) == prev.service && p.Kind == prev.kind && p.TraceID == s.TraceID {
+				linked++
+			} else if s.ParentSpanID == "" {
+				rootless++
+			}
+		}
+		fmt.Fprintf(&links, "\n\t%-22s child of %-22s %3d of %d (%d roots)", h.what, prev.what, linked, of, rootless)
+		prev = h
+	}
+	t.Logf("links:%s", links.String())
+
+	owner := map[string]int{} // span ID → request
+	brokenAt := map[string]int{}
+	complete, reported := 0, 0
+	report := func(format string, args ...any) {
+		if reported++; reported <= 20 {
+			t.Errorf(format, args...)
+		}
+	}
+	claim := func(i int, s otelcol.Span) {
+		if j, ok := owner[s.SpanID]; ok && j != i {
+			report("request %d: span %s %q is in request %d's tree too", i, s.SpanID, s.Name, j)
+		}
+		owner[s.SpanID] = i
+	}
+	for i := range n {
+		if len(roots[i]) != 1 {
+			report("request %d: %d SERVER spans in A, want 1", i, len(roots[i]))
+			brokenAt["A's SERVER span"]++
+			continue
+		}
+		p := roots[i][0]
+		claim(i, p)
+		if bad := httpTo(svc["a"])(p); bad != "" {
+			report("request %d: A's SERVER span: %s", i, bad)
+		}
+		if i%10 == 0 {
+			tp := strings.Split(callerTraceparent(i), "-")
+			if p.TraceID != tp[1] || p.ParentSpanID != tp[2] {
+				report("request %d: A's SERVER span (trace %s, parent %s) ignores the caller's %s", i, p.TraceID, p.ParentSpanID, callerTraceparent(i))
+			}
+		} else if p.ParentSpanID != "" {
+			report("request %d: A's SERVER span has parent %s, want a root", i, p.ParentSpanID)
+		}
+		ok := true
+		for _, h := range hops {
+			var found []otelcol.Span
+			for _, c := range children[p.SpanID] {
+				if service(c) == h.service && c.Kind == h.kind {
+					found = append(found, c)
+				}
+			}
+			if len(found) != 1 {
+				report("request %d: %d spans as %s (child of %s %q in %s), want 1", i, len(found), h.what, p.SpanID, p.Name, service(p))
+				brokenAt[h.what]++
+				ok = false
+				break
+			}
+			c := found[0]
+			claim(i, c)
+			if c.TraceID != p.TraceID {
+				report("request %d: %s in trace %s, its parent in %s", i, h.what, c.TraceID, p.TraceID)
+			}
+			if bad := h.check(c); bad != "" {
+				report("request %d: %s: %s", i, h.what, bad)
+			}
+			p = c
+		}
+		if ok {
+			complete++
+		}
+	}
+	t.Logf("%d of %d requests gave the whole tree of %d spans; first broken link: %v", complete, n, perRequest, brokenAt)
+	if complete != n {
+		// What the agent counted, to tell lost events from lost links.
+		var lines []string
+		for _, l := range strings.Split(scrape(t, ag), "\n") {
+			if !strings.HasPrefix(l, "#") && !strings.HasSuffix(l, " 0") &&
+				strings.Contains(l, "lost") || strings.Contains(l, "problems") || strings.Contains(l, "gogrpc_kernel") ||
+				strings.Contains(l, "gohttp_kernel") || strings.Contains(l, "inject_total") || strings.Contains(l, "ringbuf") ||
+				strings.Contains(l, "http2_streams") || strings.Contains(l, "spans_total") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("agent metrics:\n%s", strings.Join(lines, "\n"))
+	}
+	if complete == n && len(owner) != len(all) {
+		t.Errorf("%d spans in the requests' trees, %d exported", len(owner), len(all))
+	}
+	if len(all) != n*perRequest {
+		t.Errorf("%d spans, want %d", len(all), n*perRequest)
+	}
+}
