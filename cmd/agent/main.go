@@ -215,6 +215,12 @@ func (f *fanout) Track(p *probes.Process) error {
 	return errors.Join(errs...)
 }
 
+// Skipped puts a selected process weft cannot trace on the status board.
+func (f *fanout) Skipped(pid int, exe string, why error) { f.board.Skip(pid, exe, why) }
+
+// Forget takes a skipped process off the board once it is gone.
+func (f *fanout) Forget(pid int) { f.board.Remove(pid) }
+
 func (f *fanout) Untrack(pid int) {
 	for _, pr := range f.probes {
 		pr.Untrack(pid)

@@ -29,6 +29,14 @@ type Tracker interface {
 	Untrack(pid int)
 }
 
+// SkipReporter is what a Tracker may also be told: a selected process it
+// will not get, and why (its executable could not be read), and when such a
+// process is gone.
+type SkipReporter interface {
+	Skipped(pid int, exe string, why error)
+	Forget(pid int)
+}
+
 // Config says what to select and how often to look again.
 type Config struct {
 	Selector   selection.Selector
@@ -42,6 +50,7 @@ type Config struct {
 type instance struct {
 	startTime uint64
 	selected  bool
+	skipped   bool // selected, but not traced: reported to the SkipReporter
 }
 
 // Discoverer runs selection and keeps the tracker in step with it.
@@ -215,6 +224,9 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed bool) {
 	if seen && !same && prev.selected {
 		d.tracker.Untrack(pid)
 	}
+	if seen && !same && prev.skipped {
+		d.tracker.(SkipReporter).Forget(pid)
+	}
 	ok, why := d.cfg.Selector.Selected(info, ports)
 	if !ok {
 		d.mu.Lock()
@@ -226,8 +238,12 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed bool) {
 	if err != nil {
 		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "inspect").Add(1)
 		d.log.Warn("selected process not traced", "pid", pid, "exe", info.ExePath, "err", err)
+		sr, reports := d.tracker.(SkipReporter)
+		if reports {
+			sr.Skipped(pid, info.ExePath, err)
+		}
 		d.mu.Lock()
-		d.known[pid] = instance{startTime: info.StartTime} // decided; not retried every rescan
+		d.known[pid] = instance{startTime: info.StartTime, skipped: reports} // decided; not retried every rescan
 		d.mu.Unlock()
 		return
 	}
@@ -254,6 +270,9 @@ func (d *Discoverer) exited(pid int) {
 	if seen && prev.selected {
 		d.tracker.Untrack(pid)
 		d.log.Info("traced process exited", "pid", pid)
+	}
+	if seen && prev.skipped {
+		d.tracker.(SkipReporter).Forget(pid)
 	}
 }
 

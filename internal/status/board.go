@@ -44,6 +44,7 @@ type Process struct {
 	Libraries    map[string]string     `json:"libraries,omitempty"` // module path → version, for what weft probes
 	Since        time.Time             `json:"since"`
 	Capabilities map[string]Capability `json:"capabilities"`
+	Skipped      string                `json:"skipped,omitempty"` // why weft does not trace it at all
 }
 
 // Board is the set of traced processes. Safe for concurrent use.
@@ -73,6 +74,15 @@ func (b *Board) Add(pid int, exe, goVersion string, libraries map[string]string)
 	defer b.mu.Unlock()
 	b.procs[pid] = &Process{PID: pid, Exe: exe, GoVersion: goVersion, Libraries: maps.Clone(libraries),
 		Since: time.Now(), Capabilities: map[string]Capability{}}
+}
+
+// Skip records a selected process weft does not trace, and why: every
+// capability is off for it.
+func (b *Board) Skip(pid int, exe string, why error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.procs[pid] = &Process{PID: pid, Exe: exe, Since: time.Now(), Skipped: why.Error(),
+		Capabilities: map[string]Capability{Spans: {On: false, Why: "not traced: " + why.Error()}}}
 }
 
 // Set records one capability of a process; unknown processes are ignored.
@@ -176,6 +186,10 @@ func WriteTable(w io.Writer, procs []Process) {
 			libs = append(libs, m+"@"+p.Libraries[m])
 		}
 		fmt.Fprintf(tw, "PID %d\t%s\tgo %s\t%s\n", p.PID, p.Exe, orDash(p.GoVersion), strings.Join(libs, " "))
+		if p.Skipped != "" {
+			fmt.Fprintf(tw, "  NOT TRACED\t\t%s\n", p.Skipped)
+			continue
+		}
 		for _, name := range slices.Sorted(maps.Keys(p.Capabilities)) {
 			c := p.Capabilities[name]
 			state := "off"

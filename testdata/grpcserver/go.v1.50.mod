@@ -1,6 +1,6 @@
 module example.com/grpcserver
 
-go 1.22
+go 1.21
 
 require google.golang.org/grpc v1.50.1
 

@@ -153,6 +153,13 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if proc.GoVersion == "" {
 		return nil
 	}
+	if _, ok := proc.Modules[grpcModule]; ok && proc.GoidOffset == 0 {
+		// Every link is keyed by goroutine.
+		why := proc.GoVersion + " goroutine layout unknown (no DWARF, not in weft's table)"
+		p.deps.Status.Set(proc.PID, status.GRPCServerLinks, false, why)
+		p.deps.Status.Set(proc.PID, status.GRPCClientLinks, false, why)
+		return nil
+	}
 	key, err := keyOf(proc.ExePath)
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
