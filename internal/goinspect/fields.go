@@ -168,29 +168,52 @@ func (b *Binary) ModuleAtLeast(path, min string) (atLeast, ok bool) {
 	return c >= 0, ok
 }
 
-// StructSize returns a struct's size in bytes from the binary's DWARF
-// (the stride of a slice of it).
+// SizeField is the pseudo-field under which the offsets table records a
+// struct's size: the key "golang.org/x/net/http2/hpack.HeaderField.<size>"
+// holds the size of hpack.HeaderField. No Go identifier contains '<', so it
+// cannot clash with a real field, and the size is versioned, measured and
+// looked up (including the nearest-version rule) like any offset.
+const SizeField = "<size>"
+
+// StructSize returns a struct's size in bytes (the stride of a slice of
+// it): from the binary's DWARF, else from the embedded table like
+// FieldOffset.
 func (b *Binary) StructSize(structName string) (uint64, error) {
-	d, err := b.dwarf()
+	size, ok, err := b.dwarfStructSize(structName)
 	if err != nil {
 		return 0, err
 	}
-	if d == nil {
-		return 0, fmt.Errorf("goinspect: %s: %w: no DWARF for the size of %s", b.Path, ErrUnknownLayout, structName)
+	if ok {
+		return size, nil
+	}
+	module, version, err := b.moduleOf(structName)
+	if err != nil {
+		return 0, err
+	}
+	size, _, err = embeddedTable().Lookup(module, version, structName+"."+SizeField)
+	return size, err
+}
+
+// dwarfStructSize reports ok=false when the binary has no DWARF or no such
+// struct.
+func (b *Binary) dwarfStructSize(structName string) (uint64, bool, error) {
+	d, err := b.dwarf()
+	if err != nil || d == nil {
+		return 0, false, err
 	}
 	at, ok := d.structs[structName]
 	if !ok {
-		return 0, fmt.Errorf("goinspect: %s: %w: no DWARF struct %s", b.Path, ErrUnknownLayout, structName)
+		return 0, false, nil
 	}
 	r := d.data.Reader()
 	r.Seek(at)
 	e, err := r.Next()
 	if err != nil || e == nil {
-		return 0, fmt.Errorf("goinspect: %s: DWARF for %s: %v", b.Path, structName, err)
+		return 0, false, fmt.Errorf("goinspect: %s: DWARF for %s: %v", b.Path, structName, err)
 	}
 	size, ok := e.Val(dwarf.AttrByteSize).(int64)
 	if !ok || size <= 0 {
-		return 0, fmt.Errorf("goinspect: %s: DWARF %s has no byte size", b.Path, structName)
+		return 0, false, fmt.Errorf("goinspect: %s: DWARF %s has no byte size", b.Path, structName)
 	}
-	return uint64(size), nil
+	return uint64(size), true, nil
 }

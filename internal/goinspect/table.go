@@ -2,6 +2,7 @@ package goinspect
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -151,18 +152,52 @@ func compareVersions(module, a, b string) (c int, ok bool) {
 			return sign(c), true
 		}
 	}
+	return comparePrerelease(pa.pre, pb.pre), true
+}
+
+// comparePrerelease orders the pre-release parts of two versions with the
+// same major.minor.patch by semantic versioning's precedence: a release
+// ("") after its pre-releases, then dot-separated identifiers one by one,
+// numeric ones by value and before alphanumeric ones, which compare as
+// ASCII. Pseudo-versions are pre-releases too: "v0.0.0-20201021035429-
+// f5854403a974" (no tag before it) has one identifier led by a fixed-width
+// UTC timestamp, so it orders by commit time; "v0.7.1-0.20230214...-hash"
+// (commits after v0.7.0) sorts after v0.7.0 and before v0.7.1. Their
+// neighbours in a table are thus the versions released just before and
+// after that commit.
+func comparePrerelease(a, b string) int {
 	switch {
-	case pa.pre == pb.pre:
-		return 0, true
-	case pa.pre == "": // a release sorts after its pre-releases
-		return 1, true
-	case pb.pre == "":
-		return -1, true
+	case a == b:
+		return 0
+	case a == "":
+		return 1
+	case b == "":
+		return -1
 	}
-	// Pseudo-versions and the common pre-release forms (rc.1, beta.2)
-	// compare correctly as strings except for multi-digit numbers; that is
-	// good enough to pick neighbours.
-	return strings.Compare(pa.pre, pb.pre), true
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		x, y := as[i], bs[i]
+		nx, errX := strconv.ParseUint(x, 10, 64)
+		ny, errY := strconv.ParseUint(y, 10, 64)
+		switch {
+		case errX == nil && errY == nil:
+			if nx != ny {
+				if nx < ny {
+					return -1
+				}
+				return 1
+			}
+		case errX == nil: // numeric before alphanumeric
+			return -1
+		case errY == nil:
+			return 1
+		default:
+			if c := strings.Compare(x, y); c != 0 {
+				return c
+			}
+		}
+	}
+	return cmp.Compare(len(as), len(bs)) // equal so far: the longer one is later
 }
 
 type semver struct {

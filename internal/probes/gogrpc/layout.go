@@ -100,9 +100,9 @@ func (p *plan) planServer(b *goinspect.Binary) error {
 		off, _, err = b.FieldOffset(structName, name)
 		return uint16(off)
 	}
-	// The stream: *Stream until v1.70; then *ServerStream, embedding
+	// The stream: *Stream until v1.69; then *ServerStream, embedding
 	// *Stream until v1.77 and Stream after.
-	if at(b, "v1.70.0") {
+	if at(b, "v1.69.0") {
 		c.SsStream = field(transport+".ServerStream", "Stream")
 		if !at(b, "v1.77.0") {
 			c.StreamDeref = 1
