@@ -117,6 +117,15 @@ func TestGoVersionMatrix(t *testing.T) {
 		h := chainOf(byTrace[strings.Split(c.tpHTTP, "-")[1]], strings.Split(c.tpHTTP, "-")[2], c.httpSrv.Port, refGRPC.Port)
 		fmt.Fprintf(&table, "\n%-10s %-9s %-11s %-11s %-10s %-11s %-11s %-10s", c.goVersion, c.variant,
 			mark(g[0]), mark(g[1]), mark(g[2]), mark(h[0]), mark(h[1]), mark(h[2]))
+		for _, tp := range []string{c.tpGRPC, c.tpHTTP} {
+			if g != [3]bool{true, true, true} && tp == c.tpGRPC || h != [3]bool{true, true, true} && tp == c.tpHTTP {
+				var b strings.Builder
+				for _, s := range byTrace[strings.Split(tp, "-")[1]] {
+					fmt.Fprintf(&b, "\n\tkind %d %q port %v span %s parent %s", s.Kind, s.Name, s.Attrs["server.port"], s.SpanID, s.ParentSpanID)
+				}
+				t.Logf("%s %s: trace of %s:%s", c.goVersion, c.variant, tp, b.String())
+			}
+		}
 		for i, what := range []string{"gRPC server span continues the caller", "HTTP client span child of the gRPC server span", "reference HTTP server child of the cell's client span"} {
 			if !g[i] {
 				t.Errorf("%s %s: %s", c.goVersion, c.variant, what)
