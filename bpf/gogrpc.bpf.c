@@ -189,6 +189,9 @@ static __always_inline int find_traceparent(const struct grpc_cfg *cfg, __u64 fi
 	return 0;
 }
 
+/* Streams of a new connection that may have come in the handshake's read. */
+#define ALIAS_STREAMS 32
+
 /* func (t *http2Server) operateHeaders([ctx,] frame *http2.MetaHeadersFrame, ...) */
 SEC("uprobe")
 int operate_headers(struct pt_regs *ctx)
@@ -219,6 +222,14 @@ int operate_headers(struct pt_regs *ctx)
 	}
 	random_bytes(ids.span_id, 2);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	if (k.stream_id < ALIAS_STREAMS && pc->parent_goid_offset) {
+		/* The goroutine that read the connection preface (the reader's
+		 * parent) buffers what came with it: a new connection's first
+		 * requests are read by it, and sockio names them after it. */
+		k.goid = goid_at(ctx->r14, pc->parent_goid_offset);
+		if (k.goid)
+			bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	}
 	return 0;
 }
 
