@@ -138,6 +138,9 @@ func TestGoVersionMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("Go version × build matrix (✓ works, ✗ broken):%s", table.String())
+	if t.Failed() {
+		t.Logf("agent counters:\n%s", agentCounters(t, ag))
+	}
 }
 
 // chainOf checks a three-span chain in one trace: the cell's SERVER span

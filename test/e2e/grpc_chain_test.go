@@ -255,16 +255,7 @@ func TestMixedChain(t *testing.T) {
 	t.Logf("%d of %d requests gave the whole tree of %d spans; first broken link: %v", complete, n, perRequest, brokenAt)
 	if complete != n {
 		// What the agent counted, to tell lost events from lost links.
-		var lines []string
-		for _, l := range strings.Split(scrape(t, ag), "\n") {
-			if !strings.HasPrefix(l, "#") && !strings.HasSuffix(l, " 0") &&
-				strings.Contains(l, "lost") || strings.Contains(l, "problems") || strings.Contains(l, "gogrpc_kernel") ||
-				strings.Contains(l, "gohttp_kernel") || strings.Contains(l, "inject_total") || strings.Contains(l, "ringbuf") ||
-				strings.Contains(l, "http2_streams") || strings.Contains(l, "spans_total") {
-				lines = append(lines, l)
-			}
-		}
-		t.Logf("agent metrics:\n%s", strings.Join(lines, "\n"))
+		t.Logf("agent counters:\n%s", agentCounters(t, ag))
 	}
 	if complete == n && len(owner) != len(all) {
 		t.Errorf("%d spans in the requests' trees, %d exported", len(owner), len(all))

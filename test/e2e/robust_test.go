@@ -125,6 +125,24 @@ func scrape(t *testing.T, a *agent) string {
 	return string(b)
 }
 
+// agentCounters is the agent's non-zero loss, problem and probe counters,
+// for a failing test to say what went wrong where.
+func agentCounters(t *testing.T, a *agent) string {
+	var lines []string
+	for _, l := range strings.Split(scrape(t, a), "\n") {
+		if strings.HasPrefix(l, "#") || strings.HasSuffix(l, " 0") {
+			continue
+		}
+		for _, k := range []string{"lost", "problems", "kernel_total", "inject_total", "ringbuf", "http2_streams", "spans_total", "skipped", "events_total"} {
+			if strings.Contains(l, k) {
+				lines = append(lines, l)
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
 // TestDetachOnSIGTERM: the agent's BPF programs are gone after SIGTERM, no
 // uprobe is left behind, and the traced server never noticed.
 func TestDetachOnSIGTERM(t *testing.T) {
