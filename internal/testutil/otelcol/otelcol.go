@@ -36,9 +36,13 @@ type Collector struct {
 	Endpoint  string // host:port of the OTLP gRPC receiver
 	SpansFile string
 
-	logFile string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once cmd.Wait returns
+	logFile    string
+	bin        string
+	configPath string
+	previous   []string // spans files of earlier runs (Restart), oldest first
+	runs       int
+	cmd        *exec.Cmd
+	exited     chan struct{} // closed once cmd.Wait returns
 }
 
 // build runs the build script at most once per test binary: every caller
@@ -126,8 +130,11 @@ func Start(t testing.TB) *Collector {
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
 		c := &Collector{
-			SpansFile: filepath.Join(dir, "spans.json"),
-			logFile:   filepath.Join(dir, fmt.Sprintf("collector-%d.log", attempt)),
+			SpansFile:  filepath.Join(dir, "spans.json"),
+			logFile:    filepath.Join(dir, fmt.Sprintf("collector-%d.log", attempt)),
+			bin:        bin,
+			configPath: configPath,
+			runs:       1,
 		}
 		if c.Endpoint, err = freeLoopbackAddr(); err != nil {
 			t.Fatal(err)
@@ -169,17 +176,21 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 	if err := c.cmd.Start(); err != nil {
 		return err
 	}
-	c.exited = make(chan struct{})
+	first := c.exited == nil
+	cmd, exited := c.cmd, make(chan struct{})
+	c.exited = exited
 	go func() {
-		c.cmd.Wait()
-		close(c.exited)
+		cmd.Wait()
+		close(exited)
 	}()
-	t.Cleanup(func() {
-		c.stop()
-		if t.Failed() {
-			t.Logf("collector log (%s):\n%s", c.logFile, c.log())
-		}
-	})
+	if first { // one cleanup for all runs (see Restart)
+		t.Cleanup(func() {
+			c.stop()
+			if t.Failed() {
+				t.Logf("collector log (%s):\n%s", c.logFile, c.log())
+			}
+		})
+	}
 
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -199,8 +210,48 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 	}
 }
 
+// Stop stops the collector gracefully (its file exporter flushes), as in
+// an outage; Restart brings it back on the same endpoint. Safe twice.
+func (c *Collector) Stop(t testing.TB) {
+	t.Helper()
+	c.stop()
+}
+
+// Restart starts a stopped collector again on the same endpoint, with the
+// same config; spans written before stay visible to Spans and WaitSpans
+// (the file exporter truncates its file on start, so each run writes its
+// own). A running collector is stopped first.
+func (c *Collector) Restart(t testing.TB) {
+	t.Helper()
+	c.stop()
+	c.runs++
+	old := fmt.Sprintf("%s.%d", c.SpansFile, c.runs-1)
+	if err := os.Rename(c.SpansFile, old); err == nil {
+		c.previous = append(c.previous, old)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	c.logFile = strings.TrimSuffix(c.logFile, ".log") + fmt.Sprintf("-run%d.log", c.runs)
+	// The port was ours until the stop; nothing else should take it in
+	// the moment, so one attempt with a short retry for a slow exit.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = c.start(t, c.bin, c.configPath); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("restarting the collector on %s: %v", c.Endpoint, err)
+}
+
 // stop asks for a graceful shutdown first so the file exporter flushes.
+// Safe twice and on a collector that already exited.
 func (c *Collector) stop() {
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.exited:
@@ -218,21 +269,26 @@ func (c *Collector) log() string {
 	return string(b)
 }
 
-// Spans returns every span written so far, in file order.
+// Spans returns every span written so far, in file order, earlier runs
+// (see Restart) first.
 func (c *Collector) Spans(t testing.TB) []Span {
 	t.Helper()
-	data, err := os.ReadFile(c.SpansFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	var all []Span
+	for _, path := range append(c.previous[:len(c.previous):len(c.previous)], c.SpansFile) {
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		spans, err := parseLines(data)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		all = append(all, spans...)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	spans, err := parseLines(data)
-	if err != nil {
-		t.Fatalf("%s: %v", c.SpansFile, err)
-	}
-	return spans
+	return all
 }
 
 // WaitSpans waits until at least n spans match filter (nil matches all),

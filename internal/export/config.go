@@ -1,0 +1,74 @@
+package export
+
+import (
+	"errors"
+	"time"
+)
+
+// Config sets up the OTLP pipeline; zero fields take the defaults below.
+type Config struct {
+	// Endpoints in order of preference: "http://host:4317" (plaintext),
+	// "https://host:4317" (TLS) or host:port (TLS unless
+	// OTEL_EXPORTER_OTLP_INSECURE=true). Empty: OTEL_EXPORTER_OTLP_ENDPOINT
+	// or the SDK's default. Other OTEL_EXPORTER_OTLP_* settings apply to all.
+	Endpoints   []string
+	Compression string // "gzip" (default) or "none"
+
+	QueueSize     int           // spans held in memory (8192)
+	BatchSize     int           // spans per request (512)
+	FlushInterval time.Duration // longest a span waits in a partial batch (1 s)
+
+	ExportTimeout time.Duration // one upload, the client's own retries included (10 s)
+	RetryInitial  time.Duration // first backoff after a failed upload (250 ms)
+	RetryMax      time.Duration // backoff cap (5 s)
+
+	FailoverAfter     int           // consecutive failed uploads before the next endpoint (3)
+	FailoverAfterTime time.Duration // or this long without a success (30 s)
+	ProbeInterval     time.Duration // how often preferred endpoints are probed after a failover (15 s)
+
+	SpoolDir      string        // empty: no spool, memory only
+	SpoolMaxBytes int64         // 256 MiB
+	SpoolMaxAge   time.Duration // 24 h
+	SpoolAfter    int           // failed uploads of a memory batch before it is spooled (2)
+}
+
+func (c *Config) setDefaults() error {
+	def := func(p *time.Duration, d time.Duration) {
+		if *p <= 0 {
+			*p = d
+		}
+	}
+	defInt := func(p *int, d int) {
+		if *p <= 0 {
+			*p = d
+		}
+	}
+	defInt(&c.QueueSize, 8192)
+	defInt(&c.BatchSize, 512)
+	defInt(&c.FailoverAfter, 3)
+	defInt(&c.SpoolAfter, 2)
+	def(&c.FlushInterval, time.Second)
+	def(&c.ExportTimeout, 10*time.Second)
+	def(&c.RetryInitial, 250*time.Millisecond)
+	def(&c.RetryMax, 5*time.Second)
+	def(&c.FailoverAfterTime, 30*time.Second)
+	def(&c.ProbeInterval, 15*time.Second)
+	def(&c.SpoolMaxAge, 24*time.Hour)
+	if c.SpoolMaxBytes <= 0 {
+		c.SpoolMaxBytes = 256 << 20
+	}
+	if c.BatchSize > c.QueueSize {
+		c.BatchSize = c.QueueSize
+	}
+	if len(c.Endpoints) == 0 {
+		c.Endpoints = []string{""}
+	}
+	switch c.Compression {
+	case "", "gzip":
+		c.Compression = "gzip"
+	case "none":
+	default:
+		return errors.New(`compression must be "gzip" or "none"`)
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/spans"
+)
+
+// OTLP is the exporting pipeline (see the package comment). Start and
+// Shutdown are safe to call twice; Export is safe from any goroutine.
+type OTLP struct {
+	cfg   Config
+	log   *slog.Logger
+	st    *stats
+	q     *queue
+	spool *spool // nil: memory only
+	fo    *failover
+	eps   []*endpoint
+	seq   atomic.Uint64
+
+	spill    chan struct{} // the queue passed its high-water mark
+	stopping chan struct{} // Shutdown began: drain memory, then stop
+	runCtx   context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	startOnce, stopOnce sync.Once
+}
+
+// NewOTLP sets up the pipeline: clients connect lazily, so a collector that
+// is down at start delays nothing; the spool directory is created and what
+// an earlier run left in it is queued first.
+func NewOTLP(cfg Config, reg *metrics.Registry, log *slog.Logger) (*OTLP, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("OTLP exporter config: %w", err)
+	}
+	if reg == nil {
+		reg = metrics.New()
+	}
+	o := &OTLP{cfg: cfg, log: log, st: newStats(reg), spill: make(chan struct{}, 1), stopping: make(chan struct{})}
+	o.runCtx, o.cancel = context.WithCancel(context.Background())
+	o.seq.Store(1)
+	if cfg.SpoolDir != "" {
+		sp, err := openSpool(cfg.SpoolDir, cfg.SpoolMaxBytes, cfg.SpoolMaxAge, log, o.st)
+		if err != nil {
+			return nil, err
+		}
+		o.spool = sp
+		o.seq.Store(sp.nextSeq())
+		reg.Gauge("weft_export_spool_bytes", "bytes in the export spool", func() float64 { _, b := sp.stat(); return float64(b) })
+		reg.Gauge("weft_export_spool_files", "batches in the export spool", func() float64 { n, _ := sp.stat(); return float64(n) })
+	}
+	o.q = newQueue(cfg.QueueSize, cfg.BatchSize, &o.seq)
+	reg.Gauge("weft_export_queue_spans", "spans in the export memory queue", func() float64 { return float64(o.q.size()) })
+	reg.Gauge("weft_export_queue_capacity_spans", "bound of the export memory queue", func() float64 { return float64(cfg.QueueSize) })
+	for _, addr := range cfg.Endpoints {
+		e, err := newEndpoint(addr, cfg, reg)
+		if err != nil {
+			o.closeEndpoints(context.Background())
+			return nil, err
+		}
+		o.eps = append(o.eps, e)
+	}
+	o.fo = newFailover(o.eps, cfg, reg, log)
+	return o, nil
+}
+
+// Start runs the sender and, with a spool, the spiller.
+func (o *OTLP) Start() {
+	o.startOnce.Do(func() {
+		o.wg.Add(1)
+		go o.run()
+		if o.spool != nil {
+			o.wg.Add(1)
+			go o.spiller()
+		}
+	})
+}
+
+// Export queues a span; when the queue is full it is counted as dropped.
+// It never waits.
+func (o *OTLP) Export(s spans.Span) {
+	ok, n := o.q.push(s)
+	if !ok {
+		select {
+		case <-o.stopping:
+			o.st.dropped(DropShutdown, 1)
+		default:
+			o.st.dropped(DropQueueFull, 1)
+		}
+		return
+	}
+	if o.spool != nil && n > o.cfg.QueueSize*3/4 {
+		select {
+		case o.spill <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// spiller moves the oldest sealed batches to the spool while the queue is
+// above half its bound, so Export keeps finding room during an outage.
+func (o *OTLP) spiller() {
+	defer o.wg.Done()
+	for {
+		select {
+		case <-o.spill:
+		case <-o.stopping:
+			return
+		}
+		for o.q.size() > o.cfg.QueueSize/2 {
+			b := o.q.pop()
+			if b == nil {
+				break
+			}
+			o.toSpool(b.seq, b.spans)
+		}
+	}
+}
+
+// toSpool writes a memory batch to disk and frees its room in the queue.
+func (o *OTLP) toSpool(seq uint64, ss []spans.Span) {
+	if err := o.spool.write(seq, toResourceSpans(ss)); err != nil {
+		o.log.Warn("spooling a batch failed; its spans are dropped", "spans", len(ss), "err", err)
+	}
+	o.q.release(len(ss))
+}
+
+// Shutdown sends what is in memory while ctx allows, spools (or, without a
+// spool, counts as dropped) the rest, and closes the connections. Spooled
+// batches stay on disk for the next start.
+func (o *OTLP) Shutdown(ctx context.Context) error {
+	var err error
+	o.stopOnce.Do(func() {
+		o.Start() // so that stopping always has a sender to drain
+		o.q.close()
+		close(o.stopping)
+		done := make(chan struct{})
+		go func() { o.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			o.cancel() // uploads fail at once; the sender spools the rest
+			<-done
+			err = fmt.Errorf("OTLP exporter shutdown: %w", ctx.Err())
+		}
+		o.cancel()
+		err = errors.Join(err, o.closeEndpoints(ctx))
+	})
+	return err
+}
+
+func (o *OTLP) closeEndpoints(ctx context.Context) error {
+	var errs []error
+	for _, e := range o.eps {
+		errs = append(errs, e.shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,130 @@
+package export
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weft-dev/weft/internal/spans"
+)
+
+// queue is the bounded in-memory buffer between Export and the sender: an
+// open batch being filled and a FIFO of sealed ones. It holds at most
+// capacity spans; Export never waits on it.
+type queue struct {
+	capacity, batchSize int
+	seq                 *atomic.Uint64 // shared with the spool: one order for both
+
+	mu       sync.Mutex
+	open     []spans.Span
+	openedAt time.Time
+	sealed   []*batch
+	n        int  // spans in open and sealed
+	closed   bool // no more Export
+
+	ready chan struct{} // a sealed batch is waiting (capacity 1)
+}
+
+// batch is a sealed run of spans, with its place in the export order.
+type batch struct {
+	seq   uint64
+	spans []spans.Span
+}
+
+func newQueue(capacity, batchSize int, seq *atomic.Uint64) *queue {
+	return &queue{capacity: capacity, batchSize: batchSize, seq: seq, ready: make(chan struct{}, 1)}
+}
+
+// push adds a span and returns the spans now held; false when the queue is
+// full or closed.
+func (q *queue) push(s spans.Span) (bool, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n >= q.capacity || q.closed {
+		return false, q.n
+	}
+	if len(q.open) == 0 {
+		q.openedAt = time.Now()
+		q.open = make([]spans.Span, 0, q.batchSize)
+	}
+	q.open = append(q.open, s)
+	q.n++
+	if len(q.open) >= q.batchSize {
+		q.sealLocked()
+	}
+	return true, q.n
+}
+
+func (q *queue) sealLocked() {
+	if len(q.open) == 0 {
+		return
+	}
+	q.sealed = append(q.sealed, &batch{seq: q.seq.Add(1) - 1, spans: q.open})
+	q.open = nil
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// sealOlderThan seals the open batch if its first span waited at least d.
+func (q *queue) sealOlderThan(d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.open) > 0 && time.Since(q.openedAt) >= d {
+		q.sealLocked()
+	}
+}
+
+// close stops Export and seals what is open.
+func (q *queue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.sealLocked()
+}
+
+// headSeq is the seq of the oldest sealed batch; ok is false if none.
+func (q *queue) headSeq() (seq uint64, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.sealed) == 0 {
+		return 0, false
+	}
+	return q.sealed[0].seq, true
+}
+
+// pop removes the oldest sealed batch, or returns nil.
+func (q *queue) pop() *batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.sealed) == 0 {
+		return nil
+	}
+	b := q.sealed[0]
+	q.sealed[0] = nil
+	q.sealed = q.sealed[1:]
+	return b
+}
+
+// release returns the room of a popped batch's spans once they are gone
+// (sent, spooled or dropped): until then they still count against capacity.
+func (q *queue) release(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.n -= n
+}
+
+// size is the number of spans held, including popped ones not yet released.
+func (q *queue) size() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// sealedCount is the number of sealed batches waiting.
+func (q *queue) sealedCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.sealed)
+}

@@ -1,0 +1,168 @@
+package export
+
+import (
+	"math/rand/v2"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+// work is what the sender delivers next: a memory batch (kept across
+// retries) or a spool file (picked afresh each time, oldest first).
+type work struct {
+	b        *batch
+	file     *spoolFile
+	rss      []*tracepb.ResourceSpans
+	n        int
+	attempts int
+}
+
+// run is the sender: one upload at a time, oldest batch first, with
+// exponential backoff and jitter between failures.
+func (o *OTLP) run() {
+	defer o.wg.Done()
+	tick := time.NewTicker(max(o.cfg.FlushInterval/4, 10*time.Millisecond))
+	defer tick.Stop()
+	var cur *work // a memory batch being retried
+	failures := 0
+	stopping := false
+	for {
+		if !stopping {
+			select {
+			case <-o.stopping:
+				stopping = true
+			default:
+			}
+		}
+		o.q.sealOlderThan(o.cfg.FlushInterval)
+		if !stopping {
+			o.fo.probe(o.runCtx, time.Now())
+		}
+		w := cur
+		if w == nil {
+			w = o.next(stopping)
+		}
+		if w == nil {
+			if stopping {
+				return
+			}
+			select {
+			case <-o.q.ready:
+			case <-tick.C:
+			case <-o.stopping:
+			}
+			continue
+		}
+		cur = nil
+		res, ok := o.deliver(w, stopping)
+		if ok {
+			failures = 0
+			continue
+		}
+		if w.file == nil && w.b != nil {
+			cur = w // still ours: retry it
+		}
+		if stopping {
+			// Do not wait on the network while shutting down: what is
+			// left goes to the spool (or is counted as dropped) at once.
+			o.cancel()
+			continue
+		}
+		failures++
+		select {
+		case <-time.After(max(o.backoff(failures), res.retryAfter)):
+		case <-o.stopping:
+		case <-o.runCtx.Done():
+		}
+	}
+}
+
+// backoff is exponential from RetryInitial to RetryMax, with the upper
+// half jittered so that agents cut off together do not return together.
+func (o *OTLP) backoff(failures int) time.Duration {
+	d := o.cfg.RetryInitial << min(failures-1, 20)
+	if d > o.cfg.RetryMax || d <= 0 {
+		d = o.cfg.RetryMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// next picks the oldest batch: from the spool if it holds one older than
+// the memory queue's head (while shutting down, memory only).
+func (o *OTLP) next(stopping bool) *work {
+	if o.spool != nil && !stopping {
+		if f, ok := o.spool.oldest(); ok {
+			if seq, ok := o.q.headSeq(); !ok || f.seq < seq {
+				rss, err := o.spool.read(f)
+				if err != nil {
+					o.log.Warn("dropping a damaged spool file", "err", err)
+					return o.next(stopping)
+				}
+				return &work{file: &f, rss: rss, n: f.spans}
+			}
+			o.spool.done(f, keep)
+		}
+	}
+	b := o.q.pop()
+	if b == nil {
+		return nil
+	}
+	return &work{b: b, rss: toResourceSpans(b.spans), n: len(b.spans)}
+}
+
+// deliver makes one upload of w to the current endpoint and settles w when
+// it succeeds or cannot succeed; false means w is still to be retried (a
+// spool file stays on disk, a memory batch with the caller). A memory
+// batch that has failed SpoolAfter times, or any while stopping, goes to
+// the spool, or without one is dropped if stopping.
+func (o *OTLP) deliver(w *work, stopping bool) (result, bool) {
+	ep := o.fo.current()
+	res, err := ep.upload(o.runCtx, w.rss)
+	if err == nil {
+		o.fo.success()
+		rejected := int(min(max(res.rejected, 0), int64(w.n)))
+		o.st.exported.Add(uint64(w.n - rejected))
+		if rejected > 0 {
+			o.log.Warn("collector rejected spans", "endpoint", ep.addr, "rejected", rejected)
+			o.st.dropped(DropRejected, rejected)
+		}
+		o.settle(w, "")
+		return res, true
+	}
+	if permanent(res) {
+		o.log.Warn("collector refused a batch; dropped", "endpoint", ep.addr, "spans", w.n, "err", err)
+		if w.file == nil {
+			o.st.dropped(DropRejected, w.n)
+		}
+		o.settle(w, DropRejected)
+		return res, true
+	}
+	if o.runCtx.Err() == nil {
+		o.fo.failure(time.Now())
+	}
+	w.attempts++
+	o.log.Debug("export failed", "endpoint", ep.addr, "spans", w.n, "attempt", w.attempts, "err", err)
+	switch {
+	case w.file != nil:
+		o.spool.done(*w.file, keep)
+		return res, false
+	case o.spool != nil && (stopping || w.attempts >= o.cfg.SpoolAfter):
+		o.toSpool(w.b.seq, w.b.spans)
+		return res, true
+	case stopping:
+		o.st.dropped(DropShutdown, w.n)
+		o.log.Warn("collector unreachable at shutdown and no spool; spans dropped", "spans", w.n)
+		o.q.release(w.n)
+		return res, true
+	}
+	return res, false
+}
+
+// settle ends a delivered (reason "") or refused batch.
+func (o *OTLP) settle(w *work, reason string) {
+	if w.file != nil {
+		o.spool.done(*w.file, reason)
+		return
+	}
+	o.q.release(w.n)
+}

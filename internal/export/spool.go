@@ -1,0 +1,288 @@
+package export
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// The spool keeps batches the collector could not take on disk, one file per
+// batch, named <seq>-<unix ms spooled>-<spans>.otlp so that the order, age
+// and span count are known from a directory listing alone. A file is
+//
+//	"WSP1" | uint32 length | ExportTraceServiceRequest (protobuf) | uint32 CRC-32C of it
+//
+// (big endian), written to a temporary name, fsync'd, renamed, and the
+// directory fsync'd: a crash leaves either the whole file or none. A file is
+// deleted only after the collector accepted it, so a span is sent twice only
+// if the agent dies between that answer and the unlink.
+type spool struct {
+	dir      string
+	maxBytes int64
+	maxAge   time.Duration
+	log      *slog.Logger
+	st       *stats
+
+	mu    sync.Mutex
+	files []spoolFile // by seq, oldest first
+	bytes int64
+	busy  uint64 // seq of the file being sent; never evicted meanwhile
+}
+
+type spoolFile struct {
+	seq     uint64
+	created time.Time
+	spans   int
+	size    int64
+}
+
+const spoolMagic = "WSP1"
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func (f spoolFile) name() string {
+	return fmt.Sprintf("%020d-%d-%d.otlp", f.seq, f.created.UnixMilli(), f.spans)
+}
+
+func parseSpoolName(name string) (spoolFile, bool) {
+	var f spoolFile
+	var ms int64
+	if !strings.HasSuffix(name, ".otlp") {
+		return f, false
+	}
+	if _, err := fmt.Sscanf(strings.TrimSuffix(name, ".otlp"), "%d-%d-%d", &f.seq, &ms, &f.spans); err != nil {
+		return f, false
+	}
+	f.created = time.UnixMilli(ms)
+	return f, f.name() == name
+}
+
+// openSpool indexes what an earlier run left in dir (creating it), and
+// removes half-written temporary files.
+func openSpool(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logger, st *stats) (*spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating spool directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading spool directory: %w", err)
+	}
+	s := &spool{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log, st: st}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
+		f, ok := parseSpoolName(e.Name())
+		if !ok {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		f.size = info.Size()
+		s.files = append(s.files, f)
+		s.bytes += f.size
+	}
+	slices.SortFunc(s.files, func(a, b spoolFile) int { return compareSeq(a.seq, b.seq) })
+	if len(s.files) > 0 {
+		log.Info("spool holds batches from an earlier run", "files", len(s.files), "bytes", s.bytes)
+	}
+	return s, nil
+}
+
+func compareSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// nextSeq is the first sequence number after those on disk.
+func (s *spool) nextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.files) == 0 {
+		return 1
+	}
+	return s.files[len(s.files)-1].seq + 1
+}
+
+// stat returns the files and bytes held.
+func (s *spool) stat() (files int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.files), s.bytes
+}
+
+// write stores a batch, evicting the oldest files to stay under maxBytes.
+func (s *spool) write(seq uint64, rss []*tracepb.ResourceSpans) error {
+	n := countSpans(rss)
+	body, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err != nil {
+		s.st.dropped(DropSpoolError, n)
+		return fmt.Errorf("encoding spooled batch: %w", err)
+	}
+	data := make([]byte, 0, len(body)+12)
+	data = append(data, spoolMagic...)
+	data = binary.BigEndian.AppendUint32(data, uint32(len(body)))
+	data = append(data, body...)
+	data = binary.BigEndian.AppendUint32(data, crc32.Checksum(body, crcTable))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(time.Now())
+	if s.maxBytes > 0 && int64(len(data)) > s.maxBytes {
+		s.st.dropped(DropSpoolFull, n)
+		return fmt.Errorf("batch of %d bytes exceeds the spool bound of %d", len(data), s.maxBytes)
+	}
+	for i := 0; s.maxBytes > 0 && s.bytes+int64(len(data)) > s.maxBytes && i < len(s.files); {
+		if s.files[i].seq == s.busy {
+			i++
+			continue
+		}
+		s.removeLocked(i, DropSpoolFull)
+	}
+	f := spoolFile{seq: seq, created: time.Now(), spans: n, size: int64(len(data))}
+	if err := s.writeFile(f.name(), data); err != nil {
+		s.st.dropped(DropSpoolError, n)
+		return err
+	}
+	i, _ := slices.BinarySearchFunc(s.files, seq, func(f spoolFile, seq uint64) int { return compareSeq(f.seq, seq) })
+	s.files = slices.Insert(s.files, i, f)
+	s.bytes += f.size
+	s.st.spooled.Add(uint64(n))
+	return nil
+}
+
+func (s *spool) writeFile(name string, data []byte) error {
+	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("spooling: %w", err)
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(s.dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("spooling: %w", err)
+	}
+	if d, err := os.Open(s.dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// removeLocked deletes the i'th file, counting its spans as dropped for
+// reason unless reason is empty (delivered).
+func (s *spool) removeLocked(i int, reason string) {
+	f := s.files[i]
+	if err := os.Remove(filepath.Join(s.dir, f.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("removing spool file", "file", f.name(), "err", err)
+	}
+	s.files = slices.Delete(s.files, i, i+1)
+	s.bytes -= f.size
+	if reason != "" {
+		s.st.dropped(reason, f.spans)
+		s.log.Warn("spooled spans dropped", "reason", reason, "spans", f.spans, "spooled_at", f.created)
+	}
+}
+
+// expireLocked drops files older than maxAge (oldest first, so it stops at
+// the first young one).
+func (s *spool) expireLocked(now time.Time) {
+	for i := 0; s.maxAge > 0 && i < len(s.files) && now.Sub(s.files[i].created) > s.maxAge; {
+		if s.files[i].seq == s.busy {
+			i++
+			continue
+		}
+		s.removeLocked(i, DropSpoolAge)
+	}
+}
+
+// oldest returns the oldest file and marks it busy until done; ok is false
+// when the spool is empty.
+func (s *spool) oldest() (f spoolFile, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(time.Now())
+	if len(s.files) == 0 {
+		return f, false
+	}
+	s.busy = s.files[0].seq
+	return s.files[0], true
+}
+
+// read loads a file; a damaged one is dropped (counted) and an error returned.
+func (s *spool) read(f spoolFile) ([]*tracepb.ResourceSpans, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, f.name()))
+	if err == nil {
+		var rss []*tracepb.ResourceSpans
+		if rss, err = decodeSpoolFile(data); err == nil {
+			return rss, nil
+		}
+	}
+	s.done(f, DropSpoolError)
+	return nil, fmt.Errorf("reading spool file %s: %w", f.name(), err)
+}
+
+func decodeSpoolFile(data []byte) ([]*tracepb.ResourceSpans, error) {
+	if len(data) < 12 || string(data[:4]) != spoolMagic {
+		return nil, errors.New("not a spool file")
+	}
+	n := binary.BigEndian.Uint32(data[4:8])
+	if uint64(len(data)) != uint64(n)+12 {
+		return nil, fmt.Errorf("length %d does not match the file's %d bytes", n, len(data))
+	}
+	body := data[8 : 8+n]
+	if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(data[8+n:]) {
+		return nil, errors.New("checksum mismatch")
+	}
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	return req.ResourceSpans, nil
+}
+
+// done ends the use of f from oldest: "" deletes it as delivered, keep
+// leaves it for a later attempt, any other reason deletes it as dropped.
+func (s *spool) done(f spoolFile, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy == f.seq {
+		s.busy = 0
+	}
+	if reason == keep {
+		return
+	}
+	if i, found := slices.BinarySearchFunc(s.files, f.seq, func(f spoolFile, seq uint64) int { return compareSeq(f.seq, seq) }); found {
+		s.removeLocked(i, reason)
+	}
+}
+
+const keep = "keep"

@@ -1,0 +1,126 @@
+package export
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/spans"
+)
+
+func spoolBatch(run byte, n int) []spans.Span {
+	var out []spans.Span
+	for i := range n {
+		out = append(out, testSpan(run, i))
+	}
+	return out
+}
+
+// TestSpoolReopen: batches survive a reopen, come back oldest first and
+// intact, and numbering continues after them; temporary files are removed.
+func TestSpoolReopen(t *testing.T) {
+	dir := t.TempDir()
+	st := newStats(metrics.New())
+	log := slog.New(slog.DiscardHandler)
+	sp, err := openSpool(dir, 1<<20, time.Hour, log, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{5, 3, 4} { // a retried batch may come late
+		if err := sp.write(seq, toResourceSpans(spoolBatch(byte(seq), 10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, ".tmp-123"), []byte("half"), 0o600)
+	sp2, err := openSpool(dir, 1<<20, time.Hour, log, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sp2.nextSeq(); got != 6 {
+		t.Errorf("nextSeq = %d, want 6", got)
+	}
+	for _, want := range []uint64{3, 4, 5} {
+		f, ok := sp2.oldest()
+		if !ok || f.seq != want || f.spans != 10 {
+			t.Fatalf("oldest = %+v %v, want seq %d", f, ok, want)
+		}
+		rss, err := sp2.read(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := rss[0].ScopeSpans[0].Spans[0].SpanId; id[0] != byte(want) || countSpans(rss) != 10 {
+			t.Errorf("seq %d holds span %x, %d spans", want, id, countSpans(rss))
+		}
+		sp2.done(f, "")
+	}
+	if _, ok := sp2.oldest(); ok {
+		t.Error("spool not empty after delivering everything")
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".tmp-123")); err == nil {
+		t.Error("temporary file left behind")
+	}
+}
+
+// TestSpoolBounds: over the byte bound the oldest go first, past the age
+// bound they expire, damaged files are dropped; each counted in spans.
+func TestSpoolBounds(t *testing.T) {
+	dir := t.TempDir()
+	reg := metrics.New()
+	st := newStats(reg)
+	log := slog.New(slog.DiscardHandler)
+	one := toResourceSpans(spoolBatch(1, 20))
+	sp, err := openSpool(dir, 1<<20, time.Hour, log, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.write(1, one)
+	_, size := sp.stat()
+	sp.maxBytes = size*3 + size/2 // room for three
+	for seq := uint64(2); seq <= 5; seq++ {
+		if err := sp.write(seq, one); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, _ := sp.oldest(); f.seq != 3 {
+		t.Errorf("oldest after eviction is %d, want 3", f.seq)
+	} else {
+		sp.done(f, keep)
+	}
+	if got := st.Dropped(DropSpoolFull); got != 40 {
+		t.Errorf("spool_full = %d, want 40", got)
+	}
+
+	// Damage seq 3 (flip a byte): dropped when read.
+	f, _ := sp.oldest()
+	path := filepath.Join(dir, f.name())
+	data, _ := os.ReadFile(path)
+	data[len(data)/2] ^= 0xff
+	os.WriteFile(path, data, 0o600)
+	if _, err := sp.read(f); err == nil {
+		t.Error("damaged file read without error")
+	}
+	if got := st.Dropped(DropSpoolError); got != 20 {
+		t.Errorf("spool_error = %d, want 20", got)
+	}
+
+	sp.maxAge = 50 * time.Millisecond
+	time.Sleep(100 * time.Millisecond)
+	if _, ok := sp.oldest(); ok {
+		t.Error("expired files still offered")
+	}
+	if got := st.Dropped(DropSpoolAge); got != 40 {
+		t.Errorf("spool_age = %d, want 40", got)
+	}
+	if n, b := sp.stat(); n != 0 || b != 0 {
+		t.Errorf("spool holds %d files, %d bytes after expiry", n, b)
+	}
+	var text bytes.Buffer
+	reg.WriteText(&text)
+	if !bytes.Contains(text.Bytes(), []byte(`weft_export_spans_total{outcome="dropped",reason="spool_age"} 40`)) {
+		t.Errorf("metrics text:\n%s", text.String())
+	}
+}

@@ -1,0 +1,127 @@
+package export
+
+import (
+	"context"
+	"encoding/hex"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/weft-dev/weft/internal/metrics"
+)
+
+// throttler is a slow OTLP server: it answers every other request with
+// ResourceExhausted and a RetryInfo delay, and refuses one span (partial
+// success) of every accepted request that holds more than one.
+type throttler struct {
+	coltracepb.UnimplementedTraceServiceServer
+	delay time.Duration
+
+	mu       sync.Mutex
+	calls    int
+	got      map[string]int
+	rejected int
+	lastNo   time.Time
+	minGap   time.Duration // shortest wait after a throttle
+}
+
+func (s *throttler) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	now := time.Now()
+	if !s.lastNo.IsZero() {
+		if gap := now.Sub(s.lastNo); s.minGap == 0 || gap < s.minGap {
+			s.minGap = gap
+		}
+		s.lastNo = time.Time{}
+	}
+	if s.calls%2 == 1 {
+		s.lastNo = now
+		st, _ := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(s.delay)})
+		return nil, st.Err()
+	}
+	skip := countSpans(req.ResourceSpans) > 1
+	resp := &coltracepb.ExportTraceServiceResponse{}
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				if skip {
+					skip = false
+					s.rejected++
+					continue
+				}
+				s.got[hex.EncodeToString(sp.SpanId)]++
+			}
+		}
+	}
+	if s.rejected > 0 && countSpans(req.ResourceSpans) > 1 {
+		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{RejectedSpans: 1, ErrorMessage: "one too many"}
+	}
+	return resp, nil
+}
+
+// TestThrottlingCollector: against a collector that throttles with
+// RetryInfo, the queue stays within its bound, the throttle delay is
+// honoured, and every span is exported, rejected or dropped, counted.
+func TestThrottlingCollector(t *testing.T) {
+	srv := &throttler{delay: 300 * time.Millisecond, got: map[string]int{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(gs, srv)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+
+	reg := metrics.New()
+	cfg := fastConfig("http://" + ln.Addr().String())
+	cfg.QueueSize, cfg.BatchSize = 300, 50
+	o := startPipeline(t, cfg, reg)
+	const n = 3000
+	maxQueued := 0
+	for i := range n {
+		o.Export(testSpan(1, i))
+		if i%20 == 19 {
+			maxQueued = max(maxQueued, o.q.size())
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitIdle(t, o, 30*time.Second)
+
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	exported := reg.Value(spansMetric, "outcome", "exported")
+	d := dropped(reg)
+	t.Logf("%d calls, shortest wait after a throttle %v; max queued %d of %d; exported %d, dropped %v",
+		srv.calls, srv.minGap, maxQueued, cfg.QueueSize, exported, d)
+	if maxQueued > cfg.QueueSize {
+		t.Errorf("queue held %d spans, bound %d", maxQueued, cfg.QueueSize)
+	}
+	if srv.minGap < srv.delay {
+		t.Errorf("retried %v after a RetryInfo of %v", srv.minGap, srv.delay)
+	}
+	if d[DropQueueFull] == 0 {
+		t.Error("the slow collector never filled the queue: the test proves nothing")
+	}
+	if int(d[DropRejected]) != srv.rejected || int(exported) != len(srv.got) {
+		t.Errorf("rejected: counted %d, server %d; exported: counted %d, server %d", d[DropRejected], srv.rejected, exported, len(srv.got))
+	}
+	for id, c := range srv.got {
+		if c != 1 {
+			t.Errorf("span %s received %d times", id, c)
+		}
+	}
+	if total := exported + d[DropQueueFull] + d[DropRejected]; total != n {
+		t.Errorf("exported+dropped = %d, sent %d", total, n)
+	}
+}
