@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/internal/discovery"
+	"github.com/weft-dev/weft/internal/k8smeta"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/probes/gogrpc"
@@ -50,6 +51,7 @@ type options struct {
 	pprof             bool
 	inject            bool
 	cgroup            string
+	kube              kubeOptions
 }
 
 func parseFlags(args []string) (options, error) {
@@ -65,6 +67,11 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
 	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", "/sys/fs/cgroup/unified"), "cgroup v2 mount whose sockets the injector's sockops program sees")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
+	fs.BoolVar(&o.kube.on, "kubernetes", envOr("WEFT_KUBERNETES", map[bool]string{true: "true", false: "false"}[os.Getenv("NODE_NAME") != ""]) == "true",
+		"trace the processes of this node's pods annotated weft.dev/trace=enabled (or in such namespaces), with their pod's metadata (default: when NODE_NAME is set)")
+	fs.StringVar(&o.kube.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default: in-cluster)")
+	fs.StringVar(&o.kube.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (env NODE_NAME, from the downward API)")
+	fs.StringVar(&o.kube.clusterName, "cluster-name", firstEnv("WEFT_CLUSTER_NAME", "CLUSTER_NAME"), "k8s.cluster.name of every span")
 	fs.StringVar(&o.logLevel, "log-level", envOr("WEFT_LOG_LEVEL", "info"), "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -120,10 +127,11 @@ func run(o options, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	sel, err := selection.ParseStandalone(o.pids, o.exes, o.ports, os.Getenv)
+	standalone, err := selection.ParseStandalone(o.pids, o.exes, o.ports, os.Getenv)
 	if err != nil {
 		return fmt.Errorf("reading the selection: %w", err)
 	}
+	var sel selection.Selector = standalone
 	met := metrics.New()
 	var started []component
 	defer func() {
@@ -163,8 +171,18 @@ func run(o options, log *slog.Logger) error {
 		started = append(started, p)
 	}
 
-	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: sel.NeedsPorts(),
-		Resource: discovery.ResourceConfig{ServiceName: o.serviceName, Version: version},
+	resCfg := discovery.ResourceConfig{ServiceName: o.serviceName, Version: version}
+	var store *k8smeta.Store
+	if o.kube.on {
+		if store, err = startKube(ctx, o.kube, log); err != nil {
+			return err
+		}
+		started = append(started, store)
+		sel = selection.Any{standalone, k8smeta.Selector{Store: store, ProcRoot: "/proc"}}
+		resCfg.Extra = podAttributes(store)
+	}
+	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
+		Resource: resCfg,
 		GoFields: sockio.GoFields},
 		log, met, &fanout{probes: ps, board: board, log: log})
 	if err := disc.Start(ctx); err != nil {
@@ -172,6 +190,10 @@ func run(o options, log *slog.Logger) error {
 	}
 	// Discovery stops first so no process is tracked during teardown.
 	started = append(started, disc)
+	if store != nil {
+		// A pod switched on or off: decide again for every process.
+		store.OnSwitch(func(string, bool) { disc.Recheck() })
+	}
 
 	if o.statusAddr != "" {
 		srv, err := serveStatus(o.statusAddr, o.pprof, met, board, log)

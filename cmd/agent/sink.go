@@ -14,7 +14,6 @@ import (
 	"github.com/weft-dev/weft/internal/spans"
 )
 
-
 // newSink builds the exporter named by -exporter; the second result is
 // non-nil when it needs a Shutdown.
 func newSink(ctx context.Context, name string, met *metrics.Registry, log *slog.Logger) (spans.Sink, component, error) {

@@ -70,6 +70,7 @@ type Discoverer struct {
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
+	recheck  chan struct{} // Recheck's request for a rescan that decides again
 	loaded   bool
 	stopOnce sync.Once
 }
@@ -83,7 +84,7 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 		cfg.ProcRoot = "/proc"
 	}
 	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
-		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{})}
+		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1)}
 }
 
 // Start attaches the exec/exit tracepoints, then scans /proc: a process
@@ -113,7 +114,7 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		return fmt.Errorf("opening procwatch ring buffer: %w", err)
 	}
 	t0 := time.Now()
-	d.rescan()
+	d.rescan(false)
 	d.log.Info("initial scan done", "took", time.Since(t0).Round(time.Millisecond))
 	d.wg.Add(2)
 	go d.events()
@@ -156,13 +157,24 @@ func (d *Discoverer) ticker() {
 		case <-d.stop:
 			return
 		case <-t.C:
-			d.rescan()
+			d.rescan(false)
+		case <-d.recheck:
+			d.rescan(true)
 		}
 	}
 }
 
+// Recheck asks for a rescan that decides again for every process, traced
+// or not: the selector's answer may have changed (a pod's tracing switch).
+func (d *Discoverer) Recheck() {
+	select {
+	case d.recheck <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
 // rescan walks /proc: selects new processes and forgets vanished ones.
-func (d *Discoverer) rescan() {
+func (d *Discoverer) rescan(again bool) {
 	pids, err := procs.List(d.cfg.ProcRoot)
 	if err != nil {
 		d.log.Warn("listing processes", "err", err)
@@ -177,7 +189,7 @@ func (d *Discoverer) rescan() {
 	alive := make(map[int]bool, len(pids))
 	for _, pid := range pids {
 		alive[pid] = true
-		d.consider(pid, ports[pid], false)
+		d.consider(pid, ports[pid], false, again)
 	}
 	d.mu.Lock()
 	var gone []int
@@ -200,10 +212,10 @@ func (d *Discoverer) execed(pid int) {
 			ports = all[pid]
 		}
 	}
-	d.consider(pid, ports, true)
+	d.consider(pid, ports, true, false)
 }
 
-func (d *Discoverer) consider(pid int, ports []uint16, execed bool) {
+func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 	if pid == os.Getpid() {
 		return
 	}
@@ -218,7 +230,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed bool) {
 	prev, seen := d.known[pid]
 	d.mu.Unlock()
 	same := seen && prev.startTime == info.StartTime && !execed
-	if same && (prev.selected || !d.cfg.NeedsPorts) {
+	if same && !again && (prev.selected || !d.cfg.NeedsPorts) {
 		return // already decided, and nothing that could change the answer moved
 	}
 	if seen && !same && prev.selected {
@@ -228,6 +240,13 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed bool) {
 		d.tracker.(SkipReporter).Forget(pid)
 	}
 	ok, why := d.cfg.Selector.Selected(info, ports)
+	if same && prev.selected {
+		if ok {
+			return // still traced
+		}
+		d.tracker.Untrack(pid)
+		d.log.Info("process no longer selected", "pid", pid)
+	}
 	if !ok {
 		d.mu.Lock()
 		d.known[pid] = instance{startTime: info.StartTime}

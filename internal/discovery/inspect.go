@@ -22,6 +22,10 @@ type ResourceConfig struct {
 	ServiceName string // overrides the executable name; OTEL_SERVICE_NAME wins over both
 	HostName    string
 	Version     string // weft's own version, for telemetry.distro.version
+	// Extra adds attributes of a process from elsewhere (its pod's), after
+	// weft's own; a service.name there wins over the executable's name, not
+	// over ServiceName. Nil adds none.
+	Extra func(pid int) []attribute.KeyValue
 }
 
 // exeFacts is what the executable says, shared by every process running it.
@@ -139,6 +143,12 @@ func (in *inspector) resource(info procs.Info, f exeFacts) (*resource.Resource, 
 	if f.goVersion != "" {
 		attrs = append(attrs, attribute.String("process.runtime.name", "go"),
 			attribute.String("process.runtime.version", strings.TrimPrefix(f.goVersion, "go")))
+	}
+	if in.cfg.Extra != nil {
+		attrs = append(attrs, in.cfg.Extra(info.PID)...)
+		if in.cfg.ServiceName != "" {
+			attrs = append(attrs, attribute.String("service.name", in.cfg.ServiceName))
+		}
 	}
 	// Detectors later in the list win: OTEL_SERVICE_NAME and
 	// OTEL_RESOURCE_ATTRIBUTES override what weft found.

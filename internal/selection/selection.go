@@ -72,3 +72,17 @@ func match(glob, name string) bool {
 	ok, err := path.Match(glob, name)
 	return ok && err == nil
 }
+
+// Any selects a process when one of its selectors does.
+type Any []Selector
+
+// Selected implements Selector: the first selector that selects gives the
+// reason.
+func (a Any) Selected(p procs.Info, ports []uint16) (bool, string) {
+	for _, s := range a {
+		if ok, why := s.Selected(p, ports); ok {
+			return true, why
+		}
+	}
+	return false, ""
+}

@@ -1,0 +1,31 @@
+package k8smeta
+
+import (
+	"github.com/weft-dev/weft/internal/procs"
+)
+
+// Selector selects the processes of this node's pods whose tracing switch
+// (the weft.dev/trace annotation of the pod or its namespace) is on. The
+// pod comes from the process's cgroup, as kubelet laid it out.
+type Selector struct {
+	Store    *Store
+	ProcRoot string // "/proc" normally
+}
+
+// Selected implements selection.Selector.
+func (s Selector) Selected(p procs.Info, _ []uint16) (bool, string) {
+	ref, err := ReadCgroup(s.ProcRoot, p.PID)
+	if err != nil || (ref.PodUID == "" && ref.ContainerID == "") {
+		return false, "" // not in a pod
+	}
+	uid := ref.PodUID
+	if uid == "" {
+		if a, ok := s.Store.Lookup(ref); ok {
+			uid = a[KeyPodUID]
+		}
+	}
+	if uid != "" && s.Store.EnabledPod(uid) {
+		return true, "pod " + uid + " has tracing on"
+	}
+	return false, ""
+}
