@@ -196,7 +196,8 @@ func run(o options, log *slog.Logger) error {
 	}
 
 	if o.statusAddr != "" {
-		srv, err := serveStatus(o.statusAddr, o.pprof, met, board, log)
+		ready := func() bool { return store == nil || store.Synced() }
+		srv, err := serveStatus(o.statusAddr, o.pprof, met, board, ready, log)
 		if err != nil {
 			return err
 		}
@@ -250,10 +251,10 @@ func (f *fanout) Untrack(pid int) {
 	f.board.Remove(pid)
 }
 
-// statusServer serves /metrics and /healthz.
+// statusServer serves /metrics, /healthz, /readyz and /status.
 type statusServer struct{ srv *http.Server }
 
-func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *status.Board, log *slog.Logger) (*statusServer, error) {
+func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *status.Board, ready func() bool, log *slog.Logger) (*statusServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for status on %s: %w", addr, err)
@@ -265,6 +266,15 @@ func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *stat
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("/status", board)
+	// Ready once the probes are attached, discovery has scanned and, in
+	// Kubernetes, the pod metadata cache has synced.
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "pod metadata not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
