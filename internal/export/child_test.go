@@ -41,7 +41,10 @@ func TestChildAgent(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	for reg.Value(spansMetric, "outcome", "spooled") < childSpans-uint64(cfg.QueueSize) {
+	// Ready once most spans are on disk and the spiller has caught up (on a
+	// busy machine some may have met a full queue: those are counted, and
+	// the parent only checks what the spool holds).
+	for reg.Value(spansMetric, "outcome", "spooled") < childSpans/2 || o.q.size() > cfg.QueueSize/2 {
 		time.Sleep(50 * time.Millisecond)
 	}
 	fmt.Printf("ready %d\n", reg.Value(spansMetric, "outcome", "spooled"))

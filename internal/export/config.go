@@ -57,8 +57,11 @@ func (c *Config) setDefaults() error {
 	if c.SpoolMaxBytes <= 0 {
 		c.SpoolMaxBytes = 256 << 20
 	}
-	if c.BatchSize > c.QueueSize {
-		c.BatchSize = c.QueueSize
+	// A batch is at most a quarter of the queue: the one the sender holds
+	// while it retries still counts against the bound, and the spiller
+	// needs sealed batches behind it to move to disk.
+	if c.BatchSize > c.QueueSize/4 {
+		c.BatchSize = max(1, c.QueueSize/4)
 	}
 	if len(c.Endpoints) == 0 {
 		c.Endpoints = []string{""}
