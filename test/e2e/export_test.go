@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"strings"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
