@@ -41,37 +41,29 @@ type Collector struct {
 	configPath string
 	previous   []string // spans files of earlier runs (Restart), oldest first
 	runs       int
-	// Set by StartWith; zero values mean Start's behaviour.
-	endpointEnv  string   // env var that receives Endpoint
-	spansFileEnv string   // env var that receives SpansFile
-	extraEnv     []string // more KEY=value entries
-	cmd          *exec.Cmd
-	exited       chan struct{} // closed once cmd.Wait returns
+	cmd        *exec.Cmd
+	exited     chan struct{} // closed once cmd.Wait returns
 }
 
 // build runs the build script at most once per test binary: every caller
 // gets the same path or the same error.
-var build = sync.OnceValues(func() (string, error) { return runBuildScript("otelcol.sh") })
-
-// runBuildScript runs scripts/<name>, which prints the path of the binary
-// it built or found cached.
-func runBuildScript(name string) (string, error) {
+var build = sync.OnceValues(func() (string, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", name))
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "otelcol.sh"))
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("scripts/%s: %v\n%s", name, err, stderr.String())
+		return "", fmt.Errorf("scripts/otelcol.sh: %v\n%s", err, stderr.String())
 	}
 	path := strings.TrimSpace(stdout.String())
 	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("scripts/%s printed %q: %v\n%s", name, path, err, stderr.String())
+		return "", fmt.Errorf("scripts/otelcol.sh printed %q: %v\n%s", path, err, stderr.String())
 	}
 	return path, nil
-}
+})
 
 // Binary returns the path of the collector binary, building it on first use.
 func Binary(t testing.TB) string {
@@ -177,10 +169,9 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 
 	c.cmd = exec.Command(bin, "--config", configPath)
 	c.cmd.Env = append(os.Environ(),
-		orDefault(c.endpointEnv, "WEFT_OTLP_ENDPOINT")+"="+c.Endpoint,
-		orDefault(c.spansFileEnv, "WEFT_SPANS_FILE")+"="+c.SpansFile,
+		"WEFT_OTLP_ENDPOINT="+c.Endpoint,
+		"WEFT_SPANS_FILE="+c.SpansFile,
 	)
-	c.cmd.Env = append(c.cmd.Env, c.extraEnv...)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
 		return err
