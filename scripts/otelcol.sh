@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Builds (once) the OpenTelemetry Collector used by tests and the demo and
-# prints the binary's path on stdout. Progress goes to stderr.
+# Builds (once) an OpenTelemetry Collector and prints the binary's path on
+# stdout. Progress goes to stderr.
+#
+#   otelcol.sh        the collector tests and the demo use
+#   otelcol.sh hub    that plus what deploy/collector's spoke and hub need:
+#                     groupbytrace, tail_sampling, file_storage
 #
 # The binary is cached outside the repo, keyed by version; a stamp of the
 # component list forces a rebuild when the list below changes.
@@ -8,22 +12,44 @@ set -euo pipefail
 
 VERSION=0.165.0          # core collector and contrib components
 CONFMAP_VERSION=1.71.0   # confmap providers are versioned separately
+TAILSAMPLING_VERSION=0.161.0 # v0.162+ need pkg/ottl/contexts/xprofile, refused (403) by the proxy
 
 CACHE="${WEFT_CACHE:-$HOME/.cache/weft}"
 [[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE" # we cd during the build
-OUT_DIR="$CACHE/otelcol-$VERSION"
+core=go.opentelemetry.io/collector
+contrib=github.com/open-telemetry/opentelemetry-collector-contrib
+
+# What the variant adds: manifest lines and go.mod requirements (each with
+# its newline, so the plain collector's stamp is what it always was).
+NAME=otelcol DESCRIPTION="weft test collector" MORE_PROCESSORS="" EXTENSIONS="" MORE_REQUIRES=""
+case "${1:-}" in
+"") ;;
+hub)
+	NAME=otelcol-hub DESCRIPTION="weft spoke/hub collector"
+	MORE_PROCESSORS="  - gomod: $contrib/processor/groupbytraceprocessor v$VERSION
+  - gomod: $contrib/processor/tailsamplingprocessor v$TAILSAMPLING_VERSION
+"
+	EXTENSIONS="extensions:
+  - gomod: $contrib/extension/storage/filestorage v$VERSION
+"
+	MORE_REQUIRES="	$contrib/processor/groupbytraceprocessor v$VERSION
+	$contrib/processor/tailsamplingprocessor v$TAILSAMPLING_VERSION
+	$contrib/extension/storage/filestorage v$VERSION
+"
+	;;
+*) echo "otelcol.sh: unknown variant $1 (want nothing or hub)" >&2; exit 2 ;;
+esac
+
+OUT_DIR="$CACHE/$NAME-$VERSION"
 BIN="$OUT_DIR/otelcol"
 BUILDER_DIR="$CACHE/builder-$VERSION"
 BUILDER="$BUILDER_DIR/builder"
 
-log() { echo "otelcol.sh: $*" >&2; }
-
-core=go.opentelemetry.io/collector
-contrib=github.com/open-telemetry/opentelemetry-collector-contrib
+log() { echo "otelcol.sh $NAME: $*" >&2; }
 
 MANIFEST="dist:
   name: otelcol
-  description: weft test collector
+  description: $DESCRIPTION
   output_path: ./dist
   version: $VERSION
 receivers:
@@ -32,11 +58,11 @@ processors:
   - gomod: $core/processor/batchprocessor v$VERSION
   - gomod: $core/processor/memorylimiterprocessor v$VERSION
   - gomod: $contrib/processor/resourceprocessor v$VERSION
-exporters:
+${MORE_PROCESSORS}exporters:
   - gomod: $core/exporter/debugexporter v$VERSION
   - gomod: $core/exporter/otlpexporter v$VERSION
   - gomod: $contrib/exporter/fileexporter v$VERSION
-providers:
+${EXTENSIONS}providers:
   - gomod: $core/confmap/provider/envprovider v$CONFMAP_VERSION
   - gomod: $core/confmap/provider/fileprovider v$CONFMAP_VERSION
   - gomod: $core/confmap/provider/httpprovider v$CONFMAP_VERSION
@@ -48,7 +74,7 @@ providers:
 # tidy also resolves test-only deps of fileexporter, and the module proxy
 # refuses one of those zips (403). Pinning service/otelcol keeps "go get"
 # from picking newer versions of modules the generated code imports directly.
-GOMOD="module weft.local/otelcol
+GOMOD="module weft.local/$NAME
 
 go 1.26.0
 
@@ -60,7 +86,7 @@ require (
 	$core/exporter/otlpexporter v$VERSION
 	$contrib/processor/resourceprocessor v$VERSION
 	$contrib/exporter/fileexporter v$VERSION
-	$core/confmap/provider/envprovider v$CONFMAP_VERSION
+${MORE_REQUIRES}	$core/confmap/provider/envprovider v$CONFMAP_VERSION
 	$core/confmap/provider/fileprovider v$CONFMAP_VERSION
 	$core/confmap/provider/httpprovider v$CONFMAP_VERSION
 	$core/confmap/provider/httpsprovider v$CONFMAP_VERSION
@@ -83,7 +109,7 @@ mkdir -p "$CACHE"
 # Tests in several packages may call this at once; one build is enough and
 # two in parallel would need ~1.4 GB of RAM. The loser of the race waits,
 # then finds the binary cached.
-exec 9>"$CACHE/otelcol-$VERSION.lock"
+exec 9>"$CACHE/$NAME-$VERSION.lock"
 flock 9
 if is_cached; then
 	echo "$BIN"
@@ -92,12 +118,15 @@ fi
 
 # The temp dir lives inside the cache so the final mv is a same-filesystem
 # rename, i.e. atomic: a reader sees either no binary or a complete one.
-TMP="$(mktemp -d "$CACHE/.otelcol-build.XXXXXX")"
+TMP="$(mktemp -d "$CACHE/.$NAME-build.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 
 export GOWORK=off
 start=$SECONDS
 
+# Both variants share the builder: one installs it, the other waits.
+exec 8>"$CACHE/builder-$VERSION.lock"
+flock 8
 if [[ ! -x "$BUILDER" ]]; then
 	log "installing builder v$VERSION into $BUILDER_DIR"
 	GOBIN="$TMP/gobin" go install "$core/cmd/builder@v$VERSION" >&2
@@ -105,6 +134,7 @@ if [[ ! -x "$BUILDER" ]]; then
 	mv -f "$TMP/gobin/builder" "$BUILDER"
 	log "builder installed in $((SECONDS - start)) s"
 fi
+flock -u 8
 
 # -mod=mod: the generated module has no go.sum yet; let go record it.
 export GOFLAGS="${GOFLAGS:-} -mod=mod"

@@ -41,36 +41,50 @@ type Collector struct {
 	configPath string
 	previous   []string // spans files of earlier runs (Restart), oldest first
 	runs       int
-	cmd        *exec.Cmd
-	exited     chan struct{} // closed once cmd.Wait returns
+	// Set by StartWith; zero values mean Start's behaviour.
+	endpointEnv  string   // env var that receives Endpoint
+	spansFileEnv string   // env var that receives SpansFile
+	extraEnv     []string // more KEY=value entries
+	cmd          *exec.Cmd
+	exited       chan struct{} // closed once cmd.Wait returns
 }
 
 // build runs the build script at most once per test binary: every caller
 // gets the same path or the same error.
-var build = sync.OnceValues(func() (string, error) {
+var build = sync.OnceValues(func() (string, error) { return runBuildScript() })
+
+// runBuildScript runs scripts/otelcol.sh with args (a variant), which
+// prints the path of the binary it built or found cached.
+func runBuildScript(args ...string) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "otelcol.sh"))
+	name := strings.Join(append([]string{"otelcol.sh"}, args...), " ")
+	cmd := exec.Command("bash", append([]string{filepath.Join(root, "scripts", "otelcol.sh")}, args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("scripts/otelcol.sh: %v\n%s", err, stderr.String())
+		return "", fmt.Errorf("scripts/%s: %v\n%s", name, err, stderr.String())
 	}
 	path := strings.TrimSpace(stdout.String())
 	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("scripts/otelcol.sh printed %q: %v\n%s", path, err, stderr.String())
+		return "", fmt.Errorf("scripts/%s printed %q: %v\n%s", name, path, err, stderr.String())
 	}
 	return path, nil
-})
+}
 
 // Binary returns the path of the collector binary, building it on first use.
 func Binary(t testing.TB) string {
 	t.Helper()
+	return binary(t, build, "the OpenTelemetry Collector")
+}
+
+func binary(t testing.TB, build func() (string, error), what string) string {
+	t.Helper()
 	path, err := build()
 	if err != nil {
-		t.Fatalf("building the OpenTelemetry Collector: %v", err)
+		t.Fatalf("building %s: %v", what, err)
 	}
 	return path
 }
@@ -119,35 +133,11 @@ func Start(t testing.TB) *Collector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	configPath := filepath.Join(dir, "config.yaml")
+	configPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(configPath, config, 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	// The free port is only reserved until we close the probe listener, so
-	// another process may grab it before the collector binds it; retry then.
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		c := &Collector{
-			SpansFile:  filepath.Join(dir, "spans.json"),
-			logFile:    filepath.Join(dir, fmt.Sprintf("collector-%d.log", attempt)),
-			bin:        bin,
-			configPath: configPath,
-			runs:       1,
-		}
-		if c.Endpoint, err = freeLoopbackAddr(); err != nil {
-			t.Fatal(err)
-		}
-		if lastErr = c.start(t, bin, configPath); lastErr == nil {
-			return c
-		}
-		if !strings.Contains(c.log(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("starting the collector: %v", lastErr)
-	return nil
+	return StartWith(t, Options{Binary: bin, Config: configPath})
 }
 
 func freeLoopbackAddr() (string, error) {
@@ -169,9 +159,10 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 
 	c.cmd = exec.Command(bin, "--config", configPath)
 	c.cmd.Env = append(os.Environ(),
-		"WEFT_OTLP_ENDPOINT="+c.Endpoint,
-		"WEFT_SPANS_FILE="+c.SpansFile,
+		orDefault(c.endpointEnv, "WEFT_OTLP_ENDPOINT")+"="+c.Endpoint,
+		orDefault(c.spansFileEnv, "WEFT_SPANS_FILE")+"="+c.SpansFile,
 	)
+	c.cmd.Env = append(c.cmd.Env, c.extraEnv...)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
 		return err
