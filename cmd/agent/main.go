@@ -29,6 +29,7 @@ import (
 	"github.com/weft-dev/weft/internal/probes/gohttp"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/selection"
+	"github.com/weft-dev/weft/internal/spanmetrics"
 	"github.com/weft-dev/weft/internal/status"
 )
 
@@ -152,6 +153,8 @@ func run(o options, log *slog.Logger) error {
 	if exp != nil {
 		started = append(started, exp)
 	}
+	// Every span counted where the alerts look, exported or not.
+	sink = spanmetrics.New(sink, met, o.kube.clusterName)
 
 	reg := probes.NewRegistry()
 	sockio.Register(reg)

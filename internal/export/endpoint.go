@@ -29,7 +29,7 @@ type endpoint struct {
 	addr     string
 	client   otlptrace.Client
 	failures *atomic.Uint64
-	latency  *histogram
+	latency  *metrics.Histogram
 }
 
 // result is what one upload learnt from its attempts.
@@ -50,7 +50,7 @@ func newEndpoint(addr string, cfg Config, reg *metrics.Registry) (*endpoint, err
 	e := &endpoint{
 		addr:     label,
 		failures: reg.Counter("weft_export_failures_total", "failed export attempts (RPCs and probes), by endpoint", "endpoint", label),
-		latency:  newHistogram(reg, "weft_export_latency_seconds", "export RPC latency, by endpoint", latencyBuckets, "endpoint", label),
+		latency:  reg.Histogram("weft_export_latency_seconds", "export RPC latency, by endpoint", latencyBuckets, "endpoint", label),
 	}
 	opts := []otlptracegrpc.Option{
 		otlptracegrpc.WithTimeout(cfg.ExportTimeout),
@@ -92,7 +92,7 @@ func newEndpoint(addr string, cfg Config, reg *metrics.Registry) (*endpoint, err
 func (e *endpoint) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	start := time.Now()
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	e.latency.observe(time.Since(start).Seconds())
+	e.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		e.failures.Add(1)
 	}

@@ -1,8 +1,6 @@
 package export
 
 import (
-	"math"
-	"strconv"
 	"sync/atomic"
 
 	"github.com/weft-dev/weft/internal/metrics"
@@ -52,34 +50,3 @@ func (s *stats) Dropped(reason string) uint64 {
 // latencyBuckets are the upper bounds, in seconds, of the export latency histogram.
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-// histogram is a Prometheus-style cumulative histogram built from the
-// registry's counters (which has no histogram type): name_bucket{le=...},
-// name_count and name_sum.
-type histogram struct {
-	bounds  []float64
-	buckets []*atomic.Uint64 // one per bound, then +Inf
-	count   *atomic.Uint64
-	sumNano atomic.Uint64
-}
-
-func newHistogram(reg *metrics.Registry, name, help string, bounds []float64, labels ...string) *histogram {
-	h := &histogram{bounds: bounds, count: reg.Counter(name+"_count", help, labels...)}
-	for _, b := range bounds {
-		h.buckets = append(h.buckets, reg.Counter(name+"_bucket", help, append(labels[:len(labels):len(labels)], "le", strconv.FormatFloat(b, 'g', -1, 64))...))
-	}
-	h.buckets = append(h.buckets, reg.Counter(name+"_bucket", help, append(labels[:len(labels):len(labels)], "le", "+Inf")...))
-	reg.Gauge(name+"_sum", help, func() float64 { return float64(h.sumNano.Load()) / 1e9 }, labels...)
-	return h
-}
-
-// observe records one value in seconds.
-func (h *histogram) observe(seconds float64) {
-	for i, b := range h.bounds {
-		if seconds <= b {
-			h.buckets[i].Add(1)
-		}
-	}
-	h.buckets[len(h.buckets)-1].Add(1)
-	h.count.Add(1)
-	h.sumNano.Add(uint64(math.Max(0, seconds) * 1e9))
-}

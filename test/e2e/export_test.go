@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 )
 
 // TestExportThroughOutage: the agent traces a server while its collector
-// is stopped and restarted on the same port. Every request's span arrives
+// is stopped for 60 s and restarted on the same port. Every request's span arrives
 // exactly once (compared by request id), from the memory queue and the
 // disk spool, and the agent's /metrics say what the collector received.
 func TestExportThroughOutage(t *testing.T) {
@@ -26,28 +25,38 @@ func TestExportThroughOutage(t *testing.T) {
 		"WEFT_SPOOL_DIR=" + t.TempDir()}, "-pid", fmt.Sprint(srv.PID()))
 	ag.waitTracked(t, srv.PID())
 
-	const n = 1500
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // steady traffic throughout
-		defer wg.Done()
-		for i := range n {
+	// Steady traffic from before the outage to after it.
+	const outage = 60 * time.Second
+	stop := make(chan struct{})
+	sent := make(chan int)
+	go func() {
+		i := 0
+		defer func() { sent <- i }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			resp, err := http.Get(fmt.Sprintf("http://%s/hello?id=out-%d", srv.Addr, i))
 			if err != nil {
 				t.Errorf("request %d: %v", i, err)
 				return
 			}
 			resp.Body.Close()
-			time.Sleep(4 * time.Millisecond)
+			i++
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	time.Sleep(1 * time.Second)
+	time.Sleep(2 * time.Second)
 	col.Stop(t)
-	time.Sleep(5 * time.Second)
+	time.Sleep(outage)
 	col.Restart(t)
-	wg.Wait()
+	time.Sleep(2 * time.Second)
+	close(stop)
+	n := <-sent
 
-	got := waitSpansSoft(t, col, n, 60*time.Second, func(s otelcol.Span) bool { return s.Kind == 2 })
+	got := waitSpansSoft(t, col, n, 90*time.Second, func(s otelcol.Span) bool { return s.Kind == 2 })
 	if len(got) != n {
 		t.Logf("agent export metrics:\n%s", grepLines(scrape(t, ag), "weft_export"))
 	}

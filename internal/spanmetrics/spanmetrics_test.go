@@ -1,0 +1,50 @@
+package spanmetrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/spans"
+)
+
+type collect struct{ got []spans.Span }
+
+func (c *collect) Export(s spans.Span) { c.got = append(c.got, s) }
+
+func TestSink(t *testing.T) {
+	reg := metrics.New()
+	next := &collect{}
+	s := New(next, reg, "us-east-1")
+	east := resource.NewSchemaless(attribute.String("k8s.cluster.name", "aws-us-east-1-prod-01"))
+	t0 := time.Unix(1000, 0)
+	s.Export(spans.Span{Kind: trace.SpanKindServer, Resource: east, Start: t0, End: t0.Add(time.Millisecond)})         // root
+	s.Export(spans.Span{Kind: trace.SpanKindServer, Parent: trace.SpanID{1}, Start: t0, End: t0.Add(time.Millisecond)}) // no resource: the configured cluster
+	s.Export(spans.Span{Kind: trace.SpanKindClient, Parent: trace.SpanID{2}, Resource: east, Start: t0, End: t0.Add(300 * time.Millisecond),
+		Attrs: []attribute.KeyValue{attribute.String("cross_cluster.source", "aws-us-east-1-prod-01"), attribute.String("cross_cluster.target", "aws-us-west-2-prod-01")}})
+	if len(next.got) != 3 {
+		t.Fatalf("%d spans passed on, want 3", len(next.got))
+	}
+	var text strings.Builder
+	reg.WriteText(&text)
+	for _, want := range []string{
+		`spans_total{cluster="aws-us-east-1-prod-01"} 2`,
+		`spans_total{cluster="us-east-1"} 1`,
+		`spans_without_parent_context_total{cluster="aws-us-east-1-prod-01"} 1`,
+		`cross_cluster_request_duration_seconds_count{source_cluster="aws-us-east-1-prod-01",target_cluster="aws-us-west-2-prod-01"} 1`,
+		`cross_cluster_request_duration_seconds_bucket{source_cluster="aws-us-east-1-prod-01",target_cluster="aws-us-west-2-prod-01",le="0.5"} 1`,
+		`cross_cluster_request_duration_seconds_bucket{source_cluster="aws-us-east-1-prod-01",target_cluster="aws-us-west-2-prod-01",le="0.25"} 0`,
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("metrics lack %s\n%s", want, text.String())
+		}
+	}
+	if strings.Contains(text.String(), `spans_without_parent_context_total{cluster="us-east-1"}`) {
+		t.Error("a span with a parent counted as without parent context")
+	}
+}
