@@ -98,18 +98,29 @@ func TestKubernetesSwitch(t *testing.T) {
 		}
 		return out
 	}
-	// Sends requests until one gives a span (want) or 5 s pass.
-	switchedWithin := func(prefix string, want bool) bool {
-		deadline := time.Now().Add(5 * time.Second)
-		for i := 0; time.Now().Before(deadline); i++ {
-			id := fmt.Sprintf("%s-%d", prefix, i)
-			send(id)
-			time.Sleep(300 * time.Millisecond)
-			if got := len(spansOf(id)) > 0; got == want {
-				return true
-			}
+	// switchedWithin sends a request every 200 ms for 8 s after a switch
+	// and, once export has had time, reports when the first request whose
+	// span presence matches want (and of every one after it) was sent.
+	switchedWithin := func(prefix string, want bool, since time.Time) (time.Duration, bool) {
+		var sentAt []time.Time
+		for i := 0; time.Since(since) < 8*time.Second; i++ {
+			sentAt = append(sentAt, time.Now())
+			send(fmt.Sprintf("%s-%d", prefix, i))
+			time.Sleep(200 * time.Millisecond)
 		}
-		return false
+		time.Sleep(3 * time.Second) // batching and the collector's file
+		first := -1
+		for i := len(sentAt) - 1; i >= 0; i-- {
+			if (len(spansOf(fmt.Sprintf("%s-%d", prefix, i))) > 0) != want {
+				break
+			}
+			first = i
+		}
+		if first < 0 {
+			return 0, false
+		}
+		d := sentAt[first].Sub(since)
+		return d, d <= 5*time.Second
 	}
 	annotate := func(kind, value string) {
 		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{"weft.dev/trace":%q}}}`, value))
@@ -132,11 +143,11 @@ func TestKubernetesSwitch(t *testing.T) {
 	}
 
 	annotate("namespace", "enabled")
-	t0 := time.Now()
-	if !switchedWithin("on", true) {
-		t.Fatalf("no span within 5 s of annotating the namespace")
+	if d, ok := switchedWithin("on", true, time.Now()); !ok {
+		t.Fatalf("requests sent %v after annotating the namespace still gave no span (want within 5 s)", d)
+	} else {
+		t.Logf("namespace switch on: every request from %v after the annotation has its span", d.Round(100*time.Millisecond))
 	}
-	t.Logf("namespace switch on: spans after %v", time.Since(t0).Round(100*time.Millisecond))
 	var s otelcol.Span
 	for _, sp := range col.Spans(t) {
 		if q, _ := sp.Attrs["url.query"].(string); strings.HasPrefix(q, "id=on-") {
@@ -159,11 +170,11 @@ func TestKubernetesSwitch(t *testing.T) {
 	}
 
 	annotate("pod", "disabled") // the pod's own annotation wins
-	t0 = time.Now()
-	if !switchedWithin("podoff", false) {
-		t.Fatalf("spans still come 5 s after the pod's annotation said disabled")
+	if d, ok := switchedWithin("podoff", false, time.Now()); !ok {
+		t.Fatalf("requests sent %v after the pod's annotation said disabled still gave spans (want none after 5 s)", d)
+	} else {
+		t.Logf("pod switch off: no span for any request from %v after the annotation", d.Round(100*time.Millisecond))
 	}
-	t.Logf("pod switch off: no spans after %v", time.Since(t0).Round(100*time.Millisecond))
 
 	resp, err := http.Get("http://" + ag.statusAddr + "/status")
 	if err != nil {
