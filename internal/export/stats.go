@@ -49,4 +49,3 @@ func (s *stats) Dropped(reason string) uint64 {
 
 // latencyBuckets are the upper bounds, in seconds, of the export latency histogram.
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-

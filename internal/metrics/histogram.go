@@ -16,7 +16,7 @@ type Histogram struct {
 	sumNano atomic.Uint64
 }
 
-func (reg *Registry) Histogram( name, help string, bounds []float64, labels ...string) *Histogram {
+func (reg *Registry) Histogram(name, help string, bounds []float64, labels ...string) *Histogram {
 	h := &Histogram{bounds: bounds, count: reg.Counter(name+"_count", help, labels...)}
 	for _, b := range bounds {
 		h.buckets = append(h.buckets, reg.Counter(name+"_bucket", help, append(labels[:len(labels):len(labels)], "le", strconv.FormatFloat(b, 'g', -1, 64))...))

@@ -23,7 +23,7 @@ func TestSink(t *testing.T) {
 	s := New(next, reg, "us-east-1")
 	east := resource.NewSchemaless(attribute.String("k8s.cluster.name", "aws-us-east-1-prod-01"))
 	t0 := time.Unix(1000, 0)
-	s.Export(spans.Span{Kind: trace.SpanKindServer, Resource: east, Start: t0, End: t0.Add(time.Millisecond)})         // root
+	s.Export(spans.Span{Kind: trace.SpanKindServer, Resource: east, Start: t0, End: t0.Add(time.Millisecond)})          // root
 	s.Export(spans.Span{Kind: trace.SpanKindServer, Parent: trace.SpanID{1}, Start: t0, End: t0.Add(time.Millisecond)}) // no resource: the configured cluster
 	s.Export(spans.Span{Kind: trace.SpanKindClient, Parent: trace.SpanID{2}, Resource: east, Start: t0, End: t0.Add(300 * time.Millisecond),
 		Attrs: []attribute.KeyValue{attribute.String("cross_cluster.source", "aws-us-east-1-prod-01"), attribute.String("cross_cluster.target", "aws-us-west-2-prod-01")}})
