@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 
@@ -122,4 +124,30 @@ func (r *Registry) Build(d Deps) ([]Probe, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// WithDefaults fills what a family may be given without: a metrics
+// registry of its own and a logger that discards.
+func (d Deps) WithDefaults() Deps {
+	if d.Metrics == nil {
+		d.Metrics = metrics.New()
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return d
+}
+
+// ExeKey names an executable file (device and inode), whatever path a
+// process reached it by: uprobes attach per file.
+type ExeKey struct{ Dev, Ino uint64 }
+
+// ExeKeyOf stats path; an error means the file (or process) is gone.
+func ExeKeyOf(path string) (ExeKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ExeKey{}, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return ExeKey{Dev: st.Dev, Ino: st.Ino}, nil
 }

@@ -12,15 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/weft-dev/weft/internal/goinspect"
-	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/status"
 )
@@ -32,8 +29,6 @@ const Name = "gogrpc"
 func Register(r *probes.Registry) {
 	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
 }
-
-type exeKey struct{ dev, ino uint64 }
 
 // attachment is the uprobes on one executable, shared by its processes.
 type attachment struct {
@@ -53,20 +48,15 @@ type Probe struct {
 
 	mu       sync.Mutex
 	loaded   bool
-	exes     map[exeKey]*attachment
-	byPID    map[int]exeKey
+	exes     map[probes.ExeKey]*attachment
+	byPID    map[int]probes.ExeKey
 	stopOnce sync.Once
 }
 
 // New makes an unstarted probe.
 func New(d probes.Deps) *Probe {
-	if d.Metrics == nil {
-		d.Metrics = metrics.New()
-	}
-	if d.Log == nil {
-		d.Log = slog.New(slog.DiscardHandler)
-	}
-	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[exeKey]*attachment{}, byPID: map[int]exeKey{}}
+	d = d.WithDefaults()
+	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[probes.ExeKey]*attachment{}, byPID: map[int]probes.ExeKey{}}
 }
 
 // Name implements probes.Probe.
@@ -160,7 +150,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Status.Set(proc.PID, status.GRPCClientLinks, false, why)
 		return nil
 	}
-	key, err := keyOf(proc.ExePath)
+	key, err := probes.ExeKeyOf(proc.ExePath)
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
 	}
@@ -299,13 +289,4 @@ func (p *Probe) Shutdown(context.Context) error {
 		}
 	})
 	return nil
-}
-
-func keyOf(path string) (exeKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return exeKey{}, err
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	return exeKey{dev: st.Dev, ino: st.Ino}, nil
 }

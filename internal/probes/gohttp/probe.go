@@ -10,16 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/weft-dev/weft/internal/goinspect"
-	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/status"
@@ -37,8 +34,6 @@ func Register(r *probes.Registry) {
 	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
 }
 
-type exeKey struct{ dev, ino uint64 }
-
 // attachment is one uprobe on one executable, shared by its processes.
 type attachment struct {
 	link link.Link
@@ -54,20 +49,15 @@ type Probe struct {
 
 	mu       sync.Mutex
 	loaded   bool
-	exes     map[exeKey]*attachment
-	byPID    map[int]exeKey
+	exes     map[probes.ExeKey]*attachment
+	byPID    map[int]probes.ExeKey
 	stopOnce sync.Once
 }
 
 // New makes an unstarted probe.
 func New(d probes.Deps) *Probe {
-	if d.Metrics == nil {
-		d.Metrics = metrics.New()
-	}
-	if d.Log == nil {
-		d.Log = slog.New(slog.DiscardHandler)
-	}
-	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[exeKey]*attachment{}, byPID: map[int]exeKey{}}
+	d = d.WithDefaults()
+	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[probes.ExeKey]*attachment{}, byPID: map[int]probes.ExeKey{}}
 }
 
 // Name implements probes.Probe.
@@ -137,7 +127,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 			fmt.Sprintf("%s layout unknown (no DWARF, not in weft's table): %s", proc.GoVersion, missing))
 		return nil
 	}
-	key, err := keyOf(proc.ExePath)
+	key, err := probes.ExeKeyOf(proc.ExePath)
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
 	}
@@ -242,13 +232,4 @@ func missingOffsets(proc *probes.Process) string {
 		}
 	}
 	return strings.Join(missing, ", ")
-}
-
-func keyOf(path string) (exeKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return exeKey{}, err
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	return exeKey{dev: st.Dev, ino: st.Ino}, nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
-	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/status"
 )
@@ -55,12 +54,7 @@ type Probe struct {
 
 // New makes an unstarted probe.
 func New(d probes.Deps) *Probe {
-	if d.Metrics == nil {
-		d.Metrics = metrics.New()
-	}
-	if d.Log == nil {
-		d.Log = slog.New(slog.DiscardHandler)
-	}
+	d = d.WithDefaults()
 	return &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), table: newTable(d)}
 }
 
