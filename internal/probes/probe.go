@@ -7,9 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 
@@ -136,18 +134,4 @@ func (d Deps) WithDefaults() Deps {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	return d
-}
-
-// ExeKey names an executable file (device and inode), whatever path a
-// process reached it by: uprobes attach per file.
-type ExeKey struct{ Dev, Ino uint64 }
-
-// ExeKeyOf stats path; an error means the file (or process) is gone.
-func ExeKeyOf(path string) (ExeKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return ExeKey{}, err
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	return ExeKey{Dev: st.Dev, Ino: st.Ino}, nil
 }

@@ -30,11 +30,9 @@ func Register(r *probes.Registry) {
 	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
 }
 
-// attachment is the uprobes on one executable, shared by its processes.
-type attachment struct {
-	links  []link.Link
+// exeInfo is what an executable's layout allows, shared by its processes.
+type exeInfo struct {
 	cfg    gogrpcGrpcCfg
-	pids   map[int]bool
 	server error // why the server half is missing, or nil
 	client error // why the client half is missing, or nil
 	grpc   string
@@ -48,15 +46,14 @@ type Probe struct {
 
 	mu       sync.Mutex
 	loaded   bool
-	exes     map[probes.ExeKey]*attachment
-	byPID    map[int]probes.ExeKey
+	exes     *probes.Exes[exeInfo]
 	stopOnce sync.Once
 }
 
 // New makes an unstarted probe.
 func New(d probes.Deps) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[probes.ExeKey]*attachment{}, byPID: map[int]probes.ExeKey{}}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: probes.NewExes[exeInfo]()}
 }
 
 // Name implements probes.Probe.
@@ -99,15 +96,7 @@ func (p *Probe) Start(ctx context.Context) error {
 			func() float64 { return float64(p.Stat(name)) }, "name", name)
 	}
 	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
-		func() float64 {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			n := 0
-			for _, a := range p.exes {
-				n += len(a.links)
-			}
-			return float64(n)
-		}, "family", Name)
+		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(p.exes.Links()) }, "family", Name)
 	return nil
 }
 
@@ -159,9 +148,10 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if !p.loaded {
 		return nil
 	}
-	a, ok := p.exes[key]
+	a, ok := p.exes.Info(key)
 	if !ok {
-		a, err = p.attach(proc)
+		var links []link.Link
+		a, links, err = p.attach(proc)
 		if errors.Is(err, errNotGRPC) {
 			return nil
 		}
@@ -174,7 +164,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 			p.deps.Status.Set(proc.PID, status.GRPCClientLinks, false, err.Error())
 			return nil
 		}
-		p.exes[key] = a
+		p.exes.Attached(key, links, a)
 	}
 	for capability, why := range map[string]error{status.GRPCServerLinks: a.server, status.GRPCClientLinks: a.client} {
 		if why != nil {
@@ -186,36 +176,28 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if err := p.objs.GrpcProcs.Put(uint32(proc.PID), a.cfg); err != nil {
 		return fmt.Errorf("configuring gRPC probe for pid %d: %w", proc.PID, err)
 	}
-	a.pids[proc.PID] = true
-	p.byPID[proc.PID] = key
+	p.exes.Use(proc.PID, key)
 	return nil
 }
 
 // attach reads the executable's layout and attaches what it allows.
-func (p *Probe) attach(proc *probes.Process) (*attachment, error) {
+func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
 	b, err := goinspect.Open(proc.ExePath)
 	if err != nil {
-		return nil, fmt.Errorf("inspecting %s: %w", proc.ExePath, err)
+		return exeInfo{}, nil, fmt.Errorf("inspecting %s: %w", proc.ExePath, err)
 	}
 	defer b.Close()
 	pl, err := planFor(b)
 	if err != nil {
-		return nil, err
+		return exeInfo{}, nil, err
 	}
 	ex, err := link.OpenExecutable(proc.ExePath)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s for uprobes: %w", proc.ExePath, err)
+		return exeInfo{}, nil, fmt.Errorf("opening %s for uprobes: %w", proc.ExePath, err)
 	}
-	a := &attachment{cfg: pl.cfg, pids: map[int]bool{}, server: pl.noServer, client: pl.noClient, grpc: pl.version}
-	for half, hooks := range map[string][]hook{"server": pl.server, "client": pl.client} {
-		links, err := p.attachHooks(ex, hooks)
-		if err != nil {
-			for _, l := range a.links {
-				l.Close()
-			}
-			return nil, fmt.Errorf("gRPC %s uprobes in %s: %w", half, proc.ExePath, err)
-		}
-		a.links = append(a.links, links...)
+	links, err := p.attachHooks(ex, append(pl.server, pl.client...))
+	if err != nil {
+		return exeInfo{}, nil, fmt.Errorf("gRPC uprobes in %s: %w", proc.ExePath, err)
 	}
 	if pl.noServer != nil {
 		p.log.Info("gRPC server calls: spans only, no links", "pid", proc.PID, "grpc", pl.version, "reason", pl.noServer)
@@ -223,8 +205,8 @@ func (p *Probe) attach(proc *probes.Process) (*attachment, error) {
 	if pl.noClient != nil {
 		p.log.Info("gRPC client calls: spans only, no links or propagation", "pid", proc.PID, "grpc", pl.version, "reason", pl.noClient)
 	}
-	p.log.Info("uprobes attached", "pid", proc.PID, "grpc", pl.version, "uprobes", len(a.links))
-	return a, nil
+	p.log.Info("uprobes attached", "pid", proc.PID, "grpc", pl.version, "uprobes", len(links))
+	return exeInfo{cfg: pl.cfg, server: pl.noServer, client: pl.noClient, grpc: pl.version}, links, nil
 }
 
 func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, error) {
@@ -254,21 +236,8 @@ func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, err
 func (p *Probe) Untrack(pid int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	key, ok := p.byPID[pid]
-	if !ok {
-		return
-	}
-	delete(p.byPID, pid)
-	if p.loaded {
+	if p.exes.Release(pid) && p.loaded {
 		p.objs.GrpcProcs.Delete(uint32(pid))
-	}
-	a := p.exes[key]
-	delete(a.pids, pid)
-	if len(a.pids) == 0 {
-		for _, l := range a.links {
-			l.Close()
-		}
-		delete(p.exes, key)
 	}
 }
 
@@ -277,12 +246,7 @@ func (p *Probe) Shutdown(context.Context) error {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for k, a := range p.exes {
-			for _, l := range a.links {
-				l.Close()
-			}
-			delete(p.exes, k)
-		}
+		p.exes.CloseAll()
 		if p.loaded {
 			p.objs.Close()
 			p.loaded = false

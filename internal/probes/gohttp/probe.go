@@ -34,12 +34,6 @@ func Register(r *probes.Registry) {
 	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
 }
 
-// attachment is one uprobe on one executable, shared by its processes.
-type attachment struct {
-	link link.Link
-	pids map[int]bool
-}
-
 // Probe attaches the round-trip uprobe to the executables of traced Go
 // processes that contain an HTTP client.
 type Probe struct {
@@ -49,15 +43,14 @@ type Probe struct {
 
 	mu       sync.Mutex
 	loaded   bool
-	exes     map[probes.ExeKey]*attachment
-	byPID    map[int]probes.ExeKey
+	exes     *probes.Exes[struct{}]
 	stopOnce sync.Once
 }
 
 // New makes an unstarted probe.
 func New(d probes.Deps) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: map[probes.ExeKey]*attachment{}, byPID: map[int]probes.ExeKey{}}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: probes.NewExes[struct{}]()}
 }
 
 // Name implements probes.Probe.
@@ -100,7 +93,7 @@ func (p *Probe) Start(ctx context.Context) error {
 			func() float64 { return float64(p.stat(0)) }, "reason", "injection_off")
 	}
 	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
-		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(len(p.exes)) }, "family", Name)
+		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(p.exes.Links()) }, "family", Name)
 	return nil
 }
 
@@ -136,9 +129,8 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if !p.loaded {
 		return nil
 	}
-	if a, ok := p.exes[key]; ok {
-		a.pids[proc.PID] = true
-		p.byPID[proc.PID] = key
+	if _, ok := p.exes.Info(key); ok {
+		p.exes.Use(proc.PID, key)
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 		return nil
 	}
@@ -156,8 +148,8 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
 		return nil
 	}
-	p.exes[key] = &attachment{link: l, pids: map[int]bool{proc.PID: true}}
-	p.byPID[proc.PID] = key
+	p.exes.Attached(key, []link.Link{l}, struct{}{})
+	p.exes.Use(proc.PID, key)
 	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 	p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
 	return nil
@@ -189,17 +181,7 @@ func (p *Probe) attach(exe string) (link.Link, error) {
 func (p *Probe) Untrack(pid int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	key, ok := p.byPID[pid]
-	if !ok {
-		return
-	}
-	delete(p.byPID, pid)
-	a := p.exes[key]
-	delete(a.pids, pid)
-	if len(a.pids) == 0 {
-		a.link.Close()
-		delete(p.exes, key)
-	}
+	p.exes.Release(pid)
 }
 
 // Shutdown detaches every uprobe; safe twice and without Start.
@@ -207,10 +189,7 @@ func (p *Probe) Shutdown(context.Context) error {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for k, a := range p.exes {
-			a.link.Close()
-			delete(p.exes, k)
-		}
+		p.exes.CloseAll()
 		if p.loaded {
 			p.objs.Close()
 			p.loaded = false

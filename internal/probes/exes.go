@@ -1,0 +1,108 @@
+package probes
+
+import (
+	"os"
+	"syscall"
+
+	"github.com/cilium/ebpf/link"
+)
+
+// ExeKey names an executable file (device and inode), whatever path a
+// process reached it by: uprobes attach per file.
+type ExeKey struct{ Dev, Ino uint64 }
+
+// ExeKeyOf stats path; an error means the file (or process) is gone.
+func ExeKeyOf(path string) (ExeKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ExeKey{}, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return ExeKey{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// Exes keeps a family's uprobe links per executable, shared by the
+// processes that run it, with what the family learnt of the file (T), and
+// closes them when the last of those processes goes: a uprobe traps in
+// every process that maps the file, traced or not. Not safe for concurrent
+// use: families hold their own lock.
+type Exes[T any] struct {
+	exes  map[ExeKey]*exe[T]
+	byPID map[int]ExeKey
+}
+
+type exe[T any] struct {
+	links []link.Link
+	info  T
+	pids  map[int]bool
+}
+
+// NewExes makes an empty set.
+func NewExes[T any]() *Exes[T] {
+	return &Exes[T]{exes: map[ExeKey]*exe[T]{}, byPID: map[int]ExeKey{}}
+}
+
+// Info returns what was recorded for an executable already attached.
+func (e *Exes[T]) Info(key ExeKey) (T, bool) {
+	x, ok := e.exes[key]
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return x.info, true
+}
+
+// Attached records an executable's links, then Use says which processes
+// run it.
+func (e *Exes[T]) Attached(key ExeKey, links []link.Link, info T) {
+	e.exes[key] = &exe[T]{links: links, info: info, pids: map[int]bool{}}
+}
+
+// Use counts a process of an attached executable.
+func (e *Exes[T]) Use(pid int, key ExeKey) {
+	if x, ok := e.exes[key]; ok {
+		x.pids[pid] = true
+		e.byPID[pid] = key
+	}
+}
+
+// Release forgets a process, detaching its executable's uprobes if it was
+// the last; false if the process was not counted.
+func (e *Exes[T]) Release(pid int) bool {
+	key, ok := e.byPID[pid]
+	if !ok {
+		return false
+	}
+	delete(e.byPID, pid)
+	x := e.exes[key]
+	delete(x.pids, pid)
+	if len(x.pids) == 0 {
+		closeLinks(x.links)
+		delete(e.exes, key)
+	}
+	return true
+}
+
+// Links counts the uprobes attached.
+func (e *Exes[T]) Links() int {
+	n := 0
+	for _, x := range e.exes {
+		n += len(x.links)
+	}
+	return n
+}
+
+// CloseAll detaches everything.
+func (e *Exes[T]) CloseAll() {
+	for k, x := range e.exes {
+		closeLinks(x.links)
+		delete(e.exes, k)
+	}
+	clear(e.byPID)
+}
+
+func closeLinks(links []link.Link) {
+	for _, l := range links {
+		l.Close()
+	}
+}
