@@ -33,6 +33,8 @@ DECLARE_PROCS_MAP;
 DECLARE_GOCTX_MAP;
 DECLARE_H2_IDS_MAP;
 
+#include "goctx.h"
+
 /* Where things are in one process's grpc and x/net/http2 (struct fields,
  * and which Go ABI integer register holds an argument: 0 RAX, 1 RBX,
  * 2 RCX, 3 RDI, 4 RSI). */
@@ -103,20 +105,6 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline __u64 read_u64(__u64 addr)
-{
-	__u64 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
-	return v;
-}
-
-static __always_inline __u32 read_u32(__u64 addr)
-{
-	__u32 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
-	return v;
-}
-
 /* A pt_regs field, loaded at a fixed context offset: a computed one is
  * refused by the verifier ("dereference of modified ctx ptr"). */
 #define CTX_REG(ctx, field)                                                        \
@@ -144,11 +132,6 @@ static __always_inline __u64 go_arg(const struct pt_regs *ctx, __u8 i)
 		return CTX_REG(ctx, si);
 	}
 	return 0;
-}
-
-static __always_inline __u64 goid_at(__u64 g, __u64 off)
-{
-	return g && off ? read_u64(g + off) : 0;
 }
 
 /* Header fields searched for a traceparent: grpc puts metadata after its
@@ -288,14 +271,7 @@ int header_fields(struct pt_regs *ctx)
 		count(GG_APP_HEADER);
 		ids.flags |= H2_APP_HEADER;
 	}
-	__u64 g = ctx->r14;
-	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
-	struct span_ctx *parent = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
-	if (!parent && pc->parent_goid_offset) {
-		/* A goroutine the handler started: look one generation up. */
-		gk.goid = goid_at(g, pc->parent_goid_offset);
-		parent = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
-	}
+	struct span_ctx *parent = serving_span(tgid, ctx->r14, pc);
 	if (parent) {
 		count(GG_CLIENT_LINKED);
 		__builtin_memcpy(ids.trace_id, parent->trace_id, sizeof(ids.trace_id));

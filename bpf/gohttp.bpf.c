@@ -29,6 +29,8 @@ DECLARE_CLIENT_CTXS_MAP;
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;
 
+#include "goctx.h"
+
 enum gohttp_stat {
 	GS_CALLS = 0,    /* roundTrip entries in traced processes */
 	GS_LINKED = 1,   /* ... whose goroutine (or its parent) serves a request */
@@ -50,13 +52,6 @@ static __always_inline void count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&gohttp_stats, &idx);
 	if (v)
 		*v += 1;
-}
-
-static __always_inline __u64 read_u64(__u64 addr)
-{
-	__u64 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
-	return v;
 }
 
 /* The TCP socket behind a file descriptor of the current process. */
@@ -105,14 +100,7 @@ int round_trip(struct pt_regs *ctx)
 		return 0;
 	}
 
-	__u64 g = ctx->r14;
-	struct go_key k = {.tgid = tgid, .goid = read_u64(g + cfg->goid_offset)};
-	struct span_ctx *parent = bpf_map_lookup_elem(&goctx, &k);
-	if (!parent && cfg->parent_goid_offset) {
-		/* A goroutine the handler started: look one generation up. */
-		k.goid = read_u64(g + cfg->parent_goid_offset);
-		parent = bpf_map_lookup_elem(&goctx, &k);
-	}
+	struct span_ctx *parent = serving_span(tgid, ctx->r14, cfg);
 	struct client_ctx cc = {.flags = CTX_SAMPLED};
 	if (parent) {
 		count(GS_LINKED);

@@ -1,0 +1,40 @@
+/* Reading a Go process from its uprobes: user memory, goroutine ids, and
+ * the server span a goroutine serves. Needs sockio.h and the goctx map
+ * (DECLARE_GOCTX_MAP) declared before it. */
+#ifndef WEFT_GOCTX_H
+#define WEFT_GOCTX_H
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline __u32 read_u32(__u64 addr)
+{
+	__u32 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+/* A runtime.g field (goid, parentGoid) of goroutine g; 0 if unknown. */
+static __always_inline __u64 goid_at(__u64 g, __u64 off)
+{
+	return g && off ? read_u64(g + off) : 0;
+}
+
+/* The server span goroutine g works for: its own, else its parent's (a
+ * goroutine the handler started). */
+static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const struct proc_cfg *pc)
+{
+	struct go_key k = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
+	struct span_ctx *s = k.goid ? bpf_map_lookup_elem(&goctx, &k) : 0;
+	if (!s && pc->parent_goid_offset) {
+		k.goid = goid_at(g, pc->parent_goid_offset);
+		s = k.goid ? bpf_map_lookup_elem(&goctx, &k) : 0;
+	}
+	return s;
+}
+
+#endif
