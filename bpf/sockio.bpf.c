@@ -43,7 +43,9 @@ struct conn {
 	__u8 last_dir;
 	__u8 origin;
 	__u8 pending; /* a request line began with a cut-short method */
-	__u8 _pad;
+	__u8 head_left; /* further reads of a request head to search */
+	__u8 line_start; /* the last read ended a header line */
+	__u8 _pad[3];
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	struct endpoints ep;
@@ -197,59 +199,78 @@ static __always_inline int request_start(const __u8 *d, __u32 n, int min_letters
 }
 
 #define TP_SCAN 2048 /* bytes of a request head searched for traceparent */
+#define HEAD_READS_MAX 3 /* reads after the first searched for it */
 #define TP_NAME_LEN 12  /* "traceparent:" */
 
 struct tp_scan {
 	const __u8 *data;
 	__u32 n;
-	__s32 at; /* offset of the header's value, or -1 */
+	bool line_start; /* data[0] begins a header line */
+	__s32 at;  /* offset of the header's value, or -1 */
+	bool end;  /* the head's blank line is in data */
 };
 
-/* bpf_loop callback: is there a "traceparent:" header (any case) at line
- * start i+1? Returns 1 to stop the loop. */
+/* bpf_loop callback: at offset i, does a header line start that is
+ * "traceparent:" (any case), or the blank line that ends the head?
+ * Returns 1 to stop the loop. */
 static long tp_scan_step(__u32 i, void *arg)
 {
 	struct tp_scan *st = arg;
 	const __u8 *data = st->data;
 	__u64 j = i;
 	barrier_var(j); /* keep the bound check on the register that indexes */
-	if (j >= TP_SCAN || j + 1 + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n)
+	if (j >= TP_SCAN || j >= st->n)
 		return 1;
 	const __u8 *h = data + j;
-	if (h[0] != '\n' || (h[1] | 0x20) != 't')
+	/* h[-1] is inside the scratch value even for j == 0 (the event
+	 * header precedes data) and is only used when j > 0. */
+	if (j == 0 ? !st->line_start : *(h - 1) != '\n')
 		return 0;
-	h++;
+	if (h[0] == '\r' || h[0] == '\n') {
+		st->end = true;
+		return 1;
+	}
+	if (j + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n)
+		return 0;
 	/* | 0x20 lowers ASCII letters */
-	if ((h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' || (h[3] | 0x20) != 'c' ||
-	    (h[4] | 0x20) != 'e' || (h[5] | 0x20) != 'p' || (h[6] | 0x20) != 'a' ||
-	    (h[7] | 0x20) != 'r' || (h[8] | 0x20) != 'e' || (h[9] | 0x20) != 'n' ||
-	    (h[10] | 0x20) != 't' || h[11] != ':')
+	if ((h[0] | 0x20) != 't' || (h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' ||
+	    (h[3] | 0x20) != 'c' || (h[4] | 0x20) != 'e' || (h[5] | 0x20) != 'p' ||
+	    (h[6] | 0x20) != 'a' || (h[7] | 0x20) != 'r' || (h[8] | 0x20) != 'e' ||
+	    (h[9] | 0x20) != 'n' || (h[10] | 0x20) != 't' || h[11] != ':')
 		return 0;
-	st->at = j + 1 + TP_NAME_LEN;
+	st->at = j + TP_NAME_LEN;
 	return 1;
 }
 
-/* Finds a traceparent header in a request head and parses a version-00
- * value by the W3C rules. User space checks the same header again and
- * counts what it rejects; this copy exists so that calls the request
- * causes carry the caller's trace. */
-static __always_inline bool find_traceparent(const __u8 *data, __u32 n, struct span_ctx *out)
+/* Scan results: a parsed traceparent, or whether the head may go on in
+ * the next read. */
+enum { TP_FOUND, TP_HEAD_ENDS, TP_HEAD_GOES_ON };
+
+/* Finds a traceparent header in (a piece of) a request head and parses a
+ * version-00 value by the W3C rules. User space checks the same header
+ * again and counts what it rejects; this copy exists so that calls the
+ * request causes carry the caller's trace. line_start says data begins a
+ * header line (a head continued from an earlier read). */
+static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out)
 {
-	struct tp_scan st = {.data = data, .n = n, .at = -1};
+	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1};
 	bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
-	if (st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN + 1)
-		return false;
+	if (st.end)
+		return TP_HEAD_ENDS;
+	if (st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN)
+		/* Not here; the head goes on unless it outgrew the search. */
+		return n > TP_SCAN ? TP_HEAD_ENDS : TP_HEAD_GOES_ON;
 	__u32 at = st.at;
 	if (data[at] == ' ')
 		at++;
 	if (at + TP_VALUE_LEN + 1 > n)
-		return false;
+		return TP_HEAD_ENDS;
 	const __u8 *v = data + (at & (2 * CAPTURE_MAX - 1));
 	/* Version 00 is exactly 55 characters: anything but the line's end or
 	 * whitespace after it makes the header invalid, as user space agrees. */
 	if (v[TP_VALUE_LEN] != '\r' && v[TP_VALUE_LEN] != ' ' && v[TP_VALUE_LEN] != '\t')
-		return false;
-	return parse_traceparent(v, out);
+		return TP_HEAD_ENDS;
+	return parse_traceparent(v, out) ? TP_FOUND : TP_HEAD_ENDS;
 }
 
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
@@ -371,7 +392,7 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 	 * a new request (goctx) needs a request line: a body read after
 	 * "100 Continue" is not one; a request line whose first byte Go's
 	 * background reader took is, in the goroutine that reads the rest. */
-	bool starts = false;
+	bool starts = false, goes_on = false;
 	if (dir == DIR_READ && c->last_dir != DIR_READ) {
 		random_bytes(c->trace_id, 4);
 		random_bytes(c->span_id, 2);
@@ -379,28 +400,45 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 		int k = request_start(s->data, n, 3);
 		starts = k == REQ_LINE;
 		c->pending = k == REQ_PART;
+		c->head_left = 0;
 	} else if (dir == DIR_READ && c->pending) {
 		c->pending = 0;
 		starts = request_start(s->data, n, 0) == REQ_LINE;
+	} else if (dir == DIR_READ && c->head_left) {
+		c->head_left--;
+		goes_on = true;
 	}
 	c->last_dir = dir;
 	if (dir == DIR_READ) {
 		__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
 		__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
 	}
-	if (starts && e->goid) {
-		/* Calls this goroutine makes while serving belong to this span. */
+	if ((starts || goes_on) && e->goid) {
+		/* Calls this goroutine makes while serving belong to this span.
+		 * The head may come in several reads (a sender's header insert
+		 * can arrive after its request line): the following reads are
+		 * searched too, and the first traceparent found wins. */
 		struct span_ctx sc = {.flags = CTX_SAMPLED};
-		if (find_traceparent(s->data, n, &sc)) {
+		int r = find_traceparent(s->data, n, goes_on ? c->line_start : false, &sc);
+		if (r == TP_FOUND) {
 			__builtin_memcpy(e->parent_id, sc.span_id, sizeof(e->parent_id));
 			e->ctx_flags = CTX_LINKED | sc.flags;
 			__builtin_memcpy(c->trace_id, sc.trace_id, sizeof(c->trace_id));
 			__builtin_memcpy(e->trace_id, sc.trace_id, sizeof(e->trace_id));
 		}
-		__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
-		__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
-		struct go_key gk = {.tgid = tgid, .goid = e->goid};
-		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+		if (r == TP_HEAD_GOES_ON) {
+			if (starts)
+				c->head_left = HEAD_READS_MAX;
+			c->line_start = n > 0 && s->data[(n - 1) & (CAPTURE_MAX - 1)] == '\n';
+		} else {
+			c->head_left = 0;
+		}
+		if (starts || r == TP_FOUND) {
+			__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
+			__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
+			struct go_key gk = {.tgid = tgid, .goid = e->goid};
+			bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+		}
 	}
 	count(STAT_DATA_EVENTS);
 	submit(s, sizeof(*e) + n);

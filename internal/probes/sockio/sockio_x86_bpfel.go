@@ -23,16 +23,19 @@ type sockioClientCtx struct {
 }
 
 type sockioConn struct {
-	_       structs.HostLayout
-	ConnId  uint64
-	Tgid    uint32
-	LastDir uint8
-	Origin  uint8
-	Pending uint8
-	Pad     uint8
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Ep      sockioEndpoints
+	_         structs.HostLayout
+	ConnId    uint64
+	Tgid      uint32
+	LastDir   uint8
+	Origin    uint8
+	Pending   uint8
+	HeadLeft  uint8
+	LineStart uint8
+	Pad       [3]uint8
+	TraceId   [16]uint8
+	SpanId    [8]uint8
+	Ep        sockioEndpoints
+	_         [4]byte
 }
 
 type sockioEndpoints struct {
