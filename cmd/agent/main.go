@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/internal/discovery"
+	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/k8smeta"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
@@ -66,7 +67,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.statusAddr, "status-addr", envOr("WEFT_STATUS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz; empty to disable")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 8192, "HTTP heads longer than this are skipped and counted")
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
-	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", "/sys/fs/cgroup/unified"), "cgroup v2 mount whose sockets the injector's sockops program sees")
+	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", inject.DefaultCgroup), "cgroup mount whose v2 hierarchy (itself, or its \"unified\" folder on hybrid hosts) the injector's sockops program covers")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
 	fs.BoolVar(&o.kube.on, "kubernetes", envOr("WEFT_KUBERNETES", map[bool]string{true: "true", false: "false"}[os.Getenv("NODE_NAME") != ""]) == "true",
 		"trace the processes of this node's pods annotated weft.dev/trace=enabled (or in such namespaces), with their pod's metadata (default: when NODE_NAME is set)")

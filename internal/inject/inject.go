@@ -28,8 +28,9 @@ import (
 var ErrUnsupported = fmt.Errorf("socket-layer header injection: %w", errors.ErrUnsupported)
 
 // DefaultCgroup is where the sockops program is attached: the cgroup v2
-// hierarchy of a hybrid mount; every process below it is covered.
-const DefaultCgroup = "/sys/fs/cgroup/unified"
+// hierarchy found there (or in its "unified" folder on a hybrid host);
+// every process below it is covered.
+const DefaultCgroup = "/sys/fs/cgroup"
 
 // Injector owns the injection programs and their maps.
 type Injector struct {
@@ -101,9 +102,14 @@ func (i *Injector) Start(ctx context.Context) error {
 }
 
 func (i *Injector) start() error {
-	if err := probeKernel(i.cgroupPath); err != nil {
+	if err := probeKernel(); err != nil {
 		return err
 	}
+	cg, err := Cgroup2Root(i.cgroupPath)
+	if err != nil {
+		return err
+	}
+	i.cgroupPath = cg
 	spec, err := loadInject()
 	if err != nil {
 		return fmt.Errorf("reading inject BPF object: %w", err)

@@ -3,6 +3,7 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -14,7 +15,7 @@ import (
 // what injection needs; a missing piece is reported wrapping
 // ErrUnsupported. bpftool's feature probe misreports on locked-down
 // kernels, so it is not used.
-func probeKernel(cgroupPath string) error {
+func probeKernel() error {
 	checks := []struct {
 		what  string
 		probe func() error
@@ -40,14 +41,20 @@ func probeKernel(cgroupPath string) error {
 			return fmt.Errorf("probing for %s: %w", c.what, err)
 		}
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(cgroupPath, &st); err != nil {
-		return fmt.Errorf("%w: cgroup %s: %w", ErrUnsupported, cgroupPath, err)
-	}
-	if st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return fmt.Errorf("%w: %s is not a cgroup v2 mount", ErrUnsupported, cgroupPath)
-	}
 	return nil
+}
+
+// Cgroup2Root finds the cgroup v2 hierarchy at or just below path: path
+// itself on a unified host, path/unified on a hybrid one (cgroup v1
+// controllers with v2 mounted beside them, as on this kind of node).
+func Cgroup2Root(path string) (string, error) {
+	for _, p := range []string{path, filepath.Join(path, "unified")} {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no cgroup v2 mount at %s or %s/unified", ErrUnsupported, path, path)
 }
 
 func helper(pt ebpf.ProgramType, fn asm.BuiltinFunc) func() error {
