@@ -10,8 +10,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/weft-dev/weft/internal/k8smeta"
+	"github.com/weft-dev/weft/internal/metrics"
 )
 
 // kubeOptions say whether and how the agent reads Kubernetes.
@@ -30,6 +32,7 @@ func startKube(ctx context.Context, o kubeOptions, log *slog.Logger) (*k8smeta.S
 	if o.nodeName == "" {
 		return nil, fmt.Errorf("kubernetes: no node name (set NODE_NAME from the downward API, or -node-name)")
 	}
+	routeKlog(log)
 	var cfg *rest.Config
 	var err error
 	if o.kubeconfig != "" {
@@ -74,4 +77,24 @@ func firstEnv(keys ...string) string {
 		}
 	}
 	return ""
+}
+
+// routeKlog sends what client-go logs through klog (to stderr, in klog's
+// own format, by default) to the agent's logger. klog is process-wide.
+func routeKlog(log *slog.Logger) {
+	klog.SetSlogLogger(log.With("component", "client-go"))
+}
+
+// kubeMetrics exports the metadata store's state.
+func kubeMetrics(met *metrics.Registry, store *k8smeta.Store) {
+	met.Gauge("weft_k8s_apiserver_up", "1 while the API server answers its health check; 0: serving cached metadata",
+		func() float64 { return b2f(store.APIServerUp()) })
+	met.Gauge("weft_k8s_synced", "1 once every informer has listed its resources", func() float64 { return b2f(store.Synced()) })
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -182,6 +182,7 @@ func run(o options, log *slog.Logger) error {
 			return err
 		}
 		started = append(started, store)
+		kubeMetrics(met, store)
 		sel = selection.Any{standalone, k8smeta.Selector{Store: store, ProcRoot: "/proc"}}
 		resCfg.Extra = podAttributes(store)
 	}

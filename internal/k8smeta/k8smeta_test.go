@@ -59,7 +59,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	f.replicaSet("shop", "cart-7d4b9c", "cart")
 
 	sw := &switches{m: map[string]bool{}}
-	s, err := New(Config{Client: c.Client, NodeName: node, ClusterName: cluster, Grace: grace,
+	s, err := New(Config{Client: c.Client, NodeName: node, ClusterName: cluster, Grace: grace, HealthInterval: time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -233,12 +233,16 @@ func TestAgainstAPIServer(t *testing.T) {
 		want := pod("shop", "survivor", Attrs{KeyPodUID: string(p.UID), KeyContainer: "app",
 			KeyContainerID: ids[0], KeyService: "app"})
 		lookup(t, Ref{ContainerID: ids[0]}, want)
+		if !s.APIServerUp() {
+			t.Fatal("APIServerUp false while it answers")
+		}
 		c.StopAPIServer()
-		time.Sleep(2 * time.Second)
+		eventually(t, 10*time.Second, "outage noticed", func() bool { return !s.APIServerUp() })
 		if got, ok := s.Lookup(Ref{ContainerID: ids[0]}); !ok || !maps.Equal(got, want) {
 			t.Fatalf("during outage: %v %v", got, ok)
 		}
 		c.StartAPIServer()
+		eventually(t, 30*time.Second, "API server seen back", s.APIServerUp)
 		p2, ids2 := f.pod("shop", "after-outage", node, metav1.ObjectMeta{}, "app")
 		want2 := pod("shop", "after-outage", Attrs{KeyPodUID: string(p2.UID), KeyContainer: "app",
 			KeyContainerID: ids2[0], KeyService: "app"})

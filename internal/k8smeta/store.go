@@ -37,6 +37,8 @@ type Config struct {
 	// SyncTimeout bounds how long Start waits for the first list; after it,
 	// Start returns and the informers keep trying in the background.
 	SyncTimeout time.Duration // default 30 s
+	// HealthInterval is how often the API server's /readyz is asked.
+	HealthInterval time.Duration // default 5 s
 }
 
 // Store serves pod metadata from informer caches.
@@ -54,6 +56,7 @@ type Store struct {
 	graves  map[string]*grave // pod UID → deleted pod
 
 	hits, misses atomic.Uint64
+	apiUp        atomic.Bool // the API server answered its last health check
 	startOnce    sync.Once
 	stopOnce     sync.Once
 	stopped      chan struct{} // closed when the informers have stopped
@@ -85,6 +88,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = 30 * time.Second
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 5 * time.Second
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, enabled: map[string]bool{}, graves: map[string]*grave{}}
 	all := factory(cfg.Client, nil)
@@ -184,6 +190,8 @@ func (s *Store) Start(ctx context.Context) error {
 		for _, f := range s.factories {
 			f.Start(run.Done())
 		}
+		s.apiUp.Store(true) // so that a first failure is logged
+		go s.watchAPIServer(run)
 		wait, cancel := context.WithTimeout(ctx, s.cfg.SyncTimeout)
 		defer cancel()
 		if !cache.WaitForCacheSync(wait.Done(), s.pods.HasSynced, s.namespaces.HasSynced,

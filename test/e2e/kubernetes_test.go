@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,5 +188,30 @@ func TestKubernetesSwitch(t *testing.T) {
 		if p.PID == srv.PID() {
 			t.Errorf("pid %d still traced (in /status) after its pod was switched off", p.PID)
 		}
+	}
+
+	// API server gone: the agent says so in its own log (nothing in klog's
+	// format on stderr) and keeps going.
+	cluster.StopAPIServer()
+	const gone = "API server unreachable; serving cached metadata"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(ag.stderr.String(), gone) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	logs := ag.stderr.String()
+	if !strings.Contains(logs, gone) {
+		t.Errorf("the agent's log says nothing 30 s after the API server stopped")
+	}
+	if up := ag.metric(t, "weft_k8s_apiserver_up"); up != 0 {
+		t.Errorf("weft_k8s_apiserver_up = %v with the API server down", up)
+	}
+	klogLine := regexp.MustCompile(`(?m)^[IWEF]\d{4} \d\d:\d\d:\d\d`)
+	if l := klogLine.FindString(logs); l != "" {
+		t.Errorf("klog wrote its own format to stderr (%q...), not through slog", l)
+	}
+	select {
+	case err := <-ag.exited:
+		t.Errorf("agent exited while the API server was down: %v", err)
+	default:
 	}
 }
