@@ -7,7 +7,7 @@ VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 AGENT       := bin/weft-agent
 export WEFT_CACHE := $(CACHE)
 
-.PHONY: all deps generate check-generated build test unit bench demo offsets collector clean
+.PHONY: all deps generate check-generated build test unit e2e bench demo offsets collector clean
 
 all: build
 
@@ -40,7 +40,15 @@ unit:
 # the kernel and trace real servers into a real collector.
 test: deps check-generated build collector
 	$(GO) vet ./...
+	$(GO) vet -tags cluster ./test/cluster
 	$(GO) test -count=1 -timeout 45m ./...
+	$(MAKE) e2e
+
+# A real one-node cluster (scripts/cluster.sh: etcd, API server, controller
+# manager, scheduler, containerd, kubelet, CNI), the DaemonSet applied with
+# kubectl apply -k, demo pods traced by namespace annotation; torn down after.
+e2e: deps collector
+	$(GO) test -tags cluster -count=1 -timeout 40m -v ./test/cluster
 
 offsets:
 	$(GO) run ./cmd/offsetgen -out internal/goinspect/offsets.json
