@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/weft-dev/weft/internal/discovery"
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/k8smeta"
@@ -154,8 +156,19 @@ func run(o options, log *slog.Logger) error {
 	if exp != nil {
 		started = append(started, exp)
 	}
-	// Every span counted where the alerts look, exported or not.
+	clusters, err := loadClusters(o.kube.clusterName, os.Getenv, log)
+	if err != nil {
+		return fmt.Errorf("reading the cluster identity: %w", err)
+	}
+	sampling, err := loadSampling(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("reading the sampler: %w", err)
+	}
+	// Spans flow: cross-cluster marks, then metrics (every span counted
+	// where the alerts look, sampled or not), then the sampler, then export.
+	sink = sampling.wrap(sink, met)
 	sink = spanmetrics.New(sink, met, o.kube.clusterName)
+	sink = clusters.wrap(sink, met)
 
 	reg := probes.NewRegistry()
 	sockio.Register(reg)
@@ -163,8 +176,10 @@ func run(o options, log *slog.Logger) error {
 	gohttp.Register(reg) // uses sockio's and the injector's maps
 	gogrpc.Register(reg) // uses sockio's maps, which the injector reads too
 	board := status.New(met)
+	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes}
+	sampling.probes(&pcfg)
 	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{}, Status: board,
-		Config: probes.Config{MaxHeaderBytes: o.maxHeaderBytes}})
+		Config: pcfg})
 	if err != nil {
 		return err
 	}
@@ -186,6 +201,7 @@ func run(o options, log *slog.Logger) error {
 		sel = selection.Any{standalone, k8smeta.Selector{Store: store, ProcRoot: "/proc"}}
 		resCfg.Extra = podAttributes(store)
 	}
+	resCfg.Extra = withIdentity(clusters.resource(), resCfg.Extra)
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
 		Resource: resCfg,
 		GoFields: sockio.GoFields},
@@ -295,3 +311,17 @@ func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *stat
 }
 
 func (s *statusServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// withIdentity puts the cluster identity before a process's own extra
+// attributes (its pod's, which win where both say something).
+func withIdentity(identity []attribute.KeyValue, extra func(pid int) []attribute.KeyValue) func(pid int) []attribute.KeyValue {
+	if len(identity) == 0 {
+		return extra
+	}
+	return func(pid int) []attribute.KeyValue {
+		if extra == nil {
+			return identity
+		}
+		return append(append([]attribute.KeyValue(nil), identity...), extra(pid)...)
+	}
+}
