@@ -96,6 +96,25 @@ struct {
 /* Keep enum inject_stat in the BTF so bpf2go mirrors it. */
 const enum inject_stat *unused_stat __attribute__((unused));
 
+/* This agent's tracestate member (weft=<cluster>), as an HTTP/1 header line
+ * and as an HPACK literal field without indexing; lengths 0 when the
+ * cluster has no name. Read-only data: the verifier sees the lengths as
+ * constants, so the pushes below have a known size. */
+volatile const __u8 state_line[INJ_STATE_MAX];
+volatile const __u32 state_line_len;
+volatile const __u8 state_field[INJ_STATE_MAX];
+volatile const __u32 state_field_len;
+
+/* Copies the loader's bytes to p (which has room for n <= INJ_STATE_MAX). */
+static __always_inline void copy_state(__u8 *p, __u8 *end, const volatile __u8 *src, __u32 n)
+{
+	for (__u32 i = 0; i < INJ_STATE_MAX; i++) {
+		if (i >= n || p + i + 1 > end)
+			break;
+		p[i] = src[i];
+	}
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&inject_stats, &idx);
@@ -387,20 +406,24 @@ static __always_inline bool insert(struct sk_msg_md *msg, __u32 at, const struct
 	h[68] = '\r';
 	h[69] = '\n';
 
-	if (bpf_msg_push_data(msg, at, INJ_HEADER_LEN, 0))
+	__u32 n = INJ_HEADER_LEN + state_line_len;
+	if (n > INJ_HEADER_LEN + INJ_STATE_MAX)
+		return false;
+	if (bpf_msg_push_data(msg, at, n, 0))
 		return false;
 	/* The pushed bytes are a fresh scatterlist element: this pull moves
 	 * the data pointers onto it and copies nothing. */
-	if (bpf_msg_pull_data(msg, at, at + INJ_HEADER_LEN, 0))
+	if (bpf_msg_pull_data(msg, at, at + n, 0))
 		goto undo;
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
-	if (data + INJ_HEADER_LEN > end)
+	if (data + n > end)
 		goto undo;
 	__builtin_memcpy(data, h, INJ_HEADER_LEN);
+	copy_state(data + INJ_HEADER_LEN, end, state_line, state_line_len);
 	return true;
 undo:
-	bpf_msg_pop_data(msg, at, INJ_HEADER_LEN, 0);
+	bpf_msg_pop_data(msg, at, n, 0);
 	return false;
 }
 
@@ -446,6 +469,14 @@ static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_c
 
 /* ---- HTTP/2: a literal field at the end of a request's header block ---- */
 
+/* Bytes added to a request's header block: traceparent and, when the
+ * cluster has a name, tracestate. */
+static __always_inline __u32 h2_added(void)
+{
+	__u32 n = state_field_len;
+	return INJ_H2_FIELD_LEN + (n > INJ_STATE_MAX ? 0 : n);
+}
+
 #define H2_FRAME_HEADER 9
 #define H2_HEADERS 1
 #define H2_END_HEADERS 0x4
@@ -476,7 +507,8 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 		return INJ_H2_APP_HEADER;
 	if (ids->flags & H2_INJECTED)
 		return INJ_H2_REPEAT;
-	if (len + INJ_H2_FIELD_LEN > H2_MAX_FRAME)
+	__u32 n = h2_added();
+	if (len + n > H2_MAX_FRAME)
 		return INJ_H2_TOO_LONG;
 	__u8 f[INJ_H2_FIELD_LEN];
 	f[0] = 0x00;
@@ -496,15 +528,16 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 
 	struct sk_msg_md *msg = w->msg;
 	__u32 at = off + H2_FRAME_HEADER + len;
-	if (bpf_msg_push_data(msg, at, INJ_H2_FIELD_LEN, 0))
+	if (bpf_msg_push_data(msg, at, n, 0))
 		return INJ_WRITE_FAIL;
-	if (bpf_msg_pull_data(msg, at, at + INJ_H2_FIELD_LEN, 0))
+	if (bpf_msg_pull_data(msg, at, at + n, 0))
 		goto undo;
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
-	if (data + INJ_H2_FIELD_LEN > end)
+	if (data + n > end)
 		goto undo;
 	__builtin_memcpy(data, f, INJ_H2_FIELD_LEN);
+	copy_state(data + INJ_H2_FIELD_LEN, end, state_field, state_field_len);
 	/* The frame's 24-bit length. */
 	if (bpf_msg_pull_data(msg, off, off + 3, 0))
 		goto undo;
@@ -512,14 +545,14 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 	end = MSG_END(msg);
 	if (data + 3 > end)
 		goto undo;
-	__u32 nl = len + INJ_H2_FIELD_LEN;
+	__u32 nl = len + n;
 	data[0] = nl >> 16;
 	data[1] = nl >> 8;
 	data[2] = nl;
 	ids->flags |= H2_INJECTED;
 	return INJ_H2_INJECTED;
 undo:
-	bpf_msg_pop_data(msg, at, INJ_H2_FIELD_LEN, 0);
+	bpf_msg_pop_data(msg, at, n, 0);
 	return INJ_WRITE_FAIL;
 }
 
@@ -584,8 +617,8 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 			r = h2_add_field(w, off, len, sid);
 		count(r);
 		if (r == INJ_H2_INJECTED) {
-			fend += INJ_H2_FIELD_LEN;
-			w->size += INJ_H2_FIELD_LEN;
+			fend += h2_added();
+			w->size += h2_added();
 		}
 	}
 	if (fend > w->size) {

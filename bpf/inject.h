@@ -59,4 +59,10 @@ enum inject_stat {
  * value length 55, the value. */
 #define INJ_H2_FIELD_LEN 69
 
+/* Room for this agent's tracestate member, added after traceparent: the
+ * HTTP/1 line "tracestate: weft=<cluster>\r\n" or the same field as an
+ * HPACK literal. The loader writes both (inject.bpf.c's state_line and
+ * state_field); a name that does not fit is not sent. */
+#define INJ_STATE_MAX 96
+
 #endif

@@ -27,9 +27,18 @@ type injectFamily struct {
 	off     string // why injection is off
 }
 
-func registerInject(reg *probes.Registry, on bool, cgroup string) {
+// registerInject registers the injector. With a cluster name it also adds
+// tracestate weft=<cluster> after each traceparent, so that the next hop's
+// agent knows which cluster the call came from.
+func registerInject(reg *probes.Registry, on bool, cgroup, cluster string) {
 	reg.Register("inject", func(d probes.Deps) (probes.Probe, error) {
-		return &injectFamily{inj: inject.New(d.Log.With("component", "inject"), cgroup), log: d.Log,
+		inj := inject.New(d.Log.With("component", "inject"), cgroup)
+		if err := inj.SetTraceState("weft", cluster); err != nil {
+			// Context still propagates; the next hop learns the caller's
+			// cluster from its address instead.
+			d.Log.Warn("cluster name not sent in tracestate", "err", err)
+		}
+		return &injectFamily{inj: inj, log: d.Log,
 			shared: d.Shared, met: d.Metrics, status: d.Status, enabled: on, off: "switched off by configuration"}, nil
 	})
 }

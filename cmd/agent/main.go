@@ -172,7 +172,7 @@ func run(o options, log *slog.Logger) error {
 
 	reg := probes.NewRegistry()
 	sockio.Register(reg)
-	registerInject(reg, o.inject, o.cgroup)
+	registerInject(reg, o.inject, o.cgroup, o.kube.clusterName)
 	gohttp.Register(reg) // uses sockio's and the injector's maps
 	gogrpc.Register(reg) // uses sockio's maps, which the injector reads too
 	board := status.New(met)

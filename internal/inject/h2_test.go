@@ -51,9 +51,13 @@ var h2Counters = []string{"h2_injected", "h2_no_ctx", "h2_app_header", "h2_split
 type h2Injector struct {
 	*Injector
 	procs, ids *ebpf.Map
+	member     string // the tracestate member it adds ("" none)
 }
 
-func startH2Injector(t *testing.T) *h2Injector {
+func startH2Injector(t *testing.T) *h2Injector { return startH2InjectorState(t, "") }
+
+// startH2InjectorState starts one that adds tracestate weft=cluster.
+func startH2InjectorState(t *testing.T, cluster string) *h2Injector {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads BPF into the kernel")
@@ -93,6 +97,9 @@ func startH2Injector(t *testing.T) *h2Injector {
 	}
 	inj := New(nil, "")
 	inj.UseMaps(maps)
+	if err := inj.SetTraceState("weft", cluster); err != nil {
+		t.Fatal(err)
+	}
 	if err := inj.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -102,7 +109,11 @@ func startH2Injector(t *testing.T) *h2Injector {
 		}
 	})
 	trackSelf(t, inj)
-	return &h2Injector{Injector: inj, procs: maps["procs"], ids: maps["h2_ids"]}
+	member := ""
+	if cluster != "" {
+		member = "weft=" + cluster
+	}
+	return &h2Injector{Injector: inj, procs: maps["procs"], ids: maps["h2_ids"], member: member}
 }
 
 // startRecorder listens for one connection and hands back every byte it
@@ -338,7 +349,15 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 		sent.Write(f.wire())
 		if f.inject {
 			value := tpValue(tc.entries[f.sid])
-			want.Write(h2FrameBytes(f.typ, f.flags, f.sid, append(append([]byte(nil), f.payload...), tpField(value)...)))
+			added := tpField(value)
+			if inj.member != "" {
+				// As an independent encoder writes it: a literal without
+				// indexing, name and value raw.
+				added = append(added, 0x00, 10)
+				added = append(added, "tracestate"...)
+				added = append(append(added, byte(len(inj.member))), inj.member...)
+			}
+			want.Write(h2FrameBytes(f.typ, f.flags, f.sid, append(append([]byte(nil), f.payload...), added...)))
 			injected[f.sid] = true
 		} else {
 			want.Write(f.wire())
@@ -347,6 +366,9 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 			b := append([]hpack.HeaderField(nil), f.fields...)
 			if f.inject {
 				b = append(b, hpack.HeaderField{Name: "traceparent", Value: tpValue(tc.entries[f.sid])})
+				if inj.member != "" {
+					b = append(b, hpack.HeaderField{Name: "tracestate", Value: inj.member})
+				}
 			}
 			blocks = append(blocks, b)
 		}
@@ -509,7 +531,12 @@ func offsets(frames []h2Frame) []int {
 }
 
 func TestH2Inject(t *testing.T) {
-	inj := startH2Injector(t)
+	for _, cluster := range []string{"", "aws-us-east-1-shop-01"} {
+		t.Run("tracestate="+cluster, func(t *testing.T) { h2InjectCases(t, startH2InjectorState(t, cluster)) })
+	}
+}
+
+func h2InjectCases(t *testing.T, inj *h2Injector) {
 	var cases []h2Case
 
 	{ // 1: preface, then SETTINGS + HEADERS + DATA in one write.
@@ -634,14 +661,18 @@ func TestH2Inject(t *testing.T) {
 		// The last field by hand (literal without indexing, raw string), so
 		// that the frame reaches exactly 16384 bytes with the field added.
 		edge := b.headers(7, true)
-		n := 16384 - 69 - len(edge.payload) - 2 - len("x-pad") - 3
+		added := h2FieldLength
+		if inj.member != "" {
+			added += 2 + len("tracestate") + 1 + len(inj.member)
+		}
+		n := 16384 - added - len(edge.payload) - 2 - len("x-pad") - 3
 		edge.payload = append(edge.payload, 0x00, 5)
 		edge.payload = append(edge.payload, "x-pad"...)
 		edge.payload = append(edge.payload, 127, byte((n-127)&127|128), byte((n-127)>>7))
 		edge.payload = append(edge.payload, strings.Repeat("{", n)...)
 		edge.fields = append(edge.fields, hpack.HeaderField{Name: "x-pad", Value: strings.Repeat("{", n)})
 		fr = append(fr, edge, dataFrame(7, 100, h2EndStream))
-		if n := len(edge.payload) + 69; n != 16384 {
+		if n := len(edge.payload) + added; n != 16384 {
 			t.Fatalf("edge frame would be %d", n)
 		}
 		cases = append(cases, h2Case{

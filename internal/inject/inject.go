@@ -46,6 +46,7 @@ type Injector struct {
 	iter      *link.Iter
 	stopped   bool
 	shared    map[string]*ebpf.Map // other families' maps the programs use
+	state     traceState           // tracestate member added after traceparent
 }
 
 // coreObjects is what injection cannot do without; the iterator is
@@ -65,6 +66,21 @@ func New(log *slog.Logger, cgroupPath string) *Injector {
 		cgroupPath = DefaultCgroup
 	}
 	return &Injector{log: log.With("probe", "inject"), cgroupPath: cgroupPath}
+}
+
+// SetTraceState makes the injector add the tracestate member key=value
+// (e.g. weft=<cluster name>) after each traceparent it inserts, so that the
+// next hop learns where the call came from. Call before Start; an empty
+// value adds nothing; a value the W3C grammar refuses is an error.
+func (i *Injector) SetTraceState(key, value string) error {
+	ts, err := encodeTraceState(key, value)
+	if err != nil {
+		return err
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.state = ts
+	return nil
 }
 
 // UseMaps hands the injector maps other probe families own, by name, to
@@ -113,6 +129,9 @@ func (i *Injector) start() error {
 	spec, err := loadInject()
 	if err != nil {
 		return fmt.Errorf("reading inject BPF object: %w", err)
+	}
+	if err := setState(spec, i.state); err != nil {
+		return err
 	}
 	if err := spec.LoadAndAssign(&i.objs, &ebpf.CollectionOptions{MapReplacements: i.shared}); err != nil {
 		return fmt.Errorf("loading inject BPF programs: %w", verifierTail(err, i.log))
@@ -212,4 +231,24 @@ func (i *Injector) closeAll() error {
 		i.loaded = false
 	}
 	return errors.Join(errs...)
+}
+
+// setState writes the tracestate member into the programs' read-only data.
+func setState(spec *ebpf.CollectionSpec, ts traceState) error {
+	var line, field [stateMax]byte
+	copy(line[:], ts.line)
+	copy(field[:], ts.field)
+	for name, v := range map[string]any{
+		"state_line": line, "state_line_len": uint32(len(ts.line)),
+		"state_field": field, "state_field_len": uint32(len(ts.field)),
+	} {
+		sv, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("inject BPF object has no variable %s", name)
+		}
+		if err := sv.Set(v); err != nil {
+			return fmt.Errorf("setting inject variable %s: %w", name, err)
+		}
+	}
+	return nil
 }

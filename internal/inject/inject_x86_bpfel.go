@@ -104,6 +104,10 @@ const (
 	injectProgInjectIter    = "inject_iter"
 	injectProgInjectMsg     = "inject_msg"
 	injectProgInjectSockops = "inject_sockops"
+	injectVarStateField     = "state_field"
+	injectVarStateFieldLen  = "state_field_len"
+	injectVarStateLine      = "state_line"
+	injectVarStateLineLen   = "state_line_len"
 	injectVarUnusedStat     = "unused_stat"
 )
 
@@ -173,7 +177,11 @@ type injectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectVariableSpecs struct {
-	UnusedStat *ebpf.VariableSpec `ebpf:"unused_stat"`
+	StateField    *ebpf.VariableSpec `ebpf:"state_field"`
+	StateFieldLen *ebpf.VariableSpec `ebpf:"state_field_len"`
+	StateLine     *ebpf.VariableSpec `ebpf:"state_line"`
+	StateLineLen  *ebpf.VariableSpec `ebpf:"state_line_len"`
+	UnusedStat    *ebpf.VariableSpec `ebpf:"unused_stat"`
 }
 
 // injectObjects contains all objects after they have been loaded into the kernel.
@@ -225,7 +233,11 @@ func (m *injectMaps) Close() error {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectVariables struct {
-	UnusedStat *ebpf.Variable `ebpf:"unused_stat"`
+	StateField    *ebpf.Variable `ebpf:"state_field"`
+	StateFieldLen *ebpf.Variable `ebpf:"state_field_len"`
+	StateLine     *ebpf.Variable `ebpf:"state_line"`
+	StateLineLen  *ebpf.Variable `ebpf:"state_line_len"`
+	UnusedStat    *ebpf.Variable `ebpf:"unused_stat"`
 }
 
 // injectPrograms contains all programs after they have been loaded into the kernel.

@@ -1,0 +1,68 @@
+package inject
+
+import "fmt"
+
+// stateMax is INJ_STATE_MAX (bpf/inject.h): room for the encoded member.
+const stateMax = 96
+
+// traceState is what the injector adds after traceparent: one W3C
+// tracestate list member, as an HTTP/1 header line and as an HPACK field.
+type traceState struct {
+	line, field []byte
+}
+
+// encodeTraceState checks key=value against the W3C tracestate grammar (a
+// simple key: lowercase letter first, then [a-z0-9_*/-]; a value of
+// printable ASCII without ',' and '=', not ending in a space) and encodes
+// it. Empty value: nothing to add.
+func encodeTraceState(key, value string) (traceState, error) {
+	if value == "" {
+		return traceState{}, nil
+	}
+	if err := checkKey(key); err != nil {
+		return traceState{}, err
+	}
+	if len(value) > 256 {
+		return traceState{}, fmt.Errorf("tracestate value %q: longer than 256 characters", value)
+	}
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c < 0x20 || c > 0x7e || c == ',' || c == '=' {
+			return traceState{}, fmt.Errorf("tracestate value %q: character %q not allowed", value, c)
+		}
+	}
+	if value[len(value)-1] == ' ' {
+		return traceState{}, fmt.Errorf("tracestate value %q: ends in a space", value)
+	}
+	member := key + "=" + value
+	line := []byte("tracestate: " + member + "\r\n")
+	// A literal without indexing, no Huffman: the dynamic table of the
+	// connection stays as the application left it.
+	field := []byte{0x00}
+	field = appendHPACKString(field, "tracestate")
+	field = appendHPACKString(field, member)
+	if len(line) > stateMax || len(field) > stateMax {
+		return traceState{}, fmt.Errorf("tracestate member %q: longer than the %d bytes the injector has room for", member, stateMax-len("tracestate: \r\n"))
+	}
+	return traceState{line: line, field: field}, nil
+}
+
+// appendHPACKString appends a raw (not Huffman-coded) HPACK string: a
+// 7-bit-prefix length, then the bytes. Lengths here are below 127, so the
+// prefix is one byte.
+func appendHPACKString(b []byte, s string) []byte {
+	return append(append(b, byte(len(s))), s...)
+}
+
+func checkKey(key string) error {
+	if key == "" || len(key) > 256 || key[0] < 'a' || key[0] > 'z' {
+		return fmt.Errorf("tracestate key %q: must start with a lowercase letter", key)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '*' || c == '/') {
+			return fmt.Errorf("tracestate key %q: character %q not allowed", key, c)
+		}
+	}
+	return nil
+}
