@@ -10,6 +10,8 @@
 // handler calls the first one, handing it the rest, and answers with the
 // code that call got. With -http it serves HTTP/1.1 instead, where
 // GET /hop?next=LIST&id=ANY relays the same way (200 "ok", 502 on failure).
+// Two pseudo-hops act where they stand in the list: "sleep=D" waits D
+// (a slow service), "fail" answers Internal (a broken one).
 // Every hop shares one connection per target: one *grpc.ClientConn (many
 // streams on one HTTP/2 connection) or one keep-alive http.Client.
 //
@@ -20,7 +22,7 @@
 // The same source builds against grpc-go v1.50 up to the newest
 // (go.mod, go.v1.66.mod, go.v1.50.mod): it uses no newer API.
 //
-//	grpcserver [-http]                 serve on 127.0.0.1:0, print "LISTEN <port>"
+//	grpcserver [-http] [-addr A]       serve on A (127.0.0.1:0), print "LISTEN <port>"
 //	grpcserver -call ADDR SERVICE      call Check once, print the status code
 //	grpcserver -call ADDR -watch       call Watch, read the stream to its end
 //	grpcserver -call ADDR -stdin       one call a line: [-watch] [-timeout D] [SERVICE]
@@ -141,6 +143,19 @@ func relay(ctx context.Context, list string) error {
 	}
 	rest := strings.Join(hops[1:], " ")
 	switch {
+	case hops[0] == "fail":
+		return status.Error(codes.Internal, "this service is broken")
+	case strings.HasPrefix(hops[0], "sleep="):
+		d, err := time.ParseDuration(strings.TrimPrefix(hops[0], "sleep="))
+		if err != nil {
+			return status.Errorf(codes.InvalidArgument, "hop %q: %v", hops[0], err)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return relay(ctx, rest)
 	case strings.HasPrefix(hops[0], "grpc://"):
 		c, err := conn(strings.TrimPrefix(hops[0], "grpc://"))
 		if err != nil {
@@ -304,6 +319,7 @@ func main() {
 	watch := flag.Bool("watch", false, "with -call: call the server-streaming Watch instead")
 	stdin := flag.Bool("stdin", false, "with -call: read calls from standard input, one a line")
 	serveHTTP := flag.Bool("http", false, "serve HTTP/1.1 (GET /hop) instead of gRPC")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	flag.StringVar(&ownTraceparent, "own-traceparent", os.Getenv("GRPCSERVER_OWN_TRACEPARENT"),
 		"send this traceparent metadata on every gRPC call made")
 	flag.Parse()
@@ -319,7 +335,7 @@ func main() {
 		fmt.Println(callOnce(dial(*call), *watch, *timeout, flag.Arg(0)))
 		return
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
