@@ -192,16 +192,17 @@ int operate_headers(struct pt_regs *ctx)
 	if (!k.goid || !k.stream_id)
 		return 0;
 	struct span_ctx in = {};
-	struct h2_span ids = {.flags = CTX_SAMPLED};
+	struct h2_span ids = {};
 	__u64 fields = read_u64(frame + cfg->mhf_fields);
 	__u64 n = read_u64(frame + cfg->mhf_fields + 8);
 	if (find_traceparent(cfg, fields, n, &in) == 1) {
 		count(GG_REMOTE_PARENT);
 		__builtin_memcpy(ids.trace_id, in.trace_id, sizeof(ids.trace_id));
 		__builtin_memcpy(ids.parent_id, in.span_id, sizeof(ids.parent_id));
-		ids.flags = CTX_LINKED | in.flags;
+		ids.flags = CTX_LINKED | sample_flags(ids.trace_id, true, in.flags);
 	} else {
 		random_bytes(ids.trace_id, 4);
+		ids.flags = sample_flags(ids.trace_id, false, 0);
 	}
 	random_bytes(ids.span_id, 2);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
@@ -266,7 +267,7 @@ int header_fields(struct pt_regs *ctx)
 	if (!cfg || !pc || !ctx->ax)
 		return 0;
 	count(GG_CLIENT_CALLS);
-	struct h2_span ids = {.flags = CTX_SAMPLED};
+	struct h2_span ids = {};
 	if (app_traceparent(cfg, ctx->ax, ctx->bx)) {
 		count(GG_APP_HEADER);
 		ids.flags |= H2_APP_HEADER;
@@ -276,9 +277,10 @@ int header_fields(struct pt_regs *ctx)
 		count(GG_CLIENT_LINKED);
 		__builtin_memcpy(ids.trace_id, parent->trace_id, sizeof(ids.trace_id));
 		__builtin_memcpy(ids.parent_id, parent->span_id, sizeof(ids.parent_id));
-		ids.flags = (ids.flags & H2_APP_HEADER) | CTX_LINKED | (parent->flags & CTX_SAMPLED);
+		ids.flags |= CTX_LINKED | sample_flags(ids.trace_id, true, parent->flags);
 	} else {
 		random_bytes(ids.trace_id, 4);
+		ids.flags |= sample_flags(ids.trace_id, false, 0);
 	}
 	random_bytes(ids.span_id, 2);
 	struct hf_key k = {.tgid = tgid, .hf = ctx->ax};

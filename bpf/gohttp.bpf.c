@@ -101,14 +101,15 @@ int round_trip(struct pt_regs *ctx)
 	}
 
 	struct span_ctx *parent = serving_span(tgid, ctx->r14, cfg);
-	struct client_ctx cc = {.flags = CTX_SAMPLED};
+	struct client_ctx cc = {};
 	if (parent) {
 		count(GS_LINKED);
 		__builtin_memcpy(cc.trace_id, parent->trace_id, sizeof(cc.trace_id));
 		__builtin_memcpy(cc.parent_id, parent->span_id, sizeof(cc.parent_id));
-		cc.flags = CTX_LINKED | (parent->flags & CTX_SAMPLED);
+		cc.flags = CTX_LINKED | sample_flags(cc.trace_id, true, parent->flags);
 	} else {
 		random_bytes(cc.trace_id, 4);
+		cc.flags = sample_flags(cc.trace_id, false, 0);
 	}
 	random_bytes(cc.span_id, 2);
 	__u64 key = (__u64)sk;

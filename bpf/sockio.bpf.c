@@ -418,7 +418,7 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 		 * The head may come in several reads (a sender's header insert
 		 * can arrive after its request line): the following reads are
 		 * searched too, and the first traceparent found wins. */
-		struct span_ctx sc = {.flags = CTX_SAMPLED};
+		struct span_ctx sc = {};
 		int r = find_traceparent(s->data, n, goes_on ? c->line_start : false, &sc);
 		if (r == TP_FOUND) {
 			__builtin_memcpy(e->parent_id, sc.span_id, sizeof(e->parent_id));
@@ -434,6 +434,8 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 			c->head_left = 0;
 		}
 		if (starts || r == TP_FOUND) {
+			/* A root's flag is decided here, for every hop after it. */
+			sc.flags = sample_flags(c->trace_id, r == TP_FOUND, sc.flags);
 			__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
 			__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
 			struct go_key gk = {.tgid = tgid, .goid = e->goid};

@@ -5,6 +5,29 @@
 
 #define TP_VALUE_LEN 55 /* "00-<32 hex>-<16 hex>-<2 hex>" */
 
+/* The head sampler, set by each loader from OTEL_TRACES_SAMPLER before
+ * load (internal/sampling says what they mean). A trace is sampled where
+ * it starts when its ID's last 8 bytes, big-endian, shifted right once, are
+ * below sample_bound: OpenTelemetry's TraceIDRatioBased rule, so every
+ * agent and SDK with the same ratio decides the same for a trace.
+ * 1 << 63 keeps every trace, 0 none. With sample_parent set, a span with a
+ * parent takes the parent's flag instead. The defaults are user space's
+ * default (parentbased_always_on). */
+volatile const __u64 sample_bound = 1ULL << 63;
+volatile const __u8 sample_parent = 1;
+
+/* The CTX_SAMPLED flag for a new span of trace_id: has_parent says whether
+ * it has a parent, whose flags (CTX_SAMPLED) are parent_flags. */
+static __always_inline __u8 sample_flags(const __u8 *trace_id, bool has_parent, __u8 parent_flags)
+{
+	if (has_parent && sample_parent)
+		return parent_flags & CTX_SAMPLED;
+	__u64 low = 0;
+	for (int i = 8; i < 16; i++)
+		low = low << 8 | trace_id[i];
+	return (low >> 1) < sample_bound ? CTX_SAMPLED : 0;
+}
+
 /* Fills words 32-bit words at p with random bits (IDs: 4 for a trace, 2
  * for a span). */
 static __always_inline void random_bytes(__u8 *p, int words)

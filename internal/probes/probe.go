@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/sampling"
 	"github.com/weft-dev/weft/internal/spans"
 	"github.com/weft-dev/weft/internal/status"
 )
@@ -84,6 +85,38 @@ func (s *SharedMaps) Map(name string) (*ebpf.Map, bool) {
 // Config holds the settings probes share.
 type Config struct {
 	MaxHeaderBytes int // HTTP heads longer than this are skipped and counted
+	// Sampler decides, where the kernel makes span IDs, the sampled flag
+	// the next hop is sent; nil is sampling.Default.
+	Sampler *sampling.Sampler
+}
+
+// The constants every object that makes span IDs has (bpf/tracectx.h).
+const (
+	sampleBoundVar  = "sample_bound"
+	sampleParentVar = "sample_parent"
+)
+
+// SetSampling writes the sampler into a BPF object's constants before it is
+// loaded, so the kernel decides as user space does.
+func (c Config) SetSampling(spec *ebpf.CollectionSpec) error {
+	s := sampling.Default()
+	if c.Sampler != nil {
+		s = *c.Sampler
+	}
+	parent := uint8(0)
+	if s.ParentBased() {
+		parent = 1
+	}
+	for name, v := range map[string]any{sampleBoundVar: s.Bound(), sampleParentVar: parent} {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("setting the sampler: the BPF object has no %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting the sampler's %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Factory builds a probe family.

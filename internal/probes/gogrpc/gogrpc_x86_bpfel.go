@@ -110,6 +110,8 @@ const (
 	gogrpcProgLoopyHeaders     = "loopy_headers"
 	gogrpcProgLoopyWriteHeader = "loopy_write_header"
 	gogrpcProgOperateHeaders   = "operate_headers"
+	gogrpcVarSampleBound       = "sample_bound"
+	gogrpcVarSampleParent      = "sample_parent"
 	gogrpcVarUnusedGogrpcStat  = "unused_gogrpc_stat"
 )
 
@@ -178,6 +180,8 @@ type gogrpcMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gogrpcVariableSpecs struct {
+	SampleBound      *ebpf.VariableSpec `ebpf:"sample_bound"`
+	SampleParent     *ebpf.VariableSpec `ebpf:"sample_parent"`
 	UnusedGogrpcStat *ebpf.VariableSpec `ebpf:"unused_gogrpc_stat"`
 }
 
@@ -224,6 +228,8 @@ func (m *gogrpcMaps) Close() error {
 //
 // It can be passed to loadGogrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gogrpcVariables struct {
+	SampleBound      *ebpf.Variable `ebpf:"sample_bound"`
+	SampleParent     *ebpf.Variable `ebpf:"sample_parent"`
 	UnusedGogrpcStat *ebpf.Variable `ebpf:"unused_gogrpc_stat"`
 }
 

@@ -77,6 +77,9 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading gogrpc BPF object: %w", err)
 	}
+	if err := p.deps.Config.SetSampling(spec); err != nil {
+		return fmt.Errorf("preparing gogrpc BPF object: %w", err)
+	}
 	repl := map[string]*ebpf.Map{}
 	for _, name := range []string{"procs", "goctx", "h2_ids"} {
 		m, ok := p.deps.Shared.Map(name)

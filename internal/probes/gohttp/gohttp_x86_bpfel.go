@@ -61,12 +61,14 @@ type gohttpSpanCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	gohttpMapClientCtxs  = "client_ctxs"
-	gohttpMapGoctx       = "goctx"
-	gohttpMapGohttpStats = "gohttp_stats"
-	gohttpMapInjectCtx   = "inject_ctx"
-	gohttpMapProcs       = "procs"
-	gohttpProgRoundTrip  = "round_trip"
+	gohttpMapClientCtxs   = "client_ctxs"
+	gohttpMapGoctx        = "goctx"
+	gohttpMapGohttpStats  = "gohttp_stats"
+	gohttpMapInjectCtx    = "inject_ctx"
+	gohttpMapProcs        = "procs"
+	gohttpProgRoundTrip   = "round_trip"
+	gohttpVarSampleBound  = "sample_bound"
+	gohttpVarSampleParent = "sample_parent"
 )
 
 // loadGohttp returns the embedded CollectionSpec for gohttp.
@@ -129,6 +131,8 @@ type gohttpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpVariableSpecs struct {
+	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
+	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
 }
 
 // gohttpObjects contains all objects after they have been loaded into the kernel.
@@ -172,6 +176,8 @@ func (m *gohttpMaps) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpVariables struct {
+	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
+	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
 }
 
 // gohttpPrograms contains all programs after they have been loaded into the kernel.

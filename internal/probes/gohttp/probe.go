@@ -63,6 +63,9 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading gohttp BPF object: %w", err)
 	}
+	if err := p.deps.Config.SetSampling(spec); err != nil {
+		return fmt.Errorf("preparing gohttp BPF object: %w", err)
+	}
 	repl := map[string]*ebpf.Map{}
 	for _, name := range []string{"procs", "goctx", "client_ctxs"} {
 		m, ok := p.deps.Shared.Map(name)

@@ -74,6 +74,9 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("counting possible CPUs: %w", err)
 	}
 	spec.Maps["scratch"].MaxEntries = uint32(cpus)
+	if err := p.deps.Config.SetSampling(spec); err != nil {
+		return fmt.Errorf("preparing sockio BPF object: %w", err)
+	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -124,18 +124,20 @@ type sockioSpanCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockioMapClientCtxs  = "client_ctxs"
-	sockioMapConns       = "conns"
-	sockioMapEvents      = "events"
-	sockioMapGoctx       = "goctx"
-	sockioMapH2Ids       = "h2_ids"
-	sockioMapProcs       = "procs"
-	sockioMapScratch     = "scratch"
-	sockioMapStats       = "stats"
-	sockioProgOnRecv     = "on_recv"
-	sockioProgOnSend     = "on_send"
-	sockioProgOnState    = "on_state"
-	sockioVarUnusedEvent = "unused_event"
+	sockioMapClientCtxs   = "client_ctxs"
+	sockioMapConns        = "conns"
+	sockioMapEvents       = "events"
+	sockioMapGoctx        = "goctx"
+	sockioMapH2Ids        = "h2_ids"
+	sockioMapProcs        = "procs"
+	sockioMapScratch      = "scratch"
+	sockioMapStats        = "stats"
+	sockioProgOnRecv      = "on_recv"
+	sockioProgOnSend      = "on_send"
+	sockioProgOnState     = "on_state"
+	sockioVarSampleBound  = "sample_bound"
+	sockioVarSampleParent = "sample_parent"
+	sockioVarUnusedEvent  = "unused_event"
 )
 
 // loadSockio returns the embedded CollectionSpec for sockio.
@@ -203,7 +205,9 @@ type sockioMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioVariableSpecs struct {
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
+	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
+	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // sockioObjects contains all objects after they have been loaded into the kernel.
@@ -253,7 +257,9 @@ func (m *sockioMaps) Close() error {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioVariables struct {
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
+	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
+	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // sockioPrograms contains all programs after they have been loaded into the kernel.

@@ -64,7 +64,7 @@ type counters struct {
 	met                             *metrics.Registry
 	evData, evClose                 *atomic.Uint64
 	evMalformed                     *atomic.Uint64
-	spans, unsampled                *atomic.Uint64
+	spans                           *atomic.Uint64
 	clientSpans                     *atomic.Uint64
 	clientLinked, clientRoot        *atomic.Uint64
 	h2problems, streamSpans         map[string]*atomic.Uint64
@@ -79,7 +79,6 @@ func newCounters(m *metrics.Registry) counters {
 	return counters{
 		met: m, evData: ev("data"), evClose: ev("close"), evMalformed: ev("malformed"),
 		spans:        m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "server"),
-		unsampled:    m.Counter("weft_spans_unsampled_total", "spans not exported because the caller's sampled flag was off"),
 		clientSpans:  m.Counter("weft_spans_total", "spans made, by family and kind", "family", Name, "kind", "client"),
 		clientLinked: m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "linked"),
 		clientRoot:   m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "unknown"),
@@ -268,10 +267,8 @@ func (t *table) emitStreams(c *conn, done []h2wire.Stream, problems []h2wire.Pro
 		if verdict.TraceparentProblem != "" {
 			t.count.reason(t.count.tpInvalid, "weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", verdict.TraceparentProblem)
 		}
-		if !s.Sampled {
-			t.count.unsampled.Add(1)
-			continue
-		}
+		// Unsampled spans go on too: metrics count them, the sampler
+		// stage (internal/sampling) drops them.
 		t.count.labelled(t.count.streamSpans, "weft_spans_total", "spans made, by family and kind", "kind", "http2_"+s.Kind.String(), "family", Name)
 		t.deps.Sink.Export(s)
 	}
@@ -359,10 +356,8 @@ func (t *table) emit(c *conn, done []httpwire.Exchange, problems []httpwire.Prob
 		default:
 			continue
 		}
-		if !s.Sampled {
-			t.count.unsampled.Add(1)
-			continue
-		}
+		// Unsampled spans go on too: metrics count them, the sampler
+		// stage (internal/sampling) drops them.
 		if x.Role == httpwire.RoleServer {
 			t.count.spans.Add(1)
 		} else {
