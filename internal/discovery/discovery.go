@@ -49,6 +49,7 @@ type Config struct {
 
 type instance struct {
 	startTime uint64
+	exe       string // what it ran when traced
 	selected  bool
 	skipped   bool // selected, but not traced: reported to the SkipReporter
 }
@@ -230,6 +231,12 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 	prev, seen := d.known[pid]
 	d.mu.Unlock()
 	same := seen && prev.startTime == info.StartTime && !execed
+	if execed && seen && prev.selected && prev.startTime == info.StartTime && prev.exe == info.ExePath {
+		// The exec of the program already traced, reported after a scan
+		// found it (a wrapper such as `ip netns exec` or `env` execs it):
+		// tracking it again would drop what is in flight for nothing.
+		same = true
+	}
 	if same && !again && (prev.selected || !d.cfg.NeedsPorts) {
 		return // already decided, and nothing that could change the answer moved
 	}
@@ -275,7 +282,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		return
 	}
 	d.mu.Lock()
-	d.known[pid] = instance{startTime: info.StartTime, selected: true}
+	d.known[pid] = instance{startTime: info.StartTime, exe: info.ExePath, selected: true}
 	d.mu.Unlock()
 	d.met.Counter("weft_processes_tracked_total", "processes selected and tracked").Add(1)
 	d.log.Info("tracing process", "pid", pid, "exe", info.ExePath, "why", why, "go", p.GoVersion, "goid_offset", p.GoidOffset)

@@ -118,6 +118,12 @@ func (p *Probe) Start(ctx context.Context) error {
 // are captured.
 func (p *Probe) Track(proc *probes.Process) error {
 	p.mu.Lock()
+	if _, pending := p.gone[uint32(proc.PID)]; pending {
+		// Untracked and tracked again (an exec): the deferred untrack must
+		// not remove the new tracking when the ring buffer drains.
+		p.table.untrack(uint32(proc.PID), monotonicNow())
+		delete(p.gone, uint32(proc.PID))
+	}
 	p.table.track(proc)
 	p.mu.Unlock()
 	cfg := procConfig(proc)

@@ -188,3 +188,39 @@ func TestUntrackForgetsSockets(t *testing.T) {
 		t.Fatalf("%d sockets of the server left after Untrack", n)
 	}
 }
+
+// TestRetrackAfterUntrack: a process untracked and at once tracked again
+// (discovery re-evaluating it after an exec) keeps giving spans once the
+// deferred untrack has run.
+func TestRetrackAfterUntrack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads BPF into the kernel; not in -short")
+	}
+	rec := &recorder{}
+	p := New(probes.Deps{Sink: rec, Metrics: metrics.New(), Config: probes.Config{MaxHeaderBytes: 8192}})
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatalf("starting sockio: %v", err)
+	}
+	defer p.Shutdown(context.Background())
+	cmd, addr := startPython(t)
+	proc := &probes.Process{PID: cmd.Process.Pid}
+	if err := p.Track(proc); err != nil {
+		t.Fatal(err)
+	}
+	p.Untrack(proc.PID)
+	if err := p.Track(proc); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the deferred untrack's bound
+	for range 2 {
+		resp, err := http.Get("http://" + addr + "/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if got := rec.wait(t, 2); len(got) != 2 {
+		t.Fatalf("%d spans after tracking again, want 2", len(got))
+	}
+}
