@@ -150,8 +150,13 @@ func (in *inspector) resource(info procs.Info, f exeFacts) (*resource.Resource, 
 			attrs = append(attrs, attribute.String("service.name", in.cfg.ServiceName))
 		}
 	}
-	// Detectors later in the list win: OTEL_SERVICE_NAME and
-	// OTEL_RESOURCE_ATTRIBUTES override what weft found.
+	// What the program itself was told (its OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES) beats what weft found; unreadable: skipped.
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", info.PID)); err == nil {
+		attrs = append(attrs, envAttributes(env)...)
+	}
+	// Detectors later in the list win: the agent's own OTEL_SERVICE_NAME
+	// and OTEL_RESOURCE_ATTRIBUTES override what weft found.
 	res, err := resource.New(context.Background(), resource.WithAttributes(attrs...), resource.WithFromEnv())
 	if err != nil {
 		return nil, fmt.Errorf("building resource for pid %d: %w", info.PID, err)
