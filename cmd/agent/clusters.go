@@ -1,25 +1,74 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/weft-dev/weft/internal/clusters"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
 )
 
 // clusterConfig is this cluster's identity and what the agent knows of
 // the other clusters (issue 8).
-type clusterConfig struct{}
+type clusterConfig struct {
+	id    clusters.Identity
+	peers clusters.Peers
+}
 
-// loadClusters reads the cluster identity and the remote-cluster map.
+// loadClusters reads the cluster identity and the remote-cluster map:
+//
+//	clusterName (-cluster-name, WEFT_CLUSTER_NAME, CLUSTER_NAME)  k8s.cluster.name
+//	CLOUD_PROVIDER                                                cloud.provider
+//	CLUSTER_REGION                                                cloud.region
+//	ENVIRONMENT                                                   deployment.environment.name
+//	WEFT_CLUSTER_PEERS   <cluster>=<cidr>[,<cidr>...] entries separated by ";" or new lines
+//
+// A name off the naming convention, or at odds with CLOUD_PROVIDER or
+// CLUSTER_REGION, is a warning. A peer map that does not parse is an error,
+// as is a peer map without a name for this cluster: marks need both ends.
 func loadClusters(clusterName string, getenv func(string) string, log *slog.Logger) (clusterConfig, error) {
-	return clusterConfig{}, nil
+	env := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	id := clusters.Identity{
+		Name:        strings.TrimSpace(clusterName),
+		Provider:    env("CLOUD_PROVIDER"),
+		Region:      env("CLUSTER_REGION"),
+		Environment: env("ENVIRONMENT"),
+	}
+	for _, err := range id.Check() {
+		log.Warn("cluster identity", "err", err)
+	}
+	peers, err := clusters.ParsePeers(getenv("WEFT_CLUSTER_PEERS"))
+	if err != nil {
+		return clusterConfig{}, fmt.Errorf("parsing WEFT_CLUSTER_PEERS: %w", err)
+	}
+	if id.Name == "" && !peers.Empty() {
+		return clusterConfig{}, errors.New("WEFT_CLUSTER_PEERS is set but this cluster has no name (set CLUSTER_NAME or -cluster-name)")
+	}
+	if id.Name == "" {
+		log.Info("no cluster name: spans carry no cluster identity and no cross-cluster marks")
+		return clusterConfig{id: id}, nil
+	}
+	log.Info("cluster identity", "name", id.Name, "provider", id.Provider, "region", id.Region,
+		"environment", id.Environment, "peers", strings.Join(peers.Clusters(), ","))
+	if !peers.Empty() && !peers.Has(id.Name) {
+		log.Info("WEFT_CLUSTER_PEERS lists no CIDRs of this cluster: callers in no listed cluster are not marked external", "cluster", id.Name)
+	}
+	return clusterConfig{id: id, peers: peers}, nil
 }
 
 // resource is what every span's resource gets from the cluster identity.
-func (c clusterConfig) resource() []attribute.KeyValue { return nil }
+func (c clusterConfig) resource() []attribute.KeyValue { return c.id.Resource() }
 
 // wrap marks spans that cross a cluster boundary on their way to next.
-func (c clusterConfig) wrap(next spans.Sink, met *metrics.Registry) spans.Sink { return next }
+// Without a name for this cluster there is no boundary to speak of.
+func (c clusterConfig) wrap(next spans.Sink, met *metrics.Registry) spans.Sink {
+	if c.id.Name == "" {
+		return next
+	}
+	return clusters.NewSink(next, clusters.Config{Own: c.id.Name, Peers: c.peers}, met)
+}

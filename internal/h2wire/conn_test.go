@@ -19,7 +19,7 @@ func basicConv(maxFrag int, pad bool) *conv {
 	c.data(true, 1, 20, true)
 	c.req(5, "/pkg.Svc/Cancelled", false)
 	c.resp(3, 200, true, "grpc-status", "5", "grpc-message", "not%20found")
-	c.req(7, "/pkg.Svc/Stream", false)
+	c.req(7, "/pkg.Svc/Stream", false, "x-source-cluster", "aws-us-west-2-prod-01", "x-source-cluster", "second")
 	c.resp(1, 200, false)
 	c.data(true, 7, 10, false)
 	c.data(false, 1, 30, false)

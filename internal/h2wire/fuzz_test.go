@@ -37,7 +37,7 @@ func FuzzConn(f *testing.F) {
 					if s.Start > s.End || s.End < last && s.Incomplete == "" {
 						t.Fatalf("times %+v (last %d)", s, last)
 					}
-					if len(s.Method)+len(s.Path)+len(s.Authority)+len(s.Scheme)+len(s.ContentType)+len(s.UserAgent)+len(s.Traceparent)+len(s.Tracestate) > maxHdr {
+					if len(s.Method)+len(s.Path)+len(s.Authority)+len(s.Scheme)+len(s.ContentType)+len(s.UserAgent)+len(s.Traceparent)+len(s.Tracestate)+len(s.SourceCluster) > maxHdr {
 						t.Fatalf("stream over header limit: %d", len(s.Path))
 					}
 					if s.ID&1 == 0 {

@@ -133,6 +133,10 @@ func (c *conv) req(id uint32, path string, end bool, extra ...string) {
 				w.Tracestate += ","
 			}
 			w.Tracestate += extra[i+1]
+		case "x-source-cluster":
+			if w.SourceCluster == "" {
+				w.SourceCluster = extra[i+1]
+			}
 		}
 	}
 	c.wants[id] = w

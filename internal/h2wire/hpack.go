@@ -15,6 +15,7 @@ type block struct {
 	method, path, authority, scheme string
 	contentType, userAgent          string
 	traceparent, tracestate         string
+	sourceCluster                   string // x-source-cluster
 	status, grpcStatus, grpcMessage string
 	hasStatus, hasGRPCStatus        bool
 	tooLarge                        bool // over limit: the fields past it were dropped
@@ -62,6 +63,8 @@ func (b *block) emit(f hpack.HeaderField) {
 		} else if f.Value != "" {
 			b.tracestate += "," + f.Value
 		}
+	case "x-source-cluster":
+		first(&b.sourceCluster)
 	case "grpc-status":
 		if !b.hasGRPCStatus {
 			b.grpcStatus, b.hasGRPCStatus = f.Value, true

@@ -61,6 +61,9 @@ type Stream struct {
 	Reset              bool   // ended by RST_STREAM, from either side
 	ResetCode          uint32 // its error code
 	Incomplete         string // "" or one of the Incomplete* reasons
+	// SourceCluster is the first x-source-cluster field of the request:
+	// the cluster a caller without weft says it runs in.
+	SourceCluster string
 }
 
 // Reasons a stream is emitted incomplete (Stream.Incomplete).

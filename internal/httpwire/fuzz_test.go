@@ -150,6 +150,7 @@ func FuzzRoundTrip(f *testing.F) {
 			e := got[i]
 			start, end := tr.reqTime[g.reqStart], tr.respTime[g.respEnd-1]
 			if e.Role != tr.role || e.Req.Method != g.method || e.Req.Target != g.target || e.Resp.Status != g.status ||
+				e.Req.SourceCluster != g.sourceCluster ||
 				e.Req.BodyBytes != g.reqBody || e.Resp.BodyBytes != g.respBody || e.Incomplete != "" ||
 				e.Start != start || e.End != end || e.ReqGoid != start || e.RespGoid != tr.respTime[g.respStart] ||
 				e.FirstInChunk != tr.reqFirst[g.reqStart] {
@@ -217,7 +218,7 @@ func lossyRun(t *testing.T, seed []byte, mode uint8, lossEvery int) (generated, 
 				g = &tr.gen[i]
 			}
 		}
-		if g == nil || seen[g.target] || e.Req.Method != g.method {
+		if g == nil || seen[g.target] || e.Req.Method != g.method || e.Req.SourceCluster != g.sourceCluster {
 			t.Fatalf("invented or repeated exchange:\n%s", dump([]Exchange{e}))
 		}
 		seen[g.target] = true

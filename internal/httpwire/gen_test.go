@@ -38,6 +38,7 @@ func (w *wire) add(s string, gapOK bool) {
 
 type genExchange struct {
 	method, target    string
+	sourceCluster     string
 	status            int
 	reqBody, respBody int64
 	reqStart, reqEnd  int // byte range in the request wire
@@ -99,6 +100,12 @@ func (r *rng) generate(n int) (req, resp wire, ex []genExchange) {
 		g := genExchange{method: methods[r.n(len(methods))], target: "/p" + itoa(i) + "?q=" + itoa(r.n(1000))}
 		g.reqStart = len(req.b)
 		head := g.method + " " + g.target + " HTTP/1.1\r\nHost: h\r\n"
+		if i%3 == 1 {
+			// Derived from i, not drawn: the traffic of a given seed
+			// stays what it was before the field was generated.
+			g.sourceCluster = "c-" + itoa(i)
+			head += []string{"X-Source-Cluster", "x-source-cluster", "X-SOURCE-CLUSTER"}[i/3%3] + ": " + g.sourceCluster + "\r\n"
+		}
 		var bodyWire wire
 		if g.method == "POST" || g.method == "PUT" {
 			var h string

@@ -28,6 +28,7 @@ type msgHead struct {
 	status                int
 
 	host, userAgent, traceparent, tracestate string
+	sourceCluster                            string // X-Source-Cluster
 	dupTraceparent                           bool
 
 	contentLength int64 // -1 if absent
@@ -44,6 +45,7 @@ const (
 	fieldUserAgent
 	fieldTraceparent
 	fieldTracestate
+	fieldSourceCluster
 	fieldContentLength
 	fieldTransferEncoding
 	fieldConnection
@@ -106,6 +108,10 @@ func parseHead(b []byte, kind lineKind, h *msgHead) bool {
 			}
 		case fieldTracestate:
 			h.fold(fieldTracestate, v)
+		case fieldSourceCluster:
+			if h.sourceCluster == "" {
+				h.sourceCluster = string(v)
+			}
 		case fieldContentLength:
 			if !h.addContentLength(v) {
 				return false
@@ -150,6 +156,8 @@ func (h *msgHead) fold(field int, v []byte) {
 		p = &h.traceparent
 	case fieldTracestate:
 		p, sep = &h.tracestate, ","
+	case fieldSourceCluster:
+		p = &h.sourceCluster
 	default:
 		return
 	}
@@ -239,6 +247,10 @@ func fieldOf(name []byte) int {
 	case 14:
 		if equalFold(name, "content-length") {
 			return fieldContentLength
+		}
+	case 16:
+		if equalFold(name, "x-source-cluster") {
+			return fieldSourceCluster
 		}
 	case 17:
 		if equalFold(name, "transfer-encoding") {

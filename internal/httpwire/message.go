@@ -193,6 +193,7 @@ func (c *Conn) requestHead(ch Chunk, h *msgHead) {
 			Method: h.method, Target: h.target, Proto: h.proto,
 			Host: h.host, UserAgent: h.userAgent,
 			Traceparent: h.traceparent, Tracestate: h.tracestate,
+			SourceCluster:  h.sourceCluster,
 			DupTraceparent: h.dupTraceparent,
 			ContentLength:  h.contentLength,
 			Chunked:        h.chunked,

@@ -60,6 +60,10 @@ type Request struct {
 	Close                                    bool  // Connection: close (or HTTP/1.0 without keep-alive)
 	BodyBytes                                int64 // body bytes on the wire seen or skipped so far (chunk framing included)
 	HeaderBytes                              int   // head length, start line through the empty line
+	// SourceCluster is the first X-Source-Cluster field: the cluster a
+	// caller says it runs in (load generators and other clients without
+	// weft send it; weft's own hops use tracestate).
+	SourceCluster string
 }
 
 // Response is a parsed final response head plus what was seen of its body.

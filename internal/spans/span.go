@@ -19,6 +19,10 @@ type Span struct {
 	Sampled    bool
 	TraceState string
 	Remote     bool // the parent came from another process (incoming traceparent)
+	// SourceCluster is the request's X-Source-Cluster header as received:
+	// the caller's own word for its cluster. It is input to the
+	// cross-cluster marks (internal/clusters), not exported as such.
+	SourceCluster string
 
 	Name  string
 	Kind  trace.SpanKind

@@ -124,6 +124,7 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 	x := in.Exchange
 	var v Verdict
 	s := newSpan(in, trace.SpanKindServer)
+	s.SourceCluster = x.Req.SourceCluster
 	if tp := x.Req.Traceparent; tp != "" || x.Req.DupTraceparent {
 		sc, err := tracecontext.ParseTraceparent(tp)
 		switch {
@@ -201,6 +202,7 @@ func ServerSpan(in Input) (spans.Span, Verdict) {
 func ClientSpan(in Input) spans.Span {
 	x := in.Exchange
 	s := newSpan(in, trace.SpanKindClient)
+	s.SourceCluster = x.Req.SourceCluster
 	if in.Parent != nil {
 		s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
 	}

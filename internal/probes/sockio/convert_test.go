@@ -147,3 +147,33 @@ func TestHostMemo(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceCluster: the X-Source-Cluster header reaches the span of both
+// sides, for the cross-cluster stage to read; it is no attribute.
+func TestSourceCluster(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	in := func(x *httpwire.Exchange) Input {
+		return Input{Exchange: x, Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("10.0.0.2:51000"),
+			Process: &probes.Process{PID: 1}, Start: t0, End: t0}
+	}
+	for _, header := range []string{"", "aws-us-west-2-prod-01"} {
+		x := httpwire.Exchange{Req: httpwire.Request{Method: "GET", Target: "/", Proto: "HTTP/1.1", SourceCluster: header},
+			Resp: httpwire.Response{Status: 200}}
+		srv, _ := ServerSpan(in(&x))
+		cli := ClientSpan(in(&x))
+		for _, s := range []struct {
+			kind string
+			got  string
+			a    map[string]any
+		}{{"server", srv.SourceCluster, attrMap(srv.Attrs)}, {"client", cli.SourceCluster, attrMap(cli.Attrs)}} {
+			if s.got != header {
+				t.Errorf("%s span: SourceCluster %q, want %q", s.kind, s.got, header)
+			}
+			for k, v := range s.a {
+				if v == header && header != "" {
+					t.Errorf("%s span exports the header as %s", s.kind, k)
+				}
+			}
+		}
+	}
+}

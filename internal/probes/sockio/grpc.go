@@ -23,6 +23,7 @@ func StreamSpan(in Input, st *h2wire.Stream) (spans.Span, Verdict) {
 		kind = trace.SpanKindClient
 	}
 	s := newSpan(in, kind)
+	s.SourceCluster = st.SourceCluster
 	var v Verdict
 	if kind == trace.SpanKindServer && st.Traceparent != "" {
 		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err != nil {
@@ -30,6 +31,11 @@ func StreamSpan(in Input, st *h2wire.Stream) (spans.Span, Verdict) {
 		} else {
 			s.TraceID, s.Parent, s.Remote = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), true
 			s.Sampled = sc.Sampled()
+			// As for HTTP/1: the caller's tracestate travels with its
+			// context (the weft member names the caller's cluster).
+			if st.Tracestate != "" && tracecontext.ValidTracestate(st.Tracestate) {
+				s.TraceState = st.Tracestate
+			}
 		}
 	}
 	if kind == trace.SpanKindClient {

@@ -62,3 +62,31 @@ func TestStreamSpan(t *testing.T) {
 		t.Errorf("http/2 span %q %v error %v", s.Name, a, s.Error)
 	}
 }
+
+// TestStreamSpanCallerState: an HTTP/2 server span keeps the caller's valid
+// tracestate (with its context only) and its X-Source-Cluster header.
+func TestStreamSpanCallerState(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	in := Input{Remote: netip.MustParseAddrPort("10.0.0.2:40000"), Process: &probes.Process{PID: 1}}
+	for _, tc := range []struct {
+		name                      string
+		role                      h2wire.Role
+		traceparent, tracestate   string
+		wantState                 string
+		sourceCluster, wantSource string
+	}{
+		{"server with context", h2wire.RoleServer, tp, "weft=aws-us-east-1-prod-01,v=1", "weft=aws-us-east-1-prod-01,v=1", "", ""},
+		{"server without context", h2wire.RoleServer, "", "weft=aws-us-east-1-prod-01", "", "", ""},
+		{"server with invalid state", h2wire.RoleServer, tp, "weft=a,weft=b", "", "", ""},
+		{"server with header", h2wire.RoleServer, "", "", "", "eu-west-1", "eu-west-1"},
+		{"client", h2wire.RoleClient, tp, "weft=x", "", "eu-west-1", "eu-west-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := StreamSpan(in, &h2wire.Stream{Role: tc.role, ID: 1, Path: "/a.B/C", GRPC: true, GRPCStatus: 0,
+				Traceparent: tc.traceparent, Tracestate: tc.tracestate, SourceCluster: tc.sourceCluster})
+			if s.TraceState != tc.wantState || s.SourceCluster != tc.wantSource {
+				t.Errorf("TraceState %q SourceCluster %q, want %q %q", s.TraceState, s.SourceCluster, tc.wantState, tc.wantSource)
+			}
+		})
+	}
+}

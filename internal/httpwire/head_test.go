@@ -1,0 +1,89 @@
+package httpwire
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestSourceCluster: X-Source-Cluster is kept like Host: the first field,
+// any case, without surrounding whitespace, continued by obs-fold.
+func TestSourceCluster(t *testing.T) {
+	for _, tc := range []struct {
+		name, fields string
+		want         string
+		ok           bool
+	}{
+		{"absent", "Host: a\r\n", "", true},
+		{"plain", "X-Source-Cluster: aws-us-west-2-prod-01\r\n", "aws-us-west-2-prod-01", true},
+		{"any case", "x-SOURCE-cluster: eu-west-1\r\n", "eu-west-1", true},
+		{"whitespace trimmed", "X-Source-Cluster: \t us-west-2 \t\r\n", "us-west-2", true},
+		{"first wins", "X-Source-Cluster: one\r\nHost: h\r\nX-Source-Cluster: two\r\n", "one", true},
+		{"empty then value", "X-Source-Cluster:\r\nX-Source-Cluster: two\r\n", "two", true},
+		{"obs-fold", "X-Source-Cluster: a\r\n  b\r\n", "a b", true},
+		{"bare LF", "X-Source-Cluster: lf\n", "lf", true},
+		{"longer name is another field", "X-Source-Clusters: no\r\n", "", true},
+		{"prefix is another field", "X-Source-Cluste: no\r\n", "", true},
+		{"control byte", "X-Source-Cluster: a\x00b\r\n", "", false},
+		{"space before colon", "X-Source-Cluster : a\r\n", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := []byte("GET / HTTP/1.1\r\n" + tc.fields + "\r\n")
+			var h msgHead
+			ok := parseHead(head, lineRequest, &h)
+			if ok != tc.ok {
+				t.Fatalf("parseHead = %v, want %v", ok, tc.ok)
+			}
+			if ok && h.sourceCluster != tc.want {
+				t.Errorf("sourceCluster %q, want %q", h.sourceCluster, tc.want)
+			}
+		})
+	}
+}
+
+// The field reaches the Exchange, on both sides of a connection.
+func TestSourceClusterExchange(t *testing.T) {
+	req := "GET /c HTTP/1.1\r\nHost: h\r\nX-Source-Cluster: gcp-europe-west1-shop-2\r\n\r\n"
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"server", []step{R(req), W(ok0)}},
+		{"client", []step{W(req), R(ok0)}},
+	} {
+		r := play(t, Limits{}, tc.steps...)
+		checkProblems(t, r)
+		if len(r.ex) != 1 || r.ex[0].Req.SourceCluster != "gcp-europe-west1-shop-2" {
+			t.Errorf("%s: %s", tc.name, dump(r.ex))
+		}
+	}
+}
+
+// FuzzParseHead: any head parseHead accepts yields a source cluster that is
+// a trimmed slice of the input without control bytes.
+func FuzzParseHead(f *testing.F) {
+	f.Add([]byte("X-Source-Cluster: aws-us-east-1-prod-01\r\n"))
+	f.Add([]byte("x-source-cluster:a\r\n b\r\nX-Source-Cluster: c\r\n"))
+	f.Add([]byte("X-Source-Cluster: \t\r\nTracestate: weft=a\r\n"))
+	f.Fuzz(func(t *testing.T, fields []byte) {
+		if bytes.Contains(fields, []byte("\n\n")) || bytes.Contains(fields, []byte("\n\r\n")) {
+			return // an empty line would end the head early
+		}
+		head := append([]byte("GET / HTTP/1.1\r\n"), fields...)
+		if len(fields) > 0 && fields[len(fields)-1] != '\n' {
+			head = append(head, "\r\n"...)
+		}
+		head = append(head, "\r\n"...)
+		var h msgHead
+		if findHeadEnd(head, 0) != len(head) || !parseHead(head, lineRequest, &h) {
+			return
+		}
+		sc := h.sourceCluster
+		if strings.ContainsAny(sc, "\r\n\x00") || strings.TrimLeft(sc, " \t") != sc || strings.TrimRight(sc, " \t") != sc {
+			t.Fatalf("source cluster %q", sc)
+		}
+		if sc != "" && !strings.Contains(strings.ToLower(string(fields)), "x-source-cluster:") {
+			t.Fatalf("source cluster %q from a head without the field", sc)
+		}
+	})
+}
