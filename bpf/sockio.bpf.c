@@ -129,6 +129,10 @@ static __always_inline void fill_addrs(struct endpoints *e, struct sock *sk)
 	}
 }
 
+/* Bytes the injector adds to an HTTP/1 request: traceparent and, when the
+ * agent has a cluster name, tracestate. Written by the loader. */
+volatile const __u32 inject_added = INJ_HEADER_LEN;
+
 /* Whether this transfer is the first the application made on the socket:
  * only then does the parser know it starts at a message boundary. */
 static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
@@ -142,10 +146,10 @@ static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
 		return tp->bytes_received - queued == (__u64)len;
 	}
 	/* bytes sent = acked + not yet acked; bytes_acked also counts the SYN
-	 * when this side sent it, and the injector may have added its header
-	 * (INJ_HEADER_LEN) to this very send */
+	 * when this side sent it, and the injector may have added its
+	 * headers (inject_added) to this very send */
 	__u64 extra = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una) - (__u64)len;
-	return extra == 0 || extra == 1 || extra == INJ_HEADER_LEN || extra == INJ_HEADER_LEN + 1;
+	return extra == 0 || extra == 1 || extra == inject_added || extra == inject_added + 1;
 }
 
 static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 dir, int len)

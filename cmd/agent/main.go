@@ -176,7 +176,7 @@ func run(o options, log *slog.Logger) error {
 	gohttp.Register(reg) // uses sockio's and the injector's maps
 	gogrpc.Register(reg) // uses sockio's maps, which the injector reads too
 	board := status.New(met)
-	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes}
+	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes, InjectHTTP1Bytes: inject.HTTP1Added("weft", o.kube.clusterName)}
 	sampling.probes(&pcfg)
 	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{}, Status: board,
 		Config: pcfg})
@@ -312,8 +312,9 @@ func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *stat
 
 func (s *statusServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
-// withIdentity puts the cluster identity before a process's own extra
-// attributes (its pod's, which win where both say something).
+// withIdentity adds the configured cluster identity after a process's own
+// extra attributes (its pod's): configuration wins over what the node's
+// labels say (cloud.region). The identity holds only what was set.
 func withIdentity(identity []attribute.KeyValue, extra func(pid int) []attribute.KeyValue) func(pid int) []attribute.KeyValue {
 	if len(identity) == 0 {
 		return extra
@@ -322,6 +323,6 @@ func withIdentity(identity []attribute.KeyValue, extra func(pid int) []attribute
 		if extra == nil {
 			return identity
 		}
-		return append(append([]attribute.KeyValue(nil), identity...), extra(pid)...)
+		return append(append([]attribute.KeyValue(nil), extra(pid)...), identity...)
 	}
 }

@@ -66,3 +66,17 @@ func checkKey(key string) error {
 	}
 	return nil
 }
+
+// headerLen is INJ_HEADER_LEN (bpf/inject.h): the traceparent line.
+const headerLen = 70
+
+// HTTP1Added is how many bytes the injector adds to each HTTP/1 request
+// it gives context to, with tracestate key=value ("" value: none; a value
+// SetTraceState would refuse adds nothing either).
+func HTTP1Added(key, value string) uint32 {
+	ts, err := encodeTraceState(key, value)
+	if err != nil {
+		return headerLen
+	}
+	return uint32(headerLen + len(ts.line))
+}

@@ -48,6 +48,17 @@ func TestEncodeTraceState(t *testing.T) {
 	}
 }
 
+func TestHTTP1Added(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  uint32
+	}{{"", 70}, {"aws-us-east-1-shop-01", 70 + uint32(len("tracestate: weft=aws-us-east-1-shop-01\r\n"))}, {"a,b", 70}} {
+		if got := HTTP1Added("weft", tc.value); got != tc.want {
+			t.Errorf("HTTP1Added(%q) = %d, want %d", tc.value, got, tc.want)
+		}
+	}
+}
+
 func FuzzEncodeTraceState(f *testing.F) {
 	f.Add("weft", "us-east-1")
 	f.Add("weft", "a,b=c")

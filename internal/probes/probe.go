@@ -88,6 +88,10 @@ type Config struct {
 	// Sampler decides, where the kernel makes span IDs, the sampled flag
 	// the next hop is sent; nil is sampling.Default.
 	Sampler *sampling.Sampler
+	// InjectHTTP1Bytes is what the injector adds to each HTTP/1 request it
+	// gives context to (0: the bare traceparent line), so that the socket
+	// probe still recognises a connection's first request.
+	InjectHTTP1Bytes uint32
 }
 
 // The constants every object that makes span IDs has (bpf/tracectx.h).

@@ -77,6 +77,11 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := p.deps.Config.SetSampling(spec); err != nil {
 		return fmt.Errorf("preparing sockio BPF object: %w", err)
 	}
+	if n := p.deps.Config.InjectHTTP1Bytes; n != 0 {
+		if err := spec.Variables["inject_added"].Set(n); err != nil {
+			return fmt.Errorf("setting sockio's inject_added: %w", err)
+		}
+	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -135,6 +135,7 @@ const (
 	sockioProgOnRecv      = "on_recv"
 	sockioProgOnSend      = "on_send"
 	sockioProgOnState     = "on_state"
+	sockioVarInjectAdded  = "inject_added"
 	sockioVarSampleBound  = "sample_bound"
 	sockioVarSampleParent = "sample_parent"
 	sockioVarUnusedEvent  = "unused_event"
@@ -205,6 +206,7 @@ type sockioMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioVariableSpecs struct {
+	InjectAdded  *ebpf.VariableSpec `ebpf:"inject_added"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -257,6 +259,7 @@ func (m *sockioMaps) Close() error {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioVariables struct {
+	InjectAdded  *ebpf.Variable `ebpf:"inject_added"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
