@@ -40,15 +40,17 @@ unit:
 # the kernel and trace real servers into a real collector.
 test: deps check-generated build collector
 	$(GO) vet ./...
-	$(GO) vet -tags cluster ./test/cluster
+	$(GO) vet -tags e2e ./test/cluster ./test/multicluster
 	$(GO) test -count=1 -timeout 45m ./...
 	$(MAKE) e2e
 
-# A real one-node cluster (scripts/cluster.sh: etcd, API server, controller
-# manager, scheduler, containerd, kubelet, CNI), the DaemonSet applied with
-# kubectl apply -k, demo pods traced by namespace annotation; torn down after.
+# Whole-system tests, one at a time (they own fixed names and ports):
+# a real one-node Kubernetes cluster (scripts/cluster.sh: etcd, API server,
+# controller manager, scheduler, containerd, kubelet, CNI) with the
+# DaemonSet applied by kubectl apply -k; and the three-cluster lab (network
+# namespaces, an agent and a spoke collector each, a tail-sampling hub).
 e2e: deps collector
-	$(GO) test -tags cluster -count=1 -timeout 40m -v ./test/cluster
+	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/cluster ./test/multicluster
 
 offsets:
 	$(GO) run ./cmd/offsetgen -out internal/goinspect/offsets.json
@@ -58,7 +60,7 @@ bench: deps build
 	@scripts/bench-chain.sh
 	@scripts/bench-grpc.sh
 
-demo: deps build collector
+demo: deps build
 	@scripts/demo.sh
 
 clean:

@@ -1,4 +1,4 @@
-//go:build cluster
+//go:build e2e
 
 // Package cluster runs weft as users do: on a real one-node Kubernetes
 // cluster (scripts/cluster.sh: etcd, kube-apiserver, controller-manager,
