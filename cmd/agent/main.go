@@ -224,7 +224,8 @@ func run(o options, log *slog.Logger) error {
 		}
 		started = append(started, srv)
 	}
-	log.Info("weft-agent running", "version", version, "exporter", o.exporter, "families", reg.Names())
+	log.Info("weft-agent running", "version", version, "exporter", o.exporter, "families", reg.Names(),
+		"sampler", sampling.sampler.String())
 	<-ctx.Done()
 	log.Info("signal received; detaching")
 	return nil
