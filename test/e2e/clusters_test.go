@@ -65,10 +65,10 @@ func TestClusters(t *testing.T) {
 	}
 	// A chain A → B → C, then single requests into A from the test, which
 	// is not traced: only A's server spans come of those. The chain runs
-	// once first (spans "w...", not checked) to open A's and B's keep-alive
-	// connections: with tracestate injection on, the first request of a new
-	// client connection loses its CLIENT span (a sockio/inject problem, not
-	// this stage's; the marks are what is tested here).
+	// once first (spans "w...", not checked here) to open A's and B's
+	// keep-alive connections, so that the checked chain uses them. (First
+	// requests of new connections with tracestate injected are covered by
+	// TestMixedChain and the three-cluster lab.)
 	requests := []struct {
 		id, from string
 		header   map[string]string
