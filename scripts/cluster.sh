@@ -175,7 +175,7 @@ image() {
 
 up() {
 	deps
-	BIN="$(K8S_BINS="kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler" "$ROOT/scripts/k8s-bins.sh")"
+	BIN="$("$ROOT/scripts/k8s-bins.sh")"
 	if [ -f "$DIR/run/kubelet.pid" ] && kill -0 "$(cat "$DIR/run/kubelet.pid")" 2>/dev/null; then
 		log "already up"
 		echo "$DIR/admin.kubeconfig"

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Builds (once) kube-apiserver and kubectl from the Go module proxy and prints
-# the directory holding them on stdout. Progress goes to stderr.
+# Builds (once) kube-apiserver, kubectl, kubelet, kube-controller-manager and
+# kube-scheduler from the Go module proxy and prints the directory holding
+# them on stdout. Progress goes to stderr. One build for all five: the
+# API-server tests and the one-node cluster (scripts/cluster.sh) share it,
+# and a second build for a longer list would compile everything again.
 #
 # Debian has no usable Kubernetes binaries, so a throwaway module requires
 # k8s.io/kubernetes and replaces every staging module (listed at v0.0.0 in its
-# go.mod) with the published v0.X.Y. Cold: ~10 min and 2.5 GB RSS; the result
+# go.mod) with the published v0.X.Y. Cold: ~16 min and 2.5 GB RSS; the result
 # is cached outside the repo keyed by version, so later runs return at once.
 #   K8S_BINS="kube-apiserver kubectl kubelet ..." picks other cmd/ binaries.
 set -euo pipefail
 
 VERSION=1.37.2
 STAGING_VERSION=0.37.2
-BINS="${K8S_BINS:-kube-apiserver kubectl}"
+BINS="${K8S_BINS:-kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler}"
 
 CACHE="${WEFT_CACHE:-$HOME/.cache/weft}"
 [[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE"

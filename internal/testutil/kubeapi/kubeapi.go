@@ -2,7 +2,8 @@
 // no kubelet, no controllers, just the API a node agent talks to.
 //
 // kube-apiserver and kubectl are built by scripts/k8s-bins.sh from the Go
-// module proxy and cached in ~/.cache/weft (the first build takes ~10 min);
+// module proxy and cached in ~/.cache/weft (the first build, of every
+// Kubernetes binary the tests use, takes ~16 min);
 // etcd is Debian's etcd-server. Tests are skipped only under -short.
 package kubeapi
 
