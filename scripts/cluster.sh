@@ -194,7 +194,8 @@ up() {
 		--authorization-mode Node,RBAC --allow-privileged=true \
 		--service-account-issuer https://kubernetes.default.svc \
 		--service-account-key-file "$DIR/pki/sa.pub" --service-account-signing-key-file "$DIR/pki/sa.key" \
-		--service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none
+		--service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+		--kubelet-preferred-address-types InternalIP,Hostname
 	wait_for kube-apiserver 90 kubectl get --raw /readyz
 	# The apiserver's self-made serving certificate is what pods must trust.
 	start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig "$DIR/admin.kubeconfig" \

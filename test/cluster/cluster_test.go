@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,6 +149,39 @@ patches:
 		t.Errorf("plain pod restarted %s times", restarts)
 	}
 
+	// Pod to pod across the CNI bridge: the traced pod's call to the other
+	// carries its context, so the callee's server span is the caller's
+	// client span's child, in the caller's trace.
+	const calls = 10
+	for i := range calls {
+		to := fmt.Sprintf("http://%s:8080/work?id=callee-%d", plain.ip, i)
+		resp, err := http.Get(fmt.Sprintf("http://%s:8080/call?id=caller-%d&to=%s", traced.ip, i, url.QueryEscape(to)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	col.WaitSpans(t, calls, 60*time.Second, func(s otelcol.Span) bool { return hasID(s, "callee-") && s.Kind == 2 })
+	all := col.Spans(t)
+	byID := map[string]otelcol.Span{}
+	for _, s := range all {
+		byID[s.SpanID] = s
+	}
+	for _, callee := range spansWith(all, "callee-") {
+		if callee.Kind != 2 {
+			continue
+		}
+		client, ok := byID[callee.ParentSpanID]
+		if !ok || client.Kind != 3 || client.TraceID != callee.TraceID || client.Resource["k8s.pod.name"] != traced.name {
+			t.Errorf("callee span %s (trace %s, parent %s): not the child of a client span of pod %s",
+				callee.SpanID, callee.TraceID, callee.ParentSpanID, traced.name)
+			continue
+		}
+		if callee.Resource["k8s.pod.name"] != plain.name || callee.Resource["k8s.namespace.name"] != "plain" {
+			t.Errorf("callee span %s: pod %v in %v", callee.SpanID, callee.Resource["k8s.pod.name"], callee.Resource["k8s.namespace.name"])
+		}
+	}
+
 	metrics := c.agentMetrics(t)
 	for _, m := range []string{"weft_k8s_apiserver_up 1", "weft_k8s_synced 1", "weft_inject_enabled 1"} {
 		if !strings.Contains(metrics, m+"\n") {
@@ -158,7 +192,9 @@ patches:
 		t.Error("the agent runs without its disk spool")
 	}
 
-	down(t, c)
+	if !t.Failed() {
+		down(t, c) // on failure, up's cleanup tears down after the diagnostics
+	}
 }
 
 type pod struct{ name, uid, ip, containerID string }
@@ -267,6 +303,10 @@ func up(t *testing.T) *cluster {
 		for _, args := range [][]string{{"get", "pods", "-A", "-o", "wide"}, {"get", "events", "-A"}} {
 			out, _ := c.cmd(args...).CombinedOutput()
 			t.Logf("kubectl %s:\n%s", strings.Join(args, " "), out)
+		}
+		if os.Getenv("WEFT_KEEP_CLUSTER") != "" {
+			t.Logf("cluster kept (WEFT_KEEP_CLUSTER): kubectl --kubeconfig %s; scripts/cluster.sh down", c.kubeconfig)
+			return
 		}
 		down(t, c)
 	})
