@@ -46,6 +46,7 @@ type Probe struct {
 
 	mu       sync.Mutex
 	loaded   bool
+	uprobes  probes.Uprobes
 	exes     *probes.Exes[exeInfo]
 	stopOnce sync.Once
 }
@@ -79,6 +80,12 @@ func (p *Probe) Start(ctx context.Context) error {
 	}
 	if err := p.deps.Config.SetSampling(spec); err != nil {
 		return fmt.Errorf("preparing gogrpc BPF object: %w", err)
+	}
+	if p.uprobes, err = probes.NewUprobes(); err != nil {
+		return err
+	}
+	if err := p.uprobes.Prepare(spec, "operate_headers", "handle_stream", "header_fields", "loopy_headers", "loopy_write_header"); err != nil {
+		return err
 	}
 	repl := map[string]*ebpf.Map{}
 	for _, name := range []string{"procs", "goctx", "h2_ids"} {
@@ -220,16 +227,14 @@ func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, err
 	}
 	var links []link.Link
 	for _, h := range hooks {
-		for _, off := range h.offsets {
-			l, err := ex.Uprobe(h.fn, progs[h.prog], &link.UprobeOptions{Address: off})
-			if err != nil {
-				for _, l := range links {
-					l.Close()
-				}
-				return nil, fmt.Errorf("uprobe on %s at %#x: %w", h.fn, off, err)
+		ls, err := p.uprobes.Attach(ex, h.fn, progs[h.prog], h.offsets...)
+		if err != nil {
+			for _, l := range links {
+				l.Close()
 			}
-			links = append(links, l)
+			return nil, err
 		}
+		links = append(links, ls...)
 	}
 	return links, nil
 }

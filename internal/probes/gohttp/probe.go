@@ -43,6 +43,7 @@ type Probe struct {
 
 	mu       sync.Mutex
 	loaded   bool
+	uprobes  probes.Uprobes
 	exes     *probes.Exes[struct{}]
 	stopOnce sync.Once
 }
@@ -65,6 +66,12 @@ func (p *Probe) Start(ctx context.Context) error {
 	}
 	if err := p.deps.Config.SetSampling(spec); err != nil {
 		return fmt.Errorf("preparing gohttp BPF object: %w", err)
+	}
+	if p.uprobes, err = probes.NewUprobes(); err != nil {
+		return err
+	}
+	if err := p.uprobes.Prepare(spec, "round_trip"); err != nil {
+		return err
 	}
 	repl := map[string]*ebpf.Map{}
 	for _, name := range []string{"procs", "goctx", "client_ctxs"} {
@@ -137,7 +144,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 		return nil
 	}
-	l, err := p.attach(proc.ExePath)
+	ls, err := p.attach(proc.ExePath)
 	if errors.Is(err, goinspect.ErrNoFunc) {
 		p.log.Debug("no net/http client in executable", "pid", proc.PID)
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http client in the executable")
@@ -151,14 +158,14 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
 		return nil
 	}
-	p.exes.Attached(key, []link.Link{l}, struct{}{})
+	p.exes.Attached(key, ls, struct{}{})
 	p.exes.Use(proc.PID, key)
 	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 	p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
 	return nil
 }
 
-func (p *Probe) attach(exe string) (link.Link, error) {
+func (p *Probe) attach(exe string) ([]link.Link, error) {
 	b, err := goinspect.Open(exe)
 	if err != nil {
 		return nil, fmt.Errorf("inspecting %s: %w", exe, err)
@@ -172,11 +179,11 @@ func (p *Probe) attach(exe string) (link.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s for uprobes: %w", exe, err)
 	}
-	l, err := ex.Uprobe(roundTrip, p.objs.RoundTrip, &link.UprobeOptions{Address: f.Offset})
+	ls, err := p.uprobes.Attach(ex, roundTrip, p.objs.RoundTrip, f.Offset)
 	if err != nil {
-		return nil, fmt.Errorf("attaching uprobe to %s in %s: %w", roundTrip, exe, err)
+		return nil, fmt.Errorf("attaching to %s in %s: %w", roundTrip, exe, err)
 	}
-	return l, nil
+	return ls, nil
 }
 
 // Untrack detaches the uprobe when the last process of its executable goes:
