@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,10 +98,7 @@ func TestInjectionOff(t *testing.T) {
 
 func checkChain(t *testing.T, n int, inject bool) {
 	ch := startChain(t, fmt.Sprintf("-inject=%v", inject))
-	client := &http.Client{Timeout: 60 * time.Second}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
+	fanOut(t, n, func(i int) *http.Request {
 		mode := "inline"
 		if i%2 == 1 {
 			mode = "goroutine"
@@ -112,33 +107,15 @@ func checkChain(t *testing.T, n int, inject bool) {
 		if i%10 == 5 {
 			own = appTraceparent(i)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("GET", ch.url(i, mode, own), nil)
-			if i%3 == 0 { // a caller that is traced already
-				req.Header.Set("traceparent", callerTraceparent(i))
-			}
-			if unsampled(i) { // a caller that decided not to sample
-				req.Header.Set("traceparent", strings.TrimSuffix(callerTraceparent(i), "-01")+"-00")
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(b) != "200" {
-				errs <- fmt.Errorf("request %d: A answered %q", i, b)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		req, _ := http.NewRequest("GET", ch.url(i, mode, own), nil)
+		if i%3 == 0 { // a caller that is traced already
+			req.Header.Set("traceparent", callerTraceparent(i))
+		}
+		if unsampled(i) { // a caller that decided not to sample
+			req.Header.Set("traceparent", strings.TrimSuffix(callerTraceparent(i), "-01")+"-00")
+		}
+		return req
+	}, "200")
 	dropped := 0
 	for i := range n {
 		if unsampled(i) {

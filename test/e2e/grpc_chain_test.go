@@ -2,14 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,58 +28,15 @@ func TestMixedChain(t *testing.T) {
 	needRoot(t)
 	const n = 200
 	col := otelcol.Start(t)
-	dir := t.TempDir()
-	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-mix"))
-	svc := map[string]*server{}
-	for _, name := range []string{"a", "b", "c", "d"} {
-		// Separate executables, as separate services have: service.name
-		// tells the spans apart.
-		exe := filepath.Join(dir, "weft-e2e-mix-"+name)
-		if b, err := os.ReadFile(bin); err != nil {
-			t.Fatal(err)
-		} else if err := os.WriteFile(exe, b, 0o755); err != nil {
-			t.Fatal(err)
+	ch := startMixedChain(t, col, "weft-e2e-mix")
+	svc, ag := ch.svc, ch.agent
+	fanOut(t, n, func(i int) *http.Request {
+		req, _ := http.NewRequest("GET", ch.url(fmt.Sprintf("m%d", i)), nil)
+		if i%10 == 0 { // a caller that is traced already
+			req.Header.Set("traceparent", callerTraceparent(i))
 		}
-		var flags []string
-		if name == "a" || name == "c" {
-			flags = append(flags, "-http")
-		}
-		svc[name] = startServer(t, name, append([]string{exe}, flags...)...)
-	}
-	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-mix-*")
-	for _, s := range svc {
-		ag.waitTracked(t, s.PID())
-	}
-
-	next := url.QueryEscape(fmt.Sprintf("grpc://%s http://%s grpc://%s", svc["b"].Addr, svc["c"].Addr, svc["d"].Addr))
-	client := &http.Client{Timeout: 60 * time.Second}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/hop?next=%s&id=m%d", svc["a"].Addr, next, i), nil)
-			if i%10 == 0 { // a caller that is traced already
-				req.Header.Set("traceparent", callerTraceparent(i))
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(b) != "ok" {
-				errs <- fmt.Errorf("request %d: A answered %d %q", i, resp.StatusCode, b)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		return req
+	}, "ok")
 
 	const perRequest = 7
 	all := waitSpansSoft(t, col, n*perRequest, 120*time.Second, nil)

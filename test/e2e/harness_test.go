@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
 
 func TestMain(m *testing.M) {
@@ -257,4 +260,73 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// mixedChain is four copies of the unmodified grpcserver program,
+// A (-http) ─gRPC→ B ─HTTP→ C (-http) ─gRPC→ D, traced by one agent.
+type mixedChain struct {
+	svc   map[string]*server
+	agent *agent
+	next  string // the hop list A relays, query-escaped
+}
+
+// startMixedChain builds the chain; prefix names the executables (so that
+// service.name tells the spans apart) and the agent's selection.
+func startMixedChain(t *testing.T, col *otelcol.Collector, prefix string, agentEnv ...string) *mixedChain {
+	t.Helper()
+	dir := t.TempDir()
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
+	m := &mixedChain{svc: map[string]*server{}}
+	for _, name := range []string{"a", "b", "c", "d"} {
+		exe := filepath.Join(dir, prefix+"-"+name)
+		if b, err := os.ReadFile(bin); err != nil {
+			t.Fatal(err)
+		} else if err := os.WriteFile(exe, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{exe}
+		if name == "a" || name == "c" {
+			args = append(args, "-http")
+		}
+		m.svc[name] = startServer(t, name, args...)
+	}
+	m.agent = startAgent(t, append([]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, agentEnv...), "-exe", prefix+"-*")
+	for _, s := range m.svc {
+		m.agent.waitTracked(t, s.PID())
+	}
+	m.next = url.QueryEscape(fmt.Sprintf("grpc://%s http://%s grpc://%s", m.svc["b"].Addr, m.svc["c"].Addr, m.svc["d"].Addr))
+	return m
+}
+
+// url of request id into A.
+func (m *mixedChain) url(id string) string {
+	return fmt.Sprintf("http://%s/hop?next=%s&id=%s", m.svc["a"].Addr, m.next, id)
+}
+
+// fanOut sends n requests at once (req builds the i-th) and fails the test
+// on a transport error or an answer other than 200 with body want.
+func fanOut(t *testing.T, n int, req func(i int) *http.Request, want string) {
+	t.Helper()
+	client := &http.Client{Timeout: 60 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := client.Do(req(i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(b) != want {
+				errs <- fmt.Errorf("request %d: answered %d %q, want 200 %q", i, resp.StatusCode, b, want)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }

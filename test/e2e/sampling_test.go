@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -83,32 +81,13 @@ func runSampling(t *testing.T, n int, env map[string]string, caller callerFunc) 
 	}
 	rec := startRecorder(t)
 	ch := startChain(t)
-	client := &http.Client{Timeout: 60 * time.Second}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			req, _ := http.NewRequest("GET", ch.samplingURL(i, rec), nil)
-			if tp := caller(i); tp != "" {
-				req.Header.Set("traceparent", tp)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(b) != "200,200" {
-				errs <- fmt.Errorf("request %d: A answered %q", i, b)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	fanOut(t, n, func(i int) *http.Request {
+		req, _ := http.NewRequest("GET", ch.samplingURL(i, rec), nil)
+		if tp := caller(i); tp != "" {
+			req.Header.Set("traceparent", tp)
+		}
+		return req
+	}, "200,200")
 	want := n * spansPerSampledRequest
 	run := &samplingRun{n: n, caller: caller, rec: rec}
 	deadline := time.Now().Add(120 * time.Second)
@@ -314,50 +293,12 @@ func TestSamplingMixedChain(t *testing.T) {
 	needRoot(t)
 	const n, perRequest = 100, 7
 	col := otelcol.Start(t)
-	dir := t.TempDir()
-	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-smix"))
-	svc := map[string]*server{}
-	for _, name := range []string{"a", "b", "c", "d"} {
-		exe := filepath.Join(dir, "weft-e2e-smix-"+name)
-		if b, err := os.ReadFile(bin); err != nil {
-			t.Fatal(err)
-		} else if err := os.WriteFile(exe, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		args := []string{exe}
-		if name == "a" || name == "c" {
-			args = append(args, "-http")
-		}
-		svc[name] = startServer(t, name, args...)
-	}
-	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint,
-		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.5"}, "-exe", "weft-e2e-smix-*")
-	for _, s := range svc {
-		ag.waitTracked(t, s.PID())
-	}
-	next := url.QueryEscape(fmt.Sprintf("grpc://%s http://%s grpc://%s", svc["b"].Addr, svc["c"].Addr, svc["d"].Addr))
-	client := &http.Client{Timeout: 60 * time.Second}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			resp, err := client.Get(fmt.Sprintf("http://%s/hop?next=%s&id=s%d", svc["a"].Addr, next, i))
-			if err != nil {
-				errs <- err
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(b) != "ok" {
-				errs <- fmt.Errorf("request %d: A answered %d %q", i, resp.StatusCode, b)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	ch := startMixedChain(t, col, "weft-e2e-smix", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.5")
+	ag := ch.agent
+	fanOut(t, n, func(i int) *http.Request {
+		req, _ := http.NewRequest("GET", ch.url(fmt.Sprintf("s%d", i)), nil)
+		return req
+	}, "ok")
 
 	var all []otelcol.Span
 	var dropped float64
