@@ -1,8 +1,10 @@
 package h2wire
 
+import "github.com/weft-dev/weft/internal/wire"
+
 // ClientPreface is the connection preface a client sends first (RFC 9113
 // section 3.4), followed by a SETTINGS frame.
-const ClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+const ClientPreface = wire.H2Preface
 
 type connState uint8
 

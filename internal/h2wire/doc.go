@@ -2,7 +2,7 @@
 // from the syscalls of one TCP connection, as seen by eBPF tracepoints: for
 // each successful read-side or write-side syscall, its direction, time,
 // byte count and a captured prefix of its bytes (the rest is a gap). It is
-// the HTTP/2 counterpart of httpwire and takes the same Chunk.
+// the HTTP/2 counterpart of httpwire and takes the same wire.Chunk.
 //
 // It is pure: no goroutines, I/O or clocks.
 //

@@ -1,17 +1,17 @@
 package h2wire
 
-import "github.com/weft-dev/weft/internal/httpwire"
+import "github.com/weft-dev/weft/internal/wire"
 
-// Chunk is one send-side or recv-side syscall; it is the httpwire type, so
-// one capture pipeline feeds both parsers.
-type Chunk = httpwire.Chunk
+// Chunk is one send-side or recv-side operation (internal/wire), so one
+// capture pipeline feeds every parser.
+type Chunk = wire.Chunk
 
 // Dir is the direction of a chunk, seen from the traced process.
-type Dir = httpwire.Dir
+type Dir = wire.Dir
 
 const (
-	DirRead  = httpwire.DirRead
-	DirWrite = httpwire.DirWrite
+	DirRead  = wire.DirRead
+	DirWrite = wire.DirWrite
 )
 
 // Role is the traced process's side of a connection.

@@ -117,7 +117,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed []byte, mode uint8) {
 		r := &rng{b: seed}
 		gaps := mode&4 != 0
-		tr := newTraffic(r, 1+r.n(6), 400, mode&1 != 0, mode&2 != 0, func(w *wire, from, to int) int {
+		tr := newTraffic(r, 1+r.n(6), 400, mode&1 != 0, mode&2 != 0, func(w *wireBytes, from, to int) int {
 			if !gaps || to-from < 2 || r.n(2) == 0 {
 				return to - from
 			}
@@ -184,7 +184,7 @@ var lossyProblems [numProblems]int
 // exchanges were generated and emitted complete.
 func lossyRun(t *testing.T, seed []byte, mode uint8, lossEvery int) (generated, complete int) {
 	r := &rng{b: seed}
-	tr := newTraffic(r, 1+r.n(8), 200, mode&1 != 0, mode&2 != 0, func(w *wire, from, to int) int {
+	tr := newTraffic(r, 1+r.n(8), 200, mode&1 != 0, mode&2 != 0, func(w *wireBytes, from, to int) int {
 		if r.n(lossEvery) == 0 {
 			return r.n(to - from)
 		}

@@ -23,13 +23,13 @@ func (r *rng) next() uint64 {
 
 func (r *rng) n(k int) int { return int(r.next() % uint64(k)) }
 
-// wire is one direction's bytes, with where a gap may hide them.
-type wire struct {
+// wireBytes is one direction's bytes, with where a gap may hide them.
+type wireBytes struct {
 	b     []byte
 	gapOK []bool // byte i lies inside a body whose framing survives a gap
 }
 
-func (w *wire) add(s string, gapOK bool) {
+func (w *wireBytes) add(s string, gapOK bool) {
 	w.b = append(w.b, s...)
 	for range s {
 		w.gapOK = append(w.gapOK, gapOK)
@@ -59,7 +59,7 @@ func (r *rng) body(n int) string {
 
 // genBody appends a body framed as chunked (true) or by length, and returns
 // its framing header and wire length.
-func (r *rng) genBody(w *wire, size int, chunked bool) (hdr string, wireLen int64) {
+func (r *rng) genBody(w *wireBytes, size int, chunked bool) (hdr string, wireLen int64) {
 	start := len(w.b)
 	if !chunked {
 		w.add(r.body(size), true)
@@ -94,7 +94,7 @@ func hex(n int) string {
 
 // generate builds n valid exchanges in two wires. Only the last response
 // may be delimited by the connection's close.
-func (r *rng) generate(n int) (req, resp wire, ex []genExchange) {
+func (r *rng) generate(n int) (req, resp wireBytes, ex []genExchange) {
 	methods := []string{"GET", "POST", "HEAD", "PUT", "DELETE"}
 	for i := 0; i < n; i++ {
 		g := genExchange{method: methods[r.n(len(methods))], target: "/p" + itoa(i) + "?q=" + itoa(r.n(1000))}
@@ -106,7 +106,7 @@ func (r *rng) generate(n int) (req, resp wire, ex []genExchange) {
 			g.sourceCluster = "c-" + itoa(i)
 			head += []string{"X-Source-Cluster", "x-source-cluster", "X-SOURCE-CLUSTER"}[i/3%3] + ": " + g.sourceCluster + "\r\n"
 		}
-		var bodyWire wire
+		var bodyWire wireBytes
 		if g.method == "POST" || g.method == "PUT" {
 			var h string
 			h, g.reqBody = r.genBody(&bodyWire, r.n(300), r.n(2) == 0)
@@ -125,7 +125,7 @@ func (r *rng) generate(n int) (req, resp wire, ex []genExchange) {
 		g.status = statuses[r.n(len(statuses))]
 		head = "HTTP/1.1 " + itoa(g.status) + " Reason\r\n"
 		noBody := g.method == "HEAD" || g.status == 204 || g.status == 304
-		bodyWire = wire{}
+		bodyWire = wireBytes{}
 		switch last := i == n-1; {
 		case noBody:
 			head += "Content-Length: " + itoa(r.n(50)) + "\r\n"
@@ -160,7 +160,7 @@ type traffic struct {
 // maxChunk bytes. hide returns how many bytes of the chunk w.b[from:to]
 // are captured (the rest is a gap). A client does not pipeline unless
 // pipelined: each request, then its response.
-func newTraffic(r *rng, n, maxChunk int, client, pipelined bool, hide func(w *wire, from, to int) int) *traffic {
+func newTraffic(r *rng, n, maxChunk int, client, pipelined bool, hide func(w *wireBytes, from, to int) int) *traffic {
 	reqW, respW, gen := r.generate(n)
 	tr := &traffic{
 		gen:      gen,
@@ -174,7 +174,7 @@ func newTraffic(r *rng, n, maxChunk int, client, pipelined bool, hide func(w *wi
 		reqDir, respDir, tr.role = DirWrite, DirRead, RoleClient
 	}
 	now := uint64(0)
-	cut := func(w *wire, dir Dir, from, to int, times []uint64, first []bool) {
+	cut := func(w *wireBytes, dir Dir, from, to int, times []uint64, first []bool) {
 		for from < to {
 			size := 1 + r.n(min(to-from, 1+r.n(maxChunk)))
 			now += 10

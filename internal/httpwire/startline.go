@@ -1,6 +1,10 @@
 package httpwire
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/weft-dev/weft/internal/wire"
+)
 
 // Start lines: recognising, incrementally, the first line of a message.
 
@@ -169,7 +173,8 @@ func isTLSRecord(b []byte) bool {
 	return len(b) >= 3 && b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03 && b[2] <= 0x04
 }
 
-const h2Preface = "PRI * HTTP/2.0\r\n"
+// h2Preface is the HTTP/2 preface's request-like first line.
+var h2Preface = wire.H2Preface[:16]
 
 // isH2Preface reports whether b starts with (a prefix of, if short) the
 // HTTP/2 connection preface.

@@ -1,32 +1,18 @@
 package httpwire
 
-// Dir is the direction of a syscall's bytes, seen from the traced process.
-type Dir uint8
+import "github.com/weft-dev/weft/internal/wire"
 
-const (
-	DirRead  Dir = iota // bytes the process read from the socket
-	DirWrite            // bytes the process wrote to the socket
+// Dir and Chunk are the shared wire types (internal/wire): every capture
+// source feeds this parser and h2wire alike.
+type (
+	Dir   = wire.Dir
+	Chunk = wire.Chunk
 )
 
-func (d Dir) String() string {
-	switch d {
-	case DirRead:
-		return "read"
-	case DirWrite:
-		return "write"
-	}
-	return "invalid"
-}
-
-// Chunk is one successful read-side or write-side syscall on a connection.
-type Chunk struct {
-	Dir  Dir
-	Time uint64 // monotonic ns of the syscall
-	Len  int    // bytes the syscall moved
-	Data []byte // captured prefix: len(Data) <= Len; Data[len(Data):Len] is unknown (a gap)
-	Goid uint64 // goroutine id of the caller (0 if not Go), carried through
-	Tag  uint64 // opaque value from the event, carried through
-}
+const (
+	DirRead  = wire.DirRead
+	DirWrite = wire.DirWrite
+)
 
 // Role is the traced process's side of a connection.
 type Role uint8
