@@ -3,7 +3,8 @@
 //
 // The pipeline, top to bottom:
 //
-//	discovery (which processes) → probes (BPF → spans) → export (OTLP, console, jsonl)
+//	discovery (which processes) → probe families: capture source → connection
+//	table → protocol parsers (spans) → span stages → export (OTLP, console, jsonl)
 package main
 
 import (
@@ -12,9 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,6 +21,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/weft-dev/weft/internal/conntrack"
 	"github.com/weft-dev/weft/internal/discovery"
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/k8smeta"
@@ -30,10 +29,15 @@ import (
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/probes/gogrpc"
 	"github.com/weft-dev/weft/internal/probes/gohttp"
+	injectprobe "github.com/weft-dev/weft/internal/probes/inject"
 	"github.com/weft-dev/weft/internal/probes/sockio"
+	"github.com/weft-dev/weft/internal/protocols/http1"
+	"github.com/weft-dev/weft/internal/protocols/http2"
+	"github.com/weft-dev/weft/internal/redact"
 	"github.com/weft-dev/weft/internal/selection"
 	"github.com/weft-dev/weft/internal/spanmetrics"
 	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/statusserver"
 )
 
 // version is set by the build (-ldflags -X main.version=...).
@@ -50,6 +54,7 @@ type options struct {
 	exporter          string
 	serviceName       string
 	statusAddr        string
+	statusLocalAddr   string
 	maxHeaderBytes    int
 	logLevel          string
 	pprof             bool
@@ -66,7 +71,8 @@ func parseFlags(args []string) (options, error) {
 	fs.Var(&o.ports, "port", "trace processes listening on this TCP port (repeatable; env WEFT_PORTS)")
 	fs.StringVar(&o.exporter, "exporter", envOr("WEFT_EXPORTER", "otlp"), "otlp (OTEL_EXPORTER_OTLP_* settings apply), console or jsonl")
 	fs.StringVar(&o.serviceName, "service-name", os.Getenv("WEFT_SERVICE_NAME"), "service.name for traced processes (default: executable name; OTEL_SERVICE_NAME wins)")
-	fs.StringVar(&o.statusAddr, "status-addr", envOr("WEFT_STATUS_ADDR", "127.0.0.1:9464"), "address of /metrics and /healthz; empty to disable")
+	fs.StringVar(&o.statusAddr, "status-addr", envOr("WEFT_STATUS_ADDR", "127.0.0.1:9464"), "address of /metrics, /healthz and /readyz (and /status when it is loopback); empty to disable")
+	fs.StringVar(&o.statusLocalAddr, "status-local-addr", envOr("WEFT_STATUS_LOCAL_ADDR", "127.0.0.1:9465"), "loopback address of /status when -status-addr is not loopback; empty to disable")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 8192, "HTTP heads longer than this are skipped and counted")
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
 	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", inject.DefaultCgroup), "cgroup mount whose v2 hierarchy (itself, or its \"unified\" folder on hybrid hosts) the injector's sockops program covers")
@@ -127,6 +133,14 @@ type component interface {
 	Shutdown(ctx context.Context) error
 }
 
+// run builds the pipeline and runs it until a signal:
+//
+//	discovery → probe families: capture source → connection table → protocol parsers
+//	          → span stages (cross-cluster marks, metrics, sampling) → export
+//
+// Each stage is made with the stage after it, so they are built from the
+// export end; the probe families start in the order they depend on each
+// other, and everything stops in reverse.
 func run(o options, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -135,8 +149,16 @@ func run(o options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("reading the selection: %w", err)
 	}
-	var sel selection.Selector = standalone
+	clusters, err := loadClusters(o.kube.clusterName, os.Getenv, log)
+	if err != nil {
+		return fmt.Errorf("reading the cluster identity: %w", err)
+	}
+	sampling, err := loadSampling(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("reading the sampler: %w", err)
+	}
 	met := metrics.New()
+	live := statusserver.NewLiveness(nil)
 	var started []component
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -149,6 +171,9 @@ func run(o options, log *slog.Logger) error {
 		log.Info("detached and stopped")
 	}()
 
+	// Export, and the stages a span passes on its way there: cross-cluster
+	// marks, then metrics (every span counted where the alerts look,
+	// sampled or not), then the head sampler.
 	sink, exp, err := newSink(ctx, o.exporter, met, log)
 	if err != nil {
 		return err
@@ -156,42 +181,40 @@ func run(o options, log *slog.Logger) error {
 	if exp != nil {
 		started = append(started, exp)
 	}
-	clusters, err := loadClusters(o.kube.clusterName, os.Getenv, log)
-	if err != nil {
-		return fmt.Errorf("reading the cluster identity: %w", err)
-	}
-	sampling, err := loadSampling(os.Getenv)
-	if err != nil {
-		return fmt.Errorf("reading the sampler: %w", err)
-	}
-	// Spans flow: cross-cluster marks, then metrics (every span counted
-	// where the alerts look, sampled or not), then the sampler, then export.
 	sink = sampling.wrap(sink, met)
 	sink = spanmetrics.New(sink, met, o.kube.clusterName)
 	sink = clusters.wrap(sink, met)
 
-	reg := probes.NewRegistry()
-	sockio.Register(reg)
-	registerInject(reg, o.inject, o.cgroup, o.kube.clusterName)
-	gohttp.Register(reg) // uses sockio's and the injector's maps
-	gogrpc.Register(reg) // uses sockio's maps, which the injector reads too
+	// Protocols: what the connection table parses captured bytes as. A
+	// connection is HTTP/1 unless another protocol claims its first bytes.
+	// URLs lose their secrets before they become attributes.
+	red := redaction(os.Getenv)
+	protocols := conntrack.Protocols{
+		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red}),
+		Sniffed: []conntrack.Protocol{
+			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red}),
+		},
+	}
+
+	// Probe families, in start order. sockio captures traced sockets' bytes
+	// (capture source → connection table → protocols); the injector and
+	// the Go probes share its kernel maps, gohttp the injector's too.
 	board := status.New(met)
 	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes, InjectHTTP1Bytes: inject.HTTP1Added("weft", o.kube.clusterName)}
 	sampling.probes(&pcfg)
-	ps, err := reg.Build(probes.Deps{Log: log, Sink: sink, Metrics: met, Shared: &probes.SharedMaps{}, Status: board,
-		Config: pcfg})
-	if err != nil {
+	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}
+	sock := sockio.New(deps, protocols)
+	inj := injectprobe.New(deps, sock, injectprobe.Config{On: o.inject, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
+	families := probes.NewFamilies(log, board, sock, inj, gohttp.New(deps, sock, inj), gogrpc.New(deps, sock))
+	started = append(started, families)
+	if err := families.Start(ctx); err != nil {
 		return err
 	}
-	for _, p := range ps {
-		if err := p.Start(ctx); err != nil {
-			return fmt.Errorf("starting probe family %s: %w", p.Name(), err)
-		}
-		started = append(started, p)
-	}
 
+	// Discovery: which processes the families trace, and their identity.
 	resCfg := discovery.ResourceConfig{ServiceName: o.serviceName, Version: version}
 	var store *k8smeta.Store
+	var sel selection.Selector = standalone
 	if o.kube.on {
 		if store, err = startKube(ctx, o.kube, log); err != nil {
 			return err
@@ -203,9 +226,7 @@ func run(o options, log *slog.Logger) error {
 	}
 	resCfg.Extra = withIdentity(clusters.resource(), resCfg.Extra)
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
-		Resource: resCfg,
-		GoFields: sockio.GoFields},
-		log, met, &fanout{probes: ps, board: board, log: log})
+		Resource: resCfg, GoFields: sockio.GoFields}, log, met, families)
 	if err := disc.Start(ctx); err != nil {
 		return fmt.Errorf("starting discovery: %w", err)
 	}
@@ -217,101 +238,33 @@ func run(o options, log *slog.Logger) error {
 	}
 
 	if o.statusAddr != "" {
-		ready := func() bool { return store == nil || store.Synced() }
-		srv, err := serveStatus(o.statusAddr, o.pprof, met, board, ready, log)
+		srv, err := statusserver.Start(statusserver.Config{PublicAddr: o.statusAddr, LocalAddr: o.statusLocalAddr,
+			Pprof: o.pprof, Metrics: met, Status: board, Live: live, Log: log,
+			// Ready once the probes are attached, discovery has scanned and,
+			// in Kubernetes, the pod metadata cache has synced.
+			Ready: func() bool { return store == nil || store.Synced() }})
 		if err != nil {
 			return err
 		}
 		started = append(started, srv)
 	}
-	log.Info("weft-agent running", "version", version, "exporter", o.exporter, "families", reg.Names(),
+	log.Info("weft-agent running", "version", version, "exporter", o.exporter, "families", families.Names(),
 		"sampler", sampling.sampler.String())
 	<-ctx.Done()
 	log.Info("signal received; detaching")
 	return nil
 }
 
-// fanout tells every probe family about every selected process, and logs
-// what they could do for it.
-type fanout struct {
-	probes []probes.Probe
-	board  *status.Board
-	log    *slog.Logger
+// redaction is the URL redaction policy: the default secret query keys,
+// WEFT_REDACT_QUERY_KEYS (comma-separated) added, and the whole query kept
+// as sent when WEFT_KEEP_RAW_QUERY=true (userinfo is replaced regardless).
+func redaction(getenv func(string) string) redact.Policy {
+	p := redact.Default()
+	if keys := getenv("WEFT_REDACT_QUERY_KEYS"); keys != "" {
+		p = p.With(strings.Split(keys, ",")...)
+	}
+	return p.KeepQuery(getenv("WEFT_KEEP_RAW_QUERY") == "true")
 }
-
-func (f *fanout) Track(p *probes.Process) error {
-	exe := p.ExePath
-	if p.Resource != nil {
-		if v, ok := p.Resource.Set().Value("process.executable.path"); ok {
-			exe = v.AsString()
-		}
-	}
-	f.board.Add(p.PID, exe, p.GoVersion, p.Modules)
-	var errs []error
-	for _, pr := range f.probes {
-		if err := pr.Track(p); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", pr.Name(), err))
-		}
-	}
-	if st, ok := f.board.Get(p.PID); ok {
-		on, off := st.Summary()
-		f.log.Info("capabilities", "pid", p.PID, "on", on, "off", off)
-	}
-	return errors.Join(errs...)
-}
-
-// Skipped puts a selected process weft cannot trace on the status board.
-func (f *fanout) Skipped(pid int, exe string, why error) { f.board.Skip(pid, exe, why) }
-
-// Forget takes a skipped process off the board once it is gone.
-func (f *fanout) Forget(pid int) { f.board.Remove(pid) }
-
-func (f *fanout) Untrack(pid int) {
-	for _, pr := range f.probes {
-		pr.Untrack(pid)
-	}
-	f.board.Remove(pid)
-}
-
-// statusServer serves /metrics, /healthz, /readyz and /status.
-type statusServer struct{ srv *http.Server }
-
-func serveStatus(addr string, withPprof bool, met *metrics.Registry, board *status.Board, ready func() bool, log *slog.Logger) (*statusServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening for status on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		met.WriteText(w)
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.Handle("/status", board)
-	// Ready once the probes are attached, discovery has scanned and, in
-	// Kubernetes, the pod metadata cache has synced.
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "pod metadata not synced yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	}
-	s := &statusServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("status server", "err", err)
-		}
-	}()
-	log.Info("status endpoint", "addr", ln.Addr().String())
-	return s, nil
-}
-
-func (s *statusServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
 // withIdentity adds the configured cluster identity after a process's own
 // extra attributes (its pod's): configuration wins over what the node's

@@ -103,3 +103,30 @@ func (r *Registry) WriteText(w io.Writer) error {
 	}
 	return nil
 }
+
+// ByLabel is one counter family with one varying label (a reason, a kind),
+// its series made on first use and cached, so hot paths do not format
+// series names. Safe for concurrent use.
+type ByLabel struct {
+	reg        *Registry
+	name, help string
+	label      string
+	fixed      []string
+	cache      sync.Map // value → *atomic.Uint64
+}
+
+// ByLabel returns the family name{fixed..., label=value}.
+func (r *Registry) ByLabel(name, help, label string, fixed ...string) *ByLabel {
+	return &ByLabel{reg: r, name: name, help: help, label: label, fixed: fixed}
+}
+
+// Inc counts one event under value.
+func (b *ByLabel) Inc(value string) {
+	if c, ok := b.cache.Load(value); ok {
+		c.(*atomic.Uint64).Add(1)
+		return
+	}
+	labels := append(append([]string(nil), b.fixed...), b.label, value)
+	c, _ := b.cache.LoadOrStore(value, b.reg.Counter(b.name, b.help, labels...))
+	c.(*atomic.Uint64).Add(1)
+}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -15,8 +14,8 @@ import (
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/sampling"
-	"github.com/weft-dev/weft/internal/spans"
 	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/statusserver"
 )
 
 // Process is a selected process as probes see it.
@@ -49,37 +48,11 @@ type Probe interface {
 // Deps is what every probe family is given.
 type Deps struct {
 	Log     *slog.Logger
-	Sink    spans.Sink
 	Metrics *metrics.Registry
 	Config  Config
-	Shared  *SharedMaps
 	Status  *status.Board // what each family does for each process; nil works
-}
-
-// SharedMaps lets families that cooperate in the kernel use one another's
-// BPF maps (loaded with MapReplacements). A family publishes its maps in
-// Start; families registered after it find them in theirs.
-type SharedMaps struct {
-	mu   sync.Mutex
-	maps map[string]*ebpf.Map
-}
-
-// Publish makes m available under name.
-func (s *SharedMaps) Publish(name string, m *ebpf.Map) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.maps == nil {
-		s.maps = map[string]*ebpf.Map{}
-	}
-	s.maps[name] = m
-}
-
-// Map returns the map published under name.
-func (s *SharedMaps) Map(name string) (*ebpf.Map, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.maps[name]
-	return m, ok
+	// Live takes heartbeats of the families' loops for /healthz; nil works.
+	Live *statusserver.Liveness
 }
 
 // Config holds the settings probes share.
@@ -123,44 +96,6 @@ func (c Config) SetSampling(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-// Factory builds a probe family.
-type Factory func(Deps) (Probe, error)
-
-// Registry keeps families in registration order: a family that uses
-// another's maps is registered after it.
-type Registry struct {
-	names     []string
-	factories map[string]Factory
-}
-
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
-
-// Register adds a family; a name registered twice is a programming error.
-func (r *Registry) Register(name string, f Factory) {
-	if _, dup := r.factories[name]; dup {
-		panic(fmt.Sprintf("probe family %q registered twice", name))
-	}
-	r.names = append(r.names, name)
-	r.factories[name] = f
-}
-
-// Names lists the registered families in registration order.
-func (r *Registry) Names() []string { return append([]string(nil), r.names...) }
-
-// Build makes every registered family, in registration order.
-func (r *Registry) Build(d Deps) ([]Probe, error) {
-	var out []Probe
-	for _, n := range r.Names() {
-		p, err := r.factories[n](d)
-		if err != nil {
-			return nil, fmt.Errorf("building probe family %s: %w", n, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 // WithDefaults fills what a family may be given without: a metrics
 // registry of its own and a logger that discards.
 func (d Deps) WithDefaults() Deps {
@@ -171,4 +106,26 @@ func (d Deps) WithDefaults() Deps {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	return d
+}
+
+// SumPerCPU sums entry idx of a per-CPU array of counters; 0 when it
+// cannot be read (the map is closed).
+func SumPerCPU(m *ebpf.Map, idx uint32) uint64 {
+	var per []uint64
+	if err := m.Lookup(idx, &per); err != nil {
+		return 0
+	}
+	var sum uint64
+	for _, v := range per {
+		sum += v
+	}
+	return sum
+}
+
+// KernelCounters serves a family's per-CPU BPF counters as one metric,
+// read at scrape time, labelled name=names[idx].
+func KernelCounters(met *metrics.Registry, metric, help string, m *ebpf.Map, names map[uint32]string) {
+	for idx, name := range names {
+		met.Gauge(metric, help, func() float64 { return float64(SumPerCPU(m, idx)) }, "name", name)
+	}
 }

@@ -19,16 +19,12 @@ import (
 
 	"github.com/weft-dev/weft/internal/goinspect"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/status"
 )
 
 // Name is the family's name.
 const Name = "gogrpc"
-
-// Register adds the family to a registry, after sockio, whose maps it uses.
-func Register(r *probes.Registry) {
-	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
-}
 
 // exeInfo is what an executable's layout allows, shared by its processes.
 type exeInfo struct {
@@ -42,6 +38,7 @@ type exeInfo struct {
 type Probe struct {
 	deps probes.Deps
 	log  *slog.Logger
+	sock *sockio.Probe
 	objs gogrpcObjects
 
 	mu       sync.Mutex
@@ -51,10 +48,11 @@ type Probe struct {
 	stopOnce sync.Once
 }
 
-// New makes an unstarted probe.
-func New(d probes.Deps) *Probe {
+// New makes an unstarted probe that works with sockio's maps (which the
+// injector reads too): start it after sockio.
+func New(d probes.Deps, sock *sockio.Probe) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: probes.NewExes[exeInfo]()}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, exes: probes.NewExes[exeInfo]()}
 }
 
 // Name implements probes.Probe.
@@ -87,14 +85,11 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := p.uprobes.Prepare(spec, "operate_headers", "handle_stream", "header_fields", "loopy_headers", "loopy_write_header"); err != nil {
 		return err
 	}
-	repl := map[string]*ebpf.Map{}
-	for _, name := range []string{"procs", "goctx", "h2_ids"} {
-		m, ok := p.deps.Shared.Map(name)
-		if !ok {
-			return fmt.Errorf("gogrpc needs sockio's %s map: register sockio first", name)
-		}
-		repl[name] = m
+	maps, err := p.sock.Maps()
+	if err != nil {
+		return fmt.Errorf("gogrpc uses sockio's maps: %w", err)
 	}
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "h2_ids": maps.H2IDs}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}
@@ -122,15 +117,7 @@ func (p *Probe) Stat(name string) uint64 {
 		if n != name {
 			continue
 		}
-		var per []uint64
-		if err := p.objs.GogrpcStats.Lookup(uint32(idx), &per); err != nil {
-			return 0
-		}
-		var sum uint64
-		for _, v := range per {
-			sum += v
-		}
-		return sum
+		return probes.SumPerCPU(p.objs.GogrpcStats, uint32(idx))
 	}
 	return 0
 }

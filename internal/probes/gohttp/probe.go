@@ -29,16 +29,17 @@ const Name = "gohttp"
 // (http.Get, http.Client, reverse proxies) sends HTTP/1 requests through it.
 const roundTrip = "net/http.(*persistConn).roundTrip"
 
-// Register adds the family to a registry, after sockio, whose maps it uses.
-func Register(r *probes.Registry) {
-	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
-}
+// CtxMap is the injector's map of client-span IDs by socket, which this
+// probe fills; nil when injection is off.
+type CtxMap interface{ CtxMap() *ebpf.Map }
 
 // Probe attaches the round-trip uprobe to the executables of traced Go
 // processes that contain an HTTP client.
 type Probe struct {
 	deps probes.Deps
 	log  *slog.Logger
+	sock *sockio.Probe
+	inj  CtxMap
 	objs gohttpObjects
 
 	mu       sync.Mutex
@@ -48,10 +49,11 @@ type Probe struct {
 	stopOnce sync.Once
 }
 
-// New makes an unstarted probe.
-func New(d probes.Deps) *Probe {
+// New makes an unstarted probe that works with sockio's maps and, when inj
+// is not nil, the injector's: start it after both.
+func New(d probes.Deps, sock *sockio.Probe, inj CtxMap) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), exes: probes.NewExes[struct{}]()}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, inj: inj, exes: probes.NewExes[struct{}]()}
 }
 
 // Name implements probes.Probe.
@@ -73,18 +75,17 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := p.uprobes.Prepare(spec, "round_trip"); err != nil {
 		return err
 	}
-	repl := map[string]*ebpf.Map{}
-	for _, name := range []string{"procs", "goctx", "client_ctxs"} {
-		m, ok := p.deps.Shared.Map(name)
-		if !ok {
-			return fmt.Errorf("gohttp needs sockio's %s map: register sockio first", name)
-		}
-		repl[name] = m
+	maps, err := p.sock.Maps()
+	if err != nil {
+		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "client_ctxs": maps.ClientCtxs}
 	injecting := false
-	if m, ok := p.deps.Shared.Map("inject_ctx"); ok && m != nil {
-		repl["inject_ctx"] = m
-		injecting = true
+	if p.inj != nil {
+		if m := p.inj.CtxMap(); m != nil {
+			repl["inject_ctx"] = m
+			injecting = true
+		}
 	}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gohttp BPF program: %w", err)
@@ -92,11 +93,8 @@ func (p *Probe) Start(ctx context.Context) error {
 	p.mu.Lock()
 	p.loaded = true
 	p.mu.Unlock()
-	names := map[uint32]string{0: "calls", 1: "linked", 2: "skipped_tls", 3: "no_socket", 4: "no_cookie"}
-	for idx, name := range names {
-		p.deps.Metrics.Gauge("weft_gohttp_kernel_total", "Go client probe counters by name",
-			func() float64 { return float64(p.stat(idx)) }, "name", name)
-	}
+	probes.KernelCounters(p.deps.Metrics, "weft_gohttp_kernel_total", "Go client probe counters by name", p.objs.GohttpStats,
+		map[uint32]string{0: "calls", 1: "linked", 2: "skipped_tls", 3: "no_socket", 4: "no_cookie"})
 	if !injecting {
 		// Every linked call still gets its span; none reaches the next hop.
 		p.deps.Metrics.Gauge("weft_requests_unpropagated_total", "client requests sent without a traceparent by weft, by reason",
@@ -107,17 +105,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	return nil
 }
 
-func (p *Probe) stat(idx uint32) uint64 {
-	var per []uint64
-	if err := p.objs.GohttpStats.Lookup(idx, &per); err != nil {
-		return 0
-	}
-	var sum uint64
-	for _, v := range per {
-		sum += v
-	}
-	return sum
-}
+func (p *Probe) stat(idx uint32) uint64 { return probes.SumPerCPU(p.objs.GohttpStats, idx) }
 
 // Track attaches the uprobe to the process's executable, once per
 // executable. Programs without a net/http client are left alone.

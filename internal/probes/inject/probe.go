@@ -1,8 +1,14 @@
-package main
+// Package inject runs the socket-layer context injector (internal/inject)
+// as a probe family, between sockio and the Go client probes: they write
+// the IDs into its map, it reads sockio's. On a kernel without
+// sockops/sk_msg or cgroup v2 it logs once and stays off; spans still
+// come, and every request it did not propagate is counted.
+package inject
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/cilium/ebpf"
@@ -10,42 +16,62 @@ import (
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/status"
 )
 
-// injectFamily runs the socket-layer traceparent injector as a probe family,
-// between sockio and gohttp: gohttp writes the IDs into its map. On a kernel
-// without sockops/sk_msg or cgroup v2 it logs once and stays off; spans still
-// come, and every request it did not propagate is counted.
-type injectFamily struct {
+// Name is the family's name.
+const Name = "inject"
+
+// Config is how the family runs.
+type Config struct {
+	On     bool   // false: switched off by configuration
+	Cgroup string // cgroup mount whose v2 hierarchy the sockops program covers
+	// Cluster, when set, goes out as tracestate weft=<cluster> after each
+	// traceparent, so that the next hop's agent knows which cluster the
+	// call came from.
+	Cluster string
+}
+
+// Probe is the injector family.
+type Probe struct {
 	inj     *inject.Injector
+	sock    *sockio.Probe
 	log     *slog.Logger
-	shared  *probes.SharedMaps
 	met     *metrics.Registry
 	status  *status.Board
 	enabled bool
 	off     string // why injection is off
 }
 
-// registerInject registers the injector. With a cluster name it also adds
-// tracestate weft=<cluster> after each traceparent, so that the next hop's
-// agent knows which cluster the call came from.
-func registerInject(reg *probes.Registry, on bool, cgroup, cluster string) {
-	reg.Register("inject", func(d probes.Deps) (probes.Probe, error) {
-		inj := inject.New(d.Log.With("component", "inject"), cgroup)
-		if err := inj.SetTraceState("weft", cluster); err != nil {
-			// Context still propagates; the next hop learns the caller's
-			// cluster from its address instead.
-			d.Log.Warn("cluster name not sent in tracestate", "err", err)
-		}
-		return &injectFamily{inj: inj, log: d.Log,
-			shared: d.Shared, met: d.Metrics, status: d.Status, enabled: on, off: "switched off by configuration"}, nil
-	})
+// New makes the family, which reads sockio's maps: start it after sockio.
+func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
+	d = d.WithDefaults()
+	inj := inject.New(d.Log.With("component", "inject"), cfg.Cgroup)
+	if err := inj.SetTraceState("weft", cfg.Cluster); err != nil {
+		// Context still propagates; the next hop learns the caller's
+		// cluster from its address instead.
+		d.Log.Warn("cluster name not sent in tracestate", "err", err)
+	}
+	return &Probe{inj: inj, sock: sock, log: d.Log, met: d.Metrics, status: d.Status,
+		enabled: cfg.On, off: "switched off by configuration"}
 }
 
-func (f *injectFamily) Name() string { return "inject" }
+// Name implements probes.Probe.
+func (f *Probe) Name() string { return Name }
 
-func (f *injectFamily) Start(ctx context.Context) error {
+// CtxMap is the map the Go client probes leave each call's IDs in, by
+// socket; nil when injection is off.
+func (f *Probe) CtxMap() *ebpf.Map {
+	if !f.enabled {
+		return nil
+	}
+	return f.inj.CtxMap()
+}
+
+// Start loads and attaches the injector, unless it is off or the kernel
+// cannot run it.
+func (f *Probe) Start(ctx context.Context) error {
 	f.met.Gauge("weft_inject_enabled", "1 when traceparent injection at the socket layer runs",
 		func() float64 {
 			if f.enabled {
@@ -57,13 +83,11 @@ func (f *injectFamily) Start(ctx context.Context) error {
 		f.log.Info("traceparent injection switched off by configuration")
 		return nil
 	}
-	use := map[string]*ebpf.Map{}
-	for _, name := range []string{"procs", "h2_ids"} {
-		if m, ok := f.shared.Map(name); ok {
-			use[name] = m
-		}
+	maps, err := f.sock.Maps()
+	if err != nil {
+		return fmt.Errorf("the injector reads sockio's maps: %w", err)
 	}
-	f.inj.UseMaps(use)
+	f.inj.UseMaps(map[string]*ebpf.Map{"procs": maps.Procs, "h2_ids": maps.H2IDs})
 	if err := f.inj.Start(ctx); err != nil {
 		f.enabled = false
 		f.off = "unavailable on this kernel: " + err.Error()
@@ -73,7 +97,6 @@ func (f *injectFamily) Start(ctx context.Context) error {
 		f.log.Warn("traceparent injection unavailable", "err", err)
 		return nil
 	}
-	f.shared.Publish("inject_ctx", f.inj.CtxMap())
 	for _, name := range []string{"injected", "no_ctx", "repeat", "not_http", "app_header", "split", "too_long", "write_fail", "no_state", "sockhash_add", "sockhash_fail", "iter_add",
 		"h2_injected", "h2_no_ctx", "h2_app_header", "h2_split", "h2_too_long", "h2_lost", "h2_repeat"} {
 		f.met.Gauge("weft_inject_total", "socket-layer injector outcomes, by name",
@@ -85,7 +108,7 @@ func (f *injectFamily) Start(ctx context.Context) error {
 // Track puts a Go process's client sockets under the injector. Only Go
 // processes: their client probe supplies the IDs, and the Go runtime never
 // sizes reads with FIONREAD, which reads 0 on sockets in the sockhash.
-func (f *injectFamily) Track(p *probes.Process) error {
+func (f *Probe) Track(p *probes.Process) error {
 	switch {
 	case !f.enabled:
 		f.status.Set(p.PID, status.Injection, false, f.off)
@@ -102,10 +125,12 @@ func (f *injectFamily) Track(p *probes.Process) error {
 	return nil
 }
 
-func (f *injectFamily) Untrack(pid int) {
+// Untrack takes a process's sockets out of the sockhash.
+func (f *Probe) Untrack(pid int) {
 	if f.enabled {
 		f.inj.Untrack(pid)
 	}
 }
 
-func (f *injectFamily) Shutdown(ctx context.Context) error { return f.inj.Shutdown(ctx) }
+// Shutdown detaches the injector; safe twice and without Start.
+func (f *Probe) Shutdown(ctx context.Context) error { return f.inj.Shutdown(ctx) }

@@ -2,18 +2,17 @@ package sockio
 
 import (
 	"net/netip"
-	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/weft-dev/weft/internal/conntrack"
+	"github.com/weft-dev/weft/internal/wire"
 )
 
-// Values of struct event's kind and dir (bpf/sockio.h).
+// Values of struct event's kind, dir, origin and ctx_flags (bpf/sockio.h).
 const (
 	evData  = 1
 	evClose = 3
 
-	dirRead  = 1
 	dirWrite = 2
 
 	originNew = 1
@@ -26,18 +25,39 @@ const (
 
 const eventSize = int(unsafe.Sizeof(sockioEvent{}))
 
-// decode views a ring-buffer record as the generated mirror of struct event
-// and the captured bytes after it. ok is false for a short record.
-func decode(raw []byte) (ev sockioEvent, data []byte, ok bool) {
+// decode turns a ring-buffer record (the generated mirror of struct event
+// and the captured bytes after it) into the form every source produces.
+// ok is false for a short record. ev.Chunk.Data aliases raw.
+func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 	if len(raw) < eventSize {
-		return ev, nil, false
+		return false
 	}
-	ev = *(*sockioEvent)(unsafe.Pointer(&raw[0]))
-	end := eventSize + int(ev.Captured)
+	e := (*sockioEvent)(unsafe.Pointer(&raw[0]))
+	end := eventSize + int(e.Captured)
 	if end > len(raw) {
-		return ev, nil, false
+		return false
 	}
-	return ev, raw[eventSize:end], true
+	switch e.Kind {
+	case evData:
+		ev.Kind = conntrack.KindData
+	case evClose:
+		ev.Kind = conntrack.KindClose
+	default:
+		ev.Kind = 0 // not for the table
+	}
+	ev.PID, ev.Conn, ev.MidStream = e.Tgid, e.ConnId, e.Origin != originNew
+	ev.Local = addrPort(e.Ep.Family, e.Ep.Laddr, e.Ep.Lport)
+	ev.Remote = addrPort(e.Ep.Family, e.Ep.Raddr, e.Ep.Rport)
+	ev.Chunk = wire.Chunk{Dir: wire.DirRead, Time: e.TsNs, Len: int(e.Len), Data: raw[eventSize:end], Goid: e.Goid}
+	if e.Dir == dirWrite {
+		ev.Chunk.Dir = wire.DirWrite
+	}
+	ev.IDs = conntrack.IDs{}
+	if e.NewRequest != 0 || e.CtxFlags != 0 {
+		ev.IDs = conntrack.IDs{Trace: e.TraceId, Span: e.SpanId, Parent: e.ParentId,
+			Linked: e.CtxFlags&ctxLinked != 0, Sampled: e.CtxFlags&ctxSampled != 0, Made: true}
+	}
+	return true
 }
 
 func addrPort(family uint16, addr [16]uint8, port uint16) netip.AddrPort {
@@ -46,21 +66,4 @@ func addrPort(family uint16, addr [16]uint8, port uint16) netip.AddrPort {
 		return netip.AddrPortFrom(a, port)
 	}
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(addr[:4])), port)
-}
-
-// clock turns the kernel's monotonic nanoseconds (bpf_ktime_get_ns) into
-// wall time, anchored once at start.
-type clock struct{ bootWall time.Time }
-
-func newClock() clock {
-	mono := monotonicNow()
-	return clock{bootWall: time.Now().Add(-time.Duration(mono))}
-}
-
-func (c clock) wall(ktime uint64) time.Time { return c.bootWall.Add(time.Duration(ktime)) }
-
-func monotonicNow() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
 }

@@ -1,8 +1,10 @@
-// Package sockio is the socket-layer probe family: the sock_recv_length and
-// sock_send_length tracepoints hand over the bytes traced processes move on
-// TCP sockets, user space rebuilds HTTP/1.x exchanges from them and makes
-// server spans. No uprobes: these hooks cost ~0.1 µs a hit here, a uprobe
-// ~20 µs.
+// Package sockio is the socket-layer capture family: a capture Source (the
+// sock_recv_length and sock_send_length tracepoints) hands over the bytes
+// traced processes move on TCP sockets through one ring buffer; the ring
+// loop decodes them and feeds the connection table (internal/conntrack),
+// whose protocol parsers make the spans. No uprobes: these hooks cost
+// ~0.1 µs a hit here, a uprobe ~20 µs. Its kernel maps (Maps) are what the
+// Go probe families and the injector share with it.
 package sockio
 
 import (
@@ -19,30 +21,29 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/weft-dev/weft/internal/conntrack"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/statusserver"
 )
 
 // Name is the family's name in the registry, logs and metrics.
 const Name = "sockio"
 
-// Register adds the family to a registry.
-func Register(r *probes.Registry) {
-	r.Register(Name, func(d probes.Deps) (probes.Probe, error) { return New(d), nil })
-}
-
-// Probe loads sockio.bpf.c, attaches its tracepoints and turns its events
-// into spans.
+// Probe loads sockio.bpf.c, attaches a capture source and feeds the
+// connection table from its ring buffer.
 type Probe struct {
-	deps  probes.Deps
-	log   *slog.Logger
-	objs  sockioObjects
-	links []link.Link
-	rd    *ringbuf.Reader
-	done  chan struct{}
+	deps   probes.Deps
+	log    *slog.Logger
+	source Source
+	objs   sockioObjects
+	links  []link.Link
+	rd     *ringbuf.Reader
+	done   chan struct{}
+	beat   *statusserver.Heartbeat // the event loop's, for /healthz
 
 	mu    sync.Mutex // guards table and gone; Track/Untrack race the event loop
-	table *table
+	table *conntrack.Table
 	// gone are processes untracked since the ring buffer was last found
 	// empty: their last events may still be in it (a short-lived client's
 	// call), so the table forgets them only once it has been drained.
@@ -52,19 +53,57 @@ type Probe struct {
 	stopOnce sync.Once
 }
 
-// New makes an unstarted probe.
-func New(d probes.Deps) *Probe {
+// New makes an unstarted probe whose connections speak protocols.
+func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), table: newTable(d)}
+	p := &Probe{deps: d, log: d.Log.With("probe", Name), source: sockTracepoints{}, done: make(chan struct{})}
+	p.table = conntrack.New(conntrack.Config{Protocols: protocols, Metrics: d.Metrics, StreamIDs: p.streamIDs})
+	return p
+}
+
+// Maps are the kernel maps sockio shares with the families that work with
+// it in the kernel (loaded into theirs with MapReplacements).
+type Maps struct {
+	Procs      *ebpf.Map // pid → proc_cfg: traced processes and their Go offsets
+	Goctx      *ebpf.Map // goroutine → the server span it serves
+	ClientCtxs *ebpf.Map // socket → a Go client call's span IDs (gohttp)
+	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc)
+}
+
+// ErrNotStarted: the maps exist only once the family has started; start
+// sockio before the families that use them.
+var ErrNotStarted = errors.New("sockio not started")
+
+// Maps returns the shared maps.
+func (p *Probe) Maps() (Maps, error) {
+	if !p.loaded {
+		return Maps{}, ErrNotStarted
+	}
+	return Maps{Procs: p.objs.Procs, Goctx: p.objs.Goctx, ClientCtxs: p.objs.ClientCtxs, H2IDs: p.objs.H2Ids}, nil
+}
+
+// streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a
+// stream, keyed as the goroutine that moved its frames saw it.
+func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool) {
+	k := sockioH2Key{Tgid: pid, StreamId: stream, Goid: goid}
+	var v sockioH2Span
+	if p.objs.H2Ids.LookupAndDelete(&k, &v) != nil {
+		return conntrack.IDs{}, false
+	}
+	return conntrack.IDs{Trace: v.TraceId, Span: v.SpanId, Parent: v.ParentId,
+		Linked: v.Flags&ctxLinked != 0, Sampled: v.Flags&ctxSampled != 0, Made: true}, true
 }
 
 // Name implements probes.Probe.
 func (p *Probe) Name() string { return Name }
 
-// Start loads the programs, attaches every tracepoint and starts the event
-// loop. A tracepoint that does not attach fails Start: without all of
+// Start loads the programs, attaches the capture source and starts the
+// event loop. A program that does not attach fails Start: without all of
 // them, exchanges would be silently incomplete.
 func (p *Probe) Start(ctx context.Context) error {
+	if err := p.source.Available(); err != nil {
+		return fmt.Errorf("capture source %s: %w", p.source.Name(), err)
+	}
 	spec, err := loadSockio()
 	if err != nil {
 		return fmt.Errorf("reading sockio BPF object: %w", err)
@@ -90,13 +129,9 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("loading sockio BPF programs: %w", err)
 	}
 	p.loaded = true
-	for _, prog := range []*ebpf.Program{p.objs.OnRecv, p.objs.OnSend, p.objs.OnState} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-		if err != nil {
-			p.closeAll()
-			return fmt.Errorf("attaching %s: %w", prog, err)
-		}
-		p.links = append(p.links, l)
+	if p.links, err = p.source.Attach(&p.objs); err != nil {
+		p.closeAll()
+		return fmt.Errorf("capture source %s: %w", p.source.Name(), err)
 	}
 	p.rd, err = ringbuf.NewReader(p.objs.Events)
 	if err != nil {
@@ -104,18 +139,11 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("opening sockio ring buffer: %w", err)
 	}
 	p.registerGauges()
-	if sh := p.deps.Shared; sh != nil {
-		sh.Publish("procs", p.objs.Procs)
-		sh.Publish("goctx", p.objs.Goctx)
-		sh.Publish("client_ctxs", p.objs.ClientCtxs)
-		sh.Publish("h2_ids", p.objs.H2Ids)
-	}
-	p.table.streamIDs = func(k sockioH2Key) (sockioH2Span, bool) {
-		var v sockioH2Span
-		return v, p.objs.H2Ids.LookupAndDelete(&k, &v) == nil
-	}
+	// The loop wakes at least every pollEvery, so a silence this long
+	// means it is stuck.
+	p.beat = p.deps.Live.Register(Name, 5*time.Second)
 	go p.loop()
-	p.log.Info("attached", "programs", len(p.links))
+	p.log.Info("attached", "source", p.source.Name(), "programs", len(p.links))
 	return nil
 }
 
@@ -126,10 +154,10 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if _, pending := p.gone[uint32(proc.PID)]; pending {
 		// Untracked and tracked again (an exec): the deferred untrack must
 		// not remove the new tracking when the ring buffer drains.
-		p.table.untrack(uint32(proc.PID), monotonicNow())
+		p.table.Untrack(uint32(proc.PID), conntrack.MonotonicNow())
 		delete(p.gone, uint32(proc.PID))
 	}
-	p.table.track(proc)
+	p.table.Track(proc)
 	p.mu.Unlock()
 	cfg := procConfig(proc)
 	if err := p.objs.Procs.Put(uint32(proc.PID), &cfg); err != nil {
@@ -194,7 +222,7 @@ func (p *Probe) Untrack(pid int) {
 func (p *Probe) forgetGone(drained bool) {
 	for pid, at := range p.gone {
 		if drained || time.Since(at) > time.Second {
-			p.table.untrack(pid, monotonicNow())
+			p.table.Untrack(pid, conntrack.MonotonicNow())
 			delete(p.gone, pid)
 		}
 	}
@@ -223,28 +251,38 @@ const pollEvery = 20 * time.Millisecond
 func (p *Probe) loop() {
 	defer close(p.done)
 	var rec ringbuf.Record
+	var ev conntrack.Event
+	malformed := p.deps.Metrics.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", "malformed")
 	sweep := time.Now()
 	p.rd.SetDeadline(time.Now().Add(pollEvery))
-	for {
+	for n := 0; ; n++ {
+		if n%256 == 0 { // a beat reads the clock: not on every event
+			p.beat.Beat()
+		}
 		err := p.rd.ReadInto(&rec)
 		switch {
 		case errors.Is(err, ringbuf.ErrClosed):
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			n = -1 // beat on the next turn: idle is alive
 			p.rd.SetDeadline(time.Now().Add(pollEvery))
 			p.mu.Lock()
 			p.forgetGone(true)
 			if time.Since(sweep) > time.Second {
 				sweep = time.Now()
 				p.forgetGone(false)
-				p.table.sweep(monotonicNow())
+				p.table.Sweep(conntrack.MonotonicNow())
 			}
 			p.mu.Unlock()
 		case err != nil:
 			p.log.Warn("reading sockio ring buffer", "err", err)
 		default:
+			if !decode(rec.RawSample, &ev) {
+				malformed.Add(1)
+				continue
+			}
 			p.mu.Lock()
-			p.table.handle(rec.RawSample)
+			p.table.Handle(&ev)
 			p.mu.Unlock()
 		}
 	}
@@ -253,6 +291,7 @@ func (p *Probe) loop() {
 // Shutdown detaches every program and flushes open exchanges; safe twice.
 func (p *Probe) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() {
+		p.beat.Stop()
 		for _, l := range p.links {
 			l.Close()
 		}
@@ -265,7 +304,7 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 			}
 		}
 		p.mu.Lock()
-		p.table.flushAll(monotonicNow())
+		p.table.FlushAll(conntrack.MonotonicNow())
 		p.mu.Unlock()
 		p.closeAll()
 	})
@@ -285,27 +324,12 @@ func (p *Probe) closeAll() {
 
 // registerGauges exposes the kernel-side counters.
 func (p *Probe) registerGauges() {
-	names := map[uint32]string{
-		0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall",
-	}
-	for idx, name := range names {
-		p.deps.Metrics.Gauge("weft_sockio_kernel_total", "sockio BPF-side counters by name",
-			func() float64 { return float64(p.kernelStat(idx)) }, "name", name)
-	}
+	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.objs.Stats,
+		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall"})
 }
 
 // kernelStat sums one per-CPU counter.
-func (p *Probe) kernelStat(idx uint32) uint64 {
-	var per []uint64
-	if err := p.objs.Stats.Lookup(idx, &per); err != nil {
-		return 0
-	}
-	var sum uint64
-	for _, v := range per {
-		sum += v
-	}
-	return sum
-}
+func (p *Probe) kernelStat(idx uint32) uint64 { return probes.SumPerCPU(p.objs.Stats, idx) }
 
 // KernelStats returns the BPF-side counters (for tests and benchmarks).
 func (p *Probe) KernelStats() (ringbufFull, dataEvents uint64) {

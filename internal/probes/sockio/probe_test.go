@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/internal/conntrack"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/protocols/http1"
+	"github.com/weft-dev/weft/internal/protocols/http2"
 	"github.com/weft-dev/weft/internal/spans"
 )
 
@@ -49,6 +52,14 @@ func (r *recorder) wait(t *testing.T, n int) []spans.Span {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]spans.Span(nil), r.spans...)
+}
+
+// newProbe makes the family with the protocols the agent uses, spans to sink.
+func newProbe(sink spans.Sink, met *metrics.Registry) *Probe {
+	return New(probes.Deps{Metrics: met, Config: probes.Config{MaxHeaderBytes: 8192}}, conntrack.Protocols{
+		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: 8192}),
+		Sniffed:  []conntrack.Protocol{http2.New(http2.Config{Sink: sink, Metrics: met})},
+	})
 }
 
 func startPython(t *testing.T) (*exec.Cmd, string) {
@@ -87,7 +98,7 @@ func TestProbeTracesRealServer(t *testing.T) {
 	}
 	rec := &recorder{}
 	met := metrics.New()
-	p := New(probes.Deps{Sink: rec, Metrics: met, Config: probes.Config{MaxHeaderBytes: 8192}})
+	p := newProbe(rec, met)
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatalf("starting sockio: %v", err)
 	}
@@ -152,7 +163,7 @@ func TestUntrackForgetsSockets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads BPF into the kernel; not in -short")
 	}
-	p := New(probes.Deps{Sink: &recorder{}, Config: probes.Config{MaxHeaderBytes: 8192}})
+	p := newProbe(&recorder{}, metrics.New())
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatalf("starting sockio: %v", err)
 	}
@@ -197,7 +208,7 @@ func TestRetrackAfterUntrack(t *testing.T) {
 		t.Skip("loads BPF into the kernel; not in -short")
 	}
 	rec := &recorder{}
-	p := New(probes.Deps{Sink: rec, Metrics: metrics.New(), Config: probes.Config{MaxHeaderBytes: 8192}})
+	p := newProbe(rec, metrics.New())
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatalf("starting sockio: %v", err)
 	}

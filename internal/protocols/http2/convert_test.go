@@ -1,20 +1,22 @@
-package sockio
+package http2
 
 import (
 	"net/netip"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weft-dev/weft/internal/h2wire"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/protocols/httpsem"
 )
 
 func TestStreamSpan(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
-	in := func() Input {
-		return Input{Local: netip.MustParseAddrPort("10.0.0.1:50051"), Remote: netip.MustParseAddrPort("10.0.0.2:40000"),
+	in := func() httpsem.Input {
+		return httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:50051"), Remote: netip.MustParseAddrPort("10.0.0.2:40000"),
 			Process: &probes.Process{PID: 1}, Start: t0, End: t0.Add(time.Millisecond)}
 	}
 	grpc := func(role h2wire.Role, code int) *h2wire.Stream {
@@ -67,7 +69,7 @@ func TestStreamSpan(t *testing.T) {
 // tracestate (with its context only) and its X-Source-Cluster header.
 func TestStreamSpanCallerState(t *testing.T) {
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	in := Input{Remote: netip.MustParseAddrPort("10.0.0.2:40000"), Process: &probes.Process{PID: 1}}
+	in := httpsem.Input{Remote: netip.MustParseAddrPort("10.0.0.2:40000"), Process: &probes.Process{PID: 1}}
 	for _, tc := range []struct {
 		name                      string
 		role                      h2wire.Role
@@ -89,4 +91,12 @@ func TestStreamSpanCallerState(t *testing.T) {
 			}
 		})
 	}
+}
+
+func attrMap(kvs []attribute.KeyValue) map[string]any {
+	m := map[string]any{}
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
 }

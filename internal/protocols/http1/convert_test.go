@@ -1,7 +1,8 @@
-package sockio
+package http1
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,9 @@ import (
 
 	"github.com/weft-dev/weft/internal/httpwire"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/protocols/httpsem"
+	"github.com/weft-dev/weft/internal/redact"
+	"github.com/weft-dev/weft/internal/spans"
 )
 
 func attrMap(kvs []attribute.KeyValue) map[string]any {
@@ -118,9 +122,9 @@ func TestServerSpan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			x := base()
 			tc.edit(&x)
-			s, v := ServerSpan(Input{Exchange: &x, Local: netip.MustParseAddrPort("10.0.0.1:80"),
+			s, v := ServerSpan(httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:80"),
 				Remote: netip.MustParseAddrPort("10.0.0.2:51000"), Process: &probes.Process{PID: 1},
-				Start: t0, End: t0.Add(time.Millisecond), TraceID: bpfTrace, SpanID: bpfSpan})
+				Start: t0, End: t0.Add(time.Millisecond), TraceID: bpfTrace, SpanID: bpfSpan}, &x)
 			if v.TraceparentProblem != tc.problem {
 				t.Errorf("problem %q, want %q", v.TraceparentProblem, tc.problem)
 			}
@@ -132,35 +136,17 @@ func TestServerSpan(t *testing.T) {
 	}
 }
 
-func TestHostMemo(t *testing.T) {
-	var m HostMemo
-	local := netip.MustParseAddrPort("10.0.0.1:80")
-	for _, tc := range []struct {
-		header, host string
-		port         int
-	}{
-		{"shop:8080", "shop", 8080}, {"shop:8080", "shop", 8080}, {"[::1]:9", "::1", 9},
-		{"", "10.0.0.1", 80}, {"cart", "cart", 80},
-	} {
-		if h, p := m.resolve(tc.header, local); h != tc.host || p != tc.port {
-			t.Errorf("%q: %s:%d, want %s:%d", tc.header, h, p, tc.host, tc.port)
-		}
-	}
-}
-
 // TestSourceCluster: the X-Source-Cluster header reaches the span of both
 // sides, for the cross-cluster stage to read; it is no attribute.
 func TestSourceCluster(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
-	in := func(x *httpwire.Exchange) Input {
-		return Input{Exchange: x, Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("10.0.0.2:51000"),
-			Process: &probes.Process{PID: 1}, Start: t0, End: t0}
-	}
+	in := httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("10.0.0.2:51000"),
+		Process: &probes.Process{PID: 1}, Start: t0, End: t0}
 	for _, header := range []string{"", "aws-us-west-2-prod-01"} {
 		x := httpwire.Exchange{Req: httpwire.Request{Method: "GET", Target: "/", Proto: "HTTP/1.1", SourceCluster: header},
 			Resp: httpwire.Response{Status: 200}}
-		srv, _ := ServerSpan(in(&x))
-		cli := ClientSpan(in(&x))
+		srv, _ := ServerSpan(in, &x)
+		cli := ClientSpan(in, &x)
 		for _, s := range []struct {
 			kind string
 			got  string
@@ -177,3 +163,44 @@ func TestSourceCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestRedaction: secrets in a request's URL never reach the span, in each
+// form a request target can take, server and client side.
+func TestRedaction(t *testing.T) {
+	const secret = "s3cr3t"
+	in := httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("10.0.0.2:51000"),
+		Process: &probes.Process{PID: 1}, Redact: redact.Default()}
+	for _, target := range []string{
+		"/a?sig=" + secret,
+		"/a?x=1&X-Amz-Signature=" + secret + "&y=2",
+		"/a?access_token=" + secret,
+		"/a?AWSAccessKeyId=" + secret,
+		"/a?api_key=" + secret,
+		"http://user:" + secret + "@shop/a?b=1",
+		"http://shop/a?token=" + secret,
+	} {
+		x := httpwire.Exchange{Req: httpwire.Request{Method: "GET", Target: target, Proto: "HTTP/1.1", Host: "shop"},
+			Resp: httpwire.Response{Status: 200}}
+		srv, _ := ServerSpan(in, &x)
+		cli := ClientSpan(in, &x)
+		for _, s := range []map[string]any{attrMap(srv.Attrs), attrMap(cli.Attrs)} {
+			for k, v := range s {
+				if str, ok := v.(string); ok && strings.Contains(str, secret) {
+					t.Errorf("%q: %s = %q carries the secret", target, k, str)
+				}
+			}
+		}
+		if p := attrMap(srv.Attrs)["url.path"]; p != "/a" {
+			t.Errorf("%q: url.path %v, want /a", target, p)
+		}
+	}
+	// Switched off: the query is kept as sent, userinfo still replaced.
+	keep := in
+	keep.Redact = redact.Default().KeepQuery(true)
+	x := httpwire.Exchange{Req: httpwire.Request{Method: "GET", Target: "/a?sig=" + secret, Proto: "HTTP/1.1"}, Resp: httpwire.Response{Status: 200}}
+	if q := attrMap(mustServer(ServerSpan(keep, &x)).Attrs)["url.query"]; q != "sig="+secret {
+		t.Errorf("raw query kept as %v", q)
+	}
+}
+
+func mustServer(s spans.Span, _ httpsem.Verdict) spans.Span { return s }

@@ -1,0 +1,49 @@
+package conntrack
+
+import (
+	"net/netip"
+
+	"github.com/weft-dev/weft/internal/wire"
+)
+
+// Kind is what an Event reports.
+type Kind uint8
+
+const (
+	KindData  Kind = iota + 1 // bytes moved on the connection
+	KindClose                 // the connection closed
+)
+
+// Event is one capture record, in the form every source produces.
+type Event struct {
+	Kind Kind
+	PID  uint32
+	// Conn identifies the connection within the process (the kernel's
+	// socket address, or whatever the source has that is unique while
+	// the connection lives).
+	Conn uint64
+	// MidStream: the connection was open before tracing began, so its
+	// first bytes may be in the middle of a message.
+	MidStream     bool
+	Local, Remote netip.AddrPort
+	// Chunk holds the bytes (KindData) or only the time (KindClose). The
+	// Table sets its Tag.
+	Chunk wire.Chunk
+	// IDs are the span IDs the source made in the kernel for a request (or
+	// call) that starts in this chunk; zero when it made none.
+	IDs IDs
+}
+
+// IDs are span IDs made in the kernel, where the next hop's context is
+// decided: spans must carry exactly these.
+type IDs struct {
+	Trace  [16]byte
+	Span   [8]byte
+	Parent [8]byte // the in-process parent (Linked)
+	// Linked: Parent is the server span this call was made for, known
+	// in-process. Sampled: the head-sampling decision.
+	Linked, Sampled bool
+	// Made: the kernel made these IDs (a request's first read or a linked
+	// call); false for the zero value.
+	Made bool
+}

@@ -1,0 +1,162 @@
+// Package http1 is the HTTP/1.x protocol: httpwire parses a connection's
+// chunks into exchanges, ServerSpan and ClientSpan make them spans under
+// the OpenTelemetry HTTP semantic conventions.
+package http1
+
+import (
+	"sync/atomic"
+
+	"github.com/weft-dev/weft/internal/conntrack"
+	"github.com/weft-dev/weft/internal/httpwire"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/protocols/httpsem"
+	"github.com/weft-dev/weft/internal/redact"
+	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/wire"
+)
+
+// Config is what the protocol needs.
+type Config struct {
+	Sink           spans.Sink
+	Metrics        *metrics.Registry
+	MaxHeaderBytes int           // longer heads are skipped and counted
+	Redact         redact.Policy // what url.* attributes lose (redact.Default() in the agent)
+}
+
+// Protocol makes HTTP/1 parsers. It is the fallback: any connection no
+// other protocol claims is tried as HTTP/1.
+type Protocol struct {
+	cfg Config
+	met counters
+}
+
+type counters struct {
+	server, client         *atomic.Uint64
+	clientLinked, clientNo *atomic.Uint64
+	problems, tpInvalid    *metrics.ByLabel
+	incomplete             *metrics.ByLabel
+}
+
+// New makes the protocol.
+func New(cfg Config) *Protocol {
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	m := cfg.Metrics
+	return &Protocol{cfg: cfg, met: counters{
+		server:       m.Counter("weft_spans_total", "spans made, by family and kind", "family", httpsem.Family, "kind", "server"),
+		client:       m.Counter("weft_spans_total", "spans made, by family and kind", "family", httpsem.Family, "kind", "client"),
+		clientLinked: m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "linked"),
+		clientNo:     m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "unknown"),
+		problems:     m.ByLabel("weft_http_problems_total", "HTTP exchanges skipped or resynchronised, by reason", "reason"),
+		tpInvalid:    m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
+		incomplete:   m.ByLabel("weft_http_incomplete_total", "exchanges emitted without a complete response", "reason"),
+	}}
+}
+
+// Name implements conntrack.Protocol.
+func (p *Protocol) Name() string { return "http1" }
+
+// Sniff never claims: HTTP/1 is the fallback.
+func (p *Protocol) Sniff(wire.Chunk) bool { return false }
+
+// NewParser implements conntrack.Protocol.
+func (p *Protocol) NewParser(c *conntrack.Conn) conntrack.Parser {
+	return &parser{p: p, c: c, wire: httpwire.NewConn(httpwire.Limits{
+		MaxHeaderBytes: p.cfg.MaxHeaderBytes,
+		MidStream:      c.MidStream,
+	})}
+}
+
+// stuckAfter is how long (ns) an exchange may wait without a byte before
+// Idle flushes it (after a lost byte stream).
+const stuckAfter = 5e9
+
+type parser struct {
+	p              *Protocol
+	c              *conntrack.Conn
+	wire           *httpwire.Conn
+	peer           *httpsem.PeerInfo
+	host           httpsem.HostMemo
+	pendingSinceNs uint64 // first chunk after the last completed exchange
+}
+
+func (x *parser) Feed(ch wire.Chunk) {
+	if x.pendingSinceNs == 0 {
+		x.pendingSinceNs = ch.Time
+	}
+	x.emit(x.wire.Feed(ch))
+}
+
+func (x *parser) Idle(now uint64) {
+	if x.pendingSinceNs != 0 && now-x.c.LastActive() > stuckAfter {
+		x.emit(x.wire.Idle(now, stuckAfter))
+	}
+}
+
+func (x *parser) Close(now uint64) { x.emit(x.wire.Close(now)) }
+
+func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
+	for _, p := range problems {
+		x.p.met.problems.Inc(p.String())
+	}
+	if len(done) == 0 {
+		return
+	}
+	x.pendingSinceNs = 0
+	proc := x.c.Process()
+	if proc == nil {
+		return
+	}
+	if x.peer == nil {
+		x.peer = httpsem.NewPeerInfo(x.c.Remote)
+	}
+	for i := range done {
+		ex := &done[i]
+		if ex.Incomplete != "" {
+			x.p.met.incomplete.Inc(ex.Incomplete)
+		}
+		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact,
+			Start: x.c.Wall(ex.Start), End: x.c.Wall(ex.End)}
+		ids := x.ids(ex)
+		in.TraceID, in.SpanID = ids.Trace, ids.Span
+		var s spans.Span
+		switch ex.Role {
+		case httpwire.RoleServer:
+			var verdict httpsem.Verdict
+			s, verdict = ServerSpan(in, ex)
+			if verdict.TraceparentProblem != "" {
+				x.p.met.tpInvalid.Inc(verdict.TraceparentProblem)
+			}
+			x.p.met.server.Add(1)
+		case httpwire.RoleClient:
+			if ids.Linked {
+				in.Parent = &httpsem.Parent{SpanID: ids.Parent, Sampled: ids.Sampled}
+				x.p.met.clientLinked.Add(1)
+			} else {
+				x.p.met.clientNo.Add(1)
+			}
+			s = ClientSpan(in, ex)
+			x.p.met.client.Add(1)
+		default:
+			continue
+		}
+		// Unsampled spans go on too: metrics count them, the sampler
+		// stage (internal/sampling) drops them.
+		x.p.cfg.Sink.Export(s)
+	}
+}
+
+// ids returns the IDs the kernel made when the request's first byte was
+// read (or sent), or fresh ones for a request it could not tell apart
+// (pipelined requests sharing one read).
+func (x *parser) ids(ex *httpwire.Exchange) conntrack.IDs {
+	if ex.FirstInChunk {
+		if ids, ok := x.c.ChunkIDs(ex.StartTag); ok {
+			return ids
+		}
+	}
+	var ids conntrack.IDs
+	ids.Trace, ids.Span = conntrack.NewIDs()
+	return ids
+}

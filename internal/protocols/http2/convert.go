@@ -1,0 +1,105 @@
+package http2
+
+import (
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weft-dev/weft/internal/h2wire"
+	"github.com/weft-dev/weft/internal/protocols/httpsem"
+	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/tracecontext"
+)
+
+// grpcServerErrors are the status codes the gRPC conventions count as a
+// server's own failure; every non-OK code is an error for a client.
+var grpcServerErrors = map[int]bool{2: true, 4: true, 12: true, 13: true, 14: true, 15: true}
+
+// StreamSpan turns one HTTP/2 stream into a span: a gRPC call by the RPC
+// semantic conventions when its content type says gRPC, else an HTTP span.
+func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdict) {
+	kind := trace.SpanKindServer
+	if st.Role == h2wire.RoleClient {
+		kind = trace.SpanKindClient
+	}
+	s := httpsem.NewSpan(in, kind)
+	s.SourceCluster = st.SourceCluster
+	var v httpsem.Verdict
+	if kind == trace.SpanKindServer && st.Traceparent != "" {
+		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err != nil {
+			v.TraceparentProblem = httpsem.ProblemName(err)
+		} else {
+			s.TraceID, s.Parent, s.Remote = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), true
+			s.Sampled = sc.Sampled()
+			// As for HTTP/1: the caller's tracestate travels with its
+			// context (the weft member names the caller's cluster).
+			if st.Tracestate != "" && tracecontext.ValidTracestate(st.Tracestate) {
+				s.TraceState = st.Tracestate
+			}
+		}
+	}
+	if kind == trace.SpanKindClient {
+		if in.Parent != nil {
+			s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled
+		}
+		// A program that traces itself sent its own traceparent (and the
+		// injector left the call alone): join its trace, under its span.
+		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err == nil {
+			s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
+		}
+	}
+	fallback := in.Local
+	if kind == trace.SpanKindClient {
+		fallback = in.Remote
+	}
+	host, port := in.Host.Resolve(st.Authority, fallback)
+	attrs := make([]attribute.KeyValue, 0, 12)
+	if st.GRPC {
+		full := strings.TrimPrefix(st.Path, "/")
+		s.Name = full
+		service, method, _ := strings.Cut(full, "/")
+		attrs = append(attrs, attribute.String("rpc.system", "grpc"),
+			attribute.String("rpc.service", service), attribute.String("rpc.method", method))
+		if st.GRPCStatus >= 0 {
+			attrs = append(attrs, attribute.Int("rpc.grpc.status_code", st.GRPCStatus))
+			if st.GRPCStatus != 0 && (kind == trace.SpanKindClient || grpcServerErrors[st.GRPCStatus]) {
+				s.Error, s.StatusMsg = true, st.GRPCMessage
+			}
+		}
+	} else {
+		s.Name, attrs = httpsem.MethodAttrs(st.Method, 12)
+		path, query := in.Redact.Target(st.Path)
+		attrs = append(attrs, attribute.String("url.path", path))
+		if query != "" {
+			attrs = append(attrs, attribute.String("url.query", query))
+		}
+		if st.Status > 0 {
+			attrs = append(attrs, attribute.Int("http.response.status_code", st.Status))
+			if st.Status >= 500 || (kind == trace.SpanKindClient && st.Status >= 400) {
+				s.Error = true
+			}
+		}
+	}
+	attrs = append(attrs, attribute.String("network.protocol.name", "http"), attribute.String("network.protocol.version", "2"))
+	if host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
+	}
+	if port > 0 {
+		attrs = append(attrs, attribute.Int("server.port", port))
+	}
+	if p := in.PeerOf(); p != nil {
+		attrs = append(attrs, attribute.String("network.peer.address", p.Addr), attribute.Int("network.peer.port", p.Port))
+	}
+	if st.Reset || st.Incomplete != "" {
+		s.Error = true
+		if s.StatusMsg == "" {
+			s.StatusMsg = st.Incomplete
+			if st.Reset {
+				s.StatusMsg = "stream reset"
+			}
+		}
+	}
+	s.Attrs = attrs
+	return s, v
+}

@@ -1,0 +1,113 @@
+// Package http2 is the HTTP/2 protocol (h2c, gRPC included): h2wire
+// rebuilds a connection's streams from its chunks, StreamSpan makes each
+// stream a span (gRPC by the RPC conventions, else HTTP).
+package http2
+
+import (
+	"sync/atomic"
+
+	"github.com/weft-dev/weft/internal/conntrack"
+	"github.com/weft-dev/weft/internal/h2wire"
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/protocols/httpsem"
+	"github.com/weft-dev/weft/internal/redact"
+	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/wire"
+)
+
+// Config is what the protocol needs.
+type Config struct {
+	Sink    spans.Sink
+	Metrics *metrics.Registry
+	Redact  redact.Policy // what url.* attributes lose (redact.Default() in the agent)
+}
+
+// Protocol makes HTTP/2 parsers for connections that start with the
+// client preface.
+type Protocol struct {
+	cfg Config
+	met counters
+}
+
+type counters struct {
+	problems, spans, tpInvalid *metrics.ByLabel
+	kernelIDs                  *atomic.Uint64
+}
+
+// New makes the protocol.
+func New(cfg Config) *Protocol {
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	m := cfg.Metrics
+	return &Protocol{cfg: cfg, met: counters{
+		problems:  m.ByLabel("weft_http2_problems_total", "HTTP/2 connections or streams skipped, by reason", "reason"),
+		spans:     m.ByLabel("weft_spans_total", "spans made, by family and kind", "kind", "family", httpsem.Family),
+		tpInvalid: m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
+		kernelIDs: m.Counter("weft_http2_streams_linked_total", "HTTP/2 stream spans whose IDs the gRPC probe made in the kernel (so linked in-process and propagated)"),
+	}}
+}
+
+// Name implements conntrack.Protocol.
+func (p *Protocol) Name() string { return "http2" }
+
+// Sniff claims a connection on its client preface, whichever side wrote it.
+func (p *Protocol) Sniff(ch wire.Chunk) bool { return wire.StartsH2Preface(ch.Data) }
+
+// NewParser implements conntrack.Protocol.
+func (p *Protocol) NewParser(c *conntrack.Conn) conntrack.Parser {
+	return &parser{p: p, c: c, wire: h2wire.NewConn(h2wire.Limits{})}
+}
+
+type parser struct {
+	p    *Protocol
+	c    *conntrack.Conn
+	wire *h2wire.Conn
+	peer *httpsem.PeerInfo
+	host httpsem.HostMemo
+}
+
+func (x *parser) Feed(ch wire.Chunk) { x.emit(x.wire.Feed(ch)) }
+func (x *parser) Idle(uint64)        {}
+func (x *parser) Close(now uint64)   { x.emit(x.wire.Close(now)) }
+
+func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
+	for _, p := range problems {
+		x.p.met.problems.Inc(p.String())
+	}
+	proc := x.c.Process()
+	if proc == nil {
+		return
+	}
+	if x.peer == nil {
+		x.peer = httpsem.NewPeerInfo(x.c.Remote)
+	}
+	for i := range done {
+		st := &done[i]
+		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact,
+			Start: x.c.Wall(st.Start), End: x.c.Wall(st.End)}
+		x.ids(&in, st)
+		s, verdict := StreamSpan(in, st)
+		if verdict.TraceparentProblem != "" {
+			x.p.met.tpInvalid.Inc(verdict.TraceparentProblem)
+		}
+		// Unsampled spans go on too: metrics count them, the sampler
+		// stage (internal/sampling) drops them.
+		x.p.met.spans.Inc("http2_" + s.Kind.String())
+		x.p.cfg.Sink.Export(s)
+	}
+}
+
+// ids gives a stream's span the IDs the kernel made for it, which the
+// server's handler and the next hop already carry; else fresh ones.
+func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
+	if k, ok := x.c.StreamIDs(st.ID, st.StartGoid); ok {
+		in.TraceID, in.SpanID = k.Trace, k.Span
+		if k.Linked && st.Role == h2wire.RoleClient {
+			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
+		}
+		x.p.met.kernelIDs.Add(1)
+		return
+	}
+	in.TraceID, in.SpanID = conntrack.NewIDs()
+}
