@@ -1,0 +1,146 @@
+package conntrack
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/wire"
+)
+
+// fake is a protocol that records what its parsers were fed, one log per
+// table.
+type fake struct {
+	name   string
+	prefix string // claims chunks starting with it; "" never claims
+	log    *[]string
+}
+
+func (f fake) Name() string { return f.name }
+func (f fake) Sniff(ch wire.Chunk) bool {
+	return f.prefix != "" && strings.HasPrefix(string(ch.Data), f.prefix)
+}
+func (f fake) NewParser(c *Conn) Parser { return &fakeParser{f: f, c: c} }
+
+type fakeParser struct {
+	f fake
+	c *Conn
+}
+
+func (p *fakeParser) Feed(ch wire.Chunk) {
+	ids, ok := p.c.ChunkIDs(ch.Tag)
+	*p.f.log = append(*p.f.log, fmt.Sprintf("%s feed %s tag=%d ids=%v/%d", p.f.name, ch.Data, ch.Tag, ok, ids.Span[0]))
+}
+func (p *fakeParser) Idle(uint64)      { *p.f.log = append(*p.f.log, p.f.name+" idle") }
+func (p *fakeParser) Close(now uint64) { *p.f.log = append(*p.f.log, fmt.Sprintf("%s close %d", p.f.name, now)) }
+
+func newFakeTable(log *[]string) *Table {
+	return New(Config{Protocols: Protocols{
+		Fallback: fake{name: "h1", log: log},
+		Sniffed:  []Protocol{fake{name: "h2", prefix: "PRI", log: log}},
+	}})
+}
+
+func data(pid uint32, conn uint64, t uint64, s string, span byte) *Event {
+	ev := &Event{Kind: KindData, PID: pid, Conn: conn, Chunk: wire.Chunk{Time: t, Len: len(s), Data: []byte(s)}}
+	if span != 0 {
+		ev.IDs = IDs{Span: [8]byte{span}, Made: true}
+	}
+	return ev
+}
+
+func TestTable(t *testing.T) {
+	tests := []struct {
+		name   string
+		events []*Event
+		then   func(*Table)
+		want   []string
+	}{
+		{
+			name:   "fallback parses from the first chunk, with the kernel's IDs by tag",
+			events: []*Event{data(1, 7, 10, "GET", 5), data(1, 7, 20, "200", 0)},
+			want:   []string{"h1 feed GET tag=1 ids=true/5", "h1 feed 200 tag=2 ids=false/0"},
+		},
+		{
+			name: "a sniffed protocol takes over and gets the early chunks again",
+			events: []*Event{data(1, 7, 10, "SETTINGS", 0), data(1, 7, 20, "PRI *", 3),
+				data(1, 7, 30, "HEADERS", 0)},
+			want: []string{"h1 feed SETTINGS tag=1 ids=false/0",
+				"h2 feed SETTINGS tag=1 ids=false/0", "h2 feed PRI * tag=2 ids=true/3", "h2 feed HEADERS tag=3 ids=false/0"},
+		},
+		{
+			name: "no claim after the early chunks",
+			events: []*Event{data(1, 7, 1, "a", 0), data(1, 7, 2, "b", 0), data(1, 7, 3, "c", 0),
+				data(1, 7, 4, "d", 0), data(1, 7, 5, "PRI late", 0)},
+			want: []string{"h1 feed a tag=1 ids=false/0", "h1 feed b tag=2 ids=false/0", "h1 feed c tag=3 ids=false/0",
+				"h1 feed d tag=4 ids=false/0", "h1 feed PRI late tag=5 ids=false/0"},
+		},
+		{
+			name:   "events of an untracked process are dropped",
+			events: []*Event{data(2, 7, 10, "GET", 0)},
+			want:   nil,
+		},
+		{
+			name:   "close flushes",
+			events: []*Event{data(1, 7, 10, "GET", 0), {Kind: KindClose, PID: 1, Conn: 7, Chunk: wire.Chunk{Time: 99}}},
+			want:   []string{"h1 feed GET tag=1 ids=false/0", "h1 close 99"},
+		},
+		{
+			name:   "untrack flushes the process's connections",
+			events: []*Event{data(1, 7, 10, "GET", 0), data(1, 8, 11, "GET", 0)},
+			then: func(tb *Table) {
+				tb.Untrack(1, 50)
+				if tb.Conns() != 0 {
+					panic("connections left")
+				}
+			},
+			want: []string{"h1 feed GET tag=1 ids=false/0", "h1 feed GET tag=1 ids=false/0", "h1 close 50", "h1 close 50"},
+		},
+		{
+			name:   "sweep lets parsers idle, then forgets silent connections",
+			events: []*Event{data(1, 7, 10, "GET", 0)},
+			then: func(tb *Table) {
+				tb.Sweep(20)
+				tb.Sweep(10 + forgetAfter + 1)
+			},
+			want: []string{"h1 feed GET tag=1 ids=false/0", "h1 idle", fmt.Sprintf("h1 close %d", uint64(10+forgetAfter+1))},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var log []string
+			tb := newFakeTable(&log)
+			tb.Track(&probes.Process{PID: 1})
+			for _, ev := range tc.events {
+				tb.Handle(ev)
+			}
+			if tc.then != nil {
+				tc.then(tb)
+			}
+			if strings.Join(log, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(log, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestIDsRing: IDs are found only for their own tag while the ring holds them.
+func TestIDsRing(t *testing.T) {
+	var log []string
+	tb := newFakeTable(&log)
+	tb.Track(&probes.Process{PID: 1})
+	for i := range 20 {
+		tb.Handle(data(1, 7, uint64(i), "x", byte(i+1)))
+	}
+	c := tb.conns[connKey{1, 7}]
+	if _, ok := c.ChunkIDs(3); ok {
+		t.Error("IDs of tag 3 still found after 20 chunks")
+	}
+	if ids, ok := c.ChunkIDs(20); !ok || ids.Span[0] != 20 {
+		t.Errorf("tag 20: %v %v", ok, ids.Span[0])
+	}
+	if _, ok := c.ChunkIDs(0); ok {
+		t.Error("tag 0 has IDs")
+	}
+}
