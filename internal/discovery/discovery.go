@@ -260,7 +260,8 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		d.mu.Unlock()
 		return
 	}
-	p, err := d.inspect.process(info)
+	p, done, err := d.inspect.process(info)
+	defer done() // the families read the executable in Track, once for all
 	if err != nil {
 		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "inspect").Add(1)
 		d.log.Warn("selected process not traced", "pid", pid, "exe", info.ExePath, "err", err)
@@ -273,7 +274,9 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		d.mu.Unlock()
 		return
 	}
-	if err := d.tracker.Track(p); err != nil {
+	err = d.tracker.Track(p)
+	p.Exe = nil // closed by done; a family tracking again opens its own
+	if err != nil {
 		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "track").Add(1)
 		d.log.Warn("tracking process failed", "pid", pid, "err", err)
 		d.mu.Lock()

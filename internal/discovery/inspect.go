@@ -56,29 +56,31 @@ func newInspector(cfg ResourceConfig, fields []string) *inspector {
 	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}}
 }
 
-func (in *inspector) facts(info procs.Info) exeFacts {
+// facts returns what the executable holds, read once. The first time it
+// also returns the open executable, for the families to share while they
+// track this process (the caller closes it); later, nil.
+func (in *inspector) facts(info procs.Info) (exeFacts, *goinspect.Binary) {
 	in.mu.Lock()
 	f, ok := in.cache[info.ExeKey]
 	in.mu.Unlock()
 	if ok {
-		return f
+		return f, nil
 	}
-	f = in.readFacts(info.ExeOpenPath)
+	f, b := in.readFacts(info.ExeOpenPath)
 	in.mu.Lock()
 	in.cache[info.ExeKey] = f
 	in.mu.Unlock()
-	return f
+	return f, b
 }
 
-func (in *inspector) readFacts(path string) exeFacts {
+func (in *inspector) readFacts(path string) (exeFacts, *goinspect.Binary) {
 	b, err := goinspect.Open(path)
 	if errors.Is(err, goinspect.ErrNotGo) {
-		return exeFacts{} // any language's HTTP/1 server is traced from the socket layer
+		return exeFacts{}, nil // any language's HTTP/1 server is traced from the socket layer
 	}
 	if err != nil {
-		return exeFacts{err: fmt.Errorf("inspecting executable %s: %w", path, err)}
+		return exeFacts{err: fmt.Errorf("inspecting executable %s: %w", path, err)}, nil
 	}
-	defer b.Close()
 	f := exeFacts{goVersion: b.GoVersion, modules: map[string]string{}}
 	for _, m := range probedModules {
 		if v, ok := b.Modules[m]; ok {
@@ -97,18 +99,24 @@ func (in *inspector) readFacts(path string) exeFacts {
 			f.offsets[name] = off
 		}
 	}
-	return f
+	return f, b
 }
 
-// process builds what probes need to know of a selected process.
-func (in *inspector) process(info procs.Info) (*probes.Process, error) {
-	f := in.facts(info)
+// process builds what probes need to know of a selected process. Its Exe,
+// when set, is open until done is called.
+func (in *inspector) process(info procs.Info) (p *probes.Process, done func(), err error) {
+	f, b := in.facts(info)
+	done = func() {
+		if b != nil {
+			b.Close()
+		}
+	}
 	if f.err != nil {
-		return nil, f.err
+		return nil, done, f.err
 	}
 	res, err := in.resource(info, f)
 	if err != nil {
-		return nil, err
+		return nil, done, err
 	}
 	return &probes.Process{
 		PID:        info.PID,
@@ -119,7 +127,8 @@ func (in *inspector) process(info procs.Info) (*probes.Process, error) {
 		GoOffsets:  f.offsets,
 		Modules:    f.modules,
 		Resource:   res,
-	}, nil
+		Exe:        b,
+	}, done, nil
 }
 
 func (in *inspector) resource(info procs.Info, f exeFacts) (*resource.Resource, error) {

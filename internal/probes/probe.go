@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/resource"
 
+	"github.com/weft-dev/weft/internal/goinspect"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/sampling"
 	"github.com/weft-dev/weft/internal/status"
@@ -32,6 +33,24 @@ type Process struct {
 	// (google.golang.org/grpc, golang.org/x/net), from the build info.
 	Modules  map[string]string
 	Resource *resource.Resource
+	// Exe is the executable as discovery inspected it, open while the
+	// families Track the first process of an executable; nil otherwise.
+	// Families reach it through Inspect.
+	Exe *goinspect.Binary
+}
+
+// Inspect returns the process's executable: the one discovery opened,
+// shared by every family, or else a fresh one. release closes what this
+// call opened.
+func (p *Process) Inspect() (b *goinspect.Binary, release func(), err error) {
+	if p.Exe != nil {
+		return p.Exe, func() {}, nil
+	}
+	b, err = goinspect.Open(p.ExePath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inspecting %s: %w", p.ExePath, err)
+	}
+	return b, func() { b.Close() }, nil
 }
 
 // Probe is one probe family. Start loads and attaches its programs; Track and

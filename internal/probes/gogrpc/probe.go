@@ -17,7 +17,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/weft-dev/weft/internal/goinspect"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/status"
@@ -179,11 +178,11 @@ func (p *Probe) Track(proc *probes.Process) error {
 
 // attach reads the executable's layout and attaches what it allows.
 func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
-	b, err := goinspect.Open(proc.ExePath)
+	b, release, err := proc.Inspect()
 	if err != nil {
-		return exeInfo{}, nil, fmt.Errorf("inspecting %s: %w", proc.ExePath, err)
+		return exeInfo{}, nil, err
 	}
-	defer b.Close()
+	defer release()
 	pl, err := planFor(b)
 	if err != nil {
 		return exeInfo{}, nil, err

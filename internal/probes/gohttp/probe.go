@@ -132,7 +132,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 		return nil
 	}
-	ls, err := p.attach(proc.ExePath)
+	ls, err := p.attach(proc)
 	if errors.Is(err, goinspect.ErrNoFunc) {
 		p.log.Debug("no net/http client in executable", "pid", proc.PID)
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http client in the executable")
@@ -153,12 +153,13 @@ func (p *Probe) Track(proc *probes.Process) error {
 	return nil
 }
 
-func (p *Probe) attach(exe string) ([]link.Link, error) {
-	b, err := goinspect.Open(exe)
+func (p *Probe) attach(proc *probes.Process) ([]link.Link, error) {
+	exe := proc.ExePath
+	b, release, err := proc.Inspect()
 	if err != nil {
-		return nil, fmt.Errorf("inspecting %s: %w", exe, err)
+		return nil, err
 	}
-	defer b.Close()
+	defer release()
 	f, err := b.Func(roundTrip)
 	if err != nil {
 		return nil, err
