@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weft-dev/weft/internal/wire"
 )
 
 // block collects the fields of one decoded header block that streams use.
@@ -120,8 +122,8 @@ func percentDecode(v string) string {
 	b.Grow(len(v))
 	for i := 0; i < len(v); i++ {
 		if v[i] == '%' && i+2 < len(v) {
-			if h, ok := unhex(v[i+1]); ok {
-				if l, ok := unhex(v[i+2]); ok {
+			if h, ok := wire.Unhex(v[i+1]); ok {
+				if l, ok := wire.Unhex(v[i+2]); ok {
 					b.WriteByte(h<<4 | l)
 					i += 2
 					continue
@@ -131,16 +133,4 @@ func percentDecode(v string) string {
 		b.WriteByte(v[i])
 	}
 	return b.String()
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }

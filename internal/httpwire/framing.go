@@ -1,5 +1,7 @@
 package httpwire
 
+import "github.com/weft-dev/weft/internal/wire"
+
 // Body framing: Content-Length, chunked, and close-delimited bodies.
 
 type bodyMode uint8
@@ -83,7 +85,7 @@ func (f *framer) feed(p []byte) (n int, done, ok bool) {
 func (f *framer) step(c byte) (done, ok bool) {
 	switch f.cs {
 	case csSize:
-		if d, isHex := unhex(c); isHex {
+		if d, isHex := wire.Unhex(c); isHex {
 			if f.digits++; f.digits > maxChunkDigits {
 				return false, false
 			}
@@ -195,16 +197,4 @@ func (f *framer) skip(n int64) (used int64, done, ok bool) {
 		f.cs = csDataCR
 	}
 	return n, false, true
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }

@@ -54,6 +54,8 @@ package redact
 import (
 	"slices"
 	"strings"
+
+	"github.com/weft-dev/weft/internal/wire"
 )
 
 // Redacted replaces a redacted query value, and both halves of a userinfo.
@@ -392,18 +394,14 @@ func decodedEqualFold(k, lower string) bool {
 }
 
 func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+	_, ok := wire.Unhex(c)
+	return ok
 }
 
+// unhex decodes a digit isHex accepted.
 func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
+	v, _ := wire.Unhex(c)
+	return v
 }
 
 func lowerASCII(s string) string {

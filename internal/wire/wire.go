@@ -41,3 +41,17 @@ func StartsH2Preface(data []byte) bool {
 	n := min(len(data), len(H2Preface))
 	return n >= 8 && string(data[:n]) == H2Preface[:n]
 }
+
+// Unhex decodes one hexadecimal digit, either case (percent-encoding,
+// HTTP/1 chunk sizes, HPACK-decoded values).
+func Unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
