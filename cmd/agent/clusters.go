@@ -18,6 +18,7 @@ import (
 type clusterConfig struct {
 	id    clusters.Identity
 	peers clusters.Peers
+	trust clusters.Trust
 }
 
 // loadClusters reads the cluster identity and the remote-cluster map:
@@ -27,10 +28,14 @@ type clusterConfig struct {
 //	CLUSTER_REGION                                                cloud.region
 //	ENVIRONMENT                                                   deployment.environment.name
 //	WEFT_CLUSTER_PEERS   <cluster>=<cidr>[,<cidr>...] entries separated by ";" or new lines
+//	WEFT_TRUST_CLUSTER_CLAIMS  peers (default): callers' claims of their cluster (tracestate
+//	                     weft=, X-Source-Cluster) are believed from loopback and the peer map's
+//	                     addresses only; any: from every caller, outside ones too
 //
 // A name off the naming convention, or at odds with CLOUD_PROVIDER or
-// CLUSTER_REGION, is a warning. A peer map that does not parse is an error,
-// as is a peer map without a name for this cluster: marks need both ends.
+// CLUSTER_REGION, is a warning, as is WEFT_TRUST_CLUSTER_CLAIMS=any. A peer
+// map or trust value that does not parse is an error, as is a peer map
+// without a name for this cluster: marks need both ends.
 func loadClusters(clusterName string, getenv func(string) string, log *slog.Logger) (clusterConfig, error) {
 	env := func(k string) string { return strings.TrimSpace(getenv(k)) }
 	id := clusters.Identity{
@@ -46,6 +51,10 @@ func loadClusters(clusterName string, getenv func(string) string, log *slog.Logg
 	if err != nil {
 		return clusterConfig{}, fmt.Errorf("parsing WEFT_CLUSTER_PEERS: %w", err)
 	}
+	trust, err := clusters.ParseTrust(env("WEFT_TRUST_CLUSTER_CLAIMS"))
+	if err != nil {
+		return clusterConfig{}, fmt.Errorf("WEFT_TRUST_CLUSTER_CLAIMS: %w", err)
+	}
 	if id.Name == "" && !peers.Empty() {
 		return clusterConfig{}, errors.New("WEFT_CLUSTER_PEERS is set but this cluster has no name (set CLUSTER_NAME or -cluster-name)")
 	}
@@ -54,11 +63,16 @@ func loadClusters(clusterName string, getenv func(string) string, log *slog.Logg
 		return clusterConfig{id: id}, nil
 	}
 	log.Info("cluster identity", "name", id.Name, "provider", id.Provider, "region", id.Region,
-		"environment", id.Environment, "peers", strings.Join(peers.Clusters(), ","))
-	if !peers.Empty() && !peers.Has(id.Name) {
-		log.Info("WEFT_CLUSTER_PEERS lists no CIDRs of this cluster: callers in no listed cluster are not marked external", "cluster", id.Name)
+		"environment", id.Environment, "peers", strings.Join(peers.Clusters(), ","), "trust_claims", trust.String())
+	switch {
+	case trust == clusters.TrustAny:
+		log.Warn("WEFT_TRUST_CLUSTER_CLAIMS=any: callers' cluster claims (tracestate weft=, X-Source-Cluster) are believed from every address; an outside caller can pass for any cluster")
+	case peers.Empty():
+		log.Info("no WEFT_CLUSTER_PEERS: callers' cluster claims (tracestate weft=, X-Source-Cluster) are believed from loopback only; list the clusters' CIDRs, or set WEFT_TRUST_CLUSTER_CLAIMS=any")
+	case !peers.Has(id.Name):
+		log.Info("WEFT_CLUSTER_PEERS lists no CIDRs of this cluster: callers in no listed cluster are not marked external, and their cluster claims are not believed", "cluster", id.Name)
 	}
-	return clusterConfig{id: id, peers: peers}, nil
+	return clusterConfig{id: id, peers: peers, trust: trust}, nil
 }
 
 // resource is what every span's resource gets from the cluster identity.
@@ -70,5 +84,5 @@ func (c clusterConfig) wrap(next spans.Sink, met *metrics.Registry) spans.Sink {
 	if c.id.Name == "" {
 		return next
 	}
-	return clusters.NewSink(next, clusters.Config{Own: c.id.Name, Peers: c.peers}, met)
+	return clusters.NewSink(next, clusters.Config{Own: c.id.Name, Peers: c.peers, Trust: c.trust}, met)
 }

@@ -29,6 +29,22 @@
 // seems local. A claim whose value is not a valid cluster name is ignored
 // (and counted), and the next source is asked.
 //
+// Trust: a well-formed claim is believed only from a caller whose network
+// peer address (network.peer.address, never client.address, which may come
+// from a forwarding header) is loopback (this pod's or node's network
+// namespace, e.g. a sidecar) or lies in a prefix of the peer map, of any
+// cluster, this one's own included. From any other caller, or one whose
+// address is unknown, the claim is refused (reason untrusted_source), so
+// that an outside caller cannot pass for a peer cluster; without a peer map
+// only loopback callers are believed. A claim of this cluster from an
+// address in another cluster's prefix is refused too (denies_crossing): a
+// claim may say which cluster a crossing came from, but not deny a crossing
+// the address shows. A refused claim is counted and the next source asked,
+// the address last. Config.Trust = TrustAny believes every claim, as before
+// these checks. Proxies in this cluster relay claims they were sent: strip
+// X-Source-Cluster and tracestate's weft member from outside requests at
+// the edge.
+//
 // The peer map (ParsePeers) is a list of <cluster>=<cidr>[,<cidr>...]
 // entries separated by ";" or new lines; the longest matching prefix wins.
 package clusters

@@ -1,6 +1,7 @@
 package clusters
 
 import (
+	"fmt"
 	"net/netip"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -31,11 +32,76 @@ func (v Via) String() string {
 	return "invalid"
 }
 
-// Config is what the marking stage knows: this cluster's name and the
-// peer map.
+// Trust says whose claims of their cluster (tracestate weft=<cluster>,
+// X-Source-Cluster) a SERVER span believes.
+type Trust uint8
+
+const (
+	// TrustPeers, the default, believes a claim only from a caller whose
+	// network peer address is loopback or in a prefix of the peer map (of
+	// any cluster, this one's included), and never a claim of this cluster
+	// from another cluster's address. See the package documentation.
+	TrustPeers Trust = iota
+	// TrustAny believes claims from every caller, outside ones included:
+	// weft's rule before claims were checked, for networks whose addresses
+	// say nothing of the caller. Anyone who can reach a server can then
+	// pass for any cluster.
+	TrustAny
+	numTrust
+)
+
+var trustNames = [numTrust]string{"peers", "any"}
+
+// String returns the configuration value of t.
+func (t Trust) String() string {
+	if t < numTrust {
+		return trustNames[t]
+	}
+	return "invalid"
+}
+
+// ParseTrust reads a Trust: "peers" (or empty) or "any".
+func ParseTrust(s string) (Trust, error) {
+	switch s {
+	case "", "peers":
+		return TrustPeers, nil
+	case "any":
+		return TrustAny, nil
+	}
+	return 0, fmt.Errorf("%q: want %q (the default) or %q", s, TrustPeers, TrustAny)
+}
+
+// Refusal says why a well-formed claim of the caller's cluster was not
+// believed.
+type Refusal uint8
+
+const (
+	RefusedNone Refusal = iota
+	// RefusedUntrusted: the caller's network peer address is unknown, or
+	// neither loopback nor in any cluster of the peer map.
+	RefusedUntrusted
+	// RefusedDeniesCrossing: the claim names this cluster, but the caller's
+	// address is in another cluster's prefix.
+	RefusedDeniesCrossing
+	numRefusal
+)
+
+var refusalNames = [numRefusal]string{"none", "untrusted_source", "denies_crossing"}
+
+// String returns a short name, usable as a metric label.
+func (r Refusal) String() string {
+	if r < numRefusal {
+		return refusalNames[r]
+	}
+	return "invalid"
+}
+
+// Config is what the marking stage knows: this cluster's name, the peer
+// map, and whose claims to believe.
 type Config struct {
 	Own   string
 	Peers Peers
+	Trust Trust
 }
 
 // Decision is the stage's conclusion for one span.
@@ -44,6 +110,9 @@ type Decision struct {
 	Via            Via
 	// Malformed claims, skipped for the next source of the caller's cluster.
 	BadTracestate, BadHeader bool
+	// Why well-formed claims were not believed (RefusedNone: they were
+	// believed, or absent, or not reached); skipped like malformed ones.
+	RefusedTracestate, RefusedHeader Refusal
 }
 
 // Crosses reports whether the span gets marked.
@@ -78,22 +147,34 @@ func (c Config) Decide(sp *spans.Span) Decision {
 }
 
 // caller finds the cluster a SERVER span's request came from (Source and
-// Via of the result) and notes the malformed claims it skipped.
+// Via of the result) and notes the claims it skipped, malformed or not
+// believed.
 func (c Config) caller(sp *spans.Span) Decision {
 	var d Decision
+	// Claims are vetted against the socket's peer address only: a
+	// client.address may come from a forwarding header, as the claim does.
+	peer, hasPeer := attrAddr(sp.Attrs, "network.peer.address")
 	if v, ok := TracestateMember(sp.TraceState, TracestateKey); ok {
-		if ValidName(v) {
+		switch bad, r := c.vet(v, peer, hasPeer); {
+		case bad:
+			d.BadTracestate = true
+		case r != RefusedNone:
+			d.RefusedTracestate = r
+		default:
 			d.Source, d.Via = v, ViaTracestate
 			return d
 		}
-		d.BadTracestate = true
 	}
 	if v := sp.SourceCluster; v != "" {
-		if ValidName(v) {
+		switch bad, r := c.vet(v, peer, hasPeer); {
+		case bad:
+			d.BadHeader = true
+		case r != RefusedNone:
+			d.RefusedHeader = r
+		default:
 			d.Source, d.Via = v, ViaHeader
 			return d
 		}
-		d.BadHeader = true
 	}
 	a, ok := peerAddr(sp.Attrs, "client.address")
 	if !ok {
@@ -113,25 +194,49 @@ func (c Config) caller(sp *spans.Span) Decision {
 	return d
 }
 
+// vet judges a claim of the caller's cluster: malformed (bad), or well
+// formed but not to be believed from the caller's peer address (hasPeer
+// false: unknown), or believed (false, RefusedNone).
+func (c Config) vet(claim string, peer netip.Addr, hasPeer bool) (bad bool, r Refusal) {
+	switch {
+	case !ValidName(claim):
+		return true, RefusedNone
+	case c.Trust == TrustAny:
+		return false, RefusedNone
+	case !hasPeer:
+		return false, RefusedUntrusted
+	}
+	cl, listed := c.Peers.Lookup(peer)
+	switch {
+	case !listed && !peer.Unmap().IsLoopback():
+		// Loopback is a process in this pod's or node's network namespace,
+		// such as a sidecar proxy: inside this cluster like its own prefixes.
+		return false, RefusedUntrusted
+	case listed && cl != c.Own && claim == c.Own:
+		// A claim may say which cluster a crossing came from, but not deny
+		// a crossing the address shows.
+		return false, RefusedDeniesCrossing
+	}
+	return false, RefusedNone
+}
+
 // peerAddr reads the span's network.peer.address, else the fallback
 // attribute; either must be an IP address.
 func peerAddr(attrs []attribute.KeyValue, fallback attribute.Key) (netip.Addr, bool) {
-	var peer, other string
+	if a, ok := attrAddr(attrs, "network.peer.address"); ok {
+		return a, true
+	}
+	return attrAddr(attrs, fallback)
+}
+
+// attrAddr reads attribute key (the last one given) as an IP address.
+func attrAddr(attrs []attribute.KeyValue, key attribute.Key) (netip.Addr, bool) {
+	var s string
 	for _, kv := range attrs {
-		switch kv.Key {
-		case "network.peer.address":
-			peer = kv.Value.AsString()
-		case fallback:
-			other = kv.Value.AsString()
+		if kv.Key == key {
+			s = kv.Value.AsString()
 		}
 	}
-	for _, s := range []string{peer, other} {
-		if s == "" {
-			continue
-		}
-		if a, err := netip.ParseAddr(s); err == nil {
-			return a, true
-		}
-	}
-	return netip.Addr{}, false
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
 }
