@@ -8,6 +8,7 @@ command -v bpftool >/dev/null || need+=(bpftool)
 command -v wrk >/dev/null || need+=(wrk)
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+command -v ip >/dev/null || need+=(iproute2) # network namespaces: internal/inject, the multicluster lab
 command -v etcd >/dev/null || need+=(etcd-server) # internal/testutil/kubeapi
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}" >&2

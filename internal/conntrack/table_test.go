@@ -32,8 +32,10 @@ func (p *fakeParser) Feed(ch wire.Chunk) {
 	ids, ok := p.c.ChunkIDs(ch.Tag)
 	*p.f.log = append(*p.f.log, fmt.Sprintf("%s feed %s tag=%d ids=%v/%d", p.f.name, ch.Data, ch.Tag, ok, ids.Span[0]))
 }
-func (p *fakeParser) Idle(uint64)      { *p.f.log = append(*p.f.log, p.f.name+" idle") }
-func (p *fakeParser) Close(now uint64) { *p.f.log = append(*p.f.log, fmt.Sprintf("%s close %d", p.f.name, now)) }
+func (p *fakeParser) Idle(uint64) { *p.f.log = append(*p.f.log, p.f.name+" idle") }
+func (p *fakeParser) Close(now uint64) {
+	*p.f.log = append(*p.f.log, fmt.Sprintf("%s close %d", p.f.name, now))
+}
 
 func newFakeTable(log *[]string) *Table {
 	return New(Config{Protocols: Protocols{

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/weft-dev/weft/internal/goinspect"
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -59,12 +60,7 @@ func startH2Injector(t *testing.T) *h2Injector { return startH2InjectorState(t, 
 // startH2InjectorState starts one that adds tracestate weft=cluster.
 func startH2InjectorState(t *testing.T, cluster string) *h2Injector {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF into the kernel")
-	}
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
+	kernel.Require(t)
 	spec, err := loadInject()
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 // echoBin is the testdata echoserver, built once by TestMain.
@@ -60,9 +62,7 @@ type echo struct {
 // which must be safe) when the test ends.
 func startInjector(t *testing.T) *Injector {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
+	kernel.Require(t)
 	inj := New(nil, "")
 	if err := inj.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)

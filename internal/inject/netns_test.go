@@ -17,7 +17,7 @@ func TestExistingConnectionInAnotherNetns(t *testing.T) {
 	inj := startInjector(t)
 	for _, tool := range []string{"unshare", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
+			t.Fatalf("needs %s (util-linux, iproute2; scripts/deps.sh installs them): %v", tool, err)
 		}
 	}
 	srv := exec.Command("unshare", "--net", "sh", "-c", "ip link set lo up && exec "+echoBin)

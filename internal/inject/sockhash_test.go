@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 // client is an echoserver -client process: an ordinary program with one
@@ -210,9 +212,7 @@ func TestFIONREAD(t *testing.T) {
 // TestStartUnsupported: without a cgroup v2 mount Start fails with
 // ErrUnsupported, and the injector stays usable as a no-op.
 func TestStartUnsupported(t *testing.T) {
-	if testing.Short() {
-		t.Skip("probes the kernel")
-	}
+	kernel.Require(t)
 	inj := New(nil, t.TempDir())
 	err := inj.Start(context.Background())
 	if !errors.Is(err, ErrUnsupported) || !errors.Is(err, errors.ErrUnsupported) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 func TestEncodeTraceState(t *testing.T) {
@@ -80,9 +82,7 @@ func FuzzEncodeTraceState(f *testing.F) {
 // traceparent and tracestate, in that order, right after its request
 // line, and every other byte arrives as sent.
 func TestTraceStateHTTP1(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
+	kernel.Require(t)
 	inj := New(nil, "")
 	if err := inj.SetTraceState("weft", "aws-us-east-1-shop-01"); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 // fake makes objects the way controllers would have, minus the controllers.
@@ -128,6 +130,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 // runtime would. Directories and the process are removed at cleanup.
 func inCgroup(t *testing.T, v2 bool, rel string) int {
 	t.Helper()
+	kernel.RequireRoot(t) // it makes cgroups and moves a process into one
 	root := cgroupMount(t, v2)
 	dir := filepath.Join(root, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -3,12 +3,12 @@ package kernelfs
 import (
 	"os"
 	"testing"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 func TestEnsureTracefs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
+	kernel.RequireRoot(t)
 	for range 2 { // idempotent
 		if err := EnsureTracefs(); err != nil {
 			t.Fatal(err)

@@ -9,15 +9,15 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/weft-dev/weft/internal/goinspect"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 // TestUprobes attaches a program to this test binary in both modes the
 // kernel may offer: a uprobe_multi link (this kernel has them; they need
 // no CAP_SYS_ADMIN) and a perf-event uprobe (the fallback).
 func TestUprobes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF")
-	}
+	kernel.Require(t)
 	u, err := NewUprobes()
 	if err != nil {
 		t.Fatal(err)

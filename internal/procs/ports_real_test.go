@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
 func listen(t *testing.T, addr string) uint16 {
@@ -60,6 +62,7 @@ func TestListeningPortsIPv6Real(t *testing.T) {
 }
 
 func TestListeningPortsOtherNetnsReal(t *testing.T) {
+	kernel.RequireRoot(t) // CLONE_NEWNET
 	child, port := startListener(t, syscall.CLONE_NEWNET)
 	if netns(t, child.Process.Pid) == netns(t, os.Getpid()) {
 		t.Fatal("child is in our network namespace")

@@ -7,11 +7,8 @@ import (
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
-
-type recorder struct{ got []spans.Span }
-
-func (r *recorder) Export(s spans.Span) { r.got = append(r.got, s) }
 
 // traceWithLow is a trace ID whose decisive bytes are low (big-endian).
 func traceWithLow(low uint64) trace.TraceID {
@@ -49,13 +46,14 @@ func TestSink(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reg, rec := metrics.New(), &recorder{}
+		reg, rec := metrics.New(), spanrec.New()
 		NewSink(rec, s, reg).Export(tt.span)
 		dropped := reg.Value("weft_spans_unsampled_total")
-		if kept := len(rec.got) == 1; kept != tt.kept || dropped != map[bool]uint64{true: 0, false: 1}[tt.kept] {
-			t.Errorf("%v, span %+v: exported %d, counted %d unsampled; want kept %v", s, tt.span, len(rec.got), dropped, tt.kept)
+		got := rec.Spans()
+		if kept := len(got) == 1; kept != tt.kept || dropped != map[bool]uint64{true: 0, false: 1}[tt.kept] {
+			t.Errorf("%v, span %+v: exported %d, counted %d unsampled; want kept %v", s, tt.span, len(got), dropped, tt.kept)
 		}
-		if len(rec.got) == 1 && !rec.got[0].Sampled {
+		if len(got) == 1 && !got[0].Sampled {
 			t.Errorf("%v: exported a span marked unsampled", s)
 		}
 	}

@@ -11,15 +11,12 @@ import (
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
-
-type collect struct{ got []spans.Span }
-
-func (c *collect) Export(s spans.Span) { c.got = append(c.got, s) }
 
 func TestSink(t *testing.T) {
 	reg := metrics.New()
-	next := &collect{}
+	next := spanrec.New()
 	s := New(next, reg, "us-east-1")
 	east := resource.NewSchemaless(attribute.String("k8s.cluster.name", "aws-us-east-1-prod-01"))
 	t0 := time.Unix(1000, 0)
@@ -27,8 +24,8 @@ func TestSink(t *testing.T) {
 	s.Export(spans.Span{Kind: trace.SpanKindServer, Parent: trace.SpanID{1}, Start: t0, End: t0.Add(time.Millisecond)}) // no resource: the configured cluster
 	s.Export(spans.Span{Kind: trace.SpanKindClient, Parent: trace.SpanID{2}, Resource: east, Start: t0, End: t0.Add(300 * time.Millisecond),
 		Attrs: []attribute.KeyValue{attribute.String("cross_cluster.source", "aws-us-east-1-prod-01"), attribute.String("cross_cluster.target", "aws-us-west-2-prod-01")}})
-	if len(next.got) != 3 {
-		t.Fatalf("%d spans passed on, want 3", len(next.got))
+	if n := next.Len(); n != 3 {
+		t.Fatalf("%d spans passed on, want 3", n)
 	}
 	var text strings.Builder
 	reg.WriteText(&text)

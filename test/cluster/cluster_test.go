@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
 
@@ -35,9 +36,7 @@ type cluster struct {
 // same image in a plain namespace is not, until its namespace is
 // annotated at runtime. Teardown leaves nothing behind.
 func TestDaemonSetOnRealCluster(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root: it runs a kubelet, containerd and BPF")
-	}
+	kernel.Require(t) // it runs a kubelet, containerd and the agent's BPF
 	c := up(t)
 	col := otelcol.Start(t)
 	tmp := t.TempDir()

@@ -22,22 +22,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/internal/testutil/kernel"
 	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 && !testing.Short() {
-		fmt.Fprintln(os.Stderr, "e2e tests load BPF programs and must run as root (use -short to leave them out)")
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
-
+// needRoot starts every test here: each runs the agent, which loads BPF.
+// Under -short the test is skipped; otherwise it fails unless it can run.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
+	kernel.Require(t)
 }
 
 func repoRoot(t testing.TB) string {

@@ -32,9 +32,6 @@ import (
 // identity.
 func TestKubernetesSwitch(t *testing.T) {
 	needRoot(t)
-	if testing.Short() {
-		t.Skip("builds kube-apiserver")
-	}
 	cluster := kubeapi.Start(t)
 	c := cluster.Client
 	ctx := context.Background()

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,37 +21,9 @@ import (
 	"github.com/weft-dev/weft/internal/protocols/http1"
 	"github.com/weft-dev/weft/internal/protocols/http2"
 	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/testutil/kernel"
+	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
-
-// recorder is a sink that keeps spans for assertions.
-type recorder struct {
-	mu    sync.Mutex
-	spans []spans.Span
-}
-
-func (r *recorder) Export(s spans.Span) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.spans = append(r.spans, s)
-}
-
-func (r *recorder) wait(t *testing.T, n int) []spans.Span {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		r.mu.Lock()
-		got := len(r.spans)
-		r.mu.Unlock()
-		if got >= n {
-			time.Sleep(300 * time.Millisecond) // no extras may follow
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]spans.Span(nil), r.spans...)
-}
 
 // newProbe makes the family with the protocols the agent uses, spans to sink.
 func newProbe(sink spans.Sink, met *metrics.Registry) *Probe {
@@ -93,10 +64,8 @@ func attr(s spans.Span, k string) any {
 // http.server, and checks spans for keep-alive requests, an untracked
 // connection from the test itself, and raw malformed input.
 func TestProbeTracesRealServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
-	rec := &recorder{}
+	kernel.Require(t)
+	rec := spanrec.New()
 	met := metrics.New()
 	p := newProbe(rec, met)
 	if err := p.Start(context.Background()); err != nil {
@@ -127,10 +96,7 @@ func TestProbeTracesRealServer(t *testing.T) {
 	io.Copy(io.Discard, c)
 	c.Close()
 
-	got := rec.wait(t, 3)
-	if len(got) != 3 {
-		t.Fatalf("%d spans, want 3: %+v", len(got), got)
-	}
+	got := rec.WaitExactly(t, 3, 10*time.Second)
 	for i, s := range got {
 		if st := attr(s, "http.response.status_code"); st != int64(200+i) {
 			t.Errorf("span %d: status %v, want %d", i, st, 200+i)
@@ -150,9 +116,7 @@ func TestProbeTracesRealServer(t *testing.T) {
 		resp.Body.Close()
 	}
 	time.Sleep(500 * time.Millisecond)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if n := len(rec.spans); n != 3 {
+	if n := rec.Len(); n != 3 {
 		t.Errorf("%d spans after Untrack, want 3", n)
 	}
 }
@@ -160,10 +124,8 @@ func TestProbeTracesRealServer(t *testing.T) {
 // TestUntrackForgetsSockets: after Untrack no kernel-side socket state of
 // the process is left.
 func TestUntrackForgetsSockets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
-	p := newProbe(&recorder{}, metrics.New())
+	kernel.Require(t)
+	p := newProbe(spanrec.New(), metrics.New())
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatalf("starting sockio: %v", err)
 	}
@@ -204,10 +166,8 @@ func TestUntrackForgetsSockets(t *testing.T) {
 // (discovery re-evaluating it after an exec) keeps giving spans once the
 // deferred untrack has run.
 func TestRetrackAfterUntrack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads BPF into the kernel; not in -short")
-	}
-	rec := &recorder{}
+	kernel.Require(t)
+	rec := spanrec.New()
 	p := newProbe(rec, metrics.New())
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatalf("starting sockio: %v", err)
@@ -231,7 +191,5 @@ func TestRetrackAfterUntrack(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	if got := rec.wait(t, 2); len(got) != 2 {
-		t.Fatalf("%d spans after tracking again, want 2", len(got))
-	}
+	rec.WaitExactly(t, 2, 10*time.Second)
 }
