@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/weft-dev/weft/internal/multicluster"
 	"github.com/weft-dev/weft/internal/otlpjson"
+	"github.com/weft-dev/weft/test/multicluster/lab"
 )
 
 func main() {
@@ -61,14 +61,14 @@ func run(agent, collector string, n, remainder int, keep bool) error {
 	}()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	fmt.Println("== starting three clusters: network namespaces, agents, spoke collectors, a hub")
-	lab, err := multicluster.Start(ctx, multicluster.Options{Root: root, Work: work, AgentBin: agent, Collector: collector, Log: log,
+	lb, err := lab.Start(ctx, lab.Options{Root: root, Work: work, AgentBin: agent, Collector: collector, Log: log,
 		AgentEnv: []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.5"},
 		HubEnv:   []string{"HUB_DECISION_WAIT=2s", fmt.Sprintf("HUB_SAMPLING_PERCENTAGE=%d", remainder)}})
 	if err != nil {
 		return err
 	}
-	defer lab.Stop()
-	for _, c := range lab.Clusters {
+	defer lb.Stop()
+	for _, c := range lb.Clusters {
 		var names []string
 		for _, s := range c.Services {
 			names = append(names, s.Name)
@@ -77,10 +77,10 @@ func run(agent, collector string, n, remainder int, keep bool) error {
 	}
 
 	fmt.Printf("== sending %d requests into api-gateway (head sampling: parentbased_traceidratio 0.5)\n", n)
-	route := multicluster.Route(lab.Clusters)
+	route := lab.Route(lb.Clusters)
 	fmt.Println("   route:", route)
 	for i := range n {
-		if err := lab.Send(ctx, fmt.Sprintf("demo-%d", i), route, nil); err != nil {
+		if err := lb.Send(ctx, fmt.Sprintf("demo-%d", i), route, nil); err != nil {
 			return err
 		}
 	}
@@ -91,11 +91,11 @@ func run(agent, collector string, n, remainder int, keep bool) error {
 	last, stable := -1, 0
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && stable < 4; {
 		time.Sleep(time.Second)
-		spans, err := lab.HubSpans()
+		spans, err := lb.HubSpans()
 		if err != nil {
 			return err
 		}
-		traces = multicluster.ByTrace(spans)
+		traces = lab.ByTrace(spans)
 		if len(spans) == last && len(spans) > 0 {
 			stable++
 		} else {
@@ -112,10 +112,10 @@ func run(agent, collector string, n, remainder int, keep bool) error {
 	})
 	fmt.Printf("   the hub kept %d traces of %d requests (the rest were not head-sampled)\n", len(traces), n)
 	if len(ids) == 0 {
-		return fmt.Errorf("the hub kept no trace; logs: %s", strings.Join(lab.Logs(), " "))
+		return fmt.Errorf("the hub kept no trace; logs: %s", strings.Join(lb.Logs(), " "))
 	}
 	fmt.Println()
-	fmt.Print(multicluster.Tree(traces[ids[0]]))
+	fmt.Print(lab.Tree(traces[ids[0]]))
 	if keep {
 		fmt.Println("\n== running; interrupt to stop")
 		<-ctx.Done()

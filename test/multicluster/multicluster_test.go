@@ -23,18 +23,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weft-dev/weft/internal/multicluster"
 	"github.com/weft-dev/weft/internal/otlpjson"
 	"github.com/weft-dev/weft/internal/sampling"
+	"github.com/weft-dev/weft/internal/testutil/kernel"
+	"github.com/weft-dev/weft/test/multicluster/lab"
 )
 
 const ratio = 0.5
 
-func startLab(t *testing.T) *multicluster.Lab {
+func startLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root: network namespaces and BPF")
-	}
+	kernel.Require(t) // network namespaces, and agents that load BPF
 	wd, _ := os.Getwd()
 	root := filepath.Join(wd, "..", "..")
 	work := t.TempDir()
@@ -50,7 +49,7 @@ func startLab(t *testing.T) *multicluster.Lab {
 	if err != nil {
 		t.Fatalf("building the spoke/hub collector: %v", err)
 	}
-	lab, err := multicluster.Start(context.Background(), multicluster.Options{
+	lb, err := lab.Start(context.Background(), lab.Options{
 		Root: root, Work: work, AgentBin: agent, Collector: strings.TrimSpace(string(col)),
 		Log:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		AgentEnv: []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG=%v", ratio)},
@@ -62,23 +61,23 @@ func startLab(t *testing.T) *multicluster.Lab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, c := range lab.Clusters {
-				t.Logf("== %s agent counters that are not zero:\n%s", c.Name, nonZero(t, lab.AgentStatus(c.Name)))
+			for _, c := range lb.Clusters {
+				t.Logf("== %s agent counters that are not zero:\n%s", c.Name, nonZero(t, lb.AgentStatus(c.Name)))
 			}
-			for _, l := range lab.Logs() {
+			for _, l := range lb.Logs() {
 				if b, err := os.ReadFile(l); err == nil {
 					t.Logf("== %s (last 15 lines)\n%s", filepath.Base(l), tail(string(b), 15))
 				}
 			}
 		}
-		if err := lab.Stop(); err != nil {
+		if err := lb.Stop(); err != nil {
 			t.Errorf("stopping the lab: %v", err)
 		}
 		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "weft-") {
 			t.Errorf("namespaces left behind: %s", out)
 		}
 	})
-	return lab
+	return lb
 }
 
 // TestThreeClusters: 200 requests through api-gateway → auth → user
@@ -90,11 +89,11 @@ func startLab(t *testing.T) *multicluster.Lab {
 // exactly the two cluster crossings carry cross_cluster.*, on both sides;
 // the entry is marked as coming from outside any cluster.
 func TestThreeClusters(t *testing.T) {
-	lab := startLab(t)
-	route := multicluster.Route(lab.Clusters)
+	lb := startLab(t)
+	route := lab.Route(lb.Clusters)
 	const n = 200
-	send(t, lab, n, "x", route, nil)
-	traces := waitStable(t, lab)
+	send(t, lb, n, "x", route, nil)
+	traces := waitStable(t, lb)
 
 	byRequest := map[string][]otlpjson.Span{}
 	for _, spans := range traces {
@@ -118,7 +117,7 @@ func TestThreeClusters(t *testing.T) {
 			continue
 		}
 		kept++
-		checkTrace(t, lab, spans)
+		checkTrace(t, lb, spans)
 		var tid [16]byte
 		hex.Decode(tid[:], []byte(spans[0].TraceID))
 		if !s.Sampled(tid, sampling.Root) {
@@ -130,10 +129,10 @@ func TestThreeClusters(t *testing.T) {
 		t.Errorf("hub kept %d of %d requests, want about %v", kept, n, ratio*n)
 	}
 	// Every agent counted all its spans, sampled or not.
-	for _, c := range lab.Clusters {
-		got := metric(t, lab.AgentStatus(c.Name), fmt.Sprintf(`spans_total{cluster=%q}`, c.Name))
+	for _, c := range lb.Clusters {
+		got := metric(t, lb.AgentStatus(c.Name), fmt.Sprintf(`spans_total{cluster=%q}`, c.Name))
 		want := float64(n * 2 * len(c.Services)) // a server and a client span per service
-		if c.Name == lab.Clusters[len(lab.Clusters)-1].Name {
+		if c.Name == lb.Clusters[len(lb.Clusters)-1].Name {
 			want -= n // the last service calls nobody
 		}
 		if got < want {
@@ -144,10 +143,10 @@ func TestThreeClusters(t *testing.T) {
 
 // checkTrace: 15 spans, each in its service's cluster with the cluster's
 // identity, parents chained, cross-cluster marks exactly on the crossings.
-func checkTrace(t *testing.T, lab *multicluster.Lab, spans []otlpjson.Span) {
+func checkTrace(t *testing.T, lb *lab.Lab, spans []otlpjson.Span) {
 	t.Helper()
 	if len(spans) != 15 {
-		t.Errorf("trace %s: %d spans, want 15\n%s", spans[0].TraceID, len(spans), multicluster.Tree(spans))
+		t.Errorf("trace %s: %d spans, want 15\n%s", spans[0].TraceID, len(spans), lab.Tree(spans))
 		return
 	}
 	ids := map[string]otlpjson.Span{}
@@ -157,7 +156,7 @@ func checkTrace(t *testing.T, lab *multicluster.Lab, spans []otlpjson.Span) {
 	marked := 0
 	for _, s := range spans {
 		svc, _ := s.Resource["service.name"].(string)
-		c := multicluster.ClusterOf(lab.Clusters, svc)
+		c := lab.ClusterOf(lb.Clusters, svc)
 		if c == nil {
 			t.Errorf("span %s: unknown service %q", s.SpanID, svc)
 			continue
@@ -180,9 +179,9 @@ func checkTrace(t *testing.T, lab *multicluster.Lab, spans []otlpjson.Span) {
 		case svc == "api-gateway" && s.Kind == 2:
 			want = [2]string{"external", c.Name}
 		case svc == "user" && s.Kind == 3, svc == "order" && s.Kind == 2:
-			want = [2]string{lab.Clusters[0].Name, lab.Clusters[1].Name}
+			want = [2]string{lb.Clusters[0].Name, lb.Clusters[1].Name}
 		case svc == "shipping" && s.Kind == 3, svc == "payment" && s.Kind == 2:
-			want = [2]string{lab.Clusters[1].Name, lab.Clusters[2].Name}
+			want = [2]string{lb.Clusters[1].Name, lb.Clusters[2].Name}
 		}
 		if [2]string{src, dst} != want {
 			t.Errorf("%s kind %d: cross_cluster %q → %q, want %q → %q", svc, s.Kind, src, dst, want[0], want[1])
@@ -201,8 +200,8 @@ func checkTrace(t *testing.T, lab *multicluster.Lab, spans []otlpjson.Span) {
 // of the rest. Then us-west-2 is cut from the hub for 60 s under traffic:
 // when it heals, its spool drains and every trace is complete, once.
 func TestTailSamplingAndPartition(t *testing.T) {
-	lab := startLab(t)
-	local := multicluster.LocalRoute(lab.Clusters)
+	lb := startLab(t)
+	local := lab.LocalRoute(lb.Clusters)
 	sampled := func(i int, kind string) http.Header {
 		return http.Header{"Traceparent": {fmt.Sprintf("00-%032x-%016x-01", hash(kind, i), i+1)}}
 	}
@@ -215,7 +214,7 @@ func TestTailSamplingAndPartition(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range n {
-				err := lab.Send(context.Background(), fmt.Sprintf("%s-%d", k.kind, i), k.route, sampled(i, k.kind))
+				err := lb.Send(context.Background(), fmt.Sprintf("%s-%d", k.kind, i), k.route, sampled(i, k.kind))
 				if (err != nil) != (k.kind == "err") {
 					t.Errorf("%s-%d: %v", k.kind, i, err)
 				}
@@ -223,7 +222,7 @@ func TestTailSamplingAndPartition(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	traces := waitStable(t, lab)
+	traces := waitStable(t, lb)
 	count := map[string]int{}
 	for _, spans := range traces {
 		for _, s := range spans {
@@ -241,19 +240,19 @@ func TestTailSamplingAndPartition(t *testing.T) {
 	}
 
 	// Partition us-west-2 from the hub for 60 s under traffic.
-	west := lab.Clusters[1].Name
-	route := multicluster.Route(lab.Clusters)
-	lab.Partition(west, true)
+	west := lb.Clusters[1].Name
+	route := lab.Route(lb.Clusters)
+	lb.Partition(west, true)
 	start := time.Now()
 	i := 0
 	for time.Since(start) < 60*time.Second {
-		if err := lab.Send(context.Background(), fmt.Sprintf("part-%d", i), route, sampled(i, "part")); err != nil {
+		if err := lb.Send(context.Background(), fmt.Sprintf("part-%d", i), route, sampled(i, "part")); err != nil {
 			t.Fatal(err)
 		}
 		i++
 		time.Sleep(500 * time.Millisecond)
 	}
-	lab.Partition(west, false)
+	lb.Partition(west, false)
 	healed := time.Now()
 	t.Logf("sent %d requests while %s was cut off for %v", i, west, healed.Sub(start).Round(time.Second))
 	// The spoke reconnects at its gRPC backoff (it grew during the cut),
@@ -261,12 +260,12 @@ func TestTailSamplingAndPartition(t *testing.T) {
 	complete := 0
 	var partial []string
 	for deadline := time.Now().Add(240 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
-		spans, err := lab.HubSpans()
+		spans, err := lb.HubSpans()
 		if err != nil {
 			t.Fatal(err)
 		}
 		complete, partial = 0, nil
-		for _, tr := range multicluster.ByTrace(spans) {
+		for _, tr := range lab.ByTrace(spans) {
 			for _, s := range tr {
 				if s.Resource["service.name"] == "api-gateway" && s.Kind == 2 && strings.HasPrefix(queryID(s), "part-") {
 					if len(tr) == 15 {
@@ -285,10 +284,10 @@ func TestTailSamplingAndPartition(t *testing.T) {
 	if complete != i {
 		t.Errorf("%d of %d requests sent during the partition are complete at the hub; partial: %v", complete, i, partial)
 	}
-	waitStable(t, lab) // and nothing arrives twice
+	waitStable(t, lb) // and nothing arrives twice
 }
 
-func send(t *testing.T, lab *multicluster.Lab, n int, prefix, route string, h http.Header) {
+func send(t *testing.T, lb *lab.Lab, n int, prefix, route string, h http.Header) {
 	t.Helper()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -298,7 +297,7 @@ func send(t *testing.T, lab *multicluster.Lab, n int, prefix, route string, h ht
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := lab.Send(context.Background(), fmt.Sprintf("%s-%d", prefix, i), route, h); err != nil {
+			if err := lb.Send(context.Background(), fmt.Sprintf("%s-%d", prefix, i), route, h); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -307,7 +306,7 @@ func send(t *testing.T, lab *multicluster.Lab, n int, prefix, route string, h ht
 }
 
 // waitStable waits until what the hub kept stops growing.
-func waitStable(t *testing.T, lab *multicluster.Lab) map[string][]otlpjson.Span {
+func waitStable(t *testing.T, lb *lab.Lab) map[string][]otlpjson.Span {
 	t.Helper()
 	last, stable := -1, 0
 	var spans []otlpjson.Span
@@ -317,7 +316,7 @@ func waitStable(t *testing.T, lab *multicluster.Lab) map[string][]otlpjson.Span 
 		}
 		time.Sleep(time.Second)
 		var err error
-		if spans, err = lab.HubSpans(); err != nil {
+		if spans, err = lb.HubSpans(); err != nil {
 			t.Fatal(err)
 		}
 		if len(spans) == last && last > 0 {
@@ -335,7 +334,7 @@ func waitStable(t *testing.T, lab *multicluster.Lab) map[string][]otlpjson.Span 
 		}
 		seen[s.SpanID] = true
 	}
-	return multicluster.ByTrace(spans)
+	return lab.ByTrace(spans)
 }
 
 func queryID(s otlpjson.Span) string {

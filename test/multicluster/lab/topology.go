@@ -1,15 +1,16 @@
-// Package multicluster runs weft's three-cluster lab on one machine: each
-// cluster is a network namespace holding its unmodified services, with
-// its own weft agent and spoke collector; the spokes forward to one hub
-// collector that tail-samples. The demo (cmd/weft-demo) and the
-// end-to-end test (test/multicluster) both drive it.
+// Package lab runs weft's three-cluster lab on one machine: each cluster
+// is a network namespace holding its unmodified services, with its own
+// weft agent and spoke collector; the spokes forward to one hub collector
+// that tail-samples. The demo (cmd/weft-demo) and the end-to-end test
+// (test/multicluster, beside it) both drive it; it is test tooling, not
+// agent code, and builds without the e2e tag because the demo imports it.
 //
 // Agents and collectors run in the host's namespace (BPF and /proc are
 // the host's anyway); services run in their cluster's namespace and call
 // other clusters across veth pairs on one bridge, so a peer's address
 // says which cluster it is in. Each spoke reaches the hub through a proxy
 // the lab can cut, to partition one cluster from the hub.
-package multicluster
+package lab
 
 import (
 	"fmt"
