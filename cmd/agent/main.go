@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,8 @@ type options struct {
 	statusAddr        string
 	statusLocalAddr   string
 	maxHeaderBytes    int
+	maxConns          int
+	maxConnBytes      int
 	logLevel          string
 	pprof             bool
 	inject            bool
@@ -74,6 +77,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.statusAddr, "status-addr", envOr("WEFT_STATUS_ADDR", "127.0.0.1:9464"), "address of /metrics, /healthz and /readyz (and /status when it is loopback); empty to disable")
 	fs.StringVar(&o.statusLocalAddr, "status-local-addr", envOr("WEFT_STATUS_LOCAL_ADDR", "127.0.0.1:9465"), "loopback address of /status when -status-addr is not loopback; empty to disable")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 8192, "HTTP heads longer than this are skipped and counted")
+	fs.IntVar(&o.maxConns, "max-conns", conntrack.DefaultMaxConns, "connections the agent keeps parser state for (env WEFT_MAX_CONNS); past it the least recently active are dropped and counted")
+	fs.IntVar(&o.maxConnBytes, "max-conn-bytes", conntrack.DefaultMaxBytes, "bytes of parser state the agent keeps for all connections (env WEFT_MAX_CONN_BYTES); past it the least recently active are dropped and counted")
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
 	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", inject.DefaultCgroup), "cgroup mount whose v2 hierarchy (itself, or its \"unified\" folder on hybrid hosts) the injector's sockops program covers")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
@@ -89,7 +94,35 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	if err := envInts(fs, map[string]struct {
+		env string
+		dst *int
+	}{"max-conns": {"WEFT_MAX_CONNS", &o.maxConns}, "max-conn-bytes": {"WEFT_MAX_CONN_BYTES", &o.maxConnBytes}}); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// envInts fills numeric options a flag did not set from the environment;
+// a value that is not a number is an error naming it.
+func envInts(fs *flag.FlagSet, vars map[string]struct {
+	env string
+	dst *int
+}) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range vars {
+		s := os.Getenv(v.env)
+		if set[name] || s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%s=%q: not a number: %w", v.env, s, err)
+		}
+		*v.dst = n
+	}
+	return nil
 }
 
 func envOr(k, def string) string {
@@ -122,6 +155,7 @@ func main() {
 	}
 	// Logs go to stderr: stdout belongs to the console and jsonl exporters.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	setMemoryLimit(log, os.ReadFile)
 	if err := run(o, log); err != nil {
 		log.Error("weft-agent stopped", "err", err)
 		os.Exit(1)
@@ -200,7 +234,8 @@ func run(o options, log *slog.Logger) error {
 	// (capture source → connection table → protocols); the injector and
 	// the Go probes share its kernel maps, gohttp the injector's too.
 	board := status.New(met)
-	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes, InjectHTTP1Bytes: inject.HTTP1Added("weft", o.kube.clusterName)}
+	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes, InjectHTTP1Bytes: inject.HTTP1Added("weft", o.kube.clusterName),
+		MaxConns: o.maxConns, MaxConnBytes: o.maxConnBytes}
 	sampling.probes(&pcfg)
 	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}
 	sock := sockio.New(deps, protocols)

@@ -32,6 +32,8 @@ type Parser interface {
 	// Close flushes what is left: the connection closed or its process
 	// went away.
 	Close(now uint64)
+	// Size estimates the bytes the parser holds, for the table's budget.
+	Size() int
 }
 
 // Protocols is the list of protocols a Table knows: Fallback parses a
@@ -51,7 +53,20 @@ type Config struct {
 	Protocols Protocols
 	Metrics   *metrics.Registry
 	StreamIDs StreamIDs
+	// MaxConns and MaxBytes bound the table: past either, the least
+	// recently active connections are evicted (counted). Zero takes the
+	// defaults.
+	MaxConns int
+	MaxBytes int
 }
+
+// Defaults of the table's bounds: with ~1–2 KiB per idle keep-alive
+// connection and at most a head's worth (8 KiB) or an HTTP/2 connection's
+// decoders (~13 KiB) per busy one, well inside the DaemonSet's memory limit.
+const (
+	DefaultMaxConns = 32768
+	DefaultMaxBytes = 64 << 20
+)
 
 // earlyChunks is how many chunks a connection's protocol may be sniffed
 // in (an HTTP/2 server may write its SETTINGS, and its ack, before it
@@ -69,9 +84,21 @@ type Table struct {
 	clock clock
 	procs map[uint32]*probes.Process
 	conns map[connKey]*Conn
+	lru   Conn // sentinel of the ring of connections, most recently active first
+	bytes int  // sum of the connections' parser sizes
+	// evicted remembers connections evicted while open: their next bytes
+	// start a new state that must not assume a message starts there.
+	// Bounded; cleared when full (a forgotten one is then mid-stream and
+	// resynchronises or is declared not HTTP, counted either way).
+	evicted map[connKey]struct{}
 
-	evData, evClose *atomic.Uint64
+	evData, evClose        *atomic.Uint64
+	evictCount, evictBytes *atomic.Uint64
+	gaugeConns, gaugeBytes atomic.Int64
 }
+
+// maxEvictedMemo bounds Table.evicted.
+const maxEvictedMemo = 65536
 
 type connKey struct {
 	pid uint32
@@ -86,8 +113,22 @@ func New(cfg Config) *Table {
 	ev := func(kind string) *atomic.Uint64 {
 		return cfg.Metrics.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", kind)
 	}
-	return &Table{cfg: cfg, clock: newClock(), procs: map[uint32]*probes.Process{}, conns: map[connKey]*Conn{},
-		evData: ev("data"), evClose: ev("close")}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	evict := func(reason string) *atomic.Uint64 {
+		return cfg.Metrics.Counter("weft_conntrack_evictions_total", "connections whose parser state was dropped to keep the table in its bounds, by bound", "reason", reason)
+	}
+	t := &Table{cfg: cfg, clock: newClock(), procs: map[uint32]*probes.Process{}, conns: map[connKey]*Conn{},
+		evicted: map[connKey]struct{}{},
+		evData:  ev("data"), evClose: ev("close"), evictCount: evict("count"), evictBytes: evict("bytes")}
+	t.lru.prev, t.lru.next = &t.lru, &t.lru
+	cfg.Metrics.Gauge("weft_conntrack_connections", "connections the table holds state for", func() float64 { return float64(t.gaugeConns.Load()) })
+	cfg.Metrics.Gauge("weft_conntrack_bytes", "estimated bytes of the connections' parser state", func() float64 { return float64(t.gaugeBytes.Load()) })
+	return t
 }
 
 // Track starts accepting a process's events.
@@ -99,7 +140,7 @@ func (t *Table) Untrack(pid uint32, now uint64) {
 	for k, c := range t.conns {
 		if k.pid == pid {
 			c.parser.Close(now)
-			delete(t.conns, k)
+			t.remove(k, c)
 		}
 	}
 }
@@ -116,22 +157,79 @@ func (t *Table) Handle(ev *Event) {
 	switch ev.Kind {
 	case KindData:
 		t.evData.Add(1)
-		t.get(key, ev).feed(ev)
+		c := t.get(key, ev)
+		c.feed(ev)
+		t.touch(c)
+		t.enforce(c)
 	case KindClose:
 		t.evClose.Add(1)
+		delete(t.evicted, key)
 		if c, ok := t.conns[key]; ok {
 			c.parser.Close(ev.Chunk.Time)
-			delete(t.conns, key)
+			t.remove(key, c)
 		}
 	}
+}
+
+// touch moves c to the front of the ring and updates its size.
+func (t *Table) touch(c *Conn) {
+	c.prev.next, c.next.prev = c.next, c.prev
+	c.next, c.prev = t.lru.next, &t.lru
+	t.lru.next.prev = c
+	t.lru.next = c
+	size := c.parser.Size()
+	t.bytes += size - c.size
+	c.size = size
+	t.gaugeBytes.Store(int64(t.bytes))
+}
+
+// enforce evicts the least recently active connections (never keep, the
+// one just fed) until the table is within its bounds.
+func (t *Table) enforce(keep *Conn) {
+	for len(t.conns) > t.cfg.MaxConns || t.bytes > t.cfg.MaxBytes {
+		old := t.lru.prev
+		if old == keep || old == &t.lru {
+			return
+		}
+		if len(t.conns) > t.cfg.MaxConns {
+			t.evictCount.Add(1)
+		} else {
+			t.evictBytes.Add(1)
+		}
+		// Dropped, not flushed: an exchange cut here would be a span with
+		// an invented end. Its loss is the eviction counted.
+		if len(t.evicted) >= maxEvictedMemo {
+			clear(t.evicted)
+		}
+		t.evicted[old.key] = struct{}{}
+		t.remove(old.key, old)
+	}
+}
+
+// remove forgets a connection.
+func (t *Table) remove(k connKey, c *Conn) {
+	delete(t.conns, k)
+	if c.prev != nil {
+		c.prev.next, c.next.prev = c.next, c.prev
+		c.prev, c.next = nil, nil
+	}
+	t.bytes -= c.size
+	t.gaugeBytes.Store(int64(t.bytes))
+	t.gaugeConns.Store(int64(len(t.conns)))
 }
 
 func (t *Table) get(key connKey, ev *Event) *Conn {
 	c, ok := t.conns[key]
 	if !ok {
-		c = &Conn{PID: key.pid, Local: ev.Local, Remote: ev.Remote, MidStream: ev.MidStream, t: t}
+		_, wasEvicted := t.evicted[key]
+		delete(t.evicted, key)
+		c = &Conn{PID: key.pid, Local: ev.Local, Remote: ev.Remote, MidStream: ev.MidStream || wasEvicted, t: t, key: key}
 		c.parser = t.cfg.Protocols.Fallback.NewParser(c)
+		c.prev, c.next = &t.lru, t.lru.next // linked at the front; touch keeps it there
+		t.lru.next.prev = c
+		t.lru.next = c
 		t.conns[key] = c
+		t.gaugeConns.Store(int64(len(t.conns)))
 	}
 	return c
 }
@@ -142,18 +240,22 @@ func (t *Table) Sweep(now uint64) {
 	for k, c := range t.conns {
 		if now-c.lastNs > forgetAfter {
 			c.parser.Close(now)
-			delete(t.conns, k)
+			t.remove(k, c)
 			continue
 		}
 		c.parser.Idle(now)
+		size := c.parser.Size()
+		t.bytes += size - c.size
+		c.size = size
 	}
+	t.gaugeBytes.Store(int64(t.bytes))
 }
 
 // FlushAll closes every connection (shutdown).
 func (t *Table) FlushAll(now uint64) {
 	for k, c := range t.conns {
 		c.parser.Close(now)
-		delete(t.conns, k)
+		t.remove(k, c)
 	}
 }
 
@@ -172,13 +274,16 @@ type Conn struct {
 	Local, Remote netip.AddrPort
 	MidStream     bool
 
-	t       *Table
-	parser  Parser
-	claimed bool
-	early   []wire.Chunk // copies, while the protocol is not yet known
-	seq     uint64       // chunk tags
-	recent  [idsRing]tagged
-	lastNs  uint64
+	t          *Table
+	key        connKey
+	prev, next *Conn // the table's activity ring
+	size       int   // parser.Size() when last measured
+	parser     Parser
+	claimed    bool
+	early      []wire.Chunk // copies, while the protocol is not yet known
+	seq        uint64       // chunk tags
+	recent     [idsRing]tagged
+	lastNs     uint64
 }
 
 func (c *Conn) feed(ev *Event) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/wire"
 )
@@ -24,11 +25,16 @@ func (f fake) Sniff(ch wire.Chunk) bool {
 func (f fake) NewParser(c *Conn) Parser { return &fakeParser{f: f, c: c} }
 
 type fakeParser struct {
-	f fake
-	c *Conn
+	f     fake
+	c     *Conn
+	feeds int
 }
 
+// Size: every chunk fed holds 1000 bytes.
+func (p *fakeParser) Size() int { return 1000 * p.feeds }
+
 func (p *fakeParser) Feed(ch wire.Chunk) {
+	p.feeds++
 	ids, ok := p.c.ChunkIDs(ch.Tag)
 	*p.f.log = append(*p.f.log, fmt.Sprintf("%s feed %s tag=%d ids=%v/%d", p.f.name, ch.Data, ch.Tag, ok, ids.Span[0]))
 }
@@ -144,5 +150,53 @@ func TestIDsRing(t *testing.T) {
 	}
 	if _, ok := c.ChunkIDs(0); ok {
 		t.Error("tag 0 has IDs")
+	}
+}
+
+// TestBounds: past its count or byte bound the table drops the least
+// recently active connections, counts them, and a dropped connection's
+// next bytes start a mid-stream state.
+func TestBounds(t *testing.T) {
+	var log []string
+	met := metrics.New()
+	tb := New(Config{Metrics: met, MaxConns: 3, MaxBytes: 1 << 30, Protocols: Protocols{Fallback: fake{name: "h1", log: &log}}})
+	tb.Track(&probes.Process{PID: 1})
+	for conn := uint64(1); conn <= 4; conn++ {
+		tb.Handle(data(1, conn, conn, "x", 0))
+	}
+	tb.Handle(data(1, 2, 10, "y", 0)) // 2 is now the most recent; 1 went at 4
+	tb.Handle(data(1, 5, 11, "z", 0)) // evicts 3
+	if tb.Conns() != 3 {
+		t.Fatalf("%d connections, want 3", tb.Conns())
+	}
+	for _, gone := range []uint64{1, 3} {
+		if _, ok := tb.conns[connKey{1, gone}]; ok {
+			t.Errorf("connection %d kept", gone)
+		}
+	}
+	if n := met.Value("weft_conntrack_evictions_total", "reason", "count"); n != 2 {
+		t.Errorf("%d evictions counted, want 2", n)
+	}
+	tb.Handle(data(1, 1, 12, "again", 0))
+	if c := tb.conns[connKey{1, 1}]; c == nil || !c.MidStream {
+		t.Error("an evicted connection's new state is not mid-stream")
+	}
+
+	// The byte bound: every chunk fed holds 1000 bytes; 5000 keep five.
+	log = nil
+	tb = New(Config{Metrics: met, MaxBytes: 5000, Protocols: Protocols{Fallback: fake{name: "b", log: &log}}})
+	tb.Track(&probes.Process{PID: 1})
+	for conn := uint64(1); conn <= 20; conn++ {
+		tb.Handle(data(1, conn, conn, "x", 0))
+		if tb.bytes > 5000 && tb.Conns() > 1 {
+			t.Fatalf("after %d connections: %d bytes in %d connections", conn, tb.bytes, tb.Conns())
+		}
+	}
+	if met.Value("weft_conntrack_evictions_total", "reason", "bytes") == 0 {
+		t.Error("no eviction for bytes counted")
+	}
+	tb.FlushAll(0)
+	if tb.bytes != 0 || tb.lru.next != &tb.lru {
+		t.Errorf("after FlushAll: %d bytes, ring not empty", tb.bytes)
 	}
 }

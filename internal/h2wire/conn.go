@@ -45,6 +45,20 @@ func NewConn(l Limits) *Conn {
 	return c
 }
 
+// Size estimates the bytes c holds (for the connection table's memory
+// budget): two HPACK decoders with their dynamic tables (4 KiB each) and
+// partial fields, and the open streams.
+func (c *Conn) Size() int {
+	const base, perDecoder, perStream = 1024, 6 << 10, 512
+	n := base + len(c.streams)*perStream
+	for i := range c.d {
+		if c.d[i].dec != nil {
+			n += perDecoder
+		}
+	}
+	return n
+}
+
 // Role returns the traced process's role, once known.
 func (c *Conn) Role() Role { return c.role }
 

@@ -50,7 +50,8 @@ type msgStart struct {
 // stream is one direction of the connection.
 type stream struct {
 	ph     phase
-	buf    []byte // head bytes, when a head spans chunks
+	buf    []byte  // head bytes, when a head spans chunks
+	pooled *[]byte // buf came from bigHeads; nil when it is the stream's own
 	start  msgStart
 	body   framer
 	bodyID uint64 // request stream: the entry whose body is being read; 0 for none
@@ -109,6 +110,13 @@ func NewConn(l Limits) *Conn {
 		}
 	}
 	return c
+}
+
+// Size estimates the bytes c holds: its head buffers and queued
+// exchanges (for the connection table's memory budget).
+func (c *Conn) Size() int {
+	const base, perEntry = 512, 512
+	return base + cap(c.st[0].buf) + cap(c.st[1].buf) + len(c.q)*perEntry
 }
 
 // Role returns the traced process's role, once known.
@@ -218,7 +226,7 @@ func (c *Conn) problem(p Problem) { c.probs = append(c.probs, p) }
 func (c *Conn) stop(st connState) {
 	c.state = st
 	for d := range c.st {
-		c.st[d].buf = nil
+		c.st[d].buf = c.st[d].emptied()
 	}
 	c.q = nil
 }
@@ -273,7 +281,7 @@ func (c *Conn) poison() {
 	if c.role == RoleClient {
 		req = DirWrite
 	}
-	c.st[req].ph, c.st[req].buf, c.st[req].bodyID = phLost, c.st[req].buf[:0], 0
+	c.st[req].ph, c.st[req].buf, c.st[req].bodyID = phLost, c.st[req].emptied(), 0
 	if len(c.q) == 0 {
 		c.stop(stateGivenUp)
 	}
@@ -340,5 +348,5 @@ func (c *Conn) lose(dir Dir, started bool) {
 	if c.role == RoleUnknown {
 		c.probing = true
 	}
-	s.ph, s.buf, s.bodyID, s.bound, s.orphan = phLost, s.buf[:0], 0, false, false
+	s.ph, s.buf, s.bodyID, s.bound, s.orphan = phLost, s.emptied(), 0, false, false
 }

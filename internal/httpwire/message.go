@@ -1,5 +1,7 @@
 package httpwire
 
+import "sync"
+
 // Messages: heads and bodies flowing through a stream.
 
 // begin starts a message at data[off] on a stream at a message boundary.
@@ -16,7 +18,7 @@ func (c *Conn) begin(ch Chunk, off int) int {
 		}
 	}
 	s.start = msgStart{time: ch.Time, goid: ch.Goid, tag: ch.Tag, first: off == 0}
-	s.ph, s.buf, s.line1, s.bound, s.orphan = phHead, s.buf[:0], false, false, false
+	s.ph, s.buf, s.line1, s.bound, s.orphan = phHead, s.emptied(), false, false, false
 	if c.role != RoleUnknown && !c.isReq(ch.Dir) {
 		c.bindResponse(s)
 	}
@@ -42,14 +44,14 @@ func (c *Conn) headBytes(ch Chunk, off int) int {
 				c.tooLarge(ch.Dir, lim)
 				return len(ch.Data)
 			}
-			s.buf = append(s.buf, p...)
+			s.appendHead(p, max)
 			return len(ch.Data)
 		}
 		head, off = lim[:end], off+end
 	} else {
 		prev := len(s.buf)
 		take := min(len(p), max-prev)
-		s.buf = append(s.buf, p[:take]...)
+		s.appendHead(p[:take], max)
 		end := findHeadEnd(s.buf, prev)
 		if end < 0 {
 			if !s.line1 && !c.checkStart(ch.Dir, s.buf, &s.line1) {
@@ -64,8 +66,54 @@ func (c *Conn) headBytes(ch Chunk, off int) int {
 		head, off = s.buf[:end], off+end-prev
 	}
 	c.completeHead(ch, head)
-	s.buf = s.buf[:0]
+	s.releaseBuf()
 	return off
+}
+
+// keptHeadBuf is the largest head buffer a stream keeps between messages;
+// a larger one (a big head once) is given back, so that idle connections
+// hold little.
+const keptHeadBuf = 1024
+
+// bigHeads holds head buffers that outgrew keptHeadBuf, shared by all
+// connections: a connection holds one only while a head spans reads, and
+// a busy agent reuses them instead of allocating per split head. It is a
+// cache, not state: any buffer may be dropped.
+var bigHeads = sync.Pool{}
+
+// appendHead appends p to the stream's head buffer, moving to a pooled
+// buffer when it outgrows keptHeadBuf.
+func (s *stream) appendHead(p []byte, limit int) {
+	need := len(s.buf) + len(p)
+	if need > cap(s.buf) && need > keptHeadBuf {
+		var nb []byte
+		if pb, ok := bigHeads.Get().(*[]byte); ok && cap(*pb) >= need {
+			nb = (*pb)[:0]
+			s.pooled = pb
+		} else {
+			pb := new([]byte)
+			*pb = make([]byte, 0, max(need, limit))
+			nb, s.pooled = *pb, pb
+		}
+		s.buf = append(nb, s.buf...)
+	}
+	s.buf = append(s.buf, p...)
+}
+
+func (s *stream) releaseBuf() { s.buf = s.emptied() }
+
+// emptied empties the head buffer, handing a large one back to the pool.
+func (s *stream) emptied() []byte {
+	if s.pooled != nil {
+		*s.pooled = s.buf[:0]
+		bigHeads.Put(s.pooled)
+		s.pooled = nil
+		return nil
+	}
+	if cap(s.buf) > keptHeadBuf {
+		return nil
+	}
+	return s.buf[:0]
 }
 
 // checkStart checks the start line of a head. It returns false (after

@@ -84,6 +84,9 @@ type Config struct {
 	// gives context to (0: the bare traceparent line), so that the socket
 	// probe still recognises a connection's first request.
 	InjectHTTP1Bytes uint32
+	// MaxConns and MaxConnBytes bound the connection table (count, and
+	// estimated bytes of parser state); zero takes conntrack's defaults.
+	MaxConns, MaxConnBytes int
 }
 
 // The constants every object that makes span IDs has (bpf/tracectx.h).

@@ -57,7 +57,8 @@ type Probe struct {
 func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 	d = d.WithDefaults()
 	p := &Probe{deps: d, log: d.Log.With("probe", Name), source: sockTracepoints{}, done: make(chan struct{})}
-	p.table = conntrack.New(conntrack.Config{Protocols: protocols, Metrics: d.Metrics, StreamIDs: p.streamIDs})
+	p.table = conntrack.New(conntrack.Config{Protocols: protocols, Metrics: d.Metrics, StreamIDs: p.streamIDs,
+		MaxConns: d.Config.MaxConns, MaxBytes: d.Config.MaxConnBytes})
 	return p
 }
 

@@ -96,6 +96,8 @@ func (x *parser) Idle(now uint64) {
 
 func (x *parser) Close(now uint64) { x.emit(x.wire.Close(now)) }
 
+func (x *parser) Size() int { return x.wire.Size() }
+
 func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
 	for _, p := range problems {
 		x.p.met.problems.Inc(p.String())

@@ -70,6 +70,7 @@ type parser struct {
 func (x *parser) Feed(ch wire.Chunk) { x.emit(x.wire.Feed(ch)) }
 func (x *parser) Idle(uint64)        {}
 func (x *parser) Close(now uint64)   { x.emit(x.wire.Close(now)) }
+func (x *parser) Size() int          { return x.wire.Size() }
 
 func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 	for _, p := range problems {
