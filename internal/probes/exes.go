@@ -2,9 +2,12 @@ package probes
 
 import (
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/cilium/ebpf/link"
+
+	"github.com/weft-dev/weft/internal/metrics"
 )
 
 // ExeKey names an executable file (device and inode), whatever path a
@@ -105,4 +108,60 @@ func closeLinks(links []link.Link) {
 	for _, l := range links {
 		l.Close()
 	}
+}
+
+// UprobeSet is the bookkeeping every uprobe family shares: its
+// executables' links (Exes) under one lock, whether its BPF objects are
+// loaded, and a shutdown that closes both once.
+type UprobeSet[T any] struct {
+	mu     sync.Mutex
+	loaded bool
+	exes   *Exes[T]
+	once   sync.Once
+}
+
+// NewUprobeSet makes an empty set.
+func NewUprobeSet[T any]() *UprobeSet[T] { return &UprobeSet[T]{exes: NewExes[T]()} }
+
+// SetLoaded records that the family's objects are loaded.
+func (s *UprobeSet[T]) SetLoaded() { s.mu.Lock(); s.loaded = true; s.mu.Unlock() }
+
+// Locked runs f under the set's lock with the executables and whether the
+// objects are loaded (Track's check-attach-record sequence).
+func (s *UprobeSet[T]) Locked(f func(exes *Exes[T], loaded bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s.exes, s.loaded)
+}
+
+// Release forgets a process, detaching its executable's uprobes if it was
+// the last; forget, when not nil, runs if the process was counted and the
+// objects are still loaded (to drop its per-process map entries).
+func (s *UprobeSet[T]) Release(pid int, forget func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exes.Release(pid) && s.loaded && forget != nil {
+		forget()
+	}
+}
+
+// Shutdown detaches every uprobe and closes the objects; safe twice and
+// without a load.
+func (s *UprobeSet[T]) Shutdown(closeObjs func() error) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.exes.CloseAll()
+		if s.loaded {
+			closeObjs()
+			s.loaded = false
+		}
+	})
+}
+
+// LinksGauge serves the number of uprobe links attached as
+// weft_uprobes_attached{family}.
+func (s *UprobeSet[T]) LinksGauge(met *metrics.Registry, family string) {
+	met.Gauge("weft_uprobes_attached", "uprobes attached, by family",
+		func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(s.exes.Links()) }, "family", family)
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -40,18 +39,15 @@ type Probe struct {
 	sock *sockio.Probe
 	objs gogrpcObjects
 
-	mu       sync.Mutex
-	loaded   bool
-	uprobes  probes.Uprobes
-	exes     *probes.Exes[exeInfo]
-	stopOnce sync.Once
+	uprobes probes.Uprobes
+	set     *probes.UprobeSet[exeInfo]
 }
 
 // New makes an unstarted probe that works with sockio's maps (which the
 // injector reads too): start it after sockio.
 func New(d probes.Deps, sock *sockio.Probe) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, exes: probes.NewExes[exeInfo]()}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, set: probes.NewUprobeSet[exeInfo]()}
 }
 
 // Name implements probes.Probe.
@@ -92,23 +88,19 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}
-	p.mu.Lock()
-	p.loaded = true
-	p.mu.Unlock()
+	p.set.SetLoaded()
 	for _, name := range statNames {
 		p.deps.Metrics.Gauge("weft_gogrpc_kernel_total", "gRPC probe counters by name",
 			func() float64 { return float64(p.Stat(name)) }, "name", name)
 	}
-	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
-		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(p.exes.Links()) }, "family", Name)
+	p.set.LinksGauge(p.deps.Metrics, Name)
 	return nil
 }
 
 // Stat returns a kernel-side counter by its name, summed over CPUs.
 func (p *Probe) Stat(name string) uint64 {
-	p.mu.Lock()
-	loaded := p.loaded
-	p.mu.Unlock()
+	var loaded bool
+	p.set.Locked(func(_ *probes.Exes[exeInfo], l bool) { loaded = l })
 	if !loaded {
 		return 0
 	}
@@ -139,14 +131,21 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.loaded {
-		return nil
-	}
-	a, ok := p.exes.Info(key)
+	p.set.Locked(func(exes *probes.Exes[exeInfo], loaded bool) {
+		if loaded {
+			err = p.track(exes, proc, key)
+		}
+	})
+	return err
+}
+
+// track attaches to a new executable or counts a process of a known one,
+// and gives the process its layout; called under the set's lock.
+func (p *Probe) track(exes *probes.Exes[exeInfo], proc *probes.Process, key probes.ExeKey) error {
+	a, ok := exes.Info(key)
 	if !ok {
 		var links []link.Link
+		var err error
 		a, links, err = p.attach(proc)
 		if errors.Is(err, errNotGRPC) {
 			return nil
@@ -160,7 +159,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 			p.deps.Status.Set(proc.PID, status.GRPCClientLinks, false, err.Error())
 			return nil
 		}
-		p.exes.Attached(key, links, a)
+		exes.Attached(key, links, a)
 	}
 	for capability, why := range map[string]error{status.GRPCServerLinks: a.server, status.GRPCClientLinks: a.client} {
 		if why != nil {
@@ -172,7 +171,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if err := p.objs.GrpcProcs.Put(uint32(proc.PID), a.cfg); err != nil {
 		return fmt.Errorf("configuring gRPC probe for pid %d: %w", proc.PID, err)
 	}
-	p.exes.Use(proc.PID, key)
+	exes.Use(proc.PID, key)
 	return nil
 }
 
@@ -228,23 +227,11 @@ func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, err
 // Untrack forgets the process and detaches when the last process of its
 // executable goes: a uprobe traps in every process that maps the file.
 func (p *Probe) Untrack(pid int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exes.Release(pid) && p.loaded {
-		p.objs.GrpcProcs.Delete(uint32(pid))
-	}
+	p.set.Release(pid, func() { p.objs.GrpcProcs.Delete(uint32(pid)) })
 }
 
 // Shutdown detaches every uprobe; safe twice and without Start.
 func (p *Probe) Shutdown(context.Context) error {
-	p.stopOnce.Do(func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.exes.CloseAll()
-		if p.loaded {
-			p.objs.Close()
-			p.loaded = false
-		}
-	})
+	p.set.Shutdown(p.objs.Close)
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -42,18 +41,15 @@ type Probe struct {
 	inj  CtxMap
 	objs gohttpObjects
 
-	mu       sync.Mutex
-	loaded   bool
-	uprobes  probes.Uprobes
-	exes     *probes.Exes[struct{}]
-	stopOnce sync.Once
+	uprobes probes.Uprobes
+	set     *probes.UprobeSet[struct{}]
 }
 
 // New makes an unstarted probe that works with sockio's maps and, when inj
 // is not nil, the injector's: start it after both.
 func New(d probes.Deps, sock *sockio.Probe, inj CtxMap) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, inj: inj, exes: probes.NewExes[struct{}]()}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, inj: inj, set: probes.NewUprobeSet[struct{}]()}
 }
 
 // Name implements probes.Probe.
@@ -90,9 +86,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gohttp BPF program: %w", err)
 	}
-	p.mu.Lock()
-	p.loaded = true
-	p.mu.Unlock()
+	p.set.SetLoaded()
 	probes.KernelCounters(p.deps.Metrics, "weft_gohttp_kernel_total", "Go client probe counters by name", p.objs.GohttpStats,
 		map[uint32]string{0: "calls", 1: "linked", 2: "skipped_tls", 3: "no_socket", 4: "no_cookie"})
 	if !injecting {
@@ -100,8 +94,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		p.deps.Metrics.Gauge("weft_requests_unpropagated_total", "client requests sent without a traceparent by weft, by reason",
 			func() float64 { return float64(p.stat(0)) }, "reason", "injection_off")
 	}
-	p.deps.Metrics.Gauge("weft_uprobes_attached", "uprobes attached, by family",
-		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(p.exes.Links()) }, "family", Name)
+	p.set.LinksGauge(p.deps.Metrics, Name)
 	return nil
 }
 
@@ -122,21 +115,27 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.loaded {
-		return nil
-	}
-	if _, ok := p.exes.Info(key); ok {
-		p.exes.Use(proc.PID, key)
+	p.set.Locked(func(exes *probes.Exes[struct{}], loaded bool) {
+		if loaded {
+			p.track(exes, proc, key)
+		}
+	})
+	return nil
+}
+
+// track attaches to a new executable or counts a process of a known one;
+// called under the set's lock.
+func (p *Probe) track(exes *probes.Exes[struct{}], proc *probes.Process, key probes.ExeKey) {
+	if _, ok := exes.Info(key); ok {
+		exes.Use(proc.PID, key)
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
-		return nil
+		return
 	}
 	ls, err := p.attach(proc)
 	if errors.Is(err, goinspect.ErrNoFunc) {
 		p.log.Debug("no net/http client in executable", "pid", proc.PID)
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http client in the executable")
-		return nil
+		return
 	}
 	if err != nil {
 		// Server spans still come from the socket layer; only this process's
@@ -144,13 +143,12 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
 		p.log.Warn("client calls of this process will not be linked", "pid", proc.PID, "err", err)
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
-		return nil
+		return
 	}
-	p.exes.Attached(key, ls, struct{}{})
-	p.exes.Use(proc.PID, key)
+	exes.Attached(key, ls, struct{}{})
+	exes.Use(proc.PID, key)
 	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 	p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
-	return nil
 }
 
 func (p *Probe) attach(proc *probes.Process) ([]link.Link, error) {
@@ -177,23 +175,11 @@ func (p *Probe) attach(proc *probes.Process) ([]link.Link, error) {
 
 // Untrack detaches the uprobe when the last process of its executable goes:
 // a uprobe traps in every process that maps the file, traced or not.
-func (p *Probe) Untrack(pid int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.exes.Release(pid)
-}
+func (p *Probe) Untrack(pid int) { p.set.Release(pid, nil) }
 
 // Shutdown detaches every uprobe; safe twice and without Start.
 func (p *Probe) Shutdown(context.Context) error {
-	p.stopOnce.Do(func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.exes.CloseAll()
-		if p.loaded {
-			p.objs.Close()
-			p.loaded = false
-		}
-	})
+	p.set.Shutdown(p.objs.Close)
 	return nil
 }
 
