@@ -208,7 +208,7 @@ func run(o options, log *slog.Logger) error {
 	// Export, and the stages a span passes on its way there: cross-cluster
 	// marks, then metrics (every span counted where the alerts look,
 	// sampled or not), then the head sampler.
-	sink, exp, err := newSink(ctx, o.exporter, met, log)
+	sink, exp, err := newSink(ctx, o.exporter, met, live, log)
 	if err != nil {
 		return err
 	}

@@ -12,11 +12,12 @@ import (
 	"github.com/weft-dev/weft/internal/export"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/statusserver"
 )
 
 // newSink builds the exporter named by -exporter; the second result is
 // non-nil when it needs a Shutdown.
-func newSink(ctx context.Context, name string, met *metrics.Registry, log *slog.Logger) (spans.Sink, component, error) {
+func newSink(ctx context.Context, name string, met *metrics.Registry, live *statusserver.Liveness, log *slog.Logger) (spans.Sink, component, error) {
 	switch name {
 	case "console":
 		return export.NewConsole(os.Stdout), nil, nil
@@ -29,6 +30,9 @@ func newSink(ctx context.Context, name string, met *metrics.Registry, log *slog.
 			return nil, nil, err
 		}
 		elog := log.With("component", "export")
+		// An upload may take two export timeouts (the client's own retry)
+		// and a backoff: silence past that means a wedged sender.
+		cfg.Heartbeat = live.Register("exporter", 2*max(cfg.ExportTimeout, 10*time.Second)+max(cfg.RetryMax, 5*time.Second)+30*time.Second)
 		o, err := export.NewOTLP(cfg, met, elog)
 		if err != nil && !explicitSpool && cfg.SpoolDir != "" {
 			// The default spool directory is a convenience (say, not root

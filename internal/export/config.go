@@ -30,6 +30,12 @@ type Config struct {
 	SpoolMaxBytes int64         // 256 MiB
 	SpoolMaxAge   time.Duration // 24 h
 	SpoolAfter    int           // failed uploads of a memory batch before it is spooled (2)
+
+	// Heartbeat, when set, is beaten by the sender at least every
+	// FlushInterval/4 while it runs, waits or backs off, and at most
+	// ExportTimeout apart while it uploads: a collector outage keeps it
+	// beating, only a wedged sender stops it (/healthz).
+	Heartbeat interface{ Beat() }
 }
 
 func (c *Config) setDefaults() error {

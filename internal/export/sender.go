@@ -26,7 +26,13 @@ func (o *OTLP) run() {
 	var cur *work // a memory batch being retried
 	failures := 0
 	stopping := false
+	beat := func() {
+		if o.cfg.Heartbeat != nil {
+			o.cfg.Heartbeat.Beat()
+		}
+	}
 	for {
+		beat()
 		if !stopping {
 			select {
 			case <-o.stopping:
@@ -69,11 +75,21 @@ func (o *OTLP) run() {
 			continue
 		}
 		failures++
-		select {
-		case <-time.After(max(o.backoff(failures), res.retryAfter)):
-		case <-o.stopping:
-		case <-o.runCtx.Done():
+		wait := time.NewTimer(max(o.backoff(failures), res.retryAfter))
+	backoff:
+		for {
+			select {
+			case <-wait.C:
+				break backoff
+			case <-tick.C:
+				beat() // a server's Retry-After may be long: still alive
+			case <-o.stopping:
+				break backoff
+			case <-o.runCtx.Done():
+				break backoff
+			}
 		}
+		wait.Stop()
 	}
 }
 

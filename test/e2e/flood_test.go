@@ -110,6 +110,13 @@ func TestConnectionFlood(t *testing.T) {
 	}
 	t.Logf("evictions %.0f, table %.0f connections %.1f MiB", evicted, ag.metric(t, "weft_conntrack_connections"), ag.metric(t, "weft_conntrack_bytes")/(1<<20))
 
+	// Its event loop and exporter still beat: /healthz is ok.
+	if hz, err := http.Get("http://" + ag.statusAddr + "/healthz"); err != nil || hz.StatusCode != 200 {
+		t.Errorf("/healthz after the flood: %v %v", hz, err)
+	} else {
+		hz.Body.Close()
+	}
+
 	// The server still serves, and a fresh request still gets its span.
 	resp, err := http.Get("http://" + srv.Addr + "/work?after=flood")
 	if err != nil {
