@@ -36,10 +36,13 @@ func TestChildAgent(t *testing.T) {
 	}
 	o.Start()
 	for i := range childSpans {
-		o.Export(testSpan(1, i))
-		if i%50 == 49 {
-			time.Sleep(10 * time.Millisecond)
+		// Back-pressure, as a steady producer would meet it: on a loaded
+		// machine the spiller's fsyncs are slow, and spans past a full
+		// queue would be dropped, never reaching the spool this test reads.
+		for o.q.size() >= cfg.QueueSize*7/8 { // past 3/4 the spiller runs
+			time.Sleep(5 * time.Millisecond)
 		}
+		o.Export(testSpan(1, i))
 	}
 	// Ready once most spans are on disk and the spiller has caught up (on a
 	// busy machine some may have met a full queue: those are counted, and
@@ -81,8 +84,8 @@ func startChildAgent(t *testing.T, endpoint, dir string) *exec.Cmd {
 			t.Fatal("child agent exited before spooling")
 		}
 		t.Logf("child agent: %s", line)
-	case <-time.After(30 * time.Second):
-		t.Fatal("child agent not ready after 30 s")
+	case <-time.After(90 * time.Second):
+		t.Fatal("child agent not ready after 90 s")
 	}
 	return cmd
 }
