@@ -4,7 +4,14 @@
  * the call. It knows what the socket layer cannot: which server request
  * (goroutine) the call belongs to. It picks the client span's IDs and leaves
  * them keyed by the connection's socket, where sockio's send hook and the
- * injector find them. A uprobe costs ~20 us here: this is the only one. */
+ * injector find them. A uprobe costs ~20 us here: this is the only one.
+ *
+ * The socket is found through persistConn.conn, a net.Conn, only when its
+ * dynamic type is *net.TCPConn: a Transport's DialContext may return any
+ * net.Conn (a wrapper that counts bytes, a proxy's conn), and reading such
+ * a value as a *net.TCPConn yields a wrong descriptor, which can name
+ * another socket of the process: the call's context would then land on a
+ * connection that is not the call's. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -37,8 +44,34 @@ enum gohttp_stat {
 	GS_TLS = 2,      /* skipped: TLS connection */
 	GS_NO_SOCK = 3,  /* skipped: the connection's socket was not found */
 	GS_NO_COOKIE = 4, /* no socket cookie yet: nothing for the injector */
+	GS_NOT_TCPCONN = 5, /* skipped: the connection is not a *net.TCPConn */
 	GS_MAX = 8,
 };
+
+/* For bpf2go: the counters' names in Go follow these indexes. */
+const enum gohttp_stat *unused_gohttp_stat __attribute__((unused));
+
+/* What the probe knows of a process's executable, by tgid (user space
+ * writes it in Track, before the process's calls can be linked).
+ * close_delta is the link-time address of the probed roundTrip minus that
+ * of net.(*TCPConn).Close: both are in the same text segment, so at run
+ * time Close is at the uprobe's address minus close_delta, PIE or not. */
+struct http_cfg {
+	__u64 close_delta;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32); /* tgid */
+	__type(value, struct http_cfg);
+} http_procs SEC(".maps");
+
+/* A Go itab on amd64: {inter *interfacetype; _type *_type; hash uint32;
+ * _ [4]byte; fun [N]uintptr}, fun sorted by method name. net.Conn's first
+ * method is Close, so fun[0] of the itab (*net.TCPConn, net.Conn) is
+ * net.(*TCPConn).Close, and no other dynamic type's itab has it there. */
+#define ITAB_FUN0 24
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -83,14 +116,24 @@ int round_trip(struct pt_regs *ctx)
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg || !cfg->goid_offset || !cfg->pconn_conn || !cfg->netfd_sysfd)
 		return 0;
+	struct http_cfg *hc = bpf_map_lookup_elem(&http_procs, &tgid);
+	if (!hc)
+		return 0;
 	count(GS_CALLS);
 	__u64 pc = ctx->ax;
 	if (read_u64(pc + cfg->pconn_tls)) {
 		count(GS_TLS);
 		return 0;
 	}
-	/* pc.conn is an interface: (itab, data); data is *net.TCPConn, whose
-	 * embedded conn holds fd *netFD; netFD.pfd.Sysfd is the descriptor. */
+	/* pc.conn is an interface: (itab, data). Only with *net.TCPConn's
+	 * itab is data a *net.TCPConn, whose embedded conn holds fd *netFD;
+	 * netFD.pfd.Sysfd is the descriptor. At a function-entry uprobe the
+	 * saved IP is the function's address. */
+	__u64 itab = read_u64(pc + cfg->pconn_conn);
+	if (!itab || read_u64(itab + ITAB_FUN0) != ctx->ip - hc->close_delta) {
+		count(GS_NOT_TCPCONN);
+		return 0;
+	}
 	__u64 tcpconn = read_u64(pc + cfg->pconn_conn + 8);
 	__u64 netfd = read_u64(tcpconn + cfg->conn_fd);
 	__s64 sysfd = netfd ? (__s64)read_u64(netfd + cfg->netfd_sysfd) : -1;

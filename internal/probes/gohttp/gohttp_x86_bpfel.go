@@ -29,6 +29,23 @@ type gohttpGoKey struct {
 	Goid uint64
 }
 
+type gohttpGohttpStat uint32
+
+const (
+	gohttpGohttpStatGS_CALLS       gohttpGohttpStat = 0
+	gohttpGohttpStatGS_LINKED      gohttpGohttpStat = 1
+	gohttpGohttpStatGS_TLS         gohttpGohttpStat = 2
+	gohttpGohttpStatGS_NO_SOCK     gohttpGohttpStat = 3
+	gohttpGohttpStatGS_NO_COOKIE   gohttpGohttpStat = 4
+	gohttpGohttpStatGS_NOT_TCPCONN gohttpGohttpStat = 5
+	gohttpGohttpStatGS_MAX         gohttpGohttpStat = 8
+)
+
+type gohttpHttpCfg struct {
+	_          structs.HostLayout
+	CloseDelta uint64
+}
+
 type gohttpInjectCtx struct {
 	_       structs.HostLayout
 	TraceId [16]uint8
@@ -61,14 +78,16 @@ type gohttpSpanCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	gohttpMapClientCtxs   = "client_ctxs"
-	gohttpMapGoctx        = "goctx"
-	gohttpMapGohttpStats  = "gohttp_stats"
-	gohttpMapInjectCtx    = "inject_ctx"
-	gohttpMapProcs        = "procs"
-	gohttpProgRoundTrip   = "round_trip"
-	gohttpVarSampleBound  = "sample_bound"
-	gohttpVarSampleParent = "sample_parent"
+	gohttpMapClientCtxs       = "client_ctxs"
+	gohttpMapGoctx            = "goctx"
+	gohttpMapGohttpStats      = "gohttp_stats"
+	gohttpMapHttpProcs        = "http_procs"
+	gohttpMapInjectCtx        = "inject_ctx"
+	gohttpMapProcs            = "procs"
+	gohttpProgRoundTrip       = "round_trip"
+	gohttpVarSampleBound      = "sample_bound"
+	gohttpVarSampleParent     = "sample_parent"
+	gohttpVarUnusedGohttpStat = "unused_gohttp_stat"
 )
 
 // loadGohttp returns the embedded CollectionSpec for gohttp.
@@ -123,6 +142,7 @@ type gohttpMapSpecs struct {
 	ClientCtxs  *ebpf.MapSpec `ebpf:"client_ctxs"`
 	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
 	GohttpStats *ebpf.MapSpec `ebpf:"gohttp_stats"`
+	HttpProcs   *ebpf.MapSpec `ebpf:"http_procs"`
 	InjectCtx   *ebpf.MapSpec `ebpf:"inject_ctx"`
 	Procs       *ebpf.MapSpec `ebpf:"procs"`
 }
@@ -131,8 +151,9 @@ type gohttpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpVariableSpecs struct {
-	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
-	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
+	SampleBound      *ebpf.VariableSpec `ebpf:"sample_bound"`
+	SampleParent     *ebpf.VariableSpec `ebpf:"sample_parent"`
+	UnusedGohttpStat *ebpf.VariableSpec `ebpf:"unused_gohttp_stat"`
 }
 
 // gohttpObjects contains all objects after they have been loaded into the kernel.
@@ -158,6 +179,7 @@ type gohttpMaps struct {
 	ClientCtxs  *ebpf.Map `ebpf:"client_ctxs"`
 	Goctx       *ebpf.Map `ebpf:"goctx"`
 	GohttpStats *ebpf.Map `ebpf:"gohttp_stats"`
+	HttpProcs   *ebpf.Map `ebpf:"http_procs"`
 	InjectCtx   *ebpf.Map `ebpf:"inject_ctx"`
 	Procs       *ebpf.Map `ebpf:"procs"`
 }
@@ -167,6 +189,7 @@ func (m *gohttpMaps) Close() error {
 		m.ClientCtxs,
 		m.Goctx,
 		m.GohttpStats,
+		m.HttpProcs,
 		m.InjectCtx,
 		m.Procs,
 	)
@@ -176,8 +199,9 @@ func (m *gohttpMaps) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpVariables struct {
-	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
-	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
+	SampleBound      *ebpf.Variable `ebpf:"sample_bound"`
+	SampleParent     *ebpf.Variable `ebpf:"sample_parent"`
+	UnusedGohttpStat *ebpf.Variable `ebpf:"unused_gohttp_stat"`
 }
 
 // gohttpPrograms contains all programs after they have been loaded into the kernel.

@@ -28,6 +28,22 @@ const Name = "gohttp"
 // (http.Get, http.Client, reverse proxies) sends HTTP/1 requests through it.
 const roundTrip = "net/http.(*persistConn).roundTrip"
 
+// tcpConnClose is the first method of the itab (*net.TCPConn, net.Conn):
+// the probe reads the socket through persistConn.conn only when that
+// interface's itab starts with it (a DialContext may return any net.Conn).
+const tcpConnClose = "net.(*TCPConn).Close"
+
+// statNames name the kernel counters (enum gohttp_stat) in
+// weft_gohttp_kernel_total{name}.
+var statNames = map[gohttpGohttpStat]string{
+	gohttpGohttpStatGS_CALLS:       "calls",
+	gohttpGohttpStatGS_LINKED:      "linked",
+	gohttpGohttpStatGS_TLS:         "skipped_tls",
+	gohttpGohttpStatGS_NO_SOCK:     "no_socket",
+	gohttpGohttpStatGS_NO_COOKIE:   "no_cookie",
+	gohttpGohttpStatGS_NOT_TCPCONN: "not_tcpconn",
+}
+
 // CtxMap is the injector's map of client-span IDs by socket, which this
 // probe fills; nil when injection is off.
 type CtxMap interface{ CtxMap() *ebpf.Map }
@@ -42,14 +58,14 @@ type Probe struct {
 	objs gohttpObjects
 
 	uprobes probes.Uprobes
-	set     *probes.UprobeSet[struct{}]
+	set     *probes.UprobeSet[gohttpHttpCfg] // per executable: what its processes get in http_procs
 }
 
 // New makes an unstarted probe that works with sockio's maps and, when inj
 // is not nil, the injector's: start it after both.
 func New(d probes.Deps, sock *sockio.Probe, inj CtxMap) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, inj: inj, set: probes.NewUprobeSet[struct{}]()}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, inj: inj, set: probes.NewUprobeSet[gohttpHttpCfg]()}
 }
 
 // Name implements probes.Probe.
@@ -87,12 +103,15 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("loading gohttp BPF program: %w", err)
 	}
 	p.set.SetLoaded()
-	probes.KernelCounters(p.deps.Metrics, "weft_gohttp_kernel_total", "Go client probe counters by name", p.objs.GohttpStats,
-		map[uint32]string{0: "calls", 1: "linked", 2: "skipped_tls", 3: "no_socket", 4: "no_cookie"})
+	names := make(map[uint32]string, len(statNames))
+	for idx, name := range statNames {
+		names[uint32(idx)] = name
+	}
+	probes.KernelCounters(p.deps.Metrics, "weft_gohttp_kernel_total", "Go client probe counters by name", p.objs.GohttpStats, names)
 	if !injecting {
 		// Every linked call still gets its span; none reaches the next hop.
 		p.deps.Metrics.Gauge("weft_requests_unpropagated_total", "client requests sent without a traceparent by weft, by reason",
-			func() float64 { return float64(p.stat(0)) }, "reason", "injection_off")
+			func() float64 { return float64(p.stat(uint32(gohttpGohttpStatGS_CALLS))) }, "reason", "injection_off")
 	}
 	p.set.LinksGauge(p.deps.Metrics, Name)
 	return nil
@@ -115,67 +134,93 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if err != nil {
 		return nil // the process is gone; discovery will untrack it
 	}
-	p.set.Locked(func(exes *probes.Exes[struct{}], loaded bool) {
+	p.set.Locked(func(exes *probes.Exes[gohttpHttpCfg], loaded bool) {
 		if loaded {
-			p.track(exes, proc, key)
+			err = p.track(exes, proc, key)
 		}
 	})
+	return err
+}
+
+// track attaches to a new executable or counts a process of a known one,
+// and gives the process its executable's settings (without them the probe
+// ignores its calls); called under the set's lock.
+func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, key probes.ExeKey) error {
+	cfg, known := exes.Info(key)
+	var ls []link.Link
+	if !known {
+		var err error
+		cfg, ls, err = p.attach(proc)
+		if errors.Is(err, goinspect.ErrNoFunc) {
+			p.log.Debug("no net/http client in executable", "pid", proc.PID)
+			p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http client in the executable")
+			return nil
+		}
+		if err != nil {
+			// Server spans still come from the socket layer; only this process's
+			// calls lose their parent. Say so, and carry on.
+			p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
+			p.log.Warn("client calls of this process will not be linked", "pid", proc.PID, "err", err)
+			p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
+			return nil
+		}
+	}
+	if err := p.objs.HttpProcs.Put(uint32(proc.PID), &cfg); err != nil {
+		for _, l := range ls { // a new executable's: no process uses them
+			l.Close()
+		}
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
+		return fmt.Errorf("configuring the Go client probe for pid %d: %w", proc.PID, err)
+	}
+	if !known {
+		exes.Attached(key, ls, cfg)
+		p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
+	}
+	exes.Use(proc.PID, key)
+	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 	return nil
 }
 
-// track attaches to a new executable or counts a process of a known one;
-// called under the set's lock.
-func (p *Probe) track(exes *probes.Exes[struct{}], proc *probes.Process, key probes.ExeKey) {
-	if _, ok := exes.Info(key); ok {
-		exes.Use(proc.PID, key)
-		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
-		return
-	}
-	ls, err := p.attach(proc)
-	if errors.Is(err, goinspect.ErrNoFunc) {
-		p.log.Debug("no net/http client in executable", "pid", proc.PID)
-		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http client in the executable")
-		return
-	}
-	if err != nil {
-		// Server spans still come from the socket layer; only this process's
-		// calls lose their parent. Say so, and carry on.
-		p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", Name).Add(1)
-		p.log.Warn("client calls of this process will not be linked", "pid", proc.PID, "err", err)
-		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, err.Error())
-		return
-	}
-	exes.Attached(key, ls, struct{}{})
-	exes.Use(proc.PID, key)
-	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
-	p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
-}
-
-func (p *Probe) attach(proc *probes.Process) ([]link.Link, error) {
+// attach finds roundTrip and *net.TCPConn's Close in the executable and
+// attaches the uprobe. The two functions' link-time distance is what the
+// probe needs to know Close's run-time address from roundTrip's, which a
+// uprobe hit gives: PIE or not, with .symtab or only the pclntab.
+func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error) {
 	exe := proc.ExePath
 	b, release, err := proc.Inspect()
 	if err != nil {
-		return nil, err
+		return gohttpHttpCfg{}, nil, err
 	}
 	defer release()
 	f, err := b.Func(roundTrip)
 	if err != nil {
-		return nil, err
+		return gohttpHttpCfg{}, nil, err
 	}
+	c, err := b.Func(tcpConnClose)
+	if err != nil {
+		// Every net/http client has it (net.Dialer returns *net.TCPConn as
+		// a net.Conn); without it no call could be checked. Not wrapped:
+		// ErrNoFunc would read as "no net/http client".
+		return gohttpHttpCfg{}, nil, fmt.Errorf("cannot check the connections' type: %v", err)
+	}
+	cfg := gohttpHttpCfg{CloseDelta: f.Entry - c.Entry} // modulo 2^64, as the kernel subtracts
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s for uprobes: %w", exe, err)
+		return gohttpHttpCfg{}, nil, fmt.Errorf("opening %s for uprobes: %w", exe, err)
 	}
 	ls, err := p.uprobes.Attach(ex, roundTrip, p.objs.RoundTrip, f.Offset)
 	if err != nil {
-		return nil, fmt.Errorf("attaching to %s in %s: %w", roundTrip, exe, err)
+		return gohttpHttpCfg{}, nil, fmt.Errorf("attaching to %s in %s: %w", roundTrip, exe, err)
 	}
-	return ls, nil
+	return cfg, ls, nil
 }
 
-// Untrack detaches the uprobe when the last process of its executable goes:
-// a uprobe traps in every process that maps the file, traced or not.
-func (p *Probe) Untrack(pid int) { p.set.Release(pid, nil) }
+// Untrack forgets the process and detaches the uprobe when the last
+// process of its executable goes: a uprobe traps in every process that
+// maps the file, traced or not.
+func (p *Probe) Untrack(pid int) {
+	p.set.Release(pid, func() { p.objs.HttpProcs.Delete(uint32(pid)) })
+}
 
 // Shutdown detaches every uprobe; safe twice and without Start.
 func (p *Probe) Shutdown(context.Context) error {

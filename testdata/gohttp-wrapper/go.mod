@@ -1,0 +1,3 @@
+module example.com/gohttp-wrapper
+
+go 1.22
