@@ -2,15 +2,15 @@ package goinspect
 
 import (
 	"bytes"
-	"cmp"
 	_ "embed"
 	"encoding/json"
 	"fmt"
 	goversion "go/version"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/mod/semver"
 )
 
 // StdModule is the table's name for the standard library, versioned by Go
@@ -133,8 +133,19 @@ func (t *Table) Lookup(module, version, key string) (uint64, Source, error) {
 	return loOff, FromNearest, nil
 }
 
-// compareVersions orders versions of module: Go versions for std, semantic
-// versions otherwise. ok is false if either is not a valid version.
+// compareVersions orders versions of module: Go toolchain versions for std
+// ("go1.24.13", "go1.24rc1", ordered by go/version, so a release candidate
+// comes before the release), module versions otherwise, by semantic
+// versioning's precedence (golang.org/x/mod/semver). ok is false if either
+// is not a valid version of its kind.
+//
+// Pseudo-versions are semver pre-releases: "v0.0.0-20201021035429-
+// f5854403a974" (no tag before it) has one pre-release identifier led by a
+// fixed-width UTC timestamp, so such versions order by commit time;
+// "v0.7.1-0.20230214...-hash" (commits after v0.7.0) sorts after v0.7.0 and
+// before v0.7.1. Their neighbours in a table are thus the versions released
+// just before and after that commit. Build metadata ("+incompatible") does
+// not take part in the order.
 func compareVersions(module, a, b string) (c int, ok bool) {
 	if module == StdModule {
 		if !goversion.IsValid(a) || !goversion.IsValid(b) {
@@ -142,94 +153,16 @@ func compareVersions(module, a, b string) (c int, ok bool) {
 		}
 		return goversion.Compare(a, b), true
 	}
-	pa, okA := parseSemver(a)
-	pb, okB := parseSemver(b)
-	if !okA || !okB {
+	if !isFullSemver(a) || !isFullSemver(b) {
 		return 0, false
 	}
-	for i := range 3 {
-		if c := pa.num[i] - pb.num[i]; c != 0 {
-			return sign(c), true
-		}
-	}
-	return comparePrerelease(pa.pre, pb.pre), true
+	return semver.Compare(a, b), true
 }
 
-// comparePrerelease orders the pre-release parts of two versions with the
-// same major.minor.patch by semantic versioning's precedence: a release
-// ("") after its pre-releases, then dot-separated identifiers one by one,
-// numeric ones by value and before alphanumeric ones, which compare as
-// ASCII. Pseudo-versions are pre-releases too: "v0.0.0-20201021035429-
-// f5854403a974" (no tag before it) has one identifier led by a fixed-width
-// UTC timestamp, so it orders by commit time; "v0.7.1-0.20230214...-hash"
-// (commits after v0.7.0) sorts after v0.7.0 and before v0.7.1. Their
-// neighbours in a table are thus the versions released just before and
-// after that commit.
-func comparePrerelease(a, b string) int {
-	switch {
-	case a == b:
-		return 0
-	case a == "":
-		return 1
-	case b == "":
-		return -1
-	}
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		x, y := as[i], bs[i]
-		nx, errX := strconv.ParseUint(x, 10, 64)
-		ny, errY := strconv.ParseUint(y, 10, 64)
-		switch {
-		case errX == nil && errY == nil:
-			if nx != ny {
-				if nx < ny {
-					return -1
-				}
-				return 1
-			}
-		case errX == nil: // numeric before alphanumeric
-			return -1
-		case errY == nil:
-			return 1
-		default:
-			if c := strings.Compare(x, y); c != 0 {
-				return c
-			}
-		}
-	}
-	return cmp.Compare(len(as), len(bs)) // equal so far: the longer one is later
-}
-
-type semver struct {
-	num [3]int
-	pre string
-}
-
-func parseSemver(v string) (semver, bool) {
-	var s semver
-	rest, ok := strings.CutPrefix(v, "v")
-	if !ok {
-		return s, false
-	}
-	rest, _, _ = strings.Cut(rest, "+")
-	rest, s.pre, _ = strings.Cut(rest, "-")
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
-		return s, false
-	}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return s, false
-		}
-		s.num[i] = n
-	}
-	return s, true
-}
-
-func sign(n int) int {
-	if n < 0 {
-		return -1
-	}
-	return 1
+// isFullSemver reports whether v is a semantic version with all three of
+// major, minor and patch, as module versions always are. semver.IsValid
+// also accepts the shorthands "v1" and "v1.2", which are not module
+// versions.
+func isFullSemver(v string) bool {
+	return semver.IsValid(v) && semver.Canonical(v) == strings.TrimSuffix(v, semver.Build(v))
 }
