@@ -11,6 +11,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -31,8 +32,10 @@ type Binary struct {
 	PIE       bool // ELF type ET_DYN: addresses are relative to a load base
 	Cgo       bool // runtime/cgo is linked in
 
-	file *os.File
-	elf  *elf.File
+	file   io.ReaderAt
+	size   int64 // of file: every offset and size read from it is checked against it
+	closer io.Closer
+	elf    *elf.File
 
 	// Loaded on first use; several are expensive on large binaries.
 	symtab func() (map[string]Func, error)
@@ -43,22 +46,41 @@ type Binary struct {
 // Open opens the Go executable at path. path may be /proc/PID/exe, which
 // stays readable after the executable was deleted or replaced on disk, or a
 // path under /proc/PID/root/ for a binary inside another mount namespace.
+//
+// A file weft cannot safely read, because its headers are inconsistent
+// or its tables exceed the limits in limits.go, is refused with an error
+// wrapping ErrMalformed or ErrTooLarge.
 func Open(path string) (*Binary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("goinspect: %w", err)
 	}
-	b, err := newBinary(path, f)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("goinspect: %w", err)
+	}
+	b, err := newBinary(path, f, st.Size())
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	b.closer = f
 	return b, nil
 }
 
-func newBinary(path string, f *os.File) (*Binary, error) {
-	ef, elfErr := elf.NewFile(f)
-	info, biErr := buildinfo.Read(f)
+// newBinary reads the executable r of size bytes.
+func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			b, err = nil, fmt.Errorf("goinspect: %s: %w: %v", path, ErrMalformed, p)
+		}
+	}()
+	if err := checkELF(r, size); err != nil {
+		return nil, fmt.Errorf("goinspect: %s: %w", path, err)
+	}
+	ef, elfErr := elf.NewFile(r)
+	info, biErr := buildinfo.Read(&budgetReader{r: r, budget: maxBuildInfoRead})
 	if elfErr != nil {
 		if biErr == nil {
 			// A Go binary in another format (Mach-O, PE, ...).
@@ -77,7 +99,10 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 	if ef.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("goinspect: %s: unsupported architecture %v (only amd64)", path, ef.Machine)
 	}
-	b := &Binary{
+	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
+		return nil, fmt.Errorf("goinspect: %s: unsupported ELF class %v, %v (only 64-bit little-endian)", path, ef.Class, ef.Data)
+	}
+	b = &Binary{
 		Path:      path,
 		GoVersion: goVersion(info.GoVersion),
 		Main:      info.Main.Path,
@@ -85,7 +110,8 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 		HasDWARF:  ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil,
 		HasSymtab: ef.Section(".symtab") != nil,
 		PIE:       ef.Type == elf.ET_DYN,
-		file:      f,
+		file:      r,
+		size:      size,
 		elf:       ef,
 	}
 	for _, d := range info.Deps {
@@ -98,9 +124,9 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 		}
 		b.Modules[d.Path] = v
 	}
-	b.symtab = sync.OnceValues(b.loadSymtab)
-	b.pcln = sync.OnceValues(b.loadPcln)
-	b.dwarf = sync.OnceValues(b.loadDWARF)
+	b.symtab = sync.OnceValues(guard(path, b.loadSymtab))
+	b.pcln = sync.OnceValues(guard(path, b.loadPcln))
+	b.dwarf = sync.OnceValues(guard(path, b.loadDWARF))
 	b.Cgo = b.linksCgo(info)
 	return b, nil
 }
@@ -143,7 +169,10 @@ func (b *Binary) linksCgo(info *buildinfo.BuildInfo) bool {
 
 // Close releases the open file.
 func (b *Binary) Close() error {
-	return b.file.Close()
+	if b.closer == nil {
+		return nil
+	}
+	return b.closer.Close()
 }
 
 // fileOffset converts a virtual address inside an executable PT_LOAD segment
@@ -153,7 +182,7 @@ func (b *Binary) fileOffset(addr uint64) (uint64, error) {
 		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X == 0 {
 			continue
 		}
-		if addr >= p.Vaddr && addr < p.Vaddr+p.Filesz {
+		if addr >= p.Vaddr && addr-p.Vaddr < p.Filesz {
 			return addr - p.Vaddr + p.Off, nil
 		}
 	}
@@ -163,6 +192,9 @@ func (b *Binary) fileOffset(addr uint64) (uint64, error) {
 func (b *Binary) loadDWARF() (*dwarfIndex, error) {
 	if !b.HasDWARF {
 		return nil, nil
+	}
+	if err := b.checkDWARF(); err != nil {
+		return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", b.Path, err)
 	}
 	d, err := b.elf.DWARF()
 	if err != nil {

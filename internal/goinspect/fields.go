@@ -39,7 +39,8 @@ var errNoField = errors.New("no such field")
 // without it, or when the linker dropped the type as unused, the embedded
 // table is consulted for the version of the module defining the struct:
 // the Go version for the standard library, else the dependency's version.
-func (b *Binary) FieldOffset(structName, field string) (uint64, Source, error) {
+func (b *Binary) FieldOffset(structName, field string) (_ uint64, _ Source, err error) {
+	defer recovered(b.Path, &err)
 	off, ok, err := b.dwarfFieldOffset(structName, field)
 	if err != nil {
 		return 0, 0, err
@@ -178,7 +179,8 @@ const SizeField = "<size>"
 // StructSize returns a struct's size in bytes (the stride of a slice of
 // it): from the binary's DWARF, else from the embedded table like
 // FieldOffset.
-func (b *Binary) StructSize(structName string) (uint64, error) {
+func (b *Binary) StructSize(structName string) (_ uint64, err error) {
+	defer recovered(b.Path, &err)
 	size, ok, err := b.dwarfStructSize(structName)
 	if err != nil {
 		return 0, err

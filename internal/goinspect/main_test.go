@@ -49,6 +49,9 @@ var variants = []variant{
 	{name: "ext", flags: []string{"-ldflags=-linkmode=external"}, cgo: true, sharesWith: "default"},
 	{name: "ext-strip", flags: []string{"-ldflags=-linkmode=external -s -w"}, stripped: true, cgo: true, sharesWith: "default"},
 	{name: "nocgo", env: []string{"CGO_ENABLED=0"}, currentOnly: true},
+	// Uncompressed DWARF, which FuzzOpen can corrupt in ways zlib's
+	// checksum would otherwise catch before debug/dwarf sees them.
+	{name: "rawdwarf", flags: []string{"-ldflags=-compressdwarf=false"}, cgo: true, currentOnly: true, sharesWith: "default"},
 }
 
 // twins pairs each unstripped variant with its -s -w build: the linker lays
@@ -71,7 +74,16 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// fixturesEnv names the fixture directory to the fuzz worker processes
+// "go test -fuzz" starts (with the coordinator's environment), which would
+// otherwise build every fixture again each time one starts.
+const fixturesEnv = "GOINSPECT_TEST_FIXTURES"
+
 func run(m *testing.M) int {
+	if dir := os.Getenv(fixturesEnv); dir != "" && flag.Lookup("test.fuzzworker").Value.String() == "true" {
+		listFixtures(dir) // built, and kept while it runs, by the coordinator
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "goinspect-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -86,13 +98,13 @@ func run(m *testing.M) int {
 	if testing.Verbose() {
 		fmt.Printf("built %d fixtures in %v\n", len(fixtures), time.Since(start).Round(time.Millisecond))
 	}
+	os.Setenv(fixturesEnv, dir)
 	return m.Run()
 }
 
-func buildFixtures(dir string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	var first, then []fixture
+// listFixtures fills fixtures with the binaries in dir and returns the
+// order to build them in: first those that share no compiled packages.
+func listFixtures(dir string) (first, then []fixture) {
 	for _, tc := range toolchains() {
 		for _, v := range variants {
 			if v.currentOnly && tc != current {
@@ -107,6 +119,13 @@ func buildFixtures(dir string) error {
 			}
 		}
 	}
+	return first, then
+}
+
+func buildFixtures(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	first, then := listFixtures(dir)
 	for _, batch := range [][]fixture{first, then} {
 		if err := buildAll(ctx, batch); err != nil {
 			return err

@@ -18,9 +18,13 @@ import (
 // does not decode, the boundaries after it are guesses, so rather than
 // return possibly wrong or missing sites it decodes past it (to report how
 // many failed) and returns an error.
-func (b *Binary) ReturnOffsets(f Func) ([]uint64, error) {
-	if f.End <= f.Entry || f.End-f.Entry > 64<<20 {
+func (b *Binary) ReturnOffsets(f Func) (_ []uint64, err error) {
+	defer recovered(b.Path, &err)
+	if f.End <= f.Entry || f.End-f.Entry > maxFuncSize {
 		return nil, fmt.Errorf("goinspect: %s: bad bounds [%#x, %#x)", f.Name, f.Entry, f.End)
+	}
+	if !inFile(f.Offset, f.End-f.Entry, b.size) {
+		return nil, fmt.Errorf("goinspect: %s: %w: %s at %#x runs past the end of the file", b.Path, ErrMalformed, f.Name, f.Offset)
 	}
 	code := make([]byte, f.End-f.Entry)
 	if _, err := io.ReadFull(io.NewSectionReader(b.file, int64(f.Offset), int64(len(code))), code); err != nil {
