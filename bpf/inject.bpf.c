@@ -8,7 +8,26 @@
  * on that sockhash sees every message sent on them and, when the client
  * probe left an inject_ctx for the socket, inserts the header after the
  * request line. Sockets of other processes never enter the sockhash: on
- * its sockets FIONREAD reads 0. */
+ * its sockets FIONREAD reads 0 (user space also keeps cgo programs out,
+ * whose C libraries may size reads by it).
+ *
+ * Bytes on the wire are the application's or the application's plus a
+ * whole header, never anything else: a message whose change cannot be
+ * undone is dropped (SK_DROP), and so is every later one on its socket.
+ *
+ * Kernel fixes for bpf_msg_push_data/bpf_msg_pop_data: 15ab0548e310
+ * ("bpf, sockmap: Several fixes to bpf_msg_push_data"), 5d609ba26247
+ * ("bpf, sockmap: Several fixes to bpf_msg_pop_data", CVE-2024-56720) and
+ * "bpf, sockmap: Fix sk_msg_reset_curr", in 6.13-rc1 and stable 6.12.2,
+ * 6.11.11, 6.6.64, 6.1.120, 5.15.174, 5.10.231, 5.4.287 (this program
+ * needs bpf_loop, 5.17+). Before them a push at the very end of a message
+ * fails with -EINVAL (an HTTP/2 HEADERS frame that ends its write: counted
+ * as write_fail, sent unchanged), and pushes and pops at the wrap of the
+ * scatterlist ring could leave it inconsistent, which no program can see.
+ * Stable kernels with the pop fix but without fdf478d236dc and
+ * 5153a75ef34b (6.13-rc4, "skmsg: Return copied bytes in
+ * sk_msg_memcopy_from_iter", "tcp_bpf: Fix copied value in
+ * tcp_bpf_sendmsg") were reported to crash in the sockmap selftests. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -16,6 +35,7 @@
 #include "inject.h"
 
 #define EEXIST 17
+#define ENOMEM 12
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,22 +54,26 @@ struct {
 	__type(value, __u8);
 } inject_procs SEC(".maps");
 
+/* The sockhash is keyed by socket and owner, so that Untrack finds a
+ * process's sockets by walking its keys: ownership is part of the entry,
+ * and a closed socket's entry leaves with the socket. (An owner map beside
+ * it, an LRU by cookie, kept closed sockets' entries and then evicted live
+ * ones; map iterators, which could read an owner from socket storage, are
+ * refused on kernels like the one measured.) A socket two tracked
+ * processes share (inherited) is there once per owner, and stays while
+ * either is tracked. */
+struct sock_key {
+	__u64 cookie;
+	__u32 tgid;
+	__u32 _pad; /* zero */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64); /* socket cookie */
+	__type(key, struct sock_key);
 	__type(value, __u64);
 } inject_socks SEC(".maps");
-
-/* Which process put a socket in the sockhash, so that Untrack can take
- * its sockets out again. Closed sockets leave the sockhash by themselves;
- * their entries here age out of the LRU. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64); /* socket cookie */
-	__type(value, __u32); /* tgid */
-} inject_owner SEC(".maps");
 
 /* Socket inodes of a process being tracked, for one iterator run. */
 struct {
@@ -64,8 +88,10 @@ enum sock_proto {
 	PROTO_OTHER = 1,   /* HTTP/1.x, or anything but the HTTP/2 preface first */
 	PROTO_H2 = 2,      /* opened with the HTTP/2 client preface */
 	PROTO_H2_LOST = 3, /* HTTP/2 whose frame boundaries were lost */
+	PROTO_DROPPED = 4, /* a message was dropped: so is every later one */
 };
 
+/* Per socket, in socket storage: it dies with the socket. */
 struct sock_state {
 	__u64 cookie;
 	__u64 used_span; /* span_id of the last inject_ctx acted on */
@@ -105,6 +131,17 @@ volatile const __u32 state_line_len;
 volatile const __u8 state_field[INJ_STATE_MAX];
 volatile const __u32 state_field_len;
 
+/* Test knob: tests set it (through spec.Variables, before load) to walk
+ * the paths where a helper fails after the message was changed. The agent
+ * leaves it 0, a frozen constant, and the verifier prunes those paths. */
+volatile const __u32 fault;
+#define FAULT_PUSH 1  /* bpf_msg_push_data fails */
+#define FAULT_WRITE 2 /* the pull over the pushed bytes fails */
+#define FAULT_UNDO 4  /* undoing a change fails: the pop, or restoring a frame length */
+
+/* call, or -ENOMEM without calling it when the knob says so. */
+#define MAY_FAIL(bit, call) ((fault & (bit)) ? -ENOMEM : (call))
+
 /* Copies the loader's bytes to p (which has room for n <= INJ_STATE_MAX). */
 static __always_inline void copy_state(__u8 *p, __u8 *end, const volatile __u8 *src, __u32 n)
 {
@@ -122,17 +159,11 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline void own(__u64 cookie, __u32 tgid)
-{
-	bpf_map_update_elem(&inject_owner, &cookie, &tgid, BPF_ANY);
-}
-
 SEC("sockops")
 int inject_sockops(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct sock_state *st;
-	__u64 cookie;
 
 	if (!sk)
 		return 1;
@@ -161,12 +192,11 @@ int inject_sockops(struct bpf_sock_ops *skops)
 		st->pending = 0;
 		if (!bpf_map_lookup_elem(&inject_procs, &st->tgid))
 			return 1; /* untracked while connecting */
-		cookie = st->cookie;
-		if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST)) {
+		struct sock_key key = {.cookie = st->cookie, .tgid = st->tgid};
+		if (bpf_sock_hash_update(skops, &inject_socks, &key, BPF_NOEXIST)) {
 			count(INJ_SOCKHASH_FAIL);
 			return 1;
 		}
-		own(cookie, st->tgid);
 		count(INJ_SOCKHASH_ADD);
 		return 1;
 	}
@@ -200,14 +230,14 @@ int inject_iter(struct bpf_iter__tcp *ctx)
 	st->cookie = cookie;
 	st->tgid = owner;
 	st->pending = 0;
-	long err = bpf_map_update_elem(&inject_socks, &cookie, sk, BPF_NOEXIST);
+	struct sock_key key = {.cookie = cookie, .tgid = owner};
+	long err = bpf_map_update_elem(&inject_socks, &key, sk, BPF_NOEXIST);
 	if (err == -EEXIST) /* added at connect, or by an earlier run */
 		return 0;
 	if (err) {
 		count(INJ_SOCKHASH_FAIL);
 		return 0;
 	}
-	own(cookie, owner);
 	count(INJ_ITER_ADD);
 	return 0;
 }
@@ -392,9 +422,28 @@ static __always_inline void hex_bytes(__u8 *out, const __u8 *in, int n)
 	}
 }
 
-/* Inserts the header at offset at. False if the message could not be
- * changed (then it is sent as the application wrote it). */
-static __always_inline bool insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c)
+/* Takes n pushed bytes at offset at out again: INJ_WRITE_FAIL (the message
+ * is as the application wrote it) or INJ_DROP (it is not). Never reached
+ * on a kernel that behaves as below; there for the day one does not. */
+static __always_inline __u32 unpush(struct sk_msg_md *msg, __u32 at, __u32 n)
+{
+	if (MAY_FAIL(FAULT_UNDO, bpf_msg_pop_data(msg, at, n, 0)))
+		return INJ_DROP;
+	return INJ_WRITE_FAIL;
+}
+
+/* Inserts the header at offset at: INJ_INJECTED, INJ_WRITE_FAIL (sent as
+ * the application wrote it) or INJ_DROP (the message must not go out).
+ *
+ * bpf_msg_push_data fails before it changes anything (bad offset, or no
+ * memory), and leaves the new bytes, uninitialised, in a scatterlist
+ * element of their own (or, with the ring full, at a known place in a
+ * fresh copy of one). The pull over exactly those bytes then copies
+ * nothing and allocates nothing, so it cannot fail: after the push nothing
+ * that can fail stands between the bytes and their contents. Should it
+ * fail anyway, the push is undone, and if that fails too the message is
+ * dropped rather than sent with kernel memory in it. */
+static __always_inline __u32 insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c)
 {
 	__u8 h[INJ_HEADER_LEN + 2];
 	__builtin_memcpy(h, "traceparent: 00-", 16);
@@ -408,23 +457,19 @@ static __always_inline bool insert(struct sk_msg_md *msg, __u32 at, const struct
 
 	__u32 n = INJ_HEADER_LEN + state_line_len;
 	if (n > INJ_HEADER_LEN + INJ_STATE_MAX)
-		return false;
-	if (bpf_msg_push_data(msg, at, n, 0))
-		return false;
-	/* The pushed bytes are a fresh scatterlist element: this pull moves
-	 * the data pointers onto it and copies nothing. */
-	if (bpf_msg_pull_data(msg, at, at + n, 0))
-		goto undo;
-	__u8 *data = MSG_DATA(msg);
-	__u8 *end = MSG_END(msg);
-	if (data + n > end)
-		goto undo;
-	__builtin_memcpy(data, h, INJ_HEADER_LEN);
-	copy_state(data + INJ_HEADER_LEN, end, state_line, state_line_len);
-	return true;
-undo:
-	bpf_msg_pop_data(msg, at, n, 0);
-	return false;
+		return INJ_WRITE_FAIL;
+	if (MAY_FAIL(FAULT_PUSH, bpf_msg_push_data(msg, at, n, 0)))
+		return INJ_WRITE_FAIL;
+	if (!MAY_FAIL(FAULT_WRITE, bpf_msg_pull_data(msg, at, at + n, 0))) {
+		__u8 *data = MSG_DATA(msg);
+		__u8 *end = MSG_END(msg);
+		if (data + n <= end) {
+			__builtin_memcpy(data, h, INJ_HEADER_LEN);
+			copy_state(data + INJ_HEADER_LEN, end, state_line, state_line_len);
+			return INJ_INJECTED;
+		}
+	}
+	return unpush(msg, at, n);
 }
 
 /* What to do with a message that starts a request: a stat index. */
@@ -464,7 +509,7 @@ static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_c
 	case SCAN_MORE:
 		return want == INJ_SCAN_MAX ? INJ_TOO_LONG : INJ_SPLIT;
 	}
-	return insert(msg, s.line_end, c) ? INJ_INJECTED : INJ_WRITE_FAIL;
+	return insert(msg, s.line_end, c);
 }
 
 /* ---- HTTP/2: a literal field at the end of a request's header block ---- */
@@ -492,8 +537,33 @@ struct h2_walk {
 	__u32 size; /* message size, with what was added */
 	__u32 tgid;
 	__u32 lost;
+	__u32 drop; /* a change could not be undone: drop the message */
 	__u64 goid; /* the sending goroutine: grpc-go's loopy writer */
 };
+
+/* Writes len as the 24-bit length of the frame at off. */
+static __always_inline bool h2_set_len(struct sk_msg_md *msg, __u32 off, __u32 len)
+{
+	if (bpf_msg_pull_data(msg, off, off + 3, 0))
+		return false;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	if (data + 3 > end)
+		return false;
+	data[0] = len >> 16;
+	data[1] = len >> 8;
+	data[2] = len;
+	return true;
+}
+
+/* Puts the frame length back after a failed insertion. The header was
+ * pulled into one element before, so this pull copies nothing. */
+static __always_inline bool h2_restore_len(struct sk_msg_md *msg, __u32 off, __u32 len)
+{
+	if (fault & FAULT_UNDO)
+		return false;
+	return h2_set_len(msg, off, len);
+}
 
 /* Appends the field to the header block of the HEADERS frame at off
  * (payload len, wholly in this message). Returns a stat index. */
@@ -526,33 +596,27 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 	__u8 flags = ids->flags & CTX_SAMPLED ? 1 : 0;
 	hex_bytes(v + 53, &flags, 1);
 
+	/* The frame's new length goes first, while nothing else has changed
+	 * (a failure here leaves the message as it was), so that after the
+	 * push only the pull that cannot fail remains (see insert). */
 	struct sk_msg_md *msg = w->msg;
 	__u32 at = off + H2_FRAME_HEADER + len;
-	if (bpf_msg_push_data(msg, at, n, 0))
+	if (!h2_set_len(msg, off, len + n))
 		return INJ_WRITE_FAIL;
-	if (bpf_msg_pull_data(msg, at, at + n, 0))
-		goto undo;
-	__u8 *data = MSG_DATA(msg);
-	__u8 *end = MSG_END(msg);
-	if (data + n > end)
-		goto undo;
-	__builtin_memcpy(data, f, INJ_H2_FIELD_LEN);
-	copy_state(data + INJ_H2_FIELD_LEN, end, state_field, state_field_len);
-	/* The frame's 24-bit length. */
-	if (bpf_msg_pull_data(msg, off, off + 3, 0))
-		goto undo;
-	data = MSG_DATA(msg);
-	end = MSG_END(msg);
-	if (data + 3 > end)
-		goto undo;
-	__u32 nl = len + n;
-	data[0] = nl >> 16;
-	data[1] = nl >> 8;
-	data[2] = nl;
-	ids->flags |= H2_INJECTED;
-	return INJ_H2_INJECTED;
-undo:
-	bpf_msg_pop_data(msg, at, n, 0);
+	if (MAY_FAIL(FAULT_PUSH, bpf_msg_push_data(msg, at, n, 0)))
+		return h2_restore_len(msg, off, len) ? INJ_WRITE_FAIL : INJ_DROP;
+	if (!MAY_FAIL(FAULT_WRITE, bpf_msg_pull_data(msg, at, at + n, 0))) {
+		__u8 *data = MSG_DATA(msg);
+		__u8 *end = MSG_END(msg);
+		if (data + n <= end) {
+			__builtin_memcpy(data, f, INJ_H2_FIELD_LEN);
+			copy_state(data + INJ_H2_FIELD_LEN, end, state_field, state_field_len);
+			ids->flags |= H2_INJECTED;
+			return INJ_H2_INJECTED;
+		}
+	}
+	if (unpush(msg, at, n) == INJ_DROP || !h2_restore_len(msg, off, len))
+		return INJ_DROP;
 	return INJ_WRITE_FAIL;
 }
 
@@ -616,6 +680,10 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 		else
 			r = h2_add_field(w, off, len, sid);
 		count(r);
+		if (r == INJ_DROP) {
+			w->drop = 1;
+			return 1;
+		}
 		if (r == INJ_H2_INJECTED) {
 			fend += h2_added();
 			w->size += h2_added();
@@ -693,21 +761,22 @@ static __always_inline bool h2_preface(struct sk_msg_md *msg)
 	       *(__u64 *)(data + 8) == W8('T', 'P', '/', '2', '.', '0', '\r', '\n');
 }
 
-/* Walks the frames of one message on an HTTP/2 client socket. */
-static __always_inline void h2_message(struct sk_msg_md *msg, struct sock_state *st, __u32 start)
+/* Walks the frames of one message on an HTTP/2 client socket. True if
+ * the message must be dropped. */
+static __always_inline bool h2_message(struct sk_msg_md *msg, struct sock_state *st, __u32 start)
 {
 	struct h2_walk w = {.msg = msg, .st = st, .off = start, .size = msg->size, .tgid = st->tgid};
 	if (st->h2_left) {
 		if (st->h2_left >= w.size) {
 			st->h2_left -= w.size;
-			return;
+			return false;
 		}
 		w.off = st->h2_left;
 		st->h2_left = 0;
 	} else if (!h2_rejoin(&w)) {
 		st->proto = PROTO_H2_LOST;
 		count(INJ_H2_LOST);
-		return;
+		return false;
 	}
 	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &w.tgid);
 	if (pc && pc->goid_offset) {
@@ -719,10 +788,15 @@ static __always_inline void h2_message(struct sk_msg_md *msg, struct sock_state 
 			bpf_probe_read_user(&w.goid, sizeof(w.goid), (void *)(g + pc->goid_offset));
 	}
 	long n = bpf_loop(H2_MAX_FRAMES, h2_frame, &w, 0);
+	if (w.drop) {
+		st->proto = PROTO_DROPPED;
+		return true;
+	}
 	if (w.lost || (n == H2_MAX_FRAMES && w.off < w.size && !st->h2_left && !st->hb_have)) {
 		st->proto = PROTO_H2_LOST;
 		count(INJ_H2_LOST);
 	}
+	return false;
 }
 
 SEC("sk_msg")
@@ -733,18 +807,23 @@ int inject_msg(struct sk_msg_md *msg)
 		count(INJ_NO_STATE);
 		return SK_PASS;
 	}
+	/* After a drop the stream has a hole: never let later bytes follow
+	 * it. (tcp_bpf itself keeps an SK_DROP verdict for the socket's later
+	 * sends, without running this program, on the kernel measured; this
+	 * does not depend on it.) */
+	if (st->proto == PROTO_DROPPED) {
+		count(INJ_DROP);
+		return SK_DROP;
+	}
 	if (st->proto == PROTO_UNKNOWN) {
 		if (h2_preface(msg)) {
 			st->proto = PROTO_H2;
-			h2_message(msg, st, H2_PREFACE_LEN);
-			return SK_PASS;
+			return h2_message(msg, st, H2_PREFACE_LEN) ? SK_DROP : SK_PASS;
 		}
 		st->proto = PROTO_OTHER;
 	}
-	if (st->proto == PROTO_H2) {
-		h2_message(msg, st, 0);
-		return SK_PASS;
-	}
+	if (st->proto == PROTO_H2)
+		return h2_message(msg, st, 0) ? SK_DROP : SK_PASS;
 	if (st->proto == PROTO_H2_LOST)
 		return SK_PASS;
 	__u64 cookie = st->cookie;
@@ -767,6 +846,11 @@ int inject_msg(struct sk_msg_md *msg)
 	}
 	st->used = 1;
 	st->used_span = span;
-	count(inject(msg, &c));
+	__u32 r = inject(msg, &c);
+	count(r);
+	if (r == INJ_DROP) {
+		st->proto = PROTO_DROPPED;
+		return SK_DROP;
+	}
 	return SK_PASS;
 }

@@ -33,7 +33,7 @@ enum inject_stat {
 	INJ_APP_HEADER = 4,    /* the request already carries a traceparent */
 	INJ_SPLIT = 5,         /* the header block does not end in this message */
 	INJ_TOO_LONG = 6,      /* no header block end in the first INJ_SCAN_MAX bytes */
-	INJ_WRITE_FAIL = 7,    /* push/pull helper failed; message sent unchanged */
+	INJ_WRITE_FAIL = 7,    /* a push/pull helper failed; message sent unchanged */
 	INJ_NO_STATE = 8,      /* socket in the sockhash without per-socket state */
 	INJ_SOCKHASH_ADD = 9,  /* sockets added at connect */
 	INJ_SOCKHASH_FAIL = 10, /* sockhash or socket-state update refused */
@@ -45,6 +45,7 @@ enum inject_stat {
 	INJ_H2_TOO_LONG = 16,  /* the frame would exceed the 16 KiB every peer accepts */
 	INJ_H2_LOST = 17,      /* frame boundaries lost on a socket: no more headers there */
 	INJ_H2_REPEAT = 18,    /* the stream's IDs were used already */
+	INJ_DROP = 19,         /* a change could not be undone: message dropped (SK_DROP), not sent altered */
 	INJ_STAT_MAX = 20,
 };
 

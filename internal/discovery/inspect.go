@@ -31,6 +31,7 @@ type ResourceConfig struct {
 // exeFacts is what the executable says, shared by every process running it.
 type exeFacts struct {
 	goVersion  string
+	cgo        string // a package calling C libraries
 	goidOffset uint64
 	offsets    map[string]uint64
 	modules    map[string]string
@@ -81,7 +82,7 @@ func (in *inspector) readFacts(path string) (exeFacts, *goinspect.Binary) {
 	if err != nil {
 		return exeFacts{err: fmt.Errorf("inspecting executable %s: %w", path, err)}, nil
 	}
-	f := exeFacts{goVersion: b.GoVersion, modules: map[string]string{}}
+	f := exeFacts{goVersion: b.GoVersion, cgo: b.CCalls, modules: map[string]string{}}
 	for _, m := range probedModules {
 		if v, ok := b.Modules[m]; ok {
 			f.modules[m] = v
@@ -123,6 +124,7 @@ func (in *inspector) process(info procs.Info) (p *probes.Process, done func(), e
 		StartTime:  info.StartTime,
 		ExePath:    info.ExeOpenPath,
 		GoVersion:  f.goVersion,
+		CCalls:     f.cgo,
 		GoidOffset: f.goidOffset,
 		GoOffsets:  f.offsets,
 		Modules:    f.modules,

@@ -31,6 +31,10 @@ type Binary struct {
 	HasSymtab bool // .symtab is present (not built with -ldflags=-s)
 	PIE       bool // ELF type ET_DYN: addresses are relative to a load base
 	Cgo       bool // runtime/cgo is linked in
+	// CCalls names a package outside the standard library's own cgo users
+	// (net's resolver, os/user) that calls C: a C library then shares the
+	// program's sockets. "" when there is none, or it cannot be told.
+	CCalls string
 
 	file   io.ReaderAt
 	size   int64 // of file: every offset and size read from it is checked against it
@@ -128,6 +132,9 @@ func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
 	b.pcln = sync.OnceValues(guard(path, b.loadPcln))
 	b.dwarf = sync.OnceValues(guard(path, b.loadDWARF))
 	b.Cgo = b.linksCgo(info)
+	if b.Cgo {
+		b.CCalls = b.cCaller()
+	}
 	return b, nil
 }
 
@@ -165,6 +172,41 @@ func (b *Binary) linksCgo(info *buildinfo.BuildInfo) bool {
 		}
 	}
 	return false
+}
+
+// stdCgo are the standard library packages that call C in a cgo build;
+// they never read a socket's pending byte count.
+var stdCgo = map[string]bool{"net": true, "os/user": true, "runtime/cgo": true, "runtime/race": true, "plugin": true, "crypto/x509": true}
+
+// cCaller returns the first package outside stdCgo with a cgo call stub
+// (pkg._Cfunc_name or pkg._C2func_name), from .symtab or .gopclntab.
+func (b *Binary) cCaller() string {
+	check := func(name string) string {
+		i := strings.Index(name, "._Cfunc_")
+		if i < 0 {
+			i = strings.Index(name, "._C2func_")
+		}
+		if i <= 0 || stdCgo[name[:i]] {
+			return ""
+		}
+		return name[:i]
+	}
+	if syms, err := b.symtab(); err == nil && b.HasSymtab {
+		for name := range syms {
+			if pkg := check(name); pkg != "" {
+				return pkg
+			}
+		}
+		return ""
+	}
+	if p, err := b.pcln(); err == nil {
+		for i := range p.table.Funcs {
+			if pkg := check(p.table.Funcs[i].Name); pkg != "" {
+				return pkg
+			}
+		}
+	}
+	return ""
 }
 
 // Close releases the open file.

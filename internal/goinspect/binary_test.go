@@ -37,6 +37,10 @@ func TestOpen(t *testing.T) {
 			if b.PIE != fx.pie || b.Cgo != fx.cgo {
 				t.Errorf("PIE=%v Cgo=%v, want %v %v", b.PIE, b.Cgo, fx.pie, fx.cgo)
 			}
+			// cgo through net's resolver only: no C library of its own.
+			if b.CCalls != "" {
+				t.Errorf("CCalls = %q, want none", b.CCalls)
+			}
 		})
 	}
 }

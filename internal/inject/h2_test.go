@@ -60,6 +60,12 @@ func startH2Injector(t *testing.T) *h2Injector { return startH2InjectorState(t, 
 // startH2InjectorState starts one that adds tracestate weft=cluster.
 func startH2InjectorState(t *testing.T, cluster string) *h2Injector {
 	t.Helper()
+	return startH2InjectorWith(t, cluster, 0)
+}
+
+// startH2InjectorWith starts one with the BPF object's fault knob set.
+func startH2InjectorWith(t *testing.T, cluster string, fault uint32) *h2Injector {
+	t.Helper()
 	kernel.Require(t)
 	spec, err := loadInject()
 	if err != nil {
@@ -92,6 +98,7 @@ func startH2InjectorState(t *testing.T, cluster string) *h2Injector {
 		t.Fatal(err)
 	}
 	inj := New(nil, "")
+	inj.prepare = setFault(fault)
 	inj.UseMaps(maps)
 	if err := inj.SetTraceState("weft", cluster); err != nil {
 		t.Fatal(err)

@@ -47,6 +47,10 @@ type Injector struct {
 	stopped   bool
 	shared    map[string]*ebpf.Map // other families' maps the programs use
 	state     traceState           // tracestate member added after traceparent
+
+	// prepare, set by tests only, edits the spec before it is loaded
+	// (e.g. its fault knob).
+	prepare func(*ebpf.CollectionSpec) error
 }
 
 // coreObjects is what injection cannot do without; the iterator is
@@ -133,6 +137,11 @@ func (i *Injector) start() error {
 	if err := setState(spec, i.state); err != nil {
 		return err
 	}
+	if i.prepare != nil {
+		if err := i.prepare(spec); err != nil {
+			return err
+		}
+	}
 	if err := spec.LoadAndAssign(&i.objs, &ebpf.CollectionOptions{MapReplacements: i.shared}); err != nil {
 		return fmt.Errorf("loading inject BPF programs: %w", verifierTail(err, i.log))
 	}
@@ -165,7 +174,7 @@ func (i *Injector) loadIter(spec *ebpf.CollectionSpec) error {
 	m := &i.objs.injectMaps
 	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		"inject_inodes": m.InjectInodes, "inject_socks": m.InjectSocks,
-		"inject_state": m.InjectState, "inject_owner": m.InjectOwner, "inject_stats": m.InjectStats,
+		"inject_state": m.InjectState, "inject_stats": m.InjectStats,
 	}})
 	if err != nil {
 		return verifierTail(err, i.log)

@@ -59,6 +59,7 @@ const (
 	injectInjectStatINJ_H2TOO_LONG    injectInjectStat = 16
 	injectInjectStatINJ_H2LOST        injectInjectStat = 17
 	injectInjectStatINJ_H2REPEAT      injectInjectStat = 18
+	injectInjectStatINJ_DROP          injectInjectStat = 19
 	injectInjectStatINJ_STAT_MAX      injectInjectStat = 20
 )
 
@@ -72,6 +73,13 @@ type injectProcCfg struct {
 	NetfdSysfd       uint16
 	Flags            uint32
 	Pad              uint32
+}
+
+type injectSockKey struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Tgid   uint32
+	Pad    uint32
 }
 
 type injectSockState struct {
@@ -95,7 +103,6 @@ const (
 	injectMapH2Ids          = "h2_ids"
 	injectMapInjectCtx      = "inject_ctx"
 	injectMapInjectInodes   = "inject_inodes"
-	injectMapInjectOwner    = "inject_owner"
 	injectMapInjectProcs    = "inject_procs"
 	injectMapInjectSocks    = "inject_socks"
 	injectMapInjectState    = "inject_state"
@@ -104,6 +111,7 @@ const (
 	injectProgInjectIter    = "inject_iter"
 	injectProgInjectMsg     = "inject_msg"
 	injectProgInjectSockops = "inject_sockops"
+	injectVarFault          = "fault"
 	injectVarStateField     = "state_field"
 	injectVarStateFieldLen  = "state_field_len"
 	injectVarStateLine      = "state_line"
@@ -165,7 +173,6 @@ type injectMapSpecs struct {
 	H2Ids        *ebpf.MapSpec `ebpf:"h2_ids"`
 	InjectCtx    *ebpf.MapSpec `ebpf:"inject_ctx"`
 	InjectInodes *ebpf.MapSpec `ebpf:"inject_inodes"`
-	InjectOwner  *ebpf.MapSpec `ebpf:"inject_owner"`
 	InjectProcs  *ebpf.MapSpec `ebpf:"inject_procs"`
 	InjectSocks  *ebpf.MapSpec `ebpf:"inject_socks"`
 	InjectState  *ebpf.MapSpec `ebpf:"inject_state"`
@@ -177,6 +184,7 @@ type injectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectVariableSpecs struct {
+	Fault         *ebpf.VariableSpec `ebpf:"fault"`
 	StateField    *ebpf.VariableSpec `ebpf:"state_field"`
 	StateFieldLen *ebpf.VariableSpec `ebpf:"state_field_len"`
 	StateLine     *ebpf.VariableSpec `ebpf:"state_line"`
@@ -207,7 +215,6 @@ type injectMaps struct {
 	H2Ids        *ebpf.Map `ebpf:"h2_ids"`
 	InjectCtx    *ebpf.Map `ebpf:"inject_ctx"`
 	InjectInodes *ebpf.Map `ebpf:"inject_inodes"`
-	InjectOwner  *ebpf.Map `ebpf:"inject_owner"`
 	InjectProcs  *ebpf.Map `ebpf:"inject_procs"`
 	InjectSocks  *ebpf.Map `ebpf:"inject_socks"`
 	InjectState  *ebpf.Map `ebpf:"inject_state"`
@@ -220,7 +227,6 @@ func (m *injectMaps) Close() error {
 		m.H2Ids,
 		m.InjectCtx,
 		m.InjectInodes,
-		m.InjectOwner,
 		m.InjectProcs,
 		m.InjectSocks,
 		m.InjectState,
@@ -233,6 +239,7 @@ func (m *injectMaps) Close() error {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectVariables struct {
+	Fault         *ebpf.Variable `ebpf:"fault"`
 	StateField    *ebpf.Variable `ebpf:"state_field"`
 	StateFieldLen *ebpf.Variable `ebpf:"state_field_len"`
 	StateLine     *ebpf.Variable `ebpf:"state_line"`

@@ -21,6 +21,7 @@ var counterNames = map[injectInjectStat]string{
 	injectInjectStatINJ_H2TOO_LONG:    "h2_too_long",
 	injectInjectStatINJ_H2LOST:        "h2_lost",
 	injectInjectStatINJ_H2REPEAT:      "h2_repeat",
+	injectInjectStatINJ_DROP:          "drop",
 }
 
 // Counters returns the kernel-side counters by name, summed over CPUs:
@@ -44,6 +45,9 @@ var counterNames = map[injectInjectStat]string{
 //	h2_too_long    the frame would pass 16 KiB (or is padded): skipped
 //	h2_lost        HTTP/2 sockets whose frame boundaries were lost
 //	h2_repeat      a stream's IDs met a second request header block
+//	drop           messages dropped (the sender gets an error) because a
+//	               change could not be undone, and every later message on
+//	               that socket: the wire never carries altered bytes
 func (i *Injector) Counters() map[string]uint64 {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -72,21 +76,41 @@ func (i *Injector) SockhashHas(cookie uint64) bool {
 	if !i.loaded {
 		return false
 	}
-	var v uint64
-	return i.objs.InjectSocks.Lookup(cookie, &v) == nil
+	keys, _ := i.sockhashKeys()
+	for _, k := range keys {
+		if k.Cookie == cookie {
+			return true
+		}
+	}
+	return false
 }
 
-// SockhashLen counts the sockets in the sockhash.
+// SockhashLen counts the sockhash's entries: its sockets, one per owner
+// (a socket two tracked processes share counts twice).
 func (i *Injector) SockhashLen() int {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if !i.loaded {
 		return 0
 	}
+	keys, _ := i.sockhashKeys()
+	return len(keys)
+}
+
+// SockhashOwned counts the sockhash entries pid owns: its open sockets
+// there (closed ones leave by themselves).
+func (i *Injector) SockhashOwned(pid int) int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return 0
+	}
+	keys, _ := i.sockhashKeys()
 	n := 0
-	var k, v uint64
-	for it := i.objs.InjectSocks.Iterate(); it.Next(&k, &v); {
-		n++
+	for _, k := range keys {
+		if k.Tgid == uint32(pid) {
+			n++
+		}
 	}
 	return n
 }

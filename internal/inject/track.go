@@ -124,7 +124,10 @@ func sameNetns(pid int) (bool, error) {
 }
 
 // Untrack stops injection for pid: it leaves the filter, and its sockets
-// leave the sockhash (and so get their FIONREAD back).
+// leave the sockhash (and so get their FIONREAD back). The sockhash is
+// keyed by socket and owner, so its keys say which sockets are pid's;
+// pid leaves the filter first, so that none of its sockets enters after
+// the walk.
 func (i *Injector) Untrack(pid int) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -134,18 +137,47 @@ func (i *Injector) Untrack(pid int) {
 	if err := i.objs.InjectProcs.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		i.log.Warn("removing pid from the inject filter", "pid", pid, "err", err)
 	}
-	var cookie uint64
-	var tgid uint32
-	var mine []uint64
-	for it := i.objs.InjectOwner.Iterate(); it.Next(&cookie, &tgid); {
-		if tgid == uint32(pid) {
-			mine = append(mine, cookie)
+	keys, err := i.sockhashKeys()
+	if err != nil {
+		// What was read is still removed; the rest leave when they close.
+		i.log.Warn("walking the sockhash", "pid", pid, "err", err)
+	}
+	for _, k := range keys {
+		if k.Tgid != uint32(pid) {
+			continue
+		}
+		// Cookies are never reused: a socket that closed meanwhile is
+		// simply gone.
+		if err := i.objs.InjectSocks.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			i.log.Warn("removing a socket from the sockhash", "pid", pid, "cookie", k.Cookie, "err", err)
 		}
 	}
-	for _, c := range mine {
-		if err := i.objs.InjectSocks.Delete(c); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			i.log.Warn("removing a socket from the sockhash", "pid", pid, "cookie", c, "err", err)
+}
+
+// sockhashKeys lists the sockhash's keys: each socket in it with its
+// owner. Closed sockets have left it. Call with i.mu held.
+func (i *Injector) sockhashKeys() ([]injectSockKey, error) {
+	m := i.objs.InjectSocks
+	var keys []injectSockKey
+	seen := map[injectSockKey]bool{}
+	var prev, next injectSockKey
+	var cur any // nil: start from the first key
+	// A key deleted under the walk sends it back to the first key (hence
+	// seen); bound the walk so that heavy churn cannot keep it going.
+	for n := 0; n < 4*int(m.MaxEntries()); n++ {
+		err := m.NextKey(cur, &next)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, nil
 		}
-		_ = i.objs.InjectOwner.Delete(c)
+		if err != nil {
+			return keys, fmt.Errorf("next sockhash key: %w", err)
+		}
+		if !seen[next] {
+			seen[next] = true
+			keys = append(keys, next)
+		}
+		prev = next
+		cur = &prev
 	}
+	return keys, fmt.Errorf("sockhash walk stopped after %d keys (sockets closing under it)", len(keys))
 }

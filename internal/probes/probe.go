@@ -21,10 +21,14 @@ import (
 
 // Process is a selected process as probes see it.
 type Process struct {
-	PID        int
-	StartTime  uint64 // with PID, identifies this process instance
-	ExePath    string // path to open the executable (/proc/PID/exe)
-	GoVersion  string // "" when not a Go program
+	PID       int
+	StartTime uint64 // with PID, identifies this process instance
+	ExePath   string // path to open the executable (/proc/PID/exe)
+	GoVersion string // "" when not a Go program
+	// CCalls names a package of the program that calls C libraries
+	// (goinspect.Binary.CCalls), which then share its sockets; "" for
+	// pure Go, the standard library's own cgo (net's resolver) included.
+	CCalls     string
 	GoidOffset uint64 // offset of goid in runtime.g; 0 when unknown
 	// GoOffsets holds struct field offsets ("net/http.persistConn.conn")
 	// found in the binary's DWARF or weft's table; absent when unknown.

@@ -105,9 +105,17 @@ func (f *Probe) Start(ctx context.Context) error {
 	return nil
 }
 
+// CgoOff starts the status of injection for a program that calls C
+// libraries; the package that calls them follows.
+const CgoOff = "cgo program: a C library may size reads with FIONREAD, which reads 0 on sockets in the sockhash"
+
 // Track puts a Go process's client sockets under the injector. Only Go
-// processes: their client probe supplies the IDs, and the Go runtime never
-// sizes reads with FIONREAD, which reads 0 on sockets in the sockhash.
+// processes whose own code calls no C: their client probe supplies the
+// IDs, and the Go runtime never sizes reads with FIONREAD, which reads 0
+// on sockets in the sockhash. A program whose packages call C libraries
+// (librdkafka, libcurl, libpq...) shares its sockets with them, which
+// may, so it is left out whole. The standard library's own cgo (net's
+// resolver, os/user) reads no socket's byte count and does not count.
 func (f *Probe) Track(p *probes.Process) error {
 	switch {
 	case !f.enabled:
@@ -115,6 +123,9 @@ func (f *Probe) Track(p *probes.Process) error {
 		return nil
 	case p.GoVersion == "":
 		f.status.Set(p.PID, status.Injection, false, "not a Go program: its sockets stay out of the sockhash, where FIONREAD reads 0")
+		return nil
+	case p.CCalls != "":
+		f.status.Set(p.PID, status.Injection, false, CgoOff+" (C called from "+p.CCalls+")")
 		return nil
 	}
 	if err := f.inj.Track(p.PID, nil); err != nil {

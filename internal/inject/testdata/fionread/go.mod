@@ -1,0 +1,3 @@
+module example.com/fionread
+
+go 1.22
