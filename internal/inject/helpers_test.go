@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/testutil/kernel"
+	"github.com/weft-dev/weft/internal/testutil/listener"
 )
 
 // echoBin is the testdata echoserver, built once by TestMain.
@@ -87,18 +87,8 @@ func startServer(t *testing.T) string {
 // startServerProc is startServer that also returns the server's pid.
 func startServerProc(t *testing.T) (string, int) {
 	t.Helper()
-	cmd := exec.Command(echoBin)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("echoserver: %v", err)
-	}
-	return "127.0.0.1:" + strings.TrimSpace(strings.TrimPrefix(line, "LISTEN ")), cmd.Process.Pid
+	srv := listener.Start(t, echoBin)
+	return srv.Addr, srv.PID
 }
 
 // trackSelf makes the test process a traced client until the test ends.

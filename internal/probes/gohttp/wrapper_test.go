@@ -1,7 +1,6 @@
 package gohttp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/protocols/http1"
 	"github.com/weft-dev/weft/internal/testutil/kernel"
+	"github.com/weft-dev/weft/internal/testutil/listener"
 	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
 
@@ -171,18 +171,8 @@ func processOf(t *testing.T, b *goinspect.Binary) *probes.Process {
 // and address.
 func startWrapper(t *testing.T, bin string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("gohttp-wrapper: %v", err)
-	}
-	return cmd.Process.Pid, "127.0.0.1:" + strings.TrimSpace(strings.TrimPrefix(line, "LISTEN "))
+	srv := listener.Start(t, append([]string{bin}, args...)...)
+	return srv.PID, srv.Addr
 }
 
 var counterLine = regexp.MustCompile(`^weft_gohttp_kernel_total\{name="([a-z_]+)"\} (\d+)$`)

@@ -7,11 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/weft-dev/weft/internal/protocols/http2"
 	"github.com/weft-dev/weft/internal/spans"
 	"github.com/weft-dev/weft/internal/testutil/kernel"
+	"github.com/weft-dev/weft/internal/testutil/listener"
 	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
 
@@ -36,19 +35,8 @@ func newProbe(sink spans.Sink, met *metrics.Registry) *Probe {
 func startPython(t *testing.T) (*exec.Cmd, string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "../../../testdata/pyserver/server.py")
-	cmd := exec.Command("/usr/bin/python3", script)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("python server: %v", err)
-	}
-	return cmd, "127.0.0.1:" + strings.TrimSpace(strings.TrimPrefix(line, "LISTEN "))
+	srv := listener.Start(t, "/usr/bin/python3", filepath.Join(filepath.Dir(file), "../../../testdata/pyserver/server.py"))
+	return srv.Cmd, srv.Addr
 }
 
 func attr(s spans.Span, k string) any {
