@@ -7,7 +7,10 @@
  * sockhash; an iterator adds the ones they had already. The sk_msg program
  * on that sockhash sees every message sent on them and, when the client
  * probe left an inject_ctx for the socket, inserts the header after the
- * request line. Sockets of other processes never enter the sockhash: on
+ * request line, and this agent's tracestate member: in a line of its own
+ * after it, or, when the request has a tracestate, first in that list
+ * (never a second tracestate line, never a key twice in the list).
+ * Sockets of other processes never enter the sockhash: on
  * its sockets FIONREAD reads 0 (user space also keeps cgo programs out,
  * whose C libraries may size reads by it).
  *
@@ -130,14 +133,23 @@ volatile const __u8 state_line[INJ_STATE_MAX];
 volatile const __u32 state_line_len;
 volatile const __u8 state_field[INJ_STATE_MAX];
 volatile const __u32 state_field_len;
+/* The same member as the first of an HTTP/1 request's own tracestate list
+ * ("weft=<cluster>,"), and the length of its key with the '=' ("weft="):
+ * an app's list with that key already gets no second one (keys are unique
+ * in a list). */
+volatile const __u8 state_member[INJ_STATE_MAX];
+volatile const __u32 state_member_len;
+volatile const __u32 state_key_len;
 
 /* Test knob: tests set it (through spec.Variables, before load) to walk
  * the paths where a helper fails after the message was changed. The agent
  * leaves it 0, a frozen constant, and the verifier prunes those paths. */
 volatile const __u32 fault;
-#define FAULT_PUSH 1  /* bpf_msg_push_data fails */
+#define FAULT_PUSH 1  /* bpf_msg_push_data fails (the first, if a message gets two) */
 #define FAULT_WRITE 2 /* the pull over the pushed bytes fails */
 #define FAULT_UNDO 4  /* undoing a change fails: the pop, or restoring a frame length */
+#define FAULT_PUSH2 8 /* the second push of an HTTP/1 request (its traceparent line,
+		       * after the member merged into the app's tracestate) fails */
 
 /* call, or -ENOMEM without calling it when the knob says so. */
 #define MAY_FAIL(bit, call) ((fault & (bit)) ? -ENOMEM : (call))
@@ -280,7 +292,7 @@ static __always_inline bool is_method(__u64 w)
 
 enum head_scan {
 	SCAN_MORE = 0,       /* no conclusion in the bytes scanned */
-	SCAN_HEAD_END = 1,   /* blank line found, no traceparent */
+	SCAN_HEAD_END = 1,   /* blank line found, no traceparent (ts_* say where tracestate is) */
 	SCAN_APP_HEADER = 2, /* a traceparent header is there already */
 	SCAN_BAD_LINE = 3,   /* the first line is not an HTTP/1.x request line */
 };
@@ -292,6 +304,9 @@ struct scan {
 	__u32 len;      /* bytes to scan: what msg->data shows, at most INJ_SCAN_MAX */
 	__u32 line_end; /* offset just past the request line */
 	__u32 result;
+	__u32 ts_at;    /* offset just past the colon of the first tracestate line; 0: none */
+	__u32 ts_end;   /* offset of the \n that ends that line; 0: not seen yet */
+	__u32 ts_lines; /* tracestate lines in the head */
 };
 
 /* Offsets into the head, masked so that the verifier sees them bounded
@@ -329,6 +344,8 @@ static __always_inline int on_newline(struct scan *s, __u8 *data, __u8 *end, __u
 	}
 	if (i > INJ_SCAN_MAX)
 		return 1;
+	if (s->ts_at && !s->ts_end)
+		s->ts_end = i; /* this \n ends the (first) tracestate line */
 	__u8 *p = data + OFF(i + 1); /* the next line */
 	if (p + 2 > end)
 		return 0;
@@ -336,10 +353,21 @@ static __always_inline int on_newline(struct scan *s, __u8 *data, __u8 *end, __u
 		s->result = SCAN_HEAD_END;
 		return 1;
 	}
-	if ((p[0] | 0x20) != 't' || p + 12 > end)
+	if ((p[0] | 0x20) != 't' || p + 11 > end)
 		return 0;
-	/* "traceparent:" in any case (| 0x20 leaves ':' as it is) */
+	/* "traceparent:" and "tracestate:" in any case (| 0x20 leaves ':' as
+	 * it is) */
 	__u64 a = *(__u64 *)p | 0x2020202020202020ULL;
+	if (a == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a')) {
+		if ((p[8] | 0x20) == 't' && (p[9] | 0x20) == 'e' && p[10] == ':') {
+			if (!s->ts_lines)
+				s->ts_at = i + 12;
+			s->ts_lines++;
+		}
+		return 0;
+	}
+	if (p + 12 > end)
+		return 0;
 	__u32 b = *(__u32 *)(p + 8) | 0x20202020;
 	if (a == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && b == (__u32)W4('e', 'n', 't', ':')) {
 		s->result = SCAN_APP_HEADER;
@@ -405,7 +433,64 @@ static __always_inline void scan(struct sk_msg_md *msg, struct scan *s, __u32 wa
 	s->len = view < want ? view : want;
 	s->line_end = 0;
 	s->result = SCAN_MORE;
+	s->ts_at = 0;
+	s->ts_end = 0;
+	s->ts_lines = 0;
 	bpf_loop((s->len + 7) / 8, scan_word, s, 0);
+}
+
+/* One pass over the value of the app's tracestate line: where it starts
+ * (past optional spaces and tabs) and whether one of its list members has
+ * this agent's key. */
+struct ts_value {
+	struct sk_msg_md *msg;
+	__u32 from;  /* just past the colon */
+	__u32 to;    /* the \n ending the line */
+	__u32 start; /* the value's first byte (or its \r, if empty); 0: not found yet */
+	__u32 m;     /* key bytes matched in the current member; TS_NO: not this key */
+	__u32 found; /* a member has this agent's key */
+};
+#define TS_NO 0xffff
+
+/* bpf_loop callback: one byte of the value. */
+static long ts_byte(__u32 k, struct ts_value *t)
+{
+	__u32 i = t->from + k;
+	if (i >= t->to || i > INJ_SCAN_MAX)
+		return 1;
+	struct sk_msg_md *msg = t->msg;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	__u8 *q = data + OFF(i);
+	if (q + 1 > end)
+		return 1;
+	__u8 ch = *q;
+	bool ows = ch == ' ' || ch == '\t';
+	if (!t->start) {
+		if (ows)
+			return 0;
+		t->start = i;
+	}
+	if (ch == '\r')
+		return 1;
+	if (ch == ',') {
+		t->m = 0;
+		return 0;
+	}
+	__u32 m = t->m;
+	if (m >= TS_NO || (m == 0 && ows))
+		return 0;
+	__u32 kl = state_key_len;
+	if (m >= kl || m >= INJ_STATE_MAX || ch != state_member[m]) {
+		t->m = TS_NO;
+		return 0;
+	}
+	t->m = m + 1;
+	if (m + 1 == kl) {
+		t->found = 1;
+		return 1;
+	}
+	return 0;
 }
 
 static __always_inline __u8 hex(__u8 n)
@@ -432,8 +517,10 @@ static __always_inline __u32 unpush(struct sk_msg_md *msg, __u32 at, __u32 n)
 	return INJ_WRITE_FAIL;
 }
 
-/* Inserts the header at offset at: INJ_INJECTED, INJ_WRITE_FAIL (sent as
- * the application wrote it) or INJ_DROP (the message must not go out).
+/* Inserts the header at offset at (with the state line after it when
+ * line is set) and, when merge_at is not 0, the member there, first in the
+ * app's tracestate list: INJ_INJECTED, INJ_WRITE_FAIL (sent as the
+ * application wrote it) or INJ_DROP (the message must not go out).
  *
  * bpf_msg_push_data fails before it changes anything (bad offset, or no
  * memory), and leaves the new bytes, uninitialised, in a scatterlist
@@ -442,8 +529,12 @@ static __always_inline __u32 unpush(struct sk_msg_md *msg, __u32 at, __u32 n)
  * nothing and allocates nothing, so it cannot fail: after the push nothing
  * that can fail stands between the bytes and their contents. Should it
  * fail anyway, the push is undone, and if that fails too the message is
- * dropped rather than sent with kernel memory in it. */
-static __always_inline __u32 insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c)
+ * dropped rather than sent with kernel memory in it. With two pushes, the
+ * member is written before the second; a second push or pull that fails
+ * takes out what the first put in (or, failing that, drops the message):
+ * never one insertion without the other. */
+static __always_inline __u32 insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c,
+				    bool line, __u32 merge_at)
 {
 	__u8 h[INJ_HEADER_LEN + 2];
 	__builtin_memcpy(h, "traceparent: 00-", 16);
@@ -455,21 +546,44 @@ static __always_inline __u32 insert(struct sk_msg_md *msg, __u32 at, const struc
 	h[68] = '\r';
 	h[69] = '\n';
 
-	__u32 n = INJ_HEADER_LEN + state_line_len;
+	/* The member first: it goes further into the message than the
+	 * traceparent line, so neither push moves the other's offset. */
+	__u32 m = 0;
+	if (merge_at) {
+		m = state_member_len;
+		if (m == 0 || m > INJ_STATE_MAX || merge_at <= at)
+			return INJ_WRITE_FAIL;
+		if (MAY_FAIL(FAULT_PUSH, bpf_msg_push_data(msg, merge_at, m, 0)))
+			return INJ_WRITE_FAIL;
+		if (MAY_FAIL(FAULT_WRITE, bpf_msg_pull_data(msg, merge_at, merge_at + m, 0)))
+			return unpush(msg, merge_at, m);
+		__u8 *data = MSG_DATA(msg);
+		__u8 *end = MSG_END(msg);
+		if (data + m > end)
+			return unpush(msg, merge_at, m);
+		copy_state(data, end, state_member, m);
+	}
+	__u32 n = INJ_HEADER_LEN + (line ? state_line_len : 0);
 	if (n > INJ_HEADER_LEN + INJ_STATE_MAX)
-		return INJ_WRITE_FAIL;
-	if (MAY_FAIL(FAULT_PUSH, bpf_msg_push_data(msg, at, n, 0)))
-		return INJ_WRITE_FAIL;
+		return m ? unpush(msg, merge_at, m) : INJ_WRITE_FAIL;
+	/* Should this push fail (no memory), the member comes out again. */
+	if (MAY_FAIL(m ? FAULT_PUSH2 : FAULT_PUSH, bpf_msg_push_data(msg, at, n, 0)))
+		return m ? unpush(msg, merge_at, m) : INJ_WRITE_FAIL;
 	if (!MAY_FAIL(FAULT_WRITE, bpf_msg_pull_data(msg, at, at + n, 0))) {
 		__u8 *data = MSG_DATA(msg);
 		__u8 *end = MSG_END(msg);
 		if (data + n <= end) {
 			__builtin_memcpy(data, h, INJ_HEADER_LEN);
-			copy_state(data + INJ_HEADER_LEN, end, state_line, state_line_len);
+			if (line)
+				copy_state(data + INJ_HEADER_LEN, end, state_line, state_line_len);
+			if (m)
+				count(INJ_STATE_MERGED);
 			return INJ_INJECTED;
 		}
 	}
-	return unpush(msg, at, n);
+	if (unpush(msg, at, n) == INJ_DROP)
+		return INJ_DROP;
+	return m ? unpush(msg, merge_at, m) : INJ_WRITE_FAIL;
 }
 
 /* What to do with a message that starts a request: a stat index. */
@@ -509,7 +623,23 @@ static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_c
 	case SCAN_MORE:
 		return want == INJ_SCAN_MAX ? INJ_TOO_LONG : INJ_SPLIT;
 	}
-	return insert(msg, s.line_end, c);
+	if (!state_line_len)
+		return insert(msg, s.line_end, c, false, 0);
+	if (!s.ts_lines)
+		return insert(msg, s.line_end, c, true, 0);
+	/* The app sent a tracestate of its own: this agent's member goes
+	 * first in its list (W3C: a vendor that updates it puts its member
+	 * first) rather than in a second tracestate line. Unless the list
+	 * has this key already, or comes in several lines (one of which
+	 * could): then it stays as it is. */
+	struct ts_value t = {.msg = msg, .from = s.ts_at, .to = s.ts_end};
+	if (s.ts_lines == 1 && s.ts_end > s.ts_at && s.ts_end <= INJ_SCAN_MAX)
+		bpf_loop(s.ts_end - s.ts_at, ts_byte, &t, 0);
+	if (s.ts_lines > 1 || t.found || !t.start) {
+		count(INJ_STATE_KEPT);
+		return insert(msg, s.line_end, c, false, 0);
+	}
+	return insert(msg, s.line_end, c, false, t.start);
 }
 
 /* ---- HTTP/2: a literal field at the end of a request's header block ---- */

@@ -46,7 +46,10 @@ enum inject_stat {
 	INJ_H2_LOST = 17,      /* frame boundaries lost on a socket: no more headers there */
 	INJ_H2_REPEAT = 18,    /* the stream's IDs were used already */
 	INJ_DROP = 19,         /* a change could not be undone: message dropped (SK_DROP), not sent altered */
-	INJ_STAT_MAX = 20,
+	INJ_STATE_MERGED = 20, /* the app's own tracestate got this agent's member, first */
+	INJ_STATE_KEPT = 21,   /* the app's tracestate has this agent's key already (or is in
+				* several lines): left alone, no member added */
+	INJ_STAT_MAX = 22,
 };
 
 /* Longest request head (request line to blank line) that gets a header. */
@@ -62,8 +65,10 @@ enum inject_stat {
 
 /* Room for this agent's tracestate member, added after traceparent: the
  * HTTP/1 line "tracestate: weft=<cluster>\r\n" or the same field as an
- * HPACK literal. The loader writes both (inject.bpf.c's state_line and
- * state_field); a name that does not fit is not sent. */
+ * HPACK literal; or, when an HTTP/1 request has a tracestate of its own,
+ * "weft=<cluster>," put first in its value. The loader writes all three
+ * (inject.bpf.c's state_line, state_field and state_member); a name that
+ * does not fit is not sent. */
 #define INJ_STATE_MAX 96
 
 #endif

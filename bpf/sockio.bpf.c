@@ -130,8 +130,12 @@ static __always_inline void fill_addrs(struct endpoints *e, struct sock *sk)
 }
 
 /* Bytes the injector adds to an HTTP/1 request: traceparent and, when the
- * agent has a cluster name, tracestate. Written by the loader. */
+ * agent has a cluster name, a tracestate line (inject_added) or, when the
+ * request has a tracestate of its own, its member first in that list
+ * (inject_merged); the traceparent line alone when that list has the
+ * agent's key already. Written by the loader. */
 volatile const __u32 inject_added = INJ_HEADER_LEN;
+volatile const __u32 inject_merged = INJ_HEADER_LEN;
 
 /* Whether this transfer is the first the application made on the socket:
  * only then does the parser know it starts at a message boundary. */
@@ -147,9 +151,12 @@ static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
 	}
 	/* bytes sent = acked + not yet acked; bytes_acked also counts the SYN
 	 * when this side sent it, and the injector may have added its
-	 * headers (inject_added) to this very send */
+	 * headers (inject_added, inject_merged or the traceparent line
+	 * alone) to this very send */
 	__u64 extra = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una) - (__u64)len;
-	return extra == 0 || extra == 1 || extra == inject_added || extra == inject_added + 1;
+	__u64 a = inject_added, m = inject_merged;
+	return extra <= 1 || extra == a || extra == a + 1 || extra == m || extra == m + 1 ||
+	       extra == INJ_HEADER_LEN || extra == INJ_HEADER_LEN + 1;
 }
 
 static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 dir, int len)

@@ -234,8 +234,13 @@ func run(o options, log *slog.Logger) error {
 	// (capture source → connection table → protocols); the injector and
 	// the Go probes share its kernel maps, gohttp the injector's too.
 	board := status.New(met)
-	pcfg := probes.Config{MaxHeaderBytes: o.maxHeaderBytes, InjectHTTP1Bytes: inject.HTTP1Added("weft", o.kube.clusterName),
-		MaxConns: o.maxConns, MaxConnBytes: o.maxConnBytes}
+	pcfg := probes.Config{
+		MaxHeaderBytes:         o.maxHeaderBytes,
+		InjectHTTP1Bytes:       inject.HTTP1Added("weft", o.kube.clusterName),
+		InjectHTTP1MergedBytes: inject.HTTP1MergedAdded("weft", o.kube.clusterName),
+		MaxConns:               o.maxConns,
+		MaxConnBytes:           o.maxConnBytes,
+	}
 	sampling.probes(&pcfg)
 	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}
 	sock := sockio.New(deps, protocols)

@@ -21,6 +21,7 @@ const (
 	faultPush  = 1 // FAULT_PUSH: bpf_msg_push_data
 	faultWrite = 2 // FAULT_WRITE: the pull over the pushed bytes
 	faultUndo  = 4 // FAULT_UNDO: undoing a change (the pop, restoring a frame length)
+	faultPush2 = 8 // FAULT_PUSH2: the traceparent push after a tracestate merge
 )
 
 // setFault sets the knob in the spec before it is loaded.

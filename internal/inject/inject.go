@@ -244,12 +244,15 @@ func (i *Injector) closeAll() error {
 
 // setState writes the tracestate member into the programs' read-only data.
 func setState(spec *ebpf.CollectionSpec, ts traceState) error {
-	var line, field [stateMax]byte
+	var line, field, member [stateMax]byte
 	copy(line[:], ts.line)
 	copy(field[:], ts.field)
+	copy(member[:], ts.member)
 	for name, v := range map[string]any{
 		"state_line": line, "state_line_len": uint32(len(ts.line)),
 		"state_field": field, "state_field_len": uint32(len(ts.field)),
+		"state_member": member, "state_member_len": uint32(len(ts.member)),
+		"state_key_len": uint32(ts.keyLen),
 	} {
 		sv, ok := spec.Variables[name]
 		if !ok {

@@ -60,7 +60,9 @@ const (
 	injectInjectStatINJ_H2LOST        injectInjectStat = 17
 	injectInjectStatINJ_H2REPEAT      injectInjectStat = 18
 	injectInjectStatINJ_DROP          injectInjectStat = 19
-	injectInjectStatINJ_STAT_MAX      injectInjectStat = 20
+	injectInjectStatINJ_STATE_MERGED  injectInjectStat = 20
+	injectInjectStatINJ_STATE_KEPT    injectInjectStat = 21
+	injectInjectStatINJ_STAT_MAX      injectInjectStat = 22
 )
 
 type injectProcCfg struct {
@@ -114,8 +116,11 @@ const (
 	injectVarFault          = "fault"
 	injectVarStateField     = "state_field"
 	injectVarStateFieldLen  = "state_field_len"
+	injectVarStateKeyLen    = "state_key_len"
 	injectVarStateLine      = "state_line"
 	injectVarStateLineLen   = "state_line_len"
+	injectVarStateMember    = "state_member"
+	injectVarStateMemberLen = "state_member_len"
 	injectVarUnusedStat     = "unused_stat"
 )
 
@@ -184,12 +189,15 @@ type injectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectVariableSpecs struct {
-	Fault         *ebpf.VariableSpec `ebpf:"fault"`
-	StateField    *ebpf.VariableSpec `ebpf:"state_field"`
-	StateFieldLen *ebpf.VariableSpec `ebpf:"state_field_len"`
-	StateLine     *ebpf.VariableSpec `ebpf:"state_line"`
-	StateLineLen  *ebpf.VariableSpec `ebpf:"state_line_len"`
-	UnusedStat    *ebpf.VariableSpec `ebpf:"unused_stat"`
+	Fault          *ebpf.VariableSpec `ebpf:"fault"`
+	StateField     *ebpf.VariableSpec `ebpf:"state_field"`
+	StateFieldLen  *ebpf.VariableSpec `ebpf:"state_field_len"`
+	StateKeyLen    *ebpf.VariableSpec `ebpf:"state_key_len"`
+	StateLine      *ebpf.VariableSpec `ebpf:"state_line"`
+	StateLineLen   *ebpf.VariableSpec `ebpf:"state_line_len"`
+	StateMember    *ebpf.VariableSpec `ebpf:"state_member"`
+	StateMemberLen *ebpf.VariableSpec `ebpf:"state_member_len"`
+	UnusedStat     *ebpf.VariableSpec `ebpf:"unused_stat"`
 }
 
 // injectObjects contains all objects after they have been loaded into the kernel.
@@ -239,12 +247,15 @@ func (m *injectMaps) Close() error {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectVariables struct {
-	Fault         *ebpf.Variable `ebpf:"fault"`
-	StateField    *ebpf.Variable `ebpf:"state_field"`
-	StateFieldLen *ebpf.Variable `ebpf:"state_field_len"`
-	StateLine     *ebpf.Variable `ebpf:"state_line"`
-	StateLineLen  *ebpf.Variable `ebpf:"state_line_len"`
-	UnusedStat    *ebpf.Variable `ebpf:"unused_stat"`
+	Fault          *ebpf.Variable `ebpf:"fault"`
+	StateField     *ebpf.Variable `ebpf:"state_field"`
+	StateFieldLen  *ebpf.Variable `ebpf:"state_field_len"`
+	StateKeyLen    *ebpf.Variable `ebpf:"state_key_len"`
+	StateLine      *ebpf.Variable `ebpf:"state_line"`
+	StateLineLen   *ebpf.Variable `ebpf:"state_line_len"`
+	StateMember    *ebpf.Variable `ebpf:"state_member"`
+	StateMemberLen *ebpf.Variable `ebpf:"state_member_len"`
+	UnusedStat     *ebpf.Variable `ebpf:"unused_stat"`
 }
 
 // injectPrograms contains all programs after they have been loaded into the kernel.

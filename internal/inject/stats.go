@@ -22,6 +22,8 @@ var counterNames = map[injectInjectStat]string{
 	injectInjectStatINJ_H2LOST:        "h2_lost",
 	injectInjectStatINJ_H2REPEAT:      "h2_repeat",
 	injectInjectStatINJ_DROP:          "drop",
+	injectInjectStatINJ_STATE_MERGED:  "state_merged",
+	injectInjectStatINJ_STATE_KEPT:    "state_kept",
 }
 
 // Counters returns the kernel-side counters by name, summed over CPUs:
@@ -45,6 +47,11 @@ var counterNames = map[injectInjectStat]string{
 //	h2_too_long    the frame would pass 16 KiB (or is padded): skipped
 //	h2_lost        HTTP/2 sockets whose frame boundaries were lost
 //	h2_repeat      a stream's IDs met a second request header block
+//	state_merged   HTTP/1 requests with their own tracestate that got this
+//	               agent's member first in it (not a second tracestate line)
+//	state_kept     HTTP/1 requests whose own tracestate has this agent's key
+//	               already, or comes in several lines: left as it is (the
+//	               traceparent line is still added)
 //	drop           messages dropped (the sender gets an error) because a
 //	               change could not be undone, and every later message on
 //	               that socket: the wire never carries altered bytes

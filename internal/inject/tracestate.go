@@ -6,9 +6,13 @@ import "fmt"
 const stateMax = 96
 
 // traceState is what the injector adds after traceparent: one W3C
-// tracestate list member, as an HTTP/1 header line and as an HPACK field.
+// tracestate list member, as an HTTP/1 header line and as an HPACK field;
+// and, for an HTTP/1 request with a tracestate of its own, the member to
+// put first in that list ("key=value,"), whose first keyLen bytes are
+// "key=".
 type traceState struct {
-	line, field []byte
+	line, field, member []byte
+	keyLen              int
 }
 
 // encodeTraceState checks key=value against the W3C tracestate grammar (a
@@ -44,7 +48,7 @@ func encodeTraceState(key, value string) (traceState, error) {
 	if len(line) > stateMax || len(field) > stateMax {
 		return traceState{}, fmt.Errorf("tracestate member %q: longer than the %d bytes the injector has room for", member, stateMax-len("tracestate: \r\n"))
 	}
-	return traceState{line: line, field: field}, nil
+	return traceState{line: line, field: field, member: []byte(member + ","), keyLen: len(key) + 1}, nil
 }
 
 // appendHPACKString appends a raw (not Huffman-coded) HPACK string: a
@@ -72,11 +76,24 @@ const headerLen = 70
 
 // HTTP1Added is how many bytes the injector adds to each HTTP/1 request
 // it gives context to, with tracestate key=value ("" value: none; a value
-// SetTraceState would refuse adds nothing either).
+// SetTraceState would refuse adds nothing either), when the request has no
+// tracestate of its own.
 func HTTP1Added(key, value string) uint32 {
 	ts, err := encodeTraceState(key, value)
 	if err != nil {
 		return headerLen
 	}
 	return uint32(headerLen + len(ts.line))
+}
+
+// HTTP1MergedAdded is how many bytes it adds to a request that has a
+// tracestate of its own, without key: the traceparent line and "key=value,"
+// at the start of the app's list. (With key there already, or without a
+// member to add, it adds the traceparent line alone: headerLen.)
+func HTTP1MergedAdded(key, value string) uint32 {
+	ts, err := encodeTraceState(key, value)
+	if err != nil {
+		return headerLen
+	}
+	return uint32(headerLen + len(ts.member))
 }

@@ -88,6 +88,10 @@ type Config struct {
 	// gives context to (0: the bare traceparent line), so that the socket
 	// probe still recognises a connection's first request.
 	InjectHTTP1Bytes uint32
+	// InjectHTTP1MergedBytes is what it adds to a request that has a
+	// tracestate of its own (the traceparent line and its member first in
+	// that list; 0: the bare traceparent line).
+	InjectHTTP1MergedBytes uint32
 	// MaxConns and MaxConnBytes bound the connection table (count, and
 	// estimated bytes of parser state); zero takes conntrack's defaults.
 	MaxConns, MaxConnBytes int

@@ -122,6 +122,11 @@ func (p *Probe) Start(ctx context.Context) error {
 			return fmt.Errorf("setting sockio's inject_added: %w", err)
 		}
 	}
+	if n := p.deps.Config.InjectHTTP1MergedBytes; n != 0 {
+		if err := spec.Variables["inject_merged"].Set(n); err != nil {
+			return fmt.Errorf("setting sockio's inject_merged: %w", err)
+		}
+	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

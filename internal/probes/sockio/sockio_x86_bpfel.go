@@ -136,6 +136,7 @@ const (
 	sockioProgOnSend      = "on_send"
 	sockioProgOnState     = "on_state"
 	sockioVarInjectAdded  = "inject_added"
+	sockioVarInjectMerged = "inject_merged"
 	sockioVarSampleBound  = "sample_bound"
 	sockioVarSampleParent = "sample_parent"
 	sockioVarUnusedEvent  = "unused_event"
@@ -207,6 +208,7 @@ type sockioMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioVariableSpecs struct {
 	InjectAdded  *ebpf.VariableSpec `ebpf:"inject_added"`
+	InjectMerged *ebpf.VariableSpec `ebpf:"inject_merged"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -260,6 +262,7 @@ func (m *sockioMaps) Close() error {
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioVariables struct {
 	InjectAdded  *ebpf.Variable `ebpf:"inject_added"`
+	InjectMerged *ebpf.Variable `ebpf:"inject_merged"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
