@@ -249,11 +249,36 @@ int handle_stream(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Has the application put a traceparent in the call's metadata itself? */
-static __always_inline bool app_traceparent(const struct grpc_cfg *cfg, __u64 fields, __u64 n)
+/* What the application put in the call's metadata itself: H2_APP_HEADER
+ * for a traceparent, H2_APP_STATE for a tracestate (weft's member is then
+ * not added: a second tracestate field would repeat the list's keys). One
+ * pass over the fields for both names. */
+static __always_inline __u8 app_fields(const struct grpc_cfg *cfg, __u64 fields, __u64 n)
 {
-	struct span_ctx ignored = {};
-	return find_traceparent(cfg, fields, n, &ignored) != 0;
+	__u8 flags = 0;
+	if (n > MAX_FIELDS)
+		n = MAX_FIELDS;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < MAX_FIELDS; i++) {
+		if (i >= n)
+			break;
+		__u64 f = fields + (__u64)i * cfg->field_size;
+		struct {
+			__u64 ptr, len;
+		} name = {};
+		if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)) ||
+		    (name.len != 11 && name.len != 10))
+			continue;
+		__u64 s[2] = {};
+		if (bpf_probe_read_user(s, name.len == 11 ? 11 : 10, (void *)name.ptr))
+			continue;
+		/* "traceparent" and "tracestate" as little-endian words */
+		if (name.len == 11 && s[0] == 0x7261706563617274ULL && s[1] == 0x746e65ULL)
+			flags |= H2_APP_HEADER;
+		else if (name.len == 10 && s[0] == 0x6174736563617274ULL && s[1] == 0x6574ULL)
+			flags |= H2_APP_STATE;
+	}
+	return flags;
 }
 
 /* At a RET of func (t *http2Client) createHeaderFields(ctx, callHdr)
@@ -268,10 +293,9 @@ int header_fields(struct pt_regs *ctx)
 		return 0;
 	count(GG_CLIENT_CALLS);
 	struct h2_span ids = {};
-	if (app_traceparent(cfg, ctx->ax, ctx->bx)) {
+	ids.flags = app_fields(cfg, ctx->ax, ctx->bx);
+	if (ids.flags & H2_APP_HEADER)
 		count(GG_APP_HEADER);
-		ids.flags |= H2_APP_HEADER;
-	}
 	struct span_ctx *parent = serving_span(tgid, ctx->r14, pc);
 	if (parent) {
 		count(GG_CLIENT_LINKED);

@@ -697,7 +697,7 @@ static __always_inline bool h2_restore_len(struct sk_msg_md *msg, __u32 off, __u
 
 /* Appends the field to the header block of the HEADERS frame at off
  * (payload len, wholly in this message). Returns a stat index. */
-static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 len, __u32 stream_id)
+static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 len, __u32 stream_id, __u32 *added)
 {
 	struct h2_key k = {.tgid = w->tgid, .stream_id = stream_id, .goid = w->goid};
 	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
@@ -707,7 +707,10 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 		return INJ_H2_APP_HEADER;
 	if (ids->flags & H2_INJECTED)
 		return INJ_H2_REPEAT;
-	__u32 n = h2_added();
+	/* The application's own tracestate: weft's member is not added (HPACK
+	 * may have it Huffman-coded or indexed, so it cannot be merged). */
+	bool state = !(ids->flags & H2_APP_STATE);
+	__u32 n = state ? h2_added() : INJ_H2_FIELD_LEN;
 	if (len + n > H2_MAX_FRAME)
 		return INJ_H2_TOO_LONG;
 	__u8 f[INJ_H2_FIELD_LEN];
@@ -740,8 +743,10 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 		__u8 *end = MSG_END(msg);
 		if (data + n <= end) {
 			__builtin_memcpy(data, f, INJ_H2_FIELD_LEN);
-			copy_state(data + INJ_H2_FIELD_LEN, end, state_field, state_field_len);
+			if (state)
+				copy_state(data + INJ_H2_FIELD_LEN, end, state_field, state_field_len);
 			ids->flags |= H2_INJECTED;
+			*added = n;
 			return INJ_H2_INJECTED;
 		}
 	}
@@ -802,21 +807,21 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 	__u32 fend = off + H2_FRAME_HEADER + len;
 	if (type == H2_HEADERS && (sid & 1)) {
 		/* A client-opened stream's request headers. */
-		__u32 r;
+		__u32 r, added = 0;
 		if (!(flags & H2_END_HEADERS) || fend > size)
 			r = INJ_H2_SPLIT;
 		else if (flags & H2_PADDED)
 			r = INJ_H2_TOO_LONG;
 		else
-			r = h2_add_field(w, off, len, sid);
+			r = h2_add_field(w, off, len, sid, &added);
 		count(r);
 		if (r == INJ_DROP) {
 			w->drop = 1;
 			return 1;
 		}
 		if (r == INJ_H2_INJECTED) {
-			fend += h2_added();
-			w->size += h2_added();
+			fend += added;
+			w->size += added;
 		}
 	}
 	if (fend > w->size) {

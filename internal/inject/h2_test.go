@@ -42,6 +42,7 @@ const (
 	ctxSampled    = 2
 	h2Injected    = 4
 	h2AppHeader   = 8
+	h2AppState    = 16
 	h2FieldLength = 69 // INJ_H2_FIELD_LEN
 )
 
@@ -353,7 +354,7 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 		if f.inject {
 			value := tpValue(tc.entries[f.sid])
 			added := tpField(value)
-			if inj.member != "" {
+			if inj.member != "" && tc.entries[f.sid].Flags&h2AppState == 0 {
 				// As an independent encoder writes it: a literal without
 				// indexing, name and value raw.
 				added = append(added, 0x00, 10)
@@ -369,7 +370,7 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 			b := append([]hpack.HeaderField(nil), f.fields...)
 			if f.inject {
 				b = append(b, hpack.HeaderField{Name: "traceparent", Value: tpValue(tc.entries[f.sid])})
-				if inj.member != "" {
+				if inj.member != "" && tc.entries[f.sid].Flags&h2AppState == 0 {
 					b = append(b, hpack.HeaderField{Name: "tracestate", Value: inj.member})
 				}
 			}
@@ -731,6 +732,18 @@ func h2InjectCases(t *testing.T, inj *h2Injector) {
 			frames:  []h2Frame{b.headers(1, false, appTP), dataFrame(1, 10, h2EndStream), b.headers(3, true)},
 			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2AppHeader), 3: newSpan(ctxSampled)},
 			want:    map[string]uint64{"h2_app_header": 1, "h2_injected": 1},
+		})
+	}
+	{ // The application's own tracestate (no traceparent): weft's
+		// traceparent goes in, its tracestate member does not (HPACK may
+		// hold the app's list coded or indexed: no merge, no second list).
+		b := newH2Builder()
+		appTS := hpack.HeaderField{Name: "tracestate", Value: "congo=t61rcWkgMzE"}
+		cases = append(cases, h2Case{
+			name:    "app tracestate",
+			frames:  []h2Frame{b.headers(1, true, appTS), dataFrame(1, 10, h2EndStream), b.headers(3, true)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2AppState), 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"h2_injected": 2},
 		})
 	}
 	{ // Trailers (a second HEADERS on the stream) in a later write.
