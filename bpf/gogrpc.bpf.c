@@ -138,6 +138,27 @@ static __always_inline __u64 go_arg(const struct pt_regs *ctx, __u8 i)
  * seven-odd reserved fields. */
 #define MAX_FIELDS 32
 
+/* Which of the names weft cares about the hpack.HeaderField at f has:
+ * H2_APP_HEADER for "traceparent", H2_APP_STATE for "tracestate", else 0. */
+static __always_inline __u8 field_kind(const struct grpc_cfg *cfg, __u64 f)
+{
+	struct {
+		__u64 ptr, len;
+	} name = {};
+	if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)) ||
+	    (name.len != 11 && name.len != 10))
+		return 0;
+	__u64 s[2] = {};
+	if (bpf_probe_read_user(s, name.len == 11 ? 11 : 10, (void *)name.ptr))
+		return 0;
+	/* the names as little-endian words */
+	if (name.len == 11 && s[0] == 0x7261706563617274ULL && s[1] == 0x746e65ULL)
+		return H2_APP_HEADER;
+	if (name.len == 10 && s[0] == 0x6174736563617274ULL && s[1] == 0x6574ULL)
+		return H2_APP_STATE;
+	return 0;
+}
+
 /* Finds the "traceparent" field in a Go []hpack.HeaderField. Returns 1
  * and fills out if it holds a valid value, -1 if one is there but invalid,
  * 0 if there is none. */
@@ -150,17 +171,11 @@ static __always_inline int find_traceparent(const struct grpc_cfg *cfg, __u64 fi
 		if (i >= n)
 			break;
 		__u64 f = fields + (__u64)i * cfg->field_size;
+		if (field_kind(cfg, f) != H2_APP_HEADER)
+			continue;
 		struct {
 			__u64 ptr, len;
-		} name = {}, value = {};
-		if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)) || name.len != 11)
-			continue;
-		__u64 s[2] = {};
-		if (bpf_probe_read_user(s, 11, (void *)name.ptr))
-			continue;
-		/* "traceparent" as little-endian words */
-		if (s[0] != 0x7261706563617274ULL || s[1] != 0x746e65ULL)
-			continue;
+		} value = {};
 		if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + cfg->field_value)) ||
 		    value.len != TP_VALUE_LEN)
 			return -1;
@@ -262,21 +277,7 @@ static __always_inline __u8 app_fields(const struct grpc_cfg *cfg, __u64 fields,
 	for (__u32 i = 0; i < MAX_FIELDS; i++) {
 		if (i >= n)
 			break;
-		__u64 f = fields + (__u64)i * cfg->field_size;
-		struct {
-			__u64 ptr, len;
-		} name = {};
-		if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)) ||
-		    (name.len != 11 && name.len != 10))
-			continue;
-		__u64 s[2] = {};
-		if (bpf_probe_read_user(s, name.len == 11 ? 11 : 10, (void *)name.ptr))
-			continue;
-		/* "traceparent" and "tracestate" as little-endian words */
-		if (name.len == 11 && s[0] == 0x7261706563617274ULL && s[1] == 0x746e65ULL)
-			flags |= H2_APP_HEADER;
-		else if (name.len == 10 && s[0] == 0x6174736563617274ULL && s[1] == 0x6574ULL)
-			flags |= H2_APP_STATE;
+		flags |= field_kind(cfg, fields + (__u64)i * cfg->field_size);
 	}
 	return flags;
 }
