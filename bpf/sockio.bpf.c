@@ -1,12 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /* sockio: the bytes traced processes read from and write to TCP sockets.
  *
- * Hooks are the sock_recv_length and sock_send_length tracepoints (tp_btf):
- * they fire only for socket I/O, inside the syscall, after the data moved
- * (~0.1 us a hit here, against ~0.3 us for syscall tracepoints, which also
- * fire for every file and pipe, and ~20 us for a uprobe). The user buffer is
- * found from the syscall's saved registers. User space parses the protocol;
- * this side only filters, copies and tags. */
+ * Two capture sources write the same events; user space loads one:
+ * - sock_tracepoints (Linux 6.3+): the sock_recv_length and
+ *   sock_send_length tracepoints (tp_btf) fire only for socket I/O, inside
+ *   the syscall, after the data moved (~0.1 us a hit here, against ~0.3 us
+ *   for syscall tracepoints, which also fire for every file and pipe, and
+ *   ~20 us for a uprobe). The user buffer is found from the syscall's saved
+ *   registers.
+ * - syscalls (any kernel weft supports, 5.10+): the enter and exit
+ *   tracepoints of read, write, readv, writev, recvfrom, sendto, recvmsg
+ *   and sendmsg. Entry keeps the call's arguments for traced processes'
+ *   TCP sockets (the socket found from the fd with CO-RE reads); exit, with
+ *   the byte count, makes the same event. No bpf_loop (5.17+) there: the
+ *   request head is searched with a bounded loop.
+ * User space parses the protocol; this side only filters, copies and tags. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -17,6 +25,8 @@
 
 #define AF_INET 2
 #define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 #define MAX_IOV 8
@@ -73,6 +83,12 @@ struct {
 struct scratch {
 	struct event ev;
 	__u8 data[2 * CAPTURE_MAX];
+	/* on_io's state across the request-head search, kept here rather
+	 * than in registers: see on_io. */
+	__u32 scan_n;
+	__u8 scan_line_start;
+	__u8 scan_starts;
+	__u8 _pad[2];
 };
 
 struct {
@@ -115,14 +131,16 @@ static __always_inline void submit(void *data, __u64 size)
 		count(STAT_RINGBUF_FULL);
 }
 
+/* CO-RE reads throughout: the syscall source's tracepoint programs get a
+ * plain pointer, which they may not dereference. */
 static __always_inline void fill_addrs(struct endpoints *e, struct sock *sk)
 {
-	e->family = sk->__sk_common.skc_family;
-	e->lport = sk->__sk_common.skc_num;
-	e->rport = __builtin_bswap16(sk->__sk_common.skc_dport);
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (e->family == AF_INET) {
-		__builtin_memcpy(e->laddr, &sk->__sk_common.skc_rcv_saddr, 4);
-		__builtin_memcpy(e->raddr, &sk->__sk_common.skc_daddr, 4);
+		bpf_probe_read_kernel(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_probe_read_kernel(e->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
 		bpf_probe_read_kernel(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_probe_read_kernel(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
@@ -141,22 +159,30 @@ volatile const __u32 inject_merged = INJ_HEADER_LEN;
  * only then does the parser know it starts at a message boundary. */
 static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return false;
+	/* get_conn checked that sk is a TCP socket */
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	if (dir == DIR_READ) {
 		/* bytes the application consumed = received - still queued */
-		__u64 queued = (__u32)(tp->rcv_nxt - tp->copied_seq);
-		return tp->bytes_received - queued == (__u64)len;
+		__u64 queued = (__u32)(BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq));
+		return BPF_CORE_READ(tp, bytes_received) - queued == (__u64)len;
 	}
 	/* bytes sent = acked + not yet acked; bytes_acked also counts the SYN
 	 * when this side sent it, and the injector may have added its
 	 * headers (inject_added, inject_merged or the traceparent line
 	 * alone) to this very send */
-	__u64 extra = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una) - (__u64)len;
+	__u64 extra = BPF_CORE_READ(tp, bytes_acked) +
+		      (__u32)(BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una)) - (__u64)len;
 	__u64 a = inject_added, m = inject_merged;
 	return extra <= 1 || extra == a || extra == a + 1 || extra == m || extra == m + 1 ||
 	       extra == INJ_HEADER_LEN || extra == INJ_HEADER_LEN + 1;
+}
+
+static __always_inline bool is_tcp(struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return BPF_CORE_READ(sk, sk_type) == SOCK_STREAM && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
 }
 
 static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 dir, int len)
@@ -165,9 +191,7 @@ static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 d
 	struct conn *c = bpf_map_lookup_elem(&conns, &key);
 	if (c)
 		return c;
-	if (sk->__sk_common.skc_family != AF_INET && sk->__sk_common.skc_family != AF_INET6)
-		return 0;
-	if (sk->sk_type != SOCK_STREAM || sk->sk_protocol != IPPROTO_TCP)
+	if (!is_tcp(sk))
 		return 0;
 	struct conn fresh = {.tgid = tgid};
 	fresh.origin = first_transfer(sk, dir, len) ? ORIGIN_NEW : ORIGIN_FOUND;
@@ -179,15 +203,25 @@ static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 d
 
 /* Go keeps the current goroutine in r14 (ABIInternal); the value saved at
  * syscall entry is the caller's. */
-static __always_inline __u64 goid_of(const struct proc_cfg *cfg, const struct pt_regs *regs)
+static __always_inline __u64 goid_of(const struct proc_cfg *cfg, __u64 r14)
 {
 	__u64 goid = 0;
-	if (!cfg->goid_offset || !regs->r14)
+	if (!cfg->goid_offset || !r14)
 		return 0;
-	if (bpf_probe_read_user(&goid, sizeof(goid), (void *)(regs->r14 + cfg->goid_offset)))
+	if (bpf_probe_read_user(&goid, sizeof(goid), (void *)(r14 + cfg->goid_offset)))
 		return 0;
 	return goid;
 }
+
+/* A socket syscall as the capture needs it: its number, its buffer (or
+ * iovec array, or msghdr) and count, and the calling goroutine. */
+struct io_call {
+	__u64 buf;
+	__u64 cnt;
+	__u64 goid;
+	__u32 nr;
+	__u32 _pad;
+};
 
 enum { REQ_NONE = 0, REQ_LINE = 1, REQ_PART = 2 };
 
@@ -253,6 +287,62 @@ static long tp_scan_step(__u32 i, void *arg)
 	return 1;
 }
 
+/* 1 when x == y, without a branch (BPF has no conditional set). */
+static __always_inline __u64 eq(__u64 x, __u64 y)
+{
+	__u64 d = x ^ y, m = -d;
+	barrier_var(m); /* else clang sees d != 0 and makes it a branch */
+	return ((d | m) >> 63) ^ 1;
+}
+
+/* 1 when x < y, for values far below 2^63, without a branch. */
+static __always_inline __u64 lt(__u64 x, __u64 y)
+{
+	__u64 d = x - y;
+	barrier_var(d);
+	return d >> 63;
+}
+
+/* "\ntrac" and "eparent:" as the scan's windows hold them: the last byte
+ * read lowest. */
+#define TP_WIN_HI 0x0a74726163ULL
+#define TP_WIN_LO 0x65706172656e743aULL
+
+/* tp_scan_step's search for kernels without bpf_loop, in a bounded loop:
+ * the verifier walks each of its TP_SCAN iterations and keeps a state for
+ * every branch it has not yet taken (8192 at most), so an iteration has a
+ * single branch. The last 13 bytes read are kept in two words, letters
+ * lowered; a line that starts "traceparent:" or is blank is a match. */
+static __always_inline void tp_scan_bounded(struct tp_scan *st)
+{
+	const __u8 *data = st->data;
+	__u64 n = st->n, lo = st->line_start ? '\n' : 0, hi = 0, res = 0xffffffffULL;
+	for (__u64 i = 0; i < TP_SCAN; i++) {
+		__u64 c = data[i];
+		__s64 t = (__s64)c - 'A';
+		barrier_var(t);
+		c |= (((~t & (t - 26)) >> 63) & 1) << 5; /* A-Z to a-z */
+		hi = (hi << 8) | (lo >> 56);
+		lo = (lo << 8) | c;
+		__u64 in = lt(i, n);
+		/* the value after the name must fit too, as tp_scan_step wants */
+		__u64 name = eq(lo, TP_WIN_LO) & eq(hi & 0xffffffffffULL, TP_WIN_HI) & lt(i + 57, n + 1);
+		__u64 end = in & eq((lo >> 8) & 0xff, '\n') & (eq(c, '\r') | eq(c, '\n'));
+		if (name | end | (in ^ 1)) {
+			/* at: the value's offset; bit 32: the head ended */
+			res = name ? i + 1 : (end << 32) | 0xffffffffULL;
+			break;
+		}
+	}
+	/* Each exit of the loop has its own constant i: copied through a
+	 * helper, the result is one unknown value, and the states after the
+	 * loop merge instead of being walked once per exit. */
+	__u64 out = 0xffffffffULL;
+	bpf_probe_read_kernel(&out, sizeof(out), &res);
+	st->at = (__s32)(__u32)out;
+	st->end = out >> 32;
+}
+
 /* Scan results: a parsed traceparent, or whether the head may go on in
  * the next read. */
 enum { TP_FOUND, TP_HEAD_ENDS, TP_HEAD_GOES_ON };
@@ -262,21 +352,31 @@ enum { TP_FOUND, TP_HEAD_ENDS, TP_HEAD_GOES_ON };
  * again and counts what it rejects; this copy exists so that calls the
  * request causes carry the caller's trace. line_start says data begins a
  * header line (a head continued from an earlier read). */
-static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out)
+static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out,
+					    const bool use_loop)
 {
 	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1};
-	bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
+	if (use_loop) {
+		bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
+	} else {
+		tp_scan_bounded(&st);
+	}
 	if (st.end)
 		return TP_HEAD_ENDS;
 	if (st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN)
 		/* Not here; the head goes on unless it outgrew the search. */
 		return n > TP_SCAN ? TP_HEAD_ENDS : TP_HEAD_GOES_ON;
 	__u32 at = st.at;
+	barrier_var(at); /* the bound below on the register that indexes */
+	if (at > TP_SCAN + TP_NAME_LEN)
+		return TP_HEAD_ENDS;
 	if (data[at] == ' ')
 		at++;
 	if (at + TP_VALUE_LEN + 1 > n)
 		return TP_HEAD_ENDS;
-	const __u8 *v = data + (at & (2 * CAPTURE_MAX - 1));
+	__u64 off = at;
+	barrier_var(off); /* keep the mask: clang knows it changes nothing */
+	const __u8 *v = data + (off & (CAPTURE_MAX - 1));
 	/* Version 00 is exactly 55 characters: anything but the line's end or
 	 * whitespace after it makes the header invalid, as user space agrees. */
 	if (v[TP_VALUE_LEN] != '\r' && v[TP_VALUE_LEN] != ' ' && v[TP_VALUE_LEN] != '\t')
@@ -318,10 +418,10 @@ static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32
 
 /* Copies the start of the syscall's user buffer, found from its number and
  * saved arguments. */
-static __always_inline __u32 capture(__u8 *data, const struct pt_regs *regs, __u64 len)
+static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u64 len)
 {
-	__u64 ptr = regs->si;
-	switch (regs->orig_ax) {
+	__u64 ptr = call->buf;
+	switch (call->nr) {
 	case NR_read:
 	case NR_write:
 	case NR_recvfrom:
@@ -337,7 +437,7 @@ static __always_inline __u32 capture(__u8 *data, const struct pt_regs *regs, __u
 	}
 	case NR_readv:
 	case NR_writev:
-		return copy_iov(data, (const struct iovec *)ptr, regs->dx, len);
+		return copy_iov(data, (const struct iovec *)ptr, call->cnt, len);
 	case NR_recvmsg:
 	case NR_sendmsg: {
 		struct user_msghdr m = {};
@@ -350,19 +450,16 @@ static __always_inline __u32 capture(__u8 *data, const struct pt_regs *regs, __u
 	return 0;
 }
 
-static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
+/* One socket read or write of len bytes by a traced process (cfg), made
+ * by call: the event, its captured bytes and the kernel's span IDs.
+ * use_loop: whether the kernel has bpf_loop. */
+static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct proc_cfg *cfg, int len, __u8 dir,
+				 const struct io_call *call, const bool use_loop)
 {
-	if (len <= 0)
-		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
-	if (!cfg)
-		return 0;
 	struct conn *c = get_conn(sk, tgid, dir, len);
 	if (!c)
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!s)
@@ -377,7 +474,7 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 	e->tid = (__u32)pid_tgid;
 	e->conn_id = c->conn_id;
 	e->ts_ns = now;
-	e->goid = goid_of(cfg, regs);
+	e->goid = call->goid;
 	e->len = len;
 	e->ep = c->ep;
 
@@ -394,7 +491,7 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 		}
 	}
 
-	__u32 n = capture(s->data, regs, len);
+	__u32 n = capture(s->data, call, len);
 	e->captured = n;
 
 	/* A read that follows a write (or the first read) may start a request on
@@ -430,7 +527,17 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 		 * can arrive after its request line): the following reads are
 		 * searched too, and the first traceparent found wins. */
 		struct span_ctx sc = {};
-		int r = find_traceparent(s->data, n, goes_on ? c->line_start : false, &sc);
+		/* Through memory, which the verifier does not track: the paths
+		 * that reach the search then have equal states, and a bounded
+		 * search (no bpf_loop) is verified once, not once per path. */
+		s->scan_n = n;
+		s->scan_line_start = goes_on ? c->line_start : false;
+		s->scan_starts = starts;
+		barrier();
+		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, use_loop);
+		barrier();
+		n = s->scan_n & (2 * CAPTURE_MAX - 1);
+		starts = s->scan_starts;
 		if (r == TP_FOUND) {
 			__builtin_memcpy(e->parent_id, sc.span_id, sizeof(e->parent_id));
 			e->ctx_flags = CTX_LINKED | sc.flags;
@@ -458,17 +565,160 @@ static __always_inline int on_io(struct sock *sk, int len, __u8 dir)
 	return 0;
 }
 
+/* ---- capture source sock_tracepoints (6.3+) ---- */
+
+static __always_inline int on_sock_io(struct sock *sk, int len, __u8 dir)
+{
+	if (len <= 0)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct io_call call = {.buf = regs->si, .cnt = regs->dx, .nr = regs->orig_ax};
+	call.goid = goid_of(cfg, regs->r14);
+	return on_io(sk, pid_tgid, cfg, len, dir, &call, true);
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 {
-	return on_io(sk, ret, DIR_READ);
+	return on_sock_io(sk, ret, DIR_READ);
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
-	return on_io(sk, ret, DIR_WRITE);
+	return on_sock_io(sk, ret, DIR_WRITE);
 }
+
+/* ---- capture source syscalls (5.10+) ---- */
+
+/* A traced thread's socket call between its syscall's entry and exit. */
+struct inflight {
+	__u64 sk;
+	struct io_call call;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+/* The kernel stack's size: x86_64's THREAD_SIZE (16 KiB; 32 KiB with
+ * KASAN), written by the loader. The saved user registers sit at its top,
+ * below a padding of 0 or 16 bytes (FRED kernels); each guess is checked
+ * against the syscall's own number and first argument before use. */
+volatile const __u64 thread_size = 16384;
+
+/* The user r14 saved at syscall entry, or 0 when the registers cannot be
+ * found with certainty (counted). Kernels before 5.15 have no
+ * bpf_task_pt_regs, so the registers are found as task_pt_regs does. */
+static __always_inline __u64 user_r14(__u32 nr, __u64 arg0)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 top = (__u64)BPF_CORE_READ(task, stack) + thread_size;
+	for (int pad = 0; pad <= 16; pad += 16) {
+		struct pt_regs regs;
+		if (bpf_probe_read_kernel(&regs, sizeof(regs), (void *)(top - pad - sizeof(regs))))
+			break;
+		if (regs.orig_ax == nr && regs.di == arg0)
+			return regs.r14;
+	}
+	count(STAT_REGS_UNKNOWN);
+	return 0;
+}
+
+/* The TCP socket behind a traced process's fd, or 0. */
+static __always_inline struct sock *fd_sock(__u64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk || !is_tcp(sk))
+		return 0;
+	return sk;
+}
+
+static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u32 nr)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	__u64 fd = ctx->args[0];
+	struct sock *sk = fd_sock(fd);
+	if (!sk)
+		return 0;
+	struct inflight in = {.sk = (__u64)sk};
+	in.call.nr = nr;
+	in.call.buf = ctx->args[1];
+	in.call.cnt = ctx->args[2];
+	if (cfg->goid_offset)
+		in.call.goid = goid_of(cfg, user_r14(nr, fd));
+	bpf_map_update_elem(&inflight, &pid_tgid, &in, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct inflight *in = bpf_map_lookup_elem(&inflight, &pid_tgid);
+	if (!in)
+		return 0;
+	struct inflight call = *in;
+	bpf_map_delete_elem(&inflight, &pid_tgid);
+	/* A constant: capture() takes one path, and the verifier walks the
+	 * head search once per program instead of once per syscall kind. */
+	call.call.nr = nr;
+	long ret = ctx->ret;
+	if (ret <= 0)
+		return 0;
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false);
+}
+
+#define SYSCALL_SOURCE(name, dir)                                              \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)               \
+	{                                                                      \
+		return sys_enter(ctx, NR_##name);                              \
+	}                                                                      \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
+	{                                                                      \
+		return sys_exit(ctx, NR_##name, dir);                          \
+	}
+
+SYSCALL_SOURCE(read, DIR_READ)
+SYSCALL_SOURCE(readv, DIR_READ)
+SYSCALL_SOURCE(recvfrom, DIR_READ)
+SYSCALL_SOURCE(recvmsg, DIR_READ)
+SYSCALL_SOURCE(write, DIR_WRITE)
+SYSCALL_SOURCE(writev, DIR_WRITE)
+SYSCALL_SOURCE(sendto, DIR_WRITE)
+SYSCALL_SOURCE(sendmsg, DIR_WRITE)
+
+/* ---- both sources ---- */
 
 /* A traced socket reaching TCP_CLOSE ends its connection; this may run in
  * softirq context, so it filters by the map, not by process. */

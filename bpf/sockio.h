@@ -170,6 +170,7 @@ enum stat_index {
 	STAT_DATA_EVENTS = 1,
 	STAT_CAPTURE_FAULT = 2, /* user buffer could not be read */
 	STAT_UNKNOWN_SYSCALL = 3, /* socket I/O through a call whose buffer we cannot find */
+	STAT_REGS_UNKNOWN = 4,  /* syscall source: user registers not found (no goroutine) */
 	STAT_MAX = 8,
 };
 

@@ -81,6 +81,9 @@ type Deps struct {
 // Config holds the settings probes share.
 type Config struct {
 	MaxHeaderBytes int // HTTP heads longer than this are skipped and counted
+	// Capture names the socket capture source ("" or "auto": the cheapest
+	// the kernel has; "syscalls" forces the syscall-tracepoint fallback).
+	Capture string
 	// Sampler decides, where the kernel makes span IDs, the sampled flag
 	// the next hop is sent; nil is sampling.Default.
 	Sampler *sampling.Sampler

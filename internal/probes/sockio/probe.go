@@ -36,7 +36,8 @@ type Probe struct {
 	deps   probes.Deps
 	log    *slog.Logger
 	source Source
-	objs   sockioObjects
+	maps   sockioMaps
+	coll   *ebpf.Collection // the source's programs (the maps are in maps)
 	links  []link.Link
 	rd     *ringbuf.Reader
 	done   chan struct{}
@@ -56,7 +57,7 @@ type Probe struct {
 // New makes an unstarted probe whose connections speak protocols.
 func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 	d = d.WithDefaults()
-	p := &Probe{deps: d, log: d.Log.With("probe", Name), source: sockTracepoints{}, done: make(chan struct{})}
+	p := &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{})}
 	p.table = conntrack.New(conntrack.Config{Protocols: protocols, Metrics: d.Metrics, StreamIDs: p.streamIDs,
 		MaxConns: d.Config.MaxConns, MaxBytes: d.Config.MaxConnBytes})
 	return p
@@ -80,7 +81,7 @@ func (p *Probe) Maps() (Maps, error) {
 	if !p.loaded {
 		return Maps{}, ErrNotStarted
 	}
-	return Maps{Procs: p.objs.Procs, Goctx: p.objs.Goctx, ClientCtxs: p.objs.ClientCtxs, H2IDs: p.objs.H2Ids}, nil
+	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids}, nil
 }
 
 // streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a
@@ -88,7 +89,7 @@ func (p *Probe) Maps() (Maps, error) {
 func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool) {
 	k := sockioH2Key{Tgid: pid, StreamId: stream, Goid: goid}
 	var v sockioH2Span
-	if p.objs.H2Ids.LookupAndDelete(&k, &v) != nil {
+	if p.maps.H2Ids.LookupAndDelete(&k, &v) != nil {
 		return conntrack.IDs{}, false
 	}
 	return conntrack.IDs{Trace: v.TraceId, Span: v.SpanId, Parent: v.ParentId,
@@ -102,13 +103,32 @@ func (p *Probe) Name() string { return Name }
 // event loop. A program that does not attach fails Start: without all of
 // them, exchanges would be silently incomplete.
 func (p *Probe) Start(ctx context.Context) error {
-	if err := p.source.Available(); err != nil {
-		return fmt.Errorf("capture source %s: %w", p.source.Name(), err)
-	}
 	spec, err := loadSockio()
 	if err != nil {
 		return fmt.Errorf("reading sockio BPF object: %w", err)
 	}
+	if err := p.prepare(spec); err != nil {
+		return err
+	}
+	if err := p.load(spec); err != nil {
+		return err
+	}
+	p.rd, err = ringbuf.NewReader(p.maps.Events)
+	if err != nil {
+		p.closeAll()
+		return fmt.Errorf("opening sockio ring buffer: %w", err)
+	}
+	p.registerGauges()
+	// The loop wakes at least every pollEvery, so a silence this long
+	// means it is stuck.
+	p.beat = p.deps.Live.Register(Name, 5*time.Second)
+	go p.loop()
+	p.log.Info("attached", "source", p.source.Name(), "programs", len(p.links))
+	return nil
+}
+
+// prepare sets the loader's constants in spec.
+func (p *Probe) prepare(spec *ebpf.CollectionSpec) error {
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("counting possible CPUs: %w", err)
@@ -127,30 +147,85 @@ func (p *Probe) Start(ctx context.Context) error {
 			return fmt.Errorf("setting sockio's inject_merged: %w", err)
 		}
 	}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	return nil
+}
+
+// load picks the capture source and loads it with the maps: the one
+// -capture names, or else the first (cheapest) one this kernel both has
+// (Available) and loads. A source that is skipped or refused is logged
+// with why; the choice is a feature on the status board.
+func (p *Probe) load(spec *ebpf.CollectionSpec) error {
+	want := p.deps.Config.Capture
+	var why []string
+	for _, src := range sources() {
+		if want != "" && want != SourceAuto && want != src.Name() {
+			continue
+		}
+		if err := src.Available(); err != nil {
+			why = append(why, fmt.Sprintf("%s: %v", src.Name(), err))
+			p.log.Info("capture source unavailable", "source", src.Name(), "why", err)
+			continue
+		}
+		err := p.loadSource(spec, src)
+		if err == nil {
+			reason := src.Name()
+			if len(why) > 0 {
+				reason += " (" + strings.Join(why, "; ") + ")"
+			} else if want == src.Name() {
+				reason += " (forced by -capture)"
+			}
+			p.deps.Status.Feature("capture", true, reason)
+			return nil
+		}
+		why = append(why, fmt.Sprintf("%s: %v", src.Name(), err))
+		p.log.Warn("capture source failed to load", "source", src.Name(), "err", err)
+	}
+	if len(why) == 0 {
+		return fmt.Errorf("unknown capture source %q (want %s, %s or %s)", want, SourceAuto, SourceSockTracepoints, SourceSyscalls)
+	}
+	p.deps.Status.Feature("capture", false, strings.Join(why, "; "))
+	return fmt.Errorf("no capture source runs on this kernel: %s", strings.Join(why, "; "))
+}
+
+// loadSource loads the maps and src's programs (only those: another
+// source's may not load on this kernel) and attaches them.
+func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
+	spec = spec.Copy()
+	keep := map[string]bool{}
+	for _, name := range src.Programs() {
+		keep[name] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			p.log.Error("verifier rejected sockio", "log", strings.Join(ve.Log[max(0, len(ve.Log)-20):], "\n"))
+			p.log.Error("verifier rejected sockio", "source", src.Name(), "log", strings.Join(ve.Log[max(0, len(ve.Log)-20):], "\n"))
 		}
 		return fmt.Errorf("loading sockio BPF programs: %w", err)
 	}
-	p.loaded = true
-	if p.links, err = p.source.Attach(&p.objs); err != nil {
-		p.closeAll()
-		return fmt.Errorf("capture source %s: %w", p.source.Name(), err)
+	if err := coll.Assign(&p.maps); err != nil {
+		coll.Close()
+		return fmt.Errorf("loading sockio BPF maps: %w", err)
 	}
-	p.rd, err = ringbuf.NewReader(p.objs.Events)
-	if err != nil {
+	p.coll, p.source, p.loaded = coll, src, true
+	if p.links, err = src.Attach(coll); err != nil {
 		p.closeAll()
-		return fmt.Errorf("opening sockio ring buffer: %w", err)
+		return fmt.Errorf("capture source %s: %w", src.Name(), err)
 	}
-	p.registerGauges()
-	// The loop wakes at least every pollEvery, so a silence this long
-	// means it is stuck.
-	p.beat = p.deps.Live.Register(Name, 5*time.Second)
-	go p.loop()
-	p.log.Info("attached", "source", p.source.Name(), "programs", len(p.links))
 	return nil
+}
+
+// Source is the capture source in use ("" before Start).
+func (p *Probe) Source() string {
+	if p.source == nil {
+		return ""
+	}
+	return p.source.Name()
 }
 
 // Track puts a process in the BPF filter map: from now on its TCP sockets
@@ -166,7 +241,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 	p.table.Track(proc)
 	p.mu.Unlock()
 	cfg := procConfig(proc)
-	if err := p.objs.Procs.Put(uint32(proc.PID), &cfg); err != nil {
+	if err := p.maps.Procs.Put(uint32(proc.PID), &cfg); err != nil {
 		p.deps.Status.Set(proc.PID, status.Spans, false, err.Error())
 		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
 	}
@@ -210,7 +285,7 @@ func (p *Probe) Untrack(pid int) {
 	if !p.loaded {
 		return
 	}
-	if err := p.objs.Procs.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := p.maps.Procs.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		p.log.Warn("removing pid from the sockio filter", "pid", pid, "err", err)
 	}
 	p.deleteConns(uint32(pid))
@@ -239,14 +314,14 @@ func (p *Probe) deleteConns(pid uint32) {
 	var key uint64
 	var val sockioConn
 	var stale []uint64
-	it := p.objs.Conns.Iterate()
+	it := p.maps.Conns.Iterate()
 	for it.Next(&key, &val) {
 		if val.Tgid == pid { // keys are struct sock addresses
 			stale = append(stale, key)
 		}
 	}
 	for _, k := range stale {
-		_ = p.objs.Conns.Delete(k)
+		_ = p.maps.Conns.Delete(k)
 	}
 }
 
@@ -323,19 +398,20 @@ func (p *Probe) closeAll() {
 	}
 	p.links = nil
 	if p.loaded {
-		p.objs.Close()
+		p.coll.Close()
+		p.maps.Close()
 		p.loaded = false
 	}
 }
 
 // registerGauges exposes the kernel-side counters.
 func (p *Probe) registerGauges() {
-	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.objs.Stats,
-		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall"})
+	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.maps.Stats,
+		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown"})
 }
 
 // kernelStat sums one per-CPU counter.
-func (p *Probe) kernelStat(idx uint32) uint64 { return probes.SumPerCPU(p.objs.Stats, idx) }
+func (p *Probe) kernelStat(idx uint32) uint64 { return probes.SumPerCPU(p.maps.Stats, idx) }
 
 // KernelStats returns the BPF-side counters (for tests and benchmarks).
 func (p *Probe) KernelStats() (ringbufFull, dataEvents uint64) {

@@ -24,9 +24,10 @@ import (
 	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
 
-// newProbe makes the family with the protocols the agent uses, spans to sink.
-func newProbe(sink spans.Sink, met *metrics.Registry) *Probe {
-	return New(probes.Deps{Metrics: met, Config: probes.Config{MaxHeaderBytes: 8192}}, conntrack.Protocols{
+// newProbe makes the family with the protocols the agent uses, spans to
+// sink, capturing with the named source.
+func newProbe(sink spans.Sink, met *metrics.Registry, capture string) *Probe {
+	return New(probes.Deps{Metrics: met, Config: probes.Config{MaxHeaderBytes: 8192, Capture: capture}}, conntrack.Protocols{
 		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: 8192}),
 		Sniffed:  []conntrack.Protocol{http2.New(http2.Config{Sink: sink, Metrics: met})},
 	})
@@ -37,6 +38,14 @@ func startPython(t *testing.T) (*exec.Cmd, string) {
 	_, file, _, _ := runtime.Caller(0)
 	srv := listener.Start(t, "/usr/bin/python3", filepath.Join(filepath.Dir(file), "../../../testdata/pyserver/server.py"))
 	return srv.Cmd, srv.Addr
+}
+
+// eachSource runs test once per capture source, forced: both must give
+// the same results on this kernel.
+func eachSource(t *testing.T, test func(t *testing.T, capture string)) {
+	for _, src := range []string{SourceSockTracepoints, SourceSyscalls} {
+		t.Run(src, func(t *testing.T) { test(t, src) })
+	}
 }
 
 func attr(s spans.Span, k string) any {
@@ -53,101 +62,111 @@ func attr(s spans.Span, k string) any {
 // connection from the test itself, and raw malformed input.
 func TestProbeTracesRealServer(t *testing.T) {
 	kernel.Require(t)
-	rec := spanrec.New()
-	met := metrics.New()
-	p := newProbe(rec, met)
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatalf("starting sockio: %v", err)
-	}
-	defer p.Shutdown(context.Background())
-	defer p.Shutdown(context.Background()) // twice is safe
+	eachSource(t, func(t *testing.T, capture string) {
+		rec := spanrec.New()
+		met := metrics.New()
+		p := newProbe(rec, met, capture)
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatalf("starting sockio: %v", err)
+		}
+		if p.Source() != capture {
+			t.Fatalf("capture source %q, want %q", p.Source(), capture)
+		}
+		defer p.Shutdown(context.Background())
+		defer p.Shutdown(context.Background()) // twice is safe
 
-	cmd, addr := startPython(t)
-	if err := p.Track(&probes.Process{PID: cmd.Process.Pid}); err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{}
-	for i := range 3 {
-		resp, err := client.Get(fmt.Sprintf("http://%s/work?status=%d", addr, 200+i))
+		cmd, addr := startPython(t)
+		if err := p.Track(&probes.Process{PID: cmd.Process.Pid}); err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{}
+		for i := range 3 {
+			resp, err := client.Get(fmt.Sprintf("http://%s/work?status=%d", addr, 200+i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		// Garbage gets no span; the server answers 400 and the problem is counted.
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	// Garbage gets no span; the server answers 400 and the problem is counted.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(c, "\x16\x03\x01garbage\r\n\r\n")
-	io.Copy(io.Discard, c)
-	c.Close()
+		fmt.Fprintf(c, "\x16\x03\x01garbage\r\n\r\n")
+		io.Copy(io.Discard, c)
+		c.Close()
 
-	got := rec.WaitExactly(t, 3, 10*time.Second)
-	for i, s := range got {
-		if st := attr(s, "http.response.status_code"); st != int64(200+i) {
-			t.Errorf("span %d: status %v, want %d", i, st, 200+i)
+		got := rec.WaitExactly(t, 3, 10*time.Second)
+		for i, s := range got {
+			if st := attr(s, "http.response.status_code"); st != int64(200+i) {
+				t.Errorf("span %d: status %v, want %d", i, st, 200+i)
+			}
+			if s.Name != "GET" || attr(s, "url.path") != "/work" {
+				t.Errorf("span %d: %q %v", i, s.Name, attr(s, "url.path"))
+			}
 		}
-		if s.Name != "GET" || attr(s, "url.path") != "/work" {
-			t.Errorf("span %d: %q %v", i, s.Name, attr(s, "url.path"))
+		if ringbufFull, data := p.KernelStats(); ringbufFull != 0 || data == 0 {
+			t.Errorf("kernel stats: ringbuf_full %d, data events %d", ringbufFull, data)
 		}
-	}
-	if ringbufFull, data := p.KernelStats(); ringbufFull != 0 || data == 0 {
-		t.Errorf("kernel stats: ringbuf_full %d, data events %d", ringbufFull, data)
-	}
 
-	// Untracked: nothing more is captured.
-	p.Untrack(cmd.Process.Pid)
-	resp, err := client.Get("http://" + addr + "/hello")
-	if err == nil {
-		resp.Body.Close()
-	}
-	time.Sleep(500 * time.Millisecond)
-	if n := rec.Len(); n != 3 {
-		t.Errorf("%d spans after Untrack, want 3", n)
-	}
+		// Untracked: nothing more is captured.
+		p.Untrack(cmd.Process.Pid)
+		resp, err := client.Get("http://" + addr + "/hello")
+		if err == nil {
+			resp.Body.Close()
+		}
+		time.Sleep(500 * time.Millisecond)
+		if n := rec.Len(); n != 3 {
+			t.Errorf("%d spans after Untrack, want 3", n)
+		}
+	})
 }
 
 // TestUntrackForgetsSockets: after Untrack no kernel-side socket state of
 // the process is left.
 func TestUntrackForgetsSockets(t *testing.T) {
 	kernel.Require(t)
-	p := newProbe(spanrec.New(), metrics.New())
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatalf("starting sockio: %v", err)
-	}
-	defer p.Shutdown(context.Background())
-	cmd, addr := startPython(t)
-	pid := cmd.Process.Pid
-	if err := p.Track(&probes.Process{PID: pid}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", addr) // kept open: the server's socket stays
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-	bufio.NewReader(c).ReadString('\n')
-	count := func() int {
-		n := 0
-		var key uint64
-		var val sockioConn
-		for it := p.objs.Conns.Iterate(); it.Next(&key, &val); {
-			if val.Tgid == uint32(pid) {
-				n++
-			}
+	eachSource(t, func(t *testing.T, capture string) {
+		p := newProbe(spanrec.New(), metrics.New(), capture)
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatalf("starting sockio: %v", err)
 		}
-		return n
-	}
-	if n := count(); n != 1 {
-		t.Fatalf("%d sockets of the server in the map, want 1", n)
-	}
-	p.Untrack(pid)
-	if n := count(); n != 0 {
-		t.Fatalf("%d sockets of the server left after Untrack", n)
-	}
+		if p.Source() != capture {
+			t.Fatalf("capture source %q, want %q", p.Source(), capture)
+		}
+		defer p.Shutdown(context.Background())
+		cmd, addr := startPython(t)
+		pid := cmd.Process.Pid
+		if err := p.Track(&probes.Process{PID: pid}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", addr) // kept open: the server's socket stays
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+		bufio.NewReader(c).ReadString('\n')
+		count := func() int {
+			n := 0
+			var key uint64
+			var val sockioConn
+			for it := p.maps.Conns.Iterate(); it.Next(&key, &val); {
+				if val.Tgid == uint32(pid) {
+					n++
+				}
+			}
+			return n
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%d sockets of the server in the map, want 1", n)
+		}
+		p.Untrack(pid)
+		if n := count(); n != 0 {
+			t.Fatalf("%d sockets of the server left after Untrack", n)
+		}
+	})
 }
 
 // TestRetrackAfterUntrack: a process untracked and at once tracked again
@@ -155,29 +174,34 @@ func TestUntrackForgetsSockets(t *testing.T) {
 // deferred untrack has run.
 func TestRetrackAfterUntrack(t *testing.T) {
 	kernel.Require(t)
-	rec := spanrec.New()
-	p := newProbe(rec, metrics.New())
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatalf("starting sockio: %v", err)
-	}
-	defer p.Shutdown(context.Background())
-	cmd, addr := startPython(t)
-	proc := &probes.Process{PID: cmd.Process.Pid}
-	if err := p.Track(proc); err != nil {
-		t.Fatal(err)
-	}
-	p.Untrack(proc.PID)
-	if err := p.Track(proc); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1500 * time.Millisecond) // past the deferred untrack's bound
-	for range 2 {
-		resp, err := http.Get("http://" + addr + "/work")
-		if err != nil {
+	eachSource(t, func(t *testing.T, capture string) {
+		rec := spanrec.New()
+		p := newProbe(rec, metrics.New(), capture)
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatalf("starting sockio: %v", err)
+		}
+		if p.Source() != capture {
+			t.Fatalf("capture source %q, want %q", p.Source(), capture)
+		}
+		defer p.Shutdown(context.Background())
+		cmd, addr := startPython(t)
+		proc := &probes.Process{PID: cmd.Process.Pid}
+		if err := p.Track(proc); err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	rec.WaitExactly(t, 2, 10*time.Second)
+		p.Untrack(proc.PID)
+		if err := p.Track(proc); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // past the deferred untrack's bound
+		for range 2 {
+			resp, err := http.Get("http://" + addr + "/work")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		rec.WaitExactly(t, 2, 10*time.Second)
+	})
 }

@@ -94,6 +94,19 @@ type sockioH2Span struct {
 	Pad      [7]uint8
 }
 
+type sockioInflight struct {
+	_    structs.HostLayout
+	Sk   uint64
+	Call struct {
+		_    structs.HostLayout
+		Buf  uint64
+		Cnt  uint64
+		Goid uint64
+		Nr   uint32
+		Pad  uint32
+	}
+}
+
 type sockioProcCfg struct {
 	_                structs.HostLayout
 	GoidOffset       uint64
@@ -107,9 +120,13 @@ type sockioProcCfg struct {
 }
 
 type sockioScratch struct {
-	_    structs.HostLayout
-	Ev   sockioEvent
-	Data [65536]uint8
+	_             structs.HostLayout
+	Ev            sockioEvent
+	Data          [65536]uint8
+	ScanN         uint32
+	ScanLineStart uint8
+	ScanStarts    uint8
+	Pad           [2]uint8
 }
 
 type sockioSpanCtx struct {
@@ -124,22 +141,40 @@ type sockioSpanCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockioMapClientCtxs   = "client_ctxs"
-	sockioMapConns        = "conns"
-	sockioMapEvents       = "events"
-	sockioMapGoctx        = "goctx"
-	sockioMapH2Ids        = "h2_ids"
-	sockioMapProcs        = "procs"
-	sockioMapScratch      = "scratch"
-	sockioMapStats        = "stats"
-	sockioProgOnRecv      = "on_recv"
-	sockioProgOnSend      = "on_send"
-	sockioProgOnState     = "on_state"
-	sockioVarInjectAdded  = "inject_added"
-	sockioVarInjectMerged = "inject_merged"
-	sockioVarSampleBound  = "sample_bound"
-	sockioVarSampleParent = "sample_parent"
-	sockioVarUnusedEvent  = "unused_event"
+	sockioMapClientCtxs     = "client_ctxs"
+	sockioMapConns          = "conns"
+	sockioMapEvents         = "events"
+	sockioMapGoctx          = "goctx"
+	sockioMapH2Ids          = "h2_ids"
+	sockioMapInflight       = "inflight"
+	sockioMapProcs          = "procs"
+	sockioMapScratch        = "scratch"
+	sockioMapStats          = "stats"
+	sockioProgEnterRead     = "enter_read"
+	sockioProgEnterReadv    = "enter_readv"
+	sockioProgEnterRecvfrom = "enter_recvfrom"
+	sockioProgEnterRecvmsg  = "enter_recvmsg"
+	sockioProgEnterSendmsg  = "enter_sendmsg"
+	sockioProgEnterSendto   = "enter_sendto"
+	sockioProgEnterWrite    = "enter_write"
+	sockioProgEnterWritev   = "enter_writev"
+	sockioProgExitRead      = "exit_read"
+	sockioProgExitReadv     = "exit_readv"
+	sockioProgExitRecvfrom  = "exit_recvfrom"
+	sockioProgExitRecvmsg   = "exit_recvmsg"
+	sockioProgExitSendmsg   = "exit_sendmsg"
+	sockioProgExitSendto    = "exit_sendto"
+	sockioProgExitWrite     = "exit_write"
+	sockioProgExitWritev    = "exit_writev"
+	sockioProgOnRecv        = "on_recv"
+	sockioProgOnSend        = "on_send"
+	sockioProgOnState       = "on_state"
+	sockioVarInjectAdded    = "inject_added"
+	sockioVarInjectMerged   = "inject_merged"
+	sockioVarSampleBound    = "sample_bound"
+	sockioVarSampleParent   = "sample_parent"
+	sockioVarThreadSize     = "thread_size"
+	sockioVarUnusedEvent    = "unused_event"
 )
 
 // loadSockio returns the embedded CollectionSpec for sockio.
@@ -184,9 +219,25 @@ type sockioSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioProgramSpecs struct {
-	OnRecv  *ebpf.ProgramSpec `ebpf:"on_recv"`
-	OnSend  *ebpf.ProgramSpec `ebpf:"on_send"`
-	OnState *ebpf.ProgramSpec `ebpf:"on_state"`
+	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
+	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
+	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
+	EnterRecvmsg  *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
+	EnterSendmsg  *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
+	EnterSendto   *ebpf.ProgramSpec `ebpf:"enter_sendto"`
+	EnterWrite    *ebpf.ProgramSpec `ebpf:"enter_write"`
+	EnterWritev   *ebpf.ProgramSpec `ebpf:"enter_writev"`
+	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
+	ExitReadv     *ebpf.ProgramSpec `ebpf:"exit_readv"`
+	ExitRecvfrom  *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
+	ExitRecvmsg   *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
+	ExitSendmsg   *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
+	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
+	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
+	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	OnRecv        *ebpf.ProgramSpec `ebpf:"on_recv"`
+	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
+	OnState       *ebpf.ProgramSpec `ebpf:"on_state"`
 }
 
 // sockioMapSpecs contains maps before they are loaded into the kernel.
@@ -198,6 +249,7 @@ type sockioMapSpecs struct {
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
 	H2Ids      *ebpf.MapSpec `ebpf:"h2_ids"`
+	Inflight   *ebpf.MapSpec `ebpf:"inflight"`
 	Procs      *ebpf.MapSpec `ebpf:"procs"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
@@ -211,6 +263,7 @@ type sockioVariableSpecs struct {
 	InjectMerged *ebpf.VariableSpec `ebpf:"inject_merged"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
+	ThreadSize   *ebpf.VariableSpec `ebpf:"thread_size"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -239,6 +292,7 @@ type sockioMaps struct {
 	Events     *ebpf.Map `ebpf:"events"`
 	Goctx      *ebpf.Map `ebpf:"goctx"`
 	H2Ids      *ebpf.Map `ebpf:"h2_ids"`
+	Inflight   *ebpf.Map `ebpf:"inflight"`
 	Procs      *ebpf.Map `ebpf:"procs"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Stats      *ebpf.Map `ebpf:"stats"`
@@ -251,6 +305,7 @@ func (m *sockioMaps) Close() error {
 		m.Events,
 		m.Goctx,
 		m.H2Ids,
+		m.Inflight,
 		m.Procs,
 		m.Scratch,
 		m.Stats,
@@ -265,6 +320,7 @@ type sockioVariables struct {
 	InjectMerged *ebpf.Variable `ebpf:"inject_merged"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
+	ThreadSize   *ebpf.Variable `ebpf:"thread_size"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 }
 
@@ -272,13 +328,45 @@ type sockioVariables struct {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioPrograms struct {
-	OnRecv  *ebpf.Program `ebpf:"on_recv"`
-	OnSend  *ebpf.Program `ebpf:"on_send"`
-	OnState *ebpf.Program `ebpf:"on_state"`
+	EnterRead     *ebpf.Program `ebpf:"enter_read"`
+	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
+	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
+	EnterRecvmsg  *ebpf.Program `ebpf:"enter_recvmsg"`
+	EnterSendmsg  *ebpf.Program `ebpf:"enter_sendmsg"`
+	EnterSendto   *ebpf.Program `ebpf:"enter_sendto"`
+	EnterWrite    *ebpf.Program `ebpf:"enter_write"`
+	EnterWritev   *ebpf.Program `ebpf:"enter_writev"`
+	ExitRead      *ebpf.Program `ebpf:"exit_read"`
+	ExitReadv     *ebpf.Program `ebpf:"exit_readv"`
+	ExitRecvfrom  *ebpf.Program `ebpf:"exit_recvfrom"`
+	ExitRecvmsg   *ebpf.Program `ebpf:"exit_recvmsg"`
+	ExitSendmsg   *ebpf.Program `ebpf:"exit_sendmsg"`
+	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
+	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
+	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
+	OnRecv        *ebpf.Program `ebpf:"on_recv"`
+	OnSend        *ebpf.Program `ebpf:"on_send"`
+	OnState       *ebpf.Program `ebpf:"on_state"`
 }
 
 func (p *sockioPrograms) Close() error {
 	return _SockioClose(
+		p.EnterRead,
+		p.EnterReadv,
+		p.EnterRecvfrom,
+		p.EnterRecvmsg,
+		p.EnterSendmsg,
+		p.EnterSendto,
+		p.EnterWrite,
+		p.EnterWritev,
+		p.ExitRead,
+		p.ExitReadv,
+		p.ExitRecvfrom,
+		p.ExitRecvmsg,
+		p.ExitSendmsg,
+		p.ExitSendto,
+		p.ExitWrite,
+		p.ExitWritev,
 		p.OnRecv,
 		p.OnSend,
 		p.OnState,
