@@ -59,6 +59,7 @@ type options struct {
 	maxHeaderBytes    int
 	maxConns          int
 	maxConnBytes      int
+	capture           string
 	logLevel          string
 	pprof             bool
 	inject            bool
@@ -79,6 +80,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 8192, "HTTP heads longer than this are skipped and counted")
 	fs.IntVar(&o.maxConns, "max-conns", conntrack.DefaultMaxConns, "connections the agent keeps parser state for (env WEFT_MAX_CONNS); past it the least recently active are dropped and counted")
 	fs.IntVar(&o.maxConnBytes, "max-conn-bytes", conntrack.DefaultMaxBytes, "bytes of parser state the agent keeps for all connections (env WEFT_MAX_CONN_BYTES); past it the least recently active are dropped and counted")
+	fs.StringVar(&o.capture, "capture", envOr("WEFT_CAPTURE", sockio.SourceAuto), "how socket bytes are captured (env WEFT_CAPTURE): auto (the cheapest this kernel has), sock_tracepoints (Linux 6.3+) or syscalls (any kernel)")
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
 	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", inject.DefaultCgroup), "cgroup mount whose v2 hierarchy (itself, or its \"unified\" folder on hybrid hosts) the injector's sockops program covers")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
@@ -93,6 +95,11 @@ func parseFlags(args []string) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	switch o.capture {
+	case sockio.SourceAuto, sockio.SourceSockTracepoints, sockio.SourceSyscalls:
+	default:
+		return o, fmt.Errorf("-capture %q: want %s, %s or %s", o.capture, sockio.SourceAuto, sockio.SourceSockTracepoints, sockio.SourceSyscalls)
 	}
 	if err := envInts(fs, map[string]struct {
 		env string
@@ -156,6 +163,7 @@ func main() {
 	// Logs go to stderr: stdout belongs to the console and jsonl exporters.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	setMemoryLimit(log, os.ReadFile)
+	allowBPFMemory(log)
 	if err := run(o, log); err != nil {
 		log.Error("weft-agent stopped", "err", err)
 		os.Exit(1)
@@ -234,12 +242,14 @@ func run(o options, log *slog.Logger) error {
 	// (capture source → connection table → protocols); the injector and
 	// the Go probes share its kernel maps, gohttp the injector's too.
 	board := status.New(met)
+	board.SetKernel(kernelRelease())
 	pcfg := probes.Config{
 		MaxHeaderBytes:         o.maxHeaderBytes,
 		InjectHTTP1Bytes:       inject.HTTP1Added("weft", o.kube.clusterName),
 		InjectHTTP1MergedBytes: inject.HTTP1MergedAdded("weft", o.kube.clusterName),
 		MaxConns:               o.maxConns,
 		MaxConnBytes:           o.maxConnBytes,
+		Capture:                o.capture,
 	}
 	sampling.probes(&pcfg)
 	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}

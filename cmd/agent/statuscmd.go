@@ -52,14 +52,10 @@ func statusCommand(args []string, out io.Writer) error {
 		_, err := io.Copy(out, resp.Body)
 		return err
 	}
-	var procs []status.Process
-	if err := json.NewDecoder(resp.Body).Decode(&procs); err != nil {
+	var rep status.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		return fmt.Errorf("reading the agent's status: %w", err)
 	}
-	if len(procs) == 0 {
-		fmt.Fprintln(out, "no process traced")
-		return nil
-	}
-	status.WriteTable(out, procs)
+	status.WriteReport(out, rep)
 	return nil
 }

@@ -30,6 +30,15 @@ func NewUprobes() (Uprobes, error) {
 	}
 }
 
+// Describe says how uprobes attach here, for the status board.
+func (u Uprobes) Describe() string {
+	if u.multi {
+		return "uprobe_multi links (one per program and executable)"
+	}
+	return "perf-event uprobes, one per probe point: this kernel has no uprobe_multi (Linux 6.6+); " +
+		"the agent needs CAP_SYS_ADMIN for them (deploy/components/old-kernels)"
+}
+
 // Multi says whether uprobe_multi links are used.
 func (u Uprobes) Multi() bool { return u.multi }
 

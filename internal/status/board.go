@@ -47,15 +47,36 @@ type Process struct {
 	Skipped      string                `json:"skipped,omitempty"` // why weft does not trace it at all
 }
 
-// Board is the set of traced processes. Safe for concurrent use.
+// Feature is one kernel-dependent part of the agent (the capture source,
+// injection, how uprobes attach…): whether this node's kernel lets it run,
+// and what it uses or why it is off.
+type Feature struct {
+	Name string `json:"name"`
+	On   bool   `json:"on"`
+	Why  string `json:"why"`
+}
+
+// Report is what /status serves: the node's kernel, the agent's features
+// on it, and every traced process.
+type Report struct {
+	Kernel    string    `json:"kernel,omitempty"`
+	Features  []Feature `json:"features"`
+	Processes []Process `json:"processes"`
+}
+
+// Board is the set of traced processes and the agent's kernel features.
+// Safe for concurrent use.
 type Board struct {
-	mu    sync.Mutex
-	procs map[int]*Process
+	mu       sync.Mutex
+	procs    map[int]*Process
+	kernel   string
+	features map[string]Feature
+	met      *metrics.Registry
 }
 
 // New makes an empty board and registers its gauges with met (may be nil).
 func New(met *metrics.Registry) *Board {
-	b := &Board{procs: map[int]*Process{}}
+	b := &Board{procs: map[int]*Process{}, features: map[string]Feature{}, met: met}
 	if met != nil {
 		for _, c := range []string{Spans, HTTPClientLinks, GRPCServerLinks, GRPCClientLinks, Injection} {
 			for _, on := range []bool{true, false} {
@@ -66,6 +87,60 @@ func New(met *metrics.Registry) *Board {
 		}
 	}
 	return b
+}
+
+// SetKernel records the node's kernel release, shown with the features.
+func (b *Board) SetKernel(release string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.kernel = release
+}
+
+// Feature records whether a kernel-dependent feature runs on this node and
+// why (what it uses, or what the kernel lacks); weft_kernel_feature shows
+// it as a gauge, 1 when on. Set again, it replaces the earlier state.
+func (b *Board) Feature(name string, on bool, why string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	_, known := b.features[name]
+	b.features[name] = Feature{Name: name, On: on, Why: why}
+	b.mu.Unlock()
+	if !known && b.met != nil {
+		b.met.Gauge("weft_kernel_feature", "1 when a kernel-dependent feature runs on this node, 0 when the kernel (or configuration) has it off; /status says why",
+			func() float64 {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				if b.features[name].On {
+					return 1
+				}
+				return 0
+			}, "feature", name)
+	}
+}
+
+// Features returns the recorded features by name.
+func (b *Board) Features() []Feature {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Feature, 0, len(b.features))
+	for _, n := range slices.Sorted(maps.Keys(b.features)) {
+		out = append(out, b.features[n])
+	}
+	return out
+}
+
+// Report returns the whole status: kernel, features and processes.
+func (b *Board) Report() Report {
+	r := Report{Features: b.Features(), Processes: b.Snapshot()}
+	b.mu.Lock()
+	r.Kernel = b.kernel
+	b.mu.Unlock()
+	return r
 }
 
 // Add records a newly traced process; capabilities come with Set.
@@ -164,16 +239,35 @@ func (p Process) Summary() (on, off string) {
 // ServeHTTP answers GET /status: JSON by default, a table with
 // ?format=text.
 func (b *Board) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	snap := b.Snapshot()
+	rep := b.Report()
 	if r.URL.Query().Get("format") == "text" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		WriteTable(w, snap)
+		WriteReport(w, rep)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(snap)
+	enc.Encode(rep)
+}
+
+// WriteReport prints the kernel and its features, then the processes.
+func WriteReport(w io.Writer, r Report) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "KERNEL %s\n", orDash(r.Kernel))
+	for _, f := range r.Features {
+		state := "off"
+		if f.On {
+			state = "on"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Name, state, f.Why)
+	}
+	tw.Flush()
+	if len(r.Processes) == 0 {
+		fmt.Fprintln(w, "no process traced")
+		return
+	}
+	WriteTable(w, r.Processes)
 }
 
 // WriteTable prints processes one per block: identity, then each

@@ -43,10 +43,11 @@ func TestBoard(t *testing.T) {
 
 	rec := httptest.NewRecorder()
 	b.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
-	var procs []Process
-	if err := json.Unmarshal(rec.Body.Bytes(), &procs); err != nil {
+	var rep Report
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
+	procs := rep.Processes
 	if len(procs) != 2 || procs[0].PID != 7 || procs[0].Libraries["google.golang.org/grpc"] != "v1.66.2" ||
 		procs[0].Capabilities[GRPCClientLinks].Why != "no DWARF, not in the table" {
 		t.Errorf("JSON: %+v", procs)

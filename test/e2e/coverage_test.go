@@ -217,10 +217,11 @@ func TestUnverifiableLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var procs []status.Process
-	if err := json.NewDecoder(resp.Body).Decode(&procs); err != nil {
+	var rep status.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		t.Fatal(err)
 	}
+	procs := rep.Processes
 	var p *status.Process
 	for i := range procs {
 		if procs[i].PID == srv.PID() {

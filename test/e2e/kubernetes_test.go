@@ -179,9 +179,11 @@ func TestKubernetesSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var procs []struct{ PID int }
-	json.NewDecoder(resp.Body).Decode(&procs)
-	for _, p := range procs {
+	var rep struct{ Processes []struct{ PID int } }
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatalf("reading /status: %v", err)
+	}
+	for _, p := range rep.Processes {
 		if p.PID == srv.PID() {
 			t.Errorf("pid %d still traced (in /status) after its pod was switched off", p.PID)
 		}

@@ -77,6 +77,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if p.uprobes, err = probes.NewUprobes(); err != nil {
 		return err
 	}
+	p.deps.Status.Feature("uprobes", true, p.uprobes.Describe())
 	if err := p.uprobes.Prepare(spec, "operate_headers", "handle_stream", "header_fields", "loopy_headers", "loopy_write_header"); err != nil {
 		return err
 	}

@@ -84,6 +84,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if p.uprobes, err = probes.NewUprobes(); err != nil {
 		return err
 	}
+	p.deps.Status.Feature("uprobes", true, p.uprobes.Describe())
 	if err := p.uprobes.Prepare(spec, "round_trip"); err != nil {
 		return err
 	}
