@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the hello test server pinned to CPU 0, wrk pinned to CPU 1.
-# Rounds alternate untraced and traced (U T U T U) so drift on a shared VM
-# hits both; medians are compared. Prints throughput ratio, latency, BPF
+# Rounds alternate untraced, traced with the sock_* tracepoints (T) and
+# traced with the syscall-tracepoint fallback of older kernels (S):
+# U T S U T S U, so drift on a shared VM hits all; medians are compared. Prints throughput ratio, latency, BPF
 # runs and ns per request (bpf_stats), uprobe hits, agent CPU per span and
 # RSS, and events lost.
 set -euo pipefail
@@ -37,69 +38,78 @@ load() {
 
 status=127.0.0.1:$((20000 + RANDOM % 10000))
 agent=""
-start_agent() {
+start_agent() { # $1: capture source
 	log="$work/agent.$RANDOM.log"
-	${AGENT_PIN:+taskset -c "$AGENT_PIN"} bin/weft-agent -exe weft-bench-hello -exporter jsonl -status-addr "$status" >>"$work/spans.jsonl" 2>"$log" &
+	${AGENT_PIN:+taskset -c "$AGENT_PIN"} bin/weft-agent -capture "$1" -exe weft-bench-hello -exporter jsonl -status-addr "$status" >>"$work/spans.$1.jsonl" 2>"$log" &
 	agent=$!
 	for _ in $(seq 100); do grep -q "tracing process" "$log" && break; sleep 0.1; done
 	grep -q "tracing process" "$log" || { cat "$log"; echo "agent did not attach" >&2; exit 1; }
 }
 ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
-# Run time and count of sockio's programs, summed (bpf_stats).
+# Run time and count of sockio's programs, summed (bpf_stats): the
+# capture source's (on_recv/on_send, or the syscall enter_*/exit_*) and
+# on_state.
 bpfstats() {
 	bpftool prog show -j | python3 -c '
 import json,sys
 ns=cnt=0
 for p in json.load(sys.stdin):
-    if p.get("name","") in ("on_recv","on_send","on_state"):
+    n=p.get("name","")
+    if n in ("on_recv","on_send","on_state") or n.startswith(("enter_","exit_")):
         ns+=p.get("run_time_ns",0); cnt+=p.get("run_cnt",0)
 print(ns, cnt)'
 }
 
-: >"$work/rounds"
-cpu_ticks=0 bpf_ns=0 bpf_cnt=0 traced_reqs=0 rss_kb=0 lost=0
-for round in U T U T U; do
+: >"$work/rounds" # kind req/s p50 p99 requests server_ticks agent_ticks bpf_ns bpf_runs rss_kb lost
+for round in U T S U T S U; do
 	if [ "$round" = U ]; then
-		echo "U $(load "u$RANDOM")" >>"$work/rounds"
+		echo "U $(load "u$RANDOM") 0 0 0 0 0" >>"$work/rounds"
 		continue
 	fi
+	src=sock_tracepoints
+	[ "$round" = S ] && src=syscalls
 	sysctl -qw kernel.bpf_stats_enabled=1
-	start_agent
+	start_agent "$src"
 	t0=$(ticks)
 	r=$(load "t$RANDOM")
 	t1=$(ticks)
-	echo "T $r" >>"$work/rounds"
 	read -r ns cnt <<<"$(bpfstats)"
 	sleep 1 # drain
 	rss_kb=$(awk '/VmRSS/{print $2}' "/proc/$agent/status")
-	lost=$((lost + $(curl -s "http://$status/metrics" | awk -F' ' '/ringbuf_full/{print int($2)}')))
+	lost=$(curl -s "http://$status/metrics" | awk -F' ' '/ringbuf_full/{print int($2)}')
 	kill -TERM "$agent"; wait "$agent" || true
 	sysctl -qw kernel.bpf_stats_enabled=0
-	cpu_ticks=$((cpu_ticks + t1 - t0)) bpf_ns=$((bpf_ns + ns)) bpf_cnt=$((bpf_cnt + cnt))
-	traced_reqs=$((traced_reqs + $(echo "$r" | awk '{print $4}')))
+	echo "$round $r $((t1 - t0)) $ns $cnt $rss_kb ${lost:-0}" >>"$work/rounds"
 done
-spans=$(grep -c '"traceId"' "$work/spans.jsonl" || true)
+spans_t=$(grep -c '"traceId"' "$work/spans.sock_tracepoints.jsonl" || true)
+spans_s=$(grep -c '"traceId"' "$work/spans.syscalls.jsonl" || true)
 uprobes=$(grep -c . /sys/kernel/tracing/uprobe_events 2>/dev/null) || uprobes=0
 
-python3 - "$work/rounds" "$traced_reqs" "$spans" "$bpf_ns" "$bpf_cnt" "$cpu_ticks" "$(getconf CLK_TCK)" "$rss_kb" "$uprobes" "$lost" "$DUR" <<'PY'
+python3 - "$work/rounds" "$spans_t" "$spans_s" "$(getconf CLK_TCK)" "$uprobes" "$DUR" <<'PY'
 import sys, statistics as st
 rounds = [l.split() for l in open(sys.argv[1])]
-reqs, spans, bns, bcnt, ticks, hz, rss, upr, lost, dur = map(int, sys.argv[2:])
+spans = {"T": int(sys.argv[2]), "S": int(sys.argv[3])}
+hz, upr, dur = float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 def col(kind, i): return [float(r[i]) for r in rounds if r[0] == kind]
-u, t = col("U", 1), col("T", 1)
+def tot(kind, i): return sum(col(kind, i))
 print("rounds (req/s):", " ".join(f"{r[0]}={float(r[1]):.0f}" for r in rounds))
-print(f"untraced median {st.median(u):.0f} req/s, p50 {st.median(col('U',2)):.0f} us, p99 {st.median(col('U',3)):.0f} us")
-print(f"traced   median {st.median(t):.0f} req/s, p50 {st.median(col('T',2)):.0f} us, p99 {st.median(col('T',3)):.0f} us")
-print(f"throughput ratio {st.median(t)/st.median(u):.3f}; added latency p50 {st.median(col('T',2))-st.median(col('U',2)):+.0f} us, p99 {st.median(col('T',3))-st.median(col('U',3)):+.0f} us")
-hzf = float(hz)
-def cpu_per_req(kind): return sum(float(r[5]) for r in rounds if r[0] == kind) / hzf / sum(float(r[4]) for r in rounds if r[0] == kind) * 1e6
-cu, ct = cpu_per_req("U"), cpu_per_req("T")
-print(f"server CPU per request: untraced {cu:.1f} us, traced {ct:.1f} us ({ct-cu:+.1f} us, {ct/cu:.3f}x): the cost on the traced program itself")
-print(f"traced requests {reqs}, spans {spans} ({spans/max(reqs,1):.3f} per request)")
+u = st.median(col("U", 1))
+print(f"untraced median {u:.0f} req/s, p50 {st.median(col('U',2)):.0f} us, p99 {st.median(col('U',3)):.0f} us")
+cu = tot("U", 5) / hz / tot("U", 4) * 1e6
 print(f"uprobes attached: {upr} (0 uprobe hits per request)")
-print(f"BPF: {bcnt/max(reqs,1):.2f} program runs per request (the untraced wrk's included), {bns/max(bcnt,1):.0f} ns per run, {bns/max(reqs,1)/1000:.2f} us per request")
-cpu = ticks / hz
-secs = dur * len(t)
-print(f"agent CPU {cpu:.2f} s over {secs} s traced = {cpu/secs*100:.0f}% of a core at {spans/secs:.0f} spans/s: {cpu/max(spans,1)*1e6:.1f} us per span, {cpu/secs/(spans/secs/1000)*100:.2f}% of a core per 1k spans/s")
-print(f"agent RSS {rss/1024:.1f} MiB; ring-buffer events lost: {lost}")
+for kind, name in (("T", "sock_tracepoints (6.3+)"), ("S", "syscalls (fallback, any kernel)")):
+    t = st.median(col(kind, 1))
+    reqs = tot(kind, 4)
+    print(f"-- capture {name}")
+    print(f"traced   median {t:.0f} req/s, p50 {st.median(col(kind,2)):.0f} us, p99 {st.median(col(kind,3)):.0f} us")
+    print(f"throughput ratio {t/u:.3f}; added latency p50 {st.median(col(kind,2))-st.median(col('U',2)):+.0f} us, p99 {st.median(col(kind,3))-st.median(col('U',3)):+.0f} us")
+    ct = tot(kind, 5) / hz / reqs * 1e6
+    print(f"server CPU per request: untraced {cu:.1f} us, traced {ct:.1f} us ({ct-cu:+.1f} us, {ct/cu:.3f}x): the cost on the traced program itself")
+    print(f"traced requests {reqs:.0f}, spans {spans[kind]} ({spans[kind]/max(reqs,1):.3f} per request)")
+    bns, bcnt = tot(kind, 7), tot(kind, 8)
+    print(f"BPF: {bcnt/max(reqs,1):.2f} program runs per request (the untraced wrk's and every other process's syscalls included), {bns/max(bcnt,1):.0f} ns per run, {bns/max(reqs,1)/1000:.2f} us per request")
+    cpu = tot(kind, 6) / hz
+    secs = dur * len(col(kind, 1))
+    print(f"agent CPU {cpu:.2f} s over {secs} s traced = {cpu/secs*100:.0f}% of a core at {spans[kind]/secs:.0f} spans/s: {cpu/max(spans[kind],1)*1e6:.1f} us per span")
+    print(f"agent RSS {col(kind, 9)[-1]/1024:.1f} MiB; ring-buffer events lost: {tot(kind, 10):.0f}")
 PY
