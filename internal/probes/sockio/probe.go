@@ -157,11 +157,13 @@ func (p *Probe) prepare(spec *ebpf.CollectionSpec) error {
 func (p *Probe) load(spec *ebpf.CollectionSpec) error {
 	want := p.deps.Config.Capture
 	var why []string
+	var errs []error
 	for _, src := range sources() {
 		if want != "" && want != SourceAuto && want != src.Name() {
 			continue
 		}
 		if err := src.Available(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", src.Name(), err))
 			why = append(why, fmt.Sprintf("%s: %v", src.Name(), err))
 			p.log.Info("capture source unavailable", "source", src.Name(), "why", err)
 			continue
@@ -177,6 +179,7 @@ func (p *Probe) load(spec *ebpf.CollectionSpec) error {
 			p.deps.Status.Feature("capture", true, reason)
 			return nil
 		}
+		errs = append(errs, fmt.Errorf("%s: %w", src.Name(), err))
 		why = append(why, fmt.Sprintf("%s: %v", src.Name(), err))
 		p.log.Warn("capture source failed to load", "source", src.Name(), "err", err)
 	}
@@ -184,7 +187,7 @@ func (p *Probe) load(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("unknown capture source %q (want %s, %s or %s)", want, SourceAuto, SourceSockTracepoints, SourceSyscalls)
 	}
 	p.deps.Status.Feature("capture", false, strings.Join(why, "; "))
-	return fmt.Errorf("no capture source runs on this kernel: %s", strings.Join(why, "; "))
+	return fmt.Errorf("no capture source runs on this kernel: %w", errors.Join(errs...))
 }
 
 // loadSource loads the maps and src's programs (only those: another

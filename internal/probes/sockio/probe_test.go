@@ -3,6 +3,7 @@ package sockio
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -41,10 +42,26 @@ func startPython(t *testing.T) (*exec.Cmd, string) {
 }
 
 // eachSource runs test once per capture source, forced: both must give
-// the same results on this kernel.
+// the same results on this kernel. A source this kernel lacks (the sock_*
+// tracepoints before 6.3) must instead be refused at Start, saying so.
 func eachSource(t *testing.T, test func(t *testing.T, capture string)) {
-	for _, src := range []string{SourceSockTracepoints, SourceSyscalls} {
-		t.Run(src, func(t *testing.T) { test(t, src) })
+	for _, src := range sources() {
+		t.Run(src.Name(), func(t *testing.T) {
+			if why := src.Available(); why != nil {
+				p := newProbe(spanrec.New(), metrics.New(), src.Name())
+				err := p.Start(context.Background())
+				if err == nil {
+					p.Shutdown(context.Background())
+					t.Fatalf("%s started on a kernel that lacks it (%v)", src.Name(), why)
+				}
+				if !errors.Is(err, ErrSourceUnavailable) {
+					t.Fatalf("%s on a kernel without it: %v, want ErrSourceUnavailable", src.Name(), err)
+				}
+				t.Logf("not on this kernel, as expected: %v", err)
+				return
+			}
+			test(t, src.Name())
+		})
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
 )
 
 // hint says how to run a kernel test, or how to leave it out.
@@ -68,6 +69,11 @@ func missing(euid int, bpf bool, probe func() error) string {
 // CAP_BPF and CAP_PERFMON or CAP_SYS_ADMIN, which a container's root may
 // lack) and reads the kernel's BTF. It runs once per test binary.
 var probeBPF = sync.OnceValue(func() error {
+	// Before 5.11 BPF maps count against RLIMIT_MEMLOCK (the agent lifts
+	// it at start too).
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
 	if err := features.HaveProgramType(ebpf.Kprobe); err != nil {
 		return fmt.Errorf("loading a kprobe program: %w", err)
 	}
