@@ -4,8 +4,10 @@
  * process: bpf_probe_write_user is refused under lockdown).
  *
  * A sockops program puts the TCP sockets traced processes connect into a
- * sockhash; an iterator adds the ones they had already. The sk_msg program
- * on that sockhash sees every message sent on them and, when the client
+ * sockhash (the connecting process is read in sockops where the kernel
+ * allows it, else by cgroup/connect4 and connect6 programs: see
+ * inject_sockops); an iterator adds the ones they had already. The sk_msg
+ * program on that sockhash sees every message sent on them and, when the client
  * probe left an inject_ctx for the socket, inserts the header after the
  * request line, and this agent's tracestate member: in a line of its own
  * after it, or, when the request has a tracestate, first in that list
@@ -151,6 +153,17 @@ volatile const __u32 fault;
 #define FAULT_PUSH2 8 /* the second push of an HTTP/1 request (its traceparent line,
 		       * after the member merged into the app's tracestate) fails */
 
+/* Zero, in .bss (a writable map, which nothing writes), so that the
+ * verifier reads it as an unknown value. The verifier of Debian's 6.1.192
+ * (upstream's before 6.7, "bpf: verify callbacks as if they are called
+ * unknown number of times") checks a bpf_loop callback once, as for its
+ * first call, with the caller's stack as it is at the call, and then
+ * removes as dead code the branches only later calls take: there ts_byte
+ * never found this agent's key, and a second weft= member was merged in.
+ * State a callback carries from one call to the next starts from this,
+ * never from a constant the verifier knows. */
+volatile __u32 unknown_zero;
+
 /* call, or -ENOMEM without calling it when the knob says so. */
 #define MAY_FAIL(bit, call) ((fault & (bit)) ? -ENOMEM : (call))
 
@@ -171,48 +184,104 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
+/* A tracked process is connecting sk (process context): mark the socket,
+ * to enter the sockhash once established. cookie is made now: the client
+ * probe reads sk_cookie. */
+static __always_inline void mark_connecting(struct bpf_sock *sk, __u64 cookie, __u32 tgid)
+{
+	struct sock_state *st = bpf_sk_storage_get(&inject_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count(INJ_SOCKHASH_FAIL);
+		return;
+	}
+	st->cookie = cookie;
+	st->tgid = tgid;
+	st->pending = 1;
+}
+
+/* ACTIVE_ESTABLISHED_CB (softirq: no process context): the socket state
+ * says whose the socket is. */
+static __always_inline void add_established(struct bpf_sock_ops *skops, struct bpf_sock *sk)
+{
+	struct sock_state *st = bpf_sk_storage_get(&inject_state, sk, 0, 0);
+	if (!st || !st->pending)
+		return;
+	st->pending = 0;
+	if (!bpf_map_lookup_elem(&inject_procs, &st->tgid))
+		return; /* untracked while connecting */
+	struct sock_key key = {.cookie = st->cookie, .tgid = st->tgid};
+	if (bpf_sock_hash_update(skops, &inject_socks, &key, BPF_NOEXIST)) {
+		count(INJ_SOCKHASH_FAIL);
+		return;
+	}
+	count(INJ_SOCKHASH_ADD);
+}
+
+/* Who connects is learnt one of two ways; the loader loads one of them.
+ *
+ * inject_sockops, where sockops may call bpf_get_current_pid_tgid (6.18
+ * and Debian's 6.12.118 allow it; 6.1 and 5.10 do not: their
+ * sock_ops_func_proto lacks it): TCP_CONNECT_CB runs in the connecting
+ * process. */
 SEC("sockops")
 int inject_sockops(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
-	struct sock_state *st;
 
 	if (!sk)
 		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
-		/* Process context: the connecting process. */
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		if (!bpf_map_lookup_elem(&inject_procs, &tgid))
-			return 1;
-		st = bpf_sk_storage_get(&inject_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!st) {
-			count(INJ_SOCKHASH_FAIL);
-			return 1;
-		}
-		/* Makes the cookie now: the client probe reads sk_cookie. */
-		st->cookie = bpf_get_socket_cookie(skops);
-		st->tgid = tgid;
-		st->pending = 1;
+		if (bpf_map_lookup_elem(&inject_procs, &tgid))
+			mark_connecting(sk, bpf_get_socket_cookie(skops), tgid);
 		return 1;
 	}
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		/* Softirq: no process context; the socket state says whose. */
-		st = bpf_sk_storage_get(&inject_state, sk, 0, 0);
-		if (!st || !st->pending)
-			return 1;
-		st->pending = 0;
-		if (!bpf_map_lookup_elem(&inject_procs, &st->tgid))
-			return 1; /* untracked while connecting */
-		struct sock_key key = {.cookie = st->cookie, .tgid = st->tgid};
-		if (bpf_sock_hash_update(skops, &inject_socks, &key, BPF_NOEXIST)) {
-			count(INJ_SOCKHASH_FAIL);
-			return 1;
-		}
-		count(INJ_SOCKHASH_ADD);
+		add_established(skops, sk);
 		return 1;
 	}
 	return 1;
+}
+
+/* Elsewhere: cgroup/connect4 and connect6 (sock_addr programs, which
+ * 5.10 and 6.1 let call bpf_get_current_pid_tgid, bpf_sk_storage_get and
+ * bpf_get_socket_cookie) mark the socket in connect(2), before the SYN,
+ * and inject_sockops_est adds it once established. */
+SEC("sockops")
+int inject_sockops_est(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+
+	if (sk && skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+		add_established(skops, sk);
+	return 1;
+}
+
+/* connect(2) on a TCP socket of a tracked process. Always returns 1: the
+ * connection goes ahead unchanged. */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+		return 1;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_map_lookup_elem(&inject_procs, &tgid))
+		mark_connecting(ctx->sk, bpf_get_socket_cookie(ctx), tgid); /* sk: never NULL here */
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int inject_connect4(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx);
+}
+
+/* Also IPv4-mapped addresses on an AF_INET6 socket: tcp_v6_connect hands
+ * them to tcp_v4_connect without a second pre_connect. */
+SEC("cgroup/connect6")
+int inject_connect6(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx);
 }
 
 /* Adds the established TCP sockets whose inodes user space listed (those
@@ -431,11 +500,12 @@ static __always_inline void scan(struct sk_msg_md *msg, struct scan *s, __u32 wa
 	__u32 view = end > data ? end - data : 0;
 	s->msg = msg;
 	s->len = view < want ? view : want;
-	s->line_end = 0;
-	s->result = SCAN_MORE;
-	s->ts_at = 0;
-	s->ts_end = 0;
-	s->ts_lines = 0;
+	/* All 0 (SCAN_MORE), carried across calls: see unknown_zero. */
+	s->line_end = unknown_zero;
+	s->result = unknown_zero;
+	s->ts_at = unknown_zero;
+	s->ts_end = unknown_zero;
+	s->ts_lines = unknown_zero;
 	bpf_loop((s->len + 7) / 8, scan_word, s, 0);
 }
 
@@ -632,7 +702,8 @@ static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_c
 	 * first) rather than in a second tracestate line. Unless the list
 	 * has this key already, or comes in several lines (one of which
 	 * could): then it stays as it is. */
-	struct ts_value t = {.msg = msg, .from = s.ts_at, .to = s.ts_end};
+	struct ts_value t = {.msg = msg, .from = s.ts_at, .to = s.ts_end,
+			     .start = unknown_zero, .m = unknown_zero, .found = unknown_zero};
 	if (s.ts_lines == 1 && s.ts_end > s.ts_at && s.ts_end <= INJ_SCAN_MAX)
 		bpf_loop(s.ts_end - s.ts_at, ts_byte, &t, 0);
 	if (s.ts_lines > 1 || t.found || !t.start) {

@@ -27,6 +27,9 @@ var (
 func buildFionread(tb testing.TB) string {
 	tb.Helper()
 	fionreadOnce.Do(func() {
+		if fionreadBin = os.Getenv(fionreadEnv); fionreadBin != "" {
+			return
+		}
 		dir, err := os.MkdirTemp("", "weft-fionread")
 		if err != nil {
 			fionreadErr = err
@@ -145,8 +148,13 @@ func (c *FionreadClient) FIONREAD(tb testing.TB) []int {
 // readable socket as the peer having closed, stalls or drops the
 // connection. Here the program is tracked by calling Injector.Track
 // directly, past the rule that keeps cgo programs out (probes/inject).
-func TestFIONREADCgo(t *testing.T) {
-	inj := startInjector(t)
+// That is the kernel measured (6.18); Debian's 6.1.192, whose tcp_bpf has
+// no ioctl of its own, counts right in the sockhash: either passes, and
+// the log says which.
+func TestFIONREADCgo(t *testing.T) { eachHook(t, testFIONREADCgo) }
+
+func testFIONREADCgo(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startSender(t)
 	cl := startFionread(t, addr)
 	before := cl.Dial(t) // connected before Track: the iterator adds it
@@ -157,15 +165,20 @@ func TestFIONREADCgo(t *testing.T) {
 	if !inj.SockhashHas(before) || !inj.SockhashHas(after) {
 		t.Fatalf("in the sockhash: before Track %v, after %v", inj.SockhashHas(before), inj.SockhashHas(after))
 	}
-	if got := cl.FIONREAD(t); len(got) != 2 || got[0] != 0 || got[1] != 0 {
-		t.Errorf("FIONREAD from C in the sockhash with %d bytes waiting: %v; this kernel was measured to say 0", fionreadSent, got)
+	switch in := cl.FIONREAD(t); {
+	case len(in) == 2 && in[0] == 0 && in[1] == 0:
+		t.Logf("FIONREAD from C in the sockhash with %d bytes waiting: 0 on both connections (the hazard)", fionreadSent)
+	case len(in) == 2 && in[0] == fionreadSent && in[1] == fionreadSent:
+		t.Logf("FIONREAD from C in the sockhash: %d on both connections: this kernel counts right there", fionreadSent)
+	default:
+		t.Errorf("FIONREAD from C in the sockhash with %d bytes waiting: %v; want 0 (the hazard) or %d on both", fionreadSent, in, fionreadSent)
 	}
 	inj.Untrack(cl.PID)
 	if inj.SockhashHas(before) || inj.SockhashHas(after) {
 		t.Fatal("still in the sockhash after Untrack")
 	}
 	got := cl.FIONREAD(t)
-	t.Logf("FIONREAD from C with %d bytes waiting: 0 in the sockhash, %v outside it", fionreadSent, got)
+	t.Logf("FIONREAD from C with %d bytes waiting: %v outside the sockhash", fionreadSent, got)
 	if len(got) != 2 || got[0] != fionreadSent || got[1] != fionreadSent {
 		t.Errorf("FIONREAD from C outside the sockhash: %v, want %d each", got, fionreadSent)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -44,7 +45,9 @@ func injectTotals(t *testing.T, met *metrics.Registry) map[string]string {
 // program had nor one it makes afterwards enters the sockhash: FIONREAD,
 // asked from C, counts the bytes waiting (TestFIONREADCgo shows it says 0
 // for a socket in the sockhash).
-func TestCgoProgramStaysOut(t *testing.T) {
+func TestCgoProgramStaysOut(t *testing.T) { inject.EachHook(t, testCgoProgramStaysOut) }
+
+func testCgoProgramStaysOut(t *testing.T, h inject.Hook) {
 	kernel.Require(t)
 	ctx := context.Background()
 	addr := inject.StartSender(t)
@@ -61,13 +64,22 @@ func TestCgoProgramStaysOut(t *testing.T) {
 		t.Fatalf("starting sockio: %v", err)
 	}
 	t.Cleanup(func() { sock.Shutdown(ctx) })
-	fam := probeinject.New(deps, sock, probeinject.Config{On: true})
+	fam := probeinject.New(deps, sock, probeinject.Config{On: true, Hook: h})
 	if err := fam.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fam.Shutdown(ctx) })
 	if fam.CtxMap() == nil {
 		t.Fatal("injection is not running")
+	}
+	var feat *status.Feature
+	for _, f := range board.Features() {
+		if f.Name == status.Injection {
+			feat = &f
+		}
+	}
+	if feat == nil || !feat.On || !strings.Contains(feat.Why, "connecting process") {
+		t.Errorf("the board's injection feature: %+v, want on, saying how it learns the connecting process", feat)
 	}
 
 	exe := fmt.Sprintf("/proc/%d/exe", cl.PID)
@@ -88,6 +100,17 @@ func TestCgoProgramStaysOut(t *testing.T) {
 	st, _ := board.Get(p.PID)
 	if c := st.Capabilities[status.Injection]; c.On || !strings.HasPrefix(c.Why, probeinject.CgoOff) {
 		t.Errorf("injection status %+v, want off: %q", c, probeinject.CgoOff)
+	}
+	// A pure Go process (this test's) gets injection, and its status says
+	// how its connections are found.
+	self := &probes.Process{PID: os.Getpid(), GoVersion: "go"}
+	board.Add(self.PID, "self", self.GoVersion, nil)
+	if err := fam.Track(self); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fam.Untrack(self.PID) })
+	if st, _ := board.Get(self.PID); !st.Capabilities[status.Injection].On || !strings.Contains(st.Capabilities[status.Injection].Why, "connecting process") {
+		t.Errorf("a Go process's injection status %+v, want on, saying how", st.Capabilities[status.Injection])
 	}
 	if !strings.HasPrefix(probeinject.CgoOff, "cgo program:") {
 		t.Errorf("reason %q", probeinject.CgoOff)

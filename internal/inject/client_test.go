@@ -14,8 +14,10 @@ import (
 // process, keep-alive on one connection, GETs and 64 KiB POSTs of request
 // lines, new IDs before each request; nobody deletes the entry (the
 // "repeat" rule keeps body messages untouched).
-func TestNetHTTPClient(t *testing.T) {
-	inj := startInjector(t)
+func TestNetHTTPClient(t *testing.T) { eachHook(t, testNetHTTPClient) }
+
+func testNetHTTPClient(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	var dials atomic.Int32
@@ -77,4 +79,37 @@ func TestNetHTTPClient(t *testing.T) {
 		t.Errorf("%d connections, want 1", dials.Load())
 	}
 	t.Logf("per %d requests: injected +%d, repeat +%d", n, after["injected"]-before["injected"], after["repeat"]-before["repeat"])
+}
+
+// TestIPv6Connection: a connection to ::1 enters the sockhash at connect
+// (through connect6 under HookConnect) and its request gets the header.
+func TestIPv6Connection(t *testing.T) { eachHook(t, testIPv6Connection) }
+
+func testIPv6Connection(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatalf("listening on ::1 (the test needs IPv6 loopback): %v", err)
+	}
+	got := make(chan []string, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Values("Traceparent")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	trackSelf(t, inj)
+	before := inj.Counters()
+	c := dial(t, ln.Addr().String())
+	if !waitFor(func() bool { return inj.SockhashHas(c.cookie) }) {
+		t.Fatal("the IPv6 connection is not in the sockhash")
+	}
+	x := newIDs()
+	setCtx(t, inj, c.cookie, x)
+	c.roundTripFirst(t, head("GET", "/v6"))
+	if tp := <-got; len(tp) != 1 || tp[0] != x.header() {
+		t.Errorf("server saw traceparent %q, want %s", tp, x.header())
+	}
+	if d := grew(before, inj.Counters()); d["sockhash_add"] != 1 || d["injected"] != 1 {
+		t.Errorf("counters grew by %v, want sockhash_add and injected 1", d)
+	}
 }

@@ -20,7 +20,7 @@ import (
 // machine inflates single runs: batches of 250 give a median and a best
 // batch besides the mean.
 func TestSkMsgCost(t *testing.T) {
-	inj := startInjector(t)
+	inj := startInjector(t, HookAuto)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))

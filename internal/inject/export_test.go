@@ -5,6 +5,7 @@ package inject
 var (
 	StartFionread = startFionread
 	StartSender   = startSender
+	EachHook      = eachHook
 )
 
 const FionreadSent = fionreadSent

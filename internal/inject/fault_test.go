@@ -37,10 +37,11 @@ func setFault(fault uint32) func(*ebpf.CollectionSpec) error {
 
 // startFaultInjector starts an injector whose program takes the failure
 // paths fault names, with the test process tracked.
-func startFaultInjector(t *testing.T, fault uint32) *Injector {
+func startFaultInjector(t *testing.T, h Hook, fault uint32) *Injector {
 	t.Helper()
 	kernel.Require(t)
 	inj := New(nil, "")
+	inj.SetHook(h)
 	inj.prepare = setFault(fault)
 	if err := inj.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -101,7 +102,9 @@ func withHeader(req []byte, x ids) []byte {
 // a request (forced by the fault knob), the server receives exactly the
 // bytes the client wrote, and the failure is counted. Without a fault the
 // same requests get their header (the knob is what makes the difference).
-func TestFaultHTTP1(t *testing.T) {
+func TestFaultHTTP1(t *testing.T) { eachHook(t, testFaultHTTP1) }
+
+func testFaultHTTP1(t *testing.T, h Hook) {
 	for _, tc := range []struct {
 		name   string
 		fault  uint32
@@ -115,7 +118,7 @@ func TestFaultHTTP1(t *testing.T) {
 		{"fill fails, pop undoes the push", faultWrite, false, map[string]uint64{"write_fail": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inj := startFaultInjector(t, tc.fault)
+			inj := startFaultInjector(t, h, tc.fault)
 			addr, got := startRecorder(t)
 			c, cookie := dialRaw(t, inj, addr)
 			first := cat(head("POST", "/first", withLen(5), "X-A: b\r\n"), []byte("hello"))
@@ -156,8 +159,10 @@ func TestFaultHTTP1(t *testing.T) {
 // the message is dropped, never sent with them: the writer gets EACCES,
 // every later write on the socket fails as well (the stream must not go
 // on past the hole), and the server has exactly what came before.
-func TestFaultHTTP1Drop(t *testing.T) {
-	inj := startFaultInjector(t, faultWrite|faultUndo)
+func TestFaultHTTP1Drop(t *testing.T) { eachHook(t, testFaultHTTP1Drop) }
+
+func testFaultHTTP1Drop(t *testing.T, h Hook) {
+	inj := startFaultInjector(t, h, faultWrite|faultUndo)
 	addr, got := startRecorder(t)
 	c, cookie := dialRaw(t, inj, addr)
 	first := head("GET", "/first")
@@ -190,7 +195,9 @@ func TestFaultHTTP1Drop(t *testing.T) {
 // HEADERS frame's length (before the push, so a failure restores it).
 // Every byte the server gets is the client's, with the HEADERS frame
 // in the middle of a write and ending one (the push then appends).
-func TestFaultH2(t *testing.T) {
+func TestFaultH2(t *testing.T) { eachHook(t, testFaultH2) }
+
+func testFaultH2(t *testing.T, h Hook) {
 	for _, f := range []struct {
 		name  string
 		fault uint32
@@ -199,7 +206,7 @@ func TestFaultH2(t *testing.T) {
 		{"fill fails, push popped and length restored", faultWrite},
 	} {
 		t.Run(f.name, func(t *testing.T) {
-			inj := startH2InjectorWith(t, "aws-us-east-1-shop-01", f.fault)
+			inj := startH2InjectorWith(t, h, "aws-us-east-1-shop-01", f.fault)
 			{
 				b := newH2Builder()
 				runH2(t, inj, h2Case{
@@ -230,7 +237,9 @@ func TestFaultH2(t *testing.T) {
 // TestFaultH2Drop: a change to an HTTP/2 message that cannot be undone
 // (the pushed field, or the frame length rewritten first) drops it and
 // every later message: the server has the preface and nothing after.
-func TestFaultH2Drop(t *testing.T) {
+func TestFaultH2Drop(t *testing.T) { eachHook(t, testFaultH2Drop) }
+
+func testFaultH2Drop(t *testing.T, h Hook) {
 	for _, f := range []struct {
 		name  string
 		fault uint32
@@ -239,7 +248,7 @@ func TestFaultH2Drop(t *testing.T) {
 		{"fill fails, pop fails", faultWrite | faultUndo},
 	} {
 		t.Run(f.name, func(t *testing.T) {
-			inj := startH2InjectorWith(t, "", f.fault)
+			inj := startH2InjectorWith(t, h, "", f.fault)
 			addr, got := startRecorder(t)
 			h := dialH2(t, inj, addr)
 			k := injectH2Key{Tgid: uint32(os.Getpid()), StreamId: 1, Goid: h.goid}

@@ -56,16 +56,16 @@ type h2Injector struct {
 	member     string // the tracestate member it adds ("" none)
 }
 
-func startH2Injector(t *testing.T) *h2Injector { return startH2InjectorState(t, "") }
+func startH2Injector(t *testing.T, h Hook) *h2Injector { return startH2InjectorState(t, h, "") }
 
 // startH2InjectorState starts one that adds tracestate weft=cluster.
-func startH2InjectorState(t *testing.T, cluster string) *h2Injector {
+func startH2InjectorState(t *testing.T, h Hook, cluster string) *h2Injector {
 	t.Helper()
-	return startH2InjectorWith(t, cluster, 0)
+	return startH2InjectorWith(t, h, cluster, 0)
 }
 
 // startH2InjectorWith starts one with the BPF object's fault knob set.
-func startH2InjectorWith(t *testing.T, cluster string, fault uint32) *h2Injector {
+func startH2InjectorWith(t *testing.T, h Hook, cluster string, fault uint32) *h2Injector {
 	t.Helper()
 	kernel.Require(t)
 	spec, err := loadInject()
@@ -99,6 +99,7 @@ func startH2InjectorWith(t *testing.T, cluster string, fault uint32) *h2Injector
 		t.Fatal(err)
 	}
 	inj := New(nil, "")
+	inj.SetHook(h)
 	inj.prepare = setFault(fault)
 	inj.UseMaps(maps)
 	if err := inj.SetTraceState("weft", cluster); err != nil {
@@ -534,9 +535,11 @@ func offsets(frames []h2Frame) []int {
 	return o
 }
 
-func TestH2Inject(t *testing.T) {
+func TestH2Inject(t *testing.T) { eachHook(t, testH2Inject) }
+
+func testH2Inject(t *testing.T, h Hook) {
 	for _, cluster := range []string{"", "aws-us-east-1-shop-01"} {
-		t.Run("tracestate="+cluster, func(t *testing.T) { h2InjectCases(t, startH2InjectorState(t, cluster)) })
+		t.Run("tracestate="+cluster, func(t *testing.T) { h2InjectCases(t, startH2InjectorState(t, h, cluster)) })
 	}
 }
 
@@ -807,8 +810,10 @@ func h2InjectCases(t *testing.T, inj *h2Injector) {
 
 // TestH2AfterHTTP1: a socket whose first message is not the preface stays
 // on the HTTP/1 path, even when a preface and request HEADERS come later.
-func TestH2AfterHTTP1(t *testing.T) {
-	inj := startH2Injector(t)
+func TestH2AfterHTTP1(t *testing.T) { eachHook(t, testH2AfterHTTP1) }
+
+func testH2AfterHTTP1(t *testing.T, h Hook) {
+	inj := startH2Injector(t, h)
 	for _, first := range []string{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "PRI * HTTP/2.0\r\n"} {
 		addr, got := startRecorder(t)
 		h := dialH2(t, inj, addr)

@@ -25,10 +25,21 @@ import (
 // echoBin is the testdata echoserver, built once by TestMain.
 var echoBin string
 
+// Where nothing can be compiled (a test binary run on another kernel under
+// scripts/vm/run.sh), these name test programs built beforehand:
+// testdata/echoserver (CGO_ENABLED=0) and testdata/fionread (cgo).
+const (
+	echoEnv     = "WEFT_INJECT_ECHOSERVER"
+	fionreadEnv = "WEFT_INJECT_FIONREAD"
+)
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run()) // the tests that need the server are skipped
+	}
+	if echoBin = os.Getenv(echoEnv); echoBin != "" {
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "weft-inject-test")
 	if err != nil {
@@ -58,14 +69,45 @@ type echo struct {
 	SHA256      string              `json:"sha256"`
 }
 
-// startInjector starts an injector for one test; it is shut down (twice,
-// which must be safe) when the test ends.
-func startInjector(t *testing.T) *Injector {
+// testHooks are the hooks the injection tests run with: the one Start
+// picks on this kernel, and HookConnect when that is not it, so that a
+// host whose sockops programs may read the connecting process (6.18) runs
+// the path of kernels whose cannot (6.1) too.
+func testHooks(t *testing.T) []Hook {
+	t.Helper()
+	h, err := probeKernel(liveKernel(), HookAuto)
+	if err != nil {
+		t.Fatalf("this kernel cannot run the injector: %v", err)
+	}
+	if h == HookConnect {
+		return []Hook{HookConnect}
+	}
+	return []Hook{h, HookConnect}
+}
+
+// eachHook runs test once per hook of testHooks, as subtests named after
+// them.
+func eachHook(t *testing.T, test func(*testing.T, Hook)) {
+	t.Helper()
+	kernel.Require(t)
+	for _, h := range testHooks(t) {
+		t.Run(h.String(), func(t *testing.T) { test(t, h) })
+	}
+}
+
+// startInjector starts an injector with hook h for one test (HookAuto: the
+// one the kernel picks); it is shut down (twice, which must be safe) when
+// the test ends.
+func startInjector(t *testing.T, h Hook) *Injector {
 	t.Helper()
 	kernel.Require(t)
 	inj := New(nil, "")
+	inj.SetHook(h)
 	if err := inj.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
+	}
+	if got, why := inj.Hook(); got != h && h != HookAuto {
+		t.Fatalf("Start with hook %v runs %v (%s)", h, got, why)
 	}
 	t.Cleanup(func() {
 		if err := inj.Shutdown(context.Background()); err != nil {

@@ -47,8 +47,10 @@ func chunked(body []byte, n int) []byte {
 // net/http server, with new IDs before each, and checks what the server
 // received: one traceparent with exactly those IDs where one belongs,
 // none (or only the application's) elsewhere, and every body intact.
-func TestRequestsOnOneConnection(t *testing.T) {
-	inj := startInjector(t)
+func TestRequestsOnOneConnection(t *testing.T) { eachHook(t, testRequestsOnOneConnection) }
+
+func testRequestsOnOneConnection(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	c := dial(t, addr)
@@ -142,8 +144,10 @@ func (c *conn) roundTripFirst(t *testing.T, w []byte) {
 // untouched and are counted; the server still answers them (Go's server
 // refuses the TLS and HTTP/2.0 ones). The HTTP/2 preface puts a socket on
 // the HTTP/2 path instead (h2_test.go).
-func TestNotHTTP(t *testing.T) {
-	inj := startInjector(t)
+func TestNotHTTP(t *testing.T) { eachHook(t, testNotHTTP) }
+
+func testNotHTTP(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	for _, raw := range []string{

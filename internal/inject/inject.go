@@ -4,7 +4,10 @@
 // bytes after the application handed them to the kernel.
 //
 // A sockops program puts the TCP sockets traced processes connect into a
-// sockhash (an iterator adds the ones they had before being tracked); the
+// sockhash (an iterator adds the ones they had before being tracked). It
+// reads the connecting process itself where the kernel lets sockops call
+// bpf_get_current_pid_tgid; elsewhere (Linux 6.1, 5.10) cgroup/connect4
+// and connect6 programs record it (Hook). The
 // sk_msg program on that sockhash inserts the header into the message that
 // starts a request, when the client probe left the request's IDs in the
 // inject_ctx map (CtxMap) under the socket's cookie.
@@ -27,9 +30,9 @@ import (
 // The agent keeps running without injection.
 var ErrUnsupported = fmt.Errorf("socket-layer header injection: %w", errors.ErrUnsupported)
 
-// DefaultCgroup is where the sockops program is attached: the cgroup v2
-// hierarchy found there (or in its "unified" folder on a hybrid host);
-// every process below it is covered.
+// DefaultCgroup is where the sockops (and connect) programs are attached:
+// the cgroup v2 hierarchy found there (or in its "unified" folder on a
+// hybrid host); every process below it is covered.
 const DefaultCgroup = "/sys/fs/cgroup"
 
 // Injector owns the injection programs and their maps.
@@ -38,11 +41,14 @@ type Injector struct {
 	cgroupPath string
 
 	mu        sync.Mutex // serialises Start, Track, Untrack and Shutdown
+	hook      Hook       // wanted; after Start, the one running
+	hookWhy   string     // what the running hook rests on
 	objs      coreObjects
 	loaded    bool
 	msgAttach bool
-	sockops   link.Link
-	iterProg  *ebpf.Program // nil when iter/tcp does not load
+	hookProgs []*ebpf.Program // the hook's: sockops (and connect4, connect6)
+	links     []link.Link     // their cgroup attachments
+	iterProg  *ebpf.Program   // nil when iter/tcp does not load
 	iter      *link.Iter
 	stopped   bool
 	shared    map[string]*ebpf.Map // other families' maps the programs use
@@ -53,12 +59,23 @@ type Injector struct {
 	prepare func(*ebpf.CollectionSpec) error
 }
 
-// coreObjects is what injection cannot do without; the iterator is
-// loaded apart so that a kernel refusing it costs only existing sockets.
+// coreObjects is what injection cannot do without: the sk_msg program
+// and the maps. The hook's programs are loaded apart, only the chosen
+// ones (a kernel may refuse the others), and so is the iterator, so that
+// a kernel refusing it costs only existing sockets.
 type coreObjects struct {
-	InjectMsg     *ebpf.Program `ebpf:"inject_msg"`
-	InjectSockops *ebpf.Program `ebpf:"inject_sockops"`
+	InjectMsg *ebpf.Program `ebpf:"inject_msg"`
 	injectMaps
+}
+
+// byName lists the maps for MapReplacements, so that the programs loaded
+// after the core share them.
+func (m *injectMaps) byName() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		injectMapH2Ids: m.H2Ids, injectMapInjectCtx: m.InjectCtx, injectMapInjectInodes: m.InjectInodes,
+		injectMapInjectProcs: m.InjectProcs, injectMapInjectSocks: m.InjectSocks,
+		injectMapInjectState: m.InjectState, injectMapInjectStats: m.InjectStats, injectMapProcs: m.Procs,
+	}
 }
 
 // New makes an unstarted injector. cgroupPath "" means DefaultCgroup.
@@ -87,6 +104,27 @@ func (i *Injector) SetTraceState(key, value string) error {
 	return nil
 }
 
+// SetHook chooses how connecting processes are learnt (call before Start);
+// HookAuto, the default, lets the kernel decide. Tests force HookConnect
+// to run, on a kernel that would pick sockops, the path of kernels that
+// cannot.
+func (i *Injector) SetHook(h Hook) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.hook = h
+}
+
+// Hook says how the running injector learns connecting processes, and
+// why that way (HookAuto and "" when not started).
+func (i *Injector) Hook() (Hook, string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return HookAuto, ""
+	}
+	return i.hook, i.hookWhy
+}
+
 // UseMaps hands the injector maps other probe families own, by name, to
 // load its programs with (call before Start): sockio's "procs" (goroutine
 // offsets) and "h2_ids" (the IDs of each HTTP/2 stream a Go client opens).
@@ -100,8 +138,10 @@ func (i *Injector) UseMaps(m map[string]*ebpf.Map) {
 
 // Start probes the kernel, loads the programs and attaches them: sk_msg to
 // the sockhash first (sockets take the map's programs when they enter it),
-// then sockops to the cgroup. An unsupported kernel is logged once and
-// reported as an error wrapping ErrUnsupported.
+// then sockops to the cgroup, then (HookConnect) connect4 and connect6,
+// so that every socket they mark meets a sockops program once
+// established. An unsupported kernel is logged once and reported as an
+// error wrapping ErrUnsupported.
 func (i *Injector) Start(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -122,7 +162,9 @@ func (i *Injector) Start(ctx context.Context) error {
 }
 
 func (i *Injector) start() error {
-	if err := probeKernel(); err != nil {
+	want := i.hook
+	hook, err := probeKernel(liveKernel(), want)
+	if err != nil {
 		return err
 	}
 	cg, err := Cgroup2Root(i.cgroupPath)
@@ -146,6 +188,21 @@ func (i *Injector) start() error {
 		return fmt.Errorf("loading inject BPF programs: %w", verifierTail(err, i.log))
 	}
 	i.loaded = true
+	why := hookWhy(hook, want)
+	err = i.loadHook(spec, hook)
+	if err != nil && want == HookAuto && hook == HookSockops {
+		// The probe said sockops may read the process, the real load says
+		// no: the connect programs, if this kernel has them, do it.
+		if _, cerr := probeKernel(liveKernel(), HookConnect); cerr == nil {
+			i.log.Warn("the sockops program that reads the connecting process did not load: cgroup/connect4 and connect6 record it instead", "err", err)
+			hook, why = HookConnect, "cgroup/connect4 and connect6 record the connecting process: this kernel refused the sockops program that reads it"
+			err = i.loadHook(spec, hook)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	i.hook, i.hookWhy = hook, why
 	err = link.RawAttachProgram(link.RawAttachProgramOptions{
 		Target: i.objs.InjectSocks.FD(), Program: i.objs.InjectMsg, Attach: ebpf.AttachSkMsgVerdict,
 	})
@@ -153,17 +210,62 @@ func (i *Injector) start() error {
 		return fmt.Errorf("attaching sk_msg to the sockhash: %w", err)
 	}
 	i.msgAttach = true
-	i.sockops, err = link.AttachCgroup(link.CgroupOptions{
-		Path: i.cgroupPath, Attach: ebpf.AttachCGroupSockOps, Program: i.objs.InjectSockops,
-	})
-	if err != nil {
-		return fmt.Errorf("attaching sockops to %s: %w", i.cgroupPath, err)
+	attach := []ebpf.AttachType{ebpf.AttachCGroupSockOps, ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect}
+	for n, prog := range i.hookProgs {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: i.cgroupPath, Attach: attach[n], Program: prog})
+		if err != nil {
+			return fmt.Errorf("attaching %v to %s: %w", attach[n], i.cgroupPath, err)
+		}
+		i.links = append(i.links, l)
 	}
 	if err := i.loadIter(spec); err != nil {
 		// New connections still get headers; Track reports the gap.
 		i.log.Warn("iter/tcp unavailable: connections made before Track get no header", "err", err)
 	}
-	i.log.Info("attached", "cgroup", i.cgroupPath, "iterator", i.iter != nil)
+	i.log.Info("attached", "cgroup", i.cgroupPath, "hook", hook, "why", why, "iterator", i.iter != nil)
+	return nil
+}
+
+// hookWhy says what a hook rests on, chosen for want.
+func hookWhy(h, want Hook) string {
+	switch {
+	case h == HookSockops:
+		return "the sockops program reads the connecting process (bpf_get_current_pid_tgid at TCP_CONNECT_CB)"
+	case want == HookConnect:
+		return "cgroup/connect4 and connect6 record the connecting process (chosen by configuration)"
+	}
+	return "cgroup/connect4 and connect6 record the connecting process: this kernel's sockops programs cannot call bpf_get_current_pid_tgid"
+}
+
+// loadHook loads the hook's programs into i.hookProgs, in the order start
+// attaches them: sockops, then connect4 and connect6. Only these are
+// loaded: the kernel may refuse the other hook's.
+func (i *Injector) loadHook(spec *ebpf.CollectionSpec, h Hook) error {
+	opts := &ebpf.CollectionOptions{MapReplacements: i.objs.byName()}
+	var progs []*ebpf.Program
+	var err error
+	switch h {
+	case HookSockops:
+		var objs struct {
+			Sockops *ebpf.Program `ebpf:"inject_sockops"`
+		}
+		err = spec.LoadAndAssign(&objs, opts)
+		progs = []*ebpf.Program{objs.Sockops}
+	case HookConnect:
+		var objs struct {
+			Sockops  *ebpf.Program `ebpf:"inject_sockops_est"`
+			Connect4 *ebpf.Program `ebpf:"inject_connect4"`
+			Connect6 *ebpf.Program `ebpf:"inject_connect6"`
+		}
+		err = spec.LoadAndAssign(&objs, opts)
+		progs = []*ebpf.Program{objs.Sockops, objs.Connect4, objs.Connect6}
+	default:
+		return fmt.Errorf("inject: no programs for hook %v", h)
+	}
+	if err != nil {
+		return fmt.Errorf("loading the inject %v programs: %w", h, verifierTail(err, i.log))
+	}
+	i.hookProgs = progs
 	return nil
 }
 
@@ -171,11 +273,7 @@ func (i *Injector) loadIter(spec *ebpf.CollectionSpec) error {
 	var objs struct {
 		InjectIter *ebpf.Program `ebpf:"inject_iter"`
 	}
-	m := &i.objs.injectMaps
-	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"inject_inodes": m.InjectInodes, "inject_socks": m.InjectSocks,
-		"inject_state": m.InjectState, "inject_stats": m.InjectStats,
-	}})
+	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: i.objs.byName()})
 	if err != nil {
 		return verifierTail(err, i.log)
 	}
@@ -221,10 +319,10 @@ func (i *Injector) Shutdown(ctx context.Context) error {
 
 func (i *Injector) closeAll() error {
 	var errs []error
-	if i.sockops != nil {
-		errs = append(errs, i.sockops.Close())
-		i.sockops = nil
+	for _, l := range i.links {
+		errs = append(errs, l.Close())
 	}
+	i.links = nil
 	if i.iter != nil {
 		errs = append(errs, i.iter.Close(), i.iterProg.Close())
 		i.iter, i.iterProg = nil, nil
@@ -235,8 +333,12 @@ func (i *Injector) closeAll() error {
 		}))
 		i.msgAttach = false
 	}
+	for _, p := range i.hookProgs {
+		errs = append(errs, p.Close())
+	}
+	i.hookProgs = nil
 	if i.loaded {
-		errs = append(errs, i.objs.InjectMsg.Close(), i.objs.InjectSockops.Close(), i.objs.injectMaps.Close())
+		errs = append(errs, i.objs.InjectMsg.Close(), i.objs.injectMaps.Close())
 		i.loaded = false
 	}
 	return errors.Join(errs...)

@@ -102,26 +102,30 @@ type injectSockState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	injectMapH2Ids          = "h2_ids"
-	injectMapInjectCtx      = "inject_ctx"
-	injectMapInjectInodes   = "inject_inodes"
-	injectMapInjectProcs    = "inject_procs"
-	injectMapInjectSocks    = "inject_socks"
-	injectMapInjectState    = "inject_state"
-	injectMapInjectStats    = "inject_stats"
-	injectMapProcs          = "procs"
-	injectProgInjectIter    = "inject_iter"
-	injectProgInjectMsg     = "inject_msg"
-	injectProgInjectSockops = "inject_sockops"
-	injectVarFault          = "fault"
-	injectVarStateField     = "state_field"
-	injectVarStateFieldLen  = "state_field_len"
-	injectVarStateKeyLen    = "state_key_len"
-	injectVarStateLine      = "state_line"
-	injectVarStateLineLen   = "state_line_len"
-	injectVarStateMember    = "state_member"
-	injectVarStateMemberLen = "state_member_len"
-	injectVarUnusedStat     = "unused_stat"
+	injectMapH2Ids             = "h2_ids"
+	injectMapInjectCtx         = "inject_ctx"
+	injectMapInjectInodes      = "inject_inodes"
+	injectMapInjectProcs       = "inject_procs"
+	injectMapInjectSocks       = "inject_socks"
+	injectMapInjectState       = "inject_state"
+	injectMapInjectStats       = "inject_stats"
+	injectMapProcs             = "procs"
+	injectProgInjectConnect4   = "inject_connect4"
+	injectProgInjectConnect6   = "inject_connect6"
+	injectProgInjectIter       = "inject_iter"
+	injectProgInjectMsg        = "inject_msg"
+	injectProgInjectSockops    = "inject_sockops"
+	injectProgInjectSockopsEst = "inject_sockops_est"
+	injectVarFault             = "fault"
+	injectVarStateField        = "state_field"
+	injectVarStateFieldLen     = "state_field_len"
+	injectVarStateKeyLen       = "state_key_len"
+	injectVarStateLine         = "state_line"
+	injectVarStateLineLen      = "state_line_len"
+	injectVarStateMember       = "state_member"
+	injectVarStateMemberLen    = "state_member_len"
+	injectVarUnknownZero       = "unknown_zero"
+	injectVarUnusedStat        = "unused_stat"
 )
 
 // loadInject returns the embedded CollectionSpec for inject.
@@ -166,9 +170,12 @@ type injectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectProgramSpecs struct {
-	InjectIter    *ebpf.ProgramSpec `ebpf:"inject_iter"`
-	InjectMsg     *ebpf.ProgramSpec `ebpf:"inject_msg"`
-	InjectSockops *ebpf.ProgramSpec `ebpf:"inject_sockops"`
+	InjectConnect4   *ebpf.ProgramSpec `ebpf:"inject_connect4"`
+	InjectConnect6   *ebpf.ProgramSpec `ebpf:"inject_connect6"`
+	InjectIter       *ebpf.ProgramSpec `ebpf:"inject_iter"`
+	InjectMsg        *ebpf.ProgramSpec `ebpf:"inject_msg"`
+	InjectSockops    *ebpf.ProgramSpec `ebpf:"inject_sockops"`
+	InjectSockopsEst *ebpf.ProgramSpec `ebpf:"inject_sockops_est"`
 }
 
 // injectMapSpecs contains maps before they are loaded into the kernel.
@@ -197,6 +204,7 @@ type injectVariableSpecs struct {
 	StateLineLen   *ebpf.VariableSpec `ebpf:"state_line_len"`
 	StateMember    *ebpf.VariableSpec `ebpf:"state_member"`
 	StateMemberLen *ebpf.VariableSpec `ebpf:"state_member_len"`
+	UnknownZero    *ebpf.VariableSpec `ebpf:"unknown_zero"`
 	UnusedStat     *ebpf.VariableSpec `ebpf:"unused_stat"`
 }
 
@@ -255,6 +263,7 @@ type injectVariables struct {
 	StateLineLen   *ebpf.Variable `ebpf:"state_line_len"`
 	StateMember    *ebpf.Variable `ebpf:"state_member"`
 	StateMemberLen *ebpf.Variable `ebpf:"state_member_len"`
+	UnknownZero    *ebpf.Variable `ebpf:"unknown_zero"`
 	UnusedStat     *ebpf.Variable `ebpf:"unused_stat"`
 }
 
@@ -262,16 +271,22 @@ type injectVariables struct {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectPrograms struct {
-	InjectIter    *ebpf.Program `ebpf:"inject_iter"`
-	InjectMsg     *ebpf.Program `ebpf:"inject_msg"`
-	InjectSockops *ebpf.Program `ebpf:"inject_sockops"`
+	InjectConnect4   *ebpf.Program `ebpf:"inject_connect4"`
+	InjectConnect6   *ebpf.Program `ebpf:"inject_connect6"`
+	InjectIter       *ebpf.Program `ebpf:"inject_iter"`
+	InjectMsg        *ebpf.Program `ebpf:"inject_msg"`
+	InjectSockops    *ebpf.Program `ebpf:"inject_sockops"`
+	InjectSockopsEst *ebpf.Program `ebpf:"inject_sockops_est"`
 }
 
 func (p *injectPrograms) Close() error {
 	return _InjectClose(
+		p.InjectConnect4,
+		p.InjectConnect6,
 		p.InjectIter,
 		p.InjectMsg,
 		p.InjectSockops,
+		p.InjectSockopsEst,
 	)
 }
 

@@ -14,7 +14,11 @@ import (
 // The tcp iterator walks the namespace of the thread that opens it, so
 // Track enters the client's namespace to run it.
 func TestExistingConnectionInAnotherNetns(t *testing.T) {
-	inj := startInjector(t)
+	eachHook(t, testExistingConnectionInAnotherNetns)
+}
+
+func testExistingConnectionInAnotherNetns(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	for _, tool := range []string{"unshare", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("needs %s (util-linux, iproute2; scripts/deps.sh installs them): %v", tool, err)

@@ -43,8 +43,10 @@ func startSink(t *testing.T) string {
 // leave nothing behind (the sockhash, keyed by socket and owner, holds
 // only the live one), and Untrack still finds the pooled connection and
 // takes it out of the sockhash.
-func TestUntrackAfterChurn(t *testing.T) {
-	inj := startInjector(t)
+func TestUntrackAfterChurn(t *testing.T) { eachHook(t, testUntrackAfterChurn) }
+
+func testUntrackAfterChurn(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startSink(t)
 	trackSelf(t, inj)
 	pid := os.Getpid()

@@ -23,7 +23,11 @@ func TestParseProcTCP(t *testing.T) {
 // TestTrackedServerKeepsAcceptedSockets: tracking a server adds none of
 // its accepted connections to the sockhash (sockops adds only connects).
 func TestTrackedServerKeepsAcceptedSockets(t *testing.T) {
-	inj := startInjector(t)
+	eachHook(t, testTrackedServerKeepsAcceptedSockets)
+}
+
+func testTrackedServerKeepsAcceptedSockets(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr, pid := startServerProc(t)
 	c := dial(t, addr)
 	c.roundTrip(t, head("GET", "/accepted"))

@@ -72,8 +72,10 @@ func (c *client) get(t *testing.T, path string) echo {
 // the sockhash, even with an inject_ctx entry for it, and gets no header.
 // Nothing is tracked, so the sockhash must stay empty although every
 // process on the machine runs the sockops program.
-func TestUntracedProcessStaysOut(t *testing.T) {
-	inj := startInjector(t)
+func TestUntracedProcessStaysOut(t *testing.T) { eachHook(t, testUntracedProcessStaysOut) }
+
+func testUntracedProcessStaysOut(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	cl := startClient(t, addr)
 	setCtx(t, inj, cl.cookie, newIDs())
@@ -94,7 +96,11 @@ func TestUntracedProcessStaysOut(t *testing.T) {
 // TestExistingConnectionOfAnotherProcess: a process tracked after it
 // connected gets headers through the iterator (inodes passed explicitly).
 func TestExistingConnectionOfAnotherProcess(t *testing.T) {
-	inj := startInjector(t)
+	eachHook(t, testExistingConnectionOfAnotherProcess)
+}
+
+func testExistingConnectionOfAnotherProcess(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	cl := startClient(t, addr)
 	cl.get(t, "warm")
@@ -133,8 +139,10 @@ func TestExistingConnectionOfAnotherProcess(t *testing.T) {
 
 // TestExistingConnectionOfSelf: the same through Track(pid, nil), which
 // reads /proc/PID/fd itself.
-func TestExistingConnectionOfSelf(t *testing.T) {
-	inj := startInjector(t)
+func TestExistingConnectionOfSelf(t *testing.T) { eachHook(t, testExistingConnectionOfSelf) }
+
+func testExistingConnectionOfSelf(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	c := dial(t, addr)
 	c.roundTrip(t, head("GET", "/warm"))
@@ -178,9 +186,13 @@ func fionread(t *testing.T, c *conn) int {
 // is in the TCP receive queue, where poll and read find it intact. Go does
 // not size reads by FIONREAD; programs that do can stall, which is why
 // only traced processes' sockets may enter the sockhash. Leaving the
-// sockhash (Untrack) restores the real count.
-func TestFIONREAD(t *testing.T) {
-	inj := startInjector(t)
+// sockhash (Untrack) restores the real count. Kernels whose tcp_bpf has
+// no ioctl of its own (Debian's 6.1.192) leave FIONREAD to TCP and count
+// right in the sockhash too: either answer passes, and the log says which.
+func TestFIONREAD(t *testing.T) { eachHook(t, testFIONREAD) }
+
+func testFIONREAD(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	c := dial(t, addr)
@@ -188,17 +200,18 @@ func TestFIONREAD(t *testing.T) {
 		t.Fatal("not in the sockhash")
 	}
 	c.roundTripFirst(t, head("GET", "/waiting"))
-	if n := fionread(t, c); n != 0 {
-		t.Errorf("FIONREAD on a sockhash socket with data waiting: %d; this kernel was measured to say 0", n)
-	}
+	in := fionread(t, c)
 	inj.Untrack(os.Getpid())
 	if inj.SockhashHas(c.cookie) {
 		t.Fatal("still in the sockhash after Untrack")
 	}
 	n := fionread(t, c)
-	t.Logf("FIONREAD with %d bytes waiting: 0 in the sockhash, %d outside it", n, n)
+	t.Logf("FIONREAD with %d bytes waiting: %d in the sockhash, %d outside it", n, in, n)
 	if n == 0 {
 		t.Error("FIONREAD still 0 after the socket left the sockhash")
+	}
+	if in != 0 && in != n {
+		t.Errorf("FIONREAD in the sockhash: %d, neither 0 (the hazard, measured on 6.18) nor the %d bytes waiting (as on 6.1)", in, n)
 	}
 	if c.rd.Buffered() != 0 {
 		t.Fatal("bufio read ahead")
@@ -245,8 +258,10 @@ func TestShutdownWithoutStart(t *testing.T) {
 // TestShutdownReleasesSockets: after Shutdown a connection that was in
 // the sockhash keeps working, unchanged, and FIONREAD counts again (the
 // kernel frees the sockhash asynchronously, hence the wait).
-func TestShutdownReleasesSockets(t *testing.T) {
-	inj := startInjector(t)
+func TestShutdownReleasesSockets(t *testing.T) { eachHook(t, testShutdownReleasesSockets) }
+
+func testShutdownReleasesSockets(t *testing.T, h Hook) {
+	inj := startInjector(t, h)
 	addr := startServer(t)
 	trackSelf(t, inj)
 	c := dial(t, addr)

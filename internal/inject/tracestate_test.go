@@ -93,10 +93,13 @@ func FuzzEncodeTraceState(f *testing.F) {
 // tracestate line after it, or, when the request has a tracestate of its
 // own, first in that list (never a second tracestate line). Every other
 // byte arrives as sent.
-func TestTraceStateHTTP1(t *testing.T) {
+func TestTraceStateHTTP1(t *testing.T) { eachHook(t, testTraceStateHTTP1) }
+
+func testTraceStateHTTP1(t *testing.T, h Hook) {
 	kernel.Require(t)
 	const member = "weft=aws-us-east-1-shop-01"
 	inj := New(nil, "")
+	inj.SetHook(h)
 	if err := inj.SetTraceState("weft", "aws-us-east-1-shop-01"); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +212,9 @@ func TestTraceStateHTTP1(t *testing.T) {
 // client's bytes unchanged (write_fail), or, when a change cannot be
 // undone, nothing of that request (drop, EACCES): never one insertion
 // without the other, never uninitialised bytes.
-func TestFaultTraceStateMerge(t *testing.T) {
+func TestFaultTraceStateMerge(t *testing.T) { eachHook(t, testFaultTraceStateMerge) }
+
+func testFaultTraceStateMerge(t *testing.T, h Hook) {
 	kernel.Require(t)
 	for _, tc := range []struct {
 		name  string
@@ -224,6 +229,7 @@ func TestFaultTraceStateMerge(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inj := New(nil, "")
+			inj.SetHook(h)
 			inj.prepare = setFault(tc.fault)
 			if err := inj.SetTraceState("weft", "c1"); err != nil {
 				t.Fatal(err)

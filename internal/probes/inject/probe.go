@@ -1,8 +1,10 @@
 // Package inject runs the socket-layer context injector (internal/inject)
 // as a probe family, between sockio and the Go client probes: they write
 // the IDs into its map, it reads sockio's. On a kernel without
-// sockops/sk_msg or cgroup v2 it logs once and stays off; spans still
-// come, and every request it did not propagate is counted.
+// sockops/sk_msg, bpf_loop (before 5.17) or cgroup v2 it logs once and
+// stays off; spans still come, and every request it did not propagate is
+// counted. Whether it runs, and how, is the agent's "injection" feature
+// on the status board.
 package inject
 
 import (
@@ -31,6 +33,9 @@ type Config struct {
 	// traceparent, so that the next hop's agent knows which cluster the
 	// call came from.
 	Cluster string
+	// Hook is how the injector learns which process connects: HookAuto
+	// (the zero value) lets the kernel decide; tests force HookConnect.
+	Hook inject.Hook
 }
 
 // Probe is the injector family.
@@ -42,12 +47,14 @@ type Probe struct {
 	status  *status.Board
 	enabled bool
 	off     string // why injection is off
+	on      string // what it rests on, when on
 }
 
 // New makes the family, which reads sockio's maps: start it after sockio.
 func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
 	d = d.WithDefaults()
 	inj := inject.New(d.Log.With("component", "inject"), cfg.Cgroup)
+	inj.SetHook(cfg.Hook)
 	if err := inj.SetTraceState("weft", cfg.Cluster); err != nil {
 		// Context still propagates; the next hop learns the caller's
 		// cluster from its address instead.
@@ -81,6 +88,7 @@ func (f *Probe) Start(ctx context.Context) error {
 		})
 	if !f.enabled {
 		f.log.Info("traceparent injection switched off by configuration")
+		f.status.Feature(status.Injection, false, f.off)
 		return nil
 	}
 	maps, err := f.sock.Maps()
@@ -91,12 +99,16 @@ func (f *Probe) Start(ctx context.Context) error {
 	if err := f.inj.Start(ctx); err != nil {
 		f.enabled = false
 		f.off = "unavailable on this kernel: " + err.Error()
+		f.status.Feature(status.Injection, false, f.off)
 		if errors.Is(err, inject.ErrUnsupported) {
 			return nil // logged by the injector; spans still flow
 		}
 		f.log.Warn("traceparent injection unavailable", "err", err)
 		return nil
 	}
+	_, how := f.inj.Hook()
+	f.on = "sk_msg on its client sockets (HTTP/1 and h2c); " + how
+	f.status.Feature(status.Injection, true, "sk_msg on traced Go processes' client sockets (HTTP/1 and h2c); "+how)
 	for _, name := range []string{"injected", "no_ctx", "repeat", "not_http", "app_header", "split", "too_long", "write_fail", "no_state", "sockhash_add", "sockhash_fail", "iter_add",
 		"h2_injected", "h2_no_ctx", "h2_app_header", "h2_split", "h2_too_long", "h2_lost", "h2_repeat", "drop",
 		"state_merged", "state_kept"} {
@@ -133,7 +145,7 @@ func (f *Probe) Track(p *probes.Process) error {
 		f.status.Set(p.PID, status.Injection, false, err.Error())
 		return err
 	}
-	f.status.Set(p.PID, status.Injection, true, "sk_msg on its client sockets (HTTP/1 and h2c)")
+	f.status.Set(p.PID, status.Injection, true, f.on)
 	return nil
 }
 
