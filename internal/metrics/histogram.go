@@ -6,9 +6,9 @@ import (
 	"sync/atomic"
 )
 
-// Histogram is a Prometheus-style cumulative histogram built from the
-// registry's counters (which has no histogram type): name_bucket{le=...},
-// name_count and name_sum.
+// Histogram is a Prometheus cumulative histogram built from the registry's
+// counters: name_bucket{le=...}, name_count and name_sum, written as one
+// family of # TYPE histogram.
 type Histogram struct {
 	bounds  []float64
 	buckets []*atomic.Uint64 // one per bound, then +Inf
@@ -16,7 +16,13 @@ type Histogram struct {
 	sumNano atomic.Uint64
 }
 
+// Histogram returns a new histogram series of family name with the given
+// bucket bounds (ascending, in seconds) and labels.
 func (reg *Registry) Histogram(name, help string, bounds []float64, labels ...string) *Histogram {
+	reg.mu.Lock()
+	reg.histograms[name] = true
+	reg.setHelp(name, help)
+	reg.mu.Unlock()
 	h := &Histogram{bounds: bounds, count: reg.Counter(name+"_count", help, labels...)}
 	for _, b := range bounds {
 		h.buckets = append(h.buckets, reg.Counter(name+"_bucket", help, append(labels[:len(labels):len(labels)], "le", strconv.FormatFloat(b, 'g', -1, 64))...))
