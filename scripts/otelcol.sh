@@ -3,39 +3,74 @@
 # stdout. Progress goes to stderr.
 #
 #   otelcol.sh        the collector tests and the demo use
-#   otelcol.sh hub    that plus what deploy/collector's spoke and hub need:
-#                     groupbytrace, tail_sampling, file_storage
+#   otelcol.sh hub    that plus what deploy/collector's configs need:
+#                     groupbytrace, tail_sampling, file_storage, the
+#                     loadbalancing exporter and weft's own span_dedup
+#                     processor (deploy/collector/spandedupprocessor)
 #
 # The binary is cached outside the repo, keyed by version; a stamp of the
-# component list forces a rebuild when the list below changes.
+# component list (and of span_dedup's sources) forces a rebuild when either
+# changes, so CI rebuilds once per change and never otherwise.
 set -euo pipefail
 
 VERSION=0.165.0          # core collector and contrib components
 CONFMAP_VERSION=1.71.0   # confmap providers are versioned separately
-TAILSAMPLING_VERSION=0.161.0 # v0.162+ need pkg/ottl/contexts/xprofile, refused (403) by the proxy
+# v0.162+ of these two need pkg/ottl/contexts/xprofile, whose zips the
+# module proxy refuses (403); v0.161.0 compiles against core v0.165.0.
+TAILSAMPLING_VERSION=0.161.0
+LOADBALANCING_VERSION=0.161.0
+# The only version of this (a dependency of the loadbalancing exporter's
+# AWS Cloud Map resolver) the module proxy serves.
+SERVICEDISCOVERY_VERSION=1.40.2
 
 CACHE="${WEFT_CACHE:-$HOME/.cache/weft}"
 [[ "$CACHE" == /* ]] || CACHE="$PWD/$CACHE" # we cd during the build
 core=go.opentelemetry.io/collector
 contrib=github.com/open-telemetry/opentelemetry-collector-contrib
 
-# What the variant adds: manifest lines and go.mod requirements (each with
-# its newline, so the plain collector's stamp is what it always was).
-NAME=otelcol DESCRIPTION="weft test collector" MORE_PROCESSORS="" EXTENSIONS="" MORE_REQUIRES=""
+# span_dedup lives in this repository as its own Go module; the generated
+# collector module replaces it with that directory.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dedup=github.com/weft-dev/weft/deploy/collector/spandedupprocessor
+DEDUP_DIR="$ROOT/deploy/collector/spandedupprocessor"
+
+# What the variant adds: manifest lines, go.mod requirements and replaces
+# (each with its newline, so the plain collector's stamp is what it always
+# was), and what else the stamp covers.
+NAME=otelcol DESCRIPTION="weft test collector" MORE_PROCESSORS="" MORE_EXPORTERS="" EXTENSIONS=""
+MORE_REQUIRES="" REPLACES="" SOURCES=""
 case "${1:-}" in
 "") ;;
 hub)
 	NAME=otelcol-hub DESCRIPTION="weft spoke/hub collector"
 	MORE_PROCESSORS="  - gomod: $contrib/processor/groupbytraceprocessor v$VERSION
   - gomod: $contrib/processor/tailsamplingprocessor v$TAILSAMPLING_VERSION
+  - gomod: $dedup v0.0.0
+"
+	MORE_EXPORTERS="  - gomod: $contrib/exporter/loadbalancingexporter v$LOADBALANCING_VERSION
 "
 	EXTENSIONS="extensions:
   - gomod: $contrib/extension/storage/filestorage v$VERSION
 "
 	MORE_REQUIRES="	$contrib/processor/groupbytraceprocessor v$VERSION
 	$contrib/processor/tailsamplingprocessor v$TAILSAMPLING_VERSION
+	$contrib/exporter/loadbalancingexporter v$LOADBALANCING_VERSION
 	$contrib/extension/storage/filestorage v$VERSION
+	$dedup v0.0.0
 "
+	# @DEDUP_DIR@ becomes the checkout's path when go.mod is written, so
+	# the stamp does not depend on where the repository is.
+	REPLACES="
+replace github.com/aws/aws-sdk-go-v2/service/servicediscovery => github.com/aws/aws-sdk-go-v2/service/servicediscovery v$SERVICEDISCOVERY_VERSION
+
+replace $dedup => @DEDUP_DIR@
+"
+	# span_dedup's sources (not its tests): a change to them rebuilds.
+	# "static" marks binaries built with CGO_ENABLED=0 (below), which a
+	# FROM scratch image can run (deploy/collector/Containerfile).
+	SOURCES="static
+$(cd "$DEDUP_DIR" && find . -maxdepth 1 \( -name '*.go' ! -name '*_test.go' -o -name go.mod -o -name go.sum \) -print0 |
+		sort -z | xargs -0 sha256sum)"
 	;;
 *) echo "otelcol.sh: unknown variant $1 (want nothing or hub)" >&2; exit 2 ;;
 esac
@@ -62,7 +97,7 @@ ${MORE_PROCESSORS}exporters:
   - gomod: $core/exporter/debugexporter v$VERSION
   - gomod: $core/exporter/otlpexporter v$VERSION
   - gomod: $contrib/exporter/fileexporter v$VERSION
-${EXTENSIONS}providers:
+${MORE_EXPORTERS}${EXTENSIONS}providers:
   - gomod: $core/confmap/provider/envprovider v$CONFMAP_VERSION
   - gomod: $core/confmap/provider/fileprovider v$CONFMAP_VERSION
   - gomod: $core/confmap/provider/httpprovider v$CONFMAP_VERSION
@@ -94,9 +129,13 @@ ${MORE_REQUIRES}	$core/confmap/provider/envprovider v$CONFMAP_VERSION
 	$core/service v$VERSION
 	$core/otelcol v$VERSION
 )
-"
+${REPLACES}"
 
-STAMP="$(printf '%s\n%s' "$MANIFEST" "$GOMOD" | sha256sum | cut -d' ' -f1)"
+if [[ -z "$SOURCES" ]]; then
+	STAMP="$(printf '%s\n%s' "$MANIFEST" "$GOMOD" | sha256sum | cut -d' ' -f1)"
+else
+	STAMP="$(printf '%s\n%s\n%s' "$MANIFEST" "$GOMOD" "$SOURCES" | sha256sum | cut -d' ' -f1)"
+fi
 
 is_cached() { [[ -x "$BIN" && "$(cat "$OUT_DIR/stamp" 2>/dev/null)" == "$STAMP" ]]; }
 
@@ -144,7 +183,7 @@ log "generating collector sources"
 "$BUILDER" --config manifest.yaml --skip-get-modules --skip-compilation >&2
 
 cd dist
-printf '%s' "$GOMOD" >go.mod
+printf '%s' "${GOMOD//@DEDUP_DIR@/$DEDUP_DIR}" >go.mod
 t=$SECONDS
 log "resolving modules (go get ./...)"
 go get ./... >&2
@@ -152,7 +191,10 @@ log "modules resolved in $((SECONDS - t)) s"
 
 t=$SECONDS
 log "compiling (several minutes when the Go build cache is cold)"
-go build -trimpath -ldflags='-s -w' -o otelcol . >&2
+# Static, so a FROM scratch image runs it; name lookups (the loadbalancing
+# exporter's DNS resolver) then use Go's own resolver, which reads
+# /etc/hosts and /etc/resolv.conf itself.
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o otelcol . >&2
 log "compiled in $((SECONDS - t)) s"
 
 mkdir -p "$OUT_DIR"

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +58,16 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-func startHub(t *testing.T, samplingPercentage int) *otelcol.Collector {
+// hub is a running hub.yaml collector and the port of its own metrics.
+type hub struct {
+	*otelcol.Collector
+	metricsPort int
+}
+
+func startHub(t *testing.T, samplingPercentage int) hub {
 	t.Helper()
-	return otelcol.StartWith(t, otelcol.Options{
+	port := freePort(t, "127.0.0.1")
+	return hub{otelcol.StartWith(t, otelcol.Options{
 		Binary:       otelcol.HubBinary(t),
 		Config:       filepath.Join(repoRoot(t), "deploy", "collector", "hub.yaml"),
 		EndpointEnv:  "HUB_OTLP_GRPC_ENDPOINT",
@@ -71,9 +79,9 @@ func startHub(t *testing.T, samplingPercentage int) *otelcol.Collector {
 			fmt.Sprintf("HUB_SAMPLING_PERCENTAGE=%d", samplingPercentage),
 			"HUB_FILE_FLUSH_INTERVAL=100ms",
 			"OTELCOL_METRICS_HOST=127.0.0.1",
-			"OTELCOL_METRICS_PORT=0",
+			"OTELCOL_METRICS_PORT=" + strconv.Itoa(port),
 		},
-	})
+	}), port}
 }
 
 func startSpoke(t *testing.T, hubEndpoint, queueDir string) *otelcol.Collector {
@@ -309,12 +317,17 @@ func TestSpokePersistentQueue(t *testing.T) {
 		seen[sp.SpanID]++
 	}
 	dups := 0
-	for _, n := range seen {
-		dups += n - 1
+	for id, n := range seen {
+		if n > 1 {
+			dups += n - 1
+			t.Errorf("span %s stored %d times", id, n)
+		}
 	}
-	// The queue guarantees at least once: a batch in flight when the spoke
-	// stopped may be sent again.
-	t.Logf("%d traces sent, %d arrived after the outage (%d spans, %d duplicates)", len(sent), len(got), len(spans), dups)
+	// The queue delivers at least once: a batch in flight when the spoke
+	// stopped may be sent again. The hub's span_dedup stores it once.
+	dropped := otelcol.SumMetric(scrape(t, hub.metricsPort), "otelcol_processor_span_dedup_duplicate_spans", nil)
+	t.Logf("%d traces sent, %d arrived after the outage (%d spans, %d stored twice; span_dedup dropped %v copies)",
+		len(sent), len(got), len(spans), dups, dropped)
 	for id := range got {
 		if !sent[id] {
 			t.Errorf("unexpected trace %s", id)
@@ -322,35 +335,59 @@ func TestSpokePersistentQueue(t *testing.T) {
 	}
 }
 
-// TestConfigsValidate runs `otelcol validate` on both configs, the way an
-// operator would before rolling them out, and checks that the spoke refuses
-// to start without its cluster identity.
+// TestConfigsValidate runs `otelcol validate` on every config of
+// deploy/collector, the way an operator would before rolling them out,
+// given what each requires (requiredEnv: the variables read without a
+// default), and checks that each refuses to start without any one of them.
 func TestConfigsValidate(t *testing.T) {
 	bin := otelcol.HubBinary(t)
 	root := repoRoot(t)
-	run := func(config string, env ...string) (string, error) {
-		cmd := exec.Command(bin, "validate", "--config", filepath.Join(root, "deploy", "collector", config))
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	if out, err := run("hub.yaml"); err != nil {
-		t.Errorf("hub.yaml: %v\n%s", err, out)
-	}
-	full := []string{"HUB_ENDPOINT=hub.example:4317", "SPOKE_QUEUE_DIR=" + t.TempDir(),
-		"CLUSTER_NAME=aws-us-east-1-prod-01", "CLUSTER_UID=x", "CLOUD_PROVIDER=aws",
+	identity := []string{"CLUSTER_NAME=aws-us-east-1-prod-01", "CLUSTER_UID=x", "CLOUD_PROVIDER=aws",
 		"CLUSTER_REGION=us-east-1", "ENVIRONMENT=prod"}
-	if out, err := run("spoke.yaml", full...); err != nil {
-		t.Errorf("spoke.yaml: %v\n%s", err, out)
+	// A value for every variable some config requires.
+	values := map[string]string{
+		"HUB_ENDPOINT":          "hub.example:4317",
+		"PEER_RING_MEMBERS":     "[ring.us-east-1.example:4319, ring.eu-west-1.example:4319]",
+		"HUB_REPLICAS_HOSTNAME": "weft-hub-replicas.weft-hub.svc.cluster.local",
 	}
-	var noName []string
-	for _, e := range full {
-		if !strings.HasPrefix(e, "CLUSTER_NAME=") {
-			noName = append(noName, e)
+	for _, kv := range identity {
+		k, v, _ := strings.Cut(kv, "=")
+		values[k] = v
+	}
+	// Queues and spans files somewhere writable.
+	dir := t.TempDir()
+	common := []string{"SPOKE_QUEUE_DIR=" + dir, "PEER_QUEUE_DIR=" + dir, "HYBRID_QUEUE_DIR=" + dir}
+	for _, config := range []string{"spoke.yaml", "hub.yaml", "hub-gateway.yaml", "peer.yaml", "hybrid.yaml"} {
+		path := filepath.Join(root, "deploy", "collector", config)
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	// os.Environ may carry CLUSTER_NAME; an empty value overrides it.
-	if out, err := run("spoke.yaml", append(noName, "CLUSTER_NAME=")...); err == nil {
-		t.Errorf("spoke.yaml validated without CLUSTER_NAME; want a refusal:\n%s", out)
+		run := func(env ...string) (string, error) {
+			cmd := exec.Command(bin, "validate", "--config", path)
+			cmd.Env = append(append(os.Environ(), common...), env...)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		required := requiredEnv(string(text))
+		var full []string
+		for _, name := range required {
+			v, ok := values[name]
+			if !ok {
+				t.Fatalf("%s requires %s: give the test a value for it", config, name)
+			}
+			full = append(full, name+"="+v)
+		}
+		if out, err := run(full...); err != nil {
+			t.Errorf("%s: %v\n%s", config, err, out)
+		}
+		for i, name := range required {
+			// os.Environ may carry the variable; an empty value overrides it.
+			without := append(append([]string(nil), full[:i]...), full[i+1:]...)
+			if out, err := run(append(without, name+"=")...); err == nil {
+				t.Errorf("%s validated without %s; want a refusal:\n%s", config, name, out)
+			}
+		}
+		t.Logf("%s: valid; refused without each of %v", config, required)
 	}
 }

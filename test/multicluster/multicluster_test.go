@@ -1,11 +1,12 @@
 //go:build e2e
 
 // Package multicluster_test runs the three-cluster lab (network namespaces
-// joined by veth pairs, one weft agent and one spoke collector per
-// cluster, a hub collector with tail sampling) and checks what the hub
-// stores. `make e2e` runs it; the build tag keeps it out of `go test
-// ./...`, which runs packages in parallel: the lab owns fixed namespace
-// names and addresses.
+// joined by veth pairs, one weft agent and one collector per cluster) once
+// per federation shape of deploy/collector: hub-and-spoke, peer-to-peer,
+// hybrid, and the hub as two replicas behind its gateway; and checks what
+// is stored where. `make e2e` runs it; the build tag keeps it out of `go
+// test ./...`, which runs packages in parallel: the lab owns fixed
+// namespace names and addresses.
 package multicluster_test
 
 import (
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	"github.com/weft-dev/weft/internal/otlpjson"
 	"github.com/weft-dev/weft/internal/sampling"
 	"github.com/weft-dev/weft/internal/testutil/kernel"
+	"github.com/weft-dev/weft/internal/testutil/promtool"
 	"github.com/weft-dev/weft/test/multicluster/lab"
 )
 
@@ -33,7 +36,16 @@ const ratio = 0.5
 
 func startLab(t *testing.T) *lab.Lab {
 	t.Helper()
+	return startShape(t, lab.HubAndSpoke, []string{"HUB_DECISION_WAIT=3s", "HUB_SAMPLING_PERCENTAGE=50",
+		"HUB_SLOW_THRESHOLD_MS=1000", "HUB_FILE_FLUSH_INTERVAL=200ms"}, nil)
+}
+
+// startShape starts the lab in shape with hubEnv for the hub (or each hub
+// replica) and clusterEnv for the clusters' collectors and the gateway.
+func startShape(t *testing.T, shape lab.Shape, hubEnv, clusterEnv []string) *lab.Lab {
+	t.Helper()
 	kernel.Require(t) // network namespaces, and agents that load BPF
+	started := time.Now()
 	wd, _ := os.Getwd()
 	root := filepath.Join(wd, "..", "..")
 	work := t.TempDir()
@@ -52,13 +64,14 @@ func startLab(t *testing.T) *lab.Lab {
 	lb, err := lab.Start(context.Background(), lab.Options{
 		Root: root, Work: work, AgentBin: agent, Collector: strings.TrimSpace(string(col)),
 		Log:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Shape:    shape,
 		AgentEnv: []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG=%v", ratio)},
-		HubEnv: []string{"HUB_DECISION_WAIT=3s", "HUB_SAMPLING_PERCENTAGE=50", "HUB_SLOW_THRESHOLD_MS=1000",
-			"HUB_FILE_FLUSH_INTERVAL=200ms"},
+		HubEnv:   hubEnv, ClusterEnv: clusterEnv,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s lab up in %v (stores: %v)", shape, time.Since(started).Round(100*time.Millisecond), lb.Stores())
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, c := range lb.Clusters {
@@ -117,7 +130,7 @@ func TestThreeClusters(t *testing.T) {
 			continue
 		}
 		kept++
-		checkTrace(t, lb, spans)
+		checkTrace(t, lb, spans, "")
 		var tid [16]byte
 		hex.Decode(tid[:], []byte(spans[0].TraceID))
 		if !s.Sampled(tid, sampling.Root) {
@@ -125,8 +138,23 @@ func TestThreeClusters(t *testing.T) {
 		}
 	}
 	t.Logf("hub kept %d of %d requests at head-sampling ratio %v", kept, n, ratio)
+	logCost(t, lb)
 	if kept < n*3/10 || kept > n*7/10 {
 		t.Errorf("hub kept %d of %d requests, want about %v", kept, n, ratio*n)
+	}
+	// Every agent's /metrics, as Prometheus's own parser and linter
+	// (promtool check metrics) read it: no problem, and the cross-cluster
+	// latency a histogram family, as the design's CrossClusterLatencyHigh
+	// needs.
+	for _, c := range lb.Clusters {
+		text := fetch(t, "http://"+lb.AgentStatus(c.Name)+"/metrics")
+		out, err := promtool.Run(t, []byte(text), "check", "metrics", "--extended")
+		if err != nil {
+			t.Errorf("%s: promtool check metrics on the agent's /metrics: %v\n%s", c.Name, err, out)
+		}
+		if c.Name != lb.Clusters[len(lb.Clusters)-1].Name && !regexp.MustCompile(`(?m)^cross_cluster_request_duration_seconds +\d+ `).MatchString(out) {
+			t.Errorf("%s: promtool does not see cross_cluster_request_duration_seconds as one histogram family:\n%s", c.Name, out)
+		}
 	}
 	// Every agent counted all its spans, sampled or not.
 	for _, c := range lb.Clusters {
@@ -142,8 +170,9 @@ func TestThreeClusters(t *testing.T) {
 }
 
 // checkTrace: 15 spans, each in its service's cluster with the cluster's
-// identity, parents chained, cross-cluster marks exactly on the crossings.
-func checkTrace(t *testing.T, lb *lab.Lab, spans []otlpjson.Span) {
+// identity, parents chained (the entry's may be remoteParent, the caller's
+// span outside the clusters), cross-cluster marks exactly on the crossings.
+func checkTrace(t *testing.T, lb *lab.Lab, spans []otlpjson.Span, remoteParent string) {
 	t.Helper()
 	if len(spans) != 15 {
 		t.Errorf("trace %s: %d spans, want 15\n%s", spans[0].TraceID, len(spans), lab.Tree(spans))
@@ -167,7 +196,7 @@ func checkTrace(t *testing.T, lb *lab.Lab, spans []otlpjson.Span) {
 				t.Errorf("%s %d span: %s = %v, want %q", svc, s.Kind, k, s.Resource[k], v)
 			}
 		}
-		if s.ParentSpanID != "" {
+		if s.ParentSpanID != "" && s.ParentSpanID != remoteParent {
 			if _, ok := ids[s.ParentSpanID]; !ok {
 				t.Errorf("%s span %s: parent %s not in the trace", svc, s.SpanID, s.ParentSpanID)
 			}
@@ -357,9 +386,9 @@ func sampler(t *testing.T) sampling.Sampler {
 	return s
 }
 
-func metric(t *testing.T, addr, series string) float64 {
+func fetch(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +397,12 @@ func metric(t *testing.T, addr, series string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return string(b)
+}
+
+func metric(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(fetch(t, "http://"+addr+"/metrics"), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			var f float64
 			fmt.Sscan(v, &f)

@@ -129,9 +129,12 @@ func (p *proc) stop(grace time.Duration) error {
 	return nil
 }
 
-// freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort asks the kernel for an unused port on 127.0.0.1.
+func freePort() (int, error) { return freePortOn("127.0.0.1") }
+
+// freePortOn asks the kernel for an unused port on a loopback address.
+func freePortOn(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)
 	}

@@ -60,3 +60,28 @@ func TestTree(t *testing.T) {
 		t.Error("empty trace")
 	}
 }
+
+func TestShapeHelpers(t *testing.T) {
+	if got := RingMembers([]string{"127.0.0.1:1", "127.0.0.1:2"}); got != "[127.0.0.1:1, 127.0.0.1:2]" {
+		t.Errorf("RingMembers = %s", got)
+	}
+	if got := hostsLines("hub", []string{"127.0.0.2", "127.0.0.3"}); got != "127.0.0.2 hub\n127.0.0.3 hub\n" {
+		t.Errorf("hostsLines = %q", got)
+	}
+	if got := hostsLines("hub", nil); got != "" {
+		t.Errorf("hostsLines of none = %q", got)
+	}
+	for _, tc := range []struct{ prefix, want string }{
+		{"HUB", "HUB_SPANS_FILE"}, {"PEER", "PEER_SPANS_FILE"}, {"HYBRID", "LOCAL_SPANS_FILE"},
+	} {
+		if got := spanFileVar(tc.prefix); got != tc.want {
+			t.Errorf("spanFileVar(%s) = %s, want %s", tc.prefix, got, tc.want)
+		}
+	}
+	for s, want := range map[Shape]string{HubAndSpoke: "hub-and-spoke", PeerToPeer: "peer-to-peer",
+		Hybrid: "hybrid", HubReplicas: "hub×2", Shape(9): "shape(9)"} {
+		if s.String() != want {
+			t.Errorf("Shape(%d) = %s, want %s", int(s), s, want)
+		}
+	}
+}
