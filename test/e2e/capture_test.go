@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+
 	"github.com/weft-dev/weft/internal/status"
 	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
@@ -98,6 +102,29 @@ func TestCaptureSourcesAgree(t *testing.T) {
 			}
 		}
 	}
+}
+
+// injectionUnavailable says whether the agent runs without injection
+// because this kernel cannot give it: then /status must say so with the
+// reason, which is checked against the kernel probed here (sk_msg
+// without bpf_loop, before 5.17). Injection off on a kernel that has what
+// it needs fails the test.
+func injectionUnavailable(t testing.TB, a *agent) bool {
+	t.Helper()
+	f := feature(t, a, "injection")
+	loop := features.HaveProgramHelper(ebpf.SkMsg, asm.FnLoop)
+	switch {
+	case f.On && loop != nil:
+		t.Fatalf("injection on, but this kernel's sk_msg lacks bpf_loop (%v)", loop)
+	case f.On:
+		return false
+	case loop == nil:
+		t.Fatalf("injection off on a kernel that has bpf_loop in sk_msg: %s", f.Why)
+	case !strings.Contains(f.Why, "bpf_loop"):
+		t.Fatalf("injection off without bpf_loop, but /status says: %s", f.Why)
+	}
+	t.Logf("injection off on this kernel, as /status says: %s", f.Why)
+	return true
 }
 
 // feature reads one kernel feature from the agent's /status.

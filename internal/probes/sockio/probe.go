@@ -52,6 +52,9 @@ type Probe struct {
 
 	loaded   bool
 	stopOnce sync.Once
+	// lookupThenDelete: the kernel has no lookup-and-delete for hash maps
+	// (before 5.14); set by the event loop, which alone uses it.
+	lookupThenDelete bool
 }
 
 // New makes an unstarted probe whose connections speak protocols.
@@ -89,8 +92,24 @@ func (p *Probe) Maps() (Maps, error) {
 func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool) {
 	k := sockioH2Key{Tgid: pid, StreamId: stream, Goid: goid}
 	var v sockioH2Span
-	if p.maps.H2Ids.LookupAndDelete(&k, &v) != nil {
-		return conntrack.IDs{}, false
+	if !p.lookupThenDelete {
+		err := p.maps.H2Ids.LookupAndDelete(&k, &v)
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return conntrack.IDs{}, false
+		case err != nil:
+			// Hash maps take lookup-and-delete from 5.14 on; before,
+			// the kernel refuses it (5.10), and a lookup then a delete
+			// does the same here (only this loop removes entries).
+			p.lookupThenDelete = true
+			p.log.Info("h2_ids: no lookup-and-delete on this kernel's hash maps; using lookup, then delete", "err", err)
+		}
+	}
+	if p.lookupThenDelete {
+		if p.maps.H2Ids.Lookup(&k, &v) != nil {
+			return conntrack.IDs{}, false
+		}
+		_ = p.maps.H2Ids.Delete(&k)
 	}
 	return conntrack.IDs{Trace: v.TraceId, Span: v.SpanId, Parent: v.ParentId,
 		Linked: v.Flags&ctxLinked != 0, Sampled: v.Flags&ctxSampled != 0, Made: true}, true
