@@ -7,7 +7,7 @@ VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 AGENT       := bin/weft-agent
 export WEFT_CACHE := $(CACHE)
 
-.PHONY: all deps generate check-generated build test unit e2e bench demo offsets collector clean
+.PHONY: all deps generate check-generated build test unit e2e test-kernels test-kernels-old bench demo offsets collector clean
 
 all: build
 
@@ -42,7 +42,9 @@ test: deps check-generated build collector
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/cluster ./test/multicluster
 	$(GO) test -count=1 -timeout 45m ./...
+	cd deploy/collector/spandedupprocessor && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -race -count=1 ./...
 	$(MAKE) e2e
+	$(MAKE) test-kernels-old
 
 # Whole-system tests, one at a time (they own fixed names and ports):
 # a real one-node Kubernetes cluster (scripts/cluster.sh: etcd, API server,
@@ -51,6 +53,17 @@ test: deps check-generated build collector
 # namespaces, an agent and a spoke collector each, a tail-sampling hub).
 e2e: deps collector
 	$(GO) test -tags e2e -p 1 -count=1 -timeout 40m -v ./test/cluster ./test/multicluster
+
+# The kernel matrix (docs/kernels.md): the e2e tests of core spans,
+# propagation and gRPC inside qemu guests booting Debian's own kernels,
+# fetched once into $(CACHE)/kernel-<version>. make test runs the kernels
+# older than the sock_*_length tracepoints (Debian 11's 5.10, Debian 12's
+# 6.1); test-kernels adds Debian 13's 6.12.
+test-kernels: deps collector
+	GO=$(GO) scripts/vm/e2e.sh 5.10 6.1 6.12
+
+test-kernels-old: deps collector
+	GO=$(GO) scripts/vm/e2e.sh 5.10 6.1
 
 offsets:
 	$(GO) run ./cmd/offsetgen -out internal/goinspect/offsets.json

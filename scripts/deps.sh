@@ -10,6 +10,9 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2) # network namespaces: internal/inject, the multicluster lab
 command -v etcd >/dev/null || need+=(etcd-server) # internal/testutil/kubeapi
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86) # the kernel matrix: scripts/vm
+# the guests' initramfs: a static busybox (the dynamic one needs a libc there)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}" >&2
 	apt-get update -qq

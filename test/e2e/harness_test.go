@@ -46,10 +46,27 @@ var buildMu sync.Mutex
 // beside it, read only (-mod=readonly is go build's default). Compiled
 // packages come from Go's own build cache, outside the repository, so a
 // second build of the same inputs only links.
+//
+// With WEFT_E2E_BIN set (the kernel matrix, scripts/vm/e2e.sh: a guest
+// under software emulation compiles 10–50× slower), nothing is built: the
+// binary is copied from that folder, where the host built it under the
+// name prebuiltName gives, and a missing one fails the test.
 func goBuild(t testing.TB, moduleDir, toolchain, out string, args ...string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
+	if dir := os.Getenv("WEFT_E2E_BIN"); dir != "" {
+		name := prebuiltName(t, moduleDir, toolchain, args)
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			rel, _ := filepath.Rel(repoRoot(t), moduleDir)
+			t.Fatalf("WEFT_E2E_BIN: no prebuilt %s (%v): have scripts/vm/e2e.sh build %s with toolchain %q and flags %q", name, err, rel, toolchain, args)
+		}
+		if err := os.WriteFile(out, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
 	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
@@ -62,7 +79,29 @@ func goBuild(t testing.TB, moduleDir, toolchain, out string, args ...string) str
 	return out
 }
 
-// agentBinary builds the agent once per test binary.
+// prebuiltName is the file name, in $WEFT_E2E_BIN, of what goBuild builds
+// from moduleDir with toolchain and args: the module's path in the
+// repository, the toolchain ("default" for none) and the args, joined by
+// "_", every byte other than [A-Za-z0-9.=-] made "_". scripts/vm/e2e.sh
+// names its builds the same way.
+func prebuiltName(t testing.TB, moduleDir, toolchain string, args []string) string {
+	rel, err := filepath.Rel(repoRoot(t), moduleDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if toolchain == "" {
+		toolchain = "default"
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '=' || r == '-' {
+			return r
+		}
+		return '_'
+	}, strings.Join(append([]string{rel, toolchain}, args...), "_"))
+}
+
+// agentBinary builds the agent once per test binary; with WEFT_E2E_BIN set
+// it is that folder's weft-agent, built by the host.
 var agentOnce struct {
 	sync.Once
 	path string
@@ -71,6 +110,13 @@ var agentOnce struct {
 
 func agentBinary(t testing.TB) string {
 	agentOnce.Do(func() {
+		if dir := os.Getenv("WEFT_E2E_BIN"); dir != "" {
+			agentOnce.path = filepath.Join(dir, "weft-agent")
+			if _, err := os.Stat(agentOnce.path); err != nil {
+				agentOnce.err = fmt.Errorf("WEFT_E2E_BIN: no prebuilt agent: %v", err)
+			}
+			return
+		}
 		dir, err := os.MkdirTemp("", "weft-agent-")
 		if err != nil {
 			agentOnce.err = err
