@@ -17,6 +17,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
+#include "tcpopt.h"
 #include "inject.h"
 #include "tracectx.h"
 
@@ -35,6 +36,13 @@ DECLARE_CLIENT_CTXS_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;
+
+/* IDs the sockops program puts in a TCP option on the request's first
+ * segment, by socket cookie (sockio's map; tcpopt.bpf.c reads it). */
+DECLARE_TCPOPT_TX_MAP;
+
+/* Whether the tcpopt family runs (set by the loader). */
+volatile const __u8 tcpopt_on = 0;
 
 #include "goctx.h"
 
@@ -162,6 +170,15 @@ int round_trip(struct pt_regs *ctx)
 	if (!cookie) {
 		count(GS_NO_COOKIE);
 		return 0;
+	}
+	if (tcpopt_on) {
+		/* The request is written after this call returns: its first
+		 * byte is the socket's next. */
+		struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq),
+				       .flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
+		__builtin_memcpy(tx.trace_id, cc.trace_id, sizeof(tx.trace_id));
+		__builtin_memcpy(tx.span_id, cc.span_id, sizeof(tx.span_id));
+		bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
 	}
 	struct inject_ctx ic = {.flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
 	__builtin_memcpy(ic.trace_id, cc.trace_id, sizeof(ic.trace_id));

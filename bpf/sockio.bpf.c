@@ -22,6 +22,7 @@
 #include "sockio.h"
 #include "inject.h"
 #include "tracectx.h"
+#include "tcpopt.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -71,6 +72,14 @@ struct {
 DECLARE_GOCTX_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
+/* Trace context in TCP header options (tcpopt.bpf.c): sockio owns the
+ * maps, the client probe and the sockops program share them. */
+DECLARE_TCPOPT_TX_MAP;
+DECLARE_TCPOPT_RX_MAP;
+
+/* Whether requests take their parent from a TCP option (the loader sets it
+ * when the tcpopt family runs). */
+volatile const __u8 tcpopt_on = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -384,6 +393,30 @@ static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line
 	return parse_traceparent(v, out) ? TP_FOUND : TP_HEAD_ENDS;
 }
 
+/* A request's first read (len bytes, already consumed): when the socket
+ * received a TCP option on the segment that carried the read's first byte,
+ * that is the request's parent, as a traceparent header would be. Used
+ * once. */
+static __always_inline void option_parent(struct sock *sk, int len, struct event *e, struct conn *c)
+{
+	if (!tcpopt_on)
+		return;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	struct tcpopt_rx *rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
+	if (!rx)
+		return;
+	__u32 start = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq) - (__u32)len;
+	if (start - rx->seq >= rx->end - rx->seq) {
+		count(STAT_OPT_UNMATCHED);
+		return;
+	}
+	__builtin_memcpy(c->trace_id, rx->trace_id, sizeof(c->trace_id));
+	__builtin_memcpy(e->parent_id, rx->span_id, sizeof(e->parent_id));
+	e->ctx_flags = CTX_LINKED | CTX_TCPOPT | ((rx->flags & 1) ? CTX_SAMPLED : 0);
+	bpf_map_delete_elem(&tcpopt_rxs, &cookie);
+	count(STAT_OPT_MATCHED);
+}
+
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
  * array into data; returns the number copied. */
 static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32 iovcnt, __u64 total)
@@ -505,6 +538,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		random_bytes(c->trace_id, 4);
 		random_bytes(c->span_id, 2);
 		e->new_request = 1;
+		option_parent(sk, len, e, c);
 		int k = request_start(s->data, n, 3);
 		starts = k == REQ_LINE;
 		c->pending = k == REQ_PART;
@@ -539,6 +573,9 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		n = s->scan_n & (2 * CAPTURE_MAX - 1);
 		starts = s->scan_starts;
 		if (r == TP_FOUND) {
+			/* Header and option both there: the header wins. */
+			if ((e->ctx_flags & CTX_TCPOPT) && !same8(e->parent_id, sc.span_id))
+				count(STAT_OPT_HEADER_WINS);
 			__builtin_memcpy(e->parent_id, sc.span_id, sizeof(e->parent_id));
 			e->ctx_flags = CTX_LINKED | sc.flags;
 			__builtin_memcpy(c->trace_id, sc.trace_id, sizeof(c->trace_id));
@@ -553,7 +590,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		}
 		if (starts || r == TP_FOUND) {
 			/* A root's flag is decided here, for every hop after it. */
-			sc.flags = sample_flags(c->trace_id, r == TP_FOUND, sc.flags);
+			/* the parent: the header's, else the option's */
+			sc.flags = sample_flags(c->trace_id, e->ctx_flags & CTX_LINKED, e->ctx_flags & CTX_SAMPLED);
 			__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
 			__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
 			struct go_key gk = {.tgid = tgid, .goid = e->goid};

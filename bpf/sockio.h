@@ -163,6 +163,8 @@ struct h2_span {
 /* event.ctx_flags */
 #define CTX_LINKED 1  /* trace_id/parent_id come from a known parent */
 #define CTX_SAMPLED 2 /* the parent's sampled flag */
+#define CTX_TCPOPT 4  /* with CTX_LINKED: the parent came in a TCP header option
+		       * (tcpopt), not a traceparent header the kernel found */
 
 /* Counters in the stats per-CPU array, by index. */
 enum stat_index {
@@ -171,6 +173,9 @@ enum stat_index {
 	STAT_CAPTURE_FAULT = 2, /* user buffer could not be read */
 	STAT_UNKNOWN_SYSCALL = 3, /* socket I/O through a call whose buffer we cannot find */
 	STAT_REGS_UNKNOWN = 4,  /* syscall source: user registers not found (no goroutine) */
+	STAT_OPT_MATCHED = 5,   /* a request's first read took its parent from a TCP option */
+	STAT_OPT_UNMATCHED = 6, /* a socket had an option, not for this request's first byte */
+	STAT_OPT_HEADER_WINS = 7, /* option and traceparent header disagreed: the header won */
 	STAT_MAX = 8,
 };
 

@@ -46,4 +46,8 @@ type IDs struct {
 	// Made: the kernel made these IDs (a request's first read or a linked
 	// call); false for the zero value.
 	Made bool
+	// Option: on a request read, Parent (with Trace) came in a TCP header
+	// option on the request's first segment (Linked is set too). A
+	// traceparent header in the request, when valid, wins over it.
+	Option bool
 }

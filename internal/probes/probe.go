@@ -98,6 +98,10 @@ type Config struct {
 	// MaxConns and MaxConnBytes bound the connection table (count, and
 	// estimated bytes of parser state); zero takes conntrack's defaults.
 	MaxConns, MaxConnBytes int
+	// TCPOption: trace context also travels in a TCP header option
+	// (the tcpopt family): the client probe files each request's IDs for
+	// it and sockio gives a request the parent an option carried.
+	TCPOption bool
 }
 
 // The constants every object that makes span IDs has (bpf/tracectx.h).

@@ -74,6 +74,18 @@ type gohttpSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type gohttpTcpoptTx struct {
+	_       structs.HostLayout
+	Seq     uint32
+	Seg     uint32
+	State   uint8
+	Pad     [3]uint8
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad2    [7]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -84,9 +96,11 @@ const (
 	gohttpMapHttpProcs        = "http_procs"
 	gohttpMapInjectCtx        = "inject_ctx"
 	gohttpMapProcs            = "procs"
+	gohttpMapTcpoptTxs        = "tcpopt_txs"
 	gohttpProgRoundTrip       = "round_trip"
 	gohttpVarSampleBound      = "sample_bound"
 	gohttpVarSampleParent     = "sample_parent"
+	gohttpVarTcpoptOn         = "tcpopt_on"
 	gohttpVarUnusedGohttpStat = "unused_gohttp_stat"
 )
 
@@ -145,6 +159,7 @@ type gohttpMapSpecs struct {
 	HttpProcs   *ebpf.MapSpec `ebpf:"http_procs"`
 	InjectCtx   *ebpf.MapSpec `ebpf:"inject_ctx"`
 	Procs       *ebpf.MapSpec `ebpf:"procs"`
+	TcpoptTxs   *ebpf.MapSpec `ebpf:"tcpopt_txs"`
 }
 
 // gohttpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -153,6 +168,7 @@ type gohttpMapSpecs struct {
 type gohttpVariableSpecs struct {
 	SampleBound      *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent     *ebpf.VariableSpec `ebpf:"sample_parent"`
+	TcpoptOn         *ebpf.VariableSpec `ebpf:"tcpopt_on"`
 	UnusedGohttpStat *ebpf.VariableSpec `ebpf:"unused_gohttp_stat"`
 }
 
@@ -182,6 +198,7 @@ type gohttpMaps struct {
 	HttpProcs   *ebpf.Map `ebpf:"http_procs"`
 	InjectCtx   *ebpf.Map `ebpf:"inject_ctx"`
 	Procs       *ebpf.Map `ebpf:"procs"`
+	TcpoptTxs   *ebpf.Map `ebpf:"tcpopt_txs"`
 }
 
 func (m *gohttpMaps) Close() error {
@@ -192,6 +209,7 @@ func (m *gohttpMaps) Close() error {
 		m.HttpProcs,
 		m.InjectCtx,
 		m.Procs,
+		m.TcpoptTxs,
 	)
 }
 
@@ -201,6 +219,7 @@ func (m *gohttpMaps) Close() error {
 type gohttpVariables struct {
 	SampleBound      *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent     *ebpf.Variable `ebpf:"sample_parent"`
+	TcpoptOn         *ebpf.Variable `ebpf:"tcpopt_on"`
 	UnusedGohttpStat *ebpf.Variable `ebpf:"unused_gohttp_stat"`
 }
 

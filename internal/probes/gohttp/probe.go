@@ -92,7 +92,13 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "client_ctxs": maps.ClientCtxs}
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "client_ctxs": maps.ClientCtxs,
+		"tcpopt_txs": maps.TCPOptTx}
+	if p.deps.Config.TCPOption {
+		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {
+			return fmt.Errorf("setting gohttp's tcpopt_on: %w", err)
+		}
+	}
 	injecting := false
 	if p.inj != nil {
 		if m := p.inj.CtxMap(); m != nil {

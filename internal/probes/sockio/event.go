@@ -19,6 +19,7 @@ const (
 
 	ctxLinked  = 1 // CTX_LINKED
 	ctxSampled = 2 // CTX_SAMPLED
+	ctxTCPOpt  = 4 // CTX_TCPOPT
 
 	afInet6 = 10
 )
@@ -55,7 +56,8 @@ func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 	ev.IDs = conntrack.IDs{}
 	if e.NewRequest != 0 || e.CtxFlags != 0 {
 		ev.IDs = conntrack.IDs{Trace: e.TraceId, Span: e.SpanId, Parent: e.ParentId,
-			Linked: e.CtxFlags&ctxLinked != 0, Sampled: e.CtxFlags&ctxSampled != 0, Made: true}
+			Linked: e.CtxFlags&ctxLinked != 0, Sampled: e.CtxFlags&ctxSampled != 0, Made: true,
+			Option: e.CtxFlags&ctxTCPOpt != 0}
 	}
 	return true
 }

@@ -73,6 +73,8 @@ type Maps struct {
 	Goctx      *ebpf.Map // goroutine → the server span it serves
 	ClientCtxs *ebpf.Map // socket → a Go client call's span IDs (gohttp)
 	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc)
+	TCPOptTx   *ebpf.Map // socket cookie → a request's IDs for a TCP option (gohttp → tcpopt)
+	TCPOptRx   *ebpf.Map // socket cookie → the context a TCP option carried (tcpopt → sockio)
 }
 
 // ErrNotStarted: the maps exist only once the family has started; start
@@ -84,7 +86,8 @@ func (p *Probe) Maps() (Maps, error) {
 	if !p.loaded {
 		return Maps{}, ErrNotStarted
 	}
-	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids}, nil
+	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
+		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs}, nil
 }
 
 // streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a
@@ -155,6 +158,11 @@ func (p *Probe) prepare(spec *ebpf.CollectionSpec) error {
 	spec.Maps["scratch"].MaxEntries = uint32(cpus)
 	if err := p.deps.Config.SetSampling(spec); err != nil {
 		return fmt.Errorf("preparing sockio BPF object: %w", err)
+	}
+	if p.deps.Config.TCPOption {
+		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {
+			return fmt.Errorf("setting sockio's tcpopt_on: %w", err)
+		}
 	}
 	if n := p.deps.Config.InjectHTTP1Bytes; n != 0 {
 		if err := spec.Variables["inject_added"].Set(n); err != nil {

@@ -137,6 +137,28 @@ type sockioSpanCtx struct {
 	Pad     [7]uint8
 }
 
+type sockioTcpoptRx struct {
+	_       structs.HostLayout
+	Seq     uint32
+	End     uint32
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
+}
+
+type sockioTcpoptTx struct {
+	_       structs.HostLayout
+	Seq     uint32
+	Seg     uint32
+	State   uint8
+	Pad     [3]uint8
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad2    [7]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -150,6 +172,8 @@ const (
 	sockioMapProcs          = "procs"
 	sockioMapScratch        = "scratch"
 	sockioMapStats          = "stats"
+	sockioMapTcpoptRxs      = "tcpopt_rxs"
+	sockioMapTcpoptTxs      = "tcpopt_txs"
 	sockioProgEnterRead     = "enter_read"
 	sockioProgEnterReadv    = "enter_readv"
 	sockioProgEnterRecvfrom = "enter_recvfrom"
@@ -173,6 +197,7 @@ const (
 	sockioVarInjectMerged   = "inject_merged"
 	sockioVarSampleBound    = "sample_bound"
 	sockioVarSampleParent   = "sample_parent"
+	sockioVarTcpoptOn       = "tcpopt_on"
 	sockioVarThreadSize     = "thread_size"
 	sockioVarUnusedEvent    = "unused_event"
 )
@@ -253,6 +278,8 @@ type sockioMapSpecs struct {
 	Procs      *ebpf.MapSpec `ebpf:"procs"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	TcpoptRxs  *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
+	TcpoptTxs  *ebpf.MapSpec `ebpf:"tcpopt_txs"`
 }
 
 // sockioVariableSpecs contains global variables before they are loaded into the kernel.
@@ -263,6 +290,7 @@ type sockioVariableSpecs struct {
 	InjectMerged *ebpf.VariableSpec `ebpf:"inject_merged"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
+	TcpoptOn     *ebpf.VariableSpec `ebpf:"tcpopt_on"`
 	ThreadSize   *ebpf.VariableSpec `ebpf:"thread_size"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
 }
@@ -296,6 +324,8 @@ type sockioMaps struct {
 	Procs      *ebpf.Map `ebpf:"procs"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Stats      *ebpf.Map `ebpf:"stats"`
+	TcpoptRxs  *ebpf.Map `ebpf:"tcpopt_rxs"`
+	TcpoptTxs  *ebpf.Map `ebpf:"tcpopt_txs"`
 }
 
 func (m *sockioMaps) Close() error {
@@ -309,6 +339,8 @@ func (m *sockioMaps) Close() error {
 		m.Procs,
 		m.Scratch,
 		m.Stats,
+		m.TcpoptRxs,
+		m.TcpoptTxs,
 	)
 }
 
@@ -320,6 +352,7 @@ type sockioVariables struct {
 	InjectMerged *ebpf.Variable `ebpf:"inject_merged"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
+	TcpoptOn     *ebpf.Variable `ebpf:"tcpopt_on"`
 	ThreadSize   *ebpf.Variable `ebpf:"thread_size"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
 }

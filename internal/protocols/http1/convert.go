@@ -34,6 +34,7 @@ func ServerSpan(in httpsem.Input, x *httpwire.Exchange) (spans.Span, httpsem.Ver
 			}
 		}
 	}
+	v.Context = fromOption(&s, in)
 
 	var attrs []attribute.KeyValue
 	s.Name, attrs = httpsem.MethodAttrs(x.Req.Method, 16)
@@ -143,4 +144,22 @@ func ClientSpan(in httpsem.Input, x *httpwire.Exchange) spans.Span {
 	}
 	s.Attrs = attrs
 	return s
+}
+
+// fromOption gives s the parent a TCP option carried when the request had
+// no valid traceparent header, and says where the parent came from.
+func fromOption(s *spans.Span, in httpsem.Input) string {
+	o := in.Option
+	switch {
+	case o == nil && s.Remote:
+		return "header"
+	case o == nil:
+		return ""
+	case !s.Remote:
+		s.TraceID, s.Parent, s.Remote, s.Sampled = trace.TraceID(in.TraceID), trace.SpanID(o.SpanID), true, o.Sampled
+		return "option"
+	case s.Parent == trace.SpanID(o.SpanID) && s.TraceID == trace.TraceID(in.TraceID):
+		return "both"
+	}
+	return "header_wins"
 }

@@ -204,3 +204,50 @@ func TestRedaction(t *testing.T) {
 }
 
 func mustServer(s spans.Span, _ httpsem.Verdict) spans.Span { return s }
+
+// TestServerParentFromOption: a parent a TCP option carried is the server
+// span's when the request has no valid traceparent; a valid header wins,
+// agreeing or not, and the verdict says which it was.
+func TestServerParentFromOption(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	optTrace := [16]byte{0xa1, 15: 0x01}
+	optSpan := [8]byte{0xb2, 7: 0x02}
+	const hdrTrace, hdrSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	agree := "00-a1000000000000000000000000000001-b200000000000002-01"
+	tests := []struct {
+		name        string
+		traceparent string
+		option      *httpsem.Parent
+		context     string
+		parent      string // hex; "" none
+		trace       string
+		sampled     bool
+	}{
+		{"neither", "", nil, "", "", "a1000000000000000000000000000001", true},
+		{"header only", "00-" + hdrTrace + "-" + hdrSpan + "-01", nil, "header", hdrSpan, hdrTrace, true},
+		{"option only", "", &httpsem.Parent{SpanID: optSpan, Sampled: true}, "option", "b200000000000002", "a1000000000000000000000000000001", true},
+		{"option unsampled", "", &httpsem.Parent{SpanID: optSpan}, "option", "b200000000000002", "a1000000000000000000000000000001", false},
+		{"both agree", agree, &httpsem.Parent{SpanID: optSpan, Sampled: true}, "both", "b200000000000002", "a1000000000000000000000000000001", true},
+		{"header wins", "00-" + hdrTrace + "-" + hdrSpan + "-00", &httpsem.Parent{SpanID: optSpan, Sampled: true}, "header_wins", hdrSpan, hdrTrace, false},
+		{"invalid header: option", "00-zz", &httpsem.Parent{SpanID: optSpan, Sampled: true}, "option", "b200000000000002", "a1000000000000000000000000000001", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := httpwire.Exchange{Req: httpwire.Request{Method: "GET", Target: "/", Proto: "HTTP/1.1", Traceparent: tc.traceparent},
+				Resp: httpwire.Response{Status: 200}}
+			in := httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("10.0.0.2:51000"),
+				Process: &probes.Process{PID: 1}, Start: t0, End: t0, TraceID: optTrace, SpanID: [8]byte{1}, Option: tc.option}
+			s, v := ServerSpan(in, &x)
+			if v.Context != tc.context {
+				t.Errorf("context %q, want %q", v.Context, tc.context)
+			}
+			parent := ""
+			if s.Remote {
+				parent = s.Parent.String()
+			}
+			if parent != tc.parent || s.TraceID.String() != tc.trace || s.Sampled != tc.sampled {
+				t.Errorf("parent %q trace %s sampled %v, want %q %s %v", parent, s.TraceID, s.Sampled, tc.parent, tc.trace, tc.sampled)
+			}
+		})
+	}
+}

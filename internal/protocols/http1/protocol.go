@@ -35,6 +35,7 @@ type counters struct {
 	clientLinked, clientNo *atomic.Uint64
 	problems, tpInvalid    *metrics.ByLabel
 	incomplete             *metrics.ByLabel
+	parentFrom             *metrics.ByLabel
 }
 
 // New makes the protocol.
@@ -51,6 +52,7 @@ func New(cfg Config) *Protocol {
 		problems:     m.ByLabel("weft_http_problems_total", "HTTP exchanges skipped or resynchronised, by reason", "reason"),
 		tpInvalid:    m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
 		incomplete:   m.ByLabel("weft_http_incomplete_total", "exchanges emitted without a complete response", "reason"),
+		parentFrom:   m.ByLabel("weft_server_parent_total", "server spans with a remote parent, by where it came from: header, option (TCP), both (agreeing) or header_wins (disagreeing)", "from"),
 	}}
 }
 
@@ -126,9 +128,15 @@ func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
 		switch ex.Role {
 		case httpwire.RoleServer:
 			var verdict httpsem.Verdict
+			if ids.Option {
+				in.Option = &httpsem.Parent{SpanID: ids.Parent, Sampled: ids.Sampled}
+			}
 			s, verdict = ServerSpan(in, ex)
 			if verdict.TraceparentProblem != "" {
 				x.p.met.tpInvalid.Inc(verdict.TraceparentProblem)
+			}
+			if verdict.Context != "" {
+				x.p.met.parentFrom.Inc(verdict.Context)
 			}
 			x.p.met.server.Add(1)
 		case httpwire.RoleClient:

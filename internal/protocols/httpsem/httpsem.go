@@ -35,6 +35,9 @@ type Input struct {
 	TraceID       [16]byte // made by BPF when the request was first read (or sent)
 	SpanID        [8]byte
 	Parent        *Parent // client calls: the server span they were made for
+	// Option: server requests, the caller's span as a TCP header option
+	// carried it (TraceID is its trace); a valid traceparent header wins.
+	Option *Parent
 	// Peer is the connection's peer, formatted once per connection: at tens
 	// of thousands of spans a second, formatting addresses shows in profiles.
 	Peer *PeerInfo
@@ -96,6 +99,10 @@ type Parent struct {
 // Verdict reports what a converter had to ignore.
 type Verdict struct {
 	TraceparentProblem string // "" when absent or valid
+	// Context says where the server span's parent came from: "" none,
+	// "header", "option", "both" (header and option agree) or
+	// "header_wins" (they disagree: the header is taken).
+	Context string
 }
 
 // knownMethods are the methods semantic conventions name; others are _OTHER.
