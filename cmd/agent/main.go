@@ -32,6 +32,7 @@ import (
 	"github.com/weft-dev/weft/internal/probes/gohttp"
 	injectprobe "github.com/weft-dev/weft/internal/probes/inject"
 	"github.com/weft-dev/weft/internal/probes/sockio"
+	"github.com/weft-dev/weft/internal/probes/tcpopt"
 	"github.com/weft-dev/weft/internal/protocols/http1"
 	"github.com/weft-dev/weft/internal/protocols/http2"
 	"github.com/weft-dev/weft/internal/redact"
@@ -63,6 +64,7 @@ type options struct {
 	logLevel          string
 	pprof             bool
 	inject            bool
+	propagation       propagation
 	cgroup            string
 	kube              kubeOptions
 }
@@ -82,6 +84,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.maxConnBytes, "max-conn-bytes", conntrack.DefaultMaxBytes, "bytes of parser state the agent keeps for all connections (env WEFT_MAX_CONN_BYTES); past it the least recently active are dropped and counted")
 	fs.StringVar(&o.capture, "capture", envOr("WEFT_CAPTURE", sockio.SourceAuto), "how socket bytes are captured (env WEFT_CAPTURE): auto (the cheapest this kernel has), sock_tracepoints (Linux 6.3+) or syscalls (any kernel)")
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
+	prop := fs.String("propagation", envOr("WEFT_PROPAGATION", "headers,tcp"), "how trace context reaches the next hop (env WEFT_PROPAGATION): headers,tcp, headers (traceparent in traced Go clients' HTTP requests), tcp (a TCP header option on each request's first segment: any payload, any server) or none")
 	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", inject.DefaultCgroup), "cgroup mount whose v2 hierarchy (itself, or its \"unified\" folder on hybrid hosts) the injector's sockops program covers")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
 	fs.BoolVar(&o.kube.on, "kubernetes", envOr("WEFT_KUBERNETES", map[bool]string{true: "true", false: "false"}[os.Getenv("NODE_NAME") != ""]) == "true",
@@ -96,6 +99,13 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	var err error
+	if o.propagation, err = parsePropagation(*prop); err != nil {
+		return o, err
+	}
+	// -inject=false (WEFT_INJECT=false), older than -propagation, still
+	// switches the header channel off.
+	o.propagation.headers = o.propagation.headers && o.inject
 	switch o.capture {
 	case sockio.SourceAuto, sockio.SourceSockTracepoints, sockio.SourceSyscalls:
 	default:
@@ -250,12 +260,14 @@ func run(o options, log *slog.Logger) error {
 		MaxConns:               o.maxConns,
 		MaxConnBytes:           o.maxConnBytes,
 		Capture:                o.capture,
+		TCPOption:              o.propagation.tcp,
 	}
 	sampling.probes(&pcfg)
 	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}
 	sock := sockio.New(deps, protocols)
-	inj := injectprobe.New(deps, sock, injectprobe.Config{On: o.inject, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
-	families := probes.NewFamilies(log, board, sock, inj, gohttp.New(deps, sock, inj), gogrpc.New(deps, sock))
+	inj := injectprobe.New(deps, sock, injectprobe.Config{On: o.propagation.headers, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
+	opt := tcpopt.New(deps, sock, tcpopt.Config{On: o.propagation.tcp, Cgroup: o.cgroup})
+	families := probes.NewFamilies(log, board, sock, inj, opt, gohttp.New(deps, sock, inj), gogrpc.New(deps, sock))
 	started = append(started, families)
 	if err := families.Start(ctx); err != nil {
 		return err

@@ -28,6 +28,7 @@ const (
 	GRPCServerLinks = "grpc_server_links" // a gRPC handler's calls linked to its server span
 	GRPCClientLinks = "grpc_client_links" // grpc-go client calls linked and given IDs for propagation
 	Injection       = "injection"         // traceparent added to outgoing requests at the socket layer
+	TCPOption       = "tcp_option"        // trace context in a TCP header option on outgoing requests
 )
 
 // Capability is one thing weft does, or does not do, for a process.

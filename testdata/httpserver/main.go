@@ -90,7 +90,12 @@ func call(w http.ResponseWriter, r *http.Request) {
 	targets := q["to"]
 	statuses := make([]string, len(targets))
 	get := func(i int) {
-		req, err := http.NewRequest("GET", targets[i], nil)
+		var body io.Reader
+		method := "GET"
+		if n, _ := strconv.Atoi(q.Get("upload")); n > 0 {
+			method, body = "POST", bytes.NewReader(Pattern(n))
+		}
+		req, err := http.NewRequest(method, targets[i], body)
 		if err != nil {
 			statuses[i] = "error"
 			return
@@ -103,9 +108,17 @@ func call(w http.ResponseWriter, r *http.Request) {
 			statuses[i] = "error"
 			return
 		}
-		io.Copy(io.Discard, resp.Body)
+		h := sha256.New()
+		n, err := io.Copy(h, resp.Body)
 		resp.Body.Close()
 		statuses[i] = strconv.Itoa(resp.StatusCode)
+		if q.Get("digest") != "" {
+			// what came back, for the caller to check byte for byte
+			statuses[i] = fmt.Sprintf("%d %d %x", resp.StatusCode, n, h.Sum(nil))
+			if err != nil {
+				statuses[i] = "error"
+			}
+		}
 	}
 	if q.Get("mode") == "goroutine" {
 		var wg sync.WaitGroup
@@ -137,4 +150,14 @@ func main() {
 	// The test harness reads the port from this line.
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
 	log.Fatal(http.Serve(ln, mux))
+}
+
+// Pattern is n bytes of a repeating, non-uniform pattern: uploads with
+// ?upload=n send it, for the receiver's digest to be checked.
+func Pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
 }

@@ -437,7 +437,8 @@ func (p *Probe) closeAll() {
 // registerGauges exposes the kernel-side counters.
 func (p *Probe) registerGauges() {
 	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.maps.Stats,
-		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown"})
+		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
+			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins"})
 }
 
 // kernelStat sums one per-CPU counter.

@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// TestTCPOptionPropagation: with the header channel off and the TCP option
+// on (-propagation tcp), a traced Go client's calls give the server span of
+// a Go server and of a Python http.server the client span as parent, with
+// no byte of the request changed; 300 KB uploads and downloads on the same
+// option-carrying connections arrive byte-identical and in time, also to
+// and from a server weft does not trace. Once per capture source: the
+// option's context is taken on the read path both share.
+func TestTCPOptionPropagation(t *testing.T) {
+	needRoot(t)
+	for _, capture := range []string{"sock_tracepoints", "syscalls"} {
+		t.Run(capture, func(t *testing.T) { tcpOptionRun(t, capture) })
+	}
+}
+
+const bigBody = 300_000
+
+// pattern is what the test server uploads with ?upload=n (testdata/httpserver).
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}
+
+func tcpOptionRun(t *testing.T, capture string) {
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	bin := func(name string) string {
+		return goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, name))
+	}
+	a := startServer(t, "a", bin("weft-e2e-opt-a"))
+	b := startServer(t, "b", bin("weft-e2e-opt-b"))
+	py := startServer(t, "python", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"))
+	untraced := startServer(t, "untraced", bin("weft-e2e-plain"))
+
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-propagation", "tcp", "-capture", capture,
+		"-exe", "weft-e2e-opt-*", "-pid", fmt.Sprint(py.PID()))
+	for _, s := range []*server{a, b, py} {
+		ag.waitTracked(t, s.PID())
+	}
+	if f := feature(t, ag, "tcp_option"); !f.On {
+		t.Fatalf("tcp_option feature off: %s", f.Why)
+	}
+	if f := feature(t, ag, "injection"); f.On {
+		t.Fatalf("-propagation tcp: header injection on (%s)", f.Why)
+	}
+
+	hc := &http.Client{Timeout: 30 * time.Second}
+	get := func(u string) string {
+		t.Helper()
+		resp, err := hc.Get(u)
+		if err != nil {
+			t.Errorf("GET %s: %v", u, err)
+			return ""
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d %v", u, resp.StatusCode, err)
+		}
+		return string(body)
+	}
+	call := func(id string, extra string, to ...string) string {
+		q := url.Values{"id": {id}}
+		for _, u := range to {
+			q.Add("to", u)
+		}
+		return get(fmt.Sprintf("http://%s/call?%s%s", a.Addr, q.Encode(), extra))
+	}
+
+	// Plain calls, 4 at a time, to both servers.
+	const n = 24
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			to := fmt.Sprintf("http://%s/work?id=b%d", b.Addr, i)
+			if i%2 == 1 {
+				to = fmt.Sprintf("http://%s/work?id=p%d", py.Addr, i)
+			}
+			if got := call(fmt.Sprintf("a%d", i), "", to); got != "200" {
+				t.Errorf("call %d: %q", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+
+	// Large uploads and downloads through A's (option-writing) connections.
+	digest := func(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+	echoed := fmt.Sprintf("%d %s", bigBody, digest(pattern(bigBody)))
+	wantUp := fmt.Sprintf("200 %d %s", len(echoed), digest([]byte(echoed)))
+	wantDown := fmt.Sprintf("200 %d %s", bigBody, digest([]byte(strings.Repeat("x", bigBody))))
+	for round := range 5 {
+		start := time.Now()
+		var ups, downs []string
+		for _, s := range []*server{b, py, untraced} {
+			ups = append(ups, fmt.Sprintf("http://%s/echo?id=up%d", s.Addr, round))
+			downs = append(downs, fmt.Sprintf("http://%s/work?id=down%d&size=%d", s.Addr, round, bigBody))
+		}
+		got := call(fmt.Sprintf("upload%d", round), fmt.Sprintf("&digest=1&upload=%d", bigBody), ups...)
+		if want := strings.Join([]string{wantUp, wantUp, wantUp}, ","); got != want {
+			t.Errorf("uploads, round %d (b, python, untraced):\n got %s\nwant %s", round, got, want)
+		}
+		got = call(fmt.Sprintf("download%d", round), "&digest=1", downs...)
+		if want := strings.Join([]string{wantDown, wantDown, wantDown}, ","); got != want {
+			t.Errorf("downloads, round %d (b, python, untraced):\n got %s\nwant %s", round, got, want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("round %d of 300 KB transfers took %v", round, d)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Every server span of B and the Python server is the child of A's
+	// client span for it: same trace, parent = that span.
+	want := n + 2*5*2 // calls, and uploads + downloads to b and python
+	spans := col.WaitSpans(t, 2*want, 60*time.Second, func(s otelcol.Span) bool {
+		pid := fmt.Sprint(s.Resource["process.pid"])
+		return (s.Kind == 2 && (pid == fmt.Sprint(b.PID()) || pid == fmt.Sprint(py.PID()))) ||
+			(s.Kind == 3 && pid == fmt.Sprint(a.PID()))
+	})
+	clients := map[string]otelcol.Span{}
+	var servers []otelcol.Span
+	for _, s := range spans {
+		if s.Kind == 3 {
+			// url.full names the callee: keep its host with the id
+			if u, err := url.Parse(fmt.Sprint(s.Attrs["url.full"])); err == nil {
+				clients[u.Host+"/"+u.Query().Get("id")] = s
+			}
+		} else {
+			servers = append(servers, s)
+		}
+	}
+	checked := 0
+	for _, s := range servers {
+		q, _ := url.ParseQuery(fmt.Sprint(s.Attrs["url.query"]))
+		addr := b.Addr
+		if fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(py.PID()) {
+			addr = py.Addr
+		}
+		c, ok := clients[addr+"/"+q.Get("id")]
+		if !ok {
+			t.Errorf("server span %s (%s): no client span of A for it", q.Get("id"), addr)
+			continue
+		}
+		checked++
+		if s.ParentSpanID != c.SpanID || s.TraceID != c.TraceID {
+			t.Errorf("server span %s at %s: trace %s parent %q; A's client span is %s in %s",
+				q.Get("id"), addr, s.TraceID, s.ParentSpanID, c.SpanID, c.TraceID)
+		}
+	}
+	if checked != want {
+		t.Errorf("checked %d server spans, want %d", checked, want)
+	}
+	written := ag.metric(t, `weft_tcpopt_total{name="written"}`)
+	fromOpt := ag.metric(t, `weft_server_parent_total{from="option"}`)
+	t.Logf("options written %v, read %v, repeats %v, no room %v, missed %v; server parents from option %v; matched %v unmatched %v",
+		written, ag.metric(t, `weft_tcpopt_total{name="read"}`), ag.metric(t, `weft_tcpopt_total{name="repeat"}`),
+		ag.metric(t, `weft_tcpopt_total{name="no_room"}`), ag.metric(t, `weft_tcpopt_total{name="missed"}`), fromOpt,
+		ag.metric(t, `weft_sockio_kernel_total{name="option_matched"}`), ag.metric(t, `weft_sockio_kernel_total{name="option_unmatched"}`))
+	if int(written) < want+5*2 { // the untraced server's get options too
+		t.Errorf("%v options written, want at least %d", written, want+5*2)
+	}
+	if int(fromOpt) != want {
+		t.Errorf("%v server spans took their parent from an option, want %d", fromOpt, want)
+	}
+}
