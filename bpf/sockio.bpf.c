@@ -573,11 +573,15 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		n = s->scan_n & (2 * CAPTURE_MAX - 1);
 		starts = s->scan_starts;
 		if (r == TP_FOUND) {
-			/* Header and option both there: the header wins. */
-			if ((e->ctx_flags & CTX_TCPOPT) && !same8(e->parent_id, sc.span_id))
+			/* Header and option both there: the header wins; user
+			 * space hears of the option only when they agree. */
+			__u8 opt = e->ctx_flags & CTX_TCPOPT;
+			if (opt && !same8(e->parent_id, sc.span_id)) {
 				count(STAT_OPT_HEADER_WINS);
+				opt = 0;
+			}
 			__builtin_memcpy(e->parent_id, sc.span_id, sizeof(e->parent_id));
-			e->ctx_flags = CTX_LINKED | sc.flags;
+			e->ctx_flags = CTX_LINKED | sc.flags | opt;
 			__builtin_memcpy(c->trace_id, sc.trace_id, sizeof(c->trace_id));
 			__builtin_memcpy(e->trace_id, sc.trace_id, sizeof(e->trace_id));
 		}

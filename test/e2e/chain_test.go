@@ -97,7 +97,12 @@ func TestInjectionOff(t *testing.T) {
 }
 
 func checkChain(t *testing.T, n int, inject bool) {
-	ch := startChain(t, fmt.Sprintf("-inject=%v", inject))
+	// Off: no channel at all (-inject=false alone leaves the TCP option on).
+	args := []string{"-inject=false", "-propagation", "none"}
+	if inject {
+		args = []string{"-inject=true"}
+	}
+	ch := startChain(t, args...)
 	fanOut(t, n, func(i int) *http.Request {
 		mode := "inline"
 		if i%2 == 1 {
