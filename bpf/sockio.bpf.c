@@ -417,6 +417,111 @@ static __always_inline void option_parent(struct sock *sk, int len, struct event
 	count(STAT_OPT_MATCHED);
 }
 
+/* ---- non-Go processes: calls linked by thread ----
+ * A thread-per-request server (Python, Java servlets, Ruby, PHP-FPM, C/C++
+ * workers) reads a request on thread T, calls out on T, answers on T. A
+ * process's threads are keyed in goctx as THREAD_KEY | tid: a request read
+ * on T is T's serving span until T writes to that socket again (the
+ * response); a request T starts writing on another socket meanwhile is its
+ * child. An event loop (Node.js, asyncio, Netty) reads a second request
+ * before answering the first: from then on its process is in thread_mux
+ * and no call of it is linked by thread, never guessed. */
+#define THREAD_KEY (1ULL << 63)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u64); /* requests read on a thread still serving another */
+} thread_mux SEC(".maps");
+
+/* Whether a hook sees sends before their bytes leave (tcp_sendmsg_locked,
+ * or the syscalls source's sys_enter): set by the loader. Without one, a
+ * thread's call is linked when its bytes are seen and carries no option. */
+volatile const __u8 presend_on = 0;
+
+/* The goctx key of the calling thread of a process linked by thread, or 0. */
+static __always_inline __u64 thread_owner(const struct proc_cfg *cfg, __u64 pid_tgid)
+{
+	return (cfg->flags & PROC_THREADS) ? THREAD_KEY | (__u32)pid_tgid : 0;
+}
+
+/* A thread of a process linked by thread (owner) starts writing head[0:n]
+ * on sk (c: its state, or 0 before the first transfer). When that starts a
+ * client request, the call gets its IDs here: the child of the request the
+ * thread serves, else a root. They are filed for the send's event
+ * (client_ctxs) and, when the bytes have not left yet (presend), for the
+ * TCP option on the request's first segment (tcpopt_txs). */
+static __always_inline void thread_call(struct sock *sk, const struct conn *c, __u32 tgid, __u64 owner,
+					const __u8 *head, __u32 n, bool presend)
+{
+	if (c && c->last_dir == DIR_WRITE)
+		return; /* the same message goes on */
+	if (request_start(head, n, 3) != REQ_LINE)
+		return;
+	__u64 key = (__u64)sk;
+	if (bpf_map_lookup_elem(&client_ctxs, &key))
+		return; /* filed by this send already (tcp_sendmsg_locked runs per skb) */
+	struct go_key gk = {.tgid = tgid, .goid = owner};
+	struct span_ctx *sc = bpf_map_lookup_elem(&thread_mux, &tgid) ? 0 : bpf_map_lookup_elem(&goctx, &gk);
+	if (sc && sc->srv == key)
+		return; /* a request-looking write on the socket it serves */
+	struct client_ctx cc = {};
+	if (sc) {
+		__builtin_memcpy(cc.trace_id, sc->trace_id, sizeof(cc.trace_id));
+		__builtin_memcpy(cc.parent_id, sc->span_id, sizeof(cc.parent_id));
+		cc.flags = CTX_LINKED | sample_flags(cc.trace_id, true, sc->flags);
+		count(STAT_THREAD_LINKED);
+	} else {
+		random_bytes(cc.trace_id, 4);
+		cc.flags = sample_flags(cc.trace_id, false, 0);
+		count(STAT_THREAD_ROOT);
+	}
+	random_bytes(cc.span_id, 2);
+	bpf_map_update_elem(&client_ctxs, &key, &cc, BPF_ANY);
+	if (!tcpopt_on || !presend)
+		return;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return; /* not connected while traced: its segments carry no option */
+	struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq),
+			       .flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
+	__builtin_memcpy(tx.trace_id, cc.trace_id, sizeof(tx.trace_id));
+	__builtin_memcpy(tx.span_id, cc.span_id, sizeof(tx.span_id));
+	bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
+}
+
+/* A thread reads a request's first bytes on sk: whether it may serve it as
+ * its span. No when it still serves one read on another open socket: an
+ * event loop, whose process is then no longer linked by thread. */
+static __always_inline bool thread_serves(struct sock *sk, __u32 tgid, __u64 owner)
+{
+	if (bpf_map_lookup_elem(&thread_mux, &tgid))
+		return false;
+	struct go_key gk = {.tgid = tgid, .goid = owner};
+	struct span_ctx *old = bpf_map_lookup_elem(&goctx, &gk);
+	if (!old || old->srv == (__u64)sk)
+		return true;
+	__u64 srv = old->srv;
+	if (!bpf_map_lookup_elem(&conns, &srv))
+		return true; /* that socket closed unanswered */
+	__u64 one = 1;
+	bpf_map_update_elem(&thread_mux, &tgid, &one, BPF_NOEXIST);
+	bpf_map_delete_elem(&goctx, &gk);
+	count(STAT_THREAD_MUX);
+	return false;
+}
+
+/* A thread writes to the socket of the request it serves: the response;
+ * the calls it makes after it are not that request's. */
+static __always_inline void thread_answers(struct sock *sk, __u32 tgid, __u64 owner)
+{
+	struct go_key gk = {.tgid = tgid, .goid = owner};
+	struct span_ctx *sc = bpf_map_lookup_elem(&goctx, &gk);
+	if (sc && sc->srv == (__u64)sk)
+		bpf_map_delete_elem(&goctx, &gk);
+}
+
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
  * array into data; returns the number copied. */
 static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32 iovcnt, __u64 total)
@@ -510,10 +615,19 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	e->goid = call->goid;
 	e->len = len;
 	e->ep = c->ep;
+	/* Who serves the requests read here: the goroutine, or the thread of
+	 * a process linked by thread. */
+	__u64 owner = call->goid ? call->goid : thread_owner(cfg, pid_tgid);
+
+	__u32 n = capture(s->data, call, len);
+	e->captured = n;
 
 	if (dir == DIR_WRITE) {
-		/* The first send of a client request the Go client probe saw. */
 		__u64 key = (__u64)sk;
+		if (!presend_on && (owner & THREAD_KEY))
+			thread_call(sk, c, tgid, owner, s->data, n, false);
+		/* The first send of a client request the Go client probe, or
+		 * thread_call, gave IDs. */
 		struct client_ctx *cc = bpf_map_lookup_elem(&client_ctxs, &key);
 		if (cc) {
 			__builtin_memcpy(e->trace_id, cc->trace_id, sizeof(e->trace_id));
@@ -521,11 +635,10 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 			__builtin_memcpy(e->parent_id, cc->parent_id, sizeof(e->parent_id));
 			e->ctx_flags = cc->flags;
 			bpf_map_delete_elem(&client_ctxs, &key);
+		} else if ((owner & THREAD_KEY) && c->last_dir != DIR_WRITE) {
+			thread_answers(sk, tgid, owner);
 		}
 	}
-
-	__u32 n = capture(s->data, call, len);
-	e->captured = n;
 
 	/* A read that follows a write (or the first read) may start a request on
 	 * a server connection: make IDs here, for user space to use if an
@@ -555,7 +668,9 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
 		__builtin_memcpy(e->span_id, c->span_id, sizeof(e->span_id));
 	}
-	if ((starts || goes_on) && e->goid) {
+	if (starts && (owner & THREAD_KEY) && !thread_serves(sk, tgid, owner))
+		owner = 0;
+	if ((starts || goes_on) && owner) {
 		/* Calls this goroutine makes while serving belong to this span.
 		 * The head may come in several reads (a sender's header insert
 		 * can arrive after its request line): the following reads are
@@ -598,7 +713,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 			sc.flags = sample_flags(c->trace_id, e->ctx_flags & CTX_LINKED, e->ctx_flags & CTX_SAMPLED);
 			__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
 			__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
-			struct go_key gk = {.tgid = tgid, .goid = e->goid};
+			sc.srv = (__u64)sk;
+			struct go_key gk = {.tgid = tgid, .goid = owner};
 			bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
 		}
 	}
@@ -622,6 +738,45 @@ static __always_inline int on_sock_io(struct sock *sk, int len, __u8 dir)
 	struct io_call call = {.buf = regs->si, .cnt = regs->dx, .nr = regs->orig_ax};
 	call.goid = goid_of(cfg, regs->r14);
 	return on_io(sk, pid_tgid, cfg, len, dir, &call, true);
+}
+
+/* Before a TCP send's bytes are queued (Linux 6.16+; the loader loads it
+ * only where the kernel has it): a thread's client request gets its IDs
+ * while the option can still go on its first segment. Runs once per skb
+ * the send fills; thread_call files once. */
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const struct sk_buff *skb, int size_goal)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	__u64 owner = thread_owner(cfg, pid_tgid);
+	if (!owner)
+		return 0;
+	/* The next bytes to send: a user buffer (write, send) or the current
+	 * iovec (writev, sendmsg). */
+	__u8 type = BPF_CORE_READ(msg, msg_iter.iter_type);
+	__u64 off = BPF_CORE_READ(msg, msg_iter.iov_offset);
+	__u64 left = BPF_CORE_READ(msg, msg_iter.count);
+	__u64 base;
+	if (type == bpf_core_enum_value(enum iter_type, ITER_UBUF)) {
+		base = (__u64)BPF_CORE_READ(msg, msg_iter.ubuf);
+	} else if (type == bpf_core_enum_value(enum iter_type, ITER_IOVEC)) {
+		const struct iovec *iov = BPF_CORE_READ(msg, msg_iter.__iov);
+		base = (__u64)BPF_CORE_READ(iov, iov_base);
+		left = BPF_CORE_READ(iov, iov_len) - off;
+	} else {
+		return 0;
+	}
+	__u8 head[8];
+	if (left < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (void *)(base + off)))
+		return 0;
+	__u64 key = (__u64)sk;
+	struct conn *c = bpf_map_lookup_elem(&conns, &key);
+	thread_call((struct sock *)sk, c, tgid, owner, head, sizeof(head), true);
+	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -697,7 +852,30 @@ static __always_inline struct sock *fd_sock(__u64 fd)
 	return sk;
 }
 
-static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u32 nr)
+/* The first 8 bytes a write-side call is about to send (head), or false. */
+static __always_inline bool peek_send(__u8 *head, __u32 nr, __u64 buf, __u64 cnt)
+{
+	__u64 p = buf, avail = cnt;
+	if (nr == NR_writev || nr == NR_sendmsg) {
+		const struct iovec *iov = (const struct iovec *)buf;
+		if (nr == NR_sendmsg) {
+			struct user_msghdr m = {};
+			if (bpf_probe_read_user(&m, sizeof(m), (void *)buf) || !m.msg_iovlen)
+				return false;
+			iov = m.msg_iov;
+		} else if (!cnt) {
+			return false;
+		}
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), iov))
+			return false;
+		p = (__u64)v.iov_base;
+		avail = v.iov_len;
+	}
+	return avail >= 8 && bpf_probe_read_user(head, 8, (void *)p) == 0;
+}
+
+static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u32 nr, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -715,6 +893,12 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	if (cfg->goid_offset)
 		in.call.goid = goid_of(cfg, user_r14(nr, fd));
 	bpf_map_update_elem(&inflight, &pid_tgid, &in, BPF_ANY);
+	__u64 owner = thread_owner(cfg, pid_tgid);
+	__u8 head[8];
+	if (dir == DIR_WRITE && owner && peek_send(head, nr, in.call.buf, in.call.cnt)) {
+		__u64 key = (__u64)sk;
+		thread_call(sk, bpf_map_lookup_elem(&conns, &key), tgid, owner, head, sizeof(head), true);
+	}
 	return 0;
 }
 
@@ -743,7 +927,7 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
 	int enter_##name(struct trace_event_raw_sys_enter *ctx)               \
 	{                                                                      \
-		return sys_enter(ctx, NR_##name);                              \
+		return sys_enter(ctx, NR_##name, dir);                              \
 	}                                                                      \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \

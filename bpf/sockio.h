@@ -34,9 +34,13 @@ struct proc_cfg {
 	__u16 pconn_tls;          /* net/http.persistConn.tlsState */
 	__u16 conn_fd;            /* net.conn.fd (*netFD, embedded in TCPConn) */
 	__u16 netfd_sysfd;        /* net.netFD.pfd + internal/poll.FD.Sysfd */
-	__u32 flags;
+	__u32 flags;              /* PROC_* */
 	__u32 _pad;
 };
+
+/* proc_cfg.flags */
+#define PROC_THREADS 1 /* not Go: a thread's calls are children of the request
+			* it is serving (thread-per-request servers) */
 
 /* A goroutine's current server span, so calls it (or a goroutine it
  * started) makes become children. */
@@ -51,6 +55,7 @@ struct span_ctx {
 	__u8 span_id[8];
 	__u8 flags; /* CTX_SAMPLED */
 	__u8 _pad[7];
+	__u64 srv; /* the server socket (struct sock *) the request came on */
 };
 
 /* The next client request on a socket: its span and its parent. */
@@ -176,7 +181,11 @@ enum stat_index {
 	STAT_OPT_MATCHED = 5,   /* a request's first read took its parent from a TCP option */
 	STAT_OPT_UNMATCHED = 6, /* a socket had an option, not for this request's first byte */
 	STAT_OPT_HEADER_WINS = 7, /* option and traceparent header disagreed: the header won */
-	STAT_MAX = 8,
+	STAT_THREAD_LINKED = 8, /* a non-Go thread's client call: child of the request it serves */
+	STAT_THREAD_ROOT = 9,   /* ... made while serving none: a root, its IDs made here */
+	STAT_THREAD_MUX = 10,   /* a thread read a request while one it read was unanswered
+				 * (an event loop): its process is no longer linked by thread */
+	STAT_MAX = 11,
 };
 
 #endif

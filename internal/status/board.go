@@ -29,6 +29,7 @@ const (
 	GRPCClientLinks = "grpc_client_links" // grpc-go client calls linked and given IDs for propagation
 	Injection       = "injection"         // traceparent added to outgoing requests at the socket layer
 	TCPOption       = "tcp_option"        // trace context in a TCP header option on outgoing requests
+	ThreadLinks     = "thread_links"      // a non-Go thread's calls linked to the request it serves
 )
 
 // Capability is one thing weft does, or does not do, for a process.

@@ -1,10 +1,25 @@
 """A plain Python http.server, as a non-Go program weft must trace from the
-socket layer alone. Same routes as testdata/httpserver (minus the goroutine)."""
+socket layer alone. Same routes as testdata/httpserver (/call without its goroutine modes)."""
 import hashlib
 import sys
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+
+def call(url):
+    """One outgoing call with the standard library's client, on the thread
+    serving the request: its status, or 0 when it failed."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -21,7 +36,11 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         q = parse_qs(u.query)
         body = self._body()
-        if u.path == "/echo":
+        if u.path == "/call":
+            # Calls each ?to= URL in turn, like testdata/httpserver's /call.
+            out = ",".join(str(call(to)) for to in q.get("to", [])).encode()
+            status = 200
+        elif u.path == "/echo":
             out = f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
             status = 200
         else:
@@ -38,6 +57,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    ThreadingHTTPServer.request_queue_size = 512  # 200 callers at once
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(f"LISTEN {srv.server_address[1]}", flush=True)
     srv.serve_forever()

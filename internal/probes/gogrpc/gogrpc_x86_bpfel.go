@@ -93,6 +93,7 @@ type gogrpcSpanCtx struct {
 	SpanId  [8]uint8
 	Flags   uint8
 	Pad     [7]uint8
+	Srv     uint64
 }
 
 // Names of all BPF objects in the ELF.

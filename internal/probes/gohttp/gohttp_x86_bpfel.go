@@ -72,6 +72,7 @@ type gohttpSpanCtx struct {
 	SpanId  [8]uint8
 	Flags   uint8
 	Pad     [7]uint8
+	Srv     uint64
 }
 
 type gohttpTcpoptTx struct {

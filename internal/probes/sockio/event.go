@@ -22,6 +22,8 @@ const (
 	ctxTCPOpt  = 4 // CTX_TCPOPT
 
 	afInet6 = 10
+
+	procThreads = 1 // PROC_THREADS
 )
 
 const eventSize = int(unsafe.Sizeof(sockioEvent{}))

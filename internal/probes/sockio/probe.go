@@ -55,6 +55,10 @@ type Probe struct {
 	// lookupThenDelete: the kernel has no lookup-and-delete for hash maps
 	// (before 5.14); set by the event loop, which alone uses it.
 	lookupThenDelete bool
+	// muxed are the processes the kernel found multiplexing requests on
+	// a thread (thread_mux), already said on the status board; the event
+	// loop's own.
+	muxed map[uint32]bool
 }
 
 // New makes an unstarted probe whose connections speak protocols.
@@ -221,6 +225,11 @@ func (p *Probe) load(spec *ebpf.CollectionSpec) error {
 // source's may not load on this kernel) and attaches them.
 func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 	spec = spec.Copy()
+	if src.PreSend() != "" {
+		if err := spec.Variables["presend_on"].Set(uint8(1)); err != nil {
+			return fmt.Errorf("setting sockio's presend_on: %w", err)
+		}
+	}
 	keep := map[string]bool{}
 	for _, name := range src.Programs() {
 		keep[name] = true
@@ -276,6 +285,13 @@ func (p *Probe) Track(proc *probes.Process) error {
 		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
 	}
 	p.deps.Status.Set(proc.PID, status.Spans, true, "HTTP/1.x and h2c read at the socket layer (TLS is not visible)")
+	if cfg.Flags&procThreads != 0 {
+		why := "an HTTP/1 call made on the thread serving a request is its child (thread-per-request servers)"
+		if p.source.PreSend() == "" {
+			why += "; its TCP option needs " + sendmsgTracepoint + " (Linux 6.16+) or -capture syscalls"
+		}
+		p.deps.Status.Set(proc.PID, status.ThreadLinks, true, why)
+	}
 	return nil
 }
 
@@ -296,6 +312,9 @@ var GoFields = []string{OffParentGoid, OffPconnConn, OffPconnTLS, OffConnFD, Off
 // set or all zero: a partial set would make the client probe read garbage.
 func procConfig(p *probes.Process) sockioProcCfg {
 	cfg := sockioProcCfg{GoidOffset: p.GoidOffset, ParentGoidOffset: p.GoOffsets[OffParentGoid]}
+	if p.GoVersion == "" {
+		cfg.Flags |= procThreads
+	}
 	o := p.GoOffsets
 	conn, ok1 := o[OffPconnConn]
 	tls, ok2 := o[OffPconnTLS]
@@ -319,6 +338,9 @@ func (p *Probe) Untrack(pid int) {
 		p.log.Warn("removing pid from the sockio filter", "pid", pid, "err", err)
 	}
 	p.deleteConns(uint32(pid))
+	if err := p.maps.ThreadMux.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		p.log.Warn("removing pid from thread_mux", "pid", pid, "err", err)
+	}
 	p.mu.Lock()
 	if p.gone == nil {
 		p.gone = map[uint32]time.Time{}
@@ -379,12 +401,16 @@ func (p *Probe) loop() {
 			p.rd.SetDeadline(time.Now().Add(pollEvery))
 			p.mu.Lock()
 			p.forgetGone(true)
-			if time.Since(sweep) > time.Second {
+			swept := time.Since(sweep) > time.Second
+			if swept {
 				sweep = time.Now()
 				p.forgetGone(false)
 				p.table.Sweep(conntrack.MonotonicNow())
 			}
 			p.mu.Unlock()
+			if swept {
+				p.checkMux()
+			}
 		case err != nil:
 			p.log.Warn("reading sockio ring buffer", "err", err)
 		default:
@@ -422,6 +448,33 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// checkMux says on the status board, once per process, when the kernel
+// found it serving two requests on one thread (thread_mux): an event loop,
+// whose calls are no longer linked by thread.
+func (p *Probe) checkMux() {
+	var pid uint32
+	var n uint64
+	it := p.maps.ThreadMux.Iterate()
+	for it.Next(&pid, &n) {
+		if p.muxed[pid] {
+			continue
+		}
+		if p.muxed == nil {
+			p.muxed = map[uint32]bool{}
+		}
+		p.muxed[pid] = true
+		p.deps.Status.Set(int(pid), status.ThreadLinks, false,
+			"event loop: a thread read a request while one it had read was unanswered; its calls are not linked by thread (roots, never guessed)")
+		p.log.Info("process serves requests from an event loop: calls not linked by thread", "pid", pid)
+	}
+	for pid := range p.muxed {
+		var v uint64
+		if p.maps.ThreadMux.Lookup(pid, &v) != nil {
+			delete(p.muxed, pid) // untracked
+		}
+	}
+}
+
 func (p *Probe) closeAll() {
 	for _, l := range p.links {
 		l.Close()
@@ -438,7 +491,8 @@ func (p *Probe) closeAll() {
 func (p *Probe) registerGauges() {
 	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.maps.Stats,
 		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
-			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins"})
+			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins",
+			8: "thread_linked", 9: "thread_root", 10: "thread_mux"})
 }
 
 // kernelStat sums one per-CPU counter.

@@ -135,6 +135,7 @@ type sockioSpanCtx struct {
 	SpanId  [8]uint8
 	Flags   uint8
 	Pad     [7]uint8
+	Srv     uint64
 }
 
 type sockioTcpoptRx struct {
@@ -174,6 +175,7 @@ const (
 	sockioMapStats          = "stats"
 	sockioMapTcpoptRxs      = "tcpopt_rxs"
 	sockioMapTcpoptTxs      = "tcpopt_txs"
+	sockioMapThreadMux      = "thread_mux"
 	sockioProgEnterRead     = "enter_read"
 	sockioProgEnterReadv    = "enter_readv"
 	sockioProgEnterRecvfrom = "enter_recvfrom"
@@ -192,9 +194,11 @@ const (
 	sockioProgExitWritev    = "exit_writev"
 	sockioProgOnRecv        = "on_recv"
 	sockioProgOnSend        = "on_send"
+	sockioProgOnSendmsg     = "on_sendmsg"
 	sockioProgOnState       = "on_state"
 	sockioVarInjectAdded    = "inject_added"
 	sockioVarInjectMerged   = "inject_merged"
+	sockioVarPresendOn      = "presend_on"
 	sockioVarSampleBound    = "sample_bound"
 	sockioVarSampleParent   = "sample_parent"
 	sockioVarTcpoptOn       = "tcpopt_on"
@@ -262,6 +266,7 @@ type sockioProgramSpecs struct {
 	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
 	OnRecv        *ebpf.ProgramSpec `ebpf:"on_recv"`
 	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
+	OnSendmsg     *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
 	OnState       *ebpf.ProgramSpec `ebpf:"on_state"`
 }
 
@@ -280,6 +285,7 @@ type sockioMapSpecs struct {
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	TcpoptRxs  *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
 	TcpoptTxs  *ebpf.MapSpec `ebpf:"tcpopt_txs"`
+	ThreadMux  *ebpf.MapSpec `ebpf:"thread_mux"`
 }
 
 // sockioVariableSpecs contains global variables before they are loaded into the kernel.
@@ -288,6 +294,7 @@ type sockioMapSpecs struct {
 type sockioVariableSpecs struct {
 	InjectAdded  *ebpf.VariableSpec `ebpf:"inject_added"`
 	InjectMerged *ebpf.VariableSpec `ebpf:"inject_merged"`
+	PresendOn    *ebpf.VariableSpec `ebpf:"presend_on"`
 	SampleBound  *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent *ebpf.VariableSpec `ebpf:"sample_parent"`
 	TcpoptOn     *ebpf.VariableSpec `ebpf:"tcpopt_on"`
@@ -326,6 +333,7 @@ type sockioMaps struct {
 	Stats      *ebpf.Map `ebpf:"stats"`
 	TcpoptRxs  *ebpf.Map `ebpf:"tcpopt_rxs"`
 	TcpoptTxs  *ebpf.Map `ebpf:"tcpopt_txs"`
+	ThreadMux  *ebpf.Map `ebpf:"thread_mux"`
 }
 
 func (m *sockioMaps) Close() error {
@@ -341,6 +349,7 @@ func (m *sockioMaps) Close() error {
 		m.Stats,
 		m.TcpoptRxs,
 		m.TcpoptTxs,
+		m.ThreadMux,
 	)
 }
 
@@ -350,6 +359,7 @@ func (m *sockioMaps) Close() error {
 type sockioVariables struct {
 	InjectAdded  *ebpf.Variable `ebpf:"inject_added"`
 	InjectMerged *ebpf.Variable `ebpf:"inject_merged"`
+	PresendOn    *ebpf.Variable `ebpf:"presend_on"`
 	SampleBound  *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent *ebpf.Variable `ebpf:"sample_parent"`
 	TcpoptOn     *ebpf.Variable `ebpf:"tcpopt_on"`
@@ -379,6 +389,7 @@ type sockioPrograms struct {
 	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
 	OnRecv        *ebpf.Program `ebpf:"on_recv"`
 	OnSend        *ebpf.Program `ebpf:"on_send"`
+	OnSendmsg     *ebpf.Program `ebpf:"on_sendmsg"`
 	OnState       *ebpf.Program `ebpf:"on_state"`
 }
 
@@ -402,6 +413,7 @@ func (p *sockioPrograms) Close() error {
 		p.ExitWritev,
 		p.OnRecv,
 		p.OnSend,
+		p.OnSendmsg,
 		p.OnState,
 	)
 }

@@ -25,6 +25,10 @@ type Source interface {
 	Programs() []string
 	// Attach attaches the source's programs, loaded in coll.
 	Attach(coll *ebpf.Collection) ([]link.Link, error)
+	// PreSend names the hook that sees a send before its bytes leave
+	// (where a non-Go thread's call gets its IDs in time for the TCP
+	// option), or "" when the source has none.
+	PreSend() string
 }
 
 // ErrSourceUnavailable wraps why a source cannot run on this kernel.
@@ -39,7 +43,13 @@ const (
 
 // sources are the capture sources in order of preference: the cheapest
 // first.
-func sources() []Source { return []Source{sockTracepoints{}, syscallTracepoints{}} }
+func sources() []Source {
+	return []Source{sockTracepoints{sendmsg: hasBTFTracepoints(sendmsgTracepoint) == nil}, syscallTracepoints{}}
+}
+
+// sendmsgTracepoint fires in tcp_sendmsg_locked before a send's bytes are
+// queued (Linux 6.16+).
+const sendmsgTracepoint = "tcp_sendmsg_locked"
 
 // stateProgram ends connections (inet_sock_set_state, tp_btf: Linux 5.5+);
 // every source uses it.
@@ -90,8 +100,9 @@ func attachTracing(_ string, prog *ebpf.Program) (link.Link, error) {
 
 // sockTracepoints reads the sock_recv_length and sock_send_length
 // tracepoints (Linux 6.3+), which fire once per socket read and write with
-// the socket at hand: ~0.1 µs a hit, no file-descriptor walk.
-type sockTracepoints struct{}
+// the socket at hand: ~0.1 µs a hit, no file-descriptor walk. With
+// sendmsg, tcp_sendmsg_locked (6.16+) is its pre-send hook.
+type sockTracepoints struct{ sendmsg bool }
 
 func (sockTracepoints) Name() string { return SourceSockTracepoints }
 
@@ -99,7 +110,19 @@ func (sockTracepoints) Available() error {
 	return hasBTFTracepoints("sock_recv_length", "sock_send_length", "inet_sock_set_state")
 }
 
-func (sockTracepoints) Programs() []string { return []string{"on_recv", "on_send", stateProgram} }
+func (s sockTracepoints) Programs() []string {
+	if s.sendmsg {
+		return []string{"on_recv", "on_send", "on_sendmsg", stateProgram}
+	}
+	return []string{"on_recv", "on_send", stateProgram}
+}
+
+func (s sockTracepoints) PreSend() string {
+	if s.sendmsg {
+		return sendmsgTracepoint
+	}
+	return ""
+}
 
 func (s sockTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
 	return attachAll(coll, s.Programs(), attachTracing)
@@ -142,6 +165,8 @@ func (syscallTracepoints) Available() error {
 	}
 	return fmt.Errorf("%w: tracefs is not mounted at %v", ErrSourceUnavailable, tracefsRoots)
 }
+
+func (syscallTracepoints) PreSend() string { return "sys_enter" }
 
 func (syscallTracepoints) Programs() []string {
 	names := []string{stateProgram}
