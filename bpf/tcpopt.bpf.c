@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tcpopt: trace context in a TCP header option (sockops header-option API).
  *
- * Sender: the Go client probe files, per socket cookie, a request's IDs and
+ * Sender: the Go client probe (sockio, for other programs' threads) files,
+ * per socket cookie, a request's IDs and
  * the sequence of its first byte (tcpopt_txs). On the traced process's
  * connection, HDR_OPT_LEN_CB reserves TCPOPT_LEN bytes on the new-data
  * segment carrying that sequence (snd_nxt is the segment's sequence there)

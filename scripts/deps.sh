@@ -9,6 +9,7 @@ command -v wrk >/dev/null || need+=(wrk)
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2) # network namespaces: internal/inject, the multicluster lab
+command -v ethtool >/dev/null || need+=(ethtool) # TSO/GSO off on a veth: test/e2e TestPythonInChain
 command -v etcd >/dev/null || need+=(etcd-server) # internal/testutil/kubeapi
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86) # the kernel matrix: scripts/vm
 # the guests' initramfs: a static busybox (the dynamic one needs a libc there)

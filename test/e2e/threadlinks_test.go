@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,15 +31,58 @@ import (
 // thread, and C's server span takes B's client span from the TCP option
 // alone (B's bytes are untouched: its sockets never enter the sockhash).
 // Once per capture source: each files B's call before its bytes leave from
-// its own hook (tcp_sendmsg_locked, sys_enter).
+// its own hook (tcp_sendmsg_locked, sys_enter). Then across a network
+// namespace: B runs behind a veth pair, the host end with TSO and GSO off
+// (TCP cuts MSS-sized segments itself), B's end with TSO off and GSO on
+// (software segmentation repeats the option on every segment cut from an
+// skb: B's 300 KB uploads, headers and body in one send, carry it on
+// dozens), and 300 KB uploads and downloads cross it byte-identical and in
+// time both ways.
 func TestPythonInChain(t *testing.T) {
 	needRoot(t)
 	for _, capture := range []string{"sock_tracepoints", "syscalls"} {
-		t.Run(capture, func(t *testing.T) { pythonChainRun(t, capture) })
+		t.Run(capture, func(t *testing.T) { pythonChainRun(t, capture, nil) })
 	}
+	t.Run("veth", func(t *testing.T) { pythonChainRun(t, "auto", vethNamespace(t)) })
 }
 
-func pythonChainRun(t *testing.T, capture string) {
+// vethNS is a network namespace joined to the host by a veth pair.
+type vethNS struct {
+	name         string
+	hostIP, nsIP string
+}
+
+// vethNamespace makes one, in the lab's address block (10.99.0.0/16; a /30
+// the multicluster lab's clusters do not use), removed at cleanup.
+func vethNamespace(t *testing.T) *vethNS {
+	t.Helper()
+	v := &vethNS{name: "weft-e2e-opt", hostIP: "10.99.250.1", nsIP: "10.99.250.2"}
+	const hostEnd = "wopt0"
+	run := func(argv ...string) {
+		t.Helper()
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
+		}
+	}
+	cleanup := func() {
+		exec.Command("ip", "netns", "del", v.name).Run()
+		exec.Command("ip", "link", "del", hostEnd).Run()
+	}
+	cleanup() // what a killed earlier run left
+	t.Cleanup(cleanup)
+	run("ip", "netns", "add", v.name)
+	run("ip", "link", "add", hostEnd, "type", "veth", "peer", "name", "eth0", "netns", v.name)
+	run("ip", "addr", "add", v.hostIP+"/30", "dev", hostEnd)
+	run("ip", "link", "set", hostEnd, "up")
+	run("ip", "-n", v.name, "link", "set", "lo", "up")
+	run("ip", "-n", v.name, "addr", "add", v.nsIP+"/30", "dev", "eth0")
+	run("ip", "-n", v.name, "link", "set", "eth0", "up")
+	run("ethtool", "-K", hostEnd, "tso", "off", "gso", "off")
+	run("ip", "netns", "exec", v.name, "ethtool", "-K", "eth0", "tso", "off", "gso", "on")
+	return v
+}
+
+func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 	col := otelcol.Start(t)
 	root := repoRoot(t)
 	dir := t.TempDir()
@@ -44,8 +90,17 @@ func pythonChainRun(t *testing.T, capture string) {
 		return goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, name))
 	}
 	a := startServer(t, "a", bin("weft-e2e-py-a"))
-	c := startServer(t, "c", bin("weft-e2e-py-c"))
-	b := startServer(t, "python", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"))
+	var b, c *server
+	if ns == nil {
+		c = startServer(t, "c", bin("weft-e2e-py-c"))
+		b = startServer(t, "python", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"))
+	} else {
+		c = startServer(t, "c", bin("weft-e2e-py-c"), "-addr", ns.hostIP+":0")
+		c.Addr = fmt.Sprintf("%s:%d", ns.hostIP, c.Port)
+		b = startServer(t, "python", "ip", "netns", "exec", ns.name,
+			"/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"), ns.nsIP)
+		b.Addr = fmt.Sprintf("%s:%d", ns.nsIP, b.Port)
+	}
 
 	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
 	ag := startAgent(t, env, "-capture", capture, "-exe", "weft-e2e-py-*", "-pid", fmt.Sprint(b.PID()))
@@ -144,6 +199,13 @@ func pythonChainRun(t *testing.T, capture string) {
 		t.Errorf("%d of %d requests' traces broken", bad, n)
 	}
 
+	if ns != nil {
+		bigTransfers(t, hc, a, b)
+		pythonUploads(t, hc, b, c)
+		if r := ag.metric(t, `weft_tcpopt_total{name="repeat"}`); r == 0 {
+			t.Errorf("no repeated option read: the host end's software GSO should copy it to every segment")
+		}
+	}
 	if socks := sockhashSockets(t, uint32(b.PID())); socks != 0 {
 		t.Errorf("%d of the Python server's sockets in the injector's sockhash; want none", socks)
 	}
@@ -235,4 +297,163 @@ func sockhashSockets(t testing.TB, tgid uint32) int {
 		t.Fatalf("no inject_socks sockhash loaded: the injector is not running")
 	}
 	return count
+}
+
+// TestEventLoopNotLinkedByThread: B is an asyncio server, one thread serving
+// every request. Under 100 overlapping requests the kernel sees it read a
+// request while another is unanswered: B's status says thread_links off
+// (event loop), and no B call is ever parented to a request it was not made
+// for; each still carries its own IDs to C in the TCP option.
+func TestEventLoopNotLinkedByThread(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	bin := func(name string) string {
+		return goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, name))
+	}
+	a := startServer(t, "a", bin("weft-e2e-loop-a"))
+	c := startServer(t, "c", bin("weft-e2e-loop-c"))
+	b := startServer(t, "asyncio", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/asyncserver.py"))
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-exe", "weft-e2e-loop-*", "-pid", fmt.Sprint(b.PID()))
+	for _, s := range []*server{a, b, c} {
+		ag.waitTracked(t, s.PID())
+	}
+
+	const n = 100
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cu := fmt.Sprintf("http://%s/work?id=c%d", c.Addr, i)
+			bu := fmt.Sprintf("http://%s/call?id=b%d&sleep=20&to=%s", b.Addr, i, url.QueryEscape(cu))
+			resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(bu)))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "200" {
+				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	bpid, cpid := fmt.Sprint(b.PID()), fmt.Sprint(c.PID())
+	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool {
+		pid := fmt.Sprint(s.Resource["process.pid"])
+		return pid == bpid || (pid == cpid && s.Kind == 2)
+	})
+	byName := map[string]otelcol.Span{}
+	for _, s := range spans {
+		who := "b "
+		if fmt.Sprint(s.Resource["process.pid"]) == cpid {
+			who = "c "
+		}
+		byName[who+spanID(s)] = s
+	}
+	linked := 0
+	for i := range n {
+		bS, ok1 := byName[fmt.Sprintf("b server:b%d", i)]
+		bC, ok2 := byName[fmt.Sprintf("b client:c%d", i)]
+		cS, ok3 := byName[fmt.Sprintf("c server:c%d", i)]
+		if !ok1 || !ok2 || !ok3 {
+			t.Errorf("request %d: spans missing (b server %v, b client %v, c server %v)", i, ok1, ok2, ok3)
+			continue
+		}
+		switch bC.ParentSpanID {
+		case "":
+		case bS.SpanID:
+			linked++
+		default:
+			t.Errorf("request %d: B's call has parent %s, not B's request %s: a guess", i, bC.ParentSpanID, bS.SpanID)
+		}
+		if cS.TraceID != bC.TraceID || cS.ParentSpanID != bC.SpanID {
+			t.Errorf("request %d: C's server span trace %s parent %q; B's call is %s in %s",
+				i, cS.TraceID, cS.ParentSpanID, bC.SpanID, bC.TraceID)
+		}
+	}
+	mux := ag.metric(t, `weft_sockio_kernel_total{name="thread_mux"}`)
+	t.Logf("B's calls linked before the event loop was seen: %d of %d; thread_mux %v", linked, n, mux)
+	if mux < 1 {
+		t.Errorf("thread_mux %v: the event loop was not seen", mux)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cp := capability(t, ag, b.PID(), status.ThreadLinks)
+		if !cp.On && strings.Contains(cp.Why, "event loop") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("asyncio server: thread_links %v (%s); want off, event loop", cp.On, cp.Why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// bigTransfers has A upload 300 KB to B's /echo and download 300 KB from
+// B's /work through A's option-carrying connections, 5 rounds: the bytes
+// arrive identical (digests) and no round stalls.
+func bigTransfers(t *testing.T, hc *http.Client, a, b *server) {
+	t.Helper()
+	digest := func(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+	echoed := fmt.Sprintf("%d %s", bigBody, digest(pattern(bigBody)))
+	wantUp := fmt.Sprintf("200 %d %s", len(echoed), digest([]byte(echoed)))
+	wantDown := fmt.Sprintf("200 %d %s", bigBody, digest([]byte(strings.Repeat("x", bigBody))))
+	call := func(id, extra, to string) string {
+		resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=%s&to=%s%s", a.Addr, id, url.QueryEscape(to), extra))
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	for round := range 5 {
+		start := time.Now()
+		if got := call(fmt.Sprintf("upload%d", round), fmt.Sprintf("&digest=1&upload=%d", bigBody),
+			fmt.Sprintf("http://%s/echo?id=up%d", b.Addr, round)); got != wantUp {
+			t.Errorf("upload, round %d: got %s, want %s", round, got, wantUp)
+		}
+		if got := call(fmt.Sprintf("download%d", round), "&digest=1",
+			fmt.Sprintf("http://%s/work?id=down%d&size=%d", b.Addr, round, bigBody)); got != wantDown {
+			t.Errorf("download, round %d: got %s, want %s", round, got, wantDown)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("round %d of 300 KB transfers took %v", round, d)
+		}
+	}
+}
+
+// pythonUploads has B (Python) upload 300 KB to C's /echo, 5 times: B's
+// answer is the digest of what C echoed.
+func pythonUploads(t *testing.T, hc *http.Client, b, c *server) {
+	t.Helper()
+	digest := func(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+	echoed := fmt.Sprintf("%d %s", bigBody, digest(pattern(bigBody)))
+	want := fmt.Sprintf("200 %d %s", len(echoed), digest([]byte(echoed)))
+	for round := range 5 {
+		start := time.Now()
+		to := fmt.Sprintf("http://%s/echo?id=pyup%d", c.Addr, round)
+		resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=pycall%d&digest=1&onesend=1&upload=%d&to=%s", b.Addr, round, bigBody, url.QueryEscape(to)))
+		if err != nil {
+			t.Fatalf("python upload, round %d: %v", round, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != want {
+			t.Errorf("python upload, round %d: got %s, want %s", round, body, want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("python upload, round %d took %v", round, d)
+		}
+	}
 }

@@ -1,6 +1,8 @@
 """A plain Python http.server, as a non-Go program weft must trace from the
 socket layer alone. Same routes as testdata/httpserver (/call without its goroutine modes)."""
 import hashlib
+import http.client
+import socket
 import sys
 import time
 import urllib.error
@@ -9,17 +11,44 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 
-def call(url):
+def pattern(n):
+    """The upload body testdata/httpserver's Pattern makes."""
+    return bytes(i % 251 for i in range(n))
+
+
+def post_one_send(url, data):
+    """A POST whose head and body leave in one send (as many clients write
+    them): the answer's status and body."""
+    u = urlparse(url)
+    target = u.path + ("?" + u.query if u.query else "")
+    head = (f"POST {target} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+        s.sendall(head + data)
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        return resp.status, resp.read()
+
+
+def call(url, data=None, digest=False, one_send=False):
     """One outgoing call with the standard library's client, on the thread
-    serving the request: its status, or 0 when it failed."""
+    serving the request (a POST of data when given: headers and body go in
+    one send): its status, or with digest "status length sha256" of the
+    answer; 0 when it failed."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            resp.read()
-            return resp.status
+        if one_send and data:
+            status, body = post_one_send(url, data)
+        else:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as resp:
+                body = resp.read()
+                status = resp.status
     except urllib.error.HTTPError as e:
-        return e.code
+        return str(e.code)
     except OSError:
-        return 0
+        return "0"
+    if digest:
+        return f"{status} {len(body)} {hashlib.sha256(body).hexdigest()}"
+    return str(status)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,7 +67,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         if u.path == "/call":
             # Calls each ?to= URL in turn, like testdata/httpserver's /call.
-            out = ",".join(str(call(to)) for to in q.get("to", [])).encode()
+            n = int(q.get("upload", ["0"])[0])
+            data = pattern(n) if n else None
+            one = "onesend" in q
+            out = ",".join(call(to, data, "digest" in q, one) for to in q.get("to", [])).encode()
             status = 200
         elif u.path == "/echo":
             out = f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
@@ -58,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     ThreadingHTTPServer.request_queue_size = 512  # 200 callers at once
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    srv = ThreadingHTTPServer((host, 0), Handler)
     print(f"LISTEN {srv.server_address[1]}", flush=True)
     srv.serve_forever()

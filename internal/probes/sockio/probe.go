@@ -267,6 +267,15 @@ func (p *Probe) Source() string {
 	return p.source.Name()
 }
 
+// PreSend names the capture source's hook that sees a send before its
+// bytes leave, or "" (see Source.PreSend).
+func (p *Probe) PreSend() string {
+	if p.source == nil {
+		return ""
+	}
+	return p.source.PreSend()
+}
+
 // Track puts a process in the BPF filter map: from now on its TCP sockets
 // are captured.
 func (p *Probe) Track(proc *probes.Process) error {

@@ -1,10 +1,11 @@
 // Package tcpopt runs the TCP header-option channel of trace context as a
 // probe family (bpf/tcpopt.bpf.c): a sockops program on the agent's cgroup,
-// beside the injector's, writes a traced Go client's request context in an
+// beside the injector's, writes a traced client's request context in an
 // option on the segment that starts the request and reads the options
 // other hosts' agents wrote; cgroup/connect4/6 tell it which connections
 // are traced processes' (sockops cannot read the process on 6.1). It
-// shares sockio's maps: the client probe files each call's IDs in one,
+// shares sockio's maps: the Go client probe, or sockio for other programs'
+// threads, files each call's IDs in one,
 // sockio gives a request the context of the other. No payload byte
 // changes, so it works whatever the bytes are and whoever reads them.
 package tcpopt
@@ -183,14 +184,19 @@ func (p *Probe) Stats() map[string]uint64 {
 }
 
 // Track says on the status board whether the process's requests carry the
-// option. Only Go programs' net/http calls are filed for it today.
+// option: a Go program's net/http calls (the client probe files them), any
+// other program's HTTP/1 calls (sockio files them by thread, before their
+// bytes leave, where the capture source has a hook for it).
 func (p *Probe) Track(proc *probes.Process) error {
 	switch {
 	case !p.on:
 		p.deps.Status.Set(proc.PID, status.TCPOption, false, p.why)
-	case proc.GoVersion == "":
+	case proc.GoVersion == "" && p.sock.PreSend() == "":
 		p.deps.Status.Set(proc.PID, status.TCPOption, false,
-			"not a Go program: its calls are not yet given context (options it receives are read)")
+			"not a Go program, and the capture source has no hook before a send's bytes leave (tcp_sendmsg_locked: Linux 6.16+; or -capture syscalls); options it receives are read")
+	case proc.GoVersion == "":
+		p.deps.Status.Set(proc.PID, status.TCPOption, true,
+			"HTTP/1 calls on connections opened while traced, their IDs filed at "+p.sock.PreSend())
 	default:
 		p.deps.Status.Set(proc.PID, status.TCPOption, true, "net/http client calls on connections opened while traced")
 	}
