@@ -55,6 +55,11 @@ type Probe struct {
 	// lookupThenDelete: the kernel has no lookup-and-delete for hash maps
 	// (before 5.14); set by the event loop, which alone uses it.
 	lookupThenDelete bool
+	// threaded are the tracked processes linked by thread; while there is
+	// one, presend (a lazyPreSend source's program) is attached. Guarded
+	// by mu.
+	threaded map[int]bool
+	presend  link.Link
 	// muxed are the processes the kernel found multiplexing requests on
 	// a thread (thread_mux), already said on the status board; the event
 	// loop's own.
@@ -295,6 +300,10 @@ func (p *Probe) Track(proc *probes.Process) error {
 	}
 	p.deps.Status.Set(proc.PID, status.Spans, true, "HTTP/1.x and h2c read at the socket layer (TLS is not visible)")
 	if cfg.Flags&procThreads != 0 {
+		if err := p.threadedAdd(proc.PID); err != nil {
+			// Calls are still linked; they carry no option.
+			p.log.Warn("attaching the pre-send hook", "err", err)
+		}
 		why := "an HTTP/1 call made on the thread serving a request is its child (thread-per-request servers)"
 		if p.source.PreSend() == "" {
 			why += "; its TCP option needs " + sendmsgTracepoint + " (Linux 6.16+) or -capture syscalls"
@@ -347,6 +356,7 @@ func (p *Probe) Untrack(pid int) {
 		p.log.Warn("removing pid from the sockio filter", "pid", pid, "err", err)
 	}
 	p.deleteConns(uint32(pid))
+	p.threadedRemove(pid)
 	if err := p.maps.ThreadMux.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		p.log.Warn("removing pid from thread_mux", "pid", pid, "err", err)
 	}
@@ -457,6 +467,44 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// threadedAdd notes a process linked by thread, attaching the source's
+// lazy pre-send program for the first.
+func (p *Probe) threadedAdd(pid int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.threaded == nil {
+		p.threaded = map[int]bool{}
+	}
+	p.threaded[pid] = true
+	lazy, ok := p.source.(lazyPreSend)
+	if !ok || lazy.PreSendProgram() == "" || p.presend != nil {
+		return nil
+	}
+	prog := p.coll.Programs[lazy.PreSendProgram()]
+	if prog == nil {
+		return fmt.Errorf("program %s not loaded", lazy.PreSendProgram())
+	}
+	l, err := attachTracing(lazy.PreSendProgram(), prog)
+	if err != nil {
+		return fmt.Errorf("attaching %s: %w", lazy.PreSendProgram(), err)
+	}
+	p.presend = l
+	p.log.Info("pre-send hook attached: a process is linked by thread", "program", lazy.PreSendProgram(), "pid", pid)
+	return nil
+}
+
+// threadedRemove forgets a process; the last one takes the lazy pre-send
+// program's link with it.
+func (p *Probe) threadedRemove(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.threaded, pid)
+	if len(p.threaded) == 0 && p.presend != nil {
+		p.presend.Close()
+		p.presend = nil
+	}
+}
+
 // checkMux says on the status board, once per process, when the kernel
 // found it serving two requests on one thread (thread_mux): an event loop,
 // whose calls are no longer linked by thread.
@@ -489,6 +537,12 @@ func (p *Probe) closeAll() {
 		l.Close()
 	}
 	p.links = nil
+	p.mu.Lock()
+	if p.presend != nil {
+		p.presend.Close()
+		p.presend = nil
+	}
+	p.mu.Unlock()
 	if p.loaded {
 		p.coll.Close()
 		p.maps.Close()

@@ -112,9 +112,26 @@ func (sockTracepoints) Available() error {
 
 func (s sockTracepoints) Programs() []string {
 	if s.sendmsg {
-		return []string{"on_recv", "on_send", "on_sendmsg", stateProgram}
+		return []string{"on_recv", "on_send", sendmsgProgram, stateProgram}
 	}
 	return []string{"on_recv", "on_send", stateProgram}
+}
+
+// sendmsgProgram is sockTracepoints' pre-send program.
+const sendmsgProgram = "on_sendmsg"
+
+// lazyPreSend is a source whose pre-send program Attach leaves out: it
+// fires for every TCP send on the node, and only processes linked by
+// thread need it, so the probe attaches it while one is traced.
+type lazyPreSend interface {
+	PreSendProgram() string // "" when the source has none
+}
+
+func (s sockTracepoints) PreSendProgram() string {
+	if s.sendmsg {
+		return sendmsgProgram
+	}
+	return ""
 }
 
 func (s sockTracepoints) PreSend() string {
@@ -125,7 +142,7 @@ func (s sockTracepoints) PreSend() string {
 }
 
 func (s sockTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
-	return attachAll(coll, s.Programs(), attachTracing)
+	return attachAll(coll, []string{"on_recv", "on_send", stateProgram}, attachTracing)
 }
 
 // syscallTracepoints reads the enter and exit tracepoints of the socket
