@@ -18,6 +18,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "sockio.h"
 #include "tcpopt.h"
 
@@ -39,6 +40,15 @@ struct {
 	__type(value, __u32); /* the connecting tgid */
 } tcpopt_own SEC(".maps");
 
+/* Connections a process had when it came to be traced, by socket inode:
+ * filled by user space for one iterator run. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tcpopt_inode);
+} tcpopt_inodes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, OPT_STAT_MAX);
@@ -50,6 +60,7 @@ struct {
 const enum tcpopt_stat *unused_tcpopt_stat __attribute__((unused));
 const struct tcpopt_tx *unused_tcpopt_tx __attribute__((unused));
 const struct tcpopt_rx *unused_tcpopt_rx __attribute__((unused));
+const struct tcpopt_inode *unused_tcpopt_inode __attribute__((unused));
 
 /* The option as it goes on the wire. */
 struct wire_opt {
@@ -224,4 +235,40 @@ int tcpopt_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	return 1;
+}
+
+#define SOL_TCP 6
+
+/* Connections a process had before it was traced never pass the
+ * ESTABLISHED callbacks: the iterator (run in its network namespace with
+ * its sockets listed in tcpopt_inodes) gives them the same callback flags
+ * with bpf_setsockopt, and marks the ones it made as writing options. */
+SEC("iter/tcp")
+int tcpopt_iter(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc || skc->skc_state != TCP_ESTABLISHED)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct sock *sk = (struct sock *)tp;
+	__u64 ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	struct tcpopt_inode *want = bpf_map_lookup_elem(&tcpopt_inodes, &ino);
+	if (!want)
+		return 0;
+	int flags = tp->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG;
+	if (want->outgoing) {
+		__u32 *own = bpf_sk_storage_get(&tcpopt_own, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (own)
+			*own = want->tgid;
+		bpf_get_socket_cookie(sk); /* made now: the client probe reads sk_cookie */
+		flags |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+	}
+	if (bpf_setsockopt(tp, SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS, &flags, sizeof(flags))) {
+		count(OPT_ITER_FAIL);
+		return 0;
+	}
+	count(OPT_ITER_ON);
+	return 0;
 }

@@ -88,7 +88,17 @@ enum tcpopt_stat {
 	OPT_READ = 5,      /* options received on data segments */
 	OPT_REPEAT = 6,    /* ... repeating the context of the one before (GSO/TSO) */
 	OPT_WRITE_ON = 7,  /* sockets that write options (traced processes' connects) */
-	OPT_STAT_MAX = 8,
+	OPT_ITER_ON = 8,   /* connections older than the tracing, given the callbacks */
+	OPT_ITER_FAIL = 9, /* ... refused (bpf_setsockopt of the callback flags: 6.13+?) */
+	OPT_STAT_MAX = 10,
+};
+
+/* A connection older than the tracing, listed by user space for the
+ * iterator (tcpopt_inodes, by socket inode). */
+struct tcpopt_inode {
+	__u32 tgid;
+	__u8 outgoing; /* the process made it: it writes options too */
+	__u8 _pad[3];
 };
 
 #endif

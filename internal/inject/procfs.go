@@ -14,10 +14,18 @@ import (
 // left out, as sockops leaves them out: they carry no requests, and in the
 // sockhash their FIONREAD would read 0.
 func SocketInodes(pid int) ([]uint64, error) {
+	out, _, err := Connections(pid)
+	return out, err
+}
+
+// Connections lists the inodes of pid's established TCP connections: those
+// it made (outgoing: their local port is not one a socket listens on in
+// its network namespace) and those it accepted.
+func Connections(pid int) (outgoing, accepted []uint64, err error) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("listing sockets of pid %d: %w", pid, err)
+		return nil, nil, fmt.Errorf("listing sockets of pid %d: %w", pid, err)
 	}
 	mine := map[uint64]bool{}
 	for _, e := range ents {
@@ -35,7 +43,7 @@ func SocketInodes(pid int) ([]uint64, error) {
 	for _, f := range []string{"tcp", "tcp6"} {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("reading TCP sockets of pid %d: %w", pid, err)
+			return nil, nil, fmt.Errorf("reading TCP sockets of pid %d: %w", pid, err)
 		}
 		socks = append(socks, parseProcTCP(string(b))...)
 	}
@@ -45,13 +53,18 @@ func SocketInodes(pid int) ([]uint64, error) {
 			listening[s.port] = true
 		}
 	}
-	inodes := []uint64{}
+	outgoing = []uint64{}
 	for _, s := range socks {
-		if s.state == tcpEstablished && mine[s.inode] && !listening[s.port] {
-			inodes = append(inodes, s.inode)
+		if s.state != tcpEstablished || !mine[s.inode] {
+			continue
+		}
+		if listening[s.port] {
+			accepted = append(accepted, s.inode)
+		} else {
+			outgoing = append(outgoing, s.inode)
 		}
 	}
-	return inodes, nil
+	return outgoing, accepted, nil
 }
 
 const (

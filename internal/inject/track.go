@@ -68,13 +68,13 @@ func (i *Injector) addExisting(pid int, inodes []uint64) error {
 		_, err = io.Copy(io.Discard, rd)
 		return err
 	}
-	return inNetns(pid, run)
+	return InNetns(pid, run)
 }
 
-// inNetns runs fn in pid's network namespace (the tcp iterator walks the
+// InNetns runs fn in pid's network namespace (a tcp iterator walks the
 // namespace of the thread that opens it). In its own, fn runs directly;
 // otherwise on a locked thread that is discarded if it cannot go back.
-func inNetns(pid int, fn func() error) error {
+func InNetns(pid int, fn func() error) error {
 	same, err := sameNetns(pid)
 	if err != nil {
 		return err

@@ -190,3 +190,71 @@ func tcpOptionRun(t *testing.T, capture string) {
 		t.Errorf("%v server spans took their parent from an option, want %d", fromOpt, want)
 	}
 }
+
+// TestTCPOptionOlderConnections: connections made before the agent (a
+// keep-alive pool, a restarted DaemonSet) never pass the ESTABLISHED
+// callbacks; the iterator gives them the option callbacks when their
+// process is tracked. With -propagation tcp only, A's calls to B on a
+// connection A opened before the agent started still give B's server span
+// A's client span as parent.
+func TestTCPOptionOlderConnections(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	bin := func(name string) string {
+		return goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, name))
+	}
+	a := startServer(t, "a", bin("weft-e2e-old-a"))
+	b := startServer(t, "b", bin("weft-e2e-old-b"))
+	hc := &http.Client{Timeout: 30 * time.Second}
+	call := func(id string) {
+		t.Helper()
+		to := fmt.Sprintf("http://%s/work?id=%s", b.Addr, id)
+		resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=%s&to=%s", a.Addr, id, url.QueryEscape(to)))
+		if err != nil {
+			t.Fatalf("call %s: %v", id, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "200" {
+			t.Fatalf("call %s: %q", id, body)
+		}
+	}
+	call("warm") // A's pool now holds a connection to B, made untraced
+
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-propagation", "tcp", "-exe", "weft-e2e-old-*")
+	ag.waitTracked(t, a.PID())
+	ag.waitTracked(t, b.PID())
+	if n := ag.metric(t, `weft_tcpopt_total{name="older_connections"}`); n < 2 {
+		t.Fatalf("%v older connections given the option callbacks (refused %v); want A's and B's ends of the pooled one",
+			n, ag.metric(t, `weft_tcpopt_total{name="older_connections_refused"}`))
+	}
+	// A connection found mid-stream gives its first exchange no span (the
+	// parser waits for a message start it can trust): one call to settle.
+	call("settle")
+	const n = 10
+	for i := range n {
+		call(fmt.Sprintf("old%d", i)) // one at a time: the pooled connection
+	}
+	spans := col.WaitSpans(t, 2*n, 30*time.Second, func(s otelcol.Span) bool {
+		id := spanID(s)
+		return strings.Contains(id, ":old") && ((s.Kind == 3 && fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(a.PID())) ||
+			(s.Kind == 2 && fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(b.PID())))
+	})
+	byID := map[string]otelcol.Span{}
+	for _, s := range spans {
+		byID[spanID(s)] = s
+	}
+	for i := range n {
+		c, s := byID[fmt.Sprintf("client:old%d", i)], byID[fmt.Sprintf("server:old%d", i)]
+		if s.ParentSpanID != c.SpanID || s.TraceID != c.TraceID || c.SpanID == "" {
+			t.Errorf("call %d on the older connection: B's server span trace %s parent %q; A's client span %s in %s",
+				i, s.TraceID, s.ParentSpanID, c.SpanID, c.TraceID)
+		}
+	}
+	if conns := ag.metric(t, `weft_tcpopt_total{name="sockets_writing"}`); conns != 0 {
+		t.Logf("%v connections made while traced (want 0: the pooled one was reused)", conns)
+	}
+}

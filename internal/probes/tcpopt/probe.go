@@ -14,6 +14,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -40,10 +42,35 @@ type Probe struct {
 	deps  probes.Deps
 	sock  *sockio.Probe
 	cfg   Config
-	objs  tcpoptObjects
+	objs  objects
 	links []link.Link
 	on    bool
 	why   string // what it rests on, or why it is off
+
+	// The iterator that gives a process's older connections the option
+	// callbacks; nil where iter/tcp or its bpf_setsockopt does not load.
+	iterProg *ebpf.Program
+	iter     *link.Iter
+	iterWhy  string
+	mu       sync.Mutex // one iterator run at a time (tcpopt_inodes)
+}
+
+// objects are the family's maps and the programs every kernel it runs on
+// loads; the iterator loads apart (loadIter): older kernels refuse it.
+type objects struct {
+	tcpoptMaps
+	Connect4 *ebpf.Program `ebpf:"tcpopt_connect4"`
+	Connect6 *ebpf.Program `ebpf:"tcpopt_connect6"`
+	Sockops  *ebpf.Program `ebpf:"tcpopt_sockops"`
+}
+
+func (o *objects) Close() {
+	o.tcpoptMaps.Close()
+	for _, p := range []*ebpf.Program{o.Connect4, o.Connect6, o.Sockops} {
+		if p != nil {
+			p.Close()
+		}
+	}
 }
 
 // New makes the family, which uses sockio's maps: start it after sockio.
@@ -69,6 +96,8 @@ var statNames = map[uint32]string{
 	uint32(tcpoptTcpoptStatOPT_READ):         "read",
 	uint32(tcpoptTcpoptStatOPT_REPEAT):       "repeat",
 	uint32(tcpoptTcpoptStatOPT_WRITE_ON):     "sockets_writing",
+	uint32(tcpoptTcpoptStatOPT_ITER_ON):      "older_connections",
+	uint32(tcpoptTcpoptStatOPT_ITER_FAIL):    "older_connections_refused",
 }
 
 // ErrUnsupported wraps what the kernel lacks for the channel.
@@ -156,9 +185,9 @@ func (p *Probe) start() error {
 	}{
 		// connect hooks first: a socket connected between the two
 		// attachments would simply not write options.
-		{p.objs.TcpoptConnect4, ebpf.AttachCGroupInet4Connect},
-		{p.objs.TcpoptConnect6, ebpf.AttachCGroupInet6Connect},
-		{p.objs.TcpoptSockops, ebpf.AttachCGroupSockOps},
+		{p.objs.Connect4, ebpf.AttachCGroupInet4Connect},
+		{p.objs.Connect6, ebpf.AttachCGroupInet6Connect},
+		{p.objs.Sockops, ebpf.AttachCGroupSockOps},
 	} {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: a.attach, Program: a.prog})
 		if err != nil {
@@ -167,8 +196,73 @@ func (p *Probe) start() error {
 		}
 		p.links = append(p.links, l)
 	}
-	p.deps.Log.Info("attached", "cgroup", cg)
+	if err := p.loadIter(spec); err != nil {
+		p.iterWhy = err.Error()
+		p.deps.Log.Info("connections older than the tracing carry no option", "why", err)
+	}
+	p.deps.Log.Info("attached", "cgroup", cg, "iterator", p.iter != nil)
 	return nil
+}
+
+// loadIter loads the iterator over the family's maps.
+func (p *Probe) loadIter(spec *ebpf.CollectionSpec) error {
+	var it struct {
+		Iter *ebpf.Program `ebpf:"tcpopt_iter"`
+	}
+	m := p.objs.tcpoptMaps
+	repl := map[string]*ebpf.Map{"procs": m.Procs, "tcpopt_inodes": m.TcpoptInodes, "tcpopt_own": m.TcpoptOwn,
+		"tcpopt_rxs": m.TcpoptRxs, "tcpopt_stats": m.TcpoptStats, "tcpopt_txs": m.TcpoptTxs}
+	if err := spec.LoadAndAssign(&it, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		return fmt.Errorf("loading iter/tcp: %w", err)
+	}
+	l, err := link.AttachIter(link.IterOptions{Program: it.Iter})
+	if err != nil {
+		it.Iter.Close()
+		return fmt.Errorf("attaching iter/tcp: %w", err)
+	}
+	p.iterProg, p.iter = it.Iter, l
+	return nil
+}
+
+// older gives pid's established connections the option callbacks: the
+// ones it made write options, all parse them. Run in pid's network
+// namespace, with its socket inodes listed for the iterator.
+func (p *Probe) older(pid int) (int, error) {
+	out, in, err := inject.Connections(pid)
+	if err != nil {
+		return 0, err
+	}
+	if len(out)+len(in) == 0 {
+		return 0, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.objs.TcpoptInodes
+	defer func() {
+		for _, ino := range append(out, in...) {
+			_ = m.Delete(ino)
+		}
+	}()
+	for _, list := range []struct {
+		inodes   []uint64
+		outgoing uint8
+	}{{out, 1}, {in, 0}} {
+		for _, ino := range list.inodes {
+			if err := m.Put(ino, tcpoptTcpoptInode{Tgid: uint32(pid), Outgoing: list.outgoing}); err != nil {
+				return 0, fmt.Errorf("listing socket inode %d: %w", ino, err)
+			}
+		}
+	}
+	err = inject.InNetns(pid, func() error {
+		rd, err := p.iter.Open()
+		if err != nil {
+			return fmt.Errorf("opening the tcp iterator: %w", err)
+		}
+		defer rd.Close()
+		_, err = io.Copy(io.Discard, rd)
+		return err
+	})
+	return len(out) + len(in), err
 }
 
 // Stats returns the kernel counters by name (for tests and benchmarks).
@@ -188,6 +282,13 @@ func (p *Probe) Stats() map[string]uint64 {
 // other program's HTTP/1 calls (sockio files them by thread, before their
 // bytes leave, where the capture source has a hook for it).
 func (p *Probe) Track(proc *probes.Process) error {
+	if p.on && p.iter != nil {
+		if n, err := p.older(proc.PID); err != nil {
+			p.deps.Log.Warn("older connections carry no option", "pid", proc.PID, "err", err)
+		} else if n > 0 {
+			p.deps.Log.Debug("older connections given the option callbacks", "pid", proc.PID, "connections", n)
+		}
+	}
 	switch {
 	case !p.on:
 		p.deps.Status.Set(proc.PID, status.TCPOption, false, p.why)
@@ -218,6 +319,11 @@ func (p *Probe) close() {
 		l.Close()
 	}
 	p.links = nil
+	if p.iter != nil {
+		p.iter.Close()
+		p.iterProg.Close()
+		p.iter, p.iterProg = nil, nil
+	}
 	p.objs.Close()
-	p.objs = tcpoptObjects{}
+	p.objs = objects{}
 }

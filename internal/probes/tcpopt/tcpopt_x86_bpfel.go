@@ -25,6 +25,13 @@ type tcpoptProcCfg struct {
 	Pad              uint32
 }
 
+type tcpoptTcpoptInode struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	Outgoing uint8
+	Pad      [3]uint8
+}
+
 type tcpoptTcpoptRx struct {
 	_       structs.HostLayout
 	Seq     uint32
@@ -46,7 +53,9 @@ const (
 	tcpoptTcpoptStatOPT_READ         tcpoptTcpoptStat = 5
 	tcpoptTcpoptStatOPT_REPEAT       tcpoptTcpoptStat = 6
 	tcpoptTcpoptStatOPT_WRITE_ON     tcpoptTcpoptStat = 7
-	tcpoptTcpoptStatOPT_STAT_MAX     tcpoptTcpoptStat = 8
+	tcpoptTcpoptStatOPT_ITER_ON      tcpoptTcpoptStat = 8
+	tcpoptTcpoptStatOPT_ITER_FAIL    tcpoptTcpoptStat = 9
+	tcpoptTcpoptStatOPT_STAT_MAX     tcpoptTcpoptStat = 10
 )
 
 type tcpoptTcpoptTx struct {
@@ -65,18 +74,21 @@ type tcpoptTcpoptTx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpoptMapProcs            = "procs"
-	tcpoptMapTcpoptOwn        = "tcpopt_own"
-	tcpoptMapTcpoptRxs        = "tcpopt_rxs"
-	tcpoptMapTcpoptStats      = "tcpopt_stats"
-	tcpoptMapTcpoptTxs        = "tcpopt_txs"
-	tcpoptProgTcpoptConnect4  = "tcpopt_connect4"
-	tcpoptProgTcpoptConnect6  = "tcpopt_connect6"
-	tcpoptProgTcpoptSockops   = "tcpopt_sockops"
-	tcpoptVarTcpoptKind       = "tcpopt_kind"
-	tcpoptVarUnusedTcpoptRx   = "unused_tcpopt_rx"
-	tcpoptVarUnusedTcpoptStat = "unused_tcpopt_stat"
-	tcpoptVarUnusedTcpoptTx   = "unused_tcpopt_tx"
+	tcpoptMapProcs             = "procs"
+	tcpoptMapTcpoptInodes      = "tcpopt_inodes"
+	tcpoptMapTcpoptOwn         = "tcpopt_own"
+	tcpoptMapTcpoptRxs         = "tcpopt_rxs"
+	tcpoptMapTcpoptStats       = "tcpopt_stats"
+	tcpoptMapTcpoptTxs         = "tcpopt_txs"
+	tcpoptProgTcpoptConnect4   = "tcpopt_connect4"
+	tcpoptProgTcpoptConnect6   = "tcpopt_connect6"
+	tcpoptProgTcpoptIter       = "tcpopt_iter"
+	tcpoptProgTcpoptSockops    = "tcpopt_sockops"
+	tcpoptVarTcpoptKind        = "tcpopt_kind"
+	tcpoptVarUnusedTcpoptInode = "unused_tcpopt_inode"
+	tcpoptVarUnusedTcpoptRx    = "unused_tcpopt_rx"
+	tcpoptVarUnusedTcpoptStat  = "unused_tcpopt_stat"
+	tcpoptVarUnusedTcpoptTx    = "unused_tcpopt_tx"
 )
 
 // loadTcpopt returns the embedded CollectionSpec for tcpopt.
@@ -123,6 +135,7 @@ type tcpoptSpecs struct {
 type tcpoptProgramSpecs struct {
 	TcpoptConnect4 *ebpf.ProgramSpec `ebpf:"tcpopt_connect4"`
 	TcpoptConnect6 *ebpf.ProgramSpec `ebpf:"tcpopt_connect6"`
+	TcpoptIter     *ebpf.ProgramSpec `ebpf:"tcpopt_iter"`
 	TcpoptSockops  *ebpf.ProgramSpec `ebpf:"tcpopt_sockops"`
 }
 
@@ -130,21 +143,23 @@ type tcpoptProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpoptMapSpecs struct {
-	Procs       *ebpf.MapSpec `ebpf:"procs"`
-	TcpoptOwn   *ebpf.MapSpec `ebpf:"tcpopt_own"`
-	TcpoptRxs   *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
-	TcpoptStats *ebpf.MapSpec `ebpf:"tcpopt_stats"`
-	TcpoptTxs   *ebpf.MapSpec `ebpf:"tcpopt_txs"`
+	Procs        *ebpf.MapSpec `ebpf:"procs"`
+	TcpoptInodes *ebpf.MapSpec `ebpf:"tcpopt_inodes"`
+	TcpoptOwn    *ebpf.MapSpec `ebpf:"tcpopt_own"`
+	TcpoptRxs    *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
+	TcpoptStats  *ebpf.MapSpec `ebpf:"tcpopt_stats"`
+	TcpoptTxs    *ebpf.MapSpec `ebpf:"tcpopt_txs"`
 }
 
 // tcpoptVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpoptVariableSpecs struct {
-	TcpoptKind       *ebpf.VariableSpec `ebpf:"tcpopt_kind"`
-	UnusedTcpoptRx   *ebpf.VariableSpec `ebpf:"unused_tcpopt_rx"`
-	UnusedTcpoptStat *ebpf.VariableSpec `ebpf:"unused_tcpopt_stat"`
-	UnusedTcpoptTx   *ebpf.VariableSpec `ebpf:"unused_tcpopt_tx"`
+	TcpoptKind        *ebpf.VariableSpec `ebpf:"tcpopt_kind"`
+	UnusedTcpoptInode *ebpf.VariableSpec `ebpf:"unused_tcpopt_inode"`
+	UnusedTcpoptRx    *ebpf.VariableSpec `ebpf:"unused_tcpopt_rx"`
+	UnusedTcpoptStat  *ebpf.VariableSpec `ebpf:"unused_tcpopt_stat"`
+	UnusedTcpoptTx    *ebpf.VariableSpec `ebpf:"unused_tcpopt_tx"`
 }
 
 // tcpoptObjects contains all objects after they have been loaded into the kernel.
@@ -167,16 +182,18 @@ func (o *tcpoptObjects) Close() error {
 //
 // It can be passed to loadTcpoptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpoptMaps struct {
-	Procs       *ebpf.Map `ebpf:"procs"`
-	TcpoptOwn   *ebpf.Map `ebpf:"tcpopt_own"`
-	TcpoptRxs   *ebpf.Map `ebpf:"tcpopt_rxs"`
-	TcpoptStats *ebpf.Map `ebpf:"tcpopt_stats"`
-	TcpoptTxs   *ebpf.Map `ebpf:"tcpopt_txs"`
+	Procs        *ebpf.Map `ebpf:"procs"`
+	TcpoptInodes *ebpf.Map `ebpf:"tcpopt_inodes"`
+	TcpoptOwn    *ebpf.Map `ebpf:"tcpopt_own"`
+	TcpoptRxs    *ebpf.Map `ebpf:"tcpopt_rxs"`
+	TcpoptStats  *ebpf.Map `ebpf:"tcpopt_stats"`
+	TcpoptTxs    *ebpf.Map `ebpf:"tcpopt_txs"`
 }
 
 func (m *tcpoptMaps) Close() error {
 	return _TcpoptClose(
 		m.Procs,
+		m.TcpoptInodes,
 		m.TcpoptOwn,
 		m.TcpoptRxs,
 		m.TcpoptStats,
@@ -188,10 +205,11 @@ func (m *tcpoptMaps) Close() error {
 //
 // It can be passed to loadTcpoptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpoptVariables struct {
-	TcpoptKind       *ebpf.Variable `ebpf:"tcpopt_kind"`
-	UnusedTcpoptRx   *ebpf.Variable `ebpf:"unused_tcpopt_rx"`
-	UnusedTcpoptStat *ebpf.Variable `ebpf:"unused_tcpopt_stat"`
-	UnusedTcpoptTx   *ebpf.Variable `ebpf:"unused_tcpopt_tx"`
+	TcpoptKind        *ebpf.Variable `ebpf:"tcpopt_kind"`
+	UnusedTcpoptInode *ebpf.Variable `ebpf:"unused_tcpopt_inode"`
+	UnusedTcpoptRx    *ebpf.Variable `ebpf:"unused_tcpopt_rx"`
+	UnusedTcpoptStat  *ebpf.Variable `ebpf:"unused_tcpopt_stat"`
+	UnusedTcpoptTx    *ebpf.Variable `ebpf:"unused_tcpopt_tx"`
 }
 
 // tcpoptPrograms contains all programs after they have been loaded into the kernel.
@@ -200,6 +218,7 @@ type tcpoptVariables struct {
 type tcpoptPrograms struct {
 	TcpoptConnect4 *ebpf.Program `ebpf:"tcpopt_connect4"`
 	TcpoptConnect6 *ebpf.Program `ebpf:"tcpopt_connect6"`
+	TcpoptIter     *ebpf.Program `ebpf:"tcpopt_iter"`
 	TcpoptSockops  *ebpf.Program `ebpf:"tcpopt_sockops"`
 }
 
@@ -207,6 +226,7 @@ func (p *tcpoptPrograms) Close() error {
 	return _TcpoptClose(
 		p.TcpoptConnect4,
 		p.TcpoptConnect6,
+		p.TcpoptIter,
 		p.TcpoptSockops,
 	)
 }
