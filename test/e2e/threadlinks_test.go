@@ -114,7 +114,14 @@ func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 		t.Fatalf("python: thread_links off: %s", cp.Why)
 	}
 
-	const n = 200
+	n := 200
+	if k := os.Getenv("WEFT_VM_KERNEL"); k != "" {
+		// A kernel-matrix guest (software emulation) cannot serve 200
+		// at once within the servers' client timeouts; the kernel paths
+		// are the same with 40.
+		n = 40
+		t.Logf("in the %s guest: %d concurrent requests", k, n)
+	}
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -206,7 +213,9 @@ func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 			t.Errorf("no repeated option read: the host end's software GSO should copy it to every segment")
 		}
 	}
-	if socks := sockhashSockets(t, uint32(b.PID())); socks != 0 {
+	if injectionUnavailable(t, ag) {
+		t.Logf("no sockhash on this kernel: the Python server's sockets cannot be in one")
+	} else if socks := sockhashSockets(t, uint32(b.PID())); socks != 0 {
 		t.Errorf("%d of the Python server's sockets in the injector's sockhash; want none", socks)
 	}
 	linked := ag.metric(t, `weft_sockio_kernel_total{name="thread_linked"}`)

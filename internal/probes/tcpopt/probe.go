@@ -15,12 +15,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/probes"
@@ -199,8 +202,59 @@ func (p *Probe) start() error {
 	if err := p.loadIter(spec); err != nil {
 		p.iterWhy = err.Error()
 		p.deps.Log.Info("connections older than the tracing carry no option", "why", err)
+	} else if err := p.probeIter(); err != nil {
+		p.iterWhy = err.Error()
+		p.iter.Close()
+		p.iterProg.Close()
+		p.iter, p.iterProg = nil, nil
+		p.deps.Log.Info("connections older than the tracing carry no option", "why", err)
+	} else {
+		p.iterWhy = "iter/tcp sets the option callbacks with bpf_setsockopt(TCP_BPF_SOCK_OPS_CB_FLAGS)"
 	}
+	p.deps.Status.Feature(OlderConnections, p.iter != nil, p.iterWhy)
 	p.deps.Log.Info("attached", "cgroup", cg, "iterator", p.iter != nil)
+	return nil
+}
+
+// OlderConnections is the feature of giving connections made before a
+// process was traced the option callbacks.
+const OlderConnections = "tcp_option_older_connections"
+
+// probeIter checks that the kernel lets the iterator set the callback
+// flags, on a loopback connection of the agent's own (the flag is a
+// bpf_setsockopt option newer than iter/tcp's bpf_setsockopt; only a run
+// tells).
+func (p *Probe) probeIter() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("probing the iterator: %w", err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return fmt.Errorf("probing the iterator: %w", err)
+	}
+	defer c.Close()
+	sc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return fmt.Errorf("probing the iterator: %w", err)
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := sc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil || serr != nil {
+		return fmt.Errorf("probing the iterator: socket inode: %w", errors.Join(err, serr))
+	}
+	on, fail := probes.SumPerCPU(p.objs.TcpoptStats, uint32(tcpoptTcpoptStatOPT_ITER_ON)),
+		probes.SumPerCPU(p.objs.TcpoptStats, uint32(tcpoptTcpoptStatOPT_ITER_FAIL))
+	if err := p.runIter(os.Getpid(), []uint64{st.Ino}, nil); err != nil {
+		return fmt.Errorf("probing the iterator: %w", err)
+	}
+	switch {
+	case probes.SumPerCPU(p.objs.TcpoptStats, uint32(tcpoptTcpoptStatOPT_ITER_FAIL)) > fail:
+		return errors.New("the kernel refuses bpf_setsockopt(TCP_BPF_SOCK_OPS_CB_FLAGS) in iter/tcp")
+	case probes.SumPerCPU(p.objs.TcpoptStats, uint32(tcpoptTcpoptStatOPT_ITER_ON)) == on:
+		return errors.New("the iterator did not find a loopback connection of the agent's")
+	}
 	return nil
 }
 
@@ -235,6 +289,12 @@ func (p *Probe) older(pid int) (int, error) {
 	if len(out)+len(in) == 0 {
 		return 0, nil
 	}
+	return len(out) + len(in), p.runIter(pid, in, out)
+}
+
+// runIter runs the iterator in pid's network namespace over the sockets
+// with the given inodes: all parse options, the outgoing ones write them.
+func (p *Probe) runIter(pid int, in, out []uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.objs.TcpoptInodes
@@ -249,11 +309,11 @@ func (p *Probe) older(pid int) (int, error) {
 	}{{out, 1}, {in, 0}} {
 		for _, ino := range list.inodes {
 			if err := m.Put(ino, tcpoptTcpoptInode{Tgid: uint32(pid), Outgoing: list.outgoing}); err != nil {
-				return 0, fmt.Errorf("listing socket inode %d: %w", ino, err)
+				return fmt.Errorf("listing socket inode %d: %w", ino, err)
 			}
 		}
 	}
-	err = inject.InNetns(pid, func() error {
+	return inject.InNetns(pid, func() error {
 		rd, err := p.iter.Open()
 		if err != nil {
 			return fmt.Errorf("opening the tcp iterator: %w", err)
@@ -262,7 +322,6 @@ func (p *Probe) older(pid int) (int, error) {
 		_, err = io.Copy(io.Discard, rd)
 		return err
 	})
-	return len(out) + len(in), err
 }
 
 // Stats returns the kernel counters by name (for tests and benchmarks).
