@@ -24,7 +24,7 @@ import (
 // option's context is taken on the read path both share.
 func TestTCPOptionPropagation(t *testing.T) {
 	needRoot(t)
-	for _, capture := range []string{"sock_tracepoints", "syscalls"} {
+	for _, capture := range captureSources(t) {
 		t.Run(capture, func(t *testing.T) { tcpOptionRun(t, capture) })
 	}
 }
