@@ -43,7 +43,7 @@ func TestPreexistingKeepAlive(t *testing.T) {
 	if injectionUnavailable(t, ag) {
 		return // nothing to add to old connections: the reason was checked
 	}
-	for i := range 3 {
+	for i := range 5 {
 		get(fmt.Sprint(i))
 	}
 	if n := ag.metric(t, `weft_inject_total{name="iter_add"}`); n < 1 {
@@ -52,17 +52,17 @@ func TestPreexistingKeepAlive(t *testing.T) {
 	if n := ag.metric(t, `weft_inject_total{name="sockhash_add"}`); n != 0 {
 		t.Errorf("%v new connections, want 0: the test meant to reuse the old one", n)
 	}
-	// The first exchange on a connection seen mid-stream may be skipped
-	// (counted); the later ones must be whole.
+	// The first exchanges on a connection seen mid-stream may be skipped
+	// (counted: a 6.1 guest once skipped two); the later ones must be whole.
 	spans := col.WaitSpans(t, 4, 30*time.Second, func(s otelcol.Span) bool {
 		id := spanID(s)
-		return id == "client:b-2" || id == "server:b-2" || id == "client:b-1" || id == "server:b-1"
+		return id == "client:b-4" || id == "server:b-4" || id == "client:b-3" || id == "server:b-3"
 	})
 	by := map[string]otelcol.Span{}
 	for _, s := range spans {
 		by[spanID(s)] = s
 	}
-	for _, i := range []string{"1", "2"} {
+	for _, i := range []string{"3", "4"} {
 		cli, srv := by["client:b-"+i], by["server:b-"+i]
 		if srv.ParentSpanID != cli.SpanID || srv.TraceID != cli.TraceID || cli.SpanID == "" {
 			t.Errorf("request %s over the old connection: B's span (trace %s, parent %s) is not a child of A's call (trace %s, span %s)",
