@@ -56,7 +56,9 @@ struct conn {
 	__u8 pending; /* a request line began with a cut-short method */
 	__u8 head_left; /* further reads of a request head to search */
 	__u8 line_start; /* the last read ended a header line */
-	__u8 _pad[3];
+	__u8 tls;        /* TLS records: the socket's bytes are ciphertext; the
+			  * plaintext comes from the tls source's uprobes */
+	__u8 _pad[2];
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	struct endpoints ep;
@@ -522,6 +524,101 @@ static __always_inline void thread_answers(struct sock *sk, __u32 tgid, __u64 ow
 		bpf_map_delete_elem(&goctx, &gk);
 }
 
+/* ---- TLS: ciphertext at the socket, plaintext from the library ----
+ * A connection whose first bytes are a TLS record is marked (conn.tls):
+ * its socket I/O is never captured. The tls source's uprobes on OpenSSL
+ * (SSL_read/SSL_write and their _ex forms) hand on_io the plaintext, for
+ * the socket the SSL object uses: known from SSL_set_fd, or from the
+ * socket I/O the same thread does inside an SSL call. */
+
+/* An SSL object of a process. */
+struct tls_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 ssl;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tls_key);
+	__type(value, __u64); /* struct sock * */
+} tls_socks SEC(".maps");
+
+/* A thread inside an SSL read or write: its arguments, for the return. */
+struct tls_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out; /* SSL_*_ex: where the byte count goes; 0 otherwise */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+/* The context a TCP option carried to a TLS connection, matched against
+ * the ciphertext read that consumed its segment, for the next request
+ * read in plaintext. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct tcpopt_rx);
+} tls_opts SEC(".maps");
+
+/* Record types of a TLS record's first byte: handshake, application data. */
+static __always_inline bool is_tls_record(const __u8 *d)
+{
+	return (d[0] == 0x16 || d[0] == 0x17) && d[1] == 0x03 && d[2] <= 0x04;
+}
+
+/* Ciphertext moved on a TLS connection: no event. Inside an SSL call the
+ * thread's SSL object uses this socket; a read may consume the segment
+ * that carried a TCP option, kept for the request the plaintext starts. */
+static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64 pid_tgid, __u8 dir, int len)
+{
+	struct tls_call *tc = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	if (tc) {
+		struct tls_key k = {.tgid = pid_tgid >> 32, .ssl = tc->ssl};
+		__u64 v = (__u64)sk;
+		bpf_map_update_elem(&tls_socks, &k, &v, BPF_ANY);
+	}
+	if (dir != DIR_READ || !tcpopt_on)
+		return;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	struct tcpopt_rx *rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
+	if (!rx)
+		return;
+	__u32 start = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq) - (__u32)len;
+	__u32 end = start + (__u32)len;
+	/* the option's segment lies in this read's bytes */
+	if (rx->seq - start >= end - start)
+		return;
+	__u64 key = (__u64)sk;
+	bpf_map_update_elem(&tls_opts, &key, rx, BPF_ANY);
+	bpf_map_delete_elem(&tcpopt_rxs, &cookie);
+}
+
+/* A request's first plaintext read on a TLS connection: the option a
+ * ciphertext read kept for it is its parent. */
+static __always_inline void tls_option_parent(struct sock *sk, struct event *e, struct conn *c)
+{
+	if (!tcpopt_on)
+		return;
+	__u64 key = (__u64)sk;
+	struct tcpopt_rx *rx = bpf_map_lookup_elem(&tls_opts, &key);
+	if (!rx)
+		return;
+	__builtin_memcpy(c->trace_id, rx->trace_id, sizeof(c->trace_id));
+	__builtin_memcpy(e->parent_id, rx->span_id, sizeof(e->parent_id));
+	e->ctx_flags = CTX_LINKED | CTX_TCPOPT | ((rx->flags & 1) ? CTX_SAMPLED : 0);
+	bpf_map_delete_elem(&tls_opts, &key);
+	count(STAT_OPT_MATCHED);
+}
+
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
  * array into data; returns the number copied. */
 static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32 iovcnt, __u64 total)
@@ -592,12 +689,18 @@ static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u
  * by call: the event, its captured bytes and the kernel's span IDs.
  * use_loop: whether the kernel has bpf_loop. */
 static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct proc_cfg *cfg, int len, __u8 dir,
-				 const struct io_call *call, const bool use_loop)
+				 const struct io_call *call, const bool use_loop, const bool plain)
 {
 	__u32 tgid = pid_tgid >> 32;
 	struct conn *c = get_conn(sk, tgid, dir, len);
 	if (!c)
 		return 0;
+	if (!plain && c->tls) {
+		tls_socket_io(sk, c, pid_tgid, dir, len);
+		return 0;
+	}
+	if (plain)
+		c->tls = 1; /* its socket I/O, if first seen now, is ciphertext */
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!s)
@@ -621,6 +724,13 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 
 	__u32 n = capture(s->data, call, len);
 	e->captured = n;
+	if (!plain && !c->last_dir && n >= 3 && is_tls_record(s->data)) {
+		/* A TLS connection: its bytes are ciphertext, never parsed. */
+		c->tls = 1;
+		count(STAT_TLS_CONNS);
+		tls_socket_io(sk, c, pid_tgid, dir, len);
+		return 0;
+	}
 
 	if (dir == DIR_WRITE) {
 		__u64 key = (__u64)sk;
@@ -651,7 +761,10 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		random_bytes(c->trace_id, 4);
 		random_bytes(c->span_id, 2);
 		e->new_request = 1;
-		option_parent(sk, len, e, c);
+		if (plain)
+			tls_option_parent(sk, e, c);
+		else
+			option_parent(sk, len, e, c);
 		int k = request_start(s->data, n, 3);
 		starts = k == REQ_LINE;
 		c->pending = k == REQ_PART;
@@ -737,7 +850,7 @@ static __always_inline int on_sock_io(struct sock *sk, int len, __u8 dir)
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	struct io_call call = {.buf = regs->si, .cnt = regs->dx, .nr = regs->orig_ax};
 	call.goid = goid_of(cfg, regs->r14);
-	return on_io(sk, pid_tgid, cfg, len, dir, &call, true);
+	return on_io(sk, pid_tgid, cfg, len, dir, &call, true, false);
 }
 
 /* Before a TCP send's bytes are queued (Linux 6.16+; the loader loads it
@@ -920,7 +1033,7 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
-	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false);
+	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false, false);
 }
 
 #define SYSCALL_SOURCE(name, dir)                                              \
@@ -943,6 +1056,120 @@ SYSCALL_SOURCE(write, DIR_WRITE)
 SYSCALL_SOURCE(writev, DIR_WRITE)
 SYSCALL_SOURCE(sendto, DIR_WRITE)
 SYSCALL_SOURCE(sendmsg, DIR_WRITE)
+
+/* ---- capture source tls: OpenSSL plaintext (uprobes, per traced process) ---- */
+
+static __always_inline struct sock *tls_sock(__u32 tgid, __u64 ssl)
+{
+	struct tls_key k = {.tgid = tgid, .ssl = ssl};
+	__u64 *sk = bpf_map_lookup_elem(&tls_socks, &k);
+	return sk ? (struct sock *)*sk : 0;
+}
+
+/* SSL_set_fd(ssl, fd): the socket of the SSL object. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_set_fd, void *ssl, int fd)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	struct sock *sk = fd_sock(fd);
+	if (!sk)
+		return 0;
+	struct tls_key k = {.tgid = tgid, .ssl = (__u64)ssl};
+	__u64 v = (__u64)sk;
+	bpf_map_update_elem(&tls_socks, &k, &v, BPF_ANY);
+	return 0;
+}
+
+/* Entry of SSL_read/SSL_write (out 0) or their _ex forms: the arguments
+ * for the return. Before a write's bytes leave, a thread's client request
+ * gets its IDs (and the TCP option its context). */
+static __always_inline int tls_enter(void *ssl, void *buf, void *out, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	struct tls_call tc = {.ssl = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out};
+	bpf_map_update_elem(&tls_calls, &pid_tgid, &tc, BPF_ANY);
+	__u64 owner = thread_owner(cfg, pid_tgid);
+	struct sock *sk = tls_sock(tgid, (__u64)ssl);
+	__u8 head[8];
+	if (dir == DIR_WRITE && owner && sk && bpf_probe_read_user(head, sizeof(head), buf) == 0) {
+		__u64 key = (__u64)sk;
+		thread_call(sk, bpf_map_lookup_elem(&conns, &key), tgid, owner, head, sizeof(head), true);
+	}
+	return 0;
+}
+
+/* Return: ret bytes moved (SSL_read/SSL_write), or with ret 1 the count
+ * at out (_ex). The plaintext goes through on_io as the socket's. */
+static __always_inline int tls_exit(long ret, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct tls_call *in = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
+	if (!in)
+		return 0;
+	struct tls_call tc = *in;
+	bpf_map_delete_elem(&tls_calls, &pid_tgid);
+	if (ret <= 0)
+		return 0;
+	__u64 n = ret;
+	if (tc.out && (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)tc.out)))
+		return 0;
+	if (!n || n > 0x7fffffff)
+		return 0;
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	struct sock *sk = tls_sock(tgid, tc.ssl);
+	if (!sk) {
+		count(STAT_TLS_NO_SOCK);
+		return 0;
+	}
+	struct io_call call = {.buf = tc.buf, .nr = dir == DIR_READ ? NR_read : NR_write};
+	return on_io(sk, pid_tgid, cfg, (int)n, dir, &call, true, true);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write, void *ssl, void *buf, int num)
+{
+	return tls_enter(ssl, buf, 0, DIR_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex, void *ssl, void *buf, __u64 num, void *written)
+{
+	return tls_enter(ssl, buf, written, DIR_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read, void *ssl, void *buf, int num)
+{
+	return tls_enter(ssl, buf, 0, DIR_READ);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
+{
+	return tls_enter(ssl, buf, readbytes, DIR_READ);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_ret, long ret)
+{
+	return tls_exit(ret, DIR_WRITE);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_ret, long ret)
+{
+	return tls_exit(ret, DIR_READ);
+}
 
 /* ---- both sources ---- */
 

@@ -185,7 +185,9 @@ enum stat_index {
 	STAT_THREAD_ROOT = 9,   /* ... made while serving none: a root, its IDs made here */
 	STAT_THREAD_MUX = 10,   /* a thread read a request while one it read was unanswered
 				 * (an event loop): its process is no longer linked by thread */
-	STAT_MAX = 11,
+	STAT_TLS_CONNS = 11,   /* connections found speaking TLS: ciphertext not captured */
+	STAT_TLS_NO_SOCK = 12, /* plaintext of an SSL object whose socket is unknown: lost */
+	STAT_MAX = 13,
 };
 
 #endif

@@ -30,6 +30,7 @@ const (
 	Injection       = "injection"         // traceparent added to outgoing requests at the socket layer
 	TCPOption       = "tcp_option"        // trace context in a TCP header option on outgoing requests
 	ThreadLinks     = "thread_links"      // a non-Go thread's calls linked to the request it serves
+	TLS             = "tls"               // TLS plaintext read from the TLS library (uprobes)
 )
 
 // Capability is one thing weft does, or does not do, for a process.

@@ -1,14 +1,22 @@
 """A plain Python http.server, as a non-Go program weft must trace from the
-socket layer alone. Same routes as testdata/httpserver (/call without its goroutine modes)."""
+socket layer alone. Same routes as testdata/httpserver (/call without its goroutine modes).
+
+    server.py [HOST [CERTFILE KEYFILE]]   with a certificate: HTTPS
+"""
 import hashlib
 import http.client
 import socket
+import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+
+# Test servers' certificates are self-signed.
+UNVERIFIED = ssl._create_unverified_context()
 
 
 def pattern(n):
@@ -39,7 +47,8 @@ def call(url, data=None, digest=False, one_send=False):
         if one_send and data:
             status, body = post_one_send(url, data)
         else:
-            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as resp:
+            ctx = UNVERIFIED if url.startswith("https:") else None
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30, context=ctx) as resp:
                 body = resp.read()
                 status = resp.status
     except urllib.error.HTTPError as e:
@@ -92,5 +101,9 @@ if __name__ == "__main__":
     ThreadingHTTPServer.request_queue_size = 512  # 200 callers at once
     host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
     srv = ThreadingHTTPServer((host, 0), Handler)
+    if len(sys.argv) > 3:  # HTTPS: certificate and key files
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     print(f"LISTEN {srv.server_address[1]}", flush=True)
     srv.serve_forever()

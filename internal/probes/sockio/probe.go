@@ -60,6 +60,9 @@ type Probe struct {
 	// by mu.
 	threaded map[int]bool
 	presend  link.Link
+	// tls is the tls capture source (OpenSSL uprobes), beside the socket
+	// source; nil before Start.
+	tls *tlsSource
 	// muxed are the processes the kernel found multiplexing requests on
 	// a thread (thread_mux), already said on the status board; the event
 	// loop's own.
@@ -144,6 +147,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := p.load(spec); err != nil {
 		return err
 	}
+	p.loadTLS(spec)
 	p.rd, err = ringbuf.NewReader(p.maps.Events)
 	if err != nil {
 		p.closeAll()
@@ -310,6 +314,7 @@ func (p *Probe) Track(proc *probes.Process) error {
 		}
 		p.deps.Status.Set(proc.PID, status.ThreadLinks, true, why)
 	}
+	p.trackTLS(proc)
 	return nil
 }
 
@@ -357,6 +362,7 @@ func (p *Probe) Untrack(pid int) {
 	}
 	p.deleteConns(uint32(pid))
 	p.threadedRemove(pid)
+	p.untrackTLS(pid)
 	if err := p.maps.ThreadMux.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		p.log.Warn("removing pid from thread_mux", "pid", pid, "err", err)
 	}
@@ -542,6 +548,9 @@ func (p *Probe) closeAll() {
 		p.presend.Close()
 		p.presend = nil
 	}
+	if p.tls != nil {
+		p.tls.close()
+	}
 	p.mu.Unlock()
 	if p.loaded {
 		p.coll.Close()
@@ -555,7 +564,7 @@ func (p *Probe) registerGauges() {
 	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.maps.Stats,
 		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
 			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins",
-			8: "thread_linked", 9: "thread_root", 10: "thread_mux"})
+			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock"})
 }
 
 // kernelStat sums one per-CPU counter.

@@ -31,7 +31,8 @@ type sockioConn struct {
 	Pending   uint8
 	HeadLeft  uint8
 	LineStart uint8
-	Pad       [3]uint8
+	Tls       uint8
+	Pad       [2]uint8
 	TraceId   [16]uint8
 	SpanId    [8]uint8
 	Ep        sockioEndpoints
@@ -160,6 +161,20 @@ type sockioTcpoptTx struct {
 	Pad2    [7]uint8
 }
 
+type sockioTlsCall struct {
+	_   structs.HostLayout
+	Ssl uint64
+	Buf uint64
+	Out uint64
+}
+
+type sockioTlsKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -176,6 +191,9 @@ const (
 	sockioMapTcpoptRxs      = "tcpopt_rxs"
 	sockioMapTcpoptTxs      = "tcpopt_txs"
 	sockioMapThreadMux      = "thread_mux"
+	sockioMapTlsCalls       = "tls_calls"
+	sockioMapTlsOpts        = "tls_opts"
+	sockioMapTlsSocks       = "tls_socks"
 	sockioProgEnterRead     = "enter_read"
 	sockioProgEnterReadv    = "enter_readv"
 	sockioProgEnterRecvfrom = "enter_recvfrom"
@@ -196,6 +214,13 @@ const (
 	sockioProgOnSend        = "on_send"
 	sockioProgOnSendmsg     = "on_sendmsg"
 	sockioProgOnState       = "on_state"
+	sockioProgSslRead       = "ssl_read"
+	sockioProgSslReadEx     = "ssl_read_ex"
+	sockioProgSslReadRet    = "ssl_read_ret"
+	sockioProgSslSetFd      = "ssl_set_fd"
+	sockioProgSslWrite      = "ssl_write"
+	sockioProgSslWriteEx    = "ssl_write_ex"
+	sockioProgSslWriteRet   = "ssl_write_ret"
 	sockioVarInjectAdded    = "inject_added"
 	sockioVarInjectMerged   = "inject_merged"
 	sockioVarPresendOn      = "presend_on"
@@ -268,6 +293,13 @@ type sockioProgramSpecs struct {
 	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
 	OnSendmsg     *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
 	OnState       *ebpf.ProgramSpec `ebpf:"on_state"`
+	SslRead       *ebpf.ProgramSpec `ebpf:"ssl_read"`
+	SslReadEx     *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
+	SslReadRet    *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
+	SslSetFd      *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
+	SslWrite      *ebpf.ProgramSpec `ebpf:"ssl_write"`
+	SslWriteEx    *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
+	SslWriteRet   *ebpf.ProgramSpec `ebpf:"ssl_write_ret"`
 }
 
 // sockioMapSpecs contains maps before they are loaded into the kernel.
@@ -286,6 +318,9 @@ type sockioMapSpecs struct {
 	TcpoptRxs  *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
 	TcpoptTxs  *ebpf.MapSpec `ebpf:"tcpopt_txs"`
 	ThreadMux  *ebpf.MapSpec `ebpf:"thread_mux"`
+	TlsCalls   *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsOpts    *ebpf.MapSpec `ebpf:"tls_opts"`
+	TlsSocks   *ebpf.MapSpec `ebpf:"tls_socks"`
 }
 
 // sockioVariableSpecs contains global variables before they are loaded into the kernel.
@@ -334,6 +369,9 @@ type sockioMaps struct {
 	TcpoptRxs  *ebpf.Map `ebpf:"tcpopt_rxs"`
 	TcpoptTxs  *ebpf.Map `ebpf:"tcpopt_txs"`
 	ThreadMux  *ebpf.Map `ebpf:"thread_mux"`
+	TlsCalls   *ebpf.Map `ebpf:"tls_calls"`
+	TlsOpts    *ebpf.Map `ebpf:"tls_opts"`
+	TlsSocks   *ebpf.Map `ebpf:"tls_socks"`
 }
 
 func (m *sockioMaps) Close() error {
@@ -350,6 +388,9 @@ func (m *sockioMaps) Close() error {
 		m.TcpoptRxs,
 		m.TcpoptTxs,
 		m.ThreadMux,
+		m.TlsCalls,
+		m.TlsOpts,
+		m.TlsSocks,
 	)
 }
 
@@ -391,6 +432,13 @@ type sockioPrograms struct {
 	OnSend        *ebpf.Program `ebpf:"on_send"`
 	OnSendmsg     *ebpf.Program `ebpf:"on_sendmsg"`
 	OnState       *ebpf.Program `ebpf:"on_state"`
+	SslRead       *ebpf.Program `ebpf:"ssl_read"`
+	SslReadEx     *ebpf.Program `ebpf:"ssl_read_ex"`
+	SslReadRet    *ebpf.Program `ebpf:"ssl_read_ret"`
+	SslSetFd      *ebpf.Program `ebpf:"ssl_set_fd"`
+	SslWrite      *ebpf.Program `ebpf:"ssl_write"`
+	SslWriteEx    *ebpf.Program `ebpf:"ssl_write_ex"`
+	SslWriteRet   *ebpf.Program `ebpf:"ssl_write_ret"`
 }
 
 func (p *sockioPrograms) Close() error {
@@ -415,6 +463,13 @@ func (p *sockioPrograms) Close() error {
 		p.OnSend,
 		p.OnSendmsg,
 		p.OnState,
+		p.SslRead,
+		p.SslReadEx,
+		p.SslReadRet,
+		p.SslSetFd,
+		p.SslWrite,
+		p.SslWriteEx,
+		p.SslWriteRet,
 	)
 }
 

@@ -1,0 +1,250 @@
+package sockio
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/status"
+)
+
+// The tls capture source: OpenSSL's plaintext. The socket sources see a
+// TLS connection's ciphertext and mark it (conn.tls in bpf/sockio.bpf.c);
+// uprobes on the libssl a traced process has mapped hand its plaintext to
+// the same path, as that socket's. They attach per process (a PID filter:
+// a process that is not traced never traps) and cost a trap at the entry
+// and one at the return of each SSL_read/SSL_write.
+
+// tlsProbe is one program at one libssl function.
+type tlsProbe struct {
+	symbol, program string
+	ret             bool // at the return (uretprobe: fine on C code)
+	optional        bool // absent before OpenSSL 1.1.1
+}
+
+var tlsProbes = []tlsProbe{
+	{"SSL_set_fd", "ssl_set_fd", false, false},
+	{"SSL_write", "ssl_write", false, false},
+	{"SSL_write", "ssl_write_ret", true, false},
+	{"SSL_read", "ssl_read", false, false},
+	{"SSL_read", "ssl_read_ret", true, false},
+	{"SSL_write_ex", "ssl_write_ex", false, true},
+	{"SSL_write_ex", "ssl_write_ret", true, true},
+	{"SSL_read_ex", "ssl_read_ex", false, true},
+	{"SSL_read_ex", "ssl_read_ret", true, true},
+}
+
+// tlsSource holds the loaded uprobe programs and each process's links.
+type tlsSource struct {
+	uprobes probes.Uprobes
+	coll    *ebpf.Collection
+	why     string                // why it is off, when coll is nil
+	links   map[int][]link.Link // by pid; guarded by Probe.mu
+}
+
+// loadTLS loads the tls source's programs over the maps the capture
+// source loaded (spec is sockio's, prepared). Failing only turns TLS off.
+func (p *Probe) loadTLS(spec *ebpf.CollectionSpec) {
+	p.tls = &tlsSource{links: map[int][]link.Link{}}
+	if err := p.tls.load(spec, &p.maps); err != nil {
+		p.tls.why = err.Error()
+		p.log.Info("TLS plaintext unavailable", "why", err)
+		p.deps.Status.Feature(status.TLS, false, p.tls.why)
+		return
+	}
+	p.deps.Status.Feature(status.TLS, true, "OpenSSL (libssl) SSL_read/SSL_write uprobes per traced process, "+p.tls.uprobes.Describe())
+}
+
+func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps) error {
+	// The plaintext goes through the request-head search, which needs
+	// bpf_loop in uprobes.
+	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnLoop); err != nil {
+		return fmt.Errorf("uprobes here have no bpf_loop (Linux 5.17+): %w", err)
+	}
+	u, err := probes.NewUprobes()
+	if err != nil {
+		return err
+	}
+	t.uprobes = u
+	spec = spec.Copy()
+	keep := map[string]bool{}
+	for _, tp := range tlsProbes {
+		keep[tp.program] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	names := make([]string, 0, len(keep))
+	for name := range keep {
+		names = append(names, name)
+	}
+	if err := u.Prepare(spec, names...); err != nil {
+		return err
+	}
+	repl, err := mapsByName(maps)
+	if err != nil {
+		return err
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	if err != nil {
+		return fmt.Errorf("loading the tls source's programs: %w", err)
+	}
+	t.coll = coll
+	return nil
+}
+
+// mapsByName lists a bpf2go maps struct's maps by their BPF names.
+func mapsByName(m any) (map[string]*ebpf.Map, error) {
+	out := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(m).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		mp, ok := v.Field(i).Interface().(*ebpf.Map)
+		if name == "" || !ok || mp == nil {
+			return nil, fmt.Errorf("sockio map field %s not loaded", v.Type().Field(i).Name)
+		}
+		out[name] = mp
+	}
+	return out, nil
+}
+
+// libsslRe matches OpenSSL's libssl by file name.
+var libsslRe = regexp.MustCompile(`/libssl\.so\.(1\.1|3)$`)
+
+// libssl finds the libssl pid has mapped: its path in pid's mount
+// namespace and OpenSSL's major version from the soname.
+func libssl(pid int) (path, version string, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 {
+			continue
+		}
+		if m := libsslRe.FindStringSubmatch(fields[5]); m != nil {
+			return fields[5], m[1], nil
+		}
+	}
+	return "", "", sc.Err()
+}
+
+// errNoLibssl: the process has no libssl mapped.
+var errNoLibssl = errors.New("no libssl mapped")
+
+// attach attaches the uprobes to the libssl pid maps, for pid only.
+func (t *tlsSource) attach(pid int) (string, error) {
+	path, version, err := libssl(pid)
+	if err != nil {
+		return "", fmt.Errorf("reading pid %d's mappings: %w", pid, err)
+	}
+	if path == "" {
+		return "", errNoLibssl
+	}
+	// The file as pid sees it (its mount namespace).
+	ex, err := link.OpenExecutable(filepath.Join(fmt.Sprintf("/proc/%d/root", pid), path))
+	if err != nil {
+		return "", fmt.Errorf("opening %s: %w", path, err)
+	}
+	var links []link.Link
+	fail := func(err error) (string, error) {
+		for _, l := range links {
+			l.Close()
+		}
+		return "", err
+	}
+	for _, tp := range tlsProbes {
+		prog := t.coll.Programs[tp.program]
+		var l link.Link
+		var err error
+		switch {
+		case t.uprobes.Multi() && tp.ret:
+			l, err = ex.UretprobeMulti([]string{tp.symbol}, prog, &link.UprobeMultiOptions{PID: uint32(pid)})
+		case t.uprobes.Multi():
+			l, err = ex.UprobeMulti([]string{tp.symbol}, prog, &link.UprobeMultiOptions{PID: uint32(pid)})
+		case tp.ret:
+			l, err = ex.Uretprobe(tp.symbol, prog, &link.UprobeOptions{PID: pid})
+		default:
+			l, err = ex.Uprobe(tp.symbol, prog, &link.UprobeOptions{PID: pid})
+		}
+		if err != nil {
+			if tp.optional && errors.Is(err, link.ErrNoSymbol) {
+				continue
+			}
+			return fail(fmt.Errorf("%s in %s: %w", tp.symbol, path, err))
+		}
+		links = append(links, l)
+	}
+	t.links[pid] = links
+	return fmt.Sprintf("OpenSSL %s (%s): SSL_read/SSL_write plaintext, two uprobe hits per call", version, path), nil
+}
+
+// detach closes pid's links.
+func (t *tlsSource) detach(pid int) {
+	for _, l := range t.links[pid] {
+		l.Close()
+	}
+	delete(t.links, pid)
+}
+
+func (t *tlsSource) close() {
+	for pid := range t.links {
+		t.detach(pid)
+	}
+	if t.coll != nil {
+		t.coll.Close()
+		t.coll = nil
+	}
+}
+
+// trackTLS attaches the tls source to a process with libssl and says so
+// on the status board.
+func (p *Probe) trackTLS(proc *probes.Process) {
+	if p.tls == nil {
+		return
+	}
+	if p.tls.coll == nil {
+		p.deps.Status.Set(proc.PID, status.TLS, false, p.tls.why)
+		return
+	}
+	p.mu.Lock()
+	why, err := p.tls.attach(proc.PID)
+	p.mu.Unlock()
+	switch {
+	case errors.Is(err, errNoLibssl) && proc.GoVersion != "":
+		p.deps.Status.Set(proc.PID, status.TLS, false, "Go crypto/tls: not yet read (no libssl mapped)")
+	case errors.Is(err, errNoLibssl):
+		p.deps.Status.Set(proc.PID, status.TLS, false, "no libssl mapped (static OpenSSL or BoringSSL without symbols, or no TLS)")
+	case err != nil:
+		p.deps.Status.Set(proc.PID, status.TLS, false, err.Error())
+		p.log.Warn("TLS uprobes not attached", "pid", proc.PID, "err", err)
+	default:
+		p.deps.Status.Set(proc.PID, status.TLS, true, why)
+	}
+}
+
+// untrackTLS detaches a process's TLS uprobes.
+func (p *Probe) untrackTLS(pid int) {
+	if p.tls == nil {
+		return
+	}
+	p.mu.Lock()
+	p.tls.detach(pid)
+	p.mu.Unlock()
+}

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "weft-e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+// TestOpenSSLSpansAndPropagation: two Python http.server processes behind
+// ssl (OpenSSL, libssl.so.3), P calling Q over HTTPS with urllib on the
+// thread serving the request; a Go client calls P over HTTPS. Both see
+// their SERVER spans with method, route, status from the plaintext the
+// libssl uprobes read; P's call is a CLIENT span linked to P's request by
+// thread, and Q's server span takes it as parent from the TCP option that
+// rode the encrypted hop. The ciphertext is never parsed.
+func TestOpenSSLSpansAndPropagation(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	py := filepath.Join(root, "testdata/pyserver/server.py")
+	p := startServer(t, "p", "/usr/bin/python3", py, "127.0.0.1", cert, key)
+	q := startServer(t, "q", "/usr/bin/python3", py, "127.0.0.1", cert, key)
+
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-pid", fmt.Sprint(p.PID()), "-pid", fmt.Sprint(q.PID()))
+	for _, s := range []*server{p, q} {
+		ag.waitTracked(t, s.PID())
+		if c := capability(t, ag, s.PID(), status.TLS); !c.On {
+			t.Fatalf("pid %d: tls off: %s", s.PID(), c.Why)
+		}
+	}
+
+	const n = 40
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 8}}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			to := fmt.Sprintf("https://%s/work?id=q%d", q.Addr, i)
+			resp, err := hc.Get(fmt.Sprintf("https://%s/call?id=p%d&to=%s", p.Addr, i, url.QueryEscape(to)))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "200" {
+				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	pids := map[string]string{fmt.Sprint(p.PID()): "p", fmt.Sprint(q.PID()): "q"}
+	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool { return pids[fmt.Sprint(s.Resource["process.pid"])] != "" })
+	by := map[string]otelcol.Span{}
+	for _, s := range spans {
+		by[pids[fmt.Sprint(s.Resource["process.pid"])]+" "+spanID(s)] = s
+	}
+	bad := 0
+	for i := range n {
+		pS, ok1 := by[fmt.Sprintf("p server:p%d", i)]
+		pC, ok2 := by[fmt.Sprintf("p client:q%d", i)]
+		qS, ok3 := by[fmt.Sprintf("q server:q%d", i)]
+		if !ok1 || !ok2 || !ok3 {
+			t.Errorf("request %d: spans missing (p server %v, p client %v, q server %v)", i, ok1, ok2, ok3)
+			bad++
+			continue
+		}
+		if pS.Name != "GET /call" && pS.Name != "GET" {
+			t.Errorf("request %d: P's server span named %q", i, pS.Name)
+		}
+		if fmt.Sprint(pS.Attrs["http.response.status_code"]) != "200" || fmt.Sprint(qS.Attrs["url.path"]) != "/work" {
+			t.Errorf("request %d: attributes P %v, Q %v", i, pS.Attrs, qS.Attrs)
+		}
+		if pC.ParentSpanID != pS.SpanID || pC.TraceID != pS.TraceID {
+			t.Errorf("request %d: P's call has parent %q in %s; P's request is %s in %s", i, pC.ParentSpanID, pC.TraceID, pS.SpanID, pS.TraceID)
+			bad++
+		}
+		if qS.ParentSpanID != pC.SpanID || qS.TraceID != pC.TraceID {
+			t.Errorf("request %d: Q's server span has parent %q in %s; P's call is %s in %s", i, qS.ParentSpanID, qS.TraceID, pC.SpanID, pC.TraceID)
+			bad++
+		}
+	}
+	t.Logf("tls connections %v, plaintext lost for want of a socket %v; options written %v read %v; server parents from option %v",
+		ag.metric(t, `weft_sockio_kernel_total{name="tls_conns"}`), ag.metric(t, `weft_sockio_kernel_total{name="tls_no_sock"}`),
+		ag.metric(t, `weft_tcpopt_total{name="written"}`), ag.metric(t, `weft_tcpopt_total{name="read"}`),
+		ag.metric(t, `weft_server_parent_total{from="option"}`))
+	if bad > 0 {
+		t.Errorf("%d of %d requests' traces broken", bad, n)
+	}
+}
