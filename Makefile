@@ -72,6 +72,7 @@ bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-chain.sh
 	@scripts/bench-grpc.sh
+	@scripts/bench-tls.sh
 
 demo: deps build
 	@scripts/demo.sh
