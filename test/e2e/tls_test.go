@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +146,66 @@ func TestOpenSSLSpansAndPropagation(t *testing.T) {
 		ag.metric(t, `weft_server_parent_total{from="option"}`))
 	if bad > 0 {
 		t.Errorf("%d of %d requests' traces broken", bad, n)
+	}
+}
+
+// TestCurlOverTLS: curl (libcurl with OpenSSL), started after the agent
+// and selected by its executable, calls a Python HTTPS server 10 times on
+// one connection, 4 a second. Once curl is traced (discovery sees its exec
+// and attaches to its libssl) its calls are CLIENT spans, and the server's
+// spans their children through the TCP option on the encrypted hop. The
+// calls before the attach are counted, not required.
+func TestCurlOverTLS(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	srv := startServer(t, "pytls", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"), "127.0.0.1", cert, key)
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-pid", fmt.Sprint(srv.PID()), "-exe", "curl")
+	ag.waitTracked(t, srv.PID())
+
+	const n = 10
+	args := []string{"-sk", "--rate", "4/s", "-o", "/dev/null", "-w", "%{http_code}\n"}
+	for i := range n {
+		args = append(args, fmt.Sprintf("https://%s/work?id=curl%d", srv.Addr, i))
+	}
+	out, err := exec.Command("curl", args...).Output()
+	if err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	if got := strings.Count(string(out), "200\n"); got != n {
+		t.Fatalf("curl answers: %q", out)
+	}
+	servers := col.WaitSpans(t, n, 30*time.Second, func(s otelcol.Span) bool {
+		return s.Kind == 2 && fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(srv.PID())
+	})
+	time.Sleep(2 * time.Second) // curl's last spans: it exited, the agent flushes
+	clients := map[string]otelcol.Span{}
+	for _, s := range col.Spans(t) {
+		if s.Kind == 3 && strings.HasPrefix(fmt.Sprint(s.Resource["process.executable.name"]), "curl") {
+			clients[spanID(s)] = s
+		}
+	}
+	linked := 0
+	for _, s := range servers {
+		id := strings.TrimPrefix(spanID(s), "server:")
+		c, ok := clients["client:"+id]
+		if !ok {
+			continue
+		}
+		switch {
+		case s.ParentSpanID == "":
+			// made before curl's connection got the option callbacks
+		case s.ParentSpanID != c.SpanID || s.TraceID != c.TraceID:
+			t.Errorf("%s: server span trace %s parent %q; curl's client span %s in %s", id, s.TraceID, s.ParentSpanID, c.SpanID, c.TraceID)
+		default:
+			linked++
+		}
+	}
+	t.Logf("curl: %d of %d calls traced as CLIENT spans, %d of them the parent of the server's span", len(clients), n, linked)
+	if len(clients) < n/2 || linked < n/2 {
+		t.Errorf("curl: %d client spans, %d linked; want at least %d of %d once it is traced", len(clients), linked, n/2, n)
 	}
 }
