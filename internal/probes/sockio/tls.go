@@ -145,14 +145,40 @@ func libssl(pid int) (path, version string, err error) {
 	return "", "", sc.Err()
 }
 
-// errNoLibssl: the process has no libssl mapped.
+// errNoLibssl: the process has no libssl mapped, nor one where the
+// dynamic loader looks.
 var errNoLibssl = errors.New("no libssl mapped")
 
-// attach attaches the uprobes to the libssl pid maps, for pid only.
-func (t *tlsSource) attach(pid int) (string, error) {
+// libsslDirs are where dynamic loaders find libssl, in a process's root.
+var libsslDirs = []string{"usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib64", "lib64", "usr/lib", "lib"}
+
+// libsslOnDisk finds the libssl pid would load if it has none mapped yet:
+// a process seen at its exec has only the executable and the loader
+// mapped, and a uprobe on the file (filtered to pid) is installed when
+// the process maps it.
+func libsslOnDisk(pid int) (path, version string) {
+	for _, dir := range libsslDirs {
+		for _, v := range []string{"3", "1.1"} {
+			p := "/" + dir + "/libssl.so." + v
+			if _, err := os.Stat(filepath.Join(fmt.Sprintf("/proc/%d/root", pid), p)); err == nil {
+				return p, v
+			}
+		}
+	}
+	return "", ""
+}
+
+// attach attaches the uprobes to the libssl pid maps (or would load), for
+// pid only.
+func (t *tlsSource) attach(pid int, goProgram bool) (string, error) {
 	path, version, err := libssl(pid)
 	if err != nil {
 		return "", fmt.Errorf("reading pid %d's mappings: %w", pid, err)
+	}
+	note := ""
+	if path == "" && !goProgram {
+		path, version = libsslOnDisk(pid)
+		note = " (not mapped yet)"
 	}
 	if path == "" {
 		return "", errNoLibssl
@@ -192,7 +218,7 @@ func (t *tlsSource) attach(pid int) (string, error) {
 		links = append(links, l)
 	}
 	t.links[pid] = links
-	return fmt.Sprintf("OpenSSL %s (%s): SSL_read/SSL_write plaintext, two uprobe hits per call", version, path), nil
+	return fmt.Sprintf("OpenSSL %s (%s%s): SSL_read/SSL_write plaintext, two uprobe hits per call", version, path, note), nil
 }
 
 // detach closes pid's links.
@@ -224,7 +250,7 @@ func (p *Probe) trackTLS(proc *probes.Process) {
 		return
 	}
 	p.mu.Lock()
-	why, err := p.tls.attach(proc.PID)
+	why, err := p.tls.attach(proc.PID, proc.GoVersion != "")
 	p.mu.Unlock()
 	switch {
 	case errors.Is(err, errNoLibssl) && proc.GoVersion != "":
