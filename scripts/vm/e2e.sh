@@ -20,12 +20,13 @@ set -euo pipefail
 # Core spans (every Go build and Python), an A→B→C chain (B stripped Go
 # 1.24), injection over a connection opened before the agent (the iterator),
 # gRPC and HTTP↔gRPC propagation; the TCP option (Go and Python clients,
-# across a veth, on older connections). TestOneTracePerRequest and
+# across a veth, on older connections); OpenSSL plaintext and the option
+# across TLS. TestOneTracePerRequest and
 # TestGRPCServerSpans are left out: their timings (500 concurrent requests
 # under the test server's 10 s client timeout; a 100 ms deadline that also
 # covers the client's dial) do not hold under software emulation, on any
 # kernel (docs/kernels.md).
-TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain)\$}"
+TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain|TestOpenSSLSpansAndPropagation)\$}"
 TIMEOUT="${WEFT_KERNEL_TIMEOUT:-15m}"
 # A guest that hangs past the tests' own timeout is killed.
 export WEFT_VM_TIMEOUT="${WEFT_VM_TIMEOUT:-1200}"
