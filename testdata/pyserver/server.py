@@ -48,7 +48,7 @@ def call(url, data=None, digest=False, one_send=False):
             status, body = post_one_send(url, data)
         else:
             ctx = UNVERIFIED if url.startswith("https:") else None
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30, context=ctx) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30, context=ctx) as resp:
                 body = resp.read()
                 status = resp.status
     except urllib.error.HTTPError as e:
