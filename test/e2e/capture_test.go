@@ -127,8 +127,8 @@ func injectionUnavailable(t testing.TB, a *agent) bool {
 	return true
 }
 
-// feature reads one kernel feature from the agent's /status.
-func feature(t testing.TB, a *agent, name string) status.Feature {
+// statusReport reads the agent's /status.
+func statusReport(t testing.TB, a *agent) status.Report {
 	t.Helper()
 	resp, err := http.Get("http://" + a.statusAddr + "/status")
 	if err != nil {
@@ -139,6 +139,13 @@ func feature(t testing.TB, a *agent, name string) status.Feature {
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		t.Fatalf("decoding /status: %v", err)
 	}
+	return rep
+}
+
+// feature reads one kernel feature from the agent's /status.
+func feature(t testing.TB, a *agent, name string) status.Feature {
+	t.Helper()
+	rep := statusReport(t, a)
 	for _, f := range rep.Features {
 		if f.Name == name {
 			return f

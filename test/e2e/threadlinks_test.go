@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -261,15 +260,7 @@ func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 // capability reads one process's capability from the agent's /status.
 func capability(t testing.TB, a *agent, pid int, name string) status.Capability {
 	t.Helper()
-	resp, err := http.Get("http://" + a.statusAddr + "/status")
-	if err != nil {
-		t.Fatalf("reading /status: %v", err)
-	}
-	defer resp.Body.Close()
-	var rep status.Report
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-		t.Fatalf("decoding /status: %v", err)
-	}
+	rep := statusReport(t, a)
 	for _, p := range rep.Processes {
 		if p.PID == pid {
 			c, ok := p.Capabilities[name]

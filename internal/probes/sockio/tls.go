@@ -49,7 +49,7 @@ var tlsProbes = []tlsProbe{
 type tlsSource struct {
 	uprobes probes.Uprobes
 	coll    *ebpf.Collection
-	why     string                // why it is off, when coll is nil
+	why     string              // why it is off, when coll is nil
 	links   map[int][]link.Link // by pid; guarded by Probe.mu
 }
 
