@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -201,6 +203,11 @@ func (d *Discoverer) rescan(again bool) {
 	}
 	d.mu.Unlock()
 	for _, pid := range gone {
+		// Known but not listed: gone, or started (and tracked from its
+		// exec event) after the listing was read. Only the first exited.
+		if _, err := os.Stat(filepath.Join(d.cfg.ProcRoot, strconv.Itoa(pid))); err == nil {
+			continue
+		}
 		d.exited(pid)
 	}
 }
