@@ -248,8 +248,28 @@ func TestTCPOptionOlderConnections(t *testing.T) {
 			n, ag.metric(t, `weft_tcpopt_total{name="older_connections_refused"}`))
 	}
 	// A connection found mid-stream gives its first exchange no span (the
-	// parser waits for a message start it can trust): one call to settle.
-	call("settle")
+	// parser waits for a message start it can trust), and under emulation
+	// the agent may still be settling: call until one exchange is seen
+	// whole at both ends, then count.
+	settled := false
+	for i := 0; i < 10 && !settled; i++ {
+		id := fmt.Sprintf("settle%d", i)
+		call(id)
+		deadline := time.Now().Add(5 * time.Second)
+		for !settled && time.Now().Before(deadline) {
+			var cli, srv bool
+			for _, s := range col.Spans(t) {
+				pid := fmt.Sprint(s.Resource["process.pid"])
+				cli = cli || (spanID(s) == "client:"+id && s.Kind == 3 && pid == fmt.Sprint(a.PID()))
+				srv = srv || (spanID(s) == "server:"+id && s.Kind == 2 && pid == fmt.Sprint(b.PID()))
+			}
+			settled = cli && srv
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !settled {
+		t.Fatal("no call over the older connection gave spans at both ends after 10 tries")
+	}
 	const n = 10
 	for i := range n {
 		call(fmt.Sprintf("old%d", i)) // one at a time: the pooled connection
