@@ -361,8 +361,7 @@ static __always_inline bool is_method(__u64 w)
 
 enum head_scan {
 	SCAN_MORE = 0,       /* no conclusion in the bytes scanned */
-	SCAN_HEAD_END = 1,   /* blank line found, no traceparent (ts_* say where tracestate is) */
-	SCAN_APP_HEADER = 2, /* a traceparent header is there already */
+	SCAN_HEAD_END = 1,   /* blank line found (ts_* say where tracestate is, tp_* traceparent) */
 	SCAN_BAD_LINE = 3,   /* the first line is not an HTTP/1.x request line */
 };
 
@@ -376,6 +375,8 @@ struct scan {
 	__u32 ts_at;    /* offset just past the colon of the first tracestate line; 0: none */
 	__u32 ts_end;   /* offset of the \n that ends that line; 0: not seen yet */
 	__u32 ts_lines; /* tracestate lines in the head */
+	__u32 tp_at;    /* offset just past the colon of the first traceparent line */
+	__u32 tp_lines; /* traceparent lines in the head */
 };
 
 /* Offsets into the head, masked so that the verifier sees them bounded
@@ -439,8 +440,11 @@ static __always_inline int on_newline(struct scan *s, __u8 *data, __u8 *end, __u
 		return 0;
 	__u32 b = *(__u32 *)(p + 8) | 0x20202020;
 	if (a == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && b == (__u32)W4('e', 'n', 't', ':')) {
-		s->result = SCAN_APP_HEADER;
-		return 1;
+		/* The app's own, or one it forwards: the scan goes on to the
+		 * blank line, to know whether it is the only one. */
+		if (!s->tp_lines)
+			s->tp_at = i + 13;
+		s->tp_lines++;
 	}
 	return 0;
 }
@@ -506,6 +510,8 @@ static __always_inline void scan(struct sk_msg_md *msg, struct scan *s, __u32 wa
 	s->ts_at = unknown_zero;
 	s->ts_end = unknown_zero;
 	s->ts_lines = unknown_zero;
+	s->tp_at = unknown_zero;
+	s->tp_lines = unknown_zero;
 	bpf_loop((s->len + 7) / 8, scan_word, s, 0);
 }
 
@@ -585,6 +591,78 @@ static __always_inline __u32 unpush(struct sk_msg_md *msg, __u32 at, __u32 n)
 	if (MAY_FAIL(FAULT_UNDO, bpf_msg_pop_data(msg, at, n, 0)))
 		return INJ_DROP;
 	return INJ_WRITE_FAIL;
+}
+
+#define TP_VALUE_LEN 55 /* "00-<32 hex>-<16 hex>-<2 hex>" (tracectx.h's) */
+
+/* Where the value of the one traceparent line starts: past up to 4 spaces
+ * or tabs after its colon. 0: the view ends first. */
+static __always_inline __u32 tp_value(__u8 *data, __u8 *end, __u32 at)
+{
+#pragma unroll
+	for (__u32 k = 0; k < 4; k++) {
+		__u8 *q = data + OFF(at + k);
+		if (q + 1 > end)
+			return 0;
+		if (*q != ' ' && *q != '\t')
+			return at + k;
+	}
+	return 0;
+}
+
+/* Whether the 2n characters at p spell the n bytes at in as this agent
+ * writes them (lower-case hex). A loop, not unrolled: inject_msg's stack
+ * has no room for the values an unrolled one keeps. */
+static __always_inline bool hex_equal(const __u8 *p, const __u8 *in, int n)
+{
+	__u8 diff = 0;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < n; i++)
+		diff |= (p[2 * i] ^ hex(in[i] >> 4)) | (p[2 * i + 1] ^ hex(in[i] & 15));
+	return !diff;
+}
+
+static __always_inline bool is_lower_hex(__u8 ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+}
+
+/* A request that already has one traceparent line (at s->tp_at) and whose
+ * whole head is in view. When its value is version 00 with this call's
+ * trace ID and, as parent-id, the span the call is made for (the request
+ * the sender is serving: a proxy copying the incoming header onto its own
+ * request), the sender forwards the context rather than taking part: the
+ * parent-id becomes the client span's, in place (W3C: a participant
+ * updates parent-id), the same 16 digits long, flags and tracestate as they
+ * were. Any other value is the app's own (an SDK's span): left alone.
+ * Returns a stat index. */
+static __always_inline __u32 forward(struct sk_msg_md *msg, const struct scan *s,
+				     const struct inject_ctx *c)
+{
+	__u64 parent;
+	__builtin_memcpy(&parent, c->parent_id, sizeof(parent));
+	if (s->tp_lines != 1 || !parent || s->tp_at >= s->len)
+		return INJ_APP_HEADER;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	__u32 at = tp_value(data, end, s->tp_at);
+	if (!at)
+		return INJ_APP_HEADER;
+	__u8 *v = data + OFF(at);
+	/* One pointer for the check and the write: clang would otherwise
+	 * recompute data + offset for the write, a pointer the verifier has
+	 * seen no bounds check on. */
+	asm volatile("" : "+r"(v));
+	if (v + TP_VALUE_LEN + 1 > end)
+		return INJ_APP_HEADER;
+	if (v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-' ||
+	    !is_lower_hex(v[53]) || !is_lower_hex(v[54]) ||
+	    (v[55] != '\r' && v[55] != ' ' && v[55] != '\t'))
+		return INJ_APP_HEADER;
+	if (!hex_equal(v + 3, c->trace_id, 16) || !hex_equal(v + 36, c->parent_id, 8))
+		return INJ_APP_HEADER;
+	hex_bytes(v + 36, c->span_id, 8);
+	return INJ_FORWARD_REWRITTEN;
 }
 
 /* Inserts the header at offset at (with the state line after it when
@@ -688,11 +766,14 @@ static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_c
 	switch (s.result) {
 	case SCAN_BAD_LINE:
 		return INJ_NOT_HTTP;
-	case SCAN_APP_HEADER:
-		return INJ_APP_HEADER;
 	case SCAN_MORE:
+		/* A traceparent in a head that does not end in view: left alone. */
+		if (s.tp_lines)
+			return INJ_APP_HEADER;
 		return want == INJ_SCAN_MAX ? INJ_TOO_LONG : INJ_SPLIT;
 	}
+	if (s.tp_lines)
+		return forward(msg, &s, c);
 	if (!state_line_len)
 		return insert(msg, s.line_end, c, false, 0);
 	if (!s.ts_lines)

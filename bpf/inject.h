@@ -6,8 +6,10 @@
 /* The IDs to put in the next request sent on a socket. */
 struct inject_ctx {
 	__u8 trace_id[16];
-	__u8 span_id[8]; /* the client span: the header's parent-id */
-	__u8 flags;      /* W3C trace-flags (bit 0: sampled) */
+	__u8 span_id[8];   /* the client span: the header's parent-id */
+	__u8 parent_id[8]; /* the client span's parent (the span the call was made
+			    * for); zero: none known */
+	__u8 flags;        /* W3C trace-flags (bit 0: sampled) */
 	__u8 _pad[7];
 };
 
@@ -30,7 +32,7 @@ enum inject_stat {
 	INJ_NO_CTX = 1,        /* message on a socket without an inject_ctx entry */
 	INJ_REPEAT = 2,        /* the entry was already used by an earlier message */
 	INJ_NOT_HTTP = 3,      /* no HTTP/1.x request line at the message start */
-	INJ_APP_HEADER = 4,    /* the request already carries a traceparent */
+	INJ_APP_HEADER = 4,    /* the request already carries a traceparent (not a forwarded one) */
 	INJ_SPLIT = 5,         /* the header block does not end in this message */
 	INJ_TOO_LONG = 6,      /* no header block end in the first INJ_SCAN_MAX bytes */
 	INJ_WRITE_FAIL = 7,    /* a push/pull helper failed; message sent unchanged */
@@ -49,7 +51,10 @@ enum inject_stat {
 	INJ_STATE_MERGED = 20, /* the app's own tracestate got this agent's member, first */
 	INJ_STATE_KEPT = 21,   /* the app's tracestate has this agent's key already (or is in
 				* several lines): left alone, no member added */
-	INJ_STAT_MAX = 22,
+	INJ_FORWARD_REWRITTEN = 22, /* the request carries the traceparent of the request its
+				     * sender is serving (a proxy forwarding it): its parent-id
+				     * became the client span's, in place */
+	INJ_STAT_MAX = 23,
 };
 
 /* Longest request head (request line to blank line) that gets a header. */

@@ -159,15 +159,17 @@ func cookieOf(t *testing.T, c net.Conn) uint64 {
 
 // ids is one request's context as the client probe would write it.
 type ids struct {
-	trace [16]byte
-	span  [8]byte
-	flags uint8
+	trace  [16]byte
+	span   [8]byte
+	parent [8]byte // the span the call is made for
+	flags  uint8
 }
 
 func newIDs() ids {
 	var x ids
 	rand.Read(x.trace[:])
 	rand.Read(x.span[:])
+	rand.Read(x.parent[:])
 	x.flags = 1
 	return x
 }
@@ -178,7 +180,7 @@ func (x ids) header() string {
 
 func setCtx(t *testing.T, inj *Injector, cookie uint64, x ids) {
 	t.Helper()
-	v := injectInjectCtx{TraceId: x.trace, SpanId: x.span, Flags: x.flags}
+	v := injectInjectCtx{TraceId: x.trace, SpanId: x.span, ParentId: x.parent, Flags: x.flags}
 	if err := inj.CtxMap().Put(cookie, &v); err != nil {
 		t.Fatal(err)
 	}

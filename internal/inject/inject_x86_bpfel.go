@@ -30,39 +30,41 @@ type injectH2Span struct {
 }
 
 type injectInjectCtx struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
 }
 
 type injectInjectStat uint32
 
 const (
-	injectInjectStatINJ_INJECTED      injectInjectStat = 0
-	injectInjectStatINJ_NO_CTX        injectInjectStat = 1
-	injectInjectStatINJ_REPEAT        injectInjectStat = 2
-	injectInjectStatINJ_NOT_HTTP      injectInjectStat = 3
-	injectInjectStatINJ_APP_HEADER    injectInjectStat = 4
-	injectInjectStatINJ_SPLIT         injectInjectStat = 5
-	injectInjectStatINJ_TOO_LONG      injectInjectStat = 6
-	injectInjectStatINJ_WRITE_FAIL    injectInjectStat = 7
-	injectInjectStatINJ_NO_STATE      injectInjectStat = 8
-	injectInjectStatINJ_SOCKHASH_ADD  injectInjectStat = 9
-	injectInjectStatINJ_SOCKHASH_FAIL injectInjectStat = 10
-	injectInjectStatINJ_ITER_ADD      injectInjectStat = 11
-	injectInjectStatINJ_H2INJECTED    injectInjectStat = 12
-	injectInjectStatINJ_H2NO_CTX      injectInjectStat = 13
-	injectInjectStatINJ_H2APP_HEADER  injectInjectStat = 14
-	injectInjectStatINJ_H2SPLIT       injectInjectStat = 15
-	injectInjectStatINJ_H2TOO_LONG    injectInjectStat = 16
-	injectInjectStatINJ_H2LOST        injectInjectStat = 17
-	injectInjectStatINJ_H2REPEAT      injectInjectStat = 18
-	injectInjectStatINJ_DROP          injectInjectStat = 19
-	injectInjectStatINJ_STATE_MERGED  injectInjectStat = 20
-	injectInjectStatINJ_STATE_KEPT    injectInjectStat = 21
-	injectInjectStatINJ_STAT_MAX      injectInjectStat = 22
+	injectInjectStatINJ_INJECTED          injectInjectStat = 0
+	injectInjectStatINJ_NO_CTX            injectInjectStat = 1
+	injectInjectStatINJ_REPEAT            injectInjectStat = 2
+	injectInjectStatINJ_NOT_HTTP          injectInjectStat = 3
+	injectInjectStatINJ_APP_HEADER        injectInjectStat = 4
+	injectInjectStatINJ_SPLIT             injectInjectStat = 5
+	injectInjectStatINJ_TOO_LONG          injectInjectStat = 6
+	injectInjectStatINJ_WRITE_FAIL        injectInjectStat = 7
+	injectInjectStatINJ_NO_STATE          injectInjectStat = 8
+	injectInjectStatINJ_SOCKHASH_ADD      injectInjectStat = 9
+	injectInjectStatINJ_SOCKHASH_FAIL     injectInjectStat = 10
+	injectInjectStatINJ_ITER_ADD          injectInjectStat = 11
+	injectInjectStatINJ_H2INJECTED        injectInjectStat = 12
+	injectInjectStatINJ_H2NO_CTX          injectInjectStat = 13
+	injectInjectStatINJ_H2APP_HEADER      injectInjectStat = 14
+	injectInjectStatINJ_H2SPLIT           injectInjectStat = 15
+	injectInjectStatINJ_H2TOO_LONG        injectInjectStat = 16
+	injectInjectStatINJ_H2LOST            injectInjectStat = 17
+	injectInjectStatINJ_H2REPEAT          injectInjectStat = 18
+	injectInjectStatINJ_DROP              injectInjectStat = 19
+	injectInjectStatINJ_STATE_MERGED      injectInjectStat = 20
+	injectInjectStatINJ_STATE_KEPT        injectInjectStat = 21
+	injectInjectStatINJ_FORWARD_REWRITTEN injectInjectStat = 22
+	injectInjectStatINJ_STAT_MAX          injectInjectStat = 23
 )
 
 type injectProcCfg struct {

@@ -2,28 +2,29 @@ package inject
 
 // counterNames names the kernel-side counters (enum inject_stat).
 var counterNames = map[injectInjectStat]string{
-	injectInjectStatINJ_INJECTED:      "injected",
-	injectInjectStatINJ_NO_CTX:        "no_ctx",
-	injectInjectStatINJ_REPEAT:        "repeat",
-	injectInjectStatINJ_NOT_HTTP:      "not_http",
-	injectInjectStatINJ_APP_HEADER:    "app_header",
-	injectInjectStatINJ_SPLIT:         "split",
-	injectInjectStatINJ_TOO_LONG:      "too_long",
-	injectInjectStatINJ_WRITE_FAIL:    "write_fail",
-	injectInjectStatINJ_NO_STATE:      "no_state",
-	injectInjectStatINJ_SOCKHASH_ADD:  "sockhash_add",
-	injectInjectStatINJ_SOCKHASH_FAIL: "sockhash_fail",
-	injectInjectStatINJ_ITER_ADD:      "iter_add",
-	injectInjectStatINJ_H2INJECTED:    "h2_injected",
-	injectInjectStatINJ_H2NO_CTX:      "h2_no_ctx",
-	injectInjectStatINJ_H2APP_HEADER:  "h2_app_header",
-	injectInjectStatINJ_H2SPLIT:       "h2_split",
-	injectInjectStatINJ_H2TOO_LONG:    "h2_too_long",
-	injectInjectStatINJ_H2LOST:        "h2_lost",
-	injectInjectStatINJ_H2REPEAT:      "h2_repeat",
-	injectInjectStatINJ_DROP:          "drop",
-	injectInjectStatINJ_STATE_MERGED:  "state_merged",
-	injectInjectStatINJ_STATE_KEPT:    "state_kept",
+	injectInjectStatINJ_INJECTED:          "injected",
+	injectInjectStatINJ_NO_CTX:            "no_ctx",
+	injectInjectStatINJ_REPEAT:            "repeat",
+	injectInjectStatINJ_NOT_HTTP:          "not_http",
+	injectInjectStatINJ_APP_HEADER:        "app_header",
+	injectInjectStatINJ_SPLIT:             "split",
+	injectInjectStatINJ_TOO_LONG:          "too_long",
+	injectInjectStatINJ_WRITE_FAIL:        "write_fail",
+	injectInjectStatINJ_NO_STATE:          "no_state",
+	injectInjectStatINJ_SOCKHASH_ADD:      "sockhash_add",
+	injectInjectStatINJ_SOCKHASH_FAIL:     "sockhash_fail",
+	injectInjectStatINJ_ITER_ADD:          "iter_add",
+	injectInjectStatINJ_H2INJECTED:        "h2_injected",
+	injectInjectStatINJ_H2NO_CTX:          "h2_no_ctx",
+	injectInjectStatINJ_H2APP_HEADER:      "h2_app_header",
+	injectInjectStatINJ_H2SPLIT:           "h2_split",
+	injectInjectStatINJ_H2TOO_LONG:        "h2_too_long",
+	injectInjectStatINJ_H2LOST:            "h2_lost",
+	injectInjectStatINJ_H2REPEAT:          "h2_repeat",
+	injectInjectStatINJ_DROP:              "drop",
+	injectInjectStatINJ_STATE_MERGED:      "state_merged",
+	injectInjectStatINJ_STATE_KEPT:        "state_kept",
+	injectInjectStatINJ_FORWARD_REWRITTEN: "forward_rewritten",
 }
 
 // Counters returns the kernel-side counters by name, summed over CPUs:
@@ -32,7 +33,12 @@ var counterNames = map[injectInjectStat]string{
 //	no_ctx         messages on sockhash sockets without an inject_ctx entry
 //	repeat         messages after the one that used the current entry
 //	not_http       entry present, but no HTTP/1.x request line at the start
-//	app_header     the request carries a traceparent already: left alone
+//	app_header     the request carries a traceparent of its own already (an
+//	               SDK's span, or one not checked: in several lines, or in a
+//	               head that does not end in the message): left alone
+//	forward_rewritten  the request carries the traceparent of the request
+//	               its sender is serving (a proxy forwarding it): its
+//	               parent-id became the client span's, in place
 //	split          the header block does not end in this message: skipped
 //	too_long       no end of the header block in the first 4 KiB: skipped
 //	write_fail     a push/pull helper failed: message sent unchanged

@@ -47,11 +47,12 @@ type gohttpHttpCfg struct {
 }
 
 type gohttpInjectCtx struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
 }
 
 type gohttpProcCfg struct {
