@@ -251,3 +251,68 @@ func TestServerParentFromOption(t *testing.T) {
 		})
 	}
 }
+
+// TestClientSpanContext: a client span's IDs are the kernel's, unless the
+// request carries a traceparent of the app's own (an SDK's span), whose
+// trace and span it joins. A traceparent copied from the request the call
+// serves (a proxy forwarding it: the call's trace, the served span as
+// parent-id) is not the app's: the injector gave the wire header this
+// span's ID, and the span keeps the kernel's IDs.
+func TestClientSpanContext(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	const (
+		kTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
+		kParent = "00f067aa0ba902b7"
+		sdkSpan = "b7ad6b7169203331"
+		other   = "0af7651916cd43dd8448eb211c80319c"
+	)
+	kSpan := trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}
+	tid := func(s string) trace.TraceID { v, _ := trace.TraceIDFromHex(s); return v }
+	sid := func(s string) trace.SpanID { v, _ := trace.SpanIDFromHex(s); return v }
+	tests := []struct {
+		name        string
+		parent      bool // the kernel linked the call to a served span
+		sampled     bool // that span's flag
+		traceparent string
+		dup         bool
+		wantTrace   string
+		wantParent  string // "" : none
+		wantSampled bool
+	}{
+		{name: "no header", parent: true, sampled: true, wantTrace: kTrace, wantParent: kParent, wantSampled: true},
+		{name: "forwarded", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + kParent + "-01",
+			wantTrace: kTrace, wantParent: kParent, wantSampled: true},
+		{name: "forwarded, flag differs: the kernel's", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + kParent + "-00",
+			wantTrace: kTrace, wantParent: kParent, wantSampled: true},
+		{name: "sdk span", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + sdkSpan + "-00",
+			wantTrace: kTrace, wantParent: sdkSpan, wantSampled: false},
+		{name: "another trace", parent: true, sampled: true, traceparent: "00-" + other + "-" + kParent + "-01",
+			wantTrace: other, wantParent: kParent, wantSampled: true},
+		{name: "no served span, header", traceparent: "00-" + kTrace + "-" + kParent + "-01",
+			wantTrace: kTrace, wantParent: kParent, wantSampled: true},
+		{name: "duplicate header", parent: true, sampled: true, traceparent: "00-" + other + "-" + sdkSpan + "-01", dup: true,
+			wantTrace: kTrace, wantParent: kParent, wantSampled: true},
+		{name: "invalid header", parent: true, sampled: false, traceparent: "00-" + other + "-" + sdkSpan + "-0x",
+			wantTrace: kTrace, wantParent: kParent, wantSampled: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := httpsem.Input{Remote: netip.MustParseAddrPort("10.0.0.2:80"), Process: &probes.Process{PID: 1},
+				Start: t0, End: t0, TraceID: tid(kTrace), SpanID: kSpan}
+			if tc.parent {
+				in.Parent = &httpsem.Parent{SpanID: sid(kParent), Sampled: tc.sampled}
+			}
+			x := httpwire.Exchange{Req: httpwire.Request{Method: "GET", Target: "/", Proto: "HTTP/1.1",
+				Traceparent: tc.traceparent, DupTraceparent: tc.dup}, Resp: httpwire.Response{Status: 200}}
+			s := ClientSpan(in, &x)
+			wantParent := trace.SpanID{}
+			if tc.wantParent != "" {
+				wantParent = sid(tc.wantParent)
+			}
+			if s.TraceID != tid(tc.wantTrace) || s.SpanID != kSpan || s.Parent != wantParent || s.Sampled != tc.wantSampled {
+				t.Errorf("trace %s span %s parent %s sampled %v; want %s %s %s %v",
+					s.TraceID, s.SpanID, s.Parent, s.Sampled, tc.wantTrace, kSpan, wantParent, tc.wantSampled)
+			}
+		})
+	}
+}
