@@ -258,6 +258,8 @@ int handle_stream(struct pt_regs *ctx)
 	struct span_ctx sc = {.flags = ids->flags & CTX_SAMPLED};
 	__builtin_memcpy(sc.trace_id, ids->trace_id, sizeof(sc.trace_id));
 	__builtin_memcpy(sc.span_id, ids->span_id, sizeof(sc.span_id));
+	if (ids->flags & CTX_LINKED)
+		__builtin_memcpy(sc.parent_id, ids->parent_id, sizeof(sc.parent_id));
 	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
 	if (gk.goid)
 		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);

@@ -183,7 +183,8 @@ int round_trip(struct pt_regs *ctx)
 	struct inject_ctx ic = {.flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
 	__builtin_memcpy(ic.trace_id, cc.trace_id, sizeof(ic.trace_id));
 	__builtin_memcpy(ic.span_id, cc.span_id, sizeof(ic.span_id));
-	__builtin_memcpy(ic.parent_id, cc.parent_id, sizeof(ic.parent_id));
+	if (parent)
+		__builtin_memcpy(ic.fwd_id, parent->parent_id, sizeof(ic.fwd_id));
 	bpf_map_update_elem(&inject_ctx, &cookie, &ic, BPF_ANY);
 	return 0;
 }

@@ -117,6 +117,17 @@ struct {
 	__type(value, struct sock_state);
 } inject_state SEC(".maps");
 
+/* Client spans whose request had a forwarded traceparent rewritten (see
+ * forward), by span ID. User space, which captured the request as the app
+ * wrote it, takes each out when it makes the span: that span keeps the
+ * kernel's IDs rather than joining the header's context. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* the client span ID, as in inject_ctx */
+	__type(value, __u8);
+} inject_forwarded SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, INJ_STAT_MAX);
@@ -629,19 +640,19 @@ static __always_inline bool is_lower_hex(__u8 ch)
 
 /* A request that already has one traceparent line (at s->tp_at) and whose
  * whole head is in view. When its value is version 00 with this call's
- * trace ID and, as parent-id, the span the call is made for (the request
- * the sender is serving: a proxy copying the incoming header onto its own
- * request), the sender forwards the context rather than taking part: the
- * parent-id becomes the client span's, in place (W3C: a participant
- * updates parent-id), the same 16 digits long, flags and tracestate as they
- * were. Any other value is the app's own (an SDK's span): left alone.
- * Returns a stat index. */
+ * trace ID and, as parent-id, the remote parent of the span the call is
+ * made for, it is the traceparent of the request the sender serves, copied
+ * (a proxy or gateway forwarding headers): the sender forwards the context
+ * rather than taking part. The parent-id becomes the client span's, in
+ * place (W3C: a participant updates parent-id), the same 16 digits long,
+ * flags and tracestate as they were. Any other value is the app's own (an
+ * SDK's span): left alone. Returns a stat index. */
 static __always_inline __u32 forward(struct sk_msg_md *msg, const struct scan *s,
 				     const struct inject_ctx *c)
 {
-	__u64 parent;
-	__builtin_memcpy(&parent, c->parent_id, sizeof(parent));
-	if (s->tp_lines != 1 || !parent || s->tp_at >= s->len)
+	__u64 fwd;
+	__builtin_memcpy(&fwd, c->fwd_id, sizeof(fwd));
+	if (s->tp_lines != 1 || !fwd || s->tp_at >= s->len)
 		return INJ_APP_HEADER;
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
@@ -659,7 +670,7 @@ static __always_inline __u32 forward(struct sk_msg_md *msg, const struct scan *s
 	    !is_lower_hex(v[53]) || !is_lower_hex(v[54]) ||
 	    (v[55] != '\r' && v[55] != ' ' && v[55] != '\t'))
 		return INJ_APP_HEADER;
-	if (!hex_equal(v + 3, c->trace_id, 16) || !hex_equal(v + 36, c->parent_id, 8))
+	if (!hex_equal(v + 3, c->trace_id, 16) || !hex_equal(v + 36, c->fwd_id, 8))
 		return INJ_APP_HEADER;
 	hex_bytes(v + 36, c->span_id, 8);
 	return INJ_FORWARD_REWRITTEN;
@@ -1135,6 +1146,10 @@ int inject_msg(struct sk_msg_md *msg)
 	st->used_span = span;
 	__u32 r = inject(msg, &c);
 	count(r);
+	if (r == INJ_FORWARD_REWRITTEN) {
+		__u8 one = 1;
+		bpf_map_update_elem(&inject_forwarded, &span, &one, BPF_ANY);
+	}
 	if (r == INJ_DROP) {
 		st->proto = PROTO_DROPPED;
 		return SK_DROP;

@@ -7,8 +7,9 @@
 struct inject_ctx {
 	__u8 trace_id[16];
 	__u8 span_id[8];   /* the client span: the header's parent-id */
-	__u8 parent_id[8]; /* the client span's parent (the span the call was made
-			    * for); zero: none known */
+	__u8 fwd_id[8];    /* the remote parent of the span the call is made for:
+			    * the parent-id of a traceparent the app forwards
+			    * (copied from the request it serves); zero: none */
 	__u8 flags;        /* W3C trace-flags (bit 0: sampled) */
 	__u8 _pad[7];
 };

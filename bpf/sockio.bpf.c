@@ -826,6 +826,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 			sc.flags = sample_flags(c->trace_id, e->ctx_flags & CTX_LINKED, e->ctx_flags & CTX_SAMPLED);
 			__builtin_memcpy(sc.trace_id, c->trace_id, sizeof(sc.trace_id));
 			__builtin_memcpy(sc.span_id, c->span_id, sizeof(sc.span_id));
+			if (e->ctx_flags & CTX_LINKED)
+				__builtin_memcpy(sc.parent_id, e->parent_id, sizeof(sc.parent_id));
 			sc.srv = (__u64)sk;
 			struct go_key gk = {.tgid = tgid, .goid = owner};
 			bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);

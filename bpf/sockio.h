@@ -53,6 +53,8 @@ struct go_key {
 struct span_ctx {
 	__u8 trace_id[16];
 	__u8 span_id[8];
+	__u8 parent_id[8]; /* the span's remote parent (what a proxy forwarding the
+			    * request's traceparent names as parent-id); zero: a root */
 	__u8 flags; /* CTX_SAMPLED */
 	__u8 _pad[7];
 	__u64 srv; /* the server socket (struct sock *) the request came on */

@@ -241,8 +241,14 @@ func run(o options, log *slog.Logger) error {
 	// connection is HTTP/1 unless another protocol claims its first bytes.
 	// URLs lose their secrets before they become attributes.
 	red := redaction(os.Getenv)
+	// HTTP/1 client spans ask the injector whether it rewrote a forwarded
+	// traceparent; the injector is made below (it needs sockio, which
+	// needs the protocols), before anything is captured.
+	var inj *injectprobe.Probe
+	forwarded := func(span [8]byte) bool { return inj != nil && inj.Forwarded(span) }
 	protocols := conntrack.Protocols{
-		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red}),
+		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red,
+			Forwarded: forwarded}),
 		Sniffed: []conntrack.Protocol{
 			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red}),
 		},
@@ -265,7 +271,7 @@ func run(o options, log *slog.Logger) error {
 	sampling.probes(&pcfg)
 	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}
 	sock := sockio.New(deps, protocols)
-	inj := injectprobe.New(deps, sock, injectprobe.Config{On: o.propagation.headers, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
+	inj = injectprobe.New(deps, sock, injectprobe.Config{On: o.propagation.headers, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
 	opt := tcpopt.New(deps, sock, tcpopt.Config{On: o.propagation.tcp, Cgroup: o.cgroup})
 	families := probes.NewFamilies(log, board, sock, inj, opt, gohttp.New(deps, sock, inj), gogrpc.New(deps, sock))
 	started = append(started, families)

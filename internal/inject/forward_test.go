@@ -13,11 +13,12 @@ import (
 // TestForwardedTraceparent sends requests that already carry a traceparent
 // from the traced test process to a recorder, and checks the bytes the
 // server got. A request whose header has the call's trace ID and, as
-// parent-id, the span the call is made for (a proxy forwarding the context
-// of the request it serves) arrives with exactly that parent-id replaced by
-// the client span's, and nothing else changed: no byte added, flags and
-// tracestate as they were, even with a cluster name that would otherwise
-// add a tracestate member. Any other traceparent (an SDK's own span,
+// parent-id, the remote parent of the span the call is made for (a proxy
+// forwarding the traceparent of the request it serves) arrives with exactly
+// that parent-id replaced by the client span's, and nothing else changed:
+// no byte added, flags and tracestate as they were, even with a cluster
+// name that would otherwise add a tracestate member; Forwarded then says
+// so for that span, once. Any other traceparent (an SDK's own span,
 // another trace, a value the check does not take) arrives as sent.
 func TestForwardedTraceparent(t *testing.T) { eachHook(t, testForwardedTraceparent) }
 
@@ -34,12 +35,12 @@ func testForwardedTraceparent(t *testing.T, h Hook) {
 	trackSelf(t, inj)
 
 	hx := func(b []byte) string { return hex.EncodeToString(b) }
-	// Placeholders in the headers: {T} the call's trace ID, {P} its
-	// parent (the served span), {S} the client span, {R} random.
+	// Placeholders in the headers: {T} the call's trace ID, {P} the served
+	// span's remote parent (inject_ctx.fwd_id), {R} random.
 	tests := []struct {
 		name     string
 		hdr      []string
-		noParent bool // the call was made for no known span
+		noParent bool // the served span has no remote parent (or none is known)
 		split    int  // send the request in two writes, cut here
 		rewrite  bool // want {P} replaced by {S} in the traceparent
 		count    string
@@ -114,6 +115,12 @@ func testForwardedTraceparent(t *testing.T, h Hook) {
 				if d := after[name] - before[name]; d != wantD {
 					t.Errorf("%s grew by %d, want %d", name, d, wantD)
 				}
+			}
+			if got := inj.Forwarded(x.span); got != tc.rewrite {
+				t.Errorf("Forwarded(client span) = %v, want %v", got, tc.rewrite)
+			}
+			if inj.Forwarded(x.span) {
+				t.Error("Forwarded(client span) is true a second time")
 			}
 		})
 	}

@@ -180,7 +180,7 @@ func (x ids) header() string {
 
 func setCtx(t *testing.T, inj *Injector, cookie uint64, x ids) {
 	t.Helper()
-	v := injectInjectCtx{TraceId: x.trace, SpanId: x.span, ParentId: x.parent, Flags: x.flags}
+	v := injectInjectCtx{TraceId: x.trace, SpanId: x.span, FwdId: x.parent, Flags: x.flags}
 	if err := inj.CtxMap().Put(cookie, &v); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ package inject
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -305,6 +306,35 @@ func (i *Injector) CtxMap() *ebpf.Map {
 		return nil
 	}
 	return i.objs.InjectCtx
+}
+
+// Forwarded reports whether the injector rewrote the parent-id of a
+// traceparent the app forwarded (copied from the request it serves) to
+// the client span with this ID, and forgets it: each span asks once. Such
+// a span keeps the kernel's IDs; the header user space captured is the
+// app's, from before the rewrite.
+func (i *Injector) Forwarded(span [8]byte) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return false
+	}
+	m := i.objs.InjectForwarded
+	key := binary.NativeEndian.Uint64(span[:]) // the kernel's memcpy of the ID
+	var v uint8
+	err := m.LookupAndDelete(&key, &v)
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false
+	}
+	// Before 5.14 hash maps have no lookup-and-delete.
+	if m.Lookup(&key, &v) != nil {
+		return false
+	}
+	_ = m.Delete(&key)
+	return true
 }
 
 // Shutdown detaches everything and closes the maps; the kernel takes the

@@ -30,12 +30,12 @@ type injectH2Span struct {
 }
 
 type injectInjectCtx struct {
-	_        structs.HostLayout
-	TraceId  [16]uint8
-	SpanId   [8]uint8
-	ParentId [8]uint8
-	Flags    uint8
-	Pad      [7]uint8
+	_       structs.HostLayout
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	FwdId   [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
 }
 
 type injectInjectStat uint32
@@ -106,6 +106,7 @@ type injectSockState struct {
 const (
 	injectMapH2Ids             = "h2_ids"
 	injectMapInjectCtx         = "inject_ctx"
+	injectMapInjectForwarded   = "inject_forwarded"
 	injectMapInjectInodes      = "inject_inodes"
 	injectMapInjectProcs       = "inject_procs"
 	injectMapInjectSocks       = "inject_socks"
@@ -184,14 +185,15 @@ type injectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectMapSpecs struct {
-	H2Ids        *ebpf.MapSpec `ebpf:"h2_ids"`
-	InjectCtx    *ebpf.MapSpec `ebpf:"inject_ctx"`
-	InjectInodes *ebpf.MapSpec `ebpf:"inject_inodes"`
-	InjectProcs  *ebpf.MapSpec `ebpf:"inject_procs"`
-	InjectSocks  *ebpf.MapSpec `ebpf:"inject_socks"`
-	InjectState  *ebpf.MapSpec `ebpf:"inject_state"`
-	InjectStats  *ebpf.MapSpec `ebpf:"inject_stats"`
-	Procs        *ebpf.MapSpec `ebpf:"procs"`
+	H2Ids           *ebpf.MapSpec `ebpf:"h2_ids"`
+	InjectCtx       *ebpf.MapSpec `ebpf:"inject_ctx"`
+	InjectForwarded *ebpf.MapSpec `ebpf:"inject_forwarded"`
+	InjectInodes    *ebpf.MapSpec `ebpf:"inject_inodes"`
+	InjectProcs     *ebpf.MapSpec `ebpf:"inject_procs"`
+	InjectSocks     *ebpf.MapSpec `ebpf:"inject_socks"`
+	InjectState     *ebpf.MapSpec `ebpf:"inject_state"`
+	InjectStats     *ebpf.MapSpec `ebpf:"inject_stats"`
+	Procs           *ebpf.MapSpec `ebpf:"procs"`
 }
 
 // injectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -230,20 +232,22 @@ func (o *injectObjects) Close() error {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectMaps struct {
-	H2Ids        *ebpf.Map `ebpf:"h2_ids"`
-	InjectCtx    *ebpf.Map `ebpf:"inject_ctx"`
-	InjectInodes *ebpf.Map `ebpf:"inject_inodes"`
-	InjectProcs  *ebpf.Map `ebpf:"inject_procs"`
-	InjectSocks  *ebpf.Map `ebpf:"inject_socks"`
-	InjectState  *ebpf.Map `ebpf:"inject_state"`
-	InjectStats  *ebpf.Map `ebpf:"inject_stats"`
-	Procs        *ebpf.Map `ebpf:"procs"`
+	H2Ids           *ebpf.Map `ebpf:"h2_ids"`
+	InjectCtx       *ebpf.Map `ebpf:"inject_ctx"`
+	InjectForwarded *ebpf.Map `ebpf:"inject_forwarded"`
+	InjectInodes    *ebpf.Map `ebpf:"inject_inodes"`
+	InjectProcs     *ebpf.Map `ebpf:"inject_procs"`
+	InjectSocks     *ebpf.Map `ebpf:"inject_socks"`
+	InjectState     *ebpf.Map `ebpf:"inject_state"`
+	InjectStats     *ebpf.Map `ebpf:"inject_stats"`
+	Procs           *ebpf.Map `ebpf:"procs"`
 }
 
 func (m *injectMaps) Close() error {
 	return _InjectClose(
 		m.H2Ids,
 		m.InjectCtx,
+		m.InjectForwarded,
 		m.InjectInodes,
 		m.InjectProcs,
 		m.InjectSocks,

@@ -62,7 +62,7 @@ fixture() {
 	(cd "$dir" && CGO_ENABLED=0 GOFLAGS= GOTOOLCHAIN="${toolchain:-${GOTOOLCHAIN:-}}" "$GO" build -o "$bin/$name" "$@" .) ||
 		die "building $dir with toolchain '${toolchain}' and flags '$*' failed"
 }
-# What the tests above build (TestServerSpans' variants, the chains' servers).
+# What the tests above build (TestServerSpans' variants, the chains' servers, TestProxy's proxies).
 fixture testdata/httpserver ""
 for v in go1.22.12 go1.24.13 go1.26.8; do
 	fixture testdata/httpserver "$v"
@@ -70,6 +70,7 @@ for v in go1.22.12 go1.24.13 go1.26.8; do
 done
 fixture testdata/httpserver go1.26.8 -buildmode=pie
 fixture testdata/grpcserver ""
+fixture testdata/proxy ""
 echo "e2e.sh: built in $((SECONDS - start)) s" >&2
 
 failed=()

@@ -143,6 +143,7 @@ func main() {
 	mux.HandleFunc("/work", work)
 	mux.HandleFunc("/echo", echo)
 	mux.HandleFunc("/call", call)
+	mux.HandleFunc("/headers", headers)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)

@@ -88,12 +88,13 @@ type gogrpcProcCfg struct {
 }
 
 type gogrpcSpanCtx struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
-	Srv     uint64
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+	Srv      uint64
 }
 
 // Names of all BPF objects in the ELF.

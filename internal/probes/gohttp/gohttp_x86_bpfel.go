@@ -47,12 +47,12 @@ type gohttpHttpCfg struct {
 }
 
 type gohttpInjectCtx struct {
-	_        structs.HostLayout
-	TraceId  [16]uint8
-	SpanId   [8]uint8
-	ParentId [8]uint8
-	Flags    uint8
-	Pad      [7]uint8
+	_       structs.HostLayout
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	FwdId   [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
 }
 
 type gohttpProcCfg struct {
@@ -68,12 +68,13 @@ type gohttpProcCfg struct {
 }
 
 type gohttpSpanCtx struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
-	Srv     uint64
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+	Srv      uint64
 }
 
 type gohttpTcpoptTx struct {

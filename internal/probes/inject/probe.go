@@ -158,3 +158,7 @@ func (f *Probe) Untrack(pid int) {
 
 // Shutdown detaches the injector; safe twice and without Start.
 func (f *Probe) Shutdown(ctx context.Context) error { return f.inj.Shutdown(ctx) }
+
+// Forwarded reports (once) whether the client span with this ID had the
+// traceparent its app forwarded rewritten to it (inject.Injector.Forwarded).
+func (f *Probe) Forwarded(span [8]byte) bool { return f.inj.Forwarded(span) }

@@ -102,11 +102,11 @@ func ClientSpan(in httpsem.Input, x *httpwire.Exchange) spans.Span {
 	}
 	// A program that traces itself sent its own traceparent (and the
 	// injector left the request alone): join its trace, under its span.
-	// A proxy forwarding the traceparent of the request it serves (this
-	// trace, the served span as parent) is not one: the injector wrote this
-	// span's ID over the header's parent-id, so the span keeps weft's IDs.
+	// A proxy forwarding the traceparent of the request it serves is not
+	// one: when the injector wrote this span's ID over that header's
+	// parent-id (in.Forwarded), the span keeps the kernel's IDs.
 	if sc, err := tracecontext.ParseTraceparent(x.Req.Traceparent); err == nil && !x.Req.DupTraceparent &&
-		!forwarded(in, sc) {
+		!in.Forwarded {
 		s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
 	}
 	var attrs []attribute.KeyValue
@@ -148,13 +148,6 @@ func ClientSpan(in httpsem.Input, x *httpwire.Exchange) spans.Span {
 	}
 	s.Attrs = attrs
 	return s
-}
-
-// forwarded reports whether a client request's own traceparent is the
-// context of the server span the call was made for, copied: the case
-// bpf/inject.bpf.c's forward rewrites.
-func forwarded(in httpsem.Input, sc tracecontext.SpanContext) bool {
-	return in.Parent != nil && sc.TraceID == in.TraceID && sc.SpanID == in.Parent.SpanID
 }
 
 // fromOption gives s the parent a TCP option carried when the request had

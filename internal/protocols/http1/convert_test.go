@@ -255,14 +255,14 @@ func TestServerParentFromOption(t *testing.T) {
 // TestClientSpanContext: a client span's IDs are the kernel's, unless the
 // request carries a traceparent of the app's own (an SDK's span), whose
 // trace and span it joins. A traceparent copied from the request the call
-// serves (a proxy forwarding it: the call's trace, the served span as
-// parent-id) is not the app's: the injector gave the wire header this
-// span's ID, and the span keeps the kernel's IDs.
+// serves (a proxy forwarding it) and rewritten by the injector to this
+// span (in.Forwarded) is not the app's: the span keeps the kernel's IDs.
 func TestClientSpanContext(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	const (
 		kTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
-		kParent = "00f067aa0ba902b7"
+		kParent = "00f067aa0ba902b7" // the served span
+		caller  = "a3ce929d0e0e4736" // the served span's parent
 		sdkSpan = "b7ad6b7169203331"
 		other   = "0af7651916cd43dd8448eb211c80319c"
 	)
@@ -275,15 +275,18 @@ func TestClientSpanContext(t *testing.T) {
 		sampled     bool // that span's flag
 		traceparent string
 		dup         bool
+		forwarded   bool // the injector rewrote the header to this span
 		wantTrace   string
 		wantParent  string // "" : none
 		wantSampled bool
 	}{
 		{name: "no header", parent: true, sampled: true, wantTrace: kTrace, wantParent: kParent, wantSampled: true},
-		{name: "forwarded", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + kParent + "-01",
+		{name: "forwarded", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + caller + "-01", forwarded: true,
 			wantTrace: kTrace, wantParent: kParent, wantSampled: true},
-		{name: "forwarded, flag differs: the kernel's", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + kParent + "-00",
+		{name: "forwarded, flag differs: the kernel's", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + caller + "-00", forwarded: true,
 			wantTrace: kTrace, wantParent: kParent, wantSampled: true},
+		{name: "forwarded, not rewritten (injection off)", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + caller + "-01",
+			wantTrace: kTrace, wantParent: caller, wantSampled: true},
 		{name: "sdk span", parent: true, sampled: true, traceparent: "00-" + kTrace + "-" + sdkSpan + "-00",
 			wantTrace: kTrace, wantParent: sdkSpan, wantSampled: false},
 		{name: "another trace", parent: true, sampled: true, traceparent: "00-" + other + "-" + kParent + "-01",
@@ -298,7 +301,7 @@ func TestClientSpanContext(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := httpsem.Input{Remote: netip.MustParseAddrPort("10.0.0.2:80"), Process: &probes.Process{PID: 1},
-				Start: t0, End: t0, TraceID: tid(kTrace), SpanID: kSpan}
+				Start: t0, End: t0, TraceID: tid(kTrace), SpanID: kSpan, Forwarded: tc.forwarded}
 			if tc.parent {
 				in.Parent = &httpsem.Parent{SpanID: sid(kParent), Sampled: tc.sampled}
 			}

@@ -21,6 +21,10 @@ type Config struct {
 	Metrics        *metrics.Registry
 	MaxHeaderBytes int           // longer heads are skipped and counted
 	Redact         redact.Policy // what url.* attributes lose (redact.Default() in the agent)
+	// Forwarded says (once per span) whether the injector rewrote the
+	// forwarded traceparent of the client call with this span ID (nil:
+	// never, as with injection off).
+	Forwarded func(span [8]byte) bool
 }
 
 // Protocol makes HTTP/1 parsers. It is the fallback: any connection no
@@ -143,6 +147,9 @@ func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
 			if ids.Linked {
 				in.Parent = &httpsem.Parent{SpanID: ids.Parent, Sampled: ids.Sampled}
 				x.p.met.clientLinked.Add(1)
+				if ex.Req.Traceparent != "" && x.p.cfg.Forwarded != nil {
+					in.Forwarded = x.p.cfg.Forwarded(ids.Span)
+				}
 			} else {
 				x.p.met.clientNo.Add(1)
 			}

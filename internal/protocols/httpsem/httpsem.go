@@ -35,6 +35,10 @@ type Input struct {
 	TraceID       [16]byte // made by BPF when the request was first read (or sent)
 	SpanID        [8]byte
 	Parent        *Parent // client calls: the server span they were made for
+	// Forwarded: a client call whose own traceparent was the served
+	// request's, copied, and had its parent-id rewritten to this span by
+	// the injector: the span keeps these IDs, not the header's.
+	Forwarded bool
 	// Option: server requests, the caller's span as a TCP header option
 	// carried it (TraceID is its trace); a valid traceparent header wins.
 	Option *Parent
