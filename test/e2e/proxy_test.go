@@ -29,9 +29,16 @@ import (
 // span. Both a proxy that copies every header onto a plain http.Client
 // request and httputil.ReverseProxy, with and without a caller traceparent.
 // A proxy that sends a span of its own (an SDK's fresh parent-id) keeps its
-// header untouched. 200 concurrent requests per case.
+// header untouched. 200 concurrent requests per case, with each capture
+// source (the rewrite happens after the bytes were captured either way).
 func TestProxy(t *testing.T) {
 	needRoot(t)
+	for _, capture := range captureSources(t) {
+		t.Run(capture, func(t *testing.T) { proxyRun(t, capture) })
+	}
+}
+
+func proxyRun(t *testing.T, capture string) {
 	const n = 200
 	col := otelcol.Start(t)
 	root := repoRoot(t)
@@ -50,7 +57,7 @@ func TestProxy(t *testing.T) {
 		}
 		proxies[mode] = startServer(t, mode, exe, "-mode", mode, "-backend", "http://"+backend.Addr)
 	}
-	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-proxy-*")
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-capture", capture, "-exe", "weft-e2e-proxy-*")
 	ag.waitTracked(t, backend.PID())
 	for _, p := range proxies {
 		ag.waitTracked(t, p.PID())
