@@ -119,11 +119,13 @@ struct {
 
 /* Client spans whose request had a forwarded traceparent rewritten (see
  * forward), by span ID. User space, which captured the request as the app
- * wrote it, takes each out when it makes the span: that span keeps the
- * kernel's IDs rather than joining the header's context. */
+ * wrote it, takes each out when it makes the span (once its response is
+ * in): that span keeps the kernel's IDs rather than joining the header's
+ * context. Entries live for one exchange; the LRU only sheds those of
+ * exchanges user space never finished. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__type(key, __u64); /* the client span ID, as in inject_ctx */
 	__type(value, __u8);
 } inject_forwarded SEC(".maps");
