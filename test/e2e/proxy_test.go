@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,10 @@ func proxyRun(t *testing.T, capture string) {
 	backendBin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-proxy-backend"))
 	proxyBin := goBuild(t, filepath.Join(root, "testdata/proxy"), "", filepath.Join(dir, "proxy"))
 	backend := startServer(t, "backend", backendBin)
+	// A traced caller too: its weft injects the traceparent the proxy
+	// forwards (the chain of a mesh of weft-traced services).
+	callerBin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-proxy-caller"))
+	traced := startServer(t, "caller", callerBin)
 	proxies := map[string]*server{}
 	for _, mode := range []string{"copy", "reverse", "sdk"} {
 		// One executable per mode: service.name tells their spans apart.
@@ -59,6 +64,7 @@ func proxyRun(t *testing.T, capture string) {
 	}
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-capture", capture, "-exe", "weft-e2e-proxy-*")
 	ag.waitTracked(t, backend.PID())
+	ag.waitTracked(t, traced.PID())
 	for _, p := range proxies {
 		ag.waitTracked(t, p.PID())
 	}
@@ -177,6 +183,68 @@ func proxyRun(t *testing.T, capture string) {
 				name, n, d("forward_rewritten"), d("app_header"), d("injected"))
 		})
 	}
+	t.Run("copy/caller=traced", func(t *testing.T) {
+		spans += 4 * n
+		tracedCaller(t, col, ag, traced, proxies["copy"], n, spans)
+	})
+}
+
+// tracedCaller sends n concurrent requests into the traced caller's /call,
+// which calls the copy proxy's /headers: caller SERVER → caller CLIENT
+// (weft injects its traceparent) → proxy SERVER → proxy CLIENT (the
+// forwarded header rewritten) → backend SERVER, each the child of the one
+// before. total is the number of spans the collector must hold by then.
+func tracedCaller(t *testing.T, col *otelcol.Collector, ag *agent, caller, proxy *server, n, total int) {
+	before := injectCounters(t, ag)
+	fanOut(t, n, func(i int) *http.Request {
+		to := fmt.Sprintf("http://%s/headers?id=traced-%d", proxy.Addr, i)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/call?id=traced-%d&to=%s", caller.Addr, i, url.QueryEscape(to)), nil)
+		return req
+	}, "200")
+	all := col.WaitSpans(t, total, 120*time.Second, nil)
+	after := injectCounters(t, ag)
+	byKey := map[string][]otelcol.Span{}
+	for _, s := range all {
+		svc, _ := s.Resource["service.name"].(string)
+		k := svc + "/" + spanID(s)
+		byKey[k] = append(byKey[k], s)
+	}
+	one := func(key string) otelcol.Span {
+		if ss := byKey[key]; len(ss) == 1 {
+			return ss[0]
+		}
+		t.Errorf("%s: %d spans, want 1", key, len(byKey[key]))
+		return otelcol.Span{SpanID: "missing-" + key}
+	}
+	bad := 0
+	for i := range n {
+		id := fmt.Sprintf("traced-%d", i)
+		chain := []otelcol.Span{
+			one("weft-e2e-proxy-caller/server:" + id),
+			one("weft-e2e-proxy-caller/client:" + id),
+			one("weft-e2e-proxy-copy/server:" + id),
+			one("weft-e2e-proxy-copy/client:" + id),
+			one("weft-e2e-proxy-backend/server:" + id),
+		}
+		if chain[0].ParentSpanID != "" {
+			t.Errorf("request %d: the caller's server span has parent %s, want a root", i, chain[0].ParentSpanID)
+		}
+		for k := 1; k < len(chain); k++ {
+			c, p := chain[k], chain[k-1]
+			if (c.ParentSpanID != p.SpanID || c.TraceID != p.TraceID) && bad < 20 {
+				bad++
+				t.Errorf("request %d: hop %d: span %s (trace %s, parent %s) is not a child of %s (trace %s)",
+					i, k, c.SpanID, c.TraceID, c.ParentSpanID, p.SpanID, p.TraceID)
+			}
+		}
+	}
+	d := func(name string) int { return int(after[name] - before[name]) }
+	if d("forward_rewritten") != n || d("injected") != n || d("app_header") != 0 {
+		t.Errorf("forward_rewritten +%d, injected +%d, app_header +%d; want %d, %d, 0",
+			d("forward_rewritten"), d("injected"), d("app_header"), n, n)
+	}
+	t.Logf("copy/caller=traced: %d requests; forward_rewritten +%d, app_header +%d, injected +%d",
+		n, d("forward_rewritten"), d("app_header"), d("injected"))
 }
 
 // randomTraceparent is a fresh, valid, sampled caller context.
