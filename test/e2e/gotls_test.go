@@ -154,3 +154,102 @@ func TestGoTLSSpansAndPropagation(t *testing.T) {
 		ag.metric(t, `weft_tcpopt_total{name="written"}`), ag.metric(t, `weft_tcpopt_total{name="read"}`),
 		ag.metric(t, `weft_server_parent_total{from="option"}`))
 }
+
+// TestTLSMixedChain: plaintext Go A -> HTTPS Go B -> HTTPS Python C (OpenSSL),
+// each handler calling the next hop, under 200 concurrent requests. Each
+// request is one trace of five spans with exact parents: A's call is the
+// child of A's request (goroutine), B's request of A's call (TCP option
+// across TLS), B's call of B's request (goroutine, plaintext from Go's
+// crypto/tls), C's request of B's call (option across TLS, plaintext from
+// libssl).
+func TestTLSMixedChain(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-mix"))
+	a := startServer(t, "a", bin, "-ca", cert)
+	b := startServer(t, "b", bin, "-cert", cert, "-key", key)
+	c := startServer(t, "c", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"), "127.0.0.1", cert, key)
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-exe", "weft-e2e-mix", "-pid", fmt.Sprint(c.PID()))
+	for _, s := range []*server{a, b, c} {
+		ag.waitTracked(t, s.PID())
+	}
+	if tlsUnavailable(t, ag) {
+		return
+	}
+	for _, s := range []*server{b, c} {
+		if cp := capability(t, ag, s.PID(), status.TLS); !cp.On {
+			t.Fatalf("%s: tls off: %s", s.Name, cp.Why)
+		}
+	}
+
+	const n = 200
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toC := fmt.Sprintf("https://%s/work?id=c%d", c.Addr, i)
+			toB := fmt.Sprintf("https://%s/call?id=b%d&to=%s", b.Addr, i, url.QueryEscape(toC))
+			resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(toB)))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "200" {
+				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	role := map[string]string{fmt.Sprint(a.PID()): "a", fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
+	by := map[string]otelcol.Span{}
+	for deadline := time.Now().Add(60 * time.Second); len(by) < 5*n && time.Now().Before(deadline); time.Sleep(time.Second) {
+		clear(by)
+		for _, s := range col.Spans(t) {
+			if r := role[fmt.Sprint(s.Resource["process.pid"])]; r != "" {
+				by[r+" "+spanID(s)] = s
+			}
+		}
+	}
+	links := []struct {
+		what          string
+		child, parent string // formats of span keys, %d the request
+	}{
+		{"A's call child of A's request", "a client:b%d", "a server:a%d"},
+		{"B's request child of A's call (option over TLS)", "b server:b%d", "a client:b%d"},
+		{"B's call child of B's request", "b client:c%d", "b server:b%d"},
+		{"C's request child of B's call (option over TLS)", "c server:c%d", "b client:c%d"},
+	}
+	whole := 0
+	for i := range n {
+		ok := true
+		for _, l := range links {
+			ch, ok1 := by[fmt.Sprintf(l.child, i)]
+			pa, ok2 := by[fmt.Sprintf(l.parent, i)]
+			if !ok1 || !ok2 || ch.ParentSpanID != pa.SpanID || ch.TraceID != pa.TraceID {
+				if ok {
+					t.Errorf("request %d: %s: broken (child found %v, parent found %v, parent %q want %q)",
+						i, l.what, ok1, ok2, ch.ParentSpanID, pa.SpanID)
+				}
+				ok = false
+			}
+		}
+		if ok {
+			whole++
+		}
+	}
+	t.Logf("%d of %d requests gave one whole trace of 5 spans; options written %v read %v; server parents from option %v",
+		whole, n, ag.metric(t, `weft_tcpopt_total{name="written"}`), ag.metric(t, `weft_tcpopt_total{name="read"}`),
+		ag.metric(t, `weft_server_parent_total{from="option"}`))
+}

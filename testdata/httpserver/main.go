@@ -13,7 +13,8 @@
 //	                             as a program with its own tracing SDK does
 //
 // With -cert and -key it serves HTTPS (HTTP/1.1 and, by ALPN, h2), and its
-// client trusts -cert for the HTTPS URLs it calls.
+// client trusts -cert for the HTTPS URLs it calls; -ca alone makes a
+// plaintext server whose client trusts that certificate.
 package main
 
 import (
@@ -144,9 +145,13 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	cert := flag.String("cert", "", "PEM certificate: serve HTTPS, and trust it as a client")
 	key := flag.String("key", "", "PEM key of -cert")
+	ca := flag.String("ca", "", "PEM certificate the client trusts (default -cert)")
 	flag.Parse()
-	if *cert != "" {
-		pem, err := os.ReadFile(*cert)
+	if *ca == "" {
+		*ca = *cert
+	}
+	if *ca != "" {
+		pem, err := os.ReadFile(*ca)
 		if err != nil {
 			log.Fatal(err)
 		}
