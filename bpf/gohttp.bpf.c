@@ -49,7 +49,7 @@ volatile const __u8 tcpopt_on = 0;
 enum gohttp_stat {
 	GS_CALLS = 0,    /* roundTrip entries in traced processes */
 	GS_LINKED = 1,   /* ... whose goroutine (or its parent) serves a request */
-	GS_TLS = 2,      /* skipped: TLS connection */
+	GS_TLS = 2,      /* TLS connection (IDs for the Go TLS source and the option; no header) */
 	GS_NO_SOCK = 3,  /* skipped: the connection's socket was not found */
 	GS_NO_COOKIE = 4, /* no socket cookie yet: nothing for the injector */
 	GS_NOT_TCPCONN = 5, /* skipped: the connection is not a *net.TCPConn */
@@ -66,6 +66,7 @@ const enum gohttp_stat *unused_gohttp_stat __attribute__((unused));
  * time Close is at the uprobe's address minus close_delta, PIE or not. */
 struct http_cfg {
 	__u64 close_delta;
+	__u64 tls_close_delta; /* the same for crypto/tls.(*Conn).Close; 0: absent */
 };
 
 struct {
@@ -129,20 +130,29 @@ int round_trip(struct pt_regs *ctx)
 		return 0;
 	count(GS_CALLS);
 	__u64 pc = ctx->ax;
-	if (read_u64(pc + cfg->pconn_tls)) {
-		count(GS_TLS);
-		return 0;
-	}
 	/* pc.conn is an interface: (itab, data). Only with *net.TCPConn's
 	 * itab is data a *net.TCPConn, whose embedded conn holds fd *netFD;
-	 * netFD.pfd.Sysfd is the descriptor. At a function-entry uprobe the
-	 * saved IP is the function's address. */
-	__u64 itab = read_u64(pc + cfg->pconn_conn);
+	 * netFD.pfd.Sysfd is the descriptor. On a TLS connection it is a
+	 * *tls.Conn (checked the same way) whose conn is followed in turn.
+	 * At a function-entry uprobe the saved IP is the function's address. */
+	__u64 conn = pc + cfg->pconn_conn;
+	bool tls = read_u64(pc + cfg->pconn_tls) != 0;
+	if (tls) {
+		count(GS_TLS);
+		__u64 titab = read_u64(conn);
+		if (!(cfg->flags & PROC_GOTLS) || !hc->tls_close_delta || !titab ||
+		    read_u64(titab + ITAB_FUN0) != ctx->ip - hc->tls_close_delta) {
+			count(GS_NOT_TCPCONN);
+			return 0;
+		}
+		conn = read_u64(conn + 8) + cfg->tlsconn_conn;
+	}
+	__u64 itab = read_u64(conn);
 	if (!itab || read_u64(itab + ITAB_FUN0) != ctx->ip - hc->close_delta) {
 		count(GS_NOT_TCPCONN);
 		return 0;
 	}
-	__u64 tcpconn = read_u64(pc + cfg->pconn_conn + 8);
+	__u64 tcpconn = read_u64(conn + 8);
 	__u64 netfd = read_u64(tcpconn + cfg->conn_fd);
 	__s64 sysfd = netfd ? (__s64)read_u64(netfd + cfg->netfd_sysfd) : -1;
 	struct sock *sk = sock_of_fd(sysfd);
@@ -180,6 +190,8 @@ int round_trip(struct pt_regs *ctx)
 		__builtin_memcpy(tx.span_id, cc.span_id, sizeof(tx.span_id));
 		bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
 	}
+	if (tls)
+		return 0; /* ciphertext: no header goes in */
 	struct inject_ctx ic = {.flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
 	__builtin_memcpy(ic.trace_id, cc.trace_id, sizeof(ic.trace_id));
 	__builtin_memcpy(ic.span_id, cc.span_id, sizeof(ic.span_id));

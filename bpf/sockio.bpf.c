@@ -204,6 +204,13 @@ static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 d
 		return c;
 	if (!is_tcp(sk))
 		return 0;
+	/* A socket already closed gets no entry: on_state, which drops it,
+	 * has run. (A send that a reset interrupts, as on loopback when the
+	 * peer closed with unread data, reports its bytes after that; the
+	 * entry would outlive the socket and be found by the next one the
+	 * kernel allocates at the same address.) */
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+		return 0;
 	struct conn fresh = {.tgid = tgid};
 	fresh.origin = first_transfer(sk, dir, len) ? ORIGIN_NEW : ORIGIN_FOUND;
 	fresh.conn_id = bpf_ktime_get_ns() ^ ((__u64)bpf_get_prandom_u32() << 32);
@@ -718,6 +725,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	e->goid = call->goid;
 	e->len = len;
 	e->ep = c->ep;
+	e->tls = plain;
 	/* Who serves the requests read here: the goroutine, or the thread of
 	 * a process linked by thread. */
 	__u64 owner = call->goid ? call->goid : thread_owner(cfg, pid_tgid);
@@ -1171,6 +1179,131 @@ SEC("uretprobe")
 int BPF_KRETPROBE(ssl_read_ret, long ret)
 {
 	return tls_exit(ret, DIR_READ);
+}
+
+/* ---- capture source tls: Go crypto/tls plaintext (uprobes, per executable) ----
+ * (*crypto/tls.Conn).Write hands on_io its plaintext at the entry: the
+ * whole buffer is written unless the connection fails. (*Conn).Read is
+ * probed at the entry (buffer and socket, by goroutine) and at each RET
+ * instruction (the count in RAX): no uretprobes on Go code. The socket
+ * comes from the Conn itself, c.conn being a *net.TCPConn (checked by its
+ * itab, as the Go client probe does); any other net.Conn is skipped. */
+
+/* What a traced process's executable needs: the link-time distance from
+ * each probed function to net.(*TCPConn).Close, whose run-time address a
+ * uprobe's IP then gives, PIE or not. */
+struct gotls_cfg {
+	__u64 write_close_delta;
+	__u64 read_close_delta;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32); /* tgid */
+	__type(value, struct gotls_cfg);
+} gotls_procs SEC(".maps");
+
+/* A goroutine inside (*Conn).Read: its socket and buffer, for a RET site. */
+struct gotls_read {
+	__u64 sk;
+	__u64 buf;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, struct gotls_read);
+} gotls_reads SEC(".maps");
+
+/* A Go itab on amd64: {inter, _type, hash uint32, _ [4]byte, fun[]}; fun
+ * is sorted by method name and net.Conn's first is Close. */
+#define GO_ITAB_FUN0 24
+
+/* The socket under the *tls.Conn c, when c.conn is a *net.TCPConn. */
+static __always_inline struct sock *gotls_sock(const struct proc_cfg *cfg, __u64 c, __u64 tcp_close)
+{
+	if (!cfg->netfd_sysfd) /* the client offsets are all known, or none */
+		return 0;
+	__u64 itab = 0, tcpconn = 0, netfd = 0, fd = 0, fun0 = 0;
+	if (bpf_probe_read_user(&itab, sizeof(itab), (void *)(c + cfg->tlsconn_conn)) || !itab ||
+	    bpf_probe_read_user(&fun0, sizeof(fun0), (void *)(itab + GO_ITAB_FUN0)) || fun0 != tcp_close) {
+		count(STAT_GOTLS_NOT_TCP);
+		return 0;
+	}
+	if (bpf_probe_read_user(&tcpconn, sizeof(tcpconn), (void *)(c + cfg->tlsconn_conn + 8)) || !tcpconn ||
+	    bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(tcpconn + cfg->conn_fd)) || !netfd ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + cfg->netfd_sysfd)))
+		return 0;
+	return fd_sock(fd);
+}
+
+/* func (c *Conn) Write(b []byte) (int, error): c in RAX, b in RBX/RCX. */
+SEC("uprobe")
+int gotls_write(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	struct gotls_cfg *gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
+	if (!cfg || !gc || !(cfg->flags & PROC_GOTLS))
+		return 0;
+	__u64 len = ctx->cx;
+	if (!len || len > 0x7fffffff)
+		return 0;
+	struct sock *sk = gotls_sock(cfg, ctx->ax, ctx->ip - gc->write_close_delta);
+	if (!sk) {
+		count(STAT_TLS_NO_SOCK);
+		return 0;
+	}
+	struct io_call call = {.buf = ctx->bx, .nr = NR_write, .goid = goid_of(cfg, ctx->r14)};
+	return on_io(sk, pid_tgid, cfg, (int)len, DIR_WRITE, &call, true, true);
+}
+
+/* func (c *Conn) Read(b []byte) (int, error): the entry. */
+SEC("uprobe")
+int gotls_read(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	struct gotls_cfg *gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
+	if (!cfg || !gc || !(cfg->flags & PROC_GOTLS))
+		return 0;
+	struct go_key k = {.tgid = tgid, .goid = goid_of(cfg, ctx->r14)};
+	if (!k.goid)
+		return 0;
+	struct sock *sk = gotls_sock(cfg, ctx->ax, ctx->ip - gc->read_close_delta);
+	if (!sk) {
+		count(STAT_TLS_NO_SOCK);
+		return 0;
+	}
+	struct gotls_read r = {.sk = (__u64)sk, .buf = ctx->bx};
+	bpf_map_update_elem(&gotls_reads, &k, &r, BPF_ANY);
+	return 0;
+}
+
+/* A RET instruction of (*Conn).Read: n in RAX. */
+SEC("uprobe")
+int gotls_read_ret(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg)
+		return 0;
+	struct go_key k = {.tgid = tgid, .goid = goid_of(cfg, ctx->r14)};
+	struct gotls_read *in = k.goid ? bpf_map_lookup_elem(&gotls_reads, &k) : 0;
+	if (!in)
+		return 0;
+	struct gotls_read r = *in;
+	bpf_map_delete_elem(&gotls_reads, &k);
+	__s64 n = (__s64)ctx->ax;
+	if (n <= 0 || n > 0x7fffffff)
+		return 0;
+	struct io_call call = {.buf = r.buf, .nr = NR_read, .goid = k.goid};
+	return on_io((struct sock *)r.sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, true);
 }
 
 /* ---- both sources ---- */

@@ -35,12 +35,14 @@ struct proc_cfg {
 	__u16 conn_fd;            /* net.conn.fd (*netFD, embedded in TCPConn) */
 	__u16 netfd_sysfd;        /* net.netFD.pfd + internal/poll.FD.Sysfd */
 	__u32 flags;              /* PROC_* */
-	__u32 _pad;
+	__u16 tlsconn_conn;       /* crypto/tls.Conn.conn (an interface) */
+	__u16 _pad;
 };
 
 /* proc_cfg.flags */
 #define PROC_THREADS 1 /* not Go: a thread's calls are children of the request
 			* it is serving (thread-per-request servers) */
+#define PROC_GOTLS 2 /* tlsconn_conn is known (its value, 0, is the offset) */
 
 /* A goroutine's current server span, so calls it (or a goroutine it
  * started) makes become children. */
@@ -99,7 +101,8 @@ struct event {
 	__u8 span_id[8];
 	__u8 parent_id[8]; /* with CTX_LINKED: the span this one is a child of */
 	__u8 ctx_flags;    /* CTX_* */
-	__u8 _pad2[7];
+	__u8 tls;          /* plaintext of a TLS connection (from the tls source) */
+	__u8 _pad2[6];
 };
 
 /* Maps sockio owns and the Go client probe shares (loaded with
@@ -189,7 +192,8 @@ enum stat_index {
 				 * (an event loop): its process is no longer linked by thread */
 	STAT_TLS_CONNS = 11,   /* connections found speaking TLS: ciphertext not captured */
 	STAT_TLS_NO_SOCK = 12, /* plaintext of an SSL object whose socket is unknown: lost */
-	STAT_MAX = 13,
+	STAT_GOTLS_NOT_TCP = 13, /* Go TLS plaintext over a net.Conn that is not a *net.TCPConn: lost */
+	STAT_MAX = 14,
 };
 
 #endif

@@ -63,6 +63,8 @@ var fields = []string{
 	"net.conn.fd",                   // *netFD, in the conn TCPConn embeds
 	"net.netFD.pfd",                 // internal/poll.FD
 	"internal/poll.FD.Sysfd",        // the descriptor
+	// The Go TLS source follows a *tls.Conn to its socket the same way.
+	"crypto/tls.Conn.conn", // net.Conn interface: (itab, *net.TCPConn)
 }
 
 // moduleToolchain builds every module probe. A dependency's struct layouts

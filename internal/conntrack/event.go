@@ -24,7 +24,10 @@ type Event struct {
 	Conn uint64
 	// MidStream: the connection was open before tracing began, so its
 	// first bytes may be in the middle of a message.
-	MidStream     bool
+	MidStream bool
+	// TLS: the bytes are a TLS connection's plaintext (from a TLS
+	// library's uprobes), not what crossed the wire.
+	TLS           bool
 	Local, Remote netip.AddrPort
 	// Chunk holds the bytes (KindData) or only the time (KindClose). The
 	// Table sets its Tag.

@@ -231,6 +231,7 @@ func (t *Table) get(key connKey, ev *Event) *Conn {
 		t.conns[key] = c
 		t.gaugeConns.Store(int64(len(t.conns)))
 	}
+	c.TLS = c.TLS || ev.TLS
 	return c
 }
 
@@ -273,6 +274,7 @@ type Conn struct {
 	PID           uint32
 	Local, Remote netip.AddrPort
 	MidStream     bool
+	TLS           bool // its plaintext comes from a TLS library: scheme https
 
 	t          *Table
 	key        connKey

@@ -76,7 +76,8 @@ type injectProcCfg struct {
 	ConnFd           uint16
 	NetfdSysfd       uint16
 	Flags            uint32
-	Pad              uint32
+	TlsconnConn      uint16
+	Pad              uint16
 }
 
 type injectSockKey struct {

@@ -11,11 +11,17 @@
 //	                             starts; answers the statuses it got; with
 //	                             own=TRACEPARENT it sets that header itself,
 //	                             as a program with its own tracing SDK does
+//
+// With -cert and -key it serves HTTPS (HTTP/1.1 and, by ALPN, h2), and its
+// client trusts -cert for the HTTPS URLs it calls; -ca alone makes a
+// plaintext server whose client trusts that certificate.
 package main
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -137,7 +143,22 @@ func call(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	cert := flag.String("cert", "", "PEM certificate: serve HTTPS, and trust it as a client")
+	key := flag.String("key", "", "PEM key of -cert")
+	ca := flag.String("ca", "", "PEM certificate the client trusts (default -cert)")
 	flag.Parse()
+	if *ca == "" {
+		*ca = *cert
+	}
+	if *ca != "" {
+		pem, err := os.ReadFile(*ca)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	mux.HandleFunc("/work", work)
@@ -150,6 +171,9 @@ func main() {
 	}
 	// The test harness reads the port from this line.
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
+	if *cert != "" {
+		log.Fatal(http.ServeTLS(ln, mux, *cert, *key))
+	}
 	log.Fatal(http.Serve(ln, mux))
 }
 

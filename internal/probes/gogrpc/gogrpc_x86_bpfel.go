@@ -84,7 +84,8 @@ type gogrpcProcCfg struct {
 	ConnFd           uint16
 	NetfdSysfd       uint16
 	Flags            uint32
-	Pad              uint32
+	TlsconnConn      uint16
+	Pad              uint16
 }
 
 type gogrpcSpanCtx struct {

@@ -42,8 +42,9 @@ const (
 )
 
 type gohttpHttpCfg struct {
-	_          structs.HostLayout
-	CloseDelta uint64
+	_             structs.HostLayout
+	CloseDelta    uint64
+	TlsCloseDelta uint64
 }
 
 type gohttpInjectCtx struct {
@@ -64,7 +65,8 @@ type gohttpProcCfg struct {
 	ConnFd           uint16
 	NetfdSysfd       uint16
 	Flags            uint32
-	Pad              uint32
+	TlsconnConn      uint16
+	Pad              uint16
 }
 
 type gohttpSpanCtx struct {

@@ -28,6 +28,10 @@ const Name = "gohttp"
 // (http.Get, http.Client, reverse proxies) sends HTTP/1 requests through it.
 const roundTrip = "net/http.(*persistConn).roundTrip"
 
+// tlsConnClose is the first method of the itab (*tls.Conn, net.Conn):
+// an HTTPS persistConn's conn is followed through it to the TCP socket.
+const tlsConnClose = "crypto/tls.(*Conn).Close"
+
 // tcpConnClose is the first method of the itab (*net.TCPConn, net.Conn):
 // the probe reads the socket through persistConn.conn only when that
 // interface's itab starts with it (a DialContext may return any net.Conn).
@@ -38,7 +42,7 @@ const tcpConnClose = "net.(*TCPConn).Close"
 var statNames = map[gohttpGohttpStat]string{
 	gohttpGohttpStatGS_CALLS:       "calls",
 	gohttpGohttpStatGS_LINKED:      "linked",
-	gohttpGohttpStatGS_TLS:         "skipped_tls",
+	gohttpGohttpStatGS_TLS:         "tls",
 	gohttpGohttpStatGS_NO_SOCK:     "no_socket",
 	gohttpGohttpStatGS_NO_COOKIE:   "no_cookie",
 	gohttpGohttpStatGS_NOT_TCPCONN: "not_tcpconn",
@@ -211,6 +215,9 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 		return gohttpHttpCfg{}, nil, fmt.Errorf("cannot check the connections' type: %v", err)
 	}
 	cfg := gohttpHttpCfg{CloseDelta: f.Entry - c.Entry} // modulo 2^64, as the kernel subtracts
+	if tc, err := b.Func(tlsConnClose); err == nil {
+		cfg.TlsCloseDelta = f.Entry - tc.Entry
+	} // else HTTPS calls are not linked (counted as not_tcpconn)
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
 		return gohttpHttpCfg{}, nil, fmt.Errorf("opening %s for uprobes: %w", exe, err)
@@ -242,7 +249,7 @@ func missingOffsets(proc *probes.Process) string {
 	if proc.GoidOffset == 0 {
 		missing = append(missing, "runtime.g.goid")
 	}
-	for _, f := range sockio.GoFields {
+	for _, f := range sockio.ClientFields {
 		if _, ok := proc.GoOffsets[f]; !ok {
 			missing = append(missing, f)
 		}

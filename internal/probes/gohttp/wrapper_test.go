@@ -156,7 +156,7 @@ func processOf(t *testing.T, b *goinspect.Binary) *probes.Process {
 		t.Fatal(err)
 	}
 	offs := map[string]uint64{}
-	for _, f := range sockio.GoFields {
+	for _, f := range sockio.ClientFields {
 		i := strings.LastIndexByte(f, '.')
 		off, _, err := b.FieldOffset(f[:i], f[i+1:])
 		if err != nil {

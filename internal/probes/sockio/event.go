@@ -24,6 +24,7 @@ const (
 	afInet6 = 10
 
 	procThreads = 1 // PROC_THREADS
+	procGoTLS   = 2 // PROC_GOTLS
 )
 
 const eventSize = int(unsafe.Sizeof(sockioEvent{}))
@@ -48,7 +49,7 @@ func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 	default:
 		ev.Kind = 0 // not for the table
 	}
-	ev.PID, ev.Conn, ev.MidStream = e.Tgid, e.ConnId, e.Origin != originNew
+	ev.PID, ev.Conn, ev.MidStream, ev.TLS = e.Tgid, e.ConnId, e.Origin != originNew, e.Tls != 0
 	ev.Local = addrPort(e.Ep.Family, e.Ep.Laddr, e.Ep.Lport)
 	ev.Remote = addrPort(e.Ep.Family, e.Ep.Raddr, e.Ep.Rport)
 	ev.Chunk = wire.Chunk{Dir: wire.DirRead, Time: e.TsNs, Len: int(e.Len), Data: raw[eventSize:end], Goid: e.Goid}

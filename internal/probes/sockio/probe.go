@@ -328,8 +328,13 @@ const (
 	OffPollFDSysfd = "internal/poll.FD.Sysfd"
 )
 
-// GoFields lists the struct fields procConfig reads from Process.GoOffsets.
-var GoFields = []string{OffParentGoid, OffPconnConn, OffPconnTLS, OffConnFD, OffNetFDPfd, OffPollFDSysfd}
+// ClientFields are the struct fields the Go client probe needs: all or
+// none are given to the programs.
+var ClientFields = []string{OffParentGoid, OffPconnConn, OffPconnTLS, OffConnFD, OffNetFDPfd, OffPollFDSysfd}
+
+// GoFields lists the struct fields procConfig reads from Process.GoOffsets:
+// the client's, and the *tls.Conn's for Go TLS.
+var GoFields = append(append([]string{}, ClientFields...), OffTLSConnConn)
 
 // procConfig is the BPF-side view of a process. The client offsets are all
 // set or all zero: a partial set would make the client probe read garbage.
@@ -347,6 +352,12 @@ func procConfig(p *probes.Process) sockioProcCfg {
 	if ok1 && ok2 && ok3 && ok4 && ok5 && p.GoidOffset != 0 {
 		cfg.PconnConn, cfg.PconnTls = uint16(conn), uint16(tls)
 		cfg.ConnFd, cfg.NetfdSysfd = uint16(fd), uint16(pfd+sysfd)
+		if c, ok := o[OffTLSConnConn]; ok {
+			// 0 is its real offset (the first field) and means unknown
+			// to the programs: they read it only with its mark.
+			cfg.TlsconnConn = uint16(c)
+			cfg.Flags |= procGoTLS
+		}
 	}
 	return cfg
 }
@@ -564,7 +575,7 @@ func (p *Probe) registerGauges() {
 	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.maps.Stats,
 		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
 			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins",
-			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock"})
+			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock", 13: "gotls_not_tcpconn"})
 }
 
 // kernelStat sums one per-CPU counter.

@@ -69,7 +69,8 @@ type sockioEvent struct {
 	SpanId     [8]uint8
 	ParentId   [8]uint8
 	CtxFlags   uint8
-	Pad2       [7]uint8
+	Tls        uint8
+	Pad2       [6]uint8
 }
 
 type sockioGoKey struct {
@@ -77,6 +78,18 @@ type sockioGoKey struct {
 	Tgid uint32
 	Pad  uint32
 	Goid uint64
+}
+
+type sockioGotlsCfg struct {
+	_               structs.HostLayout
+	WriteCloseDelta uint64
+	ReadCloseDelta  uint64
+}
+
+type sockioGotlsRead struct {
+	_   structs.HostLayout
+	Sk  uint64
+	Buf uint64
 }
 
 type sockioH2Key struct {
@@ -117,7 +130,8 @@ type sockioProcCfg struct {
 	ConnFd           uint16
 	NetfdSysfd       uint16
 	Flags            uint32
-	Pad              uint32
+	TlsconnConn      uint16
+	Pad              uint16
 }
 
 type sockioScratch struct {
@@ -184,6 +198,8 @@ const (
 	sockioMapConns          = "conns"
 	sockioMapEvents         = "events"
 	sockioMapGoctx          = "goctx"
+	sockioMapGotlsProcs     = "gotls_procs"
+	sockioMapGotlsReads     = "gotls_reads"
 	sockioMapH2Ids          = "h2_ids"
 	sockioMapInflight       = "inflight"
 	sockioMapProcs          = "procs"
@@ -211,6 +227,9 @@ const (
 	sockioProgExitSendto    = "exit_sendto"
 	sockioProgExitWrite     = "exit_write"
 	sockioProgExitWritev    = "exit_writev"
+	sockioProgGotlsRead     = "gotls_read"
+	sockioProgGotlsReadRet  = "gotls_read_ret"
+	sockioProgGotlsWrite    = "gotls_write"
 	sockioProgOnRecv        = "on_recv"
 	sockioProgOnSend        = "on_send"
 	sockioProgOnSendmsg     = "on_sendmsg"
@@ -290,6 +309,9 @@ type sockioProgramSpecs struct {
 	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
 	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
 	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	GotlsRead     *ebpf.ProgramSpec `ebpf:"gotls_read"`
+	GotlsReadRet  *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
+	GotlsWrite    *ebpf.ProgramSpec `ebpf:"gotls_write"`
 	OnRecv        *ebpf.ProgramSpec `ebpf:"on_recv"`
 	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
 	OnSendmsg     *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
@@ -311,6 +333,8 @@ type sockioMapSpecs struct {
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
+	GotlsProcs *ebpf.MapSpec `ebpf:"gotls_procs"`
+	GotlsReads *ebpf.MapSpec `ebpf:"gotls_reads"`
 	H2Ids      *ebpf.MapSpec `ebpf:"h2_ids"`
 	Inflight   *ebpf.MapSpec `ebpf:"inflight"`
 	Procs      *ebpf.MapSpec `ebpf:"procs"`
@@ -362,6 +386,8 @@ type sockioMaps struct {
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Goctx      *ebpf.Map `ebpf:"goctx"`
+	GotlsProcs *ebpf.Map `ebpf:"gotls_procs"`
+	GotlsReads *ebpf.Map `ebpf:"gotls_reads"`
 	H2Ids      *ebpf.Map `ebpf:"h2_ids"`
 	Inflight   *ebpf.Map `ebpf:"inflight"`
 	Procs      *ebpf.Map `ebpf:"procs"`
@@ -381,6 +407,8 @@ func (m *sockioMaps) Close() error {
 		m.Conns,
 		m.Events,
 		m.Goctx,
+		m.GotlsProcs,
+		m.GotlsReads,
 		m.H2Ids,
 		m.Inflight,
 		m.Procs,
@@ -429,6 +457,9 @@ type sockioPrograms struct {
 	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
 	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
 	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
+	GotlsRead     *ebpf.Program `ebpf:"gotls_read"`
+	GotlsReadRet  *ebpf.Program `ebpf:"gotls_read_ret"`
+	GotlsWrite    *ebpf.Program `ebpf:"gotls_write"`
 	OnRecv        *ebpf.Program `ebpf:"on_recv"`
 	OnSend        *ebpf.Program `ebpf:"on_send"`
 	OnSendmsg     *ebpf.Program `ebpf:"on_sendmsg"`
@@ -460,6 +491,9 @@ func (p *sockioPrograms) Close() error {
 		p.ExitSendto,
 		p.ExitWrite,
 		p.ExitWritev,
+		p.GotlsRead,
+		p.GotlsReadRet,
+		p.GotlsWrite,
 		p.OnRecv,
 		p.OnSend,
 		p.OnSendmsg,

@@ -49,21 +49,22 @@ var tlsProbes = []tlsProbe{
 type tlsSource struct {
 	uprobes probes.Uprobes
 	coll    *ebpf.Collection
-	why     string              // why it is off, when coll is nil
-	links   map[int][]link.Link // by pid; guarded by Probe.mu
+	why     string                 // why it is off, when coll is nil
+	links   map[int][]link.Link    // by pid; guarded by Probe.mu
+	goExes  *probes.Exes[goTLSExe] // Go executables' uprobes; guarded by Probe.mu
 }
 
 // loadTLS loads the tls source's programs over the maps the capture
 // source loaded (spec is sockio's, prepared). Failing only turns TLS off.
 func (p *Probe) loadTLS(spec *ebpf.CollectionSpec) {
-	p.tls = &tlsSource{links: map[int][]link.Link{}}
+	p.tls = &tlsSource{links: map[int][]link.Link{}, goExes: probes.NewExes[goTLSExe]()}
 	if err := p.tls.load(spec, &p.maps); err != nil {
 		p.tls.why = err.Error()
 		p.log.Info("TLS plaintext unavailable", "why", err)
 		p.deps.Status.Feature(status.TLS, false, p.tls.why)
 		return
 	}
-	p.deps.Status.Feature(status.TLS, true, "OpenSSL (libssl) SSL_read/SSL_write uprobes per traced process, "+p.tls.uprobes.Describe())
+	p.deps.Status.Feature(status.TLS, true, "OpenSSL (libssl) SSL_read/SSL_write uprobes per traced process; Go crypto/tls uprobes per executable; "+p.tls.uprobes.Describe())
 }
 
 func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps) error {
@@ -81,6 +82,9 @@ func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps) error {
 	keep := map[string]bool{}
 	for _, tp := range tlsProbes {
 		keep[tp.program] = true
+	}
+	for _, name := range []string{"gotls_write", "gotls_read", "gotls_read_ret"} {
+		keep[name] = true
 	}
 	for name := range spec.Programs {
 		if !keep[name] {
@@ -233,6 +237,7 @@ func (t *tlsSource) close() {
 	for pid := range t.links {
 		t.detach(pid)
 	}
+	t.goExes.CloseAll()
 	if t.coll != nil {
 		t.coll.Close()
 		t.coll = nil
@@ -249,12 +254,26 @@ func (p *Probe) trackTLS(proc *probes.Process) {
 		p.deps.Status.Set(proc.PID, status.TLS, false, p.tls.why)
 		return
 	}
+	if proc.GoVersion != "" {
+		p.mu.Lock()
+		why, err := p.tls.attachGo(proc, p.maps.GotlsProcs)
+		p.mu.Unlock()
+		switch {
+		case isNoGoTLS(err):
+			p.deps.Status.Set(proc.PID, status.TLS, false, "no crypto/tls in the executable")
+		case err != nil:
+			p.deps.Metrics.Counter("weft_uprobe_attach_failures_total", "uprobes that did not attach, by family", "family", "gotls").Add(1)
+			p.deps.Status.Set(proc.PID, status.TLS, false, err.Error())
+			p.log.Warn("Go TLS uprobes not attached", "pid", proc.PID, "err", err)
+		default:
+			p.deps.Status.Set(proc.PID, status.TLS, true, why)
+		}
+		return
+	}
 	p.mu.Lock()
-	why, err := p.tls.attach(proc.PID, proc.GoVersion != "")
+	why, err := p.tls.attach(proc.PID, false)
 	p.mu.Unlock()
 	switch {
-	case errors.Is(err, errNoLibssl) && proc.GoVersion != "":
-		p.deps.Status.Set(proc.PID, status.TLS, false, "Go crypto/tls: not yet read (no libssl mapped)")
 	case errors.Is(err, errNoLibssl):
 		p.deps.Status.Set(proc.PID, status.TLS, false, "no libssl mapped (static OpenSSL or BoringSSL without symbols, or no TLS)")
 	case err != nil:
@@ -272,5 +291,10 @@ func (p *Probe) untrackTLS(pid int) {
 	}
 	p.mu.Lock()
 	p.tls.detach(pid)
+	if p.tls.goExes.Release(pid) && p.tls.coll != nil {
+		if err := p.maps.GotlsProcs.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			p.log.Warn("removing pid from gotls_procs", "pid", pid, "err", err)
+		}
+	}
 	p.mu.Unlock()
 }

@@ -22,7 +22,8 @@ type tcpoptProcCfg struct {
 	ConnFd           uint16
 	NetfdSysfd       uint16
 	Flags            uint32
-	Pad              uint32
+	TlsconnConn      uint16
+	Pad              uint16
 }
 
 type tcpoptTcpoptInode struct {

@@ -39,7 +39,7 @@ func ServerSpan(in httpsem.Input, x *httpwire.Exchange) (spans.Span, httpsem.Ver
 	var attrs []attribute.KeyValue
 	s.Name, attrs = httpsem.MethodAttrs(x.Req.Method, 16)
 	path, query := in.Redact.Target(x.Req.Target)
-	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", "http"))
+	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", in.Scheme()))
 	if query != "" {
 		attrs = append(attrs, attribute.String("url.query", query))
 	}
@@ -116,7 +116,7 @@ func ClientSpan(in httpsem.Input, x *httpwire.Exchange) spans.Span {
 	if authority == "" && in.Remote.IsValid() {
 		authority = in.Remote.String()
 	}
-	attrs = append(attrs, attribute.String("url.full", in.Redact.Full("http", authority, x.Req.Target)))
+	attrs = append(attrs, attribute.String("url.full", in.Redact.Full(in.Scheme(), authority, x.Req.Target)))
 	if host != "" {
 		attrs = append(attrs, attribute.String("server.address", host))
 	}

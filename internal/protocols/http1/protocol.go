@@ -125,7 +125,7 @@ func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
 			x.p.met.incomplete.Inc(ex.Incomplete)
 		}
 		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact,
-			Start: x.c.Wall(ex.Start), End: x.c.Wall(ex.End)}
+			Start: x.c.Wall(ex.Start), End: x.c.Wall(ex.End), TLS: x.c.TLS}
 		ids := x.ids(ex)
 		in.TraceID, in.SpanID = ids.Trace, ids.Span
 		var s spans.Span

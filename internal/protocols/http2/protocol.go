@@ -86,7 +86,7 @@ func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 	for i := range done {
 		st := &done[i]
 		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact,
-			Start: x.c.Wall(st.Start), End: x.c.Wall(st.End)}
+			Start: x.c.Wall(st.Start), End: x.c.Wall(st.End), TLS: x.c.TLS}
 		x.ids(&in, st)
 		s, verdict := StreamSpan(in, st)
 		if verdict.TraceparentProblem != "" {

@@ -49,6 +49,16 @@ type Input struct {
 	// Redact scrubs secrets from url.* attributes; the zero policy still
 	// replaces userinfo, as the conventions require.
 	Redact redact.Policy
+	// TLS: the exchange was read as a TLS library's plaintext (https).
+	TLS bool
+}
+
+// Scheme is the URL scheme of in's exchange.
+func (in *Input) Scheme() string {
+	if in.TLS {
+		return "https"
+	}
+	return "http"
 }
 
 // HostMemo remembers the last Host header of a connection and what it

@@ -1,0 +1,255 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// goTLSBuilds are the Go HTTPS servers traced: DWARF and stripped, oldest
+// and newest toolchain the issue names.
+var goTLSBuilds = []struct {
+	name, toolchain string
+	flags           []string
+}{
+	{"go122", "go1.22.12", nil},
+	{"go122-stripped", "go1.22.12", []string{"-ldflags=-s -w"}},
+	{"go126", "go1.26.8", nil},
+	{"go126-stripped", "go1.26.8", []string{"-ldflags=-s -w"}},
+}
+
+// TestGoTLSSpansAndPropagation: for each build, Go HTTPS servers A and B
+// (net/http, crypto/tls, HTTP/1.1) where A's handler calls B over HTTPS
+// through its keep-alive client. The plaintext comes from the crypto/tls
+// uprobes (Write at its entry, Read at its entry and RET sites): A's and
+// B's SERVER spans and A's CLIENT span are exact (method, path, status),
+// A's call is the child of A's request (goroutine link), and B's request
+// the child of A's call through the TCP option on the encrypted hop (no
+// header can go into ciphertext).
+func TestGoTLSSpansAndPropagation(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	type pair struct{ name, a, b *server }
+	var pairs []pair
+	for _, v := range goTLSBuilds {
+		bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), v.toolchain, filepath.Join(dir, "weft-e2e-gotls-"+v.name), v.flags...)
+		a := startServer(t, v.name+"-a", bin, "-cert", cert, "-key", key)
+		b := startServer(t, v.name+"-b", bin, "-cert", cert, "-key", key)
+		pairs = append(pairs, pair{&server{Name: v.name}, a, b})
+	}
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-exe", "weft-e2e-gotls-*")
+	for _, p := range pairs {
+		ag.waitTracked(t, p.a.PID())
+		ag.waitTracked(t, p.b.PID())
+	}
+	if tlsUnavailable(t, ag) {
+		return
+	}
+	for _, p := range pairs {
+		for _, s := range []*server{p.a, p.b} {
+			c := capability(t, ag, s.PID(), status.TLS)
+			if !c.On || !strings.Contains(c.Why, "crypto/tls") {
+				t.Fatalf("%s pid %d: tls %v: %s", s.Name, s.PID(), c.On, c.Why)
+			}
+		}
+	}
+
+	const n = 40
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 8}}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, p := range pairs {
+		for i := range n {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				to := fmt.Sprintf("https://%s/work?id=%s-b%d", p.b.Addr, p.name.Name, i)
+				resp, err := hc.Get(fmt.Sprintf("https://%s/call?id=%s-a%d&to=%s", p.a.Addr, p.name.Name, i, url.QueryEscape(to)))
+				if err != nil {
+					t.Errorf("%s request %d: %v", p.name.Name, i, err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "200" {
+					t.Errorf("%s request %d: %d %q", p.name.Name, i, resp.StatusCode, body)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	role := map[string]string{}
+	for _, p := range pairs {
+		role[fmt.Sprint(p.a.PID())] = p.name.Name + " a"
+		role[fmt.Sprint(p.b.PID())] = p.name.Name + " b"
+	}
+	// Every span is then checked by name: the report says which are missing.
+	by := map[string]otelcol.Span{}
+	for deadline := time.Now().Add(60 * time.Second); len(by) < 3*n*len(pairs) && time.Now().Before(deadline); time.Sleep(time.Second) {
+		clear(by)
+		for _, s := range col.Spans(t) {
+			if r := role[fmt.Sprint(s.Resource["process.pid"])]; r != "" {
+				by[r+" "+spanID(s)] = s
+			}
+		}
+	}
+	for _, p := range pairs {
+		bad := 0
+		for i := range n {
+			v := p.name.Name
+			aS, ok1 := by[fmt.Sprintf("%s a server:%s-a%d", v, v, i)]
+			aC, ok2 := by[fmt.Sprintf("%s a client:%s-b%d", v, v, i)]
+			bS, ok3 := by[fmt.Sprintf("%s b server:%s-b%d", v, v, i)]
+			if !ok1 || !ok2 || !ok3 {
+				t.Errorf("%s request %d: spans missing (A server %v, A client %v, B server %v)", v, i, ok1, ok2, ok3)
+				bad++
+				continue
+			}
+			if aS.Kind != 2 || aC.Kind != 3 || bS.Kind != 2 {
+				t.Errorf("%s request %d: kinds %d %d %d", v, i, aS.Kind, aC.Kind, bS.Kind)
+			}
+			if aS.Name != "GET" || fmt.Sprint(aS.Attrs["http.response.status_code"]) != "200" ||
+				fmt.Sprint(aS.Attrs["url.path"]) != "/call" || fmt.Sprint(aS.Attrs["url.scheme"]) != "https" ||
+				fmt.Sprint(bS.Attrs["url.path"]) != "/work" || fmt.Sprint(aC.Attrs["http.request.method"]) != "GET" ||
+				fmt.Sprint(aC.Attrs["http.response.status_code"]) != "200" ||
+				fmt.Sprint(aC.Attrs["url.full"]) != fmt.Sprintf("https://%s/work?id=%s-b%d", p.b.Addr, v, i) {
+				t.Errorf("%s request %d: A server %q %v; A client %v; B server %v", v, i, aS.Name, aS.Attrs, aC.Attrs, bS.Attrs)
+			}
+			if aC.ParentSpanID != aS.SpanID || aC.TraceID != aS.TraceID {
+				t.Errorf("%s request %d: A's call has parent %q in %s; A's request is %s in %s", v, i, aC.ParentSpanID, aC.TraceID, aS.SpanID, aS.TraceID)
+				bad++
+			}
+			if bS.ParentSpanID != aC.SpanID || bS.TraceID != aC.TraceID {
+				t.Errorf("%s request %d: B's request has parent %q in %s; A's call is %s in %s", v, i, bS.ParentSpanID, bS.TraceID, aC.SpanID, aC.TraceID)
+				bad++
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d requests' traces broken", p.name.Name, bad, n)
+		}
+	}
+	t.Logf("tls connections %v, plaintext lost for want of a socket %v (not a TCPConn %v); options written %v read %v; server parents from option %v; uprobe hits: see make bench",
+		ag.metric(t, `weft_sockio_kernel_total{name="tls_conns"}`), ag.metric(t, `weft_sockio_kernel_total{name="tls_no_sock"}`),
+		ag.metric(t, `weft_sockio_kernel_total{name="gotls_not_tcpconn"}`),
+		ag.metric(t, `weft_tcpopt_total{name="written"}`), ag.metric(t, `weft_tcpopt_total{name="read"}`),
+		ag.metric(t, `weft_server_parent_total{from="option"}`))
+}
+
+// TestTLSMixedChain: plaintext Go A -> HTTPS Go B -> HTTPS Python C (OpenSSL),
+// each handler calling the next hop, under 200 concurrent requests. Each
+// request is one trace of five spans with exact parents: A's call is the
+// child of A's request (goroutine), B's request of A's call (TCP option
+// across TLS), B's call of B's request (goroutine, plaintext from Go's
+// crypto/tls), C's request of B's call (option across TLS, plaintext from
+// libssl).
+func TestTLSMixedChain(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-mix"))
+	a := startServer(t, "a", bin, "-ca", cert)
+	b := startServer(t, "b", bin, "-cert", cert, "-key", key)
+	c := startServer(t, "c", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"), "127.0.0.1", cert, key)
+	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
+	ag := startAgent(t, env, "-exe", "weft-e2e-mix", "-pid", fmt.Sprint(c.PID()))
+	for _, s := range []*server{a, b, c} {
+		ag.waitTracked(t, s.PID())
+	}
+	if tlsUnavailable(t, ag) {
+		return
+	}
+	for _, s := range []*server{b, c} {
+		if cp := capability(t, ag, s.PID(), status.TLS); !cp.On {
+			t.Fatalf("%s: tls off: %s", s.Name, cp.Why)
+		}
+	}
+
+	const n = 200
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toC := fmt.Sprintf("https://%s/work?id=c%d", c.Addr, i)
+			toB := fmt.Sprintf("https://%s/call?id=b%d&to=%s", b.Addr, i, url.QueryEscape(toC))
+			resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(toB)))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "200" {
+				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	role := map[string]string{fmt.Sprint(a.PID()): "a", fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
+	by := map[string]otelcol.Span{}
+	for deadline := time.Now().Add(60 * time.Second); len(by) < 5*n && time.Now().Before(deadline); time.Sleep(time.Second) {
+		clear(by)
+		for _, s := range col.Spans(t) {
+			if r := role[fmt.Sprint(s.Resource["process.pid"])]; r != "" {
+				by[r+" "+spanID(s)] = s
+			}
+		}
+	}
+	links := []struct {
+		what          string
+		child, parent string // formats of span keys, %d the request
+	}{
+		{"A's call child of A's request", "a client:b%d", "a server:a%d"},
+		{"B's request child of A's call (option over TLS)", "b server:b%d", "a client:b%d"},
+		{"B's call child of B's request", "b client:c%d", "b server:b%d"},
+		{"C's request child of B's call (option over TLS)", "c server:c%d", "b client:c%d"},
+	}
+	whole := 0
+	for i := range n {
+		ok := true
+		for _, l := range links {
+			ch, ok1 := by[fmt.Sprintf(l.child, i)]
+			pa, ok2 := by[fmt.Sprintf(l.parent, i)]
+			if !ok1 || !ok2 || ch.ParentSpanID != pa.SpanID || ch.TraceID != pa.TraceID {
+				if ok {
+					t.Errorf("request %d: %s: broken (child found %v, parent found %v, parent %q want %q)",
+						i, l.what, ok1, ok2, ch.ParentSpanID, pa.SpanID)
+				}
+				ok = false
+			}
+		}
+		if ok {
+			whole++
+		}
+	}
+	t.Logf("%d of %d requests gave one whole trace of 5 spans; options written %v read %v; server parents from option %v",
+		whole, n, ag.metric(t, `weft_tcpopt_total{name="written"}`), ag.metric(t, `weft_tcpopt_total{name="read"}`),
+		ag.metric(t, `weft_server_parent_total{from="option"}`))
+}
