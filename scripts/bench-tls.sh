@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# TLS (part of make bench): a Python http.server behind ssl (OpenSSL,
-# libssl.so.3) pinned to CPU 0, wrk over HTTPS pinned to CPU 1, rounds
-# U T U T U (untraced, traced). Prints throughput ratio, latency, the
-# server's CPU per request, the tls source's uprobe hits per request and
-# BPF ns per hit (bpf_stats).
+# TLS (part of make bench): an HTTPS server pinned to CPU 0, wrk over HTTPS
+# pinned to CPU 1, rounds U T U T U (untraced, traced), for two servers: a
+# Python http.server behind ssl (OpenSSL, libssl.so.3) and a Go net/http
+# server (crypto/tls). Prints throughput ratio, latency, the server's CPU
+# per request, the tls source's uprobe hits per request and BPF ns per hit
+# (bpf_stats).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${BENCH_SECONDS:-8}
@@ -15,12 +16,7 @@ trap cleanup EXIT
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=weft-bench \
 	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-taskset -c 0 python3 testdata/pyserver/server.py 127.0.0.1 "$work/cert.pem" "$work/key.pem" >"$work/srv.out" 2>&1 &
-srv=$!
-pids+=($srv)
-for _ in $(seq 100); do grep -q LISTEN "$work/srv.out" && break; sleep 0.1; done
-port=$(awk '/LISTEN/{print $2}' "$work/srv.out")
-url="https://127.0.0.1:$port/work"
+(cd testdata/httpserver && CGO_ENABLED=0 go build -o "$work/weft-bench-gotls" .)
 
 load() {
 	local c0 c1
@@ -32,6 +28,18 @@ load() {
 	     END{printf "%s %s %s %s %s\n", rps, p50, p99, n, cpu}' "$work/wrk.$1"
 }
 status=127.0.0.1:$((20000 + RANDOM % 10000))
+
+# bench NAME PROGRAM-PREFIX URL-PATH SERVER-ARGV...: one server's rounds.
+bench() {
+local name=$1 progs=$2 path=$3
+shift 3
+: >"$work/srv.out"
+taskset -c 0 "$@" >"$work/srv.out" 2>&1 &
+srv=$!
+pids+=($srv)
+for _ in $(seq 100); do grep -q LISTEN "$work/srv.out" && break; sleep 0.1; done
+port=$(awk '/LISTEN/{print $2}' "$work/srv.out")
+url="https://127.0.0.1:$port$path"
 : >"$work/rounds"; : >"$work/bpf"
 for round in U T U T U; do
 	if [ "$round" = U ]; then echo "U $(load "u$RANDOM")" >>"$work/rounds"; continue; fi
@@ -45,10 +53,11 @@ for round in U T U T U; do
 	kill -TERM "$agent"; wait "$agent" || true
 	sysctl -qw kernel.bpf_stats_enabled=0
 done
-python3 - "$work/rounds" "$work/bpf" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$work/rounds" "$work/bpf" "$(getconf CLK_TCK)" "$name" "$progs" <<'PY'
 import sys, json, statistics as st
 rounds = [l.split() for l in open(sys.argv[1])]
 hz = int(sys.argv[3])
+name, progs = sys.argv[4], sys.argv[5]
 def col(kind, i): return [float(r[i]) for r in rounds if r[0] == kind]
 u, t = st.median(col("U", 1)), st.median(col("T", 1))
 cpu = lambda k: sum(col(k, 5)) / hz / max(sum(col(k, 4)), 1) * 1e6
@@ -57,11 +66,19 @@ hits, ns = 0, 0
 for chunk in open(sys.argv[2]).read().split("\n\n"):
     if not chunk.strip(): continue
     for p in json.loads(chunk):
-        if p.get("name", "").startswith("ssl_"):
+        if p.get("name", "").startswith(progs):
             hits += p.get("run_cnt", 0); ns += p.get("run_time_ns", 0)
-print("TLS hello (Python http.server + ssl, wrk over HTTPS) rounds (req/s):", " ".join(f"{r[0]}={float(r[1]):.0f}" for r in rounds))
-print(f"TLS throughput untraced {u:.0f}, traced {t:.0f} req/s: ratio {t/u:.3f}")
-print(f"TLS latency p50 {st.median(col('U',2)):.0f} -> {st.median(col('T',2)):.0f} us, p99 {st.median(col('U',3)):.0f} -> {st.median(col('T',3)):.0f} us")
-print(f"TLS server CPU per request {cpu('U'):.1f} -> {cpu('T'):.1f} us")
-print(f"TLS uprobe hits per request: {hits/max(reqs,1):.2f} (entry and return of SSL_read_ex/SSL_write_ex), BPF {ns/max(hits,1):.0f} ns per hit")
+print(f"TLS hello ({name}, wrk over HTTPS) rounds (req/s):", " ".join(f"{r[0]}={float(r[1]):.0f}" for r in rounds))
+print(f"TLS {name}: throughput untraced {u:.0f}, traced {t:.0f} req/s: ratio {t/u:.3f}")
+print(f"TLS {name}: latency p50 {st.median(col('U',2)):.0f} -> {st.median(col('T',2)):.0f} us, p99 {st.median(col('U',3)):.0f} -> {st.median(col('T',3)):.0f} us")
+print(f"TLS {name}: server CPU per request {cpu('U'):.1f} -> {cpu('T'):.1f} us")
+print(f"TLS {name}: uprobe hits per request {hits/max(reqs,1):.2f} ({progs}* programs), BPF {ns/max(hits,1):.0f} ns per hit")
 PY
+kill "$srv" 2>/dev/null || true
+wait "$srv" 2>/dev/null || true
+}
+
+bench "Python http.server + ssl (OpenSSL)" ssl_ /work \
+	python3 testdata/pyserver/server.py 127.0.0.1 "$work/cert.pem" "$work/key.pem"
+bench "Go net/http + crypto/tls" gotls_ /hello \
+	"$work/weft-bench-gotls" -cert "$work/cert.pem" -key "$work/key.pem"

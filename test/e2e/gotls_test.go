@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -252,4 +253,75 @@ func TestTLSMixedChain(t *testing.T) {
 	t.Logf("%d of %d requests gave one whole trace of 5 spans; options written %v read %v; server parents from option %v",
 		whole, n, ag.metric(t, `weft_tcpopt_total{name="written"}`), ag.metric(t, `weft_tcpopt_total{name="read"}`),
 		ag.metric(t, `weft_server_parent_total{from="option"}`))
+}
+
+// TestGRPCOverTLS: grpc-go servers with TLS credentials, A relaying each
+// unary Check to B, and a server-streaming Watch. The HTTP/2 frames come
+// from the crypto/tls plaintext: A's and B's SERVER spans and A's CLIENT
+// span carry the rpc attributes, and A's call is the child of A's request
+// (the gRPC probes' goroutine link, as for h2c). Across the encrypted hop
+// nothing carries the context yet (no header can be inserted into
+// ciphertext and the TCP option is not written for HTTP/2 streams): B's
+// span must then be a root, never a wrong child.
+func TestGRPCOverTLS(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-grpctls"))
+	a := startServer(t, "a", bin, "-cert", cert, "-key", key)
+	b := startServer(t, "b", bin, "-cert", cert, "-key", key)
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-pid", fmt.Sprint(a.PID()), "-pid", fmt.Sprint(b.PID()))
+	ag.waitTracked(t, a.PID())
+	ag.waitTracked(t, b.PID())
+	if tlsUnavailable(t, ag) {
+		return
+	}
+	const n = 10
+	var lines []string
+	for range n {
+		lines = append(lines, "hop grpc://"+b.Addr)
+	}
+	lines = append(lines, "-watch")
+	cmd := exec.Command(bin, "-call", a.Addr, "-cert", cert, "-stdin")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.Output()
+	if got := strings.Fields(string(out)); err != nil || len(got) != n+1 || strings.Count(string(out), "OK") != n+1 {
+		t.Fatalf("calls over TLS: %q %v", out, err)
+	}
+
+	pid := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
+	spans := col.WaitSpans(t, 3*n+1, 30*time.Second, func(s otelcol.Span) bool {
+		return pid(s) == fmt.Sprint(a.PID()) || pid(s) == fmt.Sprint(b.PID())
+	})
+	var aSrv, aCli, bSrv []otelcol.Span
+	watch := 0
+	for _, s := range inStartOrder(spans) {
+		switch {
+		case s.Attrs["rpc.method"] == "Watch" && s.Kind == 2 && pid(s) == fmt.Sprint(a.PID()):
+			watch++
+		case s.Attrs["rpc.method"] != "Check":
+			t.Errorf("span %q kind %d: rpc.method %v", s.Name, s.Kind, s.Attrs["rpc.method"])
+		case s.Kind == 2 && pid(s) == fmt.Sprint(a.PID()):
+			aSrv = append(aSrv, s)
+		case s.Kind == 3 && pid(s) == fmt.Sprint(a.PID()):
+			aCli = append(aCli, s)
+		case s.Kind == 2 && pid(s) == fmt.Sprint(b.PID()):
+			bSrv = append(bSrv, s)
+		}
+	}
+	if len(aSrv) != n || len(aCli) != n || len(bSrv) != n || watch != 1 {
+		t.Fatalf("A server %d, A client %d, B server %d Check spans, %d Watch: want %d each and 1", len(aSrv), len(aCli), len(bSrv), watch, n)
+	}
+	for i := range n {
+		if aCli[i].ParentSpanID != aSrv[i].SpanID || aCli[i].TraceID != aSrv[i].TraceID {
+			t.Errorf("call %d: A's call has parent %q in %s; A's request is %s in %s", i, aCli[i].ParentSpanID, aCli[i].TraceID, aSrv[i].SpanID, aSrv[i].TraceID)
+		}
+		if fmt.Sprint(aSrv[i].Attrs["rpc.grpc.status_code"]) != "0" || fmt.Sprint(bSrv[i].Attrs["rpc.service"]) != "grpc.health.v1.Health" {
+			t.Errorf("call %d: attributes A %v B %v", i, aSrv[i].Attrs, bSrv[i].Attrs)
+		}
+		if p := bSrv[i].ParentSpanID; p != "" && p != aCli[i].SpanID {
+			t.Errorf("call %d: B's request has parent %s, not A's call %s", i, p, aCli[i].SpanID)
+		}
+	}
 }

@@ -22,6 +22,9 @@
 // The same source builds against grpc-go v1.50 up to the newest
 // (go.mod, go.v1.66.mod, go.v1.50.mod): it uses no newer API.
 //
+// With -cert and -key (PEM files) it serves gRPC over TLS; with -cert its
+// gRPC calls use TLS and trust that certificate.
+//
 //	grpcserver [-http] [-addr A]       serve on A (127.0.0.1:0), print "LISTEN <port>"
 //	grpcserver -call ADDR SERVICE      call Check once, print the status code
 //	grpcserver -call ADDR -watch       call Watch, read the stream to its end
@@ -50,6 +53,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -58,6 +62,9 @@ import (
 
 // ownTraceparent, when set, is sent as metadata on every gRPC call made.
 var ownTraceparent string
+
+// creds are the gRPC calls' transport credentials: plaintext unless -cert.
+var creds = insecure.NewCredentials()
 
 type health struct {
 	healthpb.UnimplementedHealthServer
@@ -120,7 +127,7 @@ func conn(target string) (*grpc.ClientConn, error) {
 	if c := conns[target]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.Dial(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.Dial(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +202,7 @@ func hopHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func dial(addr string) *grpc.ClientConn {
-	c, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.Dial(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -322,7 +329,24 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	flag.StringVar(&ownTraceparent, "own-traceparent", os.Getenv("GRPCSERVER_OWN_TRACEPARENT"),
 		"send this traceparent metadata on every gRPC call made")
+	cert := flag.String("cert", "", "PEM certificate: gRPC calls use TLS and trust it; with -key, serve TLS")
+	key := flag.String("key", "", "PEM key of -cert")
 	flag.Parse()
+	var serverOpts []grpc.ServerOption
+	if *cert != "" {
+		c, err := credentials.NewClientTLSFromFile(*cert, "")
+		if err != nil {
+			log.Fatal(err)
+		}
+		creds = c
+	}
+	if *cert != "" && *key != "" {
+		sc, err := credentials.NewServerTLSFromFile(*cert, *key)
+		if err != nil {
+			log.Fatal(err)
+		}
+		serverOpts = append(serverOpts, grpc.Creds(sc))
+	}
 	if *loadAddr != "" {
 		load(*loadAddr, *conc, *dur, *timeout)
 		return
@@ -345,7 +369,7 @@ func main() {
 		mux.HandleFunc("/hop", hopHandler)
 		log.Fatal(http.Serve(ln, mux))
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(serverOpts...)
 	healthpb.RegisterHealthServer(s, health{})
 	log.Fatal(s.Serve(ln))
 }
