@@ -223,8 +223,13 @@ func checkChain(t *testing.T, n int, inject bool) {
 		if got := ch.agent.metric(t, "weft_inject_enabled"); got != 0 {
 			t.Errorf("weft_inject_enabled = %v with -inject=false", got)
 		}
-		if got := ch.agent.metric(t, `weft_requests_unpropagated_total{reason="injection_off"}`); int(got) != n*3 {
-			t.Errorf("unpropagated requests counted %v, want %d", got, n*3)
+		// Every call is counted; net/http may send one again on another
+		// connection when a pooled one turns out closed (a retry is a
+		// second roundTrip, counted too).
+		if got := ch.agent.metric(t, `weft_requests_unpropagated_total{reason="injection_off"}`); int(got) < n*3 || int(got) > n*3+2 {
+			t.Errorf("unpropagated requests counted %v, want %d (or up to 2 more: retries)", got, n*3)
+		} else if int(got) != n*3 {
+			t.Logf("unpropagated requests counted %v for %d calls: net/http retried %v", got, n*3, int(got)-n*3)
 		}
 	}
 }
