@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -200,7 +201,8 @@ func (p *Probe) start() error {
 		p.links = append(p.links, l)
 	}
 	if err := p.loadIter(spec); err != nil {
-		p.iterWhy = err.Error()
+		// The verifier's log is long: the status keeps its first line.
+		p.iterWhy = "the kernel refuses iter/tcp with socket storage and bpf_setsockopt: " + firstLine(err.Error())
 		p.deps.Log.Info("connections older than the tracing carry no option", "why", err)
 	} else if err := p.probeIter(); err != nil {
 		p.iterWhy = err.Error()
@@ -246,6 +248,22 @@ func (p *Probe) probeIter() error {
 	}
 	on, fail := probes.SumPerCPU(p.objs.TcpoptStats, uint32(tcpoptTcpoptStatOPT_ITER_ON)),
 		probes.SumPerCPU(p.objs.TcpoptStats, uint32(tcpoptTcpoptStatOPT_ITER_FAIL))
+	// The agent's own connection is not one of a traced process's: the
+	// counters go back to what they were once the probe is read.
+	idx := []uint32{uint32(tcpoptTcpoptStatOPT_ITER_ON), uint32(tcpoptTcpoptStatOPT_ITER_FAIL)}
+	saved := make([][]uint64, len(idx))
+	for i, k := range idx {
+		if err := p.objs.TcpoptStats.Lookup(k, &saved[i]); err != nil {
+			return fmt.Errorf("probing the iterator: reading its counters: %w", err)
+		}
+	}
+	defer func() {
+		for i, k := range idx {
+			if err := p.objs.TcpoptStats.Put(k, saved[i]); err != nil {
+				p.deps.Log.Warn("restoring the iterator's counters after its probe", "err", err)
+			}
+		}
+	}()
 	if err := p.runIter(os.Getpid(), []uint64{st.Ino}, nil); err != nil {
 		return fmt.Errorf("probing the iterator: %w", err)
 	}
@@ -256,6 +274,14 @@ func (p *Probe) probeIter() error {
 		return errors.New("the iterator did not find a loopback connection of the agent's")
 	}
 	return nil
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // loadIter loads the iterator over the family's maps.
