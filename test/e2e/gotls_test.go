@@ -3,13 +3,11 @@ package e2e
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,32 +70,13 @@ func TestGoTLSSpansAndPropagation(t *testing.T) {
 	const n = 40
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 8}}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, p := range pairs {
-		for i := range n {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				to := fmt.Sprintf("https://%s/work?id=%s-b%d", p.b.Addr, p.name.Name, i)
-				resp, err := hc.Get(fmt.Sprintf("https://%s/call?id=%s-a%d&to=%s", p.a.Addr, p.name.Name, i, url.QueryEscape(to)))
-				if err != nil {
-					t.Errorf("%s request %d: %v", p.name.Name, i, err)
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(body) != "200" {
-					t.Errorf("%s request %d: %d %q", p.name.Name, i, resp.StatusCode, body)
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	// n requests into each pair's A, 8 at a time across all pairs.
+	getAll(t, hc, n*len(pairs), 8, func(j int) (string, string) {
+		p, i := pairs[j/n], j%n
+		to := fmt.Sprintf("https://%s/work?id=%s-b%d", p.b.Addr, p.name.Name, i)
+		return fmt.Sprintf("%s request %d", p.name.Name, i),
+			fmt.Sprintf("https://%s/call?id=%s-a%d&to=%s", p.a.Addr, p.name.Name, i, url.QueryEscape(to))
+	}, "200")
 
 	role := map[string]string{}
 	for _, p := range pairs {
@@ -189,29 +168,11 @@ func TestTLSMixedChain(t *testing.T) {
 
 	const n = 200
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			toC := fmt.Sprintf("https://%s/work?id=c%d", c.Addr, i)
-			toB := fmt.Sprintf("https://%s/call?id=b%d&to=%s", b.Addr, i, url.QueryEscape(toC))
-			resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(toB)))
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(body) != "200" {
-				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	getAll(t, hc, n, 0, func(i int) (string, string) {
+		toC := fmt.Sprintf("https://%s/work?id=c%d", c.Addr, i)
+		toB := fmt.Sprintf("https://%s/call?id=b%d&to=%s", b.Addr, i, url.QueryEscape(toC))
+		return request(i), fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(toB))
+	}, "200")
 
 	role := map[string]string{fmt.Sprint(a.PID()): "a", fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
 	by := map[string]otelcol.Span{}

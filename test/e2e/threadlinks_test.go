@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -142,35 +141,13 @@ func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 		t.Logf("in the %s guest: %d concurrent requests", k, n)
 	}
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			cu := fmt.Sprintf("http://%s/work?id=c%d", c.Addr, i)
-			bu := fmt.Sprintf("http://%s/call?id=b%d&to=%s", b.Addr, i, url.QueryEscape(cu))
-			au := fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(bu))
-			resp, err := hc.Get(au)
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			// A answers B's status; B answers C's in its body, which A
-			// does not pass on: B's 200 means B's own call gave 200.
-			if resp.StatusCode != 200 || string(body) != "200" {
-				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	// A answers B's status; B answers C's in its body, which A does not
+	// pass on: B's 200 means B's own call gave 200.
+	getAll(t, hc, n, 0, func(i int) (string, string) {
+		cu := fmt.Sprintf("http://%s/work?id=c%d", c.Addr, i)
+		bu := fmt.Sprintf("http://%s/call?id=b%d&to=%s", b.Addr, i, url.QueryEscape(cu))
+		return request(i), fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(bu))
+	}, "200")
 
 	pids := map[string]string{fmt.Sprint(a.PID()): "a", fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
 	spans := col.WaitSpans(t, 5*n, 90*time.Second, func(s otelcol.Span) bool {
@@ -349,29 +326,11 @@ func TestEventLoopNotLinkedByThread(t *testing.T) {
 
 	const n = 100
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cu := fmt.Sprintf("http://%s/work?id=c%d", c.Addr, i)
-			bu := fmt.Sprintf("http://%s/call?id=b%d&sleep=20&to=%s", b.Addr, i, url.QueryEscape(cu))
-			resp, err := hc.Get(fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(bu)))
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(body) != "200" {
-				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	getAll(t, hc, n, 0, func(i int) (string, string) {
+		cu := fmt.Sprintf("http://%s/work?id=c%d", c.Addr, i)
+		bu := fmt.Sprintf("http://%s/call?id=b%d&sleep=20&to=%s", b.Addr, i, url.QueryEscape(cu))
+		return request(i), fmt.Sprintf("http://%s/call?id=a%d&to=%s", a.Addr, i, url.QueryEscape(bu))
+	}, "200")
 
 	// Where B's calls carry no option (see TestPythonInChain), C's spans
 	// are roots.

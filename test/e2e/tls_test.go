@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,30 +91,10 @@ func TestOpenSSLSpansAndPropagation(t *testing.T) {
 	const n = 40
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 8}}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			to := fmt.Sprintf("https://%s/work?id=q%d", q.Addr, i)
-			resp, err := hc.Get(fmt.Sprintf("https://%s/call?id=p%d&to=%s", p.Addr, i, url.QueryEscape(to)))
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || string(body) != "200" {
-				t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
-			}
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	getAll(t, hc, n, 8, func(i int) (string, string) {
+		to := fmt.Sprintf("https://%s/work?id=q%d", q.Addr, i)
+		return request(i), fmt.Sprintf("https://%s/call?id=p%d&to=%s", p.Addr, i, url.QueryEscape(to))
+	}, "200")
 
 	pids := map[string]string{fmt.Sprint(p.PID()): "p", fmt.Sprint(q.PID()): "q"}
 	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool { return pids[fmt.Sprint(s.Resource["process.pid"])] != "" })
