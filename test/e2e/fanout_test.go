@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
 
 // getAll GETs n URLs through hc, at most conc at a time (0: all n at once,
@@ -59,3 +62,33 @@ func getAll(t *testing.T, hc *http.Client, n, conc int, get func(i int) (name, u
 
 // request names the i-th request for getAll: "request 7".
 func request(i int) string { return fmt.Sprintf("request %d", i) }
+
+// spansByKey polls the collector, once a second until want distinct keys
+// are held or timeout passes, and returns its spans by key(s) (spans whose
+// key is "" are left out). It never fails the test: the caller reports
+// which keys are missing.
+func spansByKey(t *testing.T, col *otelcol.Collector, want int, timeout time.Duration, key func(otelcol.Span) string) map[string]otelcol.Span {
+	t.Helper()
+	by := map[string]otelcol.Span{}
+	for deadline := time.Now().Add(timeout); len(by) < want && time.Now().Before(deadline); time.Sleep(time.Second) {
+		clear(by)
+		for _, s := range col.Spans(t) {
+			if k := key(s); k != "" {
+				by[k] = s
+			}
+		}
+	}
+	return by
+}
+
+// roleKey keys a span for spansByKey by the role of the process that made
+// it (role maps a process.pid to "a", "b", ...) and its spanID: "a
+// server:a7". Spans of processes without a role get "".
+func roleKey(role map[string]string) func(otelcol.Span) string {
+	return func(s otelcol.Span) string {
+		if r := role[fmt.Sprint(s.Resource["process.pid"])]; r != "" {
+			return r + " " + spanID(s)
+		}
+		return ""
+	}
+}

@@ -84,15 +84,7 @@ func TestGoTLSSpansAndPropagation(t *testing.T) {
 		role[fmt.Sprint(p.b.PID())] = p.name.Name + " b"
 	}
 	// Every span is then checked by name: the report says which are missing.
-	by := map[string]otelcol.Span{}
-	for deadline := time.Now().Add(60 * time.Second); len(by) < 3*n*len(pairs) && time.Now().Before(deadline); time.Sleep(time.Second) {
-		clear(by)
-		for _, s := range col.Spans(t) {
-			if r := role[fmt.Sprint(s.Resource["process.pid"])]; r != "" {
-				by[r+" "+spanID(s)] = s
-			}
-		}
-	}
+	by := spansByKey(t, col, 3*n*len(pairs), 60*time.Second, roleKey(role))
 	for _, p := range pairs {
 		bad := 0
 		for i := range n {
@@ -175,15 +167,7 @@ func TestTLSMixedChain(t *testing.T) {
 	}, "200")
 
 	role := map[string]string{fmt.Sprint(a.PID()): "a", fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
-	by := map[string]otelcol.Span{}
-	for deadline := time.Now().Add(60 * time.Second); len(by) < 5*n && time.Now().Before(deadline); time.Sleep(time.Second) {
-		clear(by)
-		for _, s := range col.Spans(t) {
-			if r := role[fmt.Sprint(s.Resource["process.pid"])]; r != "" {
-				by[r+" "+spanID(s)] = s
-			}
-		}
-	}
+	by := spansByKey(t, col, 5*n, 60*time.Second, roleKey(role))
 	links := []struct {
 		what          string
 		child, parent string // formats of span keys, %d the request
