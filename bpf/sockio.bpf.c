@@ -1306,6 +1306,93 @@ int gotls_read_ret(struct pt_regs *ctx)
 	return on_io((struct sock *)r.sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, true);
 }
 
+/* ---- calls that fail before a byte is sent (optional: bpf_task_pt_regs, 5.15+) ----
+ * A traced process's connect (the SYN_SENT transition, in the connecting
+ * thread) gets a CLIENT span's IDs there: the child of the request its
+ * goroutine (or, not Go, its thread) serves. If the socket then goes from
+ * SYN_SENT to CLOSE (reset: refused; retransmits exhausted: timed out; the
+ * app closing it: given up), the span is reported with the socket's error.
+ * A connection that is established forgets them. */
+
+struct connecting {
+	__u32 tgid;
+	__u8 flags; /* CTX_LINKED, CTX_SAMPLED */
+	__u8 _pad[3];
+	__u64 start_ns;
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_id[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct connecting);
+} connecting SEC(".maps");
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_connect, struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_SYN_SENT) {
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		__u32 tgid = pid_tgid >> 32;
+		struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+		if (!cfg)
+			return 0;
+		struct connecting cn = {.tgid = tgid, .start_ns = bpf_ktime_get_ns()};
+		struct span_ctx *sc = 0;
+		if (cfg->goid_offset) {
+			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+			struct go_key gk = {.tgid = tgid, .goid = goid_of(cfg, regs->r14)};
+			sc = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
+			if (!sc && cfg->parent_goid_offset && regs->r14) {
+				__u64 parent = 0;
+				bpf_probe_read_user(&parent, sizeof(parent), (void *)(regs->r14 + cfg->parent_goid_offset));
+				gk.goid = parent;
+				sc = parent ? bpf_map_lookup_elem(&goctx, &gk) : 0;
+			}
+		} else if (!bpf_map_lookup_elem(&thread_mux, &tgid)) {
+			struct go_key gk = {.tgid = tgid, .goid = thread_owner(cfg, pid_tgid)};
+			sc = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
+		}
+		if (sc) {
+			__builtin_memcpy(cn.trace_id, sc->trace_id, sizeof(cn.trace_id));
+			__builtin_memcpy(cn.parent_id, sc->span_id, sizeof(cn.parent_id));
+			cn.flags = CTX_LINKED | sample_flags(cn.trace_id, true, sc->flags);
+		} else {
+			random_bytes(cn.trace_id, 4);
+			cn.flags = sample_flags(cn.trace_id, false, 0);
+		}
+		random_bytes(cn.span_id, 2);
+		bpf_map_update_elem(&connecting, &key, &cn, BPF_ANY);
+		return 0;
+	}
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	struct connecting *in = bpf_map_lookup_elem(&connecting, &key);
+	if (!in)
+		return 0;
+	struct connecting cn = *in;
+	bpf_map_delete_elem(&connecting, &key);
+	if (newstate != TCP_CLOSE)
+		return 0; /* established: its bytes make its span */
+	struct event e = {};
+	e.kind = EV_CONNECT_FAIL;
+	e.tgid = cn.tgid;
+	e.ts_ns = bpf_ktime_get_ns();
+	e.start_ns = cn.start_ns;
+	e.len = BPF_CORE_READ(sk, sk_err);
+	fill_addrs(&e.ep, (struct sock *)sk);
+	__builtin_memcpy(e.trace_id, cn.trace_id, sizeof(e.trace_id));
+	__builtin_memcpy(e.span_id, cn.span_id, sizeof(e.span_id));
+	__builtin_memcpy(e.parent_id, cn.parent_id, sizeof(e.parent_id));
+	e.ctx_flags = cn.flags;
+	submit(&e, sizeof(e));
+	return 0;
+}
+
 /* ---- both sources ---- */
 
 /* A traced socket reaching TCP_CLOSE ends its connection; this may run in

@@ -9,6 +9,8 @@
 enum event_kind {
 	EV_DATA = 1,  /* bytes read from or written to a traced TCP socket */
 	EV_CLOSE = 3, /* close(2) of a traced TCP socket */
+	EV_CONNECT_FAIL = 4, /* a traced process's connect ended before the connection
+			      * was established (refused, timed out, given up) */
 };
 
 enum direction {
@@ -103,6 +105,7 @@ struct event {
 	__u8 ctx_flags;    /* CTX_* */
 	__u8 tls;          /* plaintext of a TLS connection (from the tls source) */
 	__u8 _pad2[6];
+	__u64 start_ns; /* EV_CONNECT_FAIL: when the connect began (len: the socket's error) */
 };
 
 /* Maps sockio owns and the Go client probe shares (loaded with

@@ -35,6 +35,7 @@ import (
 	"github.com/weft-dev/weft/internal/probes/tcpopt"
 	"github.com/weft-dev/weft/internal/protocols/http1"
 	"github.com/weft-dev/weft/internal/protocols/http2"
+	"github.com/weft-dev/weft/internal/protocols/tcpconnect"
 	"github.com/weft-dev/weft/internal/redact"
 	"github.com/weft-dev/weft/internal/selection"
 	"github.com/weft-dev/weft/internal/spanmetrics"
@@ -252,6 +253,8 @@ func run(o options, log *slog.Logger) error {
 		Sniffed: []conntrack.Protocol{
 			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red}),
 		},
+		// Calls whose connect failed before a byte was sent.
+		Failed: tcpconnect.New(tcpconnect.Config{Sink: sink, Metrics: met}),
 	}
 
 	// Probe families, in start order. sockio captures traced sockets' bytes

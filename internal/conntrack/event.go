@@ -12,6 +12,10 @@ type Kind uint8
 const (
 	KindData  Kind = iota + 1 // bytes moved on the connection
 	KindClose                 // the connection closed
+	// KindConnectFailed: a connect of the process ended before the
+	// connection was established; Chunk.Time is when, Start when it began,
+	// Errno the socket's error (0: the process gave up), IDs the call's.
+	KindConnectFailed
 )
 
 // Event is one capture record, in the form every source produces.
@@ -25,6 +29,9 @@ type Event struct {
 	// MidStream: the connection was open before tracing began, so its
 	// first bytes may be in the middle of a message.
 	MidStream bool
+	// Start and Errno: KindConnectFailed only.
+	Start uint64
+	Errno int
 	// TLS: the bytes are a TLS connection's plaintext (from a TLS
 	// library's uprobes), not what crossed the wire.
 	TLS           bool

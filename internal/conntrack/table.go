@@ -41,6 +41,24 @@ type Parser interface {
 type Protocols struct {
 	Fallback Protocol
 	Sniffed  []Protocol
+	// Failed, when not nil, is told of connects that failed before a
+	// byte was sent (no protocol ever saw them).
+	Failed FailedConnects
+}
+
+// FailedConnect is a connect of a traced process that ended before the
+// connection was established.
+type FailedConnect struct {
+	Process       *probes.Process
+	Local, Remote netip.AddrPort
+	Start, End    time.Time
+	Errno         int // the socket's error; 0 when the process gave up (closed it)
+	IDs           IDs // the call's, made in the kernel at the connect
+}
+
+// FailedConnects takes failed connects.
+type FailedConnects interface {
+	ConnectFailed(f FailedConnect)
 }
 
 // StreamIDs finds the IDs the kernel made for one stream of a multiplexed
@@ -161,6 +179,11 @@ func (t *Table) Handle(ev *Event) {
 		c.feed(ev)
 		t.touch(c)
 		t.enforce(c)
+	case KindConnectFailed:
+		if f := t.cfg.Protocols.Failed; f != nil {
+			f.ConnectFailed(FailedConnect{Process: t.procs[ev.PID], Local: ev.Local, Remote: ev.Remote,
+				Start: t.clock.wall(ev.Start), End: t.clock.wall(ev.Chunk.Time), Errno: ev.Errno, IDs: ev.IDs})
+		}
 	case KindClose:
 		t.evClose.Add(1)
 		delete(t.evicted, key)

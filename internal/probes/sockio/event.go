@@ -10,8 +10,9 @@ import (
 
 // Values of struct event's kind, dir, origin and ctx_flags (bpf/sockio.h).
 const (
-	evData  = 1
-	evClose = 3
+	evData        = 1
+	evClose       = 3
+	evConnectFail = 4
 
 	dirWrite = 2
 
@@ -46,6 +47,9 @@ func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 		ev.Kind = conntrack.KindData
 	case evClose:
 		ev.Kind = conntrack.KindClose
+	case evConnectFail:
+		ev.Kind = conntrack.KindConnectFailed
+		ev.Start, ev.Errno = e.StartNs, int(e.Len)
 	default:
 		ev.Kind = 0 // not for the table
 	}
@@ -57,7 +61,7 @@ func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 		ev.Chunk.Dir = wire.DirWrite
 	}
 	ev.IDs = conntrack.IDs{}
-	if e.NewRequest != 0 || e.CtxFlags != 0 {
+	if e.NewRequest != 0 || e.CtxFlags != 0 || e.Kind == evConnectFail {
 		ev.IDs = conntrack.IDs{Trace: e.TraceId, Span: e.SpanId, Parent: e.ParentId,
 			Linked: e.CtxFlags&ctxLinked != 0, Sampled: e.CtxFlags&ctxSampled != 0, Made: true,
 			Option: e.CtxFlags&ctxTCPOpt != 0}

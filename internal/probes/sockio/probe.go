@@ -63,6 +63,9 @@ type Probe struct {
 	// tls is the tls capture source (OpenSSL uprobes), beside the socket
 	// source; nil before Start.
 	tls *tlsSource
+	// connect makes spans of connects that fail before a byte is sent;
+	// nil where the kernel lacks what it needs.
+	connect *connectSource
 	// muxed are the processes the kernel found multiplexing requests on
 	// a thread (thread_mux), already said on the status board; the event
 	// loop's own.
@@ -148,6 +151,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return err
 	}
 	p.loadTLS(spec)
+	p.loadConnect(spec)
 	p.rd, err = ringbuf.NewReader(p.maps.Events)
 	if err != nil {
 		p.closeAll()
@@ -561,6 +565,10 @@ func (p *Probe) closeAll() {
 	}
 	if p.tls != nil {
 		p.tls.close()
+	}
+	if p.connect != nil {
+		p.connect.close()
+		p.connect = nil
 	}
 	p.mu.Unlock()
 	if p.loaded {

@@ -39,6 +39,17 @@ type sockioConn struct {
 	_         [4]byte
 }
 
+type sockioConnecting struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	Flags    uint8
+	Pad      [3]uint8
+	StartNs  uint64
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+}
+
 type sockioEndpoints struct {
 	_      structs.HostLayout
 	Family uint16
@@ -71,6 +82,7 @@ type sockioEvent struct {
 	CtxFlags   uint8
 	Tls        uint8
 	Pad2       [6]uint8
+	StartNs    uint64
 }
 
 type sockioGoKey struct {
@@ -195,6 +207,7 @@ type sockioTlsKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sockioMapClientCtxs     = "client_ctxs"
+	sockioMapConnecting     = "connecting"
 	sockioMapConns          = "conns"
 	sockioMapEvents         = "events"
 	sockioMapGoctx          = "goctx"
@@ -230,6 +243,7 @@ const (
 	sockioProgGotlsRead     = "gotls_read"
 	sockioProgGotlsReadRet  = "gotls_read_ret"
 	sockioProgGotlsWrite    = "gotls_write"
+	sockioProgOnConnect     = "on_connect"
 	sockioProgOnRecv        = "on_recv"
 	sockioProgOnSend        = "on_send"
 	sockioProgOnSendmsg     = "on_sendmsg"
@@ -312,6 +326,7 @@ type sockioProgramSpecs struct {
 	GotlsRead     *ebpf.ProgramSpec `ebpf:"gotls_read"`
 	GotlsReadRet  *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
 	GotlsWrite    *ebpf.ProgramSpec `ebpf:"gotls_write"`
+	OnConnect     *ebpf.ProgramSpec `ebpf:"on_connect"`
 	OnRecv        *ebpf.ProgramSpec `ebpf:"on_recv"`
 	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
 	OnSendmsg     *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
@@ -330,6 +345,7 @@ type sockioProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioMapSpecs struct {
 	ClientCtxs *ebpf.MapSpec `ebpf:"client_ctxs"`
+	Connecting *ebpf.MapSpec `ebpf:"connecting"`
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
@@ -383,6 +399,7 @@ func (o *sockioObjects) Close() error {
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioMaps struct {
 	ClientCtxs *ebpf.Map `ebpf:"client_ctxs"`
+	Connecting *ebpf.Map `ebpf:"connecting"`
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Goctx      *ebpf.Map `ebpf:"goctx"`
@@ -404,6 +421,7 @@ type sockioMaps struct {
 func (m *sockioMaps) Close() error {
 	return _SockioClose(
 		m.ClientCtxs,
+		m.Connecting,
 		m.Conns,
 		m.Events,
 		m.Goctx,
@@ -460,6 +478,7 @@ type sockioPrograms struct {
 	GotlsRead     *ebpf.Program `ebpf:"gotls_read"`
 	GotlsReadRet  *ebpf.Program `ebpf:"gotls_read_ret"`
 	GotlsWrite    *ebpf.Program `ebpf:"gotls_write"`
+	OnConnect     *ebpf.Program `ebpf:"on_connect"`
 	OnRecv        *ebpf.Program `ebpf:"on_recv"`
 	OnSend        *ebpf.Program `ebpf:"on_send"`
 	OnSendmsg     *ebpf.Program `ebpf:"on_sendmsg"`
@@ -494,6 +513,7 @@ func (p *sockioPrograms) Close() error {
 		p.GotlsRead,
 		p.GotlsReadRet,
 		p.GotlsWrite,
+		p.OnConnect,
 		p.OnRecv,
 		p.OnSend,
 		p.OnSendmsg,
