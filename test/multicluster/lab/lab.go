@@ -163,41 +163,75 @@ func (l *Lab) startProxies(target string) error {
 // (if it has one, as <prefix>_SPANS_FILE) writing to spans. It returns
 // the gRPC address.
 func (l *Lab) startCollector(ctx context.Context, name, config, prefix, host, spans string, env []string) (string, error) {
-	grpcPort, err := freePortOn(host)
-	if err != nil {
-		return "", err
-	}
-	return l.startCollectorOn(ctx, name, config, prefix, net.JoinHostPort(host, strconv.Itoa(grpcPort)), spans, env, l.opts.Collector)
+	return l.startCollectorOn(ctx, name, config, prefix, freeAddrOn(host), spans, env, l.opts.Collector)
 }
 
-func (l *Lab) startCollectorOn(ctx context.Context, name, config, prefix, addr, spans string, env []string, argv0 string, args ...string) (string, error) {
-	httpPort, err := freePort()
-	if err != nil {
-		return "", err
+// startAttempts bounds the restarts of a collector that exited because a
+// port picked for it was taken between freePort's check and its bind.
+const startAttempts = 3
+
+// startCollectorOn runs a collector whose gRPC address addr gives (a
+// fixed one, or a fresh free port per attempt) and waits until it listens.
+func (l *Lab) startCollectorOn(ctx context.Context, name, config, prefix string, addr func() (string, error), spans string, env []string, argv0 string, args ...string) (string, error) {
+	var lastErr error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		grpcAddr, err := addr()
+		if err != nil {
+			return "", err
+		}
+		httpPort, err := freePort()
+		if err != nil {
+			return "", err
+		}
+		metricsPort, err := freePort()
+		if err != nil {
+			return "", err
+		}
+		base := []string{
+			prefix + "_OTLP_GRPC_ENDPOINT=" + grpcAddr,
+			prefix + "_OTLP_HTTP_ENDPOINT=127.0.0.1:" + strconv.Itoa(httpPort),
+			"OTELCOL_METRICS_HOST=127.0.0.1", "OTELCOL_METRICS_PORT=" + strconv.Itoa(metricsPort),
+		}
+		if spans != "" {
+			base = append(base, spanFileVar(prefix)+"="+spans)
+		}
+		argv := append(append([]string{argv0}, args...), "--config", filepath.Join(l.opts.Root, "deploy/collector", config))
+		p, err := l.start(ctx, name, append(base, env...), argv...)
+		if err != nil {
+			return "", err
+		}
+		err = waitListening(ctx, p, grpcAddr, 30*time.Second)
+		if errors.Is(err, errExited) && strings.Contains(p.tail(50), "address already in use") {
+			lastErr = fmt.Errorf("%s collector, attempt %d: %w", name, attempt, err)
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s collector: %w", name, err)
+		}
+		if spans != "" {
+			l.stores = append(l.stores, store{name, spans})
+		}
+		l.metrics[name] = "127.0.0.1:" + strconv.Itoa(metricsPort)
+		l.grpc[name] = grpcAddr
+		return grpcAddr, nil
 	}
-	metricsPort, err := freePort()
-	if err != nil {
-		return "", err
+	return "", lastErr
+}
+
+// fixedAddr is startCollectorOn's address when the caller chose it.
+func fixedAddr(addr string) func() (string, error) {
+	return func() (string, error) { return addr, nil }
+}
+
+// freeAddrOn picks a fresh free port on host at each call.
+func freeAddrOn(host string) func() (string, error) {
+	return func() (string, error) {
+		port, err := freePortOn(host)
+		if err != nil {
+			return "", err
+		}
+		return net.JoinHostPort(host, strconv.Itoa(port)), nil
 	}
-	base := []string{
-		prefix + "_OTLP_GRPC_ENDPOINT=" + addr,
-		prefix + "_OTLP_HTTP_ENDPOINT=127.0.0.1:" + strconv.Itoa(httpPort),
-		"OTELCOL_METRICS_HOST=127.0.0.1", "OTELCOL_METRICS_PORT=" + strconv.Itoa(metricsPort),
-	}
-	if spans != "" {
-		base = append(base, spanFileVar(prefix)+"="+spans)
-		l.stores = append(l.stores, store{name, spans})
-	}
-	argv := append(append([]string{argv0}, args...), "--config", filepath.Join(l.opts.Root, "deploy/collector", config))
-	if _, err := l.start(ctx, name, append(base, env...), argv...); err != nil {
-		return "", err
-	}
-	if err := waitPort(ctx, addr, 30*time.Second); err != nil {
-		return "", fmt.Errorf("%s collector: %w", name, err)
-	}
-	l.metrics[name] = "127.0.0.1:" + strconv.Itoa(metricsPort)
-	l.grpc[name] = addr
-	return addr, nil
 }
 
 // spanFileVar is the variable a config's file exporter reads its path from.

@@ -142,6 +142,36 @@ func freePortOn(host string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// errExited: the process waited for exited first.
+var errExited = errors.New("exited before listening")
+
+// waitListening waits until addr accepts TCP connections, or p exits
+// (errExited, with its log's tail).
+func waitListening(ctx context.Context, p *proc, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s on %s: %w (%v); log %s:\n%s", p.name, addr, errExited, p.err, p.log, p.tail(20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s after %v (%s still runs); log %s:\n%s: %w", addr, timeout, p.name, p.log, p.tail(20), err)
+		}
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // waitPort waits until addr accepts TCP connections.
 func waitPort(ctx context.Context, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)

@@ -72,7 +72,7 @@ func (l *Lab) startReplicas(ctx context.Context, n int) (string, error) {
 		r := &hubReplica{ip: fmt.Sprintf("127.0.0.%d", i+2)}
 		name := fmt.Sprintf("replica-%d", i)
 		addr := net.JoinHostPort(r.ip, strconv.Itoa(port))
-		if _, err := l.startCollectorOn(ctx, name, "hub.yaml", "HUB", addr,
+		if _, err := l.startCollectorOn(ctx, name, "hub.yaml", "HUB", fixedAddr(addr),
 			filepath.Join(l.opts.Work, name+".jsonl"), l.opts.HubEnv, l.opts.Collector); err != nil {
 			return "", err
 		}
@@ -90,11 +90,7 @@ func (l *Lab) startReplicas(ctx context.Context, n int) (string, error) {
 	env := append([]string{"WEFT_HOSTS=" + l.hosts,
 		"HUB_REPLICAS_HOSTNAME=" + replicasName, "HUB_REPLICAS_PORT=" + strconv.Itoa(port),
 		"HUB_RESOLVER_INTERVAL=1s", "HUB_INSECURE=true"}, l.opts.ClusterEnv...)
-	gwPort, err := freePort()
-	if err != nil {
-		return "", err
-	}
-	return l.startCollectorOn(ctx, "gateway", "hub-gateway.yaml", "GATEWAY", "127.0.0.1:"+strconv.Itoa(gwPort), "", env,
+	return l.startCollectorOn(ctx, "gateway", "hub-gateway.yaml", "GATEWAY", freeAddrOn("127.0.0.1"), "", env,
 		wrapper, l.opts.Collector)
 }
 
