@@ -1,6 +1,6 @@
 /* Reading a Go process from its uprobes: user memory, goroutine ids, and
- * the server span a goroutine serves. Needs sockio.h and the goctx map
- * (DECLARE_GOCTX_MAP) declared before it. */
+ * the server span a goroutine serves. Needs sockio.h and the goctx and
+ * gospawn maps (DECLARE_GOCTX_MAP, DECLARE_GOSPAWN_MAP) declared before it. */
 #ifndef WEFT_GOCTX_H
 #define WEFT_GOCTX_H
 
@@ -24,12 +24,19 @@ static __always_inline __u64 goid_at(__u64 g, __u64 off)
 	return g && off ? read_u64(g + off) : 0;
 }
 
-/* The server span goroutine g works for: its own, else its parent's (a
- * goroutine the handler started). */
+/* The server span goroutine g works for: its own; else the request it was
+ * started for, any number of generations below the server goroutine (the
+ * gospawn map, filled only when goroutine starts are probed); else its
+ * parent's current one (a goroutine the handler started, known without
+ * that probe: one generation, and only while the handler serves). */
 static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const struct proc_cfg *pc)
 {
 	struct go_key k = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
-	struct span_ctx *s = k.goid ? bpf_map_lookup_elem(&goctx, &k) : 0;
+	if (!k.goid)
+		return 0;
+	struct span_ctx *s = bpf_map_lookup_elem(&goctx, &k);
+	if (!s)
+		s = bpf_map_lookup_elem(&gospawn, &k);
 	if (!s && pc->parent_goid_offset) {
 		k.goid = goid_at(g, pc->parent_goid_offset);
 		s = k.goid ? bpf_map_lookup_elem(&goctx, &k) : 0;

@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* sockio's maps, handed over by the loader. */
 DECLARE_PROCS_MAP;
 DECLARE_GOCTX_MAP;
+DECLARE_GOSPAWN_MAP;
 DECLARE_H2_IDS_MAP;
 
 #include "goctx.h"

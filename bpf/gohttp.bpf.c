@@ -32,6 +32,7 @@ char LICENSE[] SEC("license") = "GPL";
  * with them replaced, so both sides see the same entries. */
 DECLARE_PROCS_MAP;
 DECLARE_GOCTX_MAP;
+DECLARE_GOSPAWN_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */

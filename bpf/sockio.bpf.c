@@ -72,6 +72,7 @@ struct {
 } conns SEC(".maps");
 
 DECLARE_GOCTX_MAP;
+DECLARE_GOSPAWN_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
 /* Trace context in TCP header options (tcpopt.bpf.c): sockio owns the
@@ -1347,6 +1348,8 @@ int BPF_PROG(on_connect, struct sock *sk, int oldstate, int newstate)
 			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 			struct go_key gk = {.tgid = tgid, .goid = goid_of(cfg, regs->r14)};
 			sc = gk.goid ? bpf_map_lookup_elem(&goctx, &gk) : 0;
+			if (!sc && gk.goid)
+				sc = bpf_map_lookup_elem(&gospawn, &gk);
 			if (!sc && cfg->parent_goid_offset && regs->r14) {
 				__u64 parent = 0;
 				bpf_probe_read_user(&parent, sizeof(parent), (void *)(regs->r14 + cfg->parent_goid_offset));

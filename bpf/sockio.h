@@ -128,6 +128,21 @@ struct event {
 		__type(value, struct span_ctx);            \
 	} goctx SEC(".maps")
 
+/* The request a goroutine was started for, at any depth below the
+ * goroutine serving it: a copy of that request's span_ctx made when the
+ * goroutine was started (the gospawn family, with WEFT_GO_GOROUTINES=tree),
+ * read where a goroutine's calls are linked. A copy, not a reference: a
+ * goroutine started for one request stays that request's even after the
+ * server goroutine has moved on to the next (keep-alive). Go never reuses
+ * a goroutine id. */
+#define DECLARE_GOSPAWN_MAP                                \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 65536);                \
+		__type(key, struct go_key);                \
+		__type(value, struct span_ctx);            \
+	} gospawn SEC(".maps")
+
 /* The next client request on a socket (key: struct sock *): written by the
  * client probe, used and removed by sockio's send hook. */
 #define DECLARE_CLIENT_CTXS_MAP                            \

@@ -31,6 +31,7 @@ const (
 	TCPOption       = "tcp_option"        // trace context in a TCP header option on outgoing requests
 	ThreadLinks     = "thread_links"      // a non-Go thread's calls linked to the request it serves
 	TLS             = "tls"               // TLS plaintext read from the TLS library (uprobes)
+	GoroutineTree   = "goroutine_tree"    // Go calls linked through any depth of goroutines (gospawn)
 )
 
 // Capability is one thing weft does, or does not do, for a process.

@@ -5,10 +5,12 @@
 //	GET  /hello                  "hello"
 //	ANY  /work?sleep=50ms&status=404&size=1000&chunked=1
 //	POST /echo                   reads the body, answers its length and sha256
-//	GET  /call?to=URL&to=URL&mode=inline|goroutine
+//	GET  /call?to=URL&to=URL&mode=inline|goroutine|nested|after
 //	                             calls each URL through one shared keep-alive
 //	                             client, from the handler or from goroutines it
-//	                             starts; answers the statuses it got; with
+//	                             starts (nested: depth=N generations below it;
+//	                             after: answers "later" at once and calls
+//	                             after delay=D); answers the statuses it got; with
 //	                             own=TRACEPARENT it sets that header itself,
 //	                             as a program with its own tracing SDK does
 //
@@ -126,19 +128,51 @@ func call(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if q.Get("mode") == "goroutine" {
+	switch q.Get("mode") {
+	case "goroutine":
 		var wg sync.WaitGroup
 		for i := range targets {
 			wg.Add(1)
 			go func() { defer wg.Done(); get(i) }()
 		}
 		wg.Wait()
-	} else {
+	case "nested":
+		// Each call from a goroutine depth generations below the handler
+		// (a helper starting an errgroup, say).
+		depth, _ := strconv.Atoi(q.Get("depth"))
+		var wg sync.WaitGroup
+		for i := range targets {
+			wg.Add(1)
+			go nested(max(depth, 1)-1, func() { defer wg.Done(); get(i) })
+		}
+		wg.Wait()
+	case "after":
+		// Answer now; call from a goroutine the handler started, after
+		// delay, when the connection may be serving the next request.
+		delay, _ := time.ParseDuration(q.Get("delay"))
+		go func() {
+			time.Sleep(delay)
+			for i := range targets {
+				get(i)
+			}
+		}()
+		io.WriteString(w, "later")
+		return
+	default:
 		for i := range targets {
 			get(i)
 		}
 	}
 	io.WriteString(w, strings.Join(statuses, ","))
+}
+
+// nested runs f in a goroutine n generations below the caller's.
+func nested(n int, f func()) {
+	if n <= 0 {
+		f()
+		return
+	}
+	go nested(n-1, f)
 }
 
 func main() {

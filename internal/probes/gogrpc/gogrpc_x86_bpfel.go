@@ -104,6 +104,7 @@ type gogrpcSpanCtx struct {
 const (
 	gogrpcMapGoctx             = "goctx"
 	gogrpcMapGogrpcStats       = "gogrpc_stats"
+	gogrpcMapGospawn           = "gospawn"
 	gogrpcMapGrpcCalls         = "grpc_calls"
 	gogrpcMapGrpcProcs         = "grpc_procs"
 	gogrpcMapH2Ids             = "h2_ids"
@@ -173,6 +174,7 @@ type gogrpcProgramSpecs struct {
 type gogrpcMapSpecs struct {
 	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
 	GogrpcStats *ebpf.MapSpec `ebpf:"gogrpc_stats"`
+	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
 	GrpcCalls   *ebpf.MapSpec `ebpf:"grpc_calls"`
 	GrpcProcs   *ebpf.MapSpec `ebpf:"grpc_procs"`
 	H2Ids       *ebpf.MapSpec `ebpf:"h2_ids"`
@@ -210,6 +212,7 @@ func (o *gogrpcObjects) Close() error {
 type gogrpcMaps struct {
 	Goctx       *ebpf.Map `ebpf:"goctx"`
 	GogrpcStats *ebpf.Map `ebpf:"gogrpc_stats"`
+	Gospawn     *ebpf.Map `ebpf:"gospawn"`
 	GrpcCalls   *ebpf.Map `ebpf:"grpc_calls"`
 	GrpcProcs   *ebpf.Map `ebpf:"grpc_procs"`
 	H2Ids       *ebpf.Map `ebpf:"h2_ids"`
@@ -220,6 +223,7 @@ func (m *gogrpcMaps) Close() error {
 	return _GogrpcClose(
 		m.Goctx,
 		m.GogrpcStats,
+		m.Gospawn,
 		m.GrpcCalls,
 		m.GrpcProcs,
 		m.H2Ids,

@@ -98,6 +98,7 @@ const (
 	gohttpMapClientCtxs       = "client_ctxs"
 	gohttpMapGoctx            = "goctx"
 	gohttpMapGohttpStats      = "gohttp_stats"
+	gohttpMapGospawn          = "gospawn"
 	gohttpMapHttpProcs        = "http_procs"
 	gohttpMapInjectCtx        = "inject_ctx"
 	gohttpMapProcs            = "procs"
@@ -161,6 +162,7 @@ type gohttpMapSpecs struct {
 	ClientCtxs  *ebpf.MapSpec `ebpf:"client_ctxs"`
 	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
 	GohttpStats *ebpf.MapSpec `ebpf:"gohttp_stats"`
+	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
 	HttpProcs   *ebpf.MapSpec `ebpf:"http_procs"`
 	InjectCtx   *ebpf.MapSpec `ebpf:"inject_ctx"`
 	Procs       *ebpf.MapSpec `ebpf:"procs"`
@@ -200,6 +202,7 @@ type gohttpMaps struct {
 	ClientCtxs  *ebpf.Map `ebpf:"client_ctxs"`
 	Goctx       *ebpf.Map `ebpf:"goctx"`
 	GohttpStats *ebpf.Map `ebpf:"gohttp_stats"`
+	Gospawn     *ebpf.Map `ebpf:"gospawn"`
 	HttpProcs   *ebpf.Map `ebpf:"http_procs"`
 	InjectCtx   *ebpf.Map `ebpf:"inject_ctx"`
 	Procs       *ebpf.Map `ebpf:"procs"`
@@ -211,6 +214,7 @@ func (m *gohttpMaps) Close() error {
 		m.ClientCtxs,
 		m.Goctx,
 		m.GohttpStats,
+		m.Gospawn,
 		m.HttpProcs,
 		m.InjectCtx,
 		m.Procs,

@@ -86,6 +86,7 @@ func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 type Maps struct {
 	Procs      *ebpf.Map // pid → proc_cfg: traced processes and their Go offsets
 	Goctx      *ebpf.Map // goroutine → the server span it serves
+	Gospawn    *ebpf.Map // goroutine → the request it was started for (gospawn)
 	ClientCtxs *ebpf.Map // socket → a Go client call's span IDs (gohttp)
 	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc)
 	TCPOptTx   *ebpf.Map // socket cookie → a request's IDs for a TCP option (gohttp → tcpopt)
@@ -101,7 +102,7 @@ func (p *Probe) Maps() (Maps, error) {
 	if !p.loaded {
 		return Maps{}, ErrNotStarted
 	}
-	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
+	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
 		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs}, nil
 }
 

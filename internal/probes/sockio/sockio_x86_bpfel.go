@@ -211,6 +211,7 @@ const (
 	sockioMapConns          = "conns"
 	sockioMapEvents         = "events"
 	sockioMapGoctx          = "goctx"
+	sockioMapGospawn        = "gospawn"
 	sockioMapGotlsProcs     = "gotls_procs"
 	sockioMapGotlsReads     = "gotls_reads"
 	sockioMapH2Ids          = "h2_ids"
@@ -349,6 +350,7 @@ type sockioMapSpecs struct {
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
+	Gospawn    *ebpf.MapSpec `ebpf:"gospawn"`
 	GotlsProcs *ebpf.MapSpec `ebpf:"gotls_procs"`
 	GotlsReads *ebpf.MapSpec `ebpf:"gotls_reads"`
 	H2Ids      *ebpf.MapSpec `ebpf:"h2_ids"`
@@ -403,6 +405,7 @@ type sockioMaps struct {
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Goctx      *ebpf.Map `ebpf:"goctx"`
+	Gospawn    *ebpf.Map `ebpf:"gospawn"`
 	GotlsProcs *ebpf.Map `ebpf:"gotls_procs"`
 	GotlsReads *ebpf.Map `ebpf:"gotls_reads"`
 	H2Ids      *ebpf.Map `ebpf:"h2_ids"`
@@ -425,6 +428,7 @@ func (m *sockioMaps) Close() error {
 		m.Conns,
 		m.Events,
 		m.Goctx,
+		m.Gospawn,
 		m.GotlsProcs,
 		m.GotlsReads,
 		m.H2Ids,
