@@ -8,8 +8,9 @@
  *                    the SERVER span's IDs (honouring an incoming
  *                    traceparent) and files them under (reader, stream);
  *   handle_stream    (*Server).handleStream, in the goroutine that runs the
- *                    handler (the reader started it): makes those IDs the
- *                    goroutine's current span, so its calls become children;
+ *                    handler (one the reader started, or a stream worker):
+ *                    finds those IDs by (transport, stream) and makes them
+ *                    the goroutine's current span, so its calls become children;
  * client side, two hits per call:
  *   header_fields    RET sites of (*http2Client).createHeaderFields, in the
  *                    calling goroutine: picks the CLIENT span's IDs (child
@@ -76,6 +77,24 @@ struct {
 	__type(key, struct hf_key);
 	__type(value, struct h2_span);
 } grpc_calls SEC(".maps");
+
+/* A server stream's IDs between operate_headers and handle_stream, named
+ * by the connection's transport (*http2Server: operateHeaders' receiver,
+ * the data word of handleStream's ServerTransport): handleStream runs in a
+ * goroutine the reader started, or, with grpc.NumStreamWorkers, in a
+ * worker goroutine that is no child of the reader. */
+struct stream_key {
+	__u32 tgid;
+	__u32 stream_id;
+	__u64 transport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stream_key);
+	__type(value, struct h2_span);
+} grpc_streams SEC(".maps");
 
 enum gogrpc_stat {
 	GG_SERVER_STREAMS = 0, /* operateHeaders entries */
@@ -222,6 +241,8 @@ int operate_headers(struct pt_regs *ctx)
 	}
 	random_bytes(ids.span_id, 2);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};
+	bpf_map_update_elem(&grpc_streams, &sk, &ids, BPF_ANY);
 	if (k.stream_id < ALIAS_STREAMS && pc->parent_goid_offset) {
 		/* The goroutine that read the connection preface (the reader's
 		 * parent) buffers what came with it: a new connection's first
@@ -249,10 +270,11 @@ int handle_stream(struct pt_regs *ctx)
 	else
 		stream += cfg->ss_stream;
 	__u64 g = ctx->r14;
-	/* The handler's goroutine was started by the connection's reader. */
-	struct h2_key k = {.tgid = tgid, .stream_id = read_u32(stream + cfg->stream_id),
-			   .goid = goid_at(g, pc->parent_goid_offset)};
-	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
+	/* t, a ServerTransport interface, is (RBX itab, RCX data): the data
+	 * word is the *http2Server operateHeaders ran on. */
+	struct stream_key k = {.tgid = tgid, .stream_id = read_u32(stream + cfg->stream_id),
+			       .transport = CTX_REG(ctx, cx)};
+	struct h2_span *ids = bpf_map_lookup_elem(&grpc_streams, &k);
 	if (!ids)
 		return 0;
 	count(GG_HANDLER_LINKED);
@@ -261,6 +283,7 @@ int handle_stream(struct pt_regs *ctx)
 	__builtin_memcpy(sc.span_id, ids->span_id, sizeof(sc.span_id));
 	if (ids->flags & CTX_LINKED)
 		__builtin_memcpy(sc.parent_id, ids->parent_id, sizeof(sc.parent_id));
+	bpf_map_delete_elem(&grpc_streams, &k);
 	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
 	if (gk.goid)
 		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);

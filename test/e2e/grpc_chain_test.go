@@ -26,9 +26,25 @@ import (
 // comes with a caller's traceparent, and A's server span continues it.
 func TestMixedChain(t *testing.T) {
 	needRoot(t)
+	runMixedChain(t, "weft-e2e-mix")
+}
+
+// TestGRPCStreamWorkers: TestMixedChain with B and D serving with
+// grpc.NumStreamWorkers(32): a handler runs in a reused worker goroutine
+// (no child of the connection's reader) or, when all are busy, in a
+// goroutine of its own; either way its calls are its children.
+func TestGRPCStreamWorkers(t *testing.T) {
+	needRoot(t)
+	t.Setenv("GRPCSERVER_WORKERS", "32")
+	runMixedChain(t, "weft-e2e-mixw")
+}
+
+// runMixedChain runs TestMixedChain's 200 requests through a mixed chain
+// whose executables are named prefix-a ... prefix-d.
+func runMixedChain(t *testing.T, prefix string) {
 	const n = 200
 	col := otelcol.Start(t)
-	ch := startMixedChain(t, col, "weft-e2e-mix")
+	ch := startMixedChain(t, col, prefix)
 	svc, ag := ch.svc, ch.agent
 	fanOut(t, n, func(i int) *http.Request {
 		req, _ := http.NewRequest("GET", ch.url(fmt.Sprintf("m%d", i)), nil)
@@ -44,7 +60,7 @@ func TestMixedChain(t *testing.T) {
 	// What arrived, by service and kind, whatever the links.
 	service := func(s otelcol.Span) string {
 		name, _ := s.Resource["service.name"].(string)
-		return strings.TrimPrefix(name, "weft-e2e-mix-")
+		return strings.TrimPrefix(name, prefix+"-")
 	}
 	count := map[string]int{}
 	for _, s := range all {

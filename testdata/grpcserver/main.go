@@ -47,6 +47,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -331,8 +332,12 @@ func main() {
 		"send this traceparent metadata on every gRPC call made")
 	cert := flag.String("cert", "", "PEM certificate: gRPC calls use TLS and trust it; with -key, serve TLS")
 	key := flag.String("key", "", "PEM key of -cert")
+	workers := flag.Int("workers", envInt("GRPCSERVER_WORKERS"), "grpc.NumStreamWorkers: handlers run in this many reused worker goroutines (0: a goroutine per stream)")
 	flag.Parse()
 	var serverOpts []grpc.ServerOption
+	if *workers > 0 {
+		serverOpts = append(serverOpts, grpc.NumStreamWorkers(uint32(*workers)))
+	}
 	if *cert != "" {
 		c, err := credentials.NewClientTLSFromFile(*cert, "")
 		if err != nil {
@@ -372,4 +377,10 @@ func main() {
 	s := grpc.NewServer(serverOpts...)
 	healthpb.RegisterHealthServer(s, health{})
 	log.Fatal(s.Serve(ln))
+}
+
+// envInt reads a number from the environment; 0 when unset or not one.
+func envInt(k string) int {
+	n, _ := strconv.Atoi(os.Getenv(k))
+	return n
 }

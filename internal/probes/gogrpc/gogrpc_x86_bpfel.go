@@ -98,6 +98,13 @@ type gogrpcSpanCtx struct {
 	Srv      uint64
 }
 
+type gogrpcStreamKey struct {
+	_         structs.HostLayout
+	Tgid      uint32
+	StreamId  uint32
+	Transport uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -107,6 +114,7 @@ const (
 	gogrpcMapGospawn           = "gospawn"
 	gogrpcMapGrpcCalls         = "grpc_calls"
 	gogrpcMapGrpcProcs         = "grpc_procs"
+	gogrpcMapGrpcStreams       = "grpc_streams"
 	gogrpcMapH2Ids             = "h2_ids"
 	gogrpcMapProcs             = "procs"
 	gogrpcProgHandleStream     = "handle_stream"
@@ -177,6 +185,7 @@ type gogrpcMapSpecs struct {
 	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
 	GrpcCalls   *ebpf.MapSpec `ebpf:"grpc_calls"`
 	GrpcProcs   *ebpf.MapSpec `ebpf:"grpc_procs"`
+	GrpcStreams *ebpf.MapSpec `ebpf:"grpc_streams"`
 	H2Ids       *ebpf.MapSpec `ebpf:"h2_ids"`
 	Procs       *ebpf.MapSpec `ebpf:"procs"`
 }
@@ -215,6 +224,7 @@ type gogrpcMaps struct {
 	Gospawn     *ebpf.Map `ebpf:"gospawn"`
 	GrpcCalls   *ebpf.Map `ebpf:"grpc_calls"`
 	GrpcProcs   *ebpf.Map `ebpf:"grpc_procs"`
+	GrpcStreams *ebpf.Map `ebpf:"grpc_streams"`
 	H2Ids       *ebpf.Map `ebpf:"h2_ids"`
 	Procs       *ebpf.Map `ebpf:"procs"`
 }
@@ -226,6 +236,7 @@ func (m *gogrpcMaps) Close() error {
 		m.Gospawn,
 		m.GrpcCalls,
 		m.GrpcProcs,
+		m.GrpcStreams,
 		m.H2Ids,
 		m.Procs,
 	)
