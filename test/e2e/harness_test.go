@@ -229,7 +229,7 @@ func startAgent(t testing.TB, env []string, args ...string) *agent {
 			t.Logf("agent stderr:\n%s", tail(a.stderr.String(), 60))
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second) // a ceiling: qemu legs are slow
 	for time.Now().Before(deadline) {
 		if strings.Contains(a.stderr.String(), "weft-agent running") {
 			return a
@@ -240,7 +240,7 @@ func startAgent(t testing.TB, env []string, args ...string) *agent {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("agent not running after 30s:\n%s", a.stderr.String())
+	t.Fatalf("agent not running after 90s:\n%s", a.stderr.String())
 	return nil
 }
 
