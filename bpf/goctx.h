@@ -1,6 +1,7 @@
 /* Reading a Go process from its uprobes: user memory, goroutine ids, and
- * the server span a goroutine serves. Needs sockio.h and the goctx and
- * gospawn maps (DECLARE_GOCTX_MAP, DECLARE_GOSPAWN_MAP) declared before it. */
+ * the server span a goroutine serves. Needs sockio.h and the goctx, gospawn
+ * and go_roots maps (DECLARE_GOCTX_MAP, DECLARE_GOSPAWN_MAP,
+ * DECLARE_GO_ROOTS_MAP) declared before it. */
 #ifndef WEFT_GOCTX_H
 #define WEFT_GOCTX_H
 
@@ -28,7 +29,8 @@ static __always_inline __u64 goid_at(__u64 g, __u64 off)
  * started for, any number of generations below the server goroutine (the
  * gospawn map, filled only when goroutine starts are probed); else its
  * parent's current one (a goroutine the handler started, known without
- * that probe: one generation, and only while the handler serves). */
+ * that probe: one generation, and only while the handler serves). A miss
+ * in a process that serves requests is counted in go_roots. */
 static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const struct proc_cfg *pc)
 {
 	struct go_key k = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
@@ -40,6 +42,15 @@ static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const 
 	if (!s && pc->parent_goid_offset) {
 		k.goid = goid_at(g, pc->parent_goid_offset);
 		s = k.goid ? bpf_map_lookup_elem(&goctx, &k) : 0;
+	}
+	if (!s && (pc->flags & PROC_SERVED)) {
+		__u64 *n = bpf_map_lookup_elem(&go_roots, &tgid);
+		if (n) {
+			__sync_fetch_and_add(n, 1);
+		} else {
+			__u64 one = 1;
+			bpf_map_update_elem(&go_roots, &tgid, &one, BPF_NOEXIST);
+		}
 	}
 	return s;
 }

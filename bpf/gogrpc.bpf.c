@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 DECLARE_PROCS_MAP;
 DECLARE_GOCTX_MAP;
 DECLARE_GOSPAWN_MAP;
+DECLARE_GO_ROOTS_MAP;
 DECLARE_H2_IDS_MAP;
 
 #include "goctx.h"
@@ -287,6 +288,8 @@ int handle_stream(struct pt_regs *ctx)
 	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
 	if (gk.goid)
 		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+	if (!(pc->flags & PROC_SERVED))
+		pc->flags |= PROC_SERVED; /* only ever set: no atomic needed */
 	return 0;
 }
 

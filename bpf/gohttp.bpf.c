@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 DECLARE_PROCS_MAP;
 DECLARE_GOCTX_MAP;
 DECLARE_GOSPAWN_MAP;
+DECLARE_GO_ROOTS_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */

@@ -16,8 +16,9 @@
  * holds after the server goroutine moves on.
  *
  * The cost is one trap per goroutine started in a traced process (net/http
- * starts one per request for its background read): why this family is
- * opt-in (WEFT_GO_GOROUTINES=tree). */
+ * starts one per request for its background read): why, by default, user
+ * space attaches it to an executable only once a call of one of its
+ * processes found no link while the process serves (go_roots). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -29,6 +30,7 @@ char LICENSE[] SEC("license") = "GPL";
 DECLARE_PROCS_MAP;
 DECLARE_GOCTX_MAP;
 DECLARE_GOSPAWN_MAP;
+DECLARE_GO_ROOTS_MAP;
 
 #include "goctx.h"
 

@@ -73,6 +73,7 @@ struct {
 
 DECLARE_GOCTX_MAP;
 DECLARE_GOSPAWN_MAP;
+DECLARE_GO_ROOTS_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
 /* Trace context in TCP header options (tcpopt.bpf.c): sockio owns the
@@ -840,6 +841,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 			sc.srv = (__u64)sk;
 			struct go_key gk = {.tgid = tgid, .goid = owner};
 			bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+			if (!(owner & THREAD_KEY) && !(cfg->flags & PROC_SERVED))
+				((struct proc_cfg *)cfg)->flags |= PROC_SERVED; /* a bit only ever set: no atomic needed (none on 5.10) */
 		}
 	}
 	count(STAT_DATA_EVENTS);

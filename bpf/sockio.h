@@ -45,6 +45,7 @@ struct proc_cfg {
 #define PROC_THREADS 1 /* not Go: a thread's calls are children of the request
 			* it is serving (thread-per-request servers) */
 #define PROC_GOTLS 2 /* tlsconn_conn is known (its value, 0, is the offset) */
+#define PROC_SERVED 4 /* Go: sockio has read a request (set in the kernel) */
 
 /* A goroutine's current server span, so calls it (or a goroutine it
  * started) makes become children. */
@@ -142,6 +143,18 @@ struct event {
 		__type(key, struct go_key);                \
 		__type(value, struct span_ctx);            \
 	} gospawn SEC(".maps")
+
+/* Go calls that no goroutine link reached (a root) in a process that
+ * serves requests (PROC_SERVED), by tgid: the sign, read by gospawn's
+ * user space in its auto mode, that the process calls out from goroutines
+ * deeper than the handler's children. */
+#define DECLARE_GO_ROOTS_MAP                               \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 8192);                 \
+		__type(key, __u32); /* tgid */             \
+		__type(value, __u64);                      \
+	} go_roots SEC(".maps")
 
 /* The next client request on a socket (key: struct sock *): written by the
  * client probe, used and removed by sockio's send hook. */

@@ -88,7 +88,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.capture, "capture", envOr("WEFT_CAPTURE", sockio.SourceAuto), "how socket bytes are captured (env WEFT_CAPTURE): auto (the cheapest this kernel has), sock_tracepoints (Linux 6.3+) or syscalls (any kernel)")
 	fs.BoolVar(&o.inject, "inject", os.Getenv("WEFT_INJECT") != "false", "insert traceparent into traced Go clients' HTTP/1 requests at the socket layer (env WEFT_INJECT=false to switch off)")
 	prop := fs.String("propagation", envOr("WEFT_PROPAGATION", "headers,tcp"), "how trace context reaches the next hop (env WEFT_PROPAGATION): headers,tcp, headers (traceparent in traced Go clients' HTTP requests), tcp (a TCP header option on each request's first segment: any payload, any server) or none")
-	fs.StringVar(&o.goroutines, "go-goroutines", envOr("WEFT_GO_GOROUTINES", "parent"), "how far a Go call is linked up its goroutines (env WEFT_GO_GOROUTINES): parent (the goroutine serving a request and the ones it starts; no extra cost) or tree (any depth, and a goroutine stays its request's after the response: one uprobe hit per goroutine started)")
+	fs.StringVar(&o.goroutines, "go-goroutines", envOr("WEFT_GO_GOROUTINES", gospawn.ModeAuto), "how far a Go call is linked up its goroutines (env WEFT_GO_GOROUTINES): parent (the goroutine serving a request and the ones it starts; no extra cost), tree (any depth, and a goroutine stays its request's after the response: one uprobe hit per goroutine started) or auto (parent, and tree for an executable once one of its calls would be a root while its process serves)")
 	fs.StringVar(&o.cgroup, "cgroup2", envOr("WEFT_CGROUP2", inject.DefaultCgroup), "cgroup mount whose v2 hierarchy (itself, or its \"unified\" folder on hybrid hosts) the injector's sockops program covers")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles under /debug/pprof on the status address")
 	fs.BoolVar(&o.kube.on, "kubernetes", envOr("WEFT_KUBERNETES", map[bool]string{true: "true", false: "false"}[os.Getenv("NODE_NAME") != ""]) == "true",
@@ -110,8 +110,10 @@ func parseFlags(args []string) (options, error) {
 	// -inject=false (WEFT_INJECT=false), older than -propagation, still
 	// switches the header channel off.
 	o.propagation.headers = o.propagation.headers && o.inject
-	if o.goroutines != "parent" && o.goroutines != "tree" {
-		return o, fmt.Errorf("-go-goroutines %q: want parent or tree", o.goroutines)
+	switch o.goroutines {
+	case gospawn.ModeParent, gospawn.ModeAuto, gospawn.ModeTree:
+	default:
+		return o, fmt.Errorf("-go-goroutines %q: want %s, %s or %s", o.goroutines, gospawn.ModeAuto, gospawn.ModeParent, gospawn.ModeTree)
 	}
 	switch o.capture {
 	case sockio.SourceAuto, sockio.SourceSockTracepoints, sockio.SourceSyscalls:
@@ -283,7 +285,7 @@ func run(o options, log *slog.Logger) error {
 	inj = injectprobe.New(deps, sock, injectprobe.Config{On: o.propagation.headers, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
 	opt := tcpopt.New(deps, sock, tcpopt.Config{On: o.propagation.tcp, Cgroup: o.cgroup})
 	families := probes.NewFamilies(log, board, sock, inj, opt, gohttp.New(deps, sock, inj), gogrpc.New(deps, sock),
-		gospawn.New(deps, sock, gospawn.Config{On: o.goroutines == "tree"}))
+		gospawn.New(deps, sock, gospawn.Config{Mode: o.goroutines}))
 	started = append(started, families)
 	if err := families.Start(ctx); err != nil {
 		return err

@@ -112,11 +112,11 @@ func TestGoroutineTree(t *testing.T) {
 	}
 }
 
-// TestGoroutineParentOnly: by default (no goroutine-start probe) a call
+// TestGoroutineParentOnly: with WEFT_GO_GOROUTINES=parent a call
 // one goroutine below the handler is linked, and a deeper one is a root:
 // never another request's child.
 func TestGoroutineParentOnly(t *testing.T) {
-	gp := startGoroutinePair(t, "weft-e2e-gparent")
+	gp := startGoroutinePair(t, "weft-e2e-gparent", "WEFT_GO_GOROUTINES=parent")
 	const n = 30
 	hc := &http.Client{Timeout: 30 * time.Second}
 	getAll(t, hc, n, 10, func(i int) (string, string) { return request(i), gp.nestedURL(i, 1+i%3) }, "200")
@@ -134,7 +134,50 @@ func TestGoroutineParentOnly(t *testing.T) {
 			t.Errorf("request %d (depth %d): B's call has parent %s, want a root without the goroutine-start probe", i, depth, cli.ParentSpanID)
 		}
 	}
-	if c := capability(t, gp.agent, gp.b.PID(), status.GoroutineTree); c.On || !strings.Contains(c.Why, "WEFT_GO_GOROUTINES=tree") {
-		t.Errorf("B's goroutine_tree: %+v, want off saying how to switch it on", c)
+	if c := capability(t, gp.agent, gp.b.PID(), status.GoroutineTree); c.On || !strings.Contains(c.Why, "WEFT_GO_GOROUTINES=parent") {
+		t.Errorf("B's goroutine_tree: %+v, want off saying why", c)
+	}
+}
+
+// TestGoroutineAuto: by default the goroutine-start probe waits for a
+// sign. C, which serves and never calls out, never gets it. B gets it
+// from its first calls made two goroutines below the handler (roots
+// until then); once it is on, 45 requests at depths 1 to 3 are whole.
+func TestGoroutineAuto(t *testing.T) {
+	gp := startGoroutinePair(t, "weft-e2e-gauto")
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if c := capability(t, gp.agent, gp.b.PID(), status.GoroutineTree); c.On {
+		t.Fatalf("B's goroutine_tree is on before any call: %s", c.Why)
+	}
+	on, warm := false, 0
+	for w := 0; w < 50 && !on; w++ {
+		warm++
+		getAll(t, hc, 1, 0, func(int) (string, string) { return "warm-up", gp.nestedURL(1000+w, 2) }, "200")
+		time.Sleep(200 * time.Millisecond)
+		on = capability(t, gp.agent, gp.b.PID(), status.GoroutineTree).On
+	}
+	t.Logf("auto mode switched on after %d warm-up requests", warm)
+	if !on {
+		t.Fatalf("B's goroutine_tree still off after 50 calls from two goroutines below the handler: %+v",
+			capability(t, gp.agent, gp.b.PID(), status.GoroutineTree))
+	}
+	const n = 45
+	getAll(t, hc, n, 15, func(i int) (string, string) { return request(i), gp.nestedURL(i, 1+i%3) }, "200")
+	by := spansByKey(t, gp.col, 3*n, 60*time.Second, spanID)
+	for i := range n {
+		cli, srv, down := by[fmt.Sprintf("client:c%d", i)], by[fmt.Sprintf("server:b%d", i)], by[fmt.Sprintf("server:c%d", i)]
+		if cli.SpanID == "" || srv.SpanID == "" || down.SpanID == "" {
+			t.Errorf("request %d: spans missing (B's call %q, B's span %q, C's span %q)", i, cli.SpanID, srv.SpanID, down.SpanID)
+			continue
+		}
+		if cli.ParentSpanID != srv.SpanID || cli.TraceID != srv.TraceID {
+			t.Errorf("request %d (depth %d): B's call (trace %s, parent %s) is not the child of B's span %s", i, 1+i%3, cli.TraceID, cli.ParentSpanID, srv.SpanID)
+		}
+		if down.ParentSpanID != cli.SpanID || down.TraceID != cli.TraceID {
+			t.Errorf("request %d: C's span (trace %s, parent %s) is not the child of B's call %s", i, down.TraceID, down.ParentSpanID, cli.SpanID)
+		}
+	}
+	if c := capability(t, gp.agent, gp.c.PID(), status.GoroutineTree); c.On || !strings.Contains(c.Why, "auto") {
+		t.Errorf("C (serves, never calls) goroutine_tree: %+v, want off, waiting", c)
 	}
 }

@@ -109,6 +109,7 @@ type gogrpcStreamKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	gogrpcMapGoRoots           = "go_roots"
 	gogrpcMapGoctx             = "goctx"
 	gogrpcMapGogrpcStats       = "gogrpc_stats"
 	gogrpcMapGospawn           = "gospawn"
@@ -180,6 +181,7 @@ type gogrpcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gogrpcMapSpecs struct {
+	GoRoots     *ebpf.MapSpec `ebpf:"go_roots"`
 	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
 	GogrpcStats *ebpf.MapSpec `ebpf:"gogrpc_stats"`
 	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
@@ -219,6 +221,7 @@ func (o *gogrpcObjects) Close() error {
 //
 // It can be passed to loadGogrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gogrpcMaps struct {
+	GoRoots     *ebpf.Map `ebpf:"go_roots"`
 	Goctx       *ebpf.Map `ebpf:"goctx"`
 	GogrpcStats *ebpf.Map `ebpf:"gogrpc_stats"`
 	Gospawn     *ebpf.Map `ebpf:"gospawn"`
@@ -231,6 +234,7 @@ type gogrpcMaps struct {
 
 func (m *gogrpcMaps) Close() error {
 	return _GogrpcClose(
+		m.GoRoots,
 		m.Goctx,
 		m.GogrpcStats,
 		m.Gospawn,

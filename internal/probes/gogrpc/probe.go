@@ -85,7 +85,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gogrpc uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "h2_ids": maps.H2IDs}
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}

@@ -96,6 +96,7 @@ type gohttpTcpoptTx struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	gohttpMapClientCtxs       = "client_ctxs"
+	gohttpMapGoRoots          = "go_roots"
 	gohttpMapGoctx            = "goctx"
 	gohttpMapGohttpStats      = "gohttp_stats"
 	gohttpMapGospawn          = "gospawn"
@@ -160,6 +161,7 @@ type gohttpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpMapSpecs struct {
 	ClientCtxs  *ebpf.MapSpec `ebpf:"client_ctxs"`
+	GoRoots     *ebpf.MapSpec `ebpf:"go_roots"`
 	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
 	GohttpStats *ebpf.MapSpec `ebpf:"gohttp_stats"`
 	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
@@ -200,6 +202,7 @@ func (o *gohttpObjects) Close() error {
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpMaps struct {
 	ClientCtxs  *ebpf.Map `ebpf:"client_ctxs"`
+	GoRoots     *ebpf.Map `ebpf:"go_roots"`
 	Goctx       *ebpf.Map `ebpf:"goctx"`
 	GohttpStats *ebpf.Map `ebpf:"gohttp_stats"`
 	Gospawn     *ebpf.Map `ebpf:"gospawn"`
@@ -212,6 +215,7 @@ type gohttpMaps struct {
 func (m *gohttpMaps) Close() error {
 	return _GohttpClose(
 		m.ClientCtxs,
+		m.GoRoots,
 		m.Goctx,
 		m.GohttpStats,
 		m.Gospawn,

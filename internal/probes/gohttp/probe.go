@@ -96,7 +96,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "client_ctxs": maps.ClientCtxs,
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs,
 		"tcpopt_txs": maps.TCPOptTx}
 	if p.deps.Config.TCPOption {
 		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {

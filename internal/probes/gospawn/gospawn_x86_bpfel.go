@@ -55,6 +55,7 @@ type gospawnSpanCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	gospawnMapGoRoots           = "go_roots"
 	gospawnMapGoctx             = "goctx"
 	gospawnMapGospawn           = "gospawn"
 	gospawnMapGospawnStats      = "gospawn_stats"
@@ -113,6 +114,7 @@ type gospawnProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gospawnMapSpecs struct {
+	GoRoots      *ebpf.MapSpec `ebpf:"go_roots"`
 	Goctx        *ebpf.MapSpec `ebpf:"goctx"`
 	Gospawn      *ebpf.MapSpec `ebpf:"gospawn"`
 	GospawnStats *ebpf.MapSpec `ebpf:"gospawn_stats"`
@@ -147,6 +149,7 @@ func (o *gospawnObjects) Close() error {
 //
 // It can be passed to loadGospawnObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gospawnMaps struct {
+	GoRoots      *ebpf.Map `ebpf:"go_roots"`
 	Goctx        *ebpf.Map `ebpf:"goctx"`
 	Gospawn      *ebpf.Map `ebpf:"gospawn"`
 	GospawnStats *ebpf.Map `ebpf:"gospawn_stats"`
@@ -156,6 +159,7 @@ type gospawnMaps struct {
 
 func (m *gospawnMaps) Close() error {
 	return _GospawnClose(
+		m.GoRoots,
 		m.Goctx,
 		m.Gospawn,
 		m.GospawnStats,

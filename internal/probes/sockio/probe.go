@@ -87,6 +87,7 @@ type Maps struct {
 	Procs      *ebpf.Map // pid → proc_cfg: traced processes and their Go offsets
 	Goctx      *ebpf.Map // goroutine → the server span it serves
 	Gospawn    *ebpf.Map // goroutine → the request it was started for (gospawn)
+	GoRoots    *ebpf.Map // tgid → Go calls no goroutine link reached while serving
 	ClientCtxs *ebpf.Map // socket → a Go client call's span IDs (gohttp)
 	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc)
 	TCPOptTx   *ebpf.Map // socket cookie → a request's IDs for a TCP option (gohttp → tcpopt)
@@ -102,7 +103,7 @@ func (p *Probe) Maps() (Maps, error) {
 	if !p.loaded {
 		return Maps{}, ErrNotStarted
 	}
-	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
+	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
 		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs}, nil
 }
 

@@ -210,6 +210,7 @@ const (
 	sockioMapConnecting     = "connecting"
 	sockioMapConns          = "conns"
 	sockioMapEvents         = "events"
+	sockioMapGoRoots        = "go_roots"
 	sockioMapGoctx          = "goctx"
 	sockioMapGospawn        = "gospawn"
 	sockioMapGotlsProcs     = "gotls_procs"
@@ -349,6 +350,7 @@ type sockioMapSpecs struct {
 	Connecting *ebpf.MapSpec `ebpf:"connecting"`
 	Conns      *ebpf.MapSpec `ebpf:"conns"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
+	GoRoots    *ebpf.MapSpec `ebpf:"go_roots"`
 	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
 	Gospawn    *ebpf.MapSpec `ebpf:"gospawn"`
 	GotlsProcs *ebpf.MapSpec `ebpf:"gotls_procs"`
@@ -404,6 +406,7 @@ type sockioMaps struct {
 	Connecting *ebpf.Map `ebpf:"connecting"`
 	Conns      *ebpf.Map `ebpf:"conns"`
 	Events     *ebpf.Map `ebpf:"events"`
+	GoRoots    *ebpf.Map `ebpf:"go_roots"`
 	Goctx      *ebpf.Map `ebpf:"goctx"`
 	Gospawn    *ebpf.Map `ebpf:"gospawn"`
 	GotlsProcs *ebpf.Map `ebpf:"gotls_procs"`
@@ -427,6 +430,7 @@ func (m *sockioMaps) Close() error {
 		m.Connecting,
 		m.Conns,
 		m.Events,
+		m.GoRoots,
 		m.Goctx,
 		m.Gospawn,
 		m.GotlsProcs,
