@@ -35,6 +35,7 @@ DECLARE_GOCTX_MAP;
 DECLARE_GOSPAWN_MAP;
 DECLARE_GO_ROOTS_MAP;
 DECLARE_CLIENT_CTXS_MAP;
+DECLARE_H2_IDS_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;
@@ -55,6 +56,8 @@ enum gohttp_stat {
 	GS_NO_SOCK = 3,  /* skipped: the connection's socket was not found */
 	GS_NO_COOKIE = 4, /* no socket cookie yet: nothing for the injector */
 	GS_NOT_TCPCONN = 5, /* skipped: the connection is not a *net.TCPConn */
+	GS_H2_CALLS = 6,  /* HTTP/2 requests (writeHeaders) in traced processes */
+	GS_H2_LINKED = 7, /* ... whose goroutine (or its parent) serves a request */
 	GS_MAX = 8,
 };
 
@@ -200,5 +203,40 @@ int round_trip(struct pt_regs *ctx)
 	if (parent)
 		__builtin_memcpy(ic.fwd_id, parent->parent_id, sizeof(ic.fwd_id));
 	bpf_map_update_elem(&inject_ctx, &cookie, &ic, BPF_ANY);
+	return 0;
+}
+
+/* func (cc *http2ClientConn) writeHeaders(streamID uint32, endStream bool,
+ * maxFrameSize int, hdrs []byte) error — net/http's HTTP/2 client (h2 by
+ * ALPN, h2c) and x/net/http2's: it writes and flushes a request's HEADERS
+ * in the goroutine that makes the request (one the caller's RoundTrip
+ * started), with the stream ID in RBX. Its IDs are filed by (stream, this
+ * goroutine), where sockio's HTTP/2 parser finds them for the CLIENT span.
+ * No traceparent goes in: whether the request has one of its own is not
+ * known here (its headers are HPACK-coded against the connection's table). */
+SEC("uprobe")
+int h2_write_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !cfg->goid_offset || !bpf_map_lookup_elem(&http_procs, &tgid))
+		return 0;
+	struct h2_key k = {.tgid = tgid, .stream_id = (__u32)ctx->bx, .goid = goid_at(ctx->r14, cfg->goid_offset)};
+	if (!k.goid || !k.stream_id)
+		return 0;
+	count(GS_H2_CALLS);
+	struct h2_span ids = {.flags = H2_UNCHECKED};
+	struct span_ctx *parent = serving_span(tgid, ctx->r14, cfg);
+	if (parent) {
+		count(GS_H2_LINKED);
+		__builtin_memcpy(ids.trace_id, parent->trace_id, sizeof(ids.trace_id));
+		__builtin_memcpy(ids.parent_id, parent->span_id, sizeof(ids.parent_id));
+		ids.flags |= CTX_LINKED | sample_flags(ids.trace_id, true, parent->flags);
+	} else {
+		random_bytes(ids.trace_id, 4);
+		ids.flags |= sample_flags(ids.trace_id, false, 0);
+	}
+	random_bytes(ids.span_id, 2);
+	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
 	return 0;
 }

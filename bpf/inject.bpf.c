@@ -870,6 +870,8 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 		return INJ_H2_NO_CTX;
 	if (ids->flags & H2_APP_HEADER)
 		return INJ_H2_APP_HEADER;
+	if (ids->flags & H2_UNCHECKED)
+		return INJ_H2_UNCHECKED;
 	if (ids->flags & H2_INJECTED)
 		return INJ_H2_REPEAT;
 	/* The application's own tracestate: weft's member is not added (HPACK

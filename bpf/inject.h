@@ -55,7 +55,9 @@ enum inject_stat {
 	INJ_FORWARD_REWRITTEN = 22, /* the request carries the traceparent of the request its
 				     * sender is serving (a proxy forwarding it): its parent-id
 				     * became the client span's, in place */
-	INJ_STAT_MAX = 23,
+	INJ_H2_UNCHECKED = 23, /* a net/http HTTP/2 request: whether it has a traceparent of its
+				* own cannot be told from the probe, so none is added */
+	INJ_STAT_MAX = 24,
 };
 
 /* Longest request head (request line to blank line) that gets a header. */

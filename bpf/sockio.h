@@ -190,6 +190,7 @@ struct h2_span {
 #define H2_INJECTED 4   /* the injector put a traceparent in the stream's headers */
 #define H2_APP_HEADER 8 /* the application sent its own traceparent: none added */
 #define H2_APP_STATE 16 /* the application sent its own tracestate: weft's member not added */
+#define H2_UNCHECKED 32 /* whether the application sent a traceparent is unknown: none added */
 
 /* Written by the gRPC probe (and the injector, which marks what it did),
  * read and removed by sockio's user space when the stream's span is made. */

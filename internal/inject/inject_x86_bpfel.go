@@ -64,7 +64,8 @@ const (
 	injectInjectStatINJ_STATE_MERGED      injectInjectStat = 20
 	injectInjectStatINJ_STATE_KEPT        injectInjectStat = 21
 	injectInjectStatINJ_FORWARD_REWRITTEN injectInjectStat = 22
-	injectInjectStatINJ_STAT_MAX          injectInjectStat = 23
+	injectInjectStatINJ_H2UNCHECKED       injectInjectStat = 23
+	injectInjectStatINJ_STAT_MAX          injectInjectStat = 24
 )
 
 type injectProcCfg struct {

@@ -25,6 +25,7 @@ var counterNames = map[injectInjectStat]string{
 	injectInjectStatINJ_STATE_MERGED:      "state_merged",
 	injectInjectStatINJ_STATE_KEPT:        "state_kept",
 	injectInjectStatINJ_FORWARD_REWRITTEN: "forward_rewritten",
+	injectInjectStatINJ_H2UNCHECKED:       "h2_unchecked",
 }
 
 // Counters returns the kernel-side counters by name, summed over CPUs:

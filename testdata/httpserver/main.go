@@ -16,7 +16,8 @@
 //
 // With -cert and -key it serves HTTPS (HTTP/1.1 and, by ALPN, h2), and its
 // client trusts -cert for the HTTPS URLs it calls; -ca alone makes a
-// plaintext server whose client trusts that certificate.
+// plaintext server whose client trusts that certificate. With -h2 the
+// client speaks HTTP/2 to HTTPS servers that offer it.
 package main
 
 import (
@@ -180,6 +181,7 @@ func main() {
 	cert := flag.String("cert", "", "PEM certificate: serve HTTPS, and trust it as a client")
 	key := flag.String("key", "", "PEM key of -cert")
 	ca := flag.String("ca", "", "PEM certificate the client trusts (default -cert)")
+	h2 := flag.Bool("h2", false, "the client offers HTTP/2 (ALPN) on HTTPS calls, as http.DefaultTransport does")
 	flag.Parse()
 	if *ca == "" {
 		*ca = *cert
@@ -193,6 +195,8 @@ func main() {
 		pool.AppendCertsFromPEM(pem)
 		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
+	// A custom TLSClientConfig turns the Transport's HTTP/2 off unless asked.
+	client.Transport.(*http.Transport).ForceAttemptHTTP2 = *h2
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	mux.HandleFunc("/work", work)

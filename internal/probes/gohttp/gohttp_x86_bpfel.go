@@ -38,8 +38,26 @@ const (
 	gohttpGohttpStatGS_NO_SOCK     gohttpGohttpStat = 3
 	gohttpGohttpStatGS_NO_COOKIE   gohttpGohttpStat = 4
 	gohttpGohttpStatGS_NOT_TCPCONN gohttpGohttpStat = 5
+	gohttpGohttpStatGS_H2CALLS     gohttpGohttpStat = 6
+	gohttpGohttpStatGS_H2LINKED    gohttpGohttpStat = 7
 	gohttpGohttpStatGS_MAX         gohttpGohttpStat = 8
 )
+
+type gohttpH2Key struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Goid     uint64
+}
+
+type gohttpH2Span struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	ParentId [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+}
 
 type gohttpHttpCfg struct {
 	_             structs.HostLayout
@@ -100,10 +118,12 @@ const (
 	gohttpMapGoctx            = "goctx"
 	gohttpMapGohttpStats      = "gohttp_stats"
 	gohttpMapGospawn          = "gospawn"
+	gohttpMapH2Ids            = "h2_ids"
 	gohttpMapHttpProcs        = "http_procs"
 	gohttpMapInjectCtx        = "inject_ctx"
 	gohttpMapProcs            = "procs"
 	gohttpMapTcpoptTxs        = "tcpopt_txs"
+	gohttpProgH2WriteHeaders  = "h2_write_headers"
 	gohttpProgRoundTrip       = "round_trip"
 	gohttpVarSampleBound      = "sample_bound"
 	gohttpVarSampleParent     = "sample_parent"
@@ -153,7 +173,8 @@ type gohttpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpProgramSpecs struct {
-	RoundTrip *ebpf.ProgramSpec `ebpf:"round_trip"`
+	H2WriteHeaders *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
+	RoundTrip      *ebpf.ProgramSpec `ebpf:"round_trip"`
 }
 
 // gohttpMapSpecs contains maps before they are loaded into the kernel.
@@ -165,6 +186,7 @@ type gohttpMapSpecs struct {
 	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
 	GohttpStats *ebpf.MapSpec `ebpf:"gohttp_stats"`
 	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
+	H2Ids       *ebpf.MapSpec `ebpf:"h2_ids"`
 	HttpProcs   *ebpf.MapSpec `ebpf:"http_procs"`
 	InjectCtx   *ebpf.MapSpec `ebpf:"inject_ctx"`
 	Procs       *ebpf.MapSpec `ebpf:"procs"`
@@ -206,6 +228,7 @@ type gohttpMaps struct {
 	Goctx       *ebpf.Map `ebpf:"goctx"`
 	GohttpStats *ebpf.Map `ebpf:"gohttp_stats"`
 	Gospawn     *ebpf.Map `ebpf:"gospawn"`
+	H2Ids       *ebpf.Map `ebpf:"h2_ids"`
 	HttpProcs   *ebpf.Map `ebpf:"http_procs"`
 	InjectCtx   *ebpf.Map `ebpf:"inject_ctx"`
 	Procs       *ebpf.Map `ebpf:"procs"`
@@ -219,6 +242,7 @@ func (m *gohttpMaps) Close() error {
 		m.Goctx,
 		m.GohttpStats,
 		m.Gospawn,
+		m.H2Ids,
 		m.HttpProcs,
 		m.InjectCtx,
 		m.Procs,
@@ -240,11 +264,13 @@ type gohttpVariables struct {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpPrograms struct {
-	RoundTrip *ebpf.Program `ebpf:"round_trip"`
+	H2WriteHeaders *ebpf.Program `ebpf:"h2_write_headers"`
+	RoundTrip      *ebpf.Program `ebpf:"round_trip"`
 }
 
 func (p *gohttpPrograms) Close() error {
 	return _GohttpClose(
+		p.H2WriteHeaders,
 		p.RoundTrip,
 	)
 }

@@ -28,6 +28,14 @@ const Name = "gohttp"
 // (http.Get, http.Client, reverse proxies) sends HTTP/1 requests through it.
 const roundTrip = "net/http.(*persistConn).roundTrip"
 
+// h2WriteHeaders are the HTTP/2 clients' functions that write a request's
+// HEADERS in the goroutine making it: net/http's bundled copy and x/net's.
+// Probed when present; their calls' CLIENT spans are linked, not injected.
+var h2WriteHeaders = []string{
+	"net/http.(*http2ClientConn).writeHeaders",
+	"golang.org/x/net/http2.(*ClientConn).writeHeaders",
+}
+
 // tlsConnClose is the first method of the itab (*tls.Conn, net.Conn):
 // an HTTPS persistConn's conn is followed through it to the TCP socket.
 const tlsConnClose = "crypto/tls.(*Conn).Close"
@@ -46,6 +54,8 @@ var statNames = map[gohttpGohttpStat]string{
 	gohttpGohttpStatGS_NO_SOCK:     "no_socket",
 	gohttpGohttpStatGS_NO_COOKIE:   "no_cookie",
 	gohttpGohttpStatGS_NOT_TCPCONN: "not_tcpconn",
+	gohttpGohttpStatGS_H2CALLS:     "h2_calls",
+	gohttpGohttpStatGS_H2LINKED:    "h2_linked",
 }
 
 // CtxMap is the injector's map of client-span IDs by socket, which this
@@ -89,14 +99,14 @@ func (p *Probe) Start(ctx context.Context) error {
 		return err
 	}
 	p.deps.Status.Feature("uprobes", true, p.uprobes.Describe())
-	if err := p.uprobes.Prepare(spec, "round_trip"); err != nil {
+	if err := p.uprobes.Prepare(spec, "round_trip", "h2_write_headers"); err != nil {
 		return err
 	}
 	maps, err := p.sock.Maps()
 	if err != nil {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs,
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs,
 		"tcpopt_txs": maps.TCPOptTx}
 	if p.deps.Config.TCPOption {
 		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {
@@ -225,6 +235,20 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 	ls, err := p.uprobes.Attach(ex, roundTrip, p.objs.RoundTrip, f.Offset)
 	if err != nil {
 		return gohttpHttpCfg{}, nil, fmt.Errorf("attaching to %s in %s: %w", roundTrip, exe, err)
+	}
+	for _, fn := range h2WriteHeaders {
+		h, err := b.Func(fn)
+		if err != nil {
+			continue // that client is not linked in
+		}
+		hl, err := p.uprobes.Attach(ex, fn, p.objs.H2WriteHeaders, h.Offset)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return gohttpHttpCfg{}, nil, fmt.Errorf("attaching to %s in %s: %w", fn, exe, err)
+		}
+		ls = append(ls, hl...)
 	}
 	return cfg, ls, nil
 }

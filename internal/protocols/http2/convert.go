@@ -69,10 +69,25 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 		}
 	} else {
 		s.Name, attrs = httpsem.MethodAttrs(st.Method, 12)
-		path, query := in.Redact.Target(st.Path)
-		attrs = append(attrs, attribute.String("url.path", path))
-		if query != "" {
-			attrs = append(attrs, attribute.String("url.query", query))
+		// As for HTTP/1: a client span has url.full, a server span
+		// url.path, url.query and url.scheme. :scheme says what the
+		// client meant; without it, the connection (TLS or not) says.
+		scheme := st.Scheme
+		if scheme != "http" && scheme != "https" {
+			scheme = in.Scheme()
+		}
+		if kind == trace.SpanKindClient {
+			authority := st.Authority
+			if authority == "" && in.Remote.IsValid() {
+				authority = in.Remote.String()
+			}
+			attrs = append(attrs, attribute.String("url.full", in.Redact.Full(scheme, authority, st.Path)))
+		} else {
+			path, query := in.Redact.Target(st.Path)
+			attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", scheme))
+			if query != "" {
+				attrs = append(attrs, attribute.String("url.query", query))
+			}
 		}
 		if st.Status > 0 {
 			attrs = append(attrs, attribute.Int("http.response.status_code", st.Status))

@@ -60,8 +60,29 @@ func TestStreamSpan(t *testing.T) {
 	}
 	// Plain HTTP/2 (not gRPC) reads like an HTTP span.
 	s, _ := StreamSpan(in(), &h2wire.Stream{Role: h2wire.RoleServer, Method: "GET", Path: "/a?b=1", Status: 503, GRPCStatus: -1})
-	if a := attrMap(s.Attrs); s.Name != "GET" || a["url.path"] != "/a" || a["http.response.status_code"] != int64(503) || !s.Error {
+	if a := attrMap(s.Attrs); s.Name != "GET" || a["url.path"] != "/a" || a["url.query"] != "b=1" || a["url.scheme"] != "http" ||
+		a["http.response.status_code"] != int64(503) || !s.Error || a["url.full"] != nil {
 		t.Errorf("http/2 span %q %v error %v", s.Name, a, s.Error)
+	}
+	// Its client side has url.full from :scheme, :authority and :path
+	// (redacted by the same policy), as an HTTP/1 client span does; without :scheme,
+	// the connection's TLS says https.
+	for _, tc := range []struct {
+		scheme, authority string
+		tls               bool
+		want              string
+	}{
+		{"https", "api.example:8443", false, "https://api.example:8443/a?b=1"},
+		{"", "api.example", true, "https://api.example/a?b=1"},
+		{"", "", false, "http://10.0.0.2:40000/a?b=1"},
+	} {
+		cin := in()
+		cin.TLS = tc.tls
+		s, _ := StreamSpan(cin, &h2wire.Stream{Role: h2wire.RoleClient, Method: "GET", Path: "/a?b=1", Scheme: tc.scheme,
+			Authority: tc.authority, Status: 200, GRPCStatus: -1})
+		if a := attrMap(s.Attrs); a["url.full"] != tc.want || a["url.path"] != nil || s.Kind != trace.SpanKindClient {
+			t.Errorf("client span with :scheme %q :authority %q tls %v: %v, want url.full %q", tc.scheme, tc.authority, tc.tls, a, tc.want)
+		}
 	}
 }
 
