@@ -265,13 +265,67 @@ static __always_inline int request_start(const __u8 *d, __u32 n, int min_letters
 #define HEAD_READS_MAX 3 /* reads after the first searched for it */
 #define TP_NAME_LEN 12  /* "traceparent:" */
 
+#define NAME_LEN(s) (sizeof(s) - 1)
+#define B3_NAME "b3:"
+#define B3_PREFIX "x-b3-" /* the multi headers' names start so */
+#define B3_NAME_MAX NAME_LEN(B3_PREFIX "traceid:") /* the longest B3 name */
+#define POS_NONE 0xffffffffULL /* a position not found, -1 as an __s32 */
+
 struct tp_scan {
 	const __u8 *data;
 	__u32 n;
 	bool line_start; /* data[0] begins a header line */
 	__s32 at;  /* offset of the header's value, or -1 */
 	bool end;  /* the head's blank line is in data */
+	/* Offsets of the first b3 and X-B3-* (by B3_TRACE...) values, or -1:
+	 * found without stopping the scan, since a traceparent wins. */
+	__s32 b3;
+	__s32 b3_multi[B3_FIELDS];
 };
+
+#define NAME_PART_MAX 8 /* the longest name (part) name_is compares */
+
+/* Whether h starts with name (len <= NAME_PART_MAX bytes, lowercase), in
+ * any case. */
+static __always_inline bool name_is(const __u8 *h, const char *name, const int len)
+{
+	for (int k = 0; k < NAME_PART_MAX; k++) {
+		if (k >= len)
+			break;
+		if ((h[k] | 0x20) != name[k])
+			return false;
+	}
+	return true;
+}
+
+/* Records a B3 header's value offset, j + len, in *at unless one was
+ * found already or the value starts past the data. */
+static __always_inline void b3_found(__s32 *at, __u64 j, const int len, __u32 n)
+{
+	if (*at < 0 && j + len < n)
+		*at = j + len;
+}
+
+/* tp_scan_step's search for B3 names at a line start h (offset j). */
+static __always_inline void b3_step(struct tp_scan *st, const __u8 *h, __u64 j)
+{
+	if (name_is(h, B3_NAME, NAME_LEN(B3_NAME))) {
+		b3_found(&st->b3, j, NAME_LEN(B3_NAME), st->n);
+		return;
+	}
+	if (!name_is(h, B3_PREFIX, NAME_LEN(B3_PREFIX)))
+		return;
+	const __u8 *r = h + NAME_LEN(B3_PREFIX);
+	const int p = NAME_LEN(B3_PREFIX);
+	if (name_is(r, "traceid:", NAME_LEN("traceid:")))
+		b3_found(&st->b3_multi[B3_TRACE], j, p + NAME_LEN("traceid:"), st->n);
+	else if (name_is(r, "spanid:", NAME_LEN("spanid:")))
+		b3_found(&st->b3_multi[B3_SPAN], j, p + NAME_LEN("spanid:"), st->n);
+	else if (name_is(r, "sampled:", NAME_LEN("sampled:")))
+		b3_found(&st->b3_multi[B3_SAMPLED], j, p + NAME_LEN("sampled:"), st->n);
+	else if (name_is(r, "flags:", NAME_LEN("flags:")))
+		b3_found(&st->b3_multi[B3_FLAGS], j, p + NAME_LEN("flags:"), st->n);
+}
 
 /* bpf_loop callback: at offset i, does a header line start that is
  * "traceparent:" (any case), or the blank line that ends the head?
@@ -293,14 +347,15 @@ static long tp_scan_step(__u32 i, void *arg)
 		st->end = true;
 		return 1;
 	}
-	if (j + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n)
-		return 0;
 	/* | 0x20 lowers ASCII letters */
-	if ((h[0] | 0x20) != 't' || (h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' ||
+	if (j + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n ||
+	    (h[0] | 0x20) != 't' || (h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' ||
 	    (h[3] | 0x20) != 'c' || (h[4] | 0x20) != 'e' || (h[5] | 0x20) != 'p' ||
 	    (h[6] | 0x20) != 'a' || (h[7] | 0x20) != 'r' || (h[8] | 0x20) != 'e' ||
-	    (h[9] | 0x20) != 'n' || (h[10] | 0x20) != 't' || h[11] != ':')
+	    (h[9] | 0x20) != 'n' || (h[10] | 0x20) != 't' || h[11] != ':') {
+		b3_step(st, h, j);
 		return 0;
+	}
 	st->at = j + TP_NAME_LEN;
 	return 1;
 }
@@ -325,6 +380,27 @@ static __always_inline __u64 lt(__u64 x, __u64 y)
  * read lowest. */
 #define TP_WIN_HI 0x0a74726163ULL
 #define TP_WIN_LO 0x65706172656e743aULL
+/* The B3 names the same way, each with the mask of its high window:
+ * "\nb3:" fits the low one; "\nx-b3-" + "traceid:", "\nx-b3-" +
+ * "sampled:", "\nx-b3" + "-spanid:", "\nx-b" + "3-flags:". */
+#define B3_WIN_LO 0x0a62333aULL
+#define B3_WIN_LO_MASK 0xffffffffULL
+#define B3T_WIN_HI 0x0a782d62332dULL
+#define B3T_WIN_LO 0x747261636569643aULL
+#define B3SA_WIN_LO 0x73616d706c65643aULL
+#define B3SP_WIN_HI 0x0a782d6233ULL
+#define B3SP_WIN_LO 0x2d7370616e69643aULL
+#define B3F_WIN_HI 0x0a782d62ULL
+#define B3F_WIN_LO 0x332d666c6167733aULL
+
+/* The first offset: at unless it is POS_NONE and m (0 or 1) says v,
+ * without a branch. */
+static __always_inline __u64 first_at(__u64 at, __u64 m, __u64 v)
+{
+	__u64 mask = -(m & eq(at, POS_NONE));
+	barrier_var(mask);
+	return at ^ ((at ^ v) & mask);
+}
 
 /* tp_scan_step's search for kernels without bpf_loop, in a bounded loop:
  * the verifier walks each of its TP_SCAN iterations and keeps a state for
@@ -335,6 +411,8 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 {
 	const __u8 *data = st->data;
 	__u64 n = st->n, lo = st->line_start ? '\n' : 0, hi = 0, res = 0xffffffffULL;
+	/* res, then the B3 offsets as in struct tp_scan */
+	__u64 b3 = POS_NONE, bt = POS_NONE, bsp = POS_NONE, bsa = POS_NONE, bf = POS_NONE;
 	for (__u64 i = 0; i < TP_SCAN; i++) {
 		__u64 c = data[i];
 		__s64 t = (__s64)c - 'A';
@@ -346,6 +424,13 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 		/* the value after the name must fit too, as tp_scan_step wants */
 		__u64 name = eq(lo, TP_WIN_LO) & eq(hi & 0xffffffffffULL, TP_WIN_HI) & lt(i + 57, n + 1);
 		__u64 end = in & eq((lo >> 8) & 0xff, '\n') & (eq(c, '\r') | eq(c, '\n'));
+		/* a B3 value starts at i + 1, inside the data */
+		__u64 v = lt(i + 1, n), hi6 = hi & 0xffffffffffffULL;
+		b3 = first_at(b3, v & eq(lo & B3_WIN_LO_MASK, B3_WIN_LO), i + 1);
+		bt = first_at(bt, v & eq(lo, B3T_WIN_LO) & eq(hi6, B3T_WIN_HI), i + 1);
+		bsa = first_at(bsa, v & eq(lo, B3SA_WIN_LO) & eq(hi6, B3T_WIN_HI), i + 1);
+		bsp = first_at(bsp, v & eq(lo, B3SP_WIN_LO) & eq(hi & 0xffffffffffULL, B3SP_WIN_HI), i + 1);
+		bf = first_at(bf, v & eq(lo, B3F_WIN_LO) & eq(hi & 0xffffffffULL, B3F_WIN_HI), i + 1);
 		if (name | end | (in ^ 1)) {
 			/* at: the value's offset; bit 32: the head ended */
 			res = name ? i + 1 : (end << 32) | 0xffffffffULL;
@@ -355,10 +440,18 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 	/* Each exit of the loop has its own constant i: copied through a
 	 * helper, the result is one unknown value, and the states after the
 	 * loop merge instead of being walked once per exit. */
-	__u64 out = 0xffffffffULL;
-	bpf_probe_read_kernel(&out, sizeof(out), &res);
-	st->at = (__s32)(__u32)out;
-	st->end = out >> 32;
+	__u64 found[2 + B3_FIELDS] = {res, b3}, out[2 + B3_FIELDS];
+	found[2 + B3_TRACE] = bt;
+	found[2 + B3_SPAN] = bsp;
+	found[2 + B3_SAMPLED] = bsa;
+	found[2 + B3_FLAGS] = bf;
+	if (bpf_probe_read_kernel(out, sizeof(out), found))
+		return;
+	st->at = (__s32)(__u32)out[0];
+	st->end = out[0] >> 32;
+	st->b3 = (__s32)(__u32)out[1];
+	for (int k = 0; k < B3_FIELDS; k++)
+		st->b3_multi[k] = (__s32)(__u32)out[2 + k];
 }
 
 /* Scan results: a parsed traceparent, or whether the head may go on in
@@ -370,20 +463,75 @@ enum { TP_FOUND, TP_HEAD_ENDS, TP_HEAD_GOES_ON };
  * again and counts what it rejects; this copy exists so that calls the
  * request causes carry the caller's trace. line_start says data begins a
  * header line (a head continued from an earlier read). */
-static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out,
-					    const bool use_loop)
+/* A B3 value found at pos (-1: none) in data[0:n]: its first byte, past
+ * one space, and in *avail how many bytes of it were read; 0 if none. */
+static __always_inline const __u8 *b3_value(const __u8 *data, __u32 n, __s32 pos, __u32 *avail)
 {
-	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1};
+	if (pos < 0)
+		return 0;
+	__u32 at = pos;
+	barrier_var(at); /* the bound below on the register that indexes */
+	if (at > TP_SCAN + B3_NAME_MAX)
+		return 0;
+	if (at < n && data[at] == ' ')
+		at++;
+	if (at >= n)
+		return 0;
+	*avail = n - at;
+	__u64 off = at;
+	barrier_var(off); /* keep the mask: clang knows it changes nothing */
+	return data + (off & (CAPTURE_MAX - 1));
+}
+
+/* The span context the B3 headers the scan found carry: the single
+ * header's when valid, else the multi headers'. False when there is none
+ * (user space counts the malformed ones). */
+static __always_inline bool find_b3(const __u8 *data, __u32 n, const struct tp_scan *st, struct span_ctx *out)
+{
+	__u32 avail = 0;
+	const __u8 *v = b3_value(data, n, st->b3, &avail);
+	if (v && parse_b3_single(v, avail, out))
+		return true;
+	v = b3_value(data, n, st->b3_multi[B3_TRACE], &avail);
+	if (!v || !b3_multi_trace(v, avail, out))
+		return false;
+	v = b3_value(data, n, st->b3_multi[B3_SPAN], &avail);
+	if (!v || !b3_multi_span(v, avail, out))
+		return false;
+	out->flags = CTX_SAMPLED; /* deferred, unless X-B3-Sampled says */
+	v = b3_value(data, n, st->b3_multi[B3_SAMPLED], &avail);
+	if (v) {
+		int f = b3_multi_sampled(v, avail);
+		if (f < 0)
+			return false;
+		out->flags = f;
+	}
+	v = b3_value(data, n, st->b3_multi[B3_FLAGS], &avail);
+	if (v && b3_multi_debug(v, avail))
+		out->flags = CTX_SAMPLED;
+	return true;
+}
+
+/* *b3 says whether out holds a B3 context: set only when data has no
+ * traceparent, whatever is returned (the head may go on, and a
+ * traceparent in a later read then wins). */
+static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out,
+					    bool *b3, const bool use_loop)
+{
+	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1, .b3 = -1,
+			     .b3_multi = {-1, -1, -1, -1}};
 	if (use_loop) {
 		bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
 	} else {
 		tp_scan_bounded(&st);
 	}
-	if (st.end)
-		return TP_HEAD_ENDS;
-	if (st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN)
+	if (st.end || st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN) {
+		*b3 = find_b3(data, n, &st, out);
+		if (st.end)
+			return TP_HEAD_ENDS;
 		/* Not here; the head goes on unless it outgrew the search. */
 		return n > TP_SCAN ? TP_HEAD_ENDS : TP_HEAD_GOES_ON;
+	}
 	__u32 at = st.at;
 	barrier_var(at); /* the bound below on the register that indexes */
 	if (at > TP_SCAN + TP_NAME_LEN)
@@ -795,7 +943,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		/* Calls this goroutine makes while serving belong to this span.
 		 * The head may come in several reads (a sender's header insert
 		 * can arrive after its request line): the following reads are
-		 * searched too, and the first traceparent found wins. */
+		 * searched too, and the first traceparent found wins; B3
+		 * headers give the context until a traceparent comes. */
 		struct span_ctx sc = {};
 		/* Through memory, which the verifier does not track: the paths
 		 * that reach the search then have equal states, and a bounded
@@ -804,11 +953,14 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		s->scan_line_start = goes_on ? c->line_start : false;
 		s->scan_starts = starts;
 		barrier();
-		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, use_loop);
+		bool b3 = false;
+		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, &b3, use_loop);
 		barrier();
 		n = s->scan_n & (2 * CAPTURE_MAX - 1);
 		starts = s->scan_starts;
-		if (r == TP_FOUND) {
+		/* a traceparent, else B3 headers (Zipkin, service meshes) */
+		bool linked = r == TP_FOUND || b3;
+		if (linked) {
 			/* Header and option both there: the header wins; user
 			 * space hears of the option only when they agree. */
 			__u8 opt = e->ctx_flags & CTX_TCPOPT;
@@ -828,7 +980,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		} else {
 			c->head_left = 0;
 		}
-		if (starts || r == TP_FOUND) {
+		if (starts || linked) {
 			/* A root's flag is decided here, for every hop after it. */
 			/* the parent: the header's, else the option's */
 			sc.flags = sample_flags(c->trace_id, e->ctx_flags & CTX_LINKED, e->ctx_flags & CTX_SAMPLED);
