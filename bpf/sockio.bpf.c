@@ -269,7 +269,9 @@ static __always_inline int request_start(const __u8 *d, __u32 n, int min_letters
 #define B3_NAME "b3:"
 #define B3_PREFIX "x-b3-" /* the multi headers' names start so */
 #define B3_NAME_MAX NAME_LEN(B3_PREFIX "traceid:") /* the longest B3 name */
-#define POS_NONE 0xffffffffULL /* a position not found, -1 as an __s32 */
+/* B3 lines the scan notes (b3 and the four X-B3-*): more are ignored. */
+#define B3_LINES 5
+#define B3_LINE_BITS 12 /* bits of a noted offset: TP_SCAN + 1 fits */
 
 struct tp_scan {
 	const __u8 *data;
@@ -277,8 +279,14 @@ struct tp_scan {
 	bool line_start; /* data[0] begins a header line */
 	__s32 at;  /* offset of the header's value, or -1 */
 	bool end;  /* the head's blank line is in data */
-	/* Offsets of the first b3 and X-B3-* (by B3_TRACE...) values, or -1:
-	 * found without stopping the scan, since a traceparent wins. */
+	/* The lines that start "b3:" or "x-b3-" (any case), noted without
+	 * stopping the scan (a traceparent wins): the offset after that
+	 * prefix, 0 for none. The search is as cheap as it can be for the
+	 * verifier; b3_classify sorts them out after it. */
+	__u32 b3_lines[B3_LINES];
+	__u32 b3_count;
+	/* After b3_classify: offsets of the first b3 and X-B3-* (by
+	 * B3_TRACE...) values, or -1. */
 	__s32 b3;
 	__s32 b3_multi[B3_FIELDS];
 };
@@ -298,33 +306,65 @@ static __always_inline bool name_is(const __u8 *h, const char *name, const int l
 	return true;
 }
 
-/* Records a B3 header's value offset, j + len, in *at unless one was
- * found already or the value starts past the data. */
-static __always_inline void b3_found(__s32 *at, __u64 j, const int len, __u32 n)
-{
-	if (*at < 0 && j + len < n)
-		*at = j + len;
-}
-
-/* tp_scan_step's search for B3 names at a line start h (offset j). */
+/* tp_scan_step's note of a B3 line starting at h (offset j). */
 static __always_inline void b3_step(struct tp_scan *st, const __u8 *h, __u64 j)
 {
-	if (name_is(h, B3_NAME, NAME_LEN(B3_NAME))) {
-		b3_found(&st->b3, j, NAME_LEN(B3_NAME), st->n);
+	__u32 k = st->b3_count;
+	__u64 p;
+	if (k >= B3_LINES)
 		return;
+	if (name_is(h, B3_NAME, NAME_LEN(B3_NAME)))
+		p = j + NAME_LEN(B3_NAME);
+	else if (name_is(h, B3_PREFIX, NAME_LEN(B3_PREFIX)))
+		p = j + NAME_LEN(B3_PREFIX);
+	else
+		return;
+	if (p >= st->n) /* as tp_scan_bounded: the line goes on in the data */
+		return;
+	st->b3_lines[k] = p;
+	st->b3_count = k + 1;
+}
+
+/* Records a B3 value offset, p + len, in *at unless one was found already
+ * or the value starts past the data. */
+static __always_inline void b3_found(__s32 *at, __u32 p, const int len, __u32 n)
+{
+	if (*at < 0 && p + len < n)
+		*at = p + len;
+}
+
+/* Sorts the noted B3 lines into st->b3 and st->b3_multi. */
+static __always_inline void b3_classify(const __u8 *data, __u32 n, struct tp_scan *st)
+{
+	for (int k = 0; k < B3_LINES; k++) {
+		__u32 p = st->b3_lines[k];
+		if (p == 0 || p > TP_SCAN + 1)
+			continue;
+		__u64 off = p;
+		barrier_var(off); /* keep the mask: clang knows it changes nothing */
+		/* r[-1] is inside the scratch value: the event precedes data */
+		const __u8 *r = data + (off & ((1 << B3_LINE_BITS) - 1));
+		if (r[-1] == ':') { /* "b3:" (the multi prefix ends in '-') */
+			b3_found(&st->b3, p, 0, n);
+			continue;
+		}
+		if (name_is(r, "traceid:", NAME_LEN("traceid:")))
+			b3_found(&st->b3_multi[B3_TRACE], p, NAME_LEN("traceid:"), n);
+		else if (name_is(r, "spanid:", NAME_LEN("spanid:")))
+			b3_found(&st->b3_multi[B3_SPAN], p, NAME_LEN("spanid:"), n);
+		else if (name_is(r, "sampled:", NAME_LEN("sampled:")))
+			b3_found(&st->b3_multi[B3_SAMPLED], p, NAME_LEN("sampled:"), n);
+		else if (name_is(r, "flags:", NAME_LEN("flags:")))
+			b3_found(&st->b3_multi[B3_FLAGS], p, NAME_LEN("flags:"), n);
+		/* Through a helper, the offsets are unknown values: the
+		 * paths through this line then have equal states, and the
+		 * verifier walks the next line (and the parse) once, not once
+		 * per combination of kinds. */
+		__s32 at[1 + B3_FIELDS];
+		at[0] = st->b3;
+		__builtin_memcpy(&at[1], st->b3_multi, sizeof(st->b3_multi));
+		bpf_probe_read_kernel(&st->b3, sizeof(at), at);
 	}
-	if (!name_is(h, B3_PREFIX, NAME_LEN(B3_PREFIX)))
-		return;
-	const __u8 *r = h + NAME_LEN(B3_PREFIX);
-	const int p = NAME_LEN(B3_PREFIX);
-	if (name_is(r, "traceid:", NAME_LEN("traceid:")))
-		b3_found(&st->b3_multi[B3_TRACE], j, p + NAME_LEN("traceid:"), st->n);
-	else if (name_is(r, "spanid:", NAME_LEN("spanid:")))
-		b3_found(&st->b3_multi[B3_SPAN], j, p + NAME_LEN("spanid:"), st->n);
-	else if (name_is(r, "sampled:", NAME_LEN("sampled:")))
-		b3_found(&st->b3_multi[B3_SAMPLED], j, p + NAME_LEN("sampled:"), st->n);
-	else if (name_is(r, "flags:", NAME_LEN("flags:")))
-		b3_found(&st->b3_multi[B3_FLAGS], j, p + NAME_LEN("flags:"), st->n);
 }
 
 /* bpf_loop callback: at offset i, does a header line start that is
@@ -380,27 +420,6 @@ static __always_inline __u64 lt(__u64 x, __u64 y)
  * read lowest. */
 #define TP_WIN_HI 0x0a74726163ULL
 #define TP_WIN_LO 0x65706172656e743aULL
-/* The B3 names the same way, each with the mask of its high window:
- * "\nb3:" fits the low one; "\nx-b3-" + "traceid:", "\nx-b3-" +
- * "sampled:", "\nx-b3" + "-spanid:", "\nx-b" + "3-flags:". */
-#define B3_WIN_LO 0x0a62333aULL
-#define B3_WIN_LO_MASK 0xffffffffULL
-#define B3T_WIN_HI 0x0a782d62332dULL
-#define B3T_WIN_LO 0x747261636569643aULL
-#define B3SA_WIN_LO 0x73616d706c65643aULL
-#define B3SP_WIN_HI 0x0a782d6233ULL
-#define B3SP_WIN_LO 0x2d7370616e69643aULL
-#define B3F_WIN_HI 0x0a782d62ULL
-#define B3F_WIN_LO 0x332d666c6167733aULL
-
-/* The first offset: at unless it is POS_NONE and m (0 or 1) says v,
- * without a branch. */
-static __always_inline __u64 first_at(__u64 at, __u64 m, __u64 v)
-{
-	__u64 mask = -(m & eq(at, POS_NONE));
-	barrier_var(mask);
-	return at ^ ((at ^ v) & mask);
-}
 
 /* tp_scan_step's search for kernels without bpf_loop, in a bounded loop:
  * the verifier walks each of its TP_SCAN iterations and keeps a state for
@@ -411,8 +430,6 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 {
 	const __u8 *data = st->data;
 	__u64 n = st->n, lo = st->line_start ? '\n' : 0, hi = 0, res = 0xffffffffULL;
-	/* res, then the B3 offsets as in struct tp_scan */
-	__u64 b3 = POS_NONE, bt = POS_NONE, bsp = POS_NONE, bsa = POS_NONE, bf = POS_NONE;
 	for (__u64 i = 0; i < TP_SCAN; i++) {
 		__u64 c = data[i];
 		__s64 t = (__s64)c - 'A';
@@ -424,13 +441,6 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 		/* the value after the name must fit too, as tp_scan_step wants */
 		__u64 name = eq(lo, TP_WIN_LO) & eq(hi & 0xffffffffffULL, TP_WIN_HI) & lt(i + 57, n + 1);
 		__u64 end = in & eq((lo >> 8) & 0xff, '\n') & (eq(c, '\r') | eq(c, '\n'));
-		/* a B3 value starts at i + 1, inside the data */
-		__u64 v = lt(i + 1, n), hi6 = hi & 0xffffffffffffULL;
-		b3 = first_at(b3, v & eq(lo & B3_WIN_LO_MASK, B3_WIN_LO), i + 1);
-		bt = first_at(bt, v & eq(lo, B3T_WIN_LO) & eq(hi6, B3T_WIN_HI), i + 1);
-		bsa = first_at(bsa, v & eq(lo, B3SA_WIN_LO) & eq(hi6, B3T_WIN_HI), i + 1);
-		bsp = first_at(bsp, v & eq(lo, B3SP_WIN_LO) & eq(hi & 0xffffffffffULL, B3SP_WIN_HI), i + 1);
-		bf = first_at(bf, v & eq(lo, B3F_WIN_LO) & eq(hi & 0xffffffffULL, B3F_WIN_HI), i + 1);
 		if (name | end | (in ^ 1)) {
 			/* at: the value's offset; bit 32: the head ended */
 			res = name ? i + 1 : (end << 32) | 0xffffffffULL;
@@ -440,18 +450,10 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 	/* Each exit of the loop has its own constant i: copied through a
 	 * helper, the result is one unknown value, and the states after the
 	 * loop merge instead of being walked once per exit. */
-	__u64 found[2 + B3_FIELDS] = {res, b3}, out[2 + B3_FIELDS];
-	found[2 + B3_TRACE] = bt;
-	found[2 + B3_SPAN] = bsp;
-	found[2 + B3_SAMPLED] = bsa;
-	found[2 + B3_FLAGS] = bf;
-	if (bpf_probe_read_kernel(out, sizeof(out), found))
-		return;
-	st->at = (__s32)(__u32)out[0];
-	st->end = out[0] >> 32;
-	st->b3 = (__s32)(__u32)out[1];
-	for (int k = 0; k < B3_FIELDS; k++)
-		st->b3_multi[k] = (__s32)(__u32)out[2 + k];
+	__u64 out = 0xffffffffULL;
+	bpf_probe_read_kernel(&out, sizeof(out), &res);
+	st->at = (__s32)(__u32)out;
+	st->end = out >> 32;
 }
 
 /* Scan results: a parsed traceparent, or whether the head may go on in
@@ -492,6 +494,11 @@ static __always_inline bool find_b3(const __u8 *data, __u32 n, const struct tp_s
 	const __u8 *v = b3_value(data, n, st->b3, &avail);
 	if (v && parse_b3_single(v, avail, out))
 		return true;
+	/* The single header's failures meet here as one state (see
+	 * b3_classify): the multi parse is walked once. */
+	__u32 zero = 0;
+	bpf_probe_read_kernel(&avail, sizeof(avail), &zero);
+	bpf_probe_read_kernel(out, sizeof(*out), out);
 	v = b3_value(data, n, st->b3_multi[B3_TRACE], &avail);
 	if (!v || !b3_multi_trace(v, avail, out))
 		return false;
@@ -526,7 +533,13 @@ static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line
 		tp_scan_bounded(&st);
 	}
 	if (st.end || st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN) {
-		*b3 = find_b3(data, n, &st, out);
+		/* B3 only where bpf_loop scans: the bounded scan has no room
+		 * left for it under the verifier's budget on 5.10 (user space
+		 * then ignores B3 too, seeing the kernel did not take it). */
+		if (use_loop) {
+			b3_classify(data, n, &st);
+			*b3 = find_b3(data, n, &st, out);
+		}
 		if (st.end)
 			return TP_HEAD_ENDS;
 		/* Not here; the head goes on unless it outgrew the search. */

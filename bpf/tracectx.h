@@ -102,14 +102,40 @@ static __always_inline bool value_end(const __u8 *v, __u32 k, __u32 avail)
 	return k < avail && (v[k] == '\r' || v[k] == ' ' || v[k] == '\t');
 }
 
+/* One lowercase hex digit's value, without a branch; *bad gets 1 when c is
+ * none. */
+static __always_inline __u64 hex_nibble(__u8 c, __u64 *bad)
+{
+	__s64 d = (__s64)c - '0', x = (__s64)c - 'a';
+	barrier_var(d);
+	barrier_var(x);
+	__u64 isd = ((~d & (d - 10)) >> 63) & 1, isx = ((~x & (x - 6)) >> 63) & 1;
+	*bad |= (isd | isx) ^ 1;
+	return (d & -isd) | ((x + 10) & -isx);
+}
+
+/* decode_hex without a branch per digit: the verifier walks one path
+ * through it, not one per kind of digit, so the B3 parse (up to three
+ * IDs, two layouts) stays cheap where every path is walked (5.10). */
+static __always_inline bool hex_id(const __u8 *p, __u8 *out, const int n)
+{
+	__u64 bad = 0, nz = 0;
+	for (int i = 0; i < n; i++) {
+		__u64 v = hex_nibble(p[2 * i], &bad) << 4 | hex_nibble(p[2 * i + 1], &bad);
+		out[i] = v;
+		nz |= v;
+	}
+	return !bad && nz;
+}
+
 /* Decodes a B3 trace ID of tlen (B3_TRACE_LONG or B3_TRACE_SHORT, a
  * constant) hex digits at p into 16 bytes, padding a short one. */
 static __always_inline bool b3_trace_id(const __u8 *p, __u8 *out, const int tlen)
 {
 	if (tlen == B3_TRACE_LONG)
-		return decode_hex(p, out, 16);
+		return hex_id(p, out, 16);
 	__builtin_memset(out, 0, 8);
-	return decode_hex(p, out + 8, 8);
+	return hex_id(p, out + 8, 8);
 }
 
 /* A B3 sampling state: CTX_SAMPLED for "1" and "d" (debug), 0 for "0", -1
@@ -126,7 +152,7 @@ static __always_inline int b3_state(__u8 c)
 static __always_inline bool b3_single_len(const __u8 *v, __u32 avail, struct span_ctx *out, const int tlen)
 {
 	const int span = tlen + 1, rest = span + B3_SPAN_LEN;
-	if (v[tlen] != '-' || !b3_trace_id(v, out->trace_id, tlen) || !decode_hex(v + span, out->span_id, 8))
+	if (v[tlen] != '-' || !b3_trace_id(v, out->trace_id, tlen) || !hex_id(v + span, out->span_id, 8))
 		return false;
 	if (value_end(v, rest, avail)) {
 		out->flags = CTX_SAMPLED; /* deferred */
@@ -140,7 +166,7 @@ static __always_inline bool b3_single_len(const __u8 *v, __u32 avail, struct spa
 		return true;
 	/* The parent span ID: checked, not used (the span ID is the parent). */
 	__u8 parent[8];
-	return v[rest + 2] == '-' && decode_hex(v + rest + 3, parent, 8) && value_end(v, rest + 3 + B3_SPAN_LEN, avail);
+	return v[rest + 2] == '-' && hex_id(v + rest + 3, parent, 8) && value_end(v, rest + 3 + B3_SPAN_LEN, avail);
 }
 
 /* Parses a single b3 header value at v (see b3_single_len). */
@@ -166,7 +192,7 @@ static __always_inline bool b3_multi_trace(const __u8 *t, __u32 avail, struct sp
 
 static __always_inline bool b3_multi_span(const __u8 *sp, __u32 avail, struct span_ctx *out)
 {
-	return value_end(sp, B3_SPAN_LEN, avail) && decode_hex(sp, out->span_id, 8);
+	return value_end(sp, B3_SPAN_LEN, avail) && hex_id(sp, out->span_id, 8);
 }
 
 /* X-B3-Sampled: CTX_SAMPLED or 0, -1 when invalid. */
