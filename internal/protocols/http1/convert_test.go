@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"encoding/hex"
 	"net/netip"
 	"strings"
 	"testing"
@@ -43,6 +44,7 @@ func TestServerSpan(t *testing.T) {
 		check   func(t *testing.T, s map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool)
 		problem string
 		b3      string // the B3 problem
+		kernel  string // the kernel's trace ID, when not bpfTrace
 	}{
 		{name: "plain GET", edit: func(x *httpwire.Exchange) {},
 			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
@@ -85,14 +87,14 @@ func TestServerSpan(t *testing.T) {
 		}},
 		{name: "b3 single, 64-bit", edit: func(x *httpwire.Exchange) {
 			x.Req.B3.Single = "a3ce929d0e0e4736-00f067aa0ba902b7-0-e457b5a2e4d86bd1"
-		}, check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+		}, kernel: "0000000000000000a3ce929d0e0e4736", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
 			if tid.String() != "0000000000000000a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" || sampled {
 				t.Errorf("trace %s parent %s sampled %v", tid, parent, sampled)
 			}
 		}},
 		{name: "b3 multi", edit: func(x *httpwire.Exchange) {
 			x.Req.B3 = tracecontext.B3{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", Sampled: "1"}
-		}, check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+		}, kernel: "4bf92f3577b34da6a3ce929d0e0e4736", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
 			if tid.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" || !sampled {
 				t.Errorf("trace %s parent %s sampled %v", tid, parent, sampled)
 			}
@@ -103,6 +105,13 @@ func TestServerSpan(t *testing.T) {
 		}, check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
 			if tid.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" {
 				t.Errorf("trace %s parent %s", tid, parent)
+			}
+		}},
+		{name: "b3 the kernel did not take", edit: func(x *httpwire.Exchange) {
+			x.Req.B3.Single = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"
+		}, b3: "not_in_kernel", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if parent.IsValid() || tid != bpfTrace {
+				t.Errorf("b3 must give way to the kernel's trace: parent %s trace %s", parent, tid)
 			}
 		}},
 		{name: "malformed b3", edit: func(x *httpwire.Exchange) {
@@ -159,9 +168,17 @@ func TestServerSpan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			x := base()
 			tc.edit(&x)
+			kernelTrace := bpfTrace
+			if tc.kernel != "" {
+				b, err := hex.DecodeString(tc.kernel)
+				if err != nil || len(b) != 16 {
+					t.Fatalf("kernel trace %q", tc.kernel)
+				}
+				kernelTrace = [16]byte(b)
+			}
 			s, v := ServerSpan(httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:80"),
 				Remote: netip.MustParseAddrPort("10.0.0.2:51000"), Process: &probes.Process{PID: 1},
-				Start: t0, End: t0.Add(time.Millisecond), TraceID: bpfTrace, SpanID: bpfSpan}, &x)
+				Start: t0, End: t0.Add(time.Millisecond), TraceID: kernelTrace, SpanID: bpfSpan}, &x)
 			if v.TraceparentProblem != tc.problem {
 				t.Errorf("problem %q, want %q", v.TraceparentProblem, tc.problem)
 			}

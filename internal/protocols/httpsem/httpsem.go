@@ -196,10 +196,13 @@ func ProblemName(err error) string {
 }
 
 // FromB3 gives a server span without a traceparent the parent its B3
-// headers carry, if any, and names what was wrong with them ("" when
-// absent or valid) for the weft_b3_invalid_total reason label. The kernel
-// makes the same choice (bpf/tracectx.h), so the calls the request causes
-// join the same trace.
+// headers carry, if any, and names why they were ignored ("" when absent
+// or taken) for the weft_b3_ignored_total reason label. The kernel reads
+// the same headers (bpf/tracectx.h) so that the calls the request causes
+// join the same trace; where it does not (kernels whose capture source
+// scans without bpf_loop) the span's trace ID, the kernel's, differs from
+// the B3 one, and the headers are ignored ("not_in_kernel") rather than
+// split the trace.
 func FromB3(s *spans.Span, b tracecontext.B3) string {
 	if !b.Present() {
 		return ""
@@ -220,8 +223,12 @@ func FromB3(s *spans.Span, b tracecontext.B3) string {
 		}
 		return "other"
 	}
-	if sc.IsValid() {
-		s.TraceID, s.Parent, s.Remote = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), true
+	switch {
+	case !sc.IsValid():
+	case trace.TraceID(sc.TraceID) != s.TraceID:
+		return "not_in_kernel"
+	default:
+		s.Parent, s.Remote = trace.SpanID(sc.SpanID), true
 		s.Sampled = sc.Sampled()
 	}
 	return ""
