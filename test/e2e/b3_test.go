@@ -59,12 +59,20 @@ func b3Cases() []b3Case {
 // Chain: the test (untraced) → A /call → B /work, both traced.
 func TestB3Incoming(t *testing.T) {
 	needRoot(t)
+	// Both capture sources where the kernel has both (the syscalls one
+	// scans heads without bpf_loop); "auto" is the agent's default.
+	for _, capture := range []string{"auto", "syscalls"} {
+		t.Run(capture, func(t *testing.T) { testB3Incoming(t, capture) })
+	}
+}
+
+func testB3Incoming(t *testing.T, capture string) {
 	col := otelcol.Start(t)
 	root := repoRoot(t)
 	dir := t.TempDir()
 	bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-b3"))
 	a, b := startServer(t, "a", bin), startServer(t, "b", bin)
-	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-b3")
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-b3", "-capture", capture)
 	ag.waitTracked(t, a.PID())
 	ag.waitTracked(t, b.PID())
 	// The kernel reads B3 where its capture source scans heads with
