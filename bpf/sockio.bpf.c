@@ -281,8 +281,8 @@ struct tp_scan {
 	bool end;  /* the head's blank line is in data */
 	/* The lines that start "b3:" or "x-b3-" (any case), noted without
 	 * stopping the scan (a traceparent wins): the offset after that
-	 * prefix, 0 for none. The search is as cheap as it can be for the
-	 * verifier; b3_classify sorts them out after it. */
+	 * prefix, 0 for none; b3_classify sorts them out after the search.
+	 * Only the bpf_loop search notes them (see find_traceparent). */
 	__u32 b3_lines[B3_LINES];
 	__u32 b3_count;
 	/* After b3_classify: offsets of the first b3 and X-B3-* (by
@@ -319,7 +319,7 @@ static __always_inline void b3_step(struct tp_scan *st, const __u8 *h, __u64 j)
 		p = j + NAME_LEN(B3_PREFIX);
 	else
 		return;
-	if (p >= st->n) /* as tp_scan_bounded: the line goes on in the data */
+	if (p >= st->n) /* the name goes on past the data */
 		return;
 	st->b3_lines[k] = p;
 	st->b3_count = k + 1;
@@ -460,11 +460,6 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
  * the next read. */
 enum { TP_FOUND, TP_HEAD_ENDS, TP_HEAD_GOES_ON };
 
-/* Finds a traceparent header in (a piece of) a request head and parses a
- * version-00 value by the W3C rules. User space checks the same header
- * again and counts what it rejects; this copy exists so that calls the
- * request causes carry the caller's trace. line_start says data begins a
- * header line (a head continued from an earlier read). */
 /* A B3 value found at pos (-1: none) in data[0:n]: its first byte, past
  * one space, and in *avail how many bytes of it were read; 0 if none. */
 static __always_inline const __u8 *b3_value(const __u8 *data, __u32 n, __s32 pos, __u32 *avail)
@@ -519,9 +514,14 @@ static __always_inline bool find_b3(const __u8 *data, __u32 n, const struct tp_s
 	return true;
 }
 
-/* *b3 says whether out holds a B3 context: set only when data has no
- * traceparent, whatever is returned (the head may go on, and a
- * traceparent in a later read then wins). */
+/* Finds a traceparent header in (a piece of) a request head and parses a
+ * version-00 value by the W3C rules. User space checks the same header
+ * again and counts what it rejects; this copy exists so that calls the
+ * request causes carry the caller's trace. line_start says data begins a
+ * header line (a head continued from an earlier read). *b3 says whether
+ * out holds a B3 context instead: set only when data has no traceparent,
+ * whatever is returned (the head may go on, and a traceparent in a later
+ * read then wins). */
 static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out,
 					    bool *b3, const bool use_loop)
 {
