@@ -267,13 +267,107 @@ static __always_inline int request_start(const __u8 *d, __u32 n, int min_letters
 #define HEAD_READS_MAX 3 /* reads after the first searched for it */
 #define TP_NAME_LEN 12  /* "traceparent:" */
 
+#define NAME_LEN(s) (sizeof(s) - 1)
+#define B3_NAME "b3:"
+#define B3_PREFIX "x-b3-" /* the multi headers' names start so */
+#define B3_NAME_MAX NAME_LEN(B3_PREFIX "traceid:") /* the longest B3 name */
+/* B3 lines the scan notes (b3 and the four X-B3-*): more are ignored. */
+#define B3_LINES 5
+#define B3_LINE_BITS 12 /* bits of a noted offset: TP_SCAN + 1 fits */
+
 struct tp_scan {
 	const __u8 *data;
 	__u32 n;
 	bool line_start; /* data[0] begins a header line */
 	__s32 at;  /* offset of the header's value, or -1 */
 	bool end;  /* the head's blank line is in data */
+	/* The lines that start "b3:" or "x-b3-" (any case), noted without
+	 * stopping the scan (a traceparent wins): the offset after that
+	 * prefix, 0 for none; b3_classify sorts them out after the search.
+	 * Only the bpf_loop search notes them (see find_traceparent). */
+	__u32 b3_lines[B3_LINES];
+	__u32 b3_count;
+	/* After b3_classify: offsets of the first b3 and X-B3-* (by
+	 * B3_TRACE...) values, or -1. */
+	__s32 b3;
+	__s32 b3_multi[B3_FIELDS];
 };
+
+#define NAME_PART_MAX 8 /* the longest name (part) name_is compares */
+
+/* Whether h starts with name (len <= NAME_PART_MAX bytes, lowercase), in
+ * any case. */
+static __always_inline bool name_is(const __u8 *h, const char *name, const int len)
+{
+	for (int k = 0; k < NAME_PART_MAX; k++) {
+		if (k >= len)
+			break;
+		if ((h[k] | 0x20) != name[k])
+			return false;
+	}
+	return true;
+}
+
+/* tp_scan_step's note of a B3 line starting at h (offset j). */
+static __always_inline void b3_step(struct tp_scan *st, const __u8 *h, __u64 j)
+{
+	__u32 k = st->b3_count;
+	__u64 p;
+	if (k >= B3_LINES)
+		return;
+	if (name_is(h, B3_NAME, NAME_LEN(B3_NAME)))
+		p = j + NAME_LEN(B3_NAME);
+	else if (name_is(h, B3_PREFIX, NAME_LEN(B3_PREFIX)))
+		p = j + NAME_LEN(B3_PREFIX);
+	else
+		return;
+	if (p >= st->n) /* the name goes on past the data */
+		return;
+	st->b3_lines[k] = p;
+	st->b3_count = k + 1;
+}
+
+/* Records a B3 value offset, p + len, in *at unless one was found already
+ * or the value starts past the data. */
+static __always_inline void b3_found(__s32 *at, __u32 p, const int len, __u32 n)
+{
+	if (*at < 0 && p + len < n)
+		*at = p + len;
+}
+
+/* Sorts the noted B3 lines into st->b3 and st->b3_multi. */
+static __always_inline void b3_classify(const __u8 *data, __u32 n, struct tp_scan *st)
+{
+	for (int k = 0; k < B3_LINES; k++) {
+		__u32 p = st->b3_lines[k];
+		if (p == 0 || p > TP_SCAN + 1)
+			continue;
+		__u64 off = p;
+		barrier_var(off); /* keep the mask: clang knows it changes nothing */
+		/* r[-1] is inside the scratch value: the event precedes data */
+		const __u8 *r = data + (off & ((1 << B3_LINE_BITS) - 1));
+		if (r[-1] == ':') { /* "b3:" (the multi prefix ends in '-') */
+			b3_found(&st->b3, p, 0, n);
+			continue;
+		}
+		if (name_is(r, "traceid:", NAME_LEN("traceid:")))
+			b3_found(&st->b3_multi[B3_TRACE], p, NAME_LEN("traceid:"), n);
+		else if (name_is(r, "spanid:", NAME_LEN("spanid:")))
+			b3_found(&st->b3_multi[B3_SPAN], p, NAME_LEN("spanid:"), n);
+		else if (name_is(r, "sampled:", NAME_LEN("sampled:")))
+			b3_found(&st->b3_multi[B3_SAMPLED], p, NAME_LEN("sampled:"), n);
+		else if (name_is(r, "flags:", NAME_LEN("flags:")))
+			b3_found(&st->b3_multi[B3_FLAGS], p, NAME_LEN("flags:"), n);
+		/* Through a helper, the offsets are unknown values: the
+		 * paths through this line then have equal states, and the
+		 * verifier walks the next line (and the parse) once, not once
+		 * per combination of kinds. */
+		__s32 at[1 + B3_FIELDS];
+		at[0] = st->b3;
+		__builtin_memcpy(&at[1], st->b3_multi, sizeof(st->b3_multi));
+		bpf_probe_read_kernel(&st->b3, sizeof(at), at);
+	}
+}
 
 /* bpf_loop callback: at offset i, does a header line start that is
  * "traceparent:" (any case), or the blank line that ends the head?
@@ -295,14 +389,15 @@ static long tp_scan_step(__u32 i, void *arg)
 		st->end = true;
 		return 1;
 	}
-	if (j + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n)
-		return 0;
 	/* | 0x20 lowers ASCII letters */
-	if ((h[0] | 0x20) != 't' || (h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' ||
+	if (j + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n ||
+	    (h[0] | 0x20) != 't' || (h[1] | 0x20) != 'r' || (h[2] | 0x20) != 'a' ||
 	    (h[3] | 0x20) != 'c' || (h[4] | 0x20) != 'e' || (h[5] | 0x20) != 'p' ||
 	    (h[6] | 0x20) != 'a' || (h[7] | 0x20) != 'r' || (h[8] | 0x20) != 'e' ||
-	    (h[9] | 0x20) != 'n' || (h[10] | 0x20) != 't' || h[11] != ':')
+	    (h[9] | 0x20) != 'n' || (h[10] | 0x20) != 't' || h[11] != ':') {
+		b3_step(st, h, j);
 		return 0;
+	}
 	st->at = j + TP_NAME_LEN;
 	return 1;
 }
@@ -367,25 +462,91 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
  * the next read. */
 enum { TP_FOUND, TP_HEAD_ENDS, TP_HEAD_GOES_ON };
 
+/* A B3 value found at pos (-1: none) in data[0:n]: its first byte, past
+ * one space, and in *avail how many bytes of it were read; 0 if none. */
+static __always_inline const __u8 *b3_value(const __u8 *data, __u32 n, __s32 pos, __u32 *avail)
+{
+	if (pos < 0)
+		return 0;
+	__u32 at = pos;
+	barrier_var(at); /* the bound below on the register that indexes */
+	if (at > TP_SCAN + B3_NAME_MAX)
+		return 0;
+	if (at < n && data[at] == ' ')
+		at++;
+	if (at >= n)
+		return 0;
+	*avail = n - at;
+	__u64 off = at;
+	barrier_var(off); /* keep the mask: clang knows it changes nothing */
+	return data + (off & (CAPTURE_MAX - 1));
+}
+
+/* The span context the B3 headers the scan found carry: the single
+ * header's when valid, else the multi headers'. False when there is none
+ * (user space counts the malformed ones). */
+static __always_inline bool find_b3(const __u8 *data, __u32 n, const struct tp_scan *st, struct span_ctx *out)
+{
+	__u32 avail = 0;
+	const __u8 *v = b3_value(data, n, st->b3, &avail);
+	if (v && parse_b3_single(v, avail, out))
+		return true;
+	/* The single header's failures meet here as one state (see
+	 * b3_classify): the multi parse is walked once. */
+	__u32 zero = 0;
+	bpf_probe_read_kernel(&avail, sizeof(avail), &zero);
+	bpf_probe_read_kernel(out, sizeof(*out), out);
+	v = b3_value(data, n, st->b3_multi[B3_TRACE], &avail);
+	if (!v || !b3_multi_trace(v, avail, out))
+		return false;
+	v = b3_value(data, n, st->b3_multi[B3_SPAN], &avail);
+	if (!v || !b3_multi_span(v, avail, out))
+		return false;
+	out->flags = CTX_SAMPLED; /* deferred, unless X-B3-Sampled says */
+	v = b3_value(data, n, st->b3_multi[B3_SAMPLED], &avail);
+	if (v) {
+		int f = b3_multi_sampled(v, avail);
+		if (f < 0)
+			return false;
+		out->flags = f;
+	}
+	v = b3_value(data, n, st->b3_multi[B3_FLAGS], &avail);
+	if (v && b3_multi_debug(v, avail))
+		out->flags = CTX_SAMPLED;
+	return true;
+}
+
 /* Finds a traceparent header in (a piece of) a request head and parses a
  * version-00 value by the W3C rules. User space checks the same header
  * again and counts what it rejects; this copy exists so that calls the
  * request causes carry the caller's trace. line_start says data begins a
- * header line (a head continued from an earlier read). */
+ * header line (a head continued from an earlier read). *b3 says whether
+ * out holds a B3 context instead: set only when data has no traceparent,
+ * whatever is returned (the head may go on, and a traceparent in a later
+ * read then wins). */
 static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out,
-					    const bool use_loop)
+					    bool *b3, const bool use_loop)
 {
-	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1};
+	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1, .b3 = -1,
+			     .b3_multi = {-1, -1, -1, -1}};
 	if (use_loop) {
 		bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
 	} else {
 		tp_scan_bounded(&st);
 	}
-	if (st.end)
-		return TP_HEAD_ENDS;
-	if (st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN)
+	if (st.end || st.at < 0 || st.at > TP_SCAN + TP_NAME_LEN) {
+		/* B3 only where bpf_loop scans: the bounded scan has no room
+		 * left for it under the verifier's budget on 5.10 (user space
+		 * then ignores B3 too, seeing the kernel did not take it). */
+		if (use_loop) {
+			b3_classify(data, n, &st);
+			*b3 = find_b3(data, n, &st, out);
+		}
+		if (st.end)
+			return TP_HEAD_ENDS;
 		/* Not here; the head goes on unless it outgrew the search. */
 		return n > TP_SCAN ? TP_HEAD_ENDS : TP_HEAD_GOES_ON;
+	}
 	__u32 at = st.at;
 	barrier_var(at); /* the bound below on the register that indexes */
 	if (at > TP_SCAN + TP_NAME_LEN)
@@ -797,7 +958,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		/* Calls this goroutine makes while serving belong to this span.
 		 * The head may come in several reads (a sender's header insert
 		 * can arrive after its request line): the following reads are
-		 * searched too, and the first traceparent found wins. */
+		 * searched too, and the first traceparent found wins; B3
+		 * headers give the context until a traceparent comes. */
 		struct span_ctx sc = {};
 		/* Through memory, which the verifier does not track: the paths
 		 * that reach the search then have equal states, and a bounded
@@ -806,11 +968,14 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		s->scan_line_start = goes_on ? c->line_start : false;
 		s->scan_starts = starts;
 		barrier();
-		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, use_loop);
+		bool b3 = false;
+		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, &b3, use_loop);
 		barrier();
 		n = s->scan_n & (2 * CAPTURE_MAX - 1);
 		starts = s->scan_starts;
-		if (r == TP_FOUND) {
+		/* a traceparent, else B3 headers (Zipkin, service meshes) */
+		bool linked = r == TP_FOUND || b3;
+		if (linked) {
 			/* Header and option both there: the header wins; user
 			 * space hears of the option only when they agree. */
 			__u8 opt = e->ctx_flags & CTX_TCPOPT;
@@ -830,7 +995,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		} else {
 			c->head_left = 0;
 		}
-		if (starts || r == TP_FOUND) {
+		if (starts || linked) {
 			/* A root's flag is decided here, for every hop after it. */
 			/* the parent: the header's, else the option's */
 			sc.flags = sample_flags(c->trace_id, e->ctx_flags & CTX_LINKED, e->ctx_flags & CTX_SAMPLED);

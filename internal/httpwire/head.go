@@ -1,6 +1,10 @@
 package httpwire
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/weft-dev/weft/internal/tracecontext"
+)
 
 // Heads: finding where a head ends and parsing its header fields.
 
@@ -30,6 +34,7 @@ type msgHead struct {
 	host, userAgent, traceparent, tracestate string
 	sourceCluster                            string // X-Source-Cluster
 	dupTraceparent                           bool
+	b3                                       tracecontext.B3 // first of each B3 field
 
 	contentLength int64 // -1 if absent
 	te            bool  // Transfer-Encoding present
@@ -46,6 +51,11 @@ const (
 	fieldTraceparent
 	fieldTracestate
 	fieldSourceCluster
+	fieldB3
+	fieldB3TraceID
+	fieldB3SpanID
+	fieldB3Sampled
+	fieldB3Flags
 	fieldContentLength
 	fieldTransferEncoding
 	fieldConnection
@@ -112,6 +122,8 @@ func parseHead(b []byte, kind lineKind, h *msgHead) bool {
 			if h.sourceCluster == "" {
 				h.sourceCluster = string(v)
 			}
+		case fieldB3, fieldB3TraceID, fieldB3SpanID, fieldB3Sampled, fieldB3Flags:
+			h.setB3(last, v)
 		case fieldContentLength:
 			if !h.addContentLength(v) {
 				return false
@@ -165,6 +177,26 @@ func (h *msgHead) fold(field int, v []byte) {
 		*p = string(v)
 	} else {
 		*p += sep + string(v)
+	}
+}
+
+// setB3 keeps the first value of a B3 field.
+func (h *msgHead) setB3(field int, v []byte) {
+	var p *string
+	switch field {
+	case fieldB3:
+		p = &h.b3.Single
+	case fieldB3TraceID:
+		p = &h.b3.TraceID
+	case fieldB3SpanID:
+		p = &h.b3.SpanID
+	case fieldB3Sampled:
+		p = &h.b3.Sampled
+	default:
+		p = &h.b3.Flags
+	}
+	if *p == "" {
+		*p = string(v)
 	}
 }
 
@@ -226,6 +258,10 @@ func forEachElement(v []byte, f func([]byte)) {
 
 func fieldOf(name []byte) int {
 	switch len(name) {
+	case 2:
+		if equalFold(name, "b3") {
+			return fieldB3
+		}
 	case 4:
 		if equalFold(name, "host") {
 			return fieldHost
@@ -240,9 +276,22 @@ func fieldOf(name []byte) int {
 		if equalFold(name, "tracestate") {
 			return fieldTracestate
 		}
+		if equalFold(name, "x-b3-flags") {
+			return fieldB3Flags
+		}
 	case 11:
 		if equalFold(name, "traceparent") {
 			return fieldTraceparent
+		}
+		if equalFold(name, "x-b3-spanid") {
+			return fieldB3SpanID
+		}
+	case 12:
+		if equalFold(name, "x-b3-traceid") {
+			return fieldB3TraceID
+		}
+		if equalFold(name, "x-b3-sampled") {
+			return fieldB3Sampled
 		}
 	case 14:
 		if equalFold(name, "content-length") {

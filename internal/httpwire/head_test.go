@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/weft-dev/weft/internal/tracecontext"
 )
 
 // TestSourceCluster: X-Source-Cluster is kept like Host: the first field,
@@ -38,6 +40,23 @@ func TestSourceCluster(t *testing.T) {
 				t.Errorf("sourceCluster %q, want %q", h.sourceCluster, tc.want)
 			}
 		})
+	}
+}
+
+// TestB3Fields: the B3 fields are kept like Host (first, any case, trimmed)
+// and reach the Exchange's request.
+func TestB3Fields(t *testing.T) {
+	head := "GET / HTTP/1.1\r\nB3:  a-b-1 \r\nx-b3-traceid: t\r\nX-B3-SpanId: s\r\nX-B3-SPANID: s2\r\n" +
+		"X-B3-Sampled: true\r\nx-b3-flags: 1\r\nX-B3-Other: o\r\n\r\n"
+	want := tracecontext.B3{Single: "a-b-1", TraceID: "t", SpanID: "s", Sampled: "true", Flags: "1"}
+	var h msgHead
+	if !parseHead([]byte(head), lineRequest, &h) || h.b3 != want {
+		t.Errorf("b3 %+v, want %+v", h.b3, want)
+	}
+	r := play(t, Limits{}, R(head), W(ok0))
+	checkProblems(t, r)
+	if len(r.ex) != 1 || r.ex[0].Req.B3 != want {
+		t.Errorf("%s", dump(r.ex))
 	}
 }
 

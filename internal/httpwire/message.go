@@ -243,6 +243,7 @@ func (c *Conn) requestHead(ch Chunk, h *msgHead) {
 			Traceparent: h.traceparent, Tracestate: h.tracestate,
 			SourceCluster:  h.sourceCluster,
 			DupTraceparent: h.dupTraceparent,
+			B3:             h.b3,
 			ContentLength:  h.contentLength,
 			Chunked:        h.chunked,
 			Close:          h.close,

@@ -1,6 +1,9 @@
 package httpwire
 
-import "github.com/weft-dev/weft/internal/wire"
+import (
+	"github.com/weft-dev/weft/internal/tracecontext"
+	"github.com/weft-dev/weft/internal/wire"
+)
 
 // Dir and Chunk are the shared wire types (internal/wire): every capture
 // source feeds this parser and h2wire alike.
@@ -46,6 +49,10 @@ type Request struct {
 	Close                                    bool  // Connection: close (or HTTP/1.0 without keep-alive)
 	BodyBytes                                int64 // body bytes on the wire seen or skipped so far (chunk framing included)
 	HeaderBytes                              int   // head length, start line through the empty line
+
+	// B3 is the first value of each B3 field (Zipkin, service meshes):
+	// the incoming context when there is no traceparent.
+	B3 tracecontext.B3
 	// SourceCluster is the first X-Source-Cluster field: the cluster a
 	// caller says it runs in (load generators and other clients without
 	// weft send it; weft's own hops use tracestate).

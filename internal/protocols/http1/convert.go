@@ -33,6 +33,8 @@ func ServerSpan(in httpsem.Input, x *httpwire.Exchange) (spans.Span, httpsem.Ver
 				s.TraceState = x.Req.Tracestate
 			}
 		}
+	} else {
+		v.B3Problem = httpsem.FromB3(&s, x.Req.B3)
 	}
 	v.Context = fromOption(&s, in)
 

@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"encoding/hex"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/weft-dev/weft/internal/protocols/httpsem"
 	"github.com/weft-dev/weft/internal/redact"
 	"github.com/weft-dev/weft/internal/spans"
+	"github.com/weft-dev/weft/internal/tracecontext"
 )
 
 func attrMap(kvs []attribute.KeyValue) map[string]any {
@@ -41,6 +43,8 @@ func TestServerSpan(t *testing.T) {
 		edit    func(x *httpwire.Exchange)
 		check   func(t *testing.T, s map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool)
 		problem string
+		b3      string // the B3 problem
+		kernel  string // the kernel's trace ID, when not bpfTrace
 	}{
 		{name: "plain GET", edit: func(x *httpwire.Exchange) {},
 			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
@@ -81,6 +85,48 @@ func TestServerSpan(t *testing.T) {
 				t.Error("duplicate headers must be ignored")
 			}
 		}},
+		{name: "b3 single, 64-bit", edit: func(x *httpwire.Exchange) {
+			x.Req.B3.Single = "a3ce929d0e0e4736-00f067aa0ba902b7-0-e457b5a2e4d86bd1"
+		}, kernel: "0000000000000000a3ce929d0e0e4736", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if tid.String() != "0000000000000000a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" || sampled {
+				t.Errorf("trace %s parent %s sampled %v", tid, parent, sampled)
+			}
+		}},
+		{name: "b3 multi", edit: func(x *httpwire.Exchange) {
+			x.Req.B3 = tracecontext.B3{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", Sampled: "1"}
+		}, kernel: "4bf92f3577b34da6a3ce929d0e0e4736", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if tid.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" || !sampled {
+				t.Errorf("trace %s parent %s sampled %v", tid, parent, sampled)
+			}
+		}},
+		{name: "traceparent wins over b3", edit: func(x *httpwire.Exchange) {
+			x.Req.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+			x.Req.B3.Single = "11111111111111111111111111111111-2222222222222222-1"
+		}, check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if tid.String() != "4bf92f3577b34da6a3ce929d0e0e4736" || parent.String() != "00f067aa0ba902b7" {
+				t.Errorf("trace %s parent %s", tid, parent)
+			}
+		}},
+		{name: "b3 the kernel did not take", edit: func(x *httpwire.Exchange) {
+			x.Req.B3.Single = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"
+		}, b3: "not_in_kernel", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if parent.IsValid() || tid != bpfTrace {
+				t.Errorf("b3 must give way to the kernel's trace: parent %s trace %s", parent, tid)
+			}
+		}},
+		{name: "malformed b3", edit: func(x *httpwire.Exchange) {
+			x.Req.B3.Single = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902"
+		}, b3: "length", check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+			if parent.IsValid() || tid != bpfTrace {
+				t.Errorf("malformed b3 must leave a root span: parent %s trace %s", parent, tid)
+			}
+		}},
+		{name: "b3 sampling only", edit: func(x *httpwire.Exchange) { x.Req.B3.Single = "0" },
+			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
+				if parent.IsValid() || tid != bpfTrace {
+					t.Errorf("b3: 0 carries no context: parent %s trace %s", parent, tid)
+				}
+			}},
 		{name: "5xx is an error", edit: func(x *httpwire.Exchange) { x.Resp.Status = 503 },
 			check: func(t *testing.T, a map[string]any, name string, parent trace.SpanID, tid trace.TraceID, errored, sampled bool) {
 				if !errored || a["error.type"] != "503" {
@@ -122,11 +168,22 @@ func TestServerSpan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			x := base()
 			tc.edit(&x)
+			kernelTrace := bpfTrace
+			if tc.kernel != "" {
+				b, err := hex.DecodeString(tc.kernel)
+				if err != nil || len(b) != 16 {
+					t.Fatalf("kernel trace %q", tc.kernel)
+				}
+				kernelTrace = [16]byte(b)
+			}
 			s, v := ServerSpan(httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:80"),
 				Remote: netip.MustParseAddrPort("10.0.0.2:51000"), Process: &probes.Process{PID: 1},
-				Start: t0, End: t0.Add(time.Millisecond), TraceID: bpfTrace, SpanID: bpfSpan}, &x)
+				Start: t0, End: t0.Add(time.Millisecond), TraceID: kernelTrace, SpanID: bpfSpan}, &x)
 			if v.TraceparentProblem != tc.problem {
 				t.Errorf("problem %q, want %q", v.TraceparentProblem, tc.problem)
+			}
+			if v.B3Problem != tc.b3 {
+				t.Errorf("b3 problem %q, want %q", v.B3Problem, tc.b3)
 			}
 			if s.Kind != trace.SpanKindServer || s.SpanID != bpfSpan || !s.End.Equal(t0.Add(time.Millisecond)) {
 				t.Errorf("kind %v span %v end %v", s.Kind, s.SpanID, s.End)

@@ -38,6 +38,7 @@ type counters struct {
 	server, client         *atomic.Uint64
 	clientLinked, clientNo *atomic.Uint64
 	problems, tpInvalid    *metrics.ByLabel
+	b3Ignored              *metrics.ByLabel
 	incomplete             *metrics.ByLabel
 	parentFrom             *metrics.ByLabel
 }
@@ -55,6 +56,7 @@ func New(cfg Config) *Protocol {
 		clientNo:     m.Counter("weft_client_calls_total", "client calls by whether their parent span was known in-process", "parent", "unknown"),
 		problems:     m.ByLabel("weft_http_problems_total", "HTTP exchanges skipped or resynchronised, by reason", "reason"),
 		tpInvalid:    m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
+		b3Ignored:    m.ByLabel("weft_b3_ignored_total", "incoming B3 headers ignored (the request is then a root), by reason", "reason"),
 		incomplete:   m.ByLabel("weft_http_incomplete_total", "exchanges emitted without a complete response", "reason"),
 		parentFrom:   m.ByLabel("weft_server_parent_total", "server spans with a remote parent, by where it came from: header, option (TCP), both (agreeing) or header_wins (disagreeing)", "from"),
 	}}
@@ -138,6 +140,9 @@ func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
 			s, verdict = ServerSpan(in, ex)
 			if verdict.TraceparentProblem != "" {
 				x.p.met.tpInvalid.Inc(verdict.TraceparentProblem)
+			}
+			if verdict.B3Problem != "" {
+				x.p.met.b3Ignored.Inc(verdict.B3Problem)
 			}
 			if verdict.Context != "" {
 				x.p.met.parentFrom.Inc(verdict.Context)

@@ -113,6 +113,7 @@ type Parent struct {
 // Verdict reports what a converter had to ignore.
 type Verdict struct {
 	TraceparentProblem string // "" when absent or valid
+	B3Problem          string // "" when absent, valid or not read (a traceparent came)
 	// Context says where the server span's parent came from: "" none,
 	// "header", "option", "both" (header and option agree) or
 	// "header_wins" (they disagree: the header is taken).
@@ -192,4 +193,43 @@ func ProblemName(err error) string {
 		}
 	}
 	return "other"
+}
+
+// FromB3 gives a server span without a traceparent the parent its B3
+// headers carry, if any, and names why they were ignored ("" when absent
+// or taken) for the weft_b3_ignored_total reason label. The kernel reads
+// the same headers (bpf/tracectx.h) so that the calls the request causes
+// join the same trace; where it does not (kernels whose capture source
+// scans without bpf_loop) the span's trace ID, the kernel's, differs from
+// the B3 one, and the headers are ignored ("not_in_kernel") rather than
+// split the trace.
+func FromB3(s *spans.Span, b tracecontext.B3) string {
+	if !b.Present() {
+		return ""
+	}
+	sc, err := tracecontext.ExtractB3(b)
+	if err != nil {
+		for _, p := range []struct {
+			err  error
+			name string
+		}{
+			{tracecontext.ErrB3Length, "length"}, {tracecontext.ErrB3Hex, "hex"},
+			{tracecontext.ErrB3ZeroID, "zero_id"}, {tracecontext.ErrB3Format, "format"},
+			{tracecontext.ErrB3Sampled, "sampled"}, {tracecontext.ErrB3Missing, "missing_id"},
+		} {
+			if errors.Is(err, p.err) {
+				return p.name
+			}
+		}
+		return "other"
+	}
+	switch {
+	case !sc.IsValid():
+	case trace.TraceID(sc.TraceID) != s.TraceID:
+		return "not_in_kernel"
+	default:
+		s.Parent, s.Remote = trace.SpanID(sc.SpanID), true
+		s.Sampled = sc.Sampled()
+	}
+	return ""
 }
