@@ -16,9 +16,34 @@ import (
 // scan reads it for each of them.
 
 const (
-	diagReqLen = 56 // struct inet_diag_req_v2
-	diagMsgLen = 72 // struct inet_diag_msg
+	diagReqLen   = 56 // struct inet_diag_req_v2
+	diagReqV1Len = 60 // struct inet_diag_req
+	diagMsgLen   = 72 // struct inet_diag_msg
+	tcpDiagGet   = 18 // TCPDIAG_GETSOCK
 )
+
+// diagReqV1 asks for the TCP sockets in states of both families.
+func diagReqV1(states uint32) []byte {
+	req := make([]byte, unix.NLMSG_HDRLEN+diagReqV1Len)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], tcpDiagGet)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	// idiag_family 0 (AF_UNSPEC), then id (48 bytes), idiag_states, idiag_dbs.
+	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+52:], states)
+	return req
+}
+
+// diagReqV2 asks for the TCP sockets in states of one family.
+func diagReqV2(family uint8, states uint32) []byte {
+	req := make([]byte, unix.NLMSG_HDRLEN+diagReqLen)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	r := req[unix.NLMSG_HDRLEN:]
+	r[0], r[1] = family, unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(r[4:], states)
+	return req
+}
 
 // diagSock is what a dump says of one socket.
 type diagSock struct {
@@ -39,15 +64,14 @@ func diagDump(states uint32) ([]diagSock, error) {
 	}
 	var out []diagSock
 	buf := make([]byte, 64<<10)
-	for seq, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		req := make([]byte, unix.NLMSG_HDRLEN+diagReqLen)
-		binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-		binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-		binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-		binary.NativeEndian.PutUint32(req[8:], uint32(seq+1))
-		r := req[unix.NLMSG_HDRLEN:]
-		r[0], r[1] = family, unix.IPPROTO_TCP
-		binary.NativeEndian.PutUint32(r[4:], states)
+	// Each dump walks the whole established hash table (262,144 buckets
+	// on a 24 GiB node: ~1 ms), which IPv4 and IPv6 share. The first
+	// request is the old TCPDIAG_GETSOCK one, whose family is AF_UNSPEC:
+	// both in one walk; a kernel that refuses it is asked per family.
+	reqs := [][]byte{diagReqV1(states)}
+	for i := 0; i < len(reqs); i++ {
+		req := reqs[i]
+		binary.NativeEndian.PutUint32(req[8:], uint32(i+1))
 		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 			return nil, fmt.Errorf("asking sock_diag: %w", err)
 		}
@@ -68,11 +92,15 @@ func diagDump(states uint32) ([]diagSock, error) {
 				case unix.NLMSG_ERROR:
 					if len(m.Data) >= 4 {
 						if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
+							if i == 0 && len(out) == 0 {
+								reqs = append(reqs, diagReqV2(unix.AF_INET, states), diagReqV2(unix.AF_INET6, states))
+								break recv
+							}
 							return nil, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
 						}
 					}
 					break recv
-				case unix.SOCK_DIAG_BY_FAMILY:
+				case unix.SOCK_DIAG_BY_FAMILY, tcpDiagGet: // the reply has the request's type
 					if len(m.Data) < diagMsgLen {
 						continue
 					}
