@@ -48,6 +48,7 @@ func diagReqV2(family uint8, states uint32) []byte {
 // diagSock is what a dump says of one socket.
 type diagSock struct {
 	port  uint16 // local
+	state uint8
 	inode uint64
 }
 
@@ -106,6 +107,7 @@ func diagDump(states uint32) ([]diagSock, error) {
 					}
 					out = append(out, diagSock{
 						port:  binary.BigEndian.Uint16(m.Data[4:]), // id.idiag_sport
+						state: m.Data[1],
 						inode: uint64(binary.NativeEndian.Uint32(m.Data[68:])),
 					})
 				}
@@ -116,29 +118,29 @@ func diagDump(states uint32) ([]diagSock, error) {
 }
 
 // diagConnections is Connections from sock_diag, given pid's socket
-// inodes: only established sockets are listed, and listeners only when
-// pid has an established one to tell apart.
-func diagConnections(pid int, mine map[uint64]bool) (outgoing, accepted []uint64, err error) {
+// inodes, in one walk of the namespace's established and listening
+// sockets; it also returns the listeners' inodes.
+func diagConnections(pid int, mine map[uint64]bool) (outgoing, accepted []uint64, listeners map[uint64]bool, err error) {
 	var est, lis []diagSock
 	err = InNetns(pid, func() error {
-		var err error
-		if est, err = diagDump(1 << tcpEstablished); err != nil {
-			return err
-		}
-		for _, s := range est {
-			if mine[s.inode] {
-				lis, err = diagDump(1 << tcpListen)
-				return err
+		all, err := diagDump(1<<tcpEstablished | 1<<tcpListen)
+		for _, s := range all {
+			if s.state == tcpListen {
+				lis = append(lis, s)
+			} else {
+				est = append(est, s)
 			}
 		}
-		return nil
+		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	listening := map[uint16]bool{}
+	listeners = make(map[uint64]bool, len(lis))
 	for _, s := range lis {
 		listening[s.port] = true
+		listeners[s.inode] = true
 	}
 	outgoing = []uint64{}
 	for _, s := range est {
@@ -151,5 +153,5 @@ func diagConnections(pid int, mine map[uint64]bool) (outgoing, accepted []uint64
 			outgoing = append(outgoing, s.inode)
 		}
 	}
-	return outgoing, accepted, nil
+	return outgoing, accepted, listeners, nil
 }

@@ -82,3 +82,33 @@ func ours(t *testing.T, ino uint64) bool {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// What Sockets remembers of listeners hides no connection made after.
+func TestSocketsRemembersOnlyListeners(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := NewSockets()
+	for range 2 { // the second answer comes from what the first learnt
+		out, in, err := s.Connections(os.Getpid())
+		if err != nil || len(out)+len(in) != 0 {
+			t.Fatalf("listener only: outgoing %v, accepted %v, %v", out, in, err)
+		}
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	out, in, err := s.Connections(os.Getpid())
+	if err != nil || len(out) != 1 || len(in) != 1 {
+		t.Fatalf("after a connection: outgoing %v, accepted %v, %v: want one each", out, in, err)
+	}
+}
