@@ -79,12 +79,19 @@ rss() { awk '/VmRSS/{print $2}' "/proc/$agent/status"; }
 hwm() { awk '/VmHWM/{print $2}' "/proc/$agent/status"; }
 rss_scan=$(rss)
 hwm_scan=$(hwm)
+# What the RSS is: anonymous (Go heap, stacks), the agent's own executable
+# (file pages, shared and clean), and BPF maps it has mmapped (the
+# ring buffers' pages the reader touched).
+anon_kb=$(awk '/RssAnon/{print $2}' "/proc/$agent/status")
+file_kb=$(awk '/RssFile/{print $2}' "/proc/$agent/status")
+bpfmap_kb=$(awk '/^[0-9a-f]+-/{m = /bpf-map/} /^Rss:/{if (m) n += $2} END{print n+0}' "/proc/$agent/smaps")
 uprobes=$(curl -s "http://$status/metrics" | awk '/^weft_uprobes_attached/{n+=$2} END{print n+0}')
 
-# Soak: wrk with a per-request delay paces each connection, so
-# LOADED servers × conns take about RPS requests/s in all.
-conns=10
-delay_ms=$(awk -v r="$RPS" -v l="$LOADED" -v c="$conns" 'BEGIN{printf "%d", c * l * 1000 / r}')
+# Soak: wrk with a 10 ms delay before each request paces each connection
+# to ~90 req/s (a request takes ~1 ms under load), so LOADED servers ×
+# conns take about RPS requests/s in all; the rate reached is printed.
+delay_ms=10
+conns=$(awk -v r="$RPS" -v l="$LOADED" 'BEGIN{c = r * 11 / 1000 / l; printf "%d", (c == int(c)) ? c : int(c) + 1}')
 cat >"$work/pace.lua" <<EOF
 function delay() return $delay_ms end
 EOF
@@ -111,7 +118,8 @@ spans=$(grep -c '"traceId"' "$work/spans.jsonl" || true)
 lost=$(curl -s "http://$status/metrics" | awk '/ringbuf_full/{n+=$2} END{print n+0}')
 
 echo "agent: $N processes, first scan (agent start → all traced) $scan_ms ms; skipped $skipped; uprobes attached $uprobes"
-echo "agent RSS after scan $((rss_scan / 1024)).$(((rss_scan % 1024) * 10 / 1024)) MiB, peak (VmHWM) $((hwm_scan / 1024)).$(((hwm_scan % 1024) * 10 / 1024)) MiB"
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
+echo "agent RSS after scan $(mib "$rss_scan") MiB (anon $(mib "$anon_kb"), BPF map mmaps $(mib "$bpfmap_kb"), other file pages: its executable's, $(mib $((file_kb - bpfmap_kb)))), peak (VmHWM) $(mib "$hwm_scan") MiB"
 grep "initial scan done" "$log" | sed 's/^/agent log: /' || true
 if [ "$SOAK" -gt 0 ]; then
 	reqs=$(awk '/requests in/{n+=$1} END{print n+0}' "$work"/wrk.*)
