@@ -51,10 +51,13 @@ for i in $(seq 0 $((N - 1))); do
 	GOMAXPROCS=1 "${exes[$((i % ${#exes[@]}))]}" >"$work/srv.$i" 2>&1 &
 	pids+=($!)
 done
-for i in $(seq 0 $((N - 1))); do
-	for _ in $(seq 300); do [ -s "$work/srv.$i" ] && break; sleep 0.05; done
-	grep -q LISTEN "$work/srv.$i" || { cat "$work/srv.$i"; echo "server $i did not start" >&2; exit 1; }
+# All listening: one look at every output a second, for up to 5 minutes.
+for _ in $(seq 300); do
+	up=$(cat "$work"/srv.* | grep -c LISTEN || true)
+	[ "$up" -ge "$N" ] && break
+	sleep 1
 done
+[ "$up" -ge "$N" ] || { echo "only $up of $N servers listening" >&2; exit 1; }
 echo "started $N servers from ${#exes[@]} executables ($BUILDS builds, $COPIES copies of one) in $(echo "$(date +%s.%N) - $t0" | bc) s"
 
 status=127.0.0.1:$((20000 + RANDOM % 10000))
