@@ -73,6 +73,7 @@ bench: deps build
 	@scripts/bench-chain.sh
 	@scripts/bench-grpc.sh
 	@scripts/bench-tls.sh
+	@scripts/bench-scale.sh
 
 demo: deps build
 	@scripts/demo.sh

@@ -54,6 +54,7 @@ type Injector struct {
 	stopped   bool
 	shared    map[string]*ebpf.Map // other families' maps the programs use
 	state     traceState           // tracestate member added after traceparent
+	sockets   *Sockets             // Track's view of a process's connections
 
 	// prepare, set by tests only, edits the spec before it is loaded
 	// (e.g. its fault knob).
@@ -87,7 +88,7 @@ func New(log *slog.Logger, cgroupPath string) *Injector {
 	if cgroupPath == "" {
 		cgroupPath = DefaultCgroup
 	}
-	return &Injector{log: log.With("probe", "inject"), cgroupPath: cgroupPath}
+	return &Injector{log: log.With("probe", "inject"), cgroupPath: cgroupPath, sockets: NewSockets()}
 }
 
 // SetTraceState makes the injector add the tracestate member key=value

@@ -32,7 +32,7 @@ func (i *Injector) Track(pid int, socketInodes []uint64) error {
 	}
 	if socketInodes == nil {
 		var err error
-		if socketInodes, err = SocketInodes(pid); err != nil {
+		if socketInodes, _, err = i.sockets.Connections(pid); err != nil {
 			return err
 		}
 	}

@@ -121,6 +121,12 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if proc.GoVersion == "" {
 		return nil
 	}
+	if _, ok := proc.Modules[grpcModule]; !ok && proc.Modules != nil {
+		// Discovery read the build info once per executable: no grpc-go,
+		// nothing to open (planFor would say errNotGRPC after reading the
+		// symbol table again, for every process).
+		return nil
+	}
 	if _, ok := proc.Modules[grpcModule]; ok && proc.GoidOffset == 0 {
 		// Every link is keyed by goroutine.
 		why := proc.GoVersion + " goroutine layout unknown (no DWARF, not in weft's table)"

@@ -57,6 +57,7 @@ type Probe struct {
 	iter     *link.Iter
 	iterWhy  string
 	mu       sync.Mutex // one iterator run at a time (tcpopt_inodes)
+	sockets  *inject.Sockets
 }
 
 // objects are the family's maps and the programs every kernel it runs on
@@ -84,7 +85,7 @@ func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
 	if cfg.Cgroup == "" {
 		cfg.Cgroup = inject.DefaultCgroup
 	}
-	return &Probe{deps: d, sock: sock, cfg: cfg, why: "switched off by configuration"}
+	return &Probe{deps: d, sock: sock, cfg: cfg, why: "switched off by configuration", sockets: inject.NewSockets()}
 }
 
 // Name implements probes.Probe.
@@ -308,7 +309,7 @@ func (p *Probe) loadIter(spec *ebpf.CollectionSpec) error {
 // ones it made write options, all parse them. Run in pid's network
 // namespace, with its socket inodes listed for the iterator.
 func (p *Probe) older(pid int) (int, error) {
-	out, in, err := inject.Connections(pid)
+	out, in, err := p.sockets.Connections(pid)
 	if err != nil {
 		return 0, err
 	}
