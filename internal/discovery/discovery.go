@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/kernelfs"
 	"github.com/weft-dev/weft/internal/metrics"
@@ -71,6 +72,8 @@ type Discoverer struct {
 	mu    sync.Mutex
 	known map[int]instance
 
+	execLag *metrics.Histogram // exec event → tracked
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	recheck  chan struct{} // Recheck's request for a rescan that decides again
@@ -87,7 +90,10 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 		cfg.ProcRoot = "/proc"
 	}
 	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
-		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1)}
+		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1),
+		execLag: met.Histogram("weft_discovery_exec_to_traced_seconds",
+			"from a selected process's exec to its families' Track: what a short-lived process runs untraced",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})}
 }
 
 // Start attaches the exec/exit tracepoints, then scans /proc: a process
@@ -125,8 +131,33 @@ func (d *Discoverer) Start(ctx context.Context) error {
 	return nil
 }
 
+// execWorkers handle exec and exit events side by side: the first process
+// of a new executable takes its inspection and the families' attach (up to
+// a second), and the processes started meanwhile, short-lived ones above
+// all, must not wait behind it. A process's events always go to the same
+// worker, so its exit never overtakes its exec.
+const execWorkers = 4
+
 func (d *Discoverer) events() {
 	defer d.wg.Done()
+	var queues [execWorkers]chan procwatchWatchEvent
+	var workers sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan procwatchWatchEvent, 256)
+		workers.Add(1)
+		go func(q <-chan procwatchWatchEvent) {
+			defer workers.Done()
+			for ev := range q {
+				d.handle(ev)
+			}
+		}(queues[i])
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		workers.Wait()
+	}()
 	var rec ringbuf.Record
 	for {
 		if err := d.rd.ReadInto(&rec); err != nil {
@@ -140,15 +171,37 @@ func (d *Discoverer) events() {
 		if !ok {
 			continue
 		}
-		switch ev.Kind {
-		case watchExec:
-			d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec").Add(1)
-			d.execed(int(ev.Pid))
-		case watchExit:
-			d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit").Add(1)
-			d.exited(int(ev.Pid))
-		}
+		// Fibonacci hashing: pids come in strides (a shell's fork and
+		// exec), which pid%N would send to one worker.
+		queues[(ev.Pid*2654435761)>>16%execWorkers] <- ev
 	}
+}
+
+// handle acts on one exec or exit event. An exec's delay from the
+// kernel's event to the families' Track is measured: what a short-lived
+// process loses before it is traced.
+func (d *Discoverer) handle(ev procwatchWatchEvent) {
+	switch ev.Kind {
+	case watchExec:
+		d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec").Add(1)
+		if d.execed(int(ev.Pid)) {
+			if lag, ok := sinceKtime(ev.KtimeNs); ok {
+				d.execLag.Observe(lag.Seconds())
+			}
+		}
+	case watchExit:
+		d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit").Add(1)
+		d.exited(int(ev.Pid))
+	}
+}
+
+// sinceKtime is how long ago a bpf_ktime_get_ns (CLOCK_MONOTONIC) time was.
+func sinceKtime(ns uint64) (time.Duration, bool) {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil || ns == 0 {
+		return 0, false
+	}
+	return time.Duration(ts.Nano() - int64(ns)), true
 }
 
 func (d *Discoverer) ticker() {
@@ -213,26 +266,29 @@ func (d *Discoverer) rescan(again bool) {
 }
 
 // execed re-evaluates a process: exec may have made it another program.
-func (d *Discoverer) execed(pid int) {
+// It says whether the process is now tracked.
+func (d *Discoverer) execed(pid int) bool {
 	var ports []uint16
 	if d.cfg.NeedsPorts {
 		if all, err := procs.ListeningPorts(d.cfg.ProcRoot); err == nil {
 			ports = all[pid]
 		}
 	}
-	d.consider(pid, ports, true, false)
+	return d.consider(pid, ports, true, false)
 }
 
-func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
+// consider decides whether pid is traced; it says whether this call
+// started tracking it.
+func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) bool {
 	if pid == os.Getpid() {
-		return
+		return false
 	}
 	info, err := procs.Read(d.cfg.ProcRoot, pid)
 	if err != nil {
 		if !errors.Is(err, procs.ErrGone) {
 			d.log.Debug("reading process", "pid", pid, "err", err)
 		}
-		return
+		return false
 	}
 	d.mu.Lock()
 	prev, seen := d.known[pid]
@@ -245,7 +301,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		same = true
 	}
 	if same && !again && (prev.selected || !d.cfg.NeedsPorts) {
-		return // already decided, and nothing that could change the answer moved
+		return false // already decided, and nothing that could change the answer moved
 	}
 	if seen && !same && prev.selected {
 		d.tracker.Untrack(pid)
@@ -256,7 +312,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 	ok, why := d.cfg.Selector.Selected(info, ports)
 	if same && prev.selected {
 		if ok {
-			return // still traced
+			return false // still traced
 		}
 		d.tracker.Untrack(pid)
 		d.log.Info("process no longer selected", "pid", pid)
@@ -265,7 +321,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		d.mu.Lock()
 		d.known[pid] = instance{startTime: info.StartTime}
 		d.mu.Unlock()
-		return
+		return false
 	}
 	p, done, err := d.inspect.process(info)
 	defer done() // the families read the executable in Track, once for all
@@ -279,7 +335,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		d.mu.Lock()
 		d.known[pid] = instance{startTime: info.StartTime, skipped: reports} // decided; not retried every rescan
 		d.mu.Unlock()
-		return
+		return false
 	}
 	err = d.tracker.Track(p)
 	p.Exe = nil // closed by done; a family tracking again opens its own
@@ -289,13 +345,14 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) {
 		d.mu.Lock()
 		d.known[pid] = instance{startTime: info.StartTime}
 		d.mu.Unlock()
-		return
+		return false
 	}
 	d.mu.Lock()
 	d.known[pid] = instance{startTime: info.StartTime, exe: info.ExePath, selected: true}
 	d.mu.Unlock()
 	d.met.Counter("weft_processes_tracked_total", "processes selected and tracked").Add(1)
 	d.log.Info("tracing process", "pid", pid, "exe", info.ExePath, "why", why, "go", p.GoVersion, "goid_offset", p.GoidOffset)
+	return true
 }
 
 func (d *Discoverer) exited(pid int) {

@@ -48,13 +48,17 @@ type inspector struct {
 	fields []string // struct fields probes need, "pkg.Type.field"
 	mu     sync.Mutex
 	cache  map[procs.ExeKey]exeFacts
+	// reading: executables being read now; their other processes wait
+	// for that one read (exec events are handled side by side) rather
+	// than read the same DWARF again, all at once.
+	reading map[procs.ExeKey]chan struct{}
 }
 
 func newInspector(cfg ResourceConfig, fields []string) *inspector {
 	if cfg.HostName == "" {
 		cfg.HostName, _ = os.Hostname()
 	}
-	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}}
+	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, reading: map[procs.ExeKey]chan struct{}{}}
 }
 
 // facts returns what the executable holds, read once. The first time it
@@ -62,15 +66,28 @@ func newInspector(cfg ResourceConfig, fields []string) *inspector {
 // track this process (the caller closes it); later, nil.
 func (in *inspector) facts(info procs.Info) (exeFacts, *goinspect.Binary) {
 	in.mu.Lock()
-	f, ok := in.cache[info.ExeKey]
-	in.mu.Unlock()
-	if ok {
-		return f, nil
+	for {
+		if f, ok := in.cache[info.ExeKey]; ok {
+			in.mu.Unlock()
+			return f, nil
+		}
+		wait, busy := in.reading[info.ExeKey]
+		if !busy {
+			break
+		}
+		in.mu.Unlock()
+		<-wait
+		in.mu.Lock()
 	}
+	done := make(chan struct{})
+	in.reading[info.ExeKey] = done
+	in.mu.Unlock()
 	f, b := in.readFacts(info.ExeOpenPath)
 	in.mu.Lock()
 	in.cache[info.ExeKey] = f
+	delete(in.reading, info.ExeKey)
 	in.mu.Unlock()
+	close(done)
 	return f, b
 }
 
