@@ -8,8 +8,8 @@
 # to CPU 1 with the collector. Rounds cycle through the four cases
 # BENCH_ROUNDS times so drift on a shared VM hits all.
 #
-# Agent CPU is the sum over its threads of /proc/PID/task/*/schedstat (ns)
-# from just before the load to after a drain of DRAIN seconds (so the last
+# Agent CPU is its utime+stime (/proc/PID/stat, 10 ms ticks) from just
+# before the load to after a drain of DRAIN seconds (so the last
 # batch's export is counted); spans are those the agent wrote (jsonl) or
 # the collector acknowledged (weft_export_spans_total{outcome="exported"}).
 # Before each load the idle agent is measured for IDLE seconds: "net" is
@@ -28,6 +28,7 @@ DRAIN=${BENCH_DRAIN:-2}
 IDLE=${BENCH_IDLE:-8}
 PROFILE=${BENCH_PROFILE:-}
 AGENT_PIN=${BENCH_AGENT_CPU:-}
+AGENT=${BENCH_AGENT:-bin/weft-agent} # another build, to compare
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -55,7 +56,9 @@ load() { # $1: sat or fixed
 			awk '/^LOAD/{for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["rps"], v["calls"]}'
 	fi
 }
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+# utime+stime of the whole process, exited threads included (summing
+# /proc/PID/task/*/schedstat loses a thread that exits between two reads).
+cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f\n", ($14 + $15) * 1e9 / hz}' "/proc/$1/stat"; }
 metric() { awk -v k="$1" '$1 == k {s += $2} END {print int(s)}' "$2"; }
 
 status=127.0.0.1:$((20000 + RANDOM % 10000))
@@ -66,7 +69,7 @@ for _ in $(seq "$ROUNDS"); do
 		log="$work/agent.log"
 		out="$work/out.jsonl"
 		: >"$out"
-		WEFT_OTLP_ENDPOINTS="http://$otlp" ${AGENT_PIN:+taskset -c "$AGENT_PIN"} bin/weft-agent -capture sock_tracepoints \
+		WEFT_OTLP_ENDPOINTS="http://$otlp" ${AGENT_PIN:+taskset -c "$AGENT_PIN"} "$AGENT" -capture sock_tracepoints \
 			-exe weft-bench-hello -exporter "$exp" -status-addr "$status" ${PROFILE:+-pprof} >"$out" 2>"$log" &
 		agent=$!
 		for _ in $(seq 100); do grep -q "tracing process" "$log" && break; sleep 0.1; done
@@ -84,8 +87,9 @@ for _ in $(seq "$ROUNDS"); do
 		sleep "$DRAIN"
 		c1=$(cpu_ns "$agent") w2=$(date +%s%N)
 		# The idle agent's CPU (discovery's /proc rescans, ring polls) over
-		# the same wall time, to tell per-span work from background.
-		idle=$(((c0 - i0) * (w2 - w1) / (w1 - w0)))
+		# the same wall time, to tell per-span work from background (in us
+		# first: ns products overflow 64 bits).
+		idle=$(((c0 - i0) / 1000 * ((w2 - w1) / 1000) / ((w1 - w0) / 1000) * 1000))
 		[ -n "$PROFILE" ] && wait "$prof"
 		curl -s "http://$status/metrics" >"$work/metrics"
 		lost=$(metric 'weft_sockio_kernel_total{name="ringbuf_full"}' "$work/metrics")
