@@ -68,8 +68,9 @@ test-kernels-old: deps collector
 offsets:
 	$(GO) run ./cmd/offsetgen -out internal/goinspect/offsets.json
 
-bench: deps build
+bench: deps build collector
 	@scripts/bench.sh
+	@scripts/bench-agent.sh
 	@scripts/bench-chain.sh
 	@scripts/bench-grpc.sh
 	@scripts/bench-tls.sh

@@ -56,7 +56,7 @@ func newSink(ctx context.Context, name string, met *metrics.Registry, live *stat
 //
 //	WEFT_OTLP_ENDPOINTS     comma-separated, in order of preference
 //	                        (default: OTEL_EXPORTER_OTLP_ENDPOINT, else the SDK default)
-//	WEFT_OTLP_COMPRESSION   gzip (default) or none
+//	WEFT_OTLP_COMPRESSION   gzip (default, fastest level) or none
 //	WEFT_QUEUE_SIZE         spans held in memory (default 8192)
 //	WEFT_SPOOL_DIR          disk spool directory (default none: memory only)
 //	WEFT_SPOOL_MAX_BYTES    spool bound, bytes or with K/M/G suffix (default 256M)

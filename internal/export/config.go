@@ -12,7 +12,7 @@ type Config struct {
 	// OTEL_EXPORTER_OTLP_INSECURE=true). Empty: OTEL_EXPORTER_OTLP_ENDPOINT
 	// or the SDK's default. Other OTEL_EXPORTER_OTLP_* settings apply to all.
 	Endpoints   []string
-	Compression string // "gzip" (default) or "none"
+	Compression string // "gzip" (default, at its fastest level) or "none"
 
 	QueueSize     int           // spans held in memory (8192)
 	BatchSize     int           // spans per request (512)

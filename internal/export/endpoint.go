@@ -52,6 +52,19 @@ func newEndpoint(addr string, cfg Config, reg *metrics.Registry) (*endpoint, err
 		failures: reg.Counter("weft_export_failures_total", "failed export attempts (RPCs and probes), by endpoint", "endpoint", label),
 		latency:  reg.Histogram("weft_export_latency_seconds", "export RPC latency, by endpoint", latencyBuckets, "endpoint", label),
 	}
+	dial := []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(e.intercept),
+		// gRPC's default reconnect backoff grows to 120 s: too slow to
+		// notice a collector that is back.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.RetryMax},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
+	if cfg.Compression != "none" {
+		// gzip, fast (fastGzip), for this connection only.
+		dial = append(dial, grpc.WithCompressor(&fastGzip{})) //nolint:staticcheck // the per-connection option
+	}
 	opts := []otlptracegrpc.Option{
 		otlptracegrpc.WithTimeout(cfg.ExportTimeout),
 		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
@@ -62,18 +75,8 @@ func newEndpoint(addr string, cfg Config, reg *metrics.Registry) (*endpoint, err
 			// client's own retry is for transient errors and RetryInfo.
 			MaxElapsedTime: cfg.ExportTimeout / 2,
 		}),
-		otlptracegrpc.WithDialOption(
-			grpc.WithChainUnaryInterceptor(e.intercept),
-			// gRPC's default reconnect backoff grows to 120 s: too slow to
-			// notice a collector that is back.
-			grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.RetryMax},
-				MinConnectTimeout: 5 * time.Second,
-			}),
-		),
-	}
-	if cfg.Compression != "none" {
-		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
+		// One call: each WithDialOption replaces the last.
+		otlptracegrpc.WithDialOption(dial...),
 	}
 	switch {
 	case addr == "": // OTEL_EXPORTER_OTLP_ENDPOINT or the SDK default

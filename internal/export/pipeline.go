@@ -126,7 +126,7 @@ func (o *OTLP) spiller() {
 
 // toSpool writes a memory batch to disk and frees its room in the queue.
 func (o *OTLP) toSpool(seq uint64, ss []spans.Span) {
-	if err := o.spool.write(seq, toResourceSpans(ss)); err != nil {
+	if err := o.spool.write(seq, len(ss), encodeBatch(ss)); err != nil {
 		o.log.Warn("spooling a batch failed; its spans are dropped", "spans", len(ss), "err", err)
 	}
 	o.q.release(len(ss))

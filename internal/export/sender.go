@@ -123,7 +123,7 @@ func (o *OTLP) next(stopping bool) *work {
 	if b == nil {
 		return nil
 	}
-	return &work{b: b, rss: toResourceSpans(b.spans), n: len(b.spans)}
+	return &work{b: b, rss: encodeBatch(b.spans), n: len(b.spans)}
 }
 
 // deliver makes one upload of w to the current endpoint and settles w when

@@ -131,9 +131,10 @@ func (s *spool) stat() (files int, bytes int64) {
 	return len(s.files), s.bytes
 }
 
-// write stores a batch, evicting the oldest files to stay under maxBytes.
-func (s *spool) write(seq uint64, rss []*tracepb.ResourceSpans) error {
-	n := countSpans(rss)
+// write stores a batch of n spans, evicting the oldest files to stay under
+// maxBytes. (n is passed: encodeBatch's messages hold their spans as
+// encoded bytes, which countSpans does not see.)
+func (s *spool) write(seq uint64, n int, rss []*tracepb.ResourceSpans) error {
 	body, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
 	if err != nil {
 		s.st.dropped(DropSpoolError, n)

@@ -31,7 +31,7 @@ func TestSpoolReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, seq := range []uint64{5, 3, 4} { // a retried batch may come late
-		if err := sp.write(seq, toResourceSpans(spoolBatch(byte(seq), 10))); err != nil {
+		if err := sp.write(seq, 10, encodeBatch(spoolBatch(byte(seq), 10))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -72,16 +72,16 @@ func TestSpoolBounds(t *testing.T) {
 	reg := metrics.New()
 	st := newStats(reg)
 	log := slog.New(slog.DiscardHandler)
-	one := toResourceSpans(spoolBatch(1, 20))
+	one := encodeBatch(spoolBatch(1, 20))
 	sp, err := openSpool(dir, 1<<20, time.Hour, log, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp.write(1, one)
+	sp.write(1, 20, one)
 	_, size := sp.stat()
 	sp.maxBytes = size*3 + size/2 // room for three
 	for seq := uint64(2); seq <= 5; seq++ {
-		if err := sp.write(seq, one); err != nil {
+		if err := sp.write(seq, 20, one); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,0 +1,123 @@
+package export
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weft-dev/weft/internal/spans"
+)
+
+// wireBatch mixes what encodeBatch must group and encode: two resources
+// (one with a schema URL, one nil), two scopes, every attribute type,
+// errors with and without a message, remote and local parents, empty
+// strings, and values long enough for two- and three-byte lengths.
+func wireBatch() []spans.Span {
+	resA := resource.NewWithAttributes("https://opentelemetry.io/schemas/1.26.0",
+		attribute.String("service.name", "shop"), attribute.StringSlice("process.command_args", []string{"a", "", "c"}))
+	resB := resource.NewSchemaless(attribute.Int("process.pid", 42))
+	long := strings.Repeat("x", 200)
+	huge := strings.Repeat("y", 20000)
+	start := time.Unix(1700000000, 123456789)
+	var out []spans.Span
+	for i := range 12 {
+		s := sample()
+		s.SpanID[7] = byte(i)
+		s.Start, s.End = start.Add(time.Duration(i)*time.Millisecond), start.Add(time.Duration(i+1)*time.Millisecond)
+		s.Resource = []*resource.Resource{resA, resB, nil}[i%3]
+		s.Scope = []string{"weft/sockio", "weft/gogrpc"}[i%2]
+		s.ScopeVersion = []string{"", "1.2"}[i%2]
+		s.Kind = trace.SpanKind(i % 6)
+		s.Error = i%4 == 0
+		s.StatusMsg = []string{"", "boom"}[i%2]
+		s.Remote = i%2 == 0
+		s.Sampled = i%3 != 0
+		s.TraceState = []string{"", "a=b"}[i%2]
+		if i%5 == 0 {
+			s.Parent = trace.SpanID{}
+		}
+		s.Attrs = append(s.Attrs,
+			attribute.Bool("b", i%2 == 0), attribute.Bool("f", false), attribute.Int("zero", 0), attribute.Int("neg", -i),
+			attribute.Float64("x", 1.5), attribute.Float64("z", 0), attribute.String("empty", ""), attribute.String("long", long),
+			attribute.BoolSlice("bs", []bool{true, false}), attribute.IntSlice("is", []int{1, -2}),
+			attribute.Float64Slice("fs", []float64{0.5}), attribute.StringSlice("ss", []string{"p", long}),
+			attribute.StringSlice("none", nil))
+		if i == 7 {
+			s.Attrs = append(s.Attrs, attribute.String("huge", huge))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestEncodeBatch: encodeBatch's bytes decode to exactly the message tree
+// toResourceSpans builds, and proto.Marshal of them is byte-for-byte what
+// it gives for that tree (gRPC and the spool send what the collector
+// would have got before).
+func TestEncodeBatch(t *testing.T) {
+	for _, batch := range [][]spans.Span{wireBatch(), wireBatch()[:1], spoolBatch(3, 40), nil} {
+		want := &coltracepb.ExportTraceServiceRequest{ResourceSpans: toResourceSpans(batch)}
+		wantBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotBytes, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: encodeBatch(batch)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(gotBytes, &got); err != nil {
+			t.Fatalf("encoded batch does not decode: %v", err)
+		}
+		if !proto.Equal(want, &got) {
+			t.Errorf("decoded batch of %d differs:\ntoResourceSpans: %s\nencodeBatch:     %s", len(batch), prototext.Format(want), prototext.Format(&got))
+		}
+		if string(gotBytes) != string(wantBytes) {
+			t.Errorf("batch of %d: %d bytes, proto.Marshal of the tree gives %d", len(batch), len(gotBytes), len(wantBytes))
+		}
+		if n := countSpans(got.ResourceSpans); n != len(batch) {
+			t.Errorf("%d spans decoded, want %d", n, len(batch))
+		}
+	}
+}
+
+// BenchmarkEncode compares the two ways to a request's bytes, per span.
+func BenchmarkEncode(b *testing.B) {
+	batch := spoolBatch(1, 512)
+	res := sample().Resource // one process's spans share theirs
+	for i := range batch {
+		batch[i] = sample()
+		batch[i].Resource = res
+		batch[i].Attrs = append(batch[i].Attrs, attribute.String("http.request.method", "GET"),
+			attribute.String("server.address", "127.0.0.1"), attribute.Int("server.port", 8080),
+			attribute.String("network.peer.address", "127.0.0.1"), attribute.Int("network.peer.port", 41234))
+	}
+	for _, c := range []struct {
+		name string
+		f    func([]spans.Span) *coltracepb.ExportTraceServiceRequest
+	}{
+		{"tree", func(s []spans.Span) *coltracepb.ExportTraceServiceRequest {
+			return &coltracepb.ExportTraceServiceRequest{ResourceSpans: toResourceSpans(s)}
+		}},
+		{"wire", func(s []spans.Span) *coltracepb.ExportTraceServiceRequest {
+			return &coltracepb.ExportTraceServiceRequest{ResourceSpans: encodeBatch(s)}
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := proto.Marshal(c.f(batch)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/span")
+		})
+	}
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Agent CPU per span (part of make bench), through the exporter users run:
+# the hello test server pinned to CPU 0 is traced by the agent exporting
+# with -exporter otlp (gzip, the default) to a real OpenTelemetry Collector
+# (scripts/otelcol.sh, writing to a file), and for comparison with
+# -exporter jsonl to a file. Each is loaded at saturation (wrk) and at a
+# fixed rate (testdata/loadgen, default 2,000 req/s), wrk and loadgen pinned
+# to CPU 1 with the collector. Rounds cycle through the four cases
+# BENCH_ROUNDS times so drift on a shared VM hits all.
+#
+# Agent CPU is its utime+stime (/proc/PID/stat, 10 ms ticks) from just
+# before the load to after a drain of DRAIN seconds (so the last
+# batch's export is counted); spans are those the agent wrote (jsonl) or
+# the collector acknowledged (weft_export_spans_total{outcome="exported"}).
+# Before each load the idle agent is measured for IDLE seconds: "net" is
+# the CPU less that idle rate over the same wall time (it grows with the
+# number of processes on the host, which discovery rescans).
+# Prints a table of CPU per span and ring-buffer losses
+# (weft_sockio_kernel_total{name="ringbuf_full"}). BENCH_PROFILE=DIR also
+# saves a CPU profile of each round (the agent's -pprof) into DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-2}
+RATE=${BENCH_RATE:-2000}
+CONNS=${BENCH_CONNS:-16}
+DRAIN=${BENCH_DRAIN:-2}
+IDLE=${BENCH_IDLE:-8}
+PROFILE=${BENCH_PROFILE:-}
+AGENT_PIN=${BENCH_AGENT_CPU:-}
+AGENT=${BENCH_AGENT:-bin/weft-agent} # another build, to compare
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+otelcol=$(scripts/otelcol.sh)
+(cd testdata/httpserver && CGO_ENABLED=0 go build -o "$work/weft-bench-hello" .)
+(cd testdata/loadgen && CGO_ENABLED=0 go build -o "$work/loadgen" .)
+taskset -c 0 "$work/weft-bench-hello" >"$work/srv.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q LISTEN "$work/srv.out" && break; sleep 0.1; done
+url="http://127.0.0.1:$(awk '/LISTEN/{print $2}' "$work/srv.out")/hello"
+
+otlp=127.0.0.1:$((30000 + RANDOM % 10000))
+WEFT_OTLP_ENDPOINT=$otlp WEFT_SPANS_FILE="$work/collector.jsonl" taskset -c 1 "$otelcol" --config scripts/otelcol-file.yaml >"$work/collector.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/${otlp%:*}/${otlp#*:}") 2>/dev/null && break; sleep 0.1; done
+
+# One load: "req/s requests".
+load() { # $1: sat or fixed
+	if [ "$1" = sat ]; then
+		taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" "$url" | awk '/Requests\/sec/{r=$2} /requests in/{n=$1} END{print r, n}'
+	else
+		taskset -c 1 "$work/loadgen" -url "$url" -rate "$RATE" -c 8 -d "${DUR}s" |
+			awk '/^LOAD/{for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["rps"], v["calls"]}'
+	fi
+}
+# utime+stime of the whole process, exited threads included (summing
+# /proc/PID/task/*/schedstat loses a thread that exits between two reads).
+cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f\n", ($14 + $15) * 1e9 / hz}' "/proc/$1/stat"; }
+metric() { awk -v k="$1" '$1 == k {s += $2} END {print int(s)}' "$2"; }
+
+status=127.0.0.1:$((20000 + RANDOM % 10000))
+: >"$work/rounds" # exporter load req/s requests cpu_ns spans lost idle_ns
+for _ in $(seq "$ROUNDS"); do
+	for case in otlp:sat jsonl:sat otlp:fixed jsonl:fixed; do
+		exp=${case%:*} kind=${case#*:}
+		log="$work/agent.log"
+		out="$work/out.jsonl"
+		: >"$out"
+		WEFT_OTLP_ENDPOINTS="http://$otlp" ${AGENT_PIN:+taskset -c "$AGENT_PIN"} "$AGENT" -capture sock_tracepoints \
+			-exe weft-bench-hello -exporter "$exp" -status-addr "$status" ${PROFILE:+-pprof} >"$out" 2>"$log" &
+		agent=$!
+		for _ in $(seq 100); do grep -q "tracing process" "$log" && break; sleep 0.1; done
+		grep -q "tracing process" "$log" || { cat "$log"; echo "agent did not attach" >&2; exit 1; }
+		sleep 0.5
+		i0=$(cpu_ns "$agent") w0=$(date +%s%N)
+		sleep "$IDLE"
+		c0=$(cpu_ns "$agent") w1=$(date +%s%N)
+		if [ -n "$PROFILE" ]; then
+			mkdir -p "$PROFILE"
+			curl -s -o "$PROFILE/$exp-$kind-$RANDOM.pprof" "http://$status/debug/pprof/profile?seconds=$DUR" &
+			prof=$!
+		fi
+		r=$(load "$kind")
+		sleep "$DRAIN"
+		c1=$(cpu_ns "$agent") w2=$(date +%s%N)
+		# The idle agent's CPU (discovery's /proc rescans, ring polls) over
+		# the same wall time, to tell per-span work from background (in us
+		# first: ns products overflow 64 bits).
+		idle=$(((c0 - i0) / 1000 * ((w2 - w1) / 1000) / ((w1 - w0) / 1000) * 1000))
+		[ -n "$PROFILE" ] && wait "$prof"
+		curl -s "http://$status/metrics" >"$work/metrics"
+		lost=$(metric 'weft_sockio_kernel_total{name="ringbuf_full"}' "$work/metrics")
+		kill -TERM "$agent"; wait "$agent" || true
+		if [ "$exp" = jsonl ]; then
+			spans=$(grep -c '"traceId"' "$out" || true)
+		else
+			spans=$(metric 'weft_export_spans_total{outcome="exported"}' "$work/metrics")
+		fi
+		echo "$exp $kind $r $((c1 - c0)) $spans $lost $idle" >>"$work/rounds"
+	done
+done
+sleep 1 # the collector's file exporter flushes every 100 ms
+received=$(grep -o '"spanId"' "$work/collector.jsonl" | wc -l)
+
+python3 - "$work/rounds" "$received" "$DUR" "$RATE" "$(ls -d /proc/[0-9]* | wc -l)" <<'PY'
+import sys, statistics as st
+rounds = [l.split() for l in open(sys.argv[1])]
+received, dur, rate = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+print("rounds (exporter load req/s requests agent_cpu_ms idle_ms spans us/span net_us/span lost):")
+def us(r): return int(r[4]) / 1e3 / max(int(r[5]), 1)
+def net(r): return (int(r[4]) - int(r[7])) / 1e3 / max(int(r[5]), 1)
+for r in rounds:
+    print(f"  {r[0]:5} {r[1]:5} {float(r[2]):8.0f} {r[3]:>7} {int(r[4])/1e6:8.1f} {int(r[7])/1e6:7.1f} {r[5]:>7} {us(r):6.2f} {net(r):6.2f} {r[6]}")
+print(f"agent CPU per span (median of rounds), fixed = {rate} req/s:")
+print(f"  {'exporter':8} {'load':5} {'req/s':>8} {'us/span':>8} {'net':>6} {'spans/req':>9} {'lost':>6}")
+for exp in ("otlp", "jsonl"):
+    for kind in ("sat", "fixed"):
+        rs = [r for r in rounds if r[0] == exp and r[1] == kind]
+        if not rs:
+            continue
+        u, n = st.median(us(r) for r in rs), st.median(net(r) for r in rs)
+        spr = sum(int(r[5]) for r in rs) / max(sum(int(r[3]) for r in rs), 1)
+        print(f"  {exp:8} {kind:5} {st.median(float(r[2]) for r in rs):8.0f} {u:8.2f} {n:6.2f} {spr:9.3f} {sum(int(r[6]) for r in rs):6d}")
+otlp = sum(int(r[5]) for r in rounds if r[0] == "otlp")
+print(f"processes on the host: {sys.argv[5]}")
+print(f"collector received {received} spans of the {otlp} the agent exported")
+PY
