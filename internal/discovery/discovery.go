@@ -72,7 +72,8 @@ type Discoverer struct {
 	mu    sync.Mutex
 	known map[int]instance
 
-	execLag *metrics.Histogram // exec event → tracked
+	execLag  *metrics.Histogram // exec event → tracked
+	lostSeen uint64             // procwatch's lost events at the last rescan (rescan's goroutine only)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -242,9 +243,23 @@ func (d *Discoverer) rescan(again bool) {
 			d.log.Warn("listing listening ports", "err", err)
 		}
 	}
+	// A process decided before needs no second look unless something
+	// could change the answer: a selection by port (its sockets move), a
+	// Recheck (again), or exec/exit events the kernel dropped. Exec and
+	// exit events keep the rest current; reading every process's /proc
+	// files each rescan was the idle agent's largest cost.
+	full := again || d.cfg.NeedsPorts || d.eventsLost()
 	alive := make(map[int]bool, len(pids))
 	for _, pid := range pids {
 		alive[pid] = true
+		if !full {
+			d.mu.Lock()
+			_, seen := d.known[pid]
+			d.mu.Unlock()
+			if seen {
+				continue
+			}
+		}
 		d.consider(pid, ports[pid], false, again)
 	}
 	d.mu.Lock()
@@ -263,6 +278,20 @@ func (d *Discoverer) rescan(again bool) {
 		}
 		d.exited(pid)
 	}
+}
+
+// eventsLost says whether the kernel dropped exec/exit events since the
+// last call (the ring buffer was full): then every process is read again.
+func (d *Discoverer) eventsLost() bool {
+	var n uint64
+	if d.objs.Lost == nil || d.objs.Lost.Lookup(uint32(0), &n) != nil {
+		return true
+	}
+	if n == d.lostSeen {
+		return false
+	}
+	d.lostSeen = n
+	return true
 }
 
 // execed re-evaluates a process: exec may have made it another program.
