@@ -49,9 +49,16 @@ func TestGRPCServerSpans(t *testing.T) {
 			want["rpc.grpc.status_code"] = c.code
 		} else {
 			// The server's own deadline (grpc-timeout) may expire first and
-			// send DeadlineExceeded before the client's reset arrives.
-			if code, ok := s.Attrs["rpc.grpc.status_code"]; ok && code != int64(4) {
+			// send DeadlineExceeded before the client's reset arrives; or
+			// the reset arrives first and the handler, its context
+			// cancelled, answers Canceled (seen once in CI), which the RPC
+			// conventions do not count as the server's error.
+			code, ok := s.Attrs["rpc.grpc.status_code"]
+			if ok && code != int64(4) && code != int64(1) {
 				t.Errorf("call %d: status code %v on a call past its deadline", i, code)
+			}
+			if code == int64(1) {
+				c.errorful = false
 			}
 			if d := time.Duration(s.EndUnixNano - s.StartUnixNano); d < 90*time.Millisecond || d > 400*time.Millisecond {
 				t.Errorf("call %d: duration %v, want about the client's 100 ms deadline", i, d)
