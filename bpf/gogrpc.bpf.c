@@ -25,6 +25,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
+#include "execsel.h"
 #include "tracectx.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -64,6 +65,10 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, struct grpc_cfg);
 } grpc_procs SEC(".maps");
+
+/* Selection at exec (execsel.h), as in gohttp. */
+DECLARE_EXEC_TEMPLATES(grpc_templates, struct grpc_cfg);
+EXEC_PROGRAM(gogrpc_exec, grpc_templates, grpc_procs)
 
 /* A client call's IDs between header_fields and loopy_headers. */
 struct hf_key {

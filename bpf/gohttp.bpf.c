@@ -17,6 +17,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
+#include "execsel.h"
 #include "tcpopt.h"
 #include "inject.h"
 #include "tracectx.h"
@@ -80,6 +81,11 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, struct http_cfg);
 } http_procs SEC(".maps");
+
+/* Selection at exec (execsel.h): the executable's uprobes stay attached
+ * while it has a template, so its next process needs no attach at all. */
+DECLARE_EXEC_TEMPLATES(http_templates, struct http_cfg);
+EXEC_PROGRAM(gohttp_exec, http_templates, http_procs)
 
 /* A Go itab on amd64: {inter *interfacetype; _type *_type; hash uint32;
  * _ [4]byte; fun [N]uintptr}, fun sorted by method name. net.Conn's first

@@ -37,6 +37,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "sockio.h"
+#include "execsel.h"
 #include "inject.h"
 
 #define EEXIST 17
@@ -58,6 +59,11 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, __u8);
 } inject_procs SEC(".maps");
+
+/* Selection at exec (execsel.h): a selected process of an executable
+ * already tracked is in inject_procs before it connects. */
+DECLARE_EXEC_TEMPLATES(inject_templates, __u8);
+EXEC_PROGRAM(inject_exec, inject_templates, inject_procs)
 
 /* The sockhash is keyed by socket and owner, so that Untrack finds a
  * process's sockets by walking its keys: ownership is part of the entry,

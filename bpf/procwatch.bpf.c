@@ -3,6 +3,7 @@
  * selection reacts to new programs at once instead of by polling /proc. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "execsel.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -15,7 +16,15 @@ struct watch_event {
 	__u32 kind;
 	__u32 pid;
 	__u64 ktime_ns;
+	/* PROC_EXEC: the executable as the kernel names it (execsel.h), the
+	 * cgroup, and whether exec_sel selected it (the families' exec
+	 * programs then filled their per-process maps). */
+	struct exe_key exe;
+	__u64 cgroup;
+	__u32 preselected;
+	__u32 _pad;
 };
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -31,10 +40,10 @@ struct {
 
 const struct watch_event *unused_watch_event __attribute__((unused));
 
-static __always_inline int emit(__u32 kind, __u32 pid)
+static __always_inline int emit(struct watch_event *e)
 {
-	struct watch_event e = {.kind = kind, .pid = pid, .ktime_ns = bpf_ktime_get_ns()};
-	if (bpf_ringbuf_output(&watch_events, &e, sizeof(e), 0)) {
+	e->ktime_ns = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&watch_events, e, sizeof(*e), 0)) {
 		__u32 zero = 0;
 		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
 		if (n)
@@ -46,7 +55,12 @@ static __always_inline int emit(__u32 kind, __u32 pid)
 SEC("tracepoint/sched/sched_process_exec")
 int on_exec(void *ctx)
 {
-	return emit(PROC_EXEC, bpf_get_current_pid_tgid() >> 32);
+	struct watch_event e = {.kind = PROC_EXEC, .pid = bpf_get_current_pid_tgid() >> 32};
+	if (!current_exe(&e.exe)) {
+		e.cgroup = bpf_get_current_cgroup_id();
+		e.preselected = exec_selected(&e.exe);
+	}
+	return emit(&e);
 }
 
 /* Fires per thread; only the thread-group leader's exit ends the process. */
@@ -56,5 +70,6 @@ int on_exit(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if ((__u32)id != (__u32)(id >> 32))
 		return 0;
-	return emit(PROC_EXIT, id >> 32);
+	struct watch_event e = {.kind = PROC_EXIT, .pid = id >> 32};
+	return emit(&e);
 }

@@ -20,6 +20,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "sockio.h"
+#include "execsel.h"
 #include "inject.h"
 #include "tracectx.h"
 #include "tcpopt.h"
@@ -45,6 +46,11 @@
 char LICENSE[] SEC("license") = "GPL";
 
 DECLARE_PROCS_MAP;
+
+/* Selection at exec (execsel.h): a selected process of an executable
+ * already tracked gets its proc_cfg before its first syscall. */
+DECLARE_EXEC_TEMPLATES(proc_templates, struct proc_cfg);
+EXEC_PROGRAM(sockio_exec, proc_templates, procs)
 
 /* State per traced TCP socket, keyed by its struct sock address; the entry
  * goes when the socket reaches TCP_CLOSE, before the address can be reused. */

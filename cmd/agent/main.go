@@ -305,8 +305,14 @@ func run(o options, log *slog.Logger) error {
 		resCfg.Extra = podAttributes(store)
 	}
 	resCfg.Extra = withIdentity(clusters.resource(), resCfg.Extra)
+	// The kernel selects the next processes of an executable already
+	// selected at their exec (sockio's exec_sel): short-lived ones too.
+	shared, err := sock.Maps()
+	if err != nil {
+		return err
+	}
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
-		Resource: resCfg, GoFields: sockio.GoFields}, log, met, families)
+		Resource: resCfg, GoFields: sockio.GoFields, ExecSel: shared.ExecSel}, log, met, families)
 	if err := disc.Start(ctx); err != nil {
 		return fmt.Errorf("starting discovery: %w", err)
 	}

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -110,9 +111,32 @@ type Table struct {
 	// resynchronises or is declared not HTTP, counted either way).
 	evicted map[connKey]struct{}
 
+	// parked holds the events of processes the kernel traces and the
+	// table does not know yet: selected at exec in the kernel
+	// (bpf/execsel.h), their first bytes come before user space has read
+	// /proc and called Track. Track replays them; ExpireParked drops
+	// (counted) those never claimed.
+	parked      map[uint32]*parkedEvents
+	parkedBytes int
+
 	evData, evClose        *atomic.Uint64
 	evictCount, evictBytes *atomic.Uint64
+	parkReplayed, parkDrop *atomic.Uint64
 	gaugeConns, gaugeBytes atomic.Int64
+}
+
+// Bounds of the events parked for processes not yet tracked: enough for
+// a short-lived process's few exchanges while user space reads /proc.
+const (
+	maxParkedPIDs   = 256
+	maxParkedEvents = 512     // per process
+	maxParkedBytes  = 4 << 20 // all processes
+	parkFor         = 3e9     // ns: then the process is not coming
+)
+
+type parkedEvents struct {
+	since  uint64 // monotonic ns of the first
+	events []*Event
 }
 
 // maxEvictedMemo bounds Table.evicted.
@@ -142,15 +166,68 @@ func New(cfg Config) *Table {
 	}
 	t := &Table{cfg: cfg, clock: newClock(), procs: map[uint32]*probes.Process{}, conns: map[connKey]*Conn{},
 		evicted: map[connKey]struct{}{},
-		evData:  ev("data"), evClose: ev("close"), evictCount: evict("count"), evictBytes: evict("bytes")}
+		evData:  ev("data"), evClose: ev("close"), evictCount: evict("count"), evictBytes: evict("bytes"),
+		parked: map[uint32]*parkedEvents{},
+		parkReplayed: cfg.Metrics.Counter("weft_conntrack_parked_total",
+			"events of processes traced in the kernel before user space tracked them (selected at exec), by outcome", "outcome", "replayed"),
+		parkDrop: cfg.Metrics.Counter("weft_conntrack_parked_total",
+			"events of processes traced in the kernel before user space tracked them (selected at exec), by outcome", "outcome", "dropped")}
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	cfg.Metrics.Gauge("weft_conntrack_connections", "connections the table holds state for", func() float64 { return float64(t.gaugeConns.Load()) })
 	cfg.Metrics.Gauge("weft_conntrack_bytes", "estimated bytes of the connections' parser state", func() float64 { return float64(t.gaugeBytes.Load()) })
 	return t
 }
 
-// Track starts accepting a process's events.
-func (t *Table) Track(p *probes.Process) { t.procs[uint32(p.PID)] = p }
+// Track starts accepting a process's events, first those parked for it.
+func (t *Table) Track(p *probes.Process) {
+	pid := uint32(p.PID)
+	t.procs[pid] = p
+	if pe, ok := t.parked[pid]; ok {
+		delete(t.parked, pid)
+		for _, ev := range pe.events {
+			t.parkedBytes -= len(ev.Chunk.Data)
+			t.parkReplayed.Add(1)
+			t.Handle(ev)
+		}
+	}
+}
+
+// park keeps a copy of an event of a process not tracked (yet).
+func (t *Table) park(ev *Event) {
+	pe, ok := t.parked[ev.PID]
+	if !ok {
+		if len(t.parked) >= maxParkedPIDs {
+			t.parkDrop.Add(1)
+			return
+		}
+		pe = &parkedEvents{since: ev.Chunk.Time}
+		t.parked[ev.PID] = pe
+	}
+	if len(pe.events) >= maxParkedEvents || t.parkedBytes+len(ev.Chunk.Data) > maxParkedBytes {
+		t.parkDrop.Add(1)
+		return
+	}
+	c := *ev
+	c.Chunk.Data = bytes.Clone(ev.Chunk.Data)
+	t.parkedBytes += len(c.Chunk.Data)
+	pe.events = append(pe.events, &c)
+}
+
+// ExpireParked drops the events parked longer than parkFor before now
+// (monotonic ns), and all of them when all is set (shutdown): their
+// process was never tracked (it was not selected after all, or it is
+// gone and nothing is known of it).
+func (t *Table) ExpireParked(now uint64, all bool) {
+	for pid, pe := range t.parked {
+		if all || now-pe.since > parkFor {
+			for _, ev := range pe.events {
+				t.parkedBytes -= len(ev.Chunk.Data)
+			}
+			t.parkDrop.Add(uint64(len(pe.events)))
+			delete(t.parked, pid)
+		}
+	}
+}
 
 // Untrack flushes a process's connections and drops further events of it.
 func (t *Table) Untrack(pid uint32, now uint64) {
@@ -169,7 +246,10 @@ func (t *Table) Conns() int { return len(t.conns) }
 // Handle takes one event.
 func (t *Table) Handle(ev *Event) {
 	if _, traced := t.procs[ev.PID]; !traced {
-		return // raced with Untrack
+		// Traced in the kernel before Track (selected at exec), or
+		// raced with Untrack: parked until Track or expiry.
+		t.park(ev)
+		return
 	}
 	key := connKey{ev.PID, ev.Conn}
 	switch ev.Kind {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -48,6 +49,10 @@ type Config struct {
 	ProcRoot   string        // default /proc
 	Resource   ResourceConfig
 	GoFields   []string // struct fields to look up in Go binaries ("pkg.Type.field")
+	// ExecSel is sockio's exec_sel map (bpf/execsel.h): filled here, it
+	// lets the kernel select the next processes of an executable at exec.
+	// nil: selection waits for user space.
+	ExecSel *ebpf.Map
 }
 
 type instance struct {
@@ -73,7 +78,8 @@ type Discoverer struct {
 	known map[int]instance
 
 	execLag  *metrics.Histogram // exec event → tracked
-	lostSeen uint64             // procwatch's lost events at the last rescan (rescan's goroutine only)
+	exec     *execSel
+	lostSeen uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -92,6 +98,7 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 	}
 	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
 		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1),
+		exec: newExecSel(cfg.ExecSel, log, met),
 		execLag: met.Histogram("weft_discovery_exec_to_traced_seconds",
 			"from a selected process's exec to its families' Track: what a short-lived process runs untraced",
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})}
@@ -103,7 +110,11 @@ func (d *Discoverer) Start(ctx context.Context) error {
 	if err := kernelfs.EnsureTracefs(); err != nil {
 		return err
 	}
-	if err := loadProcwatchObjects(&d.objs, nil); err != nil {
+	var opts *ebpf.CollectionOptions
+	if d.cfg.ExecSel != nil {
+		opts = &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"exec_sel": d.cfg.ExecSel}}
+	}
+	if err := loadProcwatchObjects(&d.objs, opts); err != nil {
 		return fmt.Errorf("loading procwatch BPF programs: %w", err)
 	}
 	d.loaded = true
@@ -185,10 +196,13 @@ func (d *Discoverer) handle(ev procwatchWatchEvent) {
 	switch ev.Kind {
 	case watchExec:
 		d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec").Add(1)
-		if d.execed(int(ev.Pid)) {
+		if d.execed(int(ev.Pid), &ev) {
 			if lag, ok := sinceKtime(ev.KtimeNs); ok {
 				d.execLag.Observe(lag.Seconds())
 			}
+		}
+		if ev.Preselected != 0 {
+			d.claim(int(ev.Pid), ev)
 		}
 	case watchExit:
 		d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit").Add(1)
@@ -260,7 +274,10 @@ func (d *Discoverer) rescan(again bool) {
 				continue
 			}
 		}
-		d.consider(pid, ports[pid], false, again)
+		d.consider(pid, ports[pid], nil, again)
+	}
+	if again {
+		d.exec.recheck()
 	}
 	d.mu.Lock()
 	var gone []int
@@ -296,19 +313,21 @@ func (d *Discoverer) eventsLost() bool {
 
 // execed re-evaluates a process: exec may have made it another program.
 // It says whether the process is now tracked.
-func (d *Discoverer) execed(pid int) bool {
+func (d *Discoverer) execed(pid int, ev *procwatchWatchEvent) bool {
 	var ports []uint16
 	if d.cfg.NeedsPorts {
 		if all, err := procs.ListeningPorts(d.cfg.ProcRoot); err == nil {
 			ports = all[pid]
 		}
 	}
-	return d.consider(pid, ports, true, false)
+	return d.consider(pid, ports, ev, false)
 }
 
 // consider decides whether pid is traced; it says whether this call
-// started tracking it.
-func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) bool {
+// started tracking it. exec is the event when the process has just
+// exec'd, nil from a scan.
+func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent, again bool) bool {
+	execed := exec != nil
 	if pid == os.Getpid() {
 		return false
 	}
@@ -366,6 +385,11 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) bool 
 		d.mu.Unlock()
 		return false
 	}
+	scope := selection.ScopeOf(d.cfg.Selector, info)
+	if exec != nil && exec.Exe.Inode != 0 && scope != selection.ScopeNone && d.exec.on() {
+		// The families file templates for this file's next processes.
+		p.Exec = &probes.ExecKey{Ino: exec.Exe.Ino, Inode: exec.Exe.Inode}
+	}
 	err = d.tracker.Track(p)
 	p.Exe = nil // closed by done; a family tracking again opens its own
 	if err != nil {
@@ -379,6 +403,9 @@ func (d *Discoverer) consider(pid int, ports []uint16, execed, again bool) bool 
 	d.mu.Lock()
 	d.known[pid] = instance{startTime: info.StartTime, exe: info.ExePath, selected: true}
 	d.mu.Unlock()
+	if p.Exec != nil {
+		d.exec.allow(p, scope, exec.Cgroup)
+	}
 	d.met.Counter("weft_processes_tracked_total", "processes selected and tracked").Add(1)
 	d.log.Info("tracing process", "pid", pid, "exe", info.ExePath, "why", why, "go", p.GoVersion, "goid_offset", p.GoidOffset)
 	return true
@@ -412,6 +439,7 @@ func (d *Discoverer) Shutdown(ctx context.Context) error {
 		if d.loaded {
 			d.objs.Close()
 		}
+		d.inspect.close()
 	})
 	return nil
 }

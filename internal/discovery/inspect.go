@@ -52,13 +52,23 @@ type inspector struct {
 	// for that one read (exec events are handled side by side) rather
 	// than read the same DWARF again, all at once.
 	reading map[procs.ExeKey]chan struct{}
+	// files keeps each selected executable open, so that a family can
+	// still open it (to read symbols, to attach uprobes) once the process
+	// it was selected through has exited: short-lived processes are gone
+	// before the families get to them. Bounded; past the bound, the
+	// process's own /proc path is used.
+	files map[procs.ExeKey]*os.File
 }
+
+// maxFiles bounds the executables the inspector keeps open.
+const maxFiles = 4096
 
 func newInspector(cfg ResourceConfig, fields []string) *inspector {
 	if cfg.HostName == "" {
 		cfg.HostName, _ = os.Hostname()
 	}
-	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, reading: map[procs.ExeKey]chan struct{}{}}
+	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, reading: map[procs.ExeKey]chan struct{}{},
+		files: map[procs.ExeKey]*os.File{}}
 }
 
 // facts returns what the executable holds, read once. The first time it
@@ -139,7 +149,7 @@ func (in *inspector) process(info procs.Info) (p *probes.Process, done func(), e
 	return &probes.Process{
 		PID:        info.PID,
 		StartTime:  info.StartTime,
-		ExePath:    info.ExeOpenPath,
+		ExePath:    in.openPath(info),
 		GoVersion:  f.goVersion,
 		CCalls:     f.cgo,
 		GoidOffset: f.goidOffset,
@@ -148,6 +158,35 @@ func (in *inspector) process(info procs.Info) (p *probes.Process, done func(), e
 		Resource:   res,
 		Exe:        b,
 	}, done, nil
+}
+
+// openPath is a path that opens the process's executable for as long as
+// the agent runs: its open file's, else the process's own.
+func (in *inspector) openPath(info procs.Info) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f, ok := in.files[info.ExeKey]
+	if !ok {
+		if len(in.files) >= maxFiles {
+			return info.ExeOpenPath
+		}
+		var err error
+		if f, err = os.Open(info.ExeOpenPath); err != nil {
+			return info.ExeOpenPath
+		}
+		in.files[info.ExeKey] = f
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+}
+
+// close closes the executables kept open.
+func (in *inspector) close() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for k, f := range in.files {
+		f.Close()
+		delete(in.files, k)
+	}
 }
 
 func (in *inspector) resource(info procs.Info, f exeFacts) (*resource.Resource, error) {

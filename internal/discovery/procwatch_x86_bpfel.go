@@ -13,17 +13,36 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type procwatchExecSelKey struct {
+	_   structs.HostLayout
+	Exe struct {
+		_     structs.HostLayout
+		Ino   uint64
+		Inode uint64
+	}
+	Cgroup uint64
+}
+
 type procwatchWatchEvent struct {
 	_       structs.HostLayout
 	Kind    uint32
 	Pid     uint32
 	KtimeNs uint64
+	Exe     struct {
+		_     structs.HostLayout
+		Ino   uint64
+		Inode uint64
+	}
+	Cgroup      uint64
+	Preselected uint32
+	Pad         uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	procwatchMapExecSel          = "exec_sel"
 	procwatchMapLost             = "lost"
 	procwatchMapWatchEvents      = "watch_events"
 	procwatchProgOnExec          = "on_exec"
@@ -81,6 +100,7 @@ type procwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type procwatchMapSpecs struct {
+	ExecSel     *ebpf.MapSpec `ebpf:"exec_sel"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
 	WatchEvents *ebpf.MapSpec `ebpf:"watch_events"`
 }
@@ -112,12 +132,14 @@ func (o *procwatchObjects) Close() error {
 //
 // It can be passed to loadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type procwatchMaps struct {
+	ExecSel     *ebpf.Map `ebpf:"exec_sel"`
 	Lost        *ebpf.Map `ebpf:"lost"`
 	WatchEvents *ebpf.Map `ebpf:"watch_events"`
 }
 
 func (m *procwatchMaps) Close() error {
 	return _ProcwatchClose(
+		m.ExecSel,
 		m.Lost,
 		m.WatchEvents,
 	)

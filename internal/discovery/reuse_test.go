@@ -67,12 +67,12 @@ func TestPIDReuse(t *testing.T) {
 	d := New(Config{Selector: exeSelector("shop"), ProcRoot: root}, slog.New(slog.DiscardHandler), metrics.New(), rec)
 	const pid = 4242
 	fakeProc(t, root, pid, 100, filepath.Join(bin, "shop"))
-	d.consider(pid, nil, false, false)
-	d.consider(pid, nil, false, false) // a rescan: nothing changes
+	d.consider(pid, nil, nil, false)
+	d.consider(pid, nil, nil, false) // a rescan: nothing changes
 	fakeProc(t, root, pid, 900, filepath.Join(bin, "other"))
-	d.consider(pid, nil, false, false) // the PID reused by a program not selected
+	d.consider(pid, nil, nil, false) // the PID reused by a program not selected
 	fakeProc(t, root, pid, 1500, filepath.Join(bin, "shop"))
-	d.consider(pid, nil, false, false) // and again by the selected one
+	d.consider(pid, nil, nil, false) // and again by the selected one
 	want := []string{"track 4242 exe", "untrack 4242", "track 4242 exe"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%s\nwant\n%s", strings.Join(rec.calls, "\n"), strings.Join(want, "\n"))

@@ -77,6 +77,7 @@ func (m *injectMaps) byName() map[string]*ebpf.Map {
 		injectMapH2Ids: m.H2Ids, injectMapInjectCtx: m.InjectCtx, injectMapInjectInodes: m.InjectInodes,
 		injectMapInjectProcs: m.InjectProcs, injectMapInjectSocks: m.InjectSocks,
 		injectMapInjectState: m.InjectState, injectMapInjectStats: m.InjectStats, injectMapProcs: m.Procs,
+		injectMapExecSel: m.ExecSel, injectMapInjectTemplates: m.InjectTemplates,
 	}
 }
 
@@ -224,7 +225,45 @@ func (i *Injector) start() error {
 		// New connections still get headers; Track reports the gap.
 		i.log.Warn("iter/tcp unavailable: connections made before Track get no header", "err", err)
 	}
+	if err := i.loadExec(spec); err != nil {
+		// Processes selected at exec join at Track, as before.
+		i.log.Warn("exec program unavailable: processes selected at exec wait for user space", "err", err)
+	}
 	i.log.Info("attached", "cgroup", i.cgroupPath, "hook", hook, "why", why, "iterator", i.iter != nil)
+	return nil
+}
+
+// loadExec loads and attaches the exec program, which puts a selected
+// process of an executable with a template in inject_procs before it runs
+// (bpf/execsel.h).
+func (i *Injector) loadExec(spec *ebpf.CollectionSpec) error {
+	var objs struct {
+		InjectExec *ebpf.Program `ebpf:"inject_exec"`
+	}
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: i.objs.byName()}); err != nil {
+		return verifierTail(err, i.log)
+	}
+	defer objs.InjectExec.Close() // the link holds it
+	l, err := link.Tracepoint("sched", "sched_process_exec", objs.InjectExec, nil)
+	if err != nil {
+		return err
+	}
+	i.links = append(i.links, l)
+	return nil
+}
+
+// Template makes the next selected processes of an executable (key: its
+// struct exe_key, bpf/execsel.h) join inject_procs at exec, as Track does
+// for one process.
+func (i *Injector) Template(key any) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.loaded {
+		return errNotStarted
+	}
+	if err := i.objs.InjectTemplates.Put(key, uint8(1)); err != nil {
+		return fmt.Errorf("filing the exec template: %w", err)
+	}
 	return nil
 }
 

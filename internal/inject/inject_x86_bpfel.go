@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type injectExeKey struct {
+	_     structs.HostLayout
+	Ino   uint64
+	Inode uint64
+}
+
+type injectExecSelKey struct {
+	_      structs.HostLayout
+	Exe    injectExeKey
+	Cgroup uint64
+}
+
 type injectH2Key struct {
 	_        structs.HostLayout
 	Tgid     uint32
@@ -106,6 +118,7 @@ type injectSockState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	injectMapExecSel           = "exec_sel"
 	injectMapH2Ids             = "h2_ids"
 	injectMapInjectCtx         = "inject_ctx"
 	injectMapInjectForwarded   = "inject_forwarded"
@@ -114,9 +127,11 @@ const (
 	injectMapInjectSocks       = "inject_socks"
 	injectMapInjectState       = "inject_state"
 	injectMapInjectStats       = "inject_stats"
+	injectMapInjectTemplates   = "inject_templates"
 	injectMapProcs             = "procs"
 	injectProgInjectConnect4   = "inject_connect4"
 	injectProgInjectConnect6   = "inject_connect6"
+	injectProgInjectExec       = "inject_exec"
 	injectProgInjectIter       = "inject_iter"
 	injectProgInjectMsg        = "inject_msg"
 	injectProgInjectSockops    = "inject_sockops"
@@ -177,6 +192,7 @@ type injectSpecs struct {
 type injectProgramSpecs struct {
 	InjectConnect4   *ebpf.ProgramSpec `ebpf:"inject_connect4"`
 	InjectConnect6   *ebpf.ProgramSpec `ebpf:"inject_connect6"`
+	InjectExec       *ebpf.ProgramSpec `ebpf:"inject_exec"`
 	InjectIter       *ebpf.ProgramSpec `ebpf:"inject_iter"`
 	InjectMsg        *ebpf.ProgramSpec `ebpf:"inject_msg"`
 	InjectSockops    *ebpf.ProgramSpec `ebpf:"inject_sockops"`
@@ -187,6 +203,7 @@ type injectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type injectMapSpecs struct {
+	ExecSel         *ebpf.MapSpec `ebpf:"exec_sel"`
 	H2Ids           *ebpf.MapSpec `ebpf:"h2_ids"`
 	InjectCtx       *ebpf.MapSpec `ebpf:"inject_ctx"`
 	InjectForwarded *ebpf.MapSpec `ebpf:"inject_forwarded"`
@@ -195,6 +212,7 @@ type injectMapSpecs struct {
 	InjectSocks     *ebpf.MapSpec `ebpf:"inject_socks"`
 	InjectState     *ebpf.MapSpec `ebpf:"inject_state"`
 	InjectStats     *ebpf.MapSpec `ebpf:"inject_stats"`
+	InjectTemplates *ebpf.MapSpec `ebpf:"inject_templates"`
 	Procs           *ebpf.MapSpec `ebpf:"procs"`
 }
 
@@ -234,6 +252,7 @@ func (o *injectObjects) Close() error {
 //
 // It can be passed to loadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type injectMaps struct {
+	ExecSel         *ebpf.Map `ebpf:"exec_sel"`
 	H2Ids           *ebpf.Map `ebpf:"h2_ids"`
 	InjectCtx       *ebpf.Map `ebpf:"inject_ctx"`
 	InjectForwarded *ebpf.Map `ebpf:"inject_forwarded"`
@@ -242,11 +261,13 @@ type injectMaps struct {
 	InjectSocks     *ebpf.Map `ebpf:"inject_socks"`
 	InjectState     *ebpf.Map `ebpf:"inject_state"`
 	InjectStats     *ebpf.Map `ebpf:"inject_stats"`
+	InjectTemplates *ebpf.Map `ebpf:"inject_templates"`
 	Procs           *ebpf.Map `ebpf:"procs"`
 }
 
 func (m *injectMaps) Close() error {
 	return _InjectClose(
+		m.ExecSel,
 		m.H2Ids,
 		m.InjectCtx,
 		m.InjectForwarded,
@@ -255,6 +276,7 @@ func (m *injectMaps) Close() error {
 		m.InjectSocks,
 		m.InjectState,
 		m.InjectStats,
+		m.InjectTemplates,
 		m.Procs,
 	)
 }
@@ -281,6 +303,7 @@ type injectVariables struct {
 type injectPrograms struct {
 	InjectConnect4   *ebpf.Program `ebpf:"inject_connect4"`
 	InjectConnect6   *ebpf.Program `ebpf:"inject_connect6"`
+	InjectExec       *ebpf.Program `ebpf:"inject_exec"`
 	InjectIter       *ebpf.Program `ebpf:"inject_iter"`
 	InjectMsg        *ebpf.Program `ebpf:"inject_msg"`
 	InjectSockops    *ebpf.Program `ebpf:"inject_sockops"`
@@ -291,6 +314,7 @@ func (p *injectPrograms) Close() error {
 	return _InjectClose(
 		p.InjectConnect4,
 		p.InjectConnect6,
+		p.InjectExec,
 		p.InjectIter,
 		p.InjectMsg,
 		p.InjectSockops,

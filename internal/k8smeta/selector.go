@@ -2,6 +2,7 @@ package k8smeta
 
 import (
 	"github.com/weft-dev/weft/internal/procs"
+	"github.com/weft-dev/weft/internal/selection"
 )
 
 // Selector selects the processes of this node's pods whose tracing switch
@@ -28,4 +29,13 @@ func (s Selector) Selected(p procs.Info, _ []uint16) (bool, string) {
 		return true, "pod " + uid + " has tracing on"
 	}
 	return false, ""
+}
+
+// ExecScope implements selection.ExecScoper: a pod's switch covers the
+// processes of its containers, each in its own cgroup.
+func (s Selector) ExecScope(p procs.Info) selection.Scope {
+	if ok, _ := s.Selected(p, nil); ok {
+		return selection.ScopeCgroup
+	}
+	return selection.ScopeNone
 }

@@ -1,10 +1,13 @@
 package probes
 
 import (
+	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/weft-dev/weft/internal/metrics"
@@ -29,15 +32,27 @@ func ExeKeyOf(path string) (ExeKey, error) {
 // closes them when the last of those processes goes: a uprobe traps in
 // every process that maps the file, traced or not. Not safe for concurrent
 // use: families hold their own lock.
+//
+// An executable whose processes are selected at exec in the kernel
+// (Linger) keeps its links after its last process goes, so that the next
+// run (a CLI, a Job) is traced from its first instruction with no attach;
+// at most MaxIdle such idle executables per family, the longest idle
+// detached first.
 type Exes[T any] struct {
 	exes  map[ExeKey]*exe[T]
 	byPID map[int]ExeKey
+	idle  []ExeKey // lingering executables without processes, oldest first
 }
 
+// MaxIdle bounds the executables a family keeps attached without a
+// process: each costs a trap per hit in untraced processes of that file.
+const MaxIdle = 32
+
 type exe[T any] struct {
-	links []link.Link
-	info  T
-	pids  map[int]bool
+	links  []link.Link
+	info   T
+	pids   map[int]bool
+	linger bool
 }
 
 // NewExes makes an empty set.
@@ -66,6 +81,17 @@ func (e *Exes[T]) Use(pid int, key ExeKey) {
 	if x, ok := e.exes[key]; ok {
 		x.pids[pid] = true
 		e.byPID[pid] = key
+		if i := slices.Index(e.idle, key); i >= 0 {
+			e.idle = slices.Delete(e.idle, i, i+1)
+		}
+	}
+}
+
+// Linger keeps an attached executable's links after its last process
+// goes (its processes are selected at exec).
+func (e *Exes[T]) Linger(key ExeKey) {
+	if x, ok := e.exes[key]; ok {
+		x.linger = true
 	}
 }
 
@@ -80,8 +106,18 @@ func (e *Exes[T]) Release(pid int) bool {
 	x := e.exes[key]
 	delete(x.pids, pid)
 	if len(x.pids) == 0 {
-		closeLinks(x.links)
-		delete(e.exes, key)
+		if !x.linger {
+			closeLinks(x.links)
+			delete(e.exes, key)
+			return true
+		}
+		e.idle = append(e.idle, key)
+		for len(e.idle) > MaxIdle {
+			old := e.idle[0]
+			e.idle = e.idle[1:]
+			closeLinks(e.exes[old].links)
+			delete(e.exes, old)
+		}
 	}
 	return true
 }
@@ -102,6 +138,7 @@ func (e *Exes[T]) CloseAll() {
 		delete(e.exes, k)
 	}
 	clear(e.byPID)
+	e.idle = nil
 }
 
 func closeLinks(links []link.Link) {
@@ -118,6 +155,7 @@ type UprobeSet[T any] struct {
 	loaded bool
 	exes   *Exes[T]
 	once   sync.Once
+	exec   link.Link // the family's exec program's (bpf/execsel.h), if any
 }
 
 // NewUprobeSet makes an empty set.
@@ -135,12 +173,14 @@ func (s *UprobeSet[T]) Locked(f func(exes *Exes[T], loaded bool)) {
 }
 
 // Release forgets a process, detaching its executable's uprobes if it was
-// the last; forget, when not nil, runs if the process was counted and the
-// objects are still loaded (to drop its per-process map entries).
+// the last; forget, when not nil, runs while the objects are loaded (to
+// drop its per-process map entries), also for a process never counted: an
+// exec program may have filed entries for it (bpf/execsel.h).
 func (s *UprobeSet[T]) Release(pid int, forget func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.exes.Release(pid) && s.loaded && forget != nil {
+	s.exes.Release(pid)
+	if s.loaded && forget != nil {
 		forget()
 	}
 }
@@ -152,11 +192,39 @@ func (s *UprobeSet[T]) Shutdown(closeObjs func() error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.exes.CloseAll()
+		if s.exec != nil {
+			s.exec.Close()
+			s.exec = nil
+		}
 		if s.loaded {
 			closeObjs()
 			s.loaded = false
 		}
 	})
+}
+
+// AttachExec attaches the family's exec program (bpf/execsel.h), which
+// Shutdown detaches. Without it the family still works; only processes
+// selected at exec wait for user space.
+func (s *UprobeSet[T]) AttachExec(prog *ebpf.Program) error {
+	l, err := AttachExec(prog)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.exec = l
+	s.mu.Unlock()
+	return nil
+}
+
+// AttachExec attaches an exec program (bpf/execsel.h) to
+// sched_process_exec.
+func AttachExec(prog *ebpf.Program) (link.Link, error) {
+	l, err := link.Tracepoint("sched", "sched_process_exec", prog, nil)
+	if err != nil {
+		return nil, fmt.Errorf("attaching the exec program to sched_process_exec: %w", err)
+	}
+	return l, nil
 }
 
 // LinksGauge serves the number of uprobe links attached as

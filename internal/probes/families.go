@@ -92,6 +92,25 @@ func (f *Families) Untrack(pid int) {
 	f.board.Remove(pid)
 }
 
+// ExitedTracker is a family that keeps, in user space, what it captured
+// of a process before Track (sockio's parked events).
+type ExitedTracker interface {
+	// TrackExited takes the events a process left that exited before it
+	// could be tracked; Untrack follows.
+	TrackExited(p *Process)
+}
+
+// Exited hands a process the kernel selected at exec, gone before it
+// could be read, to the families that hold its events (discovery's
+// ExitedReporter). It is not put on the status board.
+func (f *Families) Exited(p *Process) {
+	for _, pr := range f.list {
+		if et, ok := pr.(ExitedTracker); ok {
+			et.TrackExited(p)
+		}
+	}
+}
+
 // Skipped puts a selected process weft cannot trace on the status board.
 func (f *Families) Skipped(pid int, exe string, why error) { f.board.Skip(pid, exe, why) }
 

@@ -23,7 +23,7 @@ import (
 type Process struct {
 	PID       int
 	StartTime uint64 // with PID, identifies this process instance
-	ExePath   string // path to open the executable (/proc/PID/exe)
+	ExePath   string // path to open the executable (/proc/self/fd/N of discovery's open file, or /proc/PID/exe)
 	GoVersion string // "" when not a Go program
 	// CCalls names a package of the program that calls C libraries
 	// (goinspect.Binary.CCalls), which then share its sockets; "" for
@@ -37,10 +37,34 @@ type Process struct {
 	// (google.golang.org/grpc, golang.org/x/net), from the build info.
 	Modules  map[string]string
 	Resource *resource.Resource
+	// Exec names the executable as the kernel did at this process's exec
+	// (bpf/execsel.h); nil for a process found by the /proc scan. With it,
+	// a family files its per-process value as the executable's template,
+	// which its exec program copies for the next selected process of the
+	// same file before that process runs (Template).
+	Exec *ExecKey
 	// Exe is the executable as discovery inspected it, open while the
 	// families Track the first process of an executable; nil otherwise.
 	// Families reach it through Inspect.
 	Exe *goinspect.Binary
+}
+
+// ExecKey names an executable the way the kernel does at exec: struct
+// exe_key in bpf/execsel.h (inode number and the inode's address, opaque).
+type ExecKey struct{ Ino, Inode uint64 }
+
+// Template files v as the per-process value a family's exec program gives
+// the next selected processes of p's executable (bpf/execsel.h); nothing
+// when p did not come from an exec event or the family has no template
+// map.
+func Template(m *ebpf.Map, p *Process, v any) error {
+	if m == nil || p.Exec == nil {
+		return nil
+	}
+	if err := m.Put(*p.Exec, v); err != nil {
+		return fmt.Errorf("filing the exec template of %s: %w", p.ExePath, err)
+	}
+	return nil
 }
 
 // Inspect returns the process's executable: the one discovery opened,

@@ -54,6 +54,20 @@ func (s Standalone) Selected(p procs.Info, ports []uint16) (bool, string) {
 	return false, ""
 }
 
+// ExecScope implements ExecScoper: an executable glob that matches holds
+// for every process of that file; a PID or a port does not.
+func (s Standalone) ExecScope(p procs.Info) Scope {
+	if exe := exePath(p); exe != "" {
+		base := path.Base(exe)
+		for _, g := range s.ExeGlobs {
+			if match(g, exe) || (!strings.Contains(g, "/") && match(g, base)) {
+				return ScopeAny
+			}
+		}
+	}
+	return ScopeNone
+}
+
 // NeedsPorts reports whether Selected looks at ports, so the caller can
 // skip procs.ListeningPorts when it does not.
 func (s Standalone) NeedsPorts() bool { return len(s.Ports) > 0 }
@@ -71,6 +85,40 @@ func exePath(p procs.Info) string {
 func match(glob, name string) bool {
 	ok, err := path.Match(glob, name)
 	return ok && err == nil
+}
+
+// Scope is how far a selector's yes for one process carries to the other
+// processes of the same executable file, so that the kernel can select
+// them at exec (bpf/execsel.h), before user space has read /proc.
+type Scope int
+
+const (
+	ScopeNone   Scope = iota // only this process (a PID, a port)
+	ScopeCgroup              // the processes of this file in the same cgroup (a pod's switch)
+	ScopeAny                 // every process of this file (an executable glob)
+)
+
+// ExecScoper is a Selector that knows the Scope of its yes.
+type ExecScoper interface {
+	ExecScope(p procs.Info) Scope
+}
+
+// ScopeOf is s's Scope for a process it selected: ScopeNone when s does
+// not say.
+func ScopeOf(s Selector, p procs.Info) Scope {
+	if es, ok := s.(ExecScoper); ok {
+		return es.ExecScope(p)
+	}
+	return ScopeNone
+}
+
+// ExecScope implements ExecScoper: the widest of its selectors'.
+func (a Any) ExecScope(p procs.Info) Scope {
+	best := ScopeNone
+	for _, s := range a {
+		best = max(best, ScopeOf(s, p))
+	}
+	return best
 }
 
 // Any selects a process when one of its selectors does.

@@ -71,6 +71,7 @@ done
 fixture testdata/httpserver go1.26.8 -buildmode=pie
 fixture testdata/grpcserver ""
 fixture testdata/proxy ""
+fixture testdata/shortclient ""
 echo "e2e.sh: built in $((SECONDS - start)) s" >&2
 
 failed=()

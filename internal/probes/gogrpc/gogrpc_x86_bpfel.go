@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type gogrpcExeKey struct {
+	_     structs.HostLayout
+	Ino   uint64
+	Inode uint64
+}
+
+type gogrpcExecSelKey struct {
+	_      structs.HostLayout
+	Exe    gogrpcExeKey
+	Cgroup uint64
+}
+
 type gogrpcGoKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -109,6 +121,7 @@ type gogrpcStreamKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	gogrpcMapExecSel           = "exec_sel"
 	gogrpcMapGoRoots           = "go_roots"
 	gogrpcMapGoctx             = "goctx"
 	gogrpcMapGogrpcStats       = "gogrpc_stats"
@@ -116,8 +129,10 @@ const (
 	gogrpcMapGrpcCalls         = "grpc_calls"
 	gogrpcMapGrpcProcs         = "grpc_procs"
 	gogrpcMapGrpcStreams       = "grpc_streams"
+	gogrpcMapGrpcTemplates     = "grpc_templates"
 	gogrpcMapH2Ids             = "h2_ids"
 	gogrpcMapProcs             = "procs"
+	gogrpcProgGogrpcExec       = "gogrpc_exec"
 	gogrpcProgHandleStream     = "handle_stream"
 	gogrpcProgHeaderFields     = "header_fields"
 	gogrpcProgLoopyHeaders     = "loopy_headers"
@@ -170,6 +185,7 @@ type gogrpcSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gogrpcProgramSpecs struct {
+	GogrpcExec       *ebpf.ProgramSpec `ebpf:"gogrpc_exec"`
 	HandleStream     *ebpf.ProgramSpec `ebpf:"handle_stream"`
 	HeaderFields     *ebpf.ProgramSpec `ebpf:"header_fields"`
 	LoopyHeaders     *ebpf.ProgramSpec `ebpf:"loopy_headers"`
@@ -181,15 +197,17 @@ type gogrpcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gogrpcMapSpecs struct {
-	GoRoots     *ebpf.MapSpec `ebpf:"go_roots"`
-	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
-	GogrpcStats *ebpf.MapSpec `ebpf:"gogrpc_stats"`
-	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
-	GrpcCalls   *ebpf.MapSpec `ebpf:"grpc_calls"`
-	GrpcProcs   *ebpf.MapSpec `ebpf:"grpc_procs"`
-	GrpcStreams *ebpf.MapSpec `ebpf:"grpc_streams"`
-	H2Ids       *ebpf.MapSpec `ebpf:"h2_ids"`
-	Procs       *ebpf.MapSpec `ebpf:"procs"`
+	ExecSel       *ebpf.MapSpec `ebpf:"exec_sel"`
+	GoRoots       *ebpf.MapSpec `ebpf:"go_roots"`
+	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
+	GogrpcStats   *ebpf.MapSpec `ebpf:"gogrpc_stats"`
+	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
+	GrpcCalls     *ebpf.MapSpec `ebpf:"grpc_calls"`
+	GrpcProcs     *ebpf.MapSpec `ebpf:"grpc_procs"`
+	GrpcStreams   *ebpf.MapSpec `ebpf:"grpc_streams"`
+	GrpcTemplates *ebpf.MapSpec `ebpf:"grpc_templates"`
+	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
+	Procs         *ebpf.MapSpec `ebpf:"procs"`
 }
 
 // gogrpcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -221,19 +239,22 @@ func (o *gogrpcObjects) Close() error {
 //
 // It can be passed to loadGogrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gogrpcMaps struct {
-	GoRoots     *ebpf.Map `ebpf:"go_roots"`
-	Goctx       *ebpf.Map `ebpf:"goctx"`
-	GogrpcStats *ebpf.Map `ebpf:"gogrpc_stats"`
-	Gospawn     *ebpf.Map `ebpf:"gospawn"`
-	GrpcCalls   *ebpf.Map `ebpf:"grpc_calls"`
-	GrpcProcs   *ebpf.Map `ebpf:"grpc_procs"`
-	GrpcStreams *ebpf.Map `ebpf:"grpc_streams"`
-	H2Ids       *ebpf.Map `ebpf:"h2_ids"`
-	Procs       *ebpf.Map `ebpf:"procs"`
+	ExecSel       *ebpf.Map `ebpf:"exec_sel"`
+	GoRoots       *ebpf.Map `ebpf:"go_roots"`
+	Goctx         *ebpf.Map `ebpf:"goctx"`
+	GogrpcStats   *ebpf.Map `ebpf:"gogrpc_stats"`
+	Gospawn       *ebpf.Map `ebpf:"gospawn"`
+	GrpcCalls     *ebpf.Map `ebpf:"grpc_calls"`
+	GrpcProcs     *ebpf.Map `ebpf:"grpc_procs"`
+	GrpcStreams   *ebpf.Map `ebpf:"grpc_streams"`
+	GrpcTemplates *ebpf.Map `ebpf:"grpc_templates"`
+	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
+	Procs         *ebpf.Map `ebpf:"procs"`
 }
 
 func (m *gogrpcMaps) Close() error {
 	return _GogrpcClose(
+		m.ExecSel,
 		m.GoRoots,
 		m.Goctx,
 		m.GogrpcStats,
@@ -241,6 +262,7 @@ func (m *gogrpcMaps) Close() error {
 		m.GrpcCalls,
 		m.GrpcProcs,
 		m.GrpcStreams,
+		m.GrpcTemplates,
 		m.H2Ids,
 		m.Procs,
 	)
@@ -259,6 +281,7 @@ type gogrpcVariables struct {
 //
 // It can be passed to loadGogrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gogrpcPrograms struct {
+	GogrpcExec       *ebpf.Program `ebpf:"gogrpc_exec"`
 	HandleStream     *ebpf.Program `ebpf:"handle_stream"`
 	HeaderFields     *ebpf.Program `ebpf:"header_fields"`
 	LoopyHeaders     *ebpf.Program `ebpf:"loopy_headers"`
@@ -268,6 +291,7 @@ type gogrpcPrograms struct {
 
 func (p *gogrpcPrograms) Close() error {
 	return _GogrpcClose(
+		p.GogrpcExec,
 		p.HandleStream,
 		p.HeaderFields,
 		p.LoopyHeaders,

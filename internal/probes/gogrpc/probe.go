@@ -85,11 +85,14 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gogrpc uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs}
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs, "exec_sel": maps.ExecSel}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}
 	p.set.SetLoaded()
+	if err := p.set.AttachExec(p.objs.GogrpcExec); err != nil {
+		p.log.Warn("processes selected at exec wait for user space", "err", err)
+	}
 	for _, name := range statNames {
 		p.deps.Metrics.Gauge("weft_gogrpc_kernel_total", "gRPC probe counters by name",
 			func() float64 { return float64(p.Stat(name)) }, "name", name)
@@ -179,6 +182,13 @@ func (p *Probe) track(exes *probes.Exes[exeInfo], proc *probes.Process, key prob
 		return fmt.Errorf("configuring gRPC probe for pid %d: %w", proc.PID, err)
 	}
 	exes.Use(proc.PID, key)
+	if proc.Exec != nil {
+		if err := probes.Template(p.objs.GrpcTemplates, proc, a.cfg); err != nil {
+			p.log.Warn("next processes of this executable wait for user space", "pid", proc.PID, "err", err)
+		} else {
+			exes.Linger(key)
+		}
+	}
 	return nil
 }
 

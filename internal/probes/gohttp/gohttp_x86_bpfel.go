@@ -22,6 +22,18 @@ type gohttpClientCtx struct {
 	Pad      [7]uint8
 }
 
+type gohttpExeKey struct {
+	_     structs.HostLayout
+	Ino   uint64
+	Inode uint64
+}
+
+type gohttpExecSelKey struct {
+	_      structs.HostLayout
+	Exe    gohttpExeKey
+	Cgroup uint64
+}
+
 type gohttpGoKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -114,15 +126,18 @@ type gohttpTcpoptTx struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	gohttpMapClientCtxs       = "client_ctxs"
+	gohttpMapExecSel          = "exec_sel"
 	gohttpMapGoRoots          = "go_roots"
 	gohttpMapGoctx            = "goctx"
 	gohttpMapGohttpStats      = "gohttp_stats"
 	gohttpMapGospawn          = "gospawn"
 	gohttpMapH2Ids            = "h2_ids"
 	gohttpMapHttpProcs        = "http_procs"
+	gohttpMapHttpTemplates    = "http_templates"
 	gohttpMapInjectCtx        = "inject_ctx"
 	gohttpMapProcs            = "procs"
 	gohttpMapTcpoptTxs        = "tcpopt_txs"
+	gohttpProgGohttpExec      = "gohttp_exec"
 	gohttpProgH2WriteHeaders  = "h2_write_headers"
 	gohttpProgRoundTrip       = "round_trip"
 	gohttpVarSampleBound      = "sample_bound"
@@ -173,6 +188,7 @@ type gohttpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpProgramSpecs struct {
+	GohttpExec     *ebpf.ProgramSpec `ebpf:"gohttp_exec"`
 	H2WriteHeaders *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
 	RoundTrip      *ebpf.ProgramSpec `ebpf:"round_trip"`
 }
@@ -181,16 +197,18 @@ type gohttpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpMapSpecs struct {
-	ClientCtxs  *ebpf.MapSpec `ebpf:"client_ctxs"`
-	GoRoots     *ebpf.MapSpec `ebpf:"go_roots"`
-	Goctx       *ebpf.MapSpec `ebpf:"goctx"`
-	GohttpStats *ebpf.MapSpec `ebpf:"gohttp_stats"`
-	Gospawn     *ebpf.MapSpec `ebpf:"gospawn"`
-	H2Ids       *ebpf.MapSpec `ebpf:"h2_ids"`
-	HttpProcs   *ebpf.MapSpec `ebpf:"http_procs"`
-	InjectCtx   *ebpf.MapSpec `ebpf:"inject_ctx"`
-	Procs       *ebpf.MapSpec `ebpf:"procs"`
-	TcpoptTxs   *ebpf.MapSpec `ebpf:"tcpopt_txs"`
+	ClientCtxs    *ebpf.MapSpec `ebpf:"client_ctxs"`
+	ExecSel       *ebpf.MapSpec `ebpf:"exec_sel"`
+	GoRoots       *ebpf.MapSpec `ebpf:"go_roots"`
+	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
+	GohttpStats   *ebpf.MapSpec `ebpf:"gohttp_stats"`
+	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
+	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
+	HttpProcs     *ebpf.MapSpec `ebpf:"http_procs"`
+	HttpTemplates *ebpf.MapSpec `ebpf:"http_templates"`
+	InjectCtx     *ebpf.MapSpec `ebpf:"inject_ctx"`
+	Procs         *ebpf.MapSpec `ebpf:"procs"`
+	TcpoptTxs     *ebpf.MapSpec `ebpf:"tcpopt_txs"`
 }
 
 // gohttpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -223,27 +241,31 @@ func (o *gohttpObjects) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpMaps struct {
-	ClientCtxs  *ebpf.Map `ebpf:"client_ctxs"`
-	GoRoots     *ebpf.Map `ebpf:"go_roots"`
-	Goctx       *ebpf.Map `ebpf:"goctx"`
-	GohttpStats *ebpf.Map `ebpf:"gohttp_stats"`
-	Gospawn     *ebpf.Map `ebpf:"gospawn"`
-	H2Ids       *ebpf.Map `ebpf:"h2_ids"`
-	HttpProcs   *ebpf.Map `ebpf:"http_procs"`
-	InjectCtx   *ebpf.Map `ebpf:"inject_ctx"`
-	Procs       *ebpf.Map `ebpf:"procs"`
-	TcpoptTxs   *ebpf.Map `ebpf:"tcpopt_txs"`
+	ClientCtxs    *ebpf.Map `ebpf:"client_ctxs"`
+	ExecSel       *ebpf.Map `ebpf:"exec_sel"`
+	GoRoots       *ebpf.Map `ebpf:"go_roots"`
+	Goctx         *ebpf.Map `ebpf:"goctx"`
+	GohttpStats   *ebpf.Map `ebpf:"gohttp_stats"`
+	Gospawn       *ebpf.Map `ebpf:"gospawn"`
+	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
+	HttpProcs     *ebpf.Map `ebpf:"http_procs"`
+	HttpTemplates *ebpf.Map `ebpf:"http_templates"`
+	InjectCtx     *ebpf.Map `ebpf:"inject_ctx"`
+	Procs         *ebpf.Map `ebpf:"procs"`
+	TcpoptTxs     *ebpf.Map `ebpf:"tcpopt_txs"`
 }
 
 func (m *gohttpMaps) Close() error {
 	return _GohttpClose(
 		m.ClientCtxs,
+		m.ExecSel,
 		m.GoRoots,
 		m.Goctx,
 		m.GohttpStats,
 		m.Gospawn,
 		m.H2Ids,
 		m.HttpProcs,
+		m.HttpTemplates,
 		m.InjectCtx,
 		m.Procs,
 		m.TcpoptTxs,
@@ -264,12 +286,14 @@ type gohttpVariables struct {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpPrograms struct {
+	GohttpExec     *ebpf.Program `ebpf:"gohttp_exec"`
 	H2WriteHeaders *ebpf.Program `ebpf:"h2_write_headers"`
 	RoundTrip      *ebpf.Program `ebpf:"round_trip"`
 }
 
 func (p *gohttpPrograms) Close() error {
 	return _GohttpClose(
+		p.GohttpExec,
 		p.H2WriteHeaders,
 		p.RoundTrip,
 	)

@@ -107,7 +107,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs,
-		"tcpopt_txs": maps.TCPOptTx}
+		"tcpopt_txs": maps.TCPOptTx, "exec_sel": maps.ExecSel}
 	if p.deps.Config.TCPOption {
 		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {
 			return fmt.Errorf("setting gohttp's tcpopt_on: %w", err)
@@ -124,6 +124,9 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("loading gohttp BPF program: %w", err)
 	}
 	p.set.SetLoaded()
+	if err := p.set.AttachExec(p.objs.GohttpExec); err != nil {
+		p.log.Warn("processes selected at exec wait for user space", "err", err)
+	}
 	names := make(map[uint32]string, len(statNames))
 	for idx, name := range statNames {
 		names[uint32(idx)] = name
@@ -198,6 +201,13 @@ func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, ke
 		p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
 	}
 	exes.Use(proc.PID, key)
+	if proc.Exec != nil {
+		if err := probes.Template(p.objs.HttpTemplates, proc, &cfg); err != nil {
+			p.log.Warn("next processes of this executable wait for user space", "pid", proc.PID, "err", err)
+		} else {
+			exes.Linger(key)
+		}
+	}
 	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
 	return nil
 }

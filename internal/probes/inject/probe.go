@@ -95,7 +95,7 @@ func (f *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the injector reads sockio's maps: %w", err)
 	}
-	f.inj.UseMaps(map[string]*ebpf.Map{"procs": maps.Procs, "h2_ids": maps.H2IDs})
+	f.inj.UseMaps(map[string]*ebpf.Map{"procs": maps.Procs, "h2_ids": maps.H2IDs, "exec_sel": maps.ExecSel})
 	if err := f.inj.Start(ctx); err != nil {
 		f.enabled = false
 		f.off = "unavailable on this kernel: " + err.Error()
@@ -144,6 +144,11 @@ func (f *Probe) Track(p *probes.Process) error {
 	if err := f.inj.Track(p.PID, nil); err != nil {
 		f.status.Set(p.PID, status.Injection, false, err.Error())
 		return err
+	}
+	if p.Exec != nil {
+		if err := f.inj.Template(*p.Exec); err != nil {
+			f.log.Warn("next processes of this executable wait for user space", "pid", p.PID, "err", err)
+		}
 	}
 	f.status.Set(p.PID, status.Injection, true, f.on)
 	return nil

@@ -92,6 +92,7 @@ type Maps struct {
 	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc)
 	TCPOptTx   *ebpf.Map // socket cookie → a request's IDs for a TCP option (gohttp → tcpopt)
 	TCPOptRx   *ebpf.Map // socket cookie → the context a TCP option carried (tcpopt → sockio)
+	ExecSel    *ebpf.Map // executable (and cgroup) → selected at exec (bpf/execsel.h; discovery fills it)
 }
 
 // ErrNotStarted: the maps exist only once the family has started; start
@@ -104,7 +105,7 @@ func (p *Probe) Maps() (Maps, error) {
 		return Maps{}, ErrNotStarted
 	}
 	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
-		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs}, nil
+		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs, ExecSel: p.maps.ExecSel}, nil
 }
 
 // streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a
@@ -245,7 +246,7 @@ func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 			return fmt.Errorf("setting sockio's presend_on: %w", err)
 		}
 	}
-	keep := map[string]bool{}
+	keep := map[string]bool{execProgram: true}
 	for _, name := range src.Programs() {
 		keep[name] = true
 	}
@@ -271,8 +272,16 @@ func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 		p.closeAll()
 		return fmt.Errorf("capture source %s: %w", src.Name(), err)
 	}
+	if l, err := probes.AttachExec(coll.Programs[execProgram]); err != nil {
+		p.log.Warn("processes selected at exec wait for user space", "err", err)
+	} else {
+		p.links = append(p.links, l)
+	}
 	return nil
 }
+
+// execProgram copies proc_cfg templates at exec (bpf/execsel.h).
+const execProgram = "sockio_exec"
 
 // Source is the capture source in use ("" before Start).
 func (p *Probe) Source() string {
@@ -308,6 +317,9 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.deps.Status.Set(proc.PID, status.Spans, false, err.Error())
 		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
 	}
+	if err := probes.Template(p.maps.ProcTemplates, proc, &cfg); err != nil {
+		p.log.Warn("next processes of this executable wait for user space", "pid", proc.PID, "err", err)
+	}
 	p.deps.Status.Set(proc.PID, status.Spans, true, "HTTP/1.x and h2c read at the socket layer (TLS is not visible)")
 	if cfg.Flags&procThreads != 0 {
 		if err := p.threadedAdd(proc.PID); err != nil {
@@ -322,6 +334,14 @@ func (p *Probe) Track(proc *probes.Process) error {
 	}
 	p.trackTLS(proc)
 	return nil
+}
+
+// TrackExited implements probes.ExitedTracker: the events parked for a
+// process selected at exec that exited before Track become its spans.
+func (p *Probe) TrackExited(proc *probes.Process) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.table.Track(proc)
 }
 
 // Offsets the Go client probe needs, by the name goinspect knows them.
@@ -395,6 +415,7 @@ func (p *Probe) Untrack(pid int) {
 // found empty (drained true), or more than a second ago under load that
 // never lets it empty. Called with p.mu held.
 func (p *Probe) forgetGone(drained bool) {
+	p.table.ExpireParked(conntrack.MonotonicNow(), false)
 	for pid, at := range p.gone {
 		if drained || time.Since(at) > time.Second {
 			p.table.Untrack(pid, conntrack.MonotonicNow())

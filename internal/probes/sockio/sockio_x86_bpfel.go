@@ -85,6 +85,18 @@ type sockioEvent struct {
 	StartNs    uint64
 }
 
+type sockioExeKey struct {
+	_     structs.HostLayout
+	Ino   uint64
+	Inode uint64
+}
+
+type sockioExecSelKey struct {
+	_      structs.HostLayout
+	Exe    sockioExeKey
+	Cgroup uint64
+}
+
 type sockioGoKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -210,6 +222,7 @@ const (
 	sockioMapConnecting     = "connecting"
 	sockioMapConns          = "conns"
 	sockioMapEvents         = "events"
+	sockioMapExecSel        = "exec_sel"
 	sockioMapGoRoots        = "go_roots"
 	sockioMapGoctx          = "goctx"
 	sockioMapGospawn        = "gospawn"
@@ -217,6 +230,7 @@ const (
 	sockioMapGotlsReads     = "gotls_reads"
 	sockioMapH2Ids          = "h2_ids"
 	sockioMapInflight       = "inflight"
+	sockioMapProcTemplates  = "proc_templates"
 	sockioMapProcs          = "procs"
 	sockioMapScratch        = "scratch"
 	sockioMapStats          = "stats"
@@ -250,6 +264,7 @@ const (
 	sockioProgOnSend        = "on_send"
 	sockioProgOnSendmsg     = "on_sendmsg"
 	sockioProgOnState       = "on_state"
+	sockioProgSockioExec    = "sockio_exec"
 	sockioProgSslRead       = "ssl_read"
 	sockioProgSslReadEx     = "ssl_read_ex"
 	sockioProgSslReadRet    = "ssl_read_ret"
@@ -333,6 +348,7 @@ type sockioProgramSpecs struct {
 	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
 	OnSendmsg     *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
 	OnState       *ebpf.ProgramSpec `ebpf:"on_state"`
+	SockioExec    *ebpf.ProgramSpec `ebpf:"sockio_exec"`
 	SslRead       *ebpf.ProgramSpec `ebpf:"ssl_read"`
 	SslReadEx     *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
 	SslReadRet    *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
@@ -346,26 +362,28 @@ type sockioProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioMapSpecs struct {
-	ClientCtxs *ebpf.MapSpec `ebpf:"client_ctxs"`
-	Connecting *ebpf.MapSpec `ebpf:"connecting"`
-	Conns      *ebpf.MapSpec `ebpf:"conns"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	GoRoots    *ebpf.MapSpec `ebpf:"go_roots"`
-	Goctx      *ebpf.MapSpec `ebpf:"goctx"`
-	Gospawn    *ebpf.MapSpec `ebpf:"gospawn"`
-	GotlsProcs *ebpf.MapSpec `ebpf:"gotls_procs"`
-	GotlsReads *ebpf.MapSpec `ebpf:"gotls_reads"`
-	H2Ids      *ebpf.MapSpec `ebpf:"h2_ids"`
-	Inflight   *ebpf.MapSpec `ebpf:"inflight"`
-	Procs      *ebpf.MapSpec `ebpf:"procs"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	TcpoptRxs  *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
-	TcpoptTxs  *ebpf.MapSpec `ebpf:"tcpopt_txs"`
-	ThreadMux  *ebpf.MapSpec `ebpf:"thread_mux"`
-	TlsCalls   *ebpf.MapSpec `ebpf:"tls_calls"`
-	TlsOpts    *ebpf.MapSpec `ebpf:"tls_opts"`
-	TlsSocks   *ebpf.MapSpec `ebpf:"tls_socks"`
+	ClientCtxs    *ebpf.MapSpec `ebpf:"client_ctxs"`
+	Connecting    *ebpf.MapSpec `ebpf:"connecting"`
+	Conns         *ebpf.MapSpec `ebpf:"conns"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExecSel       *ebpf.MapSpec `ebpf:"exec_sel"`
+	GoRoots       *ebpf.MapSpec `ebpf:"go_roots"`
+	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
+	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
+	GotlsProcs    *ebpf.MapSpec `ebpf:"gotls_procs"`
+	GotlsReads    *ebpf.MapSpec `ebpf:"gotls_reads"`
+	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
+	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	ProcTemplates *ebpf.MapSpec `ebpf:"proc_templates"`
+	Procs         *ebpf.MapSpec `ebpf:"procs"`
+	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TcpoptRxs     *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
+	TcpoptTxs     *ebpf.MapSpec `ebpf:"tcpopt_txs"`
+	ThreadMux     *ebpf.MapSpec `ebpf:"thread_mux"`
+	TlsCalls      *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsOpts       *ebpf.MapSpec `ebpf:"tls_opts"`
+	TlsSocks      *ebpf.MapSpec `ebpf:"tls_socks"`
 }
 
 // sockioVariableSpecs contains global variables before they are loaded into the kernel.
@@ -402,26 +420,28 @@ func (o *sockioObjects) Close() error {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioMaps struct {
-	ClientCtxs *ebpf.Map `ebpf:"client_ctxs"`
-	Connecting *ebpf.Map `ebpf:"connecting"`
-	Conns      *ebpf.Map `ebpf:"conns"`
-	Events     *ebpf.Map `ebpf:"events"`
-	GoRoots    *ebpf.Map `ebpf:"go_roots"`
-	Goctx      *ebpf.Map `ebpf:"goctx"`
-	Gospawn    *ebpf.Map `ebpf:"gospawn"`
-	GotlsProcs *ebpf.Map `ebpf:"gotls_procs"`
-	GotlsReads *ebpf.Map `ebpf:"gotls_reads"`
-	H2Ids      *ebpf.Map `ebpf:"h2_ids"`
-	Inflight   *ebpf.Map `ebpf:"inflight"`
-	Procs      *ebpf.Map `ebpf:"procs"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	TcpoptRxs  *ebpf.Map `ebpf:"tcpopt_rxs"`
-	TcpoptTxs  *ebpf.Map `ebpf:"tcpopt_txs"`
-	ThreadMux  *ebpf.Map `ebpf:"thread_mux"`
-	TlsCalls   *ebpf.Map `ebpf:"tls_calls"`
-	TlsOpts    *ebpf.Map `ebpf:"tls_opts"`
-	TlsSocks   *ebpf.Map `ebpf:"tls_socks"`
+	ClientCtxs    *ebpf.Map `ebpf:"client_ctxs"`
+	Connecting    *ebpf.Map `ebpf:"connecting"`
+	Conns         *ebpf.Map `ebpf:"conns"`
+	Events        *ebpf.Map `ebpf:"events"`
+	ExecSel       *ebpf.Map `ebpf:"exec_sel"`
+	GoRoots       *ebpf.Map `ebpf:"go_roots"`
+	Goctx         *ebpf.Map `ebpf:"goctx"`
+	Gospawn       *ebpf.Map `ebpf:"gospawn"`
+	GotlsProcs    *ebpf.Map `ebpf:"gotls_procs"`
+	GotlsReads    *ebpf.Map `ebpf:"gotls_reads"`
+	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
+	Inflight      *ebpf.Map `ebpf:"inflight"`
+	ProcTemplates *ebpf.Map `ebpf:"proc_templates"`
+	Procs         *ebpf.Map `ebpf:"procs"`
+	Scratch       *ebpf.Map `ebpf:"scratch"`
+	Stats         *ebpf.Map `ebpf:"stats"`
+	TcpoptRxs     *ebpf.Map `ebpf:"tcpopt_rxs"`
+	TcpoptTxs     *ebpf.Map `ebpf:"tcpopt_txs"`
+	ThreadMux     *ebpf.Map `ebpf:"thread_mux"`
+	TlsCalls      *ebpf.Map `ebpf:"tls_calls"`
+	TlsOpts       *ebpf.Map `ebpf:"tls_opts"`
+	TlsSocks      *ebpf.Map `ebpf:"tls_socks"`
 }
 
 func (m *sockioMaps) Close() error {
@@ -430,6 +450,7 @@ func (m *sockioMaps) Close() error {
 		m.Connecting,
 		m.Conns,
 		m.Events,
+		m.ExecSel,
 		m.GoRoots,
 		m.Goctx,
 		m.Gospawn,
@@ -437,6 +458,7 @@ func (m *sockioMaps) Close() error {
 		m.GotlsReads,
 		m.H2Ids,
 		m.Inflight,
+		m.ProcTemplates,
 		m.Procs,
 		m.Scratch,
 		m.Stats,
@@ -491,6 +513,7 @@ type sockioPrograms struct {
 	OnSend        *ebpf.Program `ebpf:"on_send"`
 	OnSendmsg     *ebpf.Program `ebpf:"on_sendmsg"`
 	OnState       *ebpf.Program `ebpf:"on_state"`
+	SockioExec    *ebpf.Program `ebpf:"sockio_exec"`
 	SslRead       *ebpf.Program `ebpf:"ssl_read"`
 	SslReadEx     *ebpf.Program `ebpf:"ssl_read_ex"`
 	SslReadRet    *ebpf.Program `ebpf:"ssl_read_ret"`
@@ -526,6 +549,7 @@ func (p *sockioPrograms) Close() error {
 		p.OnSend,
 		p.OnSendmsg,
 		p.OnState,
+		p.SockioExec,
 		p.SslRead,
 		p.SslReadEx,
 		p.SslReadRet,
