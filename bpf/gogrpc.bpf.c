@@ -236,16 +236,10 @@ int operate_headers(struct pt_regs *ctx)
 	struct h2_span ids = {};
 	__u64 fields = read_u64(frame + cfg->mhf_fields);
 	__u64 n = read_u64(frame + cfg->mhf_fields + 8);
-	if (find_traceparent(cfg, fields, n, &in) == 1) {
+	int remote = find_traceparent(cfg, fields, n, &in) == 1;
+	if (remote)
 		count(GG_REMOTE_PARENT);
-		__builtin_memcpy(ids.trace_id, in.trace_id, sizeof(ids.trace_id));
-		__builtin_memcpy(ids.parent_id, in.span_id, sizeof(ids.parent_id));
-		ids.flags = CTX_LINKED | sample_flags(ids.trace_id, true, in.flags);
-	} else {
-		random_bytes(ids.trace_id, 4);
-		ids.flags = sample_flags(ids.trace_id, false, 0);
-	}
-	random_bytes(ids.span_id, 2);
+	h2_span_ids(&ids, remote ? &in : NULL);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
 	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};
 	bpf_map_update_elem(&grpc_streams, &sk, &ids, BPF_ANY);
@@ -332,16 +326,9 @@ int header_fields(struct pt_regs *ctx)
 	if (ids.flags & H2_APP_HEADER)
 		count(GG_APP_HEADER);
 	struct span_ctx *parent = serving_span(tgid, ctx->r14, pc);
-	if (parent) {
+	if (parent)
 		count(GG_CLIENT_LINKED);
-		__builtin_memcpy(ids.trace_id, parent->trace_id, sizeof(ids.trace_id));
-		__builtin_memcpy(ids.parent_id, parent->span_id, sizeof(ids.parent_id));
-		ids.flags |= CTX_LINKED | sample_flags(ids.trace_id, true, parent->flags);
-	} else {
-		random_bytes(ids.trace_id, 4);
-		ids.flags |= sample_flags(ids.trace_id, false, 0);
-	}
-	random_bytes(ids.span_id, 2);
+	h2_span_ids(&ids, parent);
 	struct hf_key k = {.tgid = tgid, .hf = ctx->ax};
 	bpf_map_update_elem(&grpc_calls, &k, &ids, BPF_ANY);
 	return 0;

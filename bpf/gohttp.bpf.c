@@ -233,16 +233,9 @@ int h2_write_headers(struct pt_regs *ctx)
 	count(GS_H2_CALLS);
 	struct h2_span ids = {.flags = H2_UNCHECKED};
 	struct span_ctx *parent = serving_span(tgid, ctx->r14, cfg);
-	if (parent) {
+	if (parent)
 		count(GS_H2_LINKED);
-		__builtin_memcpy(ids.trace_id, parent->trace_id, sizeof(ids.trace_id));
-		__builtin_memcpy(ids.parent_id, parent->span_id, sizeof(ids.parent_id));
-		ids.flags |= CTX_LINKED | sample_flags(ids.trace_id, true, parent->flags);
-	} else {
-		random_bytes(ids.trace_id, 4);
-		ids.flags |= sample_flags(ids.trace_id, false, 0);
-	}
-	random_bytes(ids.span_id, 2);
+	h2_span_ids(&ids, parent);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
 	return 0;
 }

@@ -38,6 +38,22 @@ static __always_inline void random_bytes(__u8 *p, int words)
 			w[i] = bpf_get_prandom_u32();
 }
 
+/* A new HTTP/2 stream's span IDs, into ids (its flags ORed): the child of
+ * parent (its trace, CTX_LINKED, its sampling) when there is one, else the
+ * root of a new trace. */
+static __always_inline void h2_span_ids(struct h2_span *ids, const struct span_ctx *parent)
+{
+	if (parent) {
+		__builtin_memcpy(ids->trace_id, parent->trace_id, sizeof(ids->trace_id));
+		__builtin_memcpy(ids->parent_id, parent->span_id, sizeof(ids->parent_id));
+		ids->flags |= CTX_LINKED | sample_flags(ids->trace_id, true, parent->flags);
+	} else {
+		random_bytes(ids->trace_id, 4);
+		ids->flags |= sample_flags(ids->trace_id, false, 0);
+	}
+	random_bytes(ids->span_id, 2);
+}
+
 static __always_inline int unhex(__u8 c)
 {
 	if (c >= '0' && c <= '9')
