@@ -85,9 +85,27 @@ func TestTable(t *testing.T) {
 				"h1 feed d tag=4 ids=false/0", "h1 feed PRI late tag=5 ids=false/0"},
 		},
 		{
-			name:   "events of an untracked process are dropped",
+			name:   "events of an untracked process are parked, not parsed",
 			events: []*Event{data(2, 7, 10, "GET", 0)},
 			want:   nil,
+		},
+		{
+			name: "Track replays a process's parked events, as they were when they came",
+			events: func() []*Event {
+				ev := data(2, 7, 10, "GET", 4)
+				return []*Event{ev, data(2, 7, 20, "200", 0), {Kind: KindClose, PID: 2, Conn: 7, Chunk: wire.Chunk{Time: 30}}}
+			}(),
+			then: func(tb *Table) { tb.Track(&probes.Process{PID: 2}) },
+			want: []string{"h1 feed GET tag=1 ids=true/4", "h1 feed 200 tag=2 ids=false/0", "h1 close 30"},
+		},
+		{
+			name:   "parked events expire: a process never tracked",
+			events: []*Event{data(2, 7, 10, "GET", 0)},
+			then: func(tb *Table) {
+				tb.ExpireParked(10+parkFor+1, false)
+				tb.Track(&probes.Process{PID: 2})
+			},
+			want: nil,
 		},
 		{
 			name:   "close flushes",
@@ -130,6 +148,29 @@ func TestTable(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", strings.Join(log, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestParkCopies: a parked event keeps its bytes though the source reuses
+// its buffer (the ring-buffer record), and the parking is bounded.
+func TestParkCopies(t *testing.T) {
+	var log []string
+	tb := newFakeTable(&log)
+	buf := []byte("GET")
+	tb.Handle(&Event{Kind: KindData, PID: 3, Conn: 1, Chunk: wire.Chunk{Time: 1, Len: 3, Data: buf}})
+	copy(buf, "XXX")
+	for i := range maxParkedEvents + 10 {
+		tb.Handle(data(3, 2, uint64(2+i), "x", 0))
+	}
+	tb.Track(&probes.Process{PID: 3})
+	if len(log) == 0 || log[0] != "h1 feed GET tag=1 ids=false/0" {
+		t.Fatalf("first replayed: %q", log)
+	}
+	if got := len(log); got != maxParkedEvents {
+		t.Fatalf("%d events replayed, want the bound, %d", got, maxParkedEvents)
+	}
+	if tb.parkedBytes != 0 || len(tb.parked) != 0 {
+		t.Fatalf("after Track: %d bytes, %d processes still parked", tb.parkedBytes, len(tb.parked))
 	}
 }
 

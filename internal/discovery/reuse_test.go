@@ -18,7 +18,11 @@ import (
 type recordTracker struct{ calls []string }
 
 func (r *recordTracker) Track(p *probes.Process) error {
-	r.calls = append(r.calls, fmt.Sprintf("track %d %s", p.PID, filepath.Base(p.ExePath)))
+	exe := p.ExePath
+	if target, err := os.Readlink(exe); err == nil { // discovery's open file: /proc/self/fd/N
+		exe = target
+	}
+	r.calls = append(r.calls, fmt.Sprintf("track %d %s", p.PID, filepath.Base(exe)))
 	return nil
 }
 func (r *recordTracker) Untrack(pid int) { r.calls = append(r.calls, fmt.Sprintf("untrack %d", pid)) }
@@ -73,7 +77,7 @@ func TestPIDReuse(t *testing.T) {
 	d.consider(pid, nil, nil, false) // the PID reused by a program not selected
 	fakeProc(t, root, pid, 1500, filepath.Join(bin, "shop"))
 	d.consider(pid, nil, nil, false) // and again by the selected one
-	want := []string{"track 4242 exe", "untrack 4242", "track 4242 exe"}
+	want := []string{"track 4242 shop", "untrack 4242", "track 4242 shop"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%s\nwant\n%s", strings.Join(rec.calls, "\n"), strings.Join(want, "\n"))
 	}

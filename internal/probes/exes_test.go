@@ -37,3 +37,40 @@ func TestExes(t *testing.T) {
 		t.Fatal("CloseAll left b")
 	}
 }
+
+// TestExesLinger: an executable selected at exec keeps its links after its
+// last process, is taken up again by its next one, and at most MaxIdle
+// such executables stay idle, the longest idle detached first.
+func TestExesLinger(t *testing.T) {
+	e := NewExes[int]()
+	key := func(i int) ExeKey { return ExeKey{Dev: 1, Ino: uint64(i)} }
+	for i := range MaxIdle + 2 {
+		e.Attached(key(i), nil, i)
+		e.Use(100+i, key(i))
+		e.Linger(key(i))
+	}
+	for i := range MaxIdle {
+		e.Release(100 + i) // idle: 0 … MaxIdle-1
+	}
+	e.Use(200, key(0)) // taken up again
+	e.Release(200)     // idle again, now the most recent
+	e.Release(100 + MaxIdle)
+	e.Release(100 + MaxIdle + 1)
+	// MaxIdle+2 idle executables: the two idle longest (1 and 2) went.
+	for i := range MaxIdle + 2 {
+		_, ok := e.Info(key(i))
+		if want := i != 1 && i != 2; ok != want {
+			t.Errorf("executable %d attached: %v, want %v", i, ok, want)
+		}
+	}
+	if len(e.idle) != MaxIdle {
+		t.Fatalf("%d idle, want %d", len(e.idle), MaxIdle)
+	}
+	// Without Linger, the last process still detaches.
+	e.Attached(key(99), nil, 99)
+	e.Use(300, key(99))
+	e.Release(300)
+	if _, ok := e.Info(key(99)); ok {
+		t.Fatal("an executable not selected at exec stayed attached")
+	}
+}

@@ -68,3 +68,32 @@ func TestNeedsPorts(t *testing.T) {
 		t.Error("NeedsPorts false with ports")
 	}
 }
+
+// TestExecScope: an exe glob's yes carries to every process of the file;
+// a PID's or a port's does not; Any takes the widest.
+func TestExecScope(t *testing.T) {
+	s := Standalone{PIDs: []int{7}, ExeGlobs: []string{"api*"}, Ports: []uint16{80}}
+	for _, tc := range []struct {
+		p    procs.Info
+		want Scope
+	}{
+		{procs.Info{PID: 1, ExePath: "/usr/bin/api-server"}, ScopeAny},
+		{procs.Info{PID: 1, ExePath: "/usr/bin/api-server (deleted)", Deleted: true}, ScopeAny},
+		{procs.Info{PID: 7, ExePath: "/usr/bin/other"}, ScopeNone},
+		{procs.Info{PID: 2, ExePath: "/usr/bin/web"}, ScopeNone},
+	} {
+		if got := ScopeOf(s, tc.p); got != tc.want {
+			t.Errorf("ScopeOf(%s) = %v, want %v", tc.p.ExePath, got, tc.want)
+		}
+		if got := ScopeOf(Any{Standalone{}, s}, tc.p); got != tc.want {
+			t.Errorf("Any: ScopeOf(%s) = %v, want %v", tc.p.ExePath, got, tc.want)
+		}
+	}
+	if got := ScopeOf(fixed(true), procs.Info{PID: 1}); got != ScopeNone {
+		t.Errorf("a selector that does not say: %v, want ScopeNone", got)
+	}
+}
+
+type fixed bool
+
+func (f fixed) Selected(procs.Info, []uint16) (bool, string) { return bool(f), "fixed" }
