@@ -50,7 +50,6 @@ DECLARE_PROCS_MAP;
 /* Selection at exec (execsel.h): a selected process of an executable
  * already tracked gets its proc_cfg before its first syscall. */
 DECLARE_EXEC_TEMPLATES(proc_templates, struct proc_cfg);
-EXEC_PROGRAM(sockio_exec, proc_templates, procs)
 
 /* State per traced TCP socket, keyed by its struct sock address; the entry
  * goes when the socket reaches TCP_CLOSE, before the address can be reused. */
@@ -1378,6 +1377,21 @@ struct {
 	__type(key, __u32); /* tgid */
 	__type(value, struct gotls_cfg);
 } gotls_procs SEC(".maps");
+
+/* Selection at exec (execsel.h): proc_cfg and, for Go TLS, gotls_cfg. */
+DECLARE_EXEC_TEMPLATES(gotls_templates, struct gotls_cfg);
+
+SEC("tracepoint/sched/sched_process_exec")
+int sockio_exec(void *ctx)
+{
+	struct exe_key k = {};
+	if (current_exe(&k) || !exec_selected(&k))
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	EXEC_COPY(proc_templates, procs, &k, tgid);
+	EXEC_COPY(gotls_templates, gotls_procs, &k, tgid);
+	return 0;
+}
 
 /* A goroutine inside (*Conn).Read: its socket and buffer, for a RET site. */
 struct gotls_read {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/weft-dev/weft/internal/goinspect"
@@ -39,9 +40,7 @@ type goTLSExe struct {
 
 // attachGo attaches the Go TLS uprobes to proc's executable, once per
 // executable, and gives proc its settings. Called with p.mu held.
-func (t *tlsSource) attachGo(proc *probes.Process, procs interface {
-	Put(key, value any) error
-}) (string, error) {
+func (t *tlsSource) attachGo(proc *probes.Process, procs, templates *ebpf.Map) (string, error) {
 	if _, ok := proc.GoOffsets[OffTLSConnConn]; !ok {
 		return "", fmt.Errorf("%s layout unknown (no DWARF, not in weft's table): %s", proc.GoVersion, OffTLSConnConn)
 	}
@@ -62,6 +61,11 @@ func (t *tlsSource) attachGo(proc *probes.Process, procs interface {
 		return "", fmt.Errorf("configuring Go TLS for pid %d: %w", proc.PID, err)
 	}
 	t.goExes.Use(proc.PID, key)
+	if proc.Exec != nil {
+		if err := probes.Template(templates, proc, &cfg.cfg); err == nil {
+			t.goExes.Linger(key)
+		}
+	}
 	return fmt.Sprintf("Go crypto/tls: %s at its entry (1 hit per call), %s at its entry and %d RET sites (2 hits per call)",
 		goTLSWrite, goTLSRead, cfg.rets), nil
 }

@@ -228,6 +228,7 @@ const (
 	sockioMapGospawn        = "gospawn"
 	sockioMapGotlsProcs     = "gotls_procs"
 	sockioMapGotlsReads     = "gotls_reads"
+	sockioMapGotlsTemplates = "gotls_templates"
 	sockioMapH2Ids          = "h2_ids"
 	sockioMapInflight       = "inflight"
 	sockioMapProcTemplates  = "proc_templates"
@@ -362,28 +363,29 @@ type sockioProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioMapSpecs struct {
-	ClientCtxs    *ebpf.MapSpec `ebpf:"client_ctxs"`
-	Connecting    *ebpf.MapSpec `ebpf:"connecting"`
-	Conns         *ebpf.MapSpec `ebpf:"conns"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	ExecSel       *ebpf.MapSpec `ebpf:"exec_sel"`
-	GoRoots       *ebpf.MapSpec `ebpf:"go_roots"`
-	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
-	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
-	GotlsProcs    *ebpf.MapSpec `ebpf:"gotls_procs"`
-	GotlsReads    *ebpf.MapSpec `ebpf:"gotls_reads"`
-	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
-	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
-	ProcTemplates *ebpf.MapSpec `ebpf:"proc_templates"`
-	Procs         *ebpf.MapSpec `ebpf:"procs"`
-	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
-	Stats         *ebpf.MapSpec `ebpf:"stats"`
-	TcpoptRxs     *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
-	TcpoptTxs     *ebpf.MapSpec `ebpf:"tcpopt_txs"`
-	ThreadMux     *ebpf.MapSpec `ebpf:"thread_mux"`
-	TlsCalls      *ebpf.MapSpec `ebpf:"tls_calls"`
-	TlsOpts       *ebpf.MapSpec `ebpf:"tls_opts"`
-	TlsSocks      *ebpf.MapSpec `ebpf:"tls_socks"`
+	ClientCtxs     *ebpf.MapSpec `ebpf:"client_ctxs"`
+	Connecting     *ebpf.MapSpec `ebpf:"connecting"`
+	Conns          *ebpf.MapSpec `ebpf:"conns"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	ExecSel        *ebpf.MapSpec `ebpf:"exec_sel"`
+	GoRoots        *ebpf.MapSpec `ebpf:"go_roots"`
+	Goctx          *ebpf.MapSpec `ebpf:"goctx"`
+	Gospawn        *ebpf.MapSpec `ebpf:"gospawn"`
+	GotlsProcs     *ebpf.MapSpec `ebpf:"gotls_procs"`
+	GotlsReads     *ebpf.MapSpec `ebpf:"gotls_reads"`
+	GotlsTemplates *ebpf.MapSpec `ebpf:"gotls_templates"`
+	H2Ids          *ebpf.MapSpec `ebpf:"h2_ids"`
+	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
+	ProcTemplates  *ebpf.MapSpec `ebpf:"proc_templates"`
+	Procs          *ebpf.MapSpec `ebpf:"procs"`
+	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	TcpoptRxs      *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
+	TcpoptTxs      *ebpf.MapSpec `ebpf:"tcpopt_txs"`
+	ThreadMux      *ebpf.MapSpec `ebpf:"thread_mux"`
+	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsOpts        *ebpf.MapSpec `ebpf:"tls_opts"`
+	TlsSocks       *ebpf.MapSpec `ebpf:"tls_socks"`
 }
 
 // sockioVariableSpecs contains global variables before they are loaded into the kernel.
@@ -420,28 +422,29 @@ func (o *sockioObjects) Close() error {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioMaps struct {
-	ClientCtxs    *ebpf.Map `ebpf:"client_ctxs"`
-	Connecting    *ebpf.Map `ebpf:"connecting"`
-	Conns         *ebpf.Map `ebpf:"conns"`
-	Events        *ebpf.Map `ebpf:"events"`
-	ExecSel       *ebpf.Map `ebpf:"exec_sel"`
-	GoRoots       *ebpf.Map `ebpf:"go_roots"`
-	Goctx         *ebpf.Map `ebpf:"goctx"`
-	Gospawn       *ebpf.Map `ebpf:"gospawn"`
-	GotlsProcs    *ebpf.Map `ebpf:"gotls_procs"`
-	GotlsReads    *ebpf.Map `ebpf:"gotls_reads"`
-	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
-	Inflight      *ebpf.Map `ebpf:"inflight"`
-	ProcTemplates *ebpf.Map `ebpf:"proc_templates"`
-	Procs         *ebpf.Map `ebpf:"procs"`
-	Scratch       *ebpf.Map `ebpf:"scratch"`
-	Stats         *ebpf.Map `ebpf:"stats"`
-	TcpoptRxs     *ebpf.Map `ebpf:"tcpopt_rxs"`
-	TcpoptTxs     *ebpf.Map `ebpf:"tcpopt_txs"`
-	ThreadMux     *ebpf.Map `ebpf:"thread_mux"`
-	TlsCalls      *ebpf.Map `ebpf:"tls_calls"`
-	TlsOpts       *ebpf.Map `ebpf:"tls_opts"`
-	TlsSocks      *ebpf.Map `ebpf:"tls_socks"`
+	ClientCtxs     *ebpf.Map `ebpf:"client_ctxs"`
+	Connecting     *ebpf.Map `ebpf:"connecting"`
+	Conns          *ebpf.Map `ebpf:"conns"`
+	Events         *ebpf.Map `ebpf:"events"`
+	ExecSel        *ebpf.Map `ebpf:"exec_sel"`
+	GoRoots        *ebpf.Map `ebpf:"go_roots"`
+	Goctx          *ebpf.Map `ebpf:"goctx"`
+	Gospawn        *ebpf.Map `ebpf:"gospawn"`
+	GotlsProcs     *ebpf.Map `ebpf:"gotls_procs"`
+	GotlsReads     *ebpf.Map `ebpf:"gotls_reads"`
+	GotlsTemplates *ebpf.Map `ebpf:"gotls_templates"`
+	H2Ids          *ebpf.Map `ebpf:"h2_ids"`
+	Inflight       *ebpf.Map `ebpf:"inflight"`
+	ProcTemplates  *ebpf.Map `ebpf:"proc_templates"`
+	Procs          *ebpf.Map `ebpf:"procs"`
+	Scratch        *ebpf.Map `ebpf:"scratch"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	TcpoptRxs      *ebpf.Map `ebpf:"tcpopt_rxs"`
+	TcpoptTxs      *ebpf.Map `ebpf:"tcpopt_txs"`
+	ThreadMux      *ebpf.Map `ebpf:"thread_mux"`
+	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsOpts        *ebpf.Map `ebpf:"tls_opts"`
+	TlsSocks       *ebpf.Map `ebpf:"tls_socks"`
 }
 
 func (m *sockioMaps) Close() error {
@@ -456,6 +459,7 @@ func (m *sockioMaps) Close() error {
 		m.Gospawn,
 		m.GotlsProcs,
 		m.GotlsReads,
+		m.GotlsTemplates,
 		m.H2Ids,
 		m.Inflight,
 		m.ProcTemplates,

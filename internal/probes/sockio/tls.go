@@ -2,6 +2,7 @@ package sockio
 
 import (
 	"bufio"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -52,12 +53,13 @@ type tlsSource struct {
 	why     string                 // why it is off, when coll is nil
 	links   map[int][]link.Link    // by pid; guarded by Probe.mu
 	goExes  *probes.Exes[goTLSExe] // Go executables' uprobes; guarded by Probe.mu
+	static  map[probes.ExeKey]bool // executables with OpenSSL linked in; guarded by Probe.mu
 }
 
 // loadTLS loads the tls source's programs over the maps the capture
 // source loaded (spec is sockio's, prepared). Failing only turns TLS off.
 func (p *Probe) loadTLS(spec *ebpf.CollectionSpec) {
-	p.tls = &tlsSource{links: map[int][]link.Link{}, goExes: probes.NewExes[goTLSExe]()}
+	p.tls = &tlsSource{links: map[int][]link.Link{}, goExes: probes.NewExes[goTLSExe](), static: map[probes.ExeKey]bool{}}
 	if err := p.tls.load(spec, &p.maps); err != nil {
 		p.tls.why = err.Error()
 		p.log.Info("TLS plaintext unavailable", "why", err)
@@ -174,7 +176,12 @@ func libsslOnDisk(pid int) (path, version string) {
 
 // attach attaches the uprobes to the libssl pid maps (or would load), for
 // pid only.
-func (t *tlsSource) attach(pid int, goProgram bool) (string, error) {
+func (t *tlsSource) attach(pid int, exe string, goProgram bool) (string, error) {
+	if static, err := t.staticSSL(exe); err != nil {
+		return "", err
+	} else if static {
+		return t.attachFile(pid, exe, exe, "linked into the executable", "")
+	}
 	path, version, err := libssl(pid)
 	if err != nil {
 		return "", fmt.Errorf("reading pid %d's mappings: %w", pid, err)
@@ -187,8 +194,57 @@ func (t *tlsSource) attach(pid int, goProgram bool) (string, error) {
 	if path == "" {
 		return "", errNoLibssl
 	}
-	// The file as pid sees it (its mount namespace).
-	ex, err := link.OpenExecutable(filepath.Join(fmt.Sprintf("/proc/%d/root", pid), path))
+	return t.attachFile(pid, filepath.Join(fmt.Sprintf("/proc/%d/root", pid), path), path, version, note)
+}
+
+// staticSSL reports whether an executable defines SSL_write itself: OpenSSL
+// (or BoringSSL) linked in with its symbols, as Node.js and vendored C and
+// C++ programs carry it. Read once per executable.
+func (t *tlsSource) staticSSL(exe string) (bool, error) {
+	key, err := probes.ExeKeyOf(exe)
+	if err != nil {
+		return false, fmt.Errorf("the executable is gone: %w", err)
+	}
+	if v, ok := t.static[key]; ok {
+		return v, nil
+	}
+	v, err := definesSSLWrite(exe)
+	if err != nil {
+		return false, err
+	}
+	if len(t.static) >= 4096 {
+		clear(t.static)
+	}
+	t.static[key] = v
+	return v, nil
+}
+
+// definesSSLWrite reads an ELF file's symbols for a defined SSL_write.
+// A program that imports it from libssl.so has it undefined.
+func definesSSLWrite(path string) (bool, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("reading the executable's symbols: %w", err)
+	}
+	defer f.Close()
+	for _, syms := range []func() ([]elf.Symbol, error){f.DynamicSymbols, f.Symbols} {
+		list, err := syms()
+		if err != nil {
+			continue // no such table
+		}
+		for _, s := range list {
+			if s.Name == "SSL_write" && s.Section != elf.SHN_UNDEF && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// attachFile attaches the OpenSSL uprobes to file (libssl, or an
+// executable with OpenSSL in it; path is how pid names it), for pid only.
+func (t *tlsSource) attachFile(pid int, file, path, version, note string) (string, error) {
+	ex, err := link.OpenExecutable(file)
 	if err != nil {
 		return "", fmt.Errorf("opening %s: %w", path, err)
 	}
@@ -222,6 +278,9 @@ func (t *tlsSource) attach(pid int, goProgram bool) (string, error) {
 		links = append(links, l)
 	}
 	t.links[pid] = links
+	if version == "" { // linked in: the version is not in a file name
+		return fmt.Sprintf("OpenSSL (%s%s): SSL_read/SSL_write plaintext, two uprobe hits per call", path, note), nil
+	}
 	return fmt.Sprintf("OpenSSL %s (%s%s): SSL_read/SSL_write plaintext, two uprobe hits per call", version, path, note), nil
 }
 
@@ -256,7 +315,7 @@ func (p *Probe) trackTLS(proc *probes.Process) {
 	}
 	if proc.GoVersion != "" {
 		p.mu.Lock()
-		why, err := p.tls.attachGo(proc, p.maps.GotlsProcs)
+		why, err := p.tls.attachGo(proc, p.maps.GotlsProcs, p.maps.GotlsTemplates)
 		p.mu.Unlock()
 		switch {
 		case isNoGoTLS(err):
@@ -271,11 +330,11 @@ func (p *Probe) trackTLS(proc *probes.Process) {
 		return
 	}
 	p.mu.Lock()
-	why, err := p.tls.attach(proc.PID, false)
+	why, err := p.tls.attach(proc.PID, proc.ExePath, false)
 	p.mu.Unlock()
 	switch {
 	case errors.Is(err, errNoLibssl):
-		p.deps.Status.Set(proc.PID, status.TLS, false, "no libssl mapped (static OpenSSL or BoringSSL without symbols, or no TLS)")
+		p.deps.Status.Set(proc.PID, status.TLS, false, "no libssl mapped and no SSL_write in the executable (BoringSSL or OpenSSL linked in without symbols, as in Envoy, is not covered; or no TLS)")
 	case err != nil:
 		p.deps.Status.Set(proc.PID, status.TLS, false, err.Error())
 		p.log.Warn("TLS uprobes not attached", "pid", proc.PID, "err", err)
@@ -291,7 +350,8 @@ func (p *Probe) untrackTLS(pid int) {
 	}
 	p.mu.Lock()
 	p.tls.detach(pid)
-	if p.tls.goExes.Release(pid) && p.tls.coll != nil {
+	p.tls.goExes.Release(pid)
+	if p.tls.coll != nil { // also for a process never counted: the exec program may have filed it
 		if err := p.maps.GotlsProcs.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			p.log.Warn("removing pid from gotls_procs", "pid", pid, "err", err)
 		}
