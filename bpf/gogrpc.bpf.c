@@ -27,6 +27,7 @@
 #include "sockio.h"
 #include "execsel.h"
 #include "tracectx.h"
+#include "tcpopt.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,6 +37,7 @@ DECLARE_GOCTX_MAP;
 DECLARE_GOSPAWN_MAP;
 DECLARE_GO_ROOTS_MAP;
 DECLARE_H2_IDS_MAP;
+DECLARE_TLS_OPTS_G_MAP;
 
 #include "goctx.h"
 
@@ -111,7 +113,8 @@ enum gogrpc_stat {
 	GG_CLIENT_LINKED = 5,  /* ... from a goroutine serving a span */
 	GG_APP_HEADER = 6,     /* ... whose metadata has a traceparent already */
 	GG_ORIGINATED = 7,     /* loopy hook entries that found their call's IDs */
-	GG_MAX = 8,
+	GG_OPTION_PARENT = 8,  /* operateHeaders: no traceparent; the parent came in a TCP option (TLS) */
+	GG_MAX = 9,
 };
 
 struct {
@@ -239,6 +242,21 @@ int operate_headers(struct pt_regs *ctx)
 	int remote = find_traceparent(cfg, fields, n, &in) == 1;
 	if (remote)
 		count(GG_REMOTE_PARENT);
+	/* Over TLS no header was added: the sender's context may have come in
+	 * a TCP option on the read that brought this stream (sockio). A
+	 * traceparent of the app's own wins. */
+	struct go_key gk = {.tgid = tgid, .goid = k.goid};
+	struct tcpopt_rx *rx = bpf_map_lookup_elem(&tls_opts_g, &gk);
+	if (rx && !remote) {
+		__builtin_memcpy(in.trace_id, rx->trace_id, sizeof(in.trace_id));
+		__builtin_memcpy(in.span_id, rx->span_id, sizeof(in.span_id));
+		in.flags = (rx->flags & 1) ? CTX_SAMPLED : 0;
+		remote = 1;
+		ids.flags |= H2_OPTION;
+		count(GG_OPTION_PARENT);
+	}
+	if (rx)
+		bpf_map_delete_elem(&tls_opts_g, &gk);
 	h2_span_ids(&ids, remote ? &in : NULL);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
 	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};

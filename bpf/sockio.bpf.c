@@ -744,6 +744,8 @@ struct {
 	__type(value, struct tcpopt_rx);
 } tls_opts SEC(".maps");
 
+DECLARE_TLS_OPTS_G_MAP;
+
 /* Record types of a TLS record's first byte: handshake, application data. */
 static __always_inline bool is_tls_record(const __u8 *d)
 {
@@ -753,7 +755,8 @@ static __always_inline bool is_tls_record(const __u8 *d)
 /* Ciphertext moved on a TLS connection: no event. Inside an SSL call the
  * thread's SSL object uses this socket; a read may consume the segment
  * that carried a TCP option, kept for the request the plaintext starts. */
-static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64 pid_tgid, __u8 dir, int len)
+static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64 pid_tgid, __u8 dir, int len,
+					  __u64 goid)
 {
 	struct tls_call *tc = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 	if (tc) {
@@ -763,6 +766,9 @@ static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64
 	}
 	if (dir != DIR_READ || !tcpopt_on)
 		return;
+	struct go_key gk = {.tgid = pid_tgid >> 32, .goid = goid};
+	if (goid)
+		bpf_map_delete_elem(&tls_opts_g, &gk); /* the last read's, unclaimed */
 	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	struct tcpopt_rx *rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
 	if (!rx)
@@ -774,6 +780,11 @@ static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64
 		return;
 	__u64 key = (__u64)sk;
 	bpf_map_update_elem(&tls_opts, &key, rx, BPF_ANY);
+	/* HTTP/2: only a read that begins at the option's segment (the start
+	 * of the write that carried it) tells which stream it is for: the
+	 * first the goroutine decodes from it. Any other is left unmatched. */
+	if (goid && rx->seq == start)
+		bpf_map_update_elem(&tls_opts_g, &gk, rx, BPF_ANY);
 	bpf_map_delete_elem(&tcpopt_rxs, &cookie);
 }
 
@@ -871,7 +882,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	if (!c)
 		return 0;
 	if (!plain && c->tls) {
-		tls_socket_io(sk, c, pid_tgid, dir, len);
+		tls_socket_io(sk, c, pid_tgid, dir, len, call->goid);
 		return 0;
 	}
 	if (plain)
@@ -904,7 +915,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		/* A TLS connection: its bytes are ciphertext, never parsed. */
 		c->tls = 1;
 		count(STAT_TLS_CONNS);
-		tls_socket_io(sk, c, pid_tgid, dir, len);
+		tls_socket_io(sk, c, pid_tgid, dir, len, call->goid);
 		return 0;
 	}
 
@@ -1428,6 +1439,51 @@ static __always_inline struct sock *gotls_sock(const struct proc_cfg *cfg, __u64
 	return fd_sock(fd);
 }
 
+/* HTTP/2 over TLS: a write of plaintext frames buf[0:len] by goroutine
+ * goid. When its first HEADERS frame opens a client stream whose IDs the
+ * Go probes filed (h2_ids: gRPC's loopy writer, net/http's writeHeaders,
+ * the goroutine that writes), that stream's context goes in a TCP option
+ * on the write's first segment (the record that starts there): a header
+ * cannot go into ciphertext. One per write; the receiver gives it to the
+ * first stream it decodes from a read that begins there. */
+#define H2_SCAN_FRAMES 16
+static __always_inline void h2_option(struct sock *sk, __u32 tgid, __u64 goid, __u64 buf, __u64 len)
+{
+	__u64 off = 0;
+	__u8 pre[4];
+	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)buf) && pre[0] == 'P' && pre[1] == 'R' &&
+	    pre[2] == 'I' && pre[3] == ' ')
+		off = 24; /* the client preface */
+	bool filed = false;
+	for (int i = 0; i < H2_SCAN_FRAMES; i++) {
+		__u8 fh[9];
+		if (off + 9 > len || bpf_probe_read_user(fh, sizeof(fh), (void *)(buf + off)))
+			return;
+		off += 9 + ((__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2]);
+		if (fh[3] != 1 /* HEADERS */)
+			continue;
+		struct h2_key k = {.tgid = tgid, .goid = goid,
+				   .stream_id = ((__u32)(fh[5] & 0x7f) << 24 | (__u32)fh[6] << 16 | (__u32)fh[7] << 8 | fh[8])};
+		struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
+		if (!ids || (ids->flags & H2_APP_HEADER))
+			continue; /* not a stream this process opened (a server's response), or the app's own context */
+		if (filed) {
+			count(STAT_H2_OPTION_SHARED); /* one option per write: this stream goes without */
+			continue;
+		}
+		__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		if (!cookie)
+			return;
+		struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq), .exact = 1,
+				       .flags = (ids->flags & CTX_SAMPLED) ? 1 : 0};
+		__builtin_memcpy(tx.trace_id, ids->trace_id, sizeof(tx.trace_id));
+		__builtin_memcpy(tx.span_id, ids->span_id, sizeof(tx.span_id));
+		bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
+		count(STAT_H2_OPTION);
+		filed = true;
+	}
+}
+
 /* func (c *Conn) Write(b []byte) (int, error): c in RAX, b in RBX/RCX. */
 SEC("uprobe")
 int gotls_write(struct pt_regs *ctx)
@@ -1447,6 +1503,8 @@ int gotls_write(struct pt_regs *ctx)
 		return 0;
 	}
 	struct io_call call = {.buf = ctx->bx, .nr = NR_write, .goid = goid_of(cfg, ctx->r14)};
+	if (tcpopt_on && call.goid)
+		h2_option(sk, tgid, call.goid, ctx->bx, len);
 	return on_io(sk, pid_tgid, cfg, (int)len, DIR_WRITE, &call, true, true);
 }
 

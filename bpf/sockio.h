@@ -191,6 +191,7 @@ struct h2_span {
 #define H2_APP_HEADER 8 /* the application sent its own traceparent: none added */
 #define H2_APP_STATE 16 /* the application sent its own tracestate: weft's member not added */
 #define H2_UNCHECKED 32 /* whether the application sent a traceparent is unknown: none added */
+#define H2_OPTION 64    /* a server stream whose parent came in a TCP option (TLS) */
 
 /* Written by the gRPC probe (and the injector, which marks what it did),
  * read and removed by sockio's user space when the stream's span is made. */
@@ -225,7 +226,9 @@ enum stat_index {
 	STAT_TLS_CONNS = 11,   /* connections found speaking TLS: ciphertext not captured */
 	STAT_TLS_NO_SOCK = 12, /* plaintext of an SSL object whose socket is unknown: lost */
 	STAT_GOTLS_NOT_TCP = 13, /* Go TLS plaintext over a net.Conn that is not a *net.TCPConn: lost */
-	STAT_MAX = 14,
+	STAT_H2_OPTION = 14,   /* HTTP/2 over Go TLS: a new stream's context filed for a TCP option */
+	STAT_H2_OPTION_SHARED = 15, /* ... a stream opened in the same write as another: no option */
+	STAT_MAX = 16,
 };
 
 #endif

@@ -148,6 +148,13 @@ static __always_inline void opt_len(struct bpf_sock_ops *skops)
 	}
 	if (off >= len)
 		return; /* a later segment */
+	if (tx->exact && off) {
+		/* Bytes before the request's share its segment: a reader of
+		 * that segment would take the option for theirs. */
+		tx->state = TX_DONE;
+		count(OPT_NOT_AT_START);
+		return;
+	}
 	long err = bpf_reserve_hdr_opt(skops, TCPOPT_LEN, 0);
 	if (err) {
 		tx->state = TX_DONE;

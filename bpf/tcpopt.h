@@ -24,7 +24,10 @@ struct tcpopt_tx {
 	__u32 seq;   /* absolute sequence of the request's first byte */
 	__u32 seg;   /* sequence of the segment that reserved room for it */
 	__u8 state;  /* TX_* */
-	__u8 _pad[3];
+	__u8 exact;  /* only on a segment that starts at seq (HTTP/2: the receiver
+		      * gives the option to the first stream of a read that
+		      * begins at the option's segment) */
+	__u8 _pad[2];
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	__u8 flags;
@@ -77,6 +80,20 @@ static __always_inline bool same8(const __u8 *a, const __u8 *b)
 		__type(value, struct tcpopt_rx);           \
 	} tcpopt_rxs SEC(".maps")
 
+/* The context a TCP option carried to a Go TLS connection, for the
+ * goroutine whose ciphertext read began exactly at the option's segment:
+ * the next HTTP/2 stream that goroutine decodes (gRPC's operateHeaders)
+ * is the one the sender wrote first there. Good for that read only: the
+ * goroutine's next read removes it. Owned by sockio; gogrpc gets it with
+ * MapReplacements. Needs sockio.h (struct go_key). */
+#define DECLARE_TLS_OPTS_G_MAP                             \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 16384);                \
+		__type(key, struct go_key);                \
+		__type(value, struct tcpopt_rx);           \
+	} tls_opts_g SEC(".maps")
+
 /* Counters in tcpopt_stats, by index. */
 enum tcpopt_stat {
 	OPT_WRITTEN = 0,   /* option stored on the segment that starts a request */
@@ -90,7 +107,8 @@ enum tcpopt_stat {
 	OPT_WRITE_ON = 7,  /* sockets that write options (traced processes' connects) */
 	OPT_ITER_ON = 8,   /* connections older than the tracing, given the callbacks */
 	OPT_ITER_FAIL = 9, /* ... refused (bpf_setsockopt of the callback flags: 6.13+?) */
-	OPT_STAT_MAX = 10,
+	OPT_NOT_AT_START = 10, /* an exact request's first byte is inside a segment: no option */
+	OPT_STAT_MAX = 11,
 };
 
 /* A connection older than the tracing, listed by user space for the

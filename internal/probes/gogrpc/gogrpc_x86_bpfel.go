@@ -43,7 +43,8 @@ const (
 	gogrpcGogrpcStatGG_CLIENT_LINKED  gogrpcGogrpcStat = 5
 	gogrpcGogrpcStatGG_APP_HEADER     gogrpcGogrpcStat = 6
 	gogrpcGogrpcStatGG_ORIGINATED     gogrpcGogrpcStat = 7
-	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 8
+	gogrpcGogrpcStatGG_OPTION_PARENT  gogrpcGogrpcStat = 8
+	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 9
 )
 
 type gogrpcGrpcCfg struct {
@@ -117,6 +118,16 @@ type gogrpcStreamKey struct {
 	Transport uint64
 }
 
+type gogrpcTcpoptRx struct {
+	_       structs.HostLayout
+	Seq     uint32
+	End     uint32
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -132,6 +143,7 @@ const (
 	gogrpcMapGrpcTemplates     = "grpc_templates"
 	gogrpcMapH2Ids             = "h2_ids"
 	gogrpcMapProcs             = "procs"
+	gogrpcMapTlsOptsG          = "tls_opts_g"
 	gogrpcProgGogrpcExec       = "gogrpc_exec"
 	gogrpcProgHandleStream     = "handle_stream"
 	gogrpcProgHeaderFields     = "header_fields"
@@ -208,6 +220,7 @@ type gogrpcMapSpecs struct {
 	GrpcTemplates *ebpf.MapSpec `ebpf:"grpc_templates"`
 	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
 	Procs         *ebpf.MapSpec `ebpf:"procs"`
+	TlsOptsG      *ebpf.MapSpec `ebpf:"tls_opts_g"`
 }
 
 // gogrpcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -250,6 +263,7 @@ type gogrpcMaps struct {
 	GrpcTemplates *ebpf.Map `ebpf:"grpc_templates"`
 	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
 	Procs         *ebpf.Map `ebpf:"procs"`
+	TlsOptsG      *ebpf.Map `ebpf:"tls_opts_g"`
 }
 
 func (m *gogrpcMaps) Close() error {
@@ -265,6 +279,7 @@ func (m *gogrpcMaps) Close() error {
 		m.GrpcTemplates,
 		m.H2Ids,
 		m.Procs,
+		m.TlsOptsG,
 	)
 }
 

@@ -63,6 +63,7 @@ var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_CLIENT_LINKED:  "client_calls_linked",
 	gogrpcGogrpcStatGG_APP_HEADER:     "app_traceparent",
 	gogrpcGogrpcStatGG_ORIGINATED:     "client_streams",
+	gogrpcGogrpcStatGG_OPTION_PARENT:  "option_parent",
 }
 
 // Start loads the programs with sockio's maps in place of their own.
@@ -85,7 +86,8 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gogrpc uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs, "exec_sel": maps.ExecSel}
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs, "exec_sel": maps.ExecSel,
+		"tls_opts_g": maps.TLSOptsG}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}

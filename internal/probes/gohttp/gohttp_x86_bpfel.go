@@ -114,7 +114,8 @@ type gohttpTcpoptTx struct {
 	Seq     uint32
 	Seg     uint32
 	State   uint8
-	Pad     [3]uint8
+	Exact   uint8
+	Pad     [2]uint8
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Flags   uint8

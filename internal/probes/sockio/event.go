@@ -18,9 +18,10 @@ const (
 
 	originNew = 1
 
-	ctxLinked  = 1 // CTX_LINKED
-	ctxSampled = 2 // CTX_SAMPLED
-	ctxTCPOpt  = 4 // CTX_TCPOPT
+	ctxLinked  = 1  // CTX_LINKED
+	ctxSampled = 2  // CTX_SAMPLED
+	ctxTCPOpt  = 4  // CTX_TCPOPT
+	h2Option   = 64 // H2_OPTION, in h2_span.flags
 
 	afInet6 = 10
 

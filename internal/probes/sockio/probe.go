@@ -93,6 +93,7 @@ type Maps struct {
 	TCPOptTx   *ebpf.Map // socket cookie → a request's IDs for a TCP option (gohttp → tcpopt)
 	TCPOptRx   *ebpf.Map // socket cookie → the context a TCP option carried (tcpopt → sockio)
 	ExecSel    *ebpf.Map // executable (and cgroup) → selected at exec (bpf/execsel.h; discovery fills it)
+	TLSOptsG   *ebpf.Map // goroutine → the TCP option its TLS read began at (sockio → gogrpc)
 }
 
 // ErrNotStarted: the maps exist only once the family has started; start
@@ -105,7 +106,8 @@ func (p *Probe) Maps() (Maps, error) {
 		return Maps{}, ErrNotStarted
 	}
 	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
-		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs, ExecSel: p.maps.ExecSel}, nil
+		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs, ExecSel: p.maps.ExecSel,
+		TLSOptsG: p.maps.TlsOptsG}, nil
 }
 
 // streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a
@@ -133,7 +135,7 @@ func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool)
 		_ = p.maps.H2Ids.Delete(&k)
 	}
 	return conntrack.IDs{Trace: v.TraceId, Span: v.SpanId, Parent: v.ParentId,
-		Linked: v.Flags&ctxLinked != 0, Sampled: v.Flags&ctxSampled != 0, Made: true}, true
+		Linked: v.Flags&ctxLinked != 0, Sampled: v.Flags&ctxSampled != 0, Option: v.Flags&h2Option != 0, Made: true}, true
 }
 
 // Name implements probes.Probe.
@@ -606,7 +608,8 @@ func (p *Probe) registerGauges() {
 	probes.KernelCounters(p.deps.Metrics, "weft_sockio_kernel_total", "sockio BPF-side counters by name", p.maps.Stats,
 		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
 			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins",
-			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock", 13: "gotls_not_tcpconn"})
+			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock", 13: "gotls_not_tcpconn",
+			14: "h2_option", 15: "h2_option_shared"})
 }
 
 // kernelStat sums one per-CPU counter.

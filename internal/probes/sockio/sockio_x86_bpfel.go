@@ -193,7 +193,8 @@ type sockioTcpoptTx struct {
 	Seq     uint32
 	Seg     uint32
 	State   uint8
-	Pad     [3]uint8
+	Exact   uint8
+	Pad     [2]uint8
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Flags   uint8
@@ -240,6 +241,7 @@ const (
 	sockioMapThreadMux      = "thread_mux"
 	sockioMapTlsCalls       = "tls_calls"
 	sockioMapTlsOpts        = "tls_opts"
+	sockioMapTlsOptsG       = "tls_opts_g"
 	sockioMapTlsSocks       = "tls_socks"
 	sockioProgEnterRead     = "enter_read"
 	sockioProgEnterReadv    = "enter_readv"
@@ -385,6 +387,7 @@ type sockioMapSpecs struct {
 	ThreadMux      *ebpf.MapSpec `ebpf:"thread_mux"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsOpts        *ebpf.MapSpec `ebpf:"tls_opts"`
+	TlsOptsG       *ebpf.MapSpec `ebpf:"tls_opts_g"`
 	TlsSocks       *ebpf.MapSpec `ebpf:"tls_socks"`
 }
 
@@ -444,6 +447,7 @@ type sockioMaps struct {
 	ThreadMux      *ebpf.Map `ebpf:"thread_mux"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
 	TlsOpts        *ebpf.Map `ebpf:"tls_opts"`
+	TlsOptsG       *ebpf.Map `ebpf:"tls_opts_g"`
 	TlsSocks       *ebpf.Map `ebpf:"tls_socks"`
 }
 
@@ -471,6 +475,7 @@ func (m *sockioMaps) Close() error {
 		m.ThreadMux,
 		m.TlsCalls,
 		m.TlsOpts,
+		m.TlsOptsG,
 		m.TlsSocks,
 	)
 }

@@ -98,6 +98,7 @@ var statNames = map[uint32]string{
 	uint32(tcpoptTcpoptStatOPT_RESERVE_FAIL): "reserve_fail",
 	uint32(tcpoptTcpoptStatOPT_STORE_FAIL):   "store_fail",
 	uint32(tcpoptTcpoptStatOPT_MISSED):       "missed",
+	uint32(tcpoptTcpoptStatOPT_NOT_AT_START): "not_at_start",
 	uint32(tcpoptTcpoptStatOPT_READ):         "read",
 	uint32(tcpoptTcpoptStatOPT_REPEAT):       "repeat",
 	uint32(tcpoptTcpoptStatOPT_WRITE_ON):     "sockets_writing",

@@ -56,7 +56,8 @@ const (
 	tcpoptTcpoptStatOPT_WRITE_ON     tcpoptTcpoptStat = 7
 	tcpoptTcpoptStatOPT_ITER_ON      tcpoptTcpoptStat = 8
 	tcpoptTcpoptStatOPT_ITER_FAIL    tcpoptTcpoptStat = 9
-	tcpoptTcpoptStatOPT_STAT_MAX     tcpoptTcpoptStat = 10
+	tcpoptTcpoptStatOPT_NOT_AT_START tcpoptTcpoptStat = 10
+	tcpoptTcpoptStatOPT_STAT_MAX     tcpoptTcpoptStat = 11
 )
 
 type tcpoptTcpoptTx struct {
@@ -64,7 +65,8 @@ type tcpoptTcpoptTx struct {
 	Seq     uint32
 	Seg     uint32
 	State   uint8
-	Pad     [3]uint8
+	Exact   uint8
+	Pad     [2]uint8
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Flags   uint8

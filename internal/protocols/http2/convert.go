@@ -39,6 +39,11 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 			}
 		}
 	}
+	if kind == trace.SpanKindServer && !s.Remote && in.Option != nil {
+		// No valid traceparent: the caller's span came in a TCP option,
+		// and the kernel's IDs are already in its trace.
+		s.Parent, s.Remote, s.Sampled = trace.SpanID(in.Option.SpanID), true, in.Option.Sampled
+	}
 	if kind == trace.SpanKindClient {
 		if in.Parent != nil {
 			s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled

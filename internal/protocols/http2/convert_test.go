@@ -86,6 +86,30 @@ func TestStreamSpan(t *testing.T) {
 	}
 }
 
+// TestStreamSpanOption: a server stream without a valid traceparent takes
+// the parent a TCP option carried (TLS); a traceparent beats it; a client
+// stream ignores it.
+func TestStreamSpanOption(t *testing.T) {
+	opt := &httpsem.Parent{SpanID: [8]byte{7}, Sampled: true}
+	tid := [16]byte{1, 2}
+	mk := func(role h2wire.Role, tp string) (httpsem.Input, *h2wire.Stream) {
+		return httpsem.Input{Process: &probes.Process{PID: 1}, TraceID: tid, SpanID: [8]byte{9}, Option: opt},
+			&h2wire.Stream{Role: role, ID: 1, Method: "POST", Path: "/a.B/C", GRPC: true, Traceparent: tp}
+	}
+	in, st := mk(h2wire.RoleServer, "")
+	if s, _ := StreamSpan(in, st); s.Parent != trace.SpanID(opt.SpanID) || !s.Remote || !s.Sampled || s.TraceID != trace.TraceID(tid) {
+		t.Errorf("server from option: parent %v remote %v sampled %v trace %v", s.Parent, s.Remote, s.Sampled, s.TraceID)
+	}
+	in, st = mk(h2wire.RoleServer, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if s, _ := StreamSpan(in, st); s.Parent.String() != "00f067aa0ba902b7" || s.TraceID.String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("a traceparent must win over the option: parent %v trace %v", s.Parent, s.TraceID)
+	}
+	in, st = mk(h2wire.RoleClient, "")
+	if s, _ := StreamSpan(in, st); s.Parent.IsValid() {
+		t.Errorf("client stream took the option: parent %v", s.Parent)
+	}
+}
+
 // TestStreamSpanCallerState: an HTTP/2 server span keeps the caller's valid
 // tracestate (with its context only) and its X-Source-Cluster header.
 func TestStreamSpanCallerState(t *testing.T) {

@@ -107,6 +107,10 @@ func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 		if k.Linked && st.Role == h2wire.RoleClient {
 			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
 		}
+		if k.Option && st.Role == h2wire.RoleServer {
+			// The caller's span came in a TCP option (TLS: no header).
+			in.Option = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
+		}
 		x.p.met.kernelIDs.Add(1)
 		return
 	}
