@@ -746,6 +746,73 @@ struct {
 
 DECLARE_TLS_OPTS_G_MAP;
 
+/* h2c: a Go goroutine's read of len plaintext bytes on sk (consumed). When
+ * it begins exactly at the segment that carried a TCP option (the start of
+ * the write the sender put it on), the first HTTP/2 stream the goroutine
+ * decodes from it is the one the option is for (gRPC's operateHeaders
+ * takes it). The option stays for an HTTP/1 request read. */
+static __always_inline void h2_read_option(struct sock *sk, __u32 tgid, __u64 goid, int len)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	struct tcpopt_rx *rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
+	if (!rx)
+		return;
+	__u32 start = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq) - (__u32)len;
+	if (rx->seq != start)
+		return;
+	struct go_key gk = {.tgid = tgid, .goid = goid};
+	bpf_map_update_elem(&tls_opts_g, &gk, rx, BPF_ANY);
+}
+
+/* HTTP/2: a write of plaintext frames buf[0:len] by goroutine goid (Go
+ * TLS's Write, or h2c's write(2) in the syscalls source). When its first
+ * HEADERS frame opens a client stream whose IDs the Go probes filed
+ * (h2_ids: gRPC's loopy writer, net/http's writeHeaders, the goroutine
+ * that writes), that stream's context goes in a TCP option on the write's
+ * first segment: a header cannot go into ciphertext, nor into h2c where
+ * the kernel cannot insert one (before 5.17). One per write; the receiver
+ * gives it to the first stream it decodes from a read that begins there. */
+#define H2_SCAN_FRAMES 16
+static __always_inline void h2_option(struct sock *sk, __u32 tgid, __u64 goid, __u64 buf, __u64 len)
+{
+	__u64 off = 0;
+	__u8 pre[4];
+	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)buf) && pre[0] == 'P' && pre[1] == 'R' &&
+	    pre[2] == 'I' && pre[3] == ' ')
+		off = 24; /* the client preface */
+	bool filed = false;
+	for (int i = 0; i < H2_SCAN_FRAMES; i++) {
+		__u8 fh[9];
+		if (off + 9 > len || bpf_probe_read_user(fh, sizeof(fh), (void *)(buf + off)))
+			return;
+		off += 9 + ((__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2]);
+		if (fh[3] != 1 /* HEADERS */)
+			continue;
+		struct h2_key k = {.tgid = tgid, .goid = goid,
+				   .stream_id = ((__u32)(fh[5] & 0x7f) << 24 | (__u32)fh[6] << 16 | (__u32)fh[7] << 8 | fh[8])};
+		struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
+		if (filed) {
+			if (ids)
+				count(STAT_H2_OPTION_SHARED); /* one option per write: this stream goes without */
+			continue;
+		}
+		/* The receiver gives the option to the first stream it decodes:
+		 * the write's first HEADERS, or none. */
+		if (!ids || (ids->flags & H2_APP_HEADER))
+			return; /* not a stream this process opened (a response), or the app's own context */
+		__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		if (!cookie)
+			return;
+		struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq), .exact = 1,
+				       .flags = (ids->flags & CTX_SAMPLED) ? 1 : 0};
+		__builtin_memcpy(tx.trace_id, ids->trace_id, sizeof(tx.trace_id));
+		__builtin_memcpy(tx.span_id, ids->span_id, sizeof(tx.span_id));
+		bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
+		count(STAT_H2_OPTION);
+		filed = true;
+	}
+}
+
 /* Record types of a TLS record's first byte: handshake, application data. */
 static __always_inline bool is_tls_record(const __u8 *d)
 {
@@ -943,6 +1010,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	 * a new request (goctx) needs a request line: a body read after
 	 * "100 Continue" is not one; a request line whose first byte Go's
 	 * background reader took is, in the goroutine that reads the rest. */
+	if (dir == DIR_READ && !plain && call->goid && tcpopt_on)
+		h2_read_option(sk, tgid, call->goid, len);
 	bool starts = false, goes_on = false;
 	if (dir == DIR_READ && c->last_dir != DIR_READ) {
 		random_bytes(c->trace_id, 4);
@@ -1207,6 +1276,14 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 		__u64 key = (__u64)sk;
 		thread_call(sk, bpf_map_lookup_elem(&conns, &key), tgid, owner, head, sizeof(head), true);
 	}
+	if (dir == DIR_WRITE && nr == NR_write && in.call.goid && tcpopt_on) {
+		/* h2c (a Go client's gRPC): the option, as for TLS, from the
+		 * frames before they leave. Not on a TLS socket's ciphertext. */
+		__u64 key = (__u64)sk;
+		struct conn *c = bpf_map_lookup_elem(&conns, &key);
+		if (!c || !c->tls)
+			h2_option(sk, tgid, in.call.goid, in.call.buf, in.call.cnt);
+	}
 	return 0;
 }
 
@@ -1437,51 +1514,6 @@ static __always_inline struct sock *gotls_sock(const struct proc_cfg *cfg, __u64
 	    bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + cfg->netfd_sysfd)))
 		return 0;
 	return fd_sock(fd);
-}
-
-/* HTTP/2 over TLS: a write of plaintext frames buf[0:len] by goroutine
- * goid. When its first HEADERS frame opens a client stream whose IDs the
- * Go probes filed (h2_ids: gRPC's loopy writer, net/http's writeHeaders,
- * the goroutine that writes), that stream's context goes in a TCP option
- * on the write's first segment (the record that starts there): a header
- * cannot go into ciphertext. One per write; the receiver gives it to the
- * first stream it decodes from a read that begins there. */
-#define H2_SCAN_FRAMES 16
-static __always_inline void h2_option(struct sock *sk, __u32 tgid, __u64 goid, __u64 buf, __u64 len)
-{
-	__u64 off = 0;
-	__u8 pre[4];
-	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)buf) && pre[0] == 'P' && pre[1] == 'R' &&
-	    pre[2] == 'I' && pre[3] == ' ')
-		off = 24; /* the client preface */
-	bool filed = false;
-	for (int i = 0; i < H2_SCAN_FRAMES; i++) {
-		__u8 fh[9];
-		if (off + 9 > len || bpf_probe_read_user(fh, sizeof(fh), (void *)(buf + off)))
-			return;
-		off += 9 + ((__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2]);
-		if (fh[3] != 1 /* HEADERS */)
-			continue;
-		struct h2_key k = {.tgid = tgid, .goid = goid,
-				   .stream_id = ((__u32)(fh[5] & 0x7f) << 24 | (__u32)fh[6] << 16 | (__u32)fh[7] << 8 | fh[8])};
-		struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
-		if (!ids || (ids->flags & H2_APP_HEADER))
-			continue; /* not a stream this process opened (a server's response), or the app's own context */
-		if (filed) {
-			count(STAT_H2_OPTION_SHARED); /* one option per write: this stream goes without */
-			continue;
-		}
-		__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-		if (!cookie)
-			return;
-		struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq), .exact = 1,
-				       .flags = (ids->flags & CTX_SAMPLED) ? 1 : 0};
-		__builtin_memcpy(tx.trace_id, ids->trace_id, sizeof(tx.trace_id));
-		__builtin_memcpy(tx.span_id, ids->span_id, sizeof(tx.span_id));
-		bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
-		count(STAT_H2_OPTION);
-		filed = true;
-	}
 }
 
 /* func (c *Conn) Write(b []byte) (int, error): c in RAX, b in RBX/RCX. */

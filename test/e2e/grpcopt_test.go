@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// TestGRPCOptionOnly: gRPC over h2c where no header is inserted (propagation
+// "tcp", as on kernels before 5.17, which have no injection): the TCP
+// option on the first segment of the write that opens a stream carries A's
+// call to B, read in the syscalls source (where the write is seen before
+// its bytes leave). B's span is A's call's child, never another's.
+func TestGRPCOptionOnly(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	dir := t.TempDir()
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-grpcopt"))
+	a := startServer(t, "a", bin)
+	b := startServer(t, "b", bin)
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-propagation", "tcp", "-capture", "syscalls",
+		"-pid", fmt.Sprint(a.PID()), "-pid", fmt.Sprint(b.PID()))
+	ag.waitTracked(t, a.PID())
+	ag.waitTracked(t, b.PID())
+	const n = 20
+	var lines []string
+	for range n {
+		lines = append(lines, "hop grpc://"+b.Addr)
+	}
+	cmd := exec.Command(bin, "-call", a.Addr, "-stdin")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.Output(); err != nil || strings.Count(string(out), "OK") != n {
+		t.Fatalf("calls: %q %v", out, err)
+	}
+	pid := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
+	spans := col.WaitSpans(t, 3*n, 30*time.Second, func(s otelcol.Span) bool {
+		return pid(s) == fmt.Sprint(a.PID()) || pid(s) == fmt.Sprint(b.PID())
+	})
+	var aSrv, aCli, bSrv []otelcol.Span
+	for _, s := range inStartOrder(spans) {
+		switch {
+		case s.Kind == 2 && pid(s) == fmt.Sprint(a.PID()):
+			aSrv = append(aSrv, s)
+		case s.Kind == 3 && pid(s) == fmt.Sprint(a.PID()):
+			aCli = append(aCli, s)
+		case s.Kind == 2 && pid(s) == fmt.Sprint(b.PID()):
+			bSrv = append(bSrv, s)
+		}
+	}
+	if len(aSrv) != n || len(aCli) != n || len(bSrv) != n {
+		t.Fatalf("A server %d, A client %d, B server %d: want %d each", len(aSrv), len(aCli), len(bSrv), n)
+	}
+	roots := 0
+	for i := range n {
+		if aCli[i].ParentSpanID != aSrv[i].SpanID {
+			t.Errorf("call %d: A's call has parent %q, A's request is %s", i, aCli[i].ParentSpanID, aSrv[i].SpanID)
+		}
+		switch {
+		case bSrv[i].ParentSpanID == "":
+			roots++ // the connection's first stream, or a write read together with another
+		case bSrv[i].ParentSpanID != aCli[i].SpanID || bSrv[i].TraceID != aCli[i].TraceID:
+			t.Errorf("call %d: B's request has parent %q in %s, not A's call %s in %s", i, bSrv[i].ParentSpanID, bSrv[i].TraceID, aCli[i].SpanID, aCli[i].TraceID)
+		}
+	}
+	t.Logf("%d calls: B's span a root %d; options filed %v, written %v, read %v; server streams parented by an option %v",
+		n, roots, ag.metric(t, `weft_sockio_kernel_total{name="h2_option"}`), ag.metric(t, `weft_tcpopt_total{name="written"}`),
+		ag.metric(t, `weft_tcpopt_total{name="read"}`), ag.metric(t, `weft_gogrpc_kernel_total{name="option_parent"}`))
+	if roots > n*3/10 {
+		t.Errorf("%d of %d calls reached B without A's context", roots, n)
+	}
+}
