@@ -223,10 +223,17 @@ func TestTLSMixedChain(t *testing.T) {
 // is its child (issue 19 item 3 for HTTP/2).
 func TestGRPCOverTLS(t *testing.T) {
 	needRoot(t)
+	// grpc v1.66 (Go 1.22) and the newest (Go 1.26), as the issue asks.
+	for _, v := range []grpcVariant{grpcVariants[1], grpcVariants[len(grpcVariants)-1]} {
+		t.Run(v.tag(), func(t *testing.T) { grpcOverTLS(t, v) })
+	}
+}
+
+func grpcOverTLS(t *testing.T, v grpcVariant) {
 	col := otelcol.Start(t)
 	dir := t.TempDir()
 	cert, key := selfSigned(t, dir)
-	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-grpctls"))
+	bin := grpcBinary(t, v, dir, "weft-e2e-grpctls")
 	a := startServer(t, "a", bin, "-cert", cert, "-key", key)
 	b := startServer(t, "b", bin, "-cert", cert, "-key", key)
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-pid", fmt.Sprint(a.PID()), "-pid", fmt.Sprint(b.PID()))
