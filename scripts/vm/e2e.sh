@@ -70,7 +70,8 @@ for v in go1.22.12 go1.24.13 go1.26.8; do
 done
 fixture testdata/httpserver go1.26.8 -buildmode=pie
 fixture testdata/grpcserver ""
-fixture testdata/grpcserver go1.22.12 -modfile=go.v1.66.mod # TestGRPCOverTLS's older grpc
+fixture testdata/grpcserver go1.22.12 -modfile=go.v1.66.mod # TestGRPCOverTLS: grpc v1.66
+fixture testdata/grpcserver go1.26.8 # TestGRPCOverTLS: the newest grpc
 fixture testdata/proxy ""
 fixture testdata/shortclient ""
 echo "e2e.sh: built in $((SECONDS - start)) s" >&2
