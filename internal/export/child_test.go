@@ -46,8 +46,12 @@ func TestChildAgent(t *testing.T) {
 	}
 	// Ready once most spans are on disk and the spiller has caught up (on a
 	// busy machine some may have met a full queue: those are counted, and
-	// the parent only checks what the spool holds).
-	for reg.Value(spansMetric, "outcome", "spooled") < childSpans/2 || o.q.size() > cfg.QueueSize/2 {
+	// the parent only checks what the spool holds). Caught up means below
+	// the mark that wakes the spiller, not below the half it spills down
+	// to: pushes after its last run may leave up to 3/4 in memory, and
+	// with the collector down the sender retries the older spool files,
+	// so nothing else would ever take them out.
+	for reg.Value(spansMetric, "outcome", "spooled") < childSpans/2 || o.q.size() > cfg.QueueSize*3/4 {
 		time.Sleep(50 * time.Millisecond)
 	}
 	fmt.Printf("ready %d\n", reg.Value(spansMetric, "outcome", "spooled"))
