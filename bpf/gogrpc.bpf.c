@@ -114,7 +114,9 @@ enum gogrpc_stat {
 	GG_APP_HEADER = 6,     /* ... whose metadata has a traceparent already */
 	GG_ORIGINATED = 7,     /* loopy hook entries that found their call's IDs */
 	GG_OPTION_PARENT = 8,  /* operateHeaders: no traceparent; the parent came in a TCP option (TLS) */
-	GG_MAX = 9,
+	GG_B3_PARENT = 9,      /* ... no traceparent nor option; the parent came in B3 metadata */
+	GG_B3_NO_CONTEXT = 10, /* ... B3 metadata there, but no context in it (malformed, sampling only) */
+	GG_MAX = 11,
 };
 
 struct {
@@ -163,35 +165,103 @@ static __always_inline __u64 go_arg(const struct pt_regs *ctx, __u8 i)
 	return 0;
 }
 
-/* Header fields searched for a traceparent: grpc puts metadata after its
- * seven-odd reserved fields. */
+/* Header fields searched for a traceparent (and B3): grpc puts metadata
+ * after its seven-odd reserved fields. */
 #define MAX_FIELDS 32
 
-/* Which of the names weft cares about the hpack.HeaderField at f has:
- * H2_APP_HEADER for "traceparent", H2_APP_STATE for "tracestate", else 0. */
-static __always_inline __u8 field_kind(const struct grpc_cfg *cfg, __u64 f)
+/* Eight bytes of a header name as the little-endian word a read of them
+ * gives (bytes past the name's end are zero). */
+#define W8(a, b, c, d, e, f, g, h)                                                                         \
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 |          \
+	 (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
+
+/* The header names weft reads (HTTP/2 names are lowercase). */
+enum {
+	FN_NONE,
+	FN_TRACEPARENT,
+	FN_TRACESTATE,
+	FN_B3,        /* b3 */
+	FN_B3_TRACE,  /* x-b3-traceid */
+	FN_B3_SPAN,   /* x-b3-spanid */
+	FN_B3_SAMPLED, /* x-b3-sampled */
+	FN_B3_FLAGS,  /* x-b3-flags */
+};
+
+/* Which of those names the hpack.HeaderField at f has (FN_*). */
+static __always_inline int field_name(const struct grpc_cfg *cfg, __u64 f)
 {
 	struct {
 		__u64 ptr, len;
 	} name = {};
-	if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)) ||
-	    (name.len != 11 && name.len != 10))
-		return 0;
+	if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + cfg->field_name)))
+		return FN_NONE;
+	__u32 len = name.len;
+	if (name.len != 2 && (name.len < 10 || name.len > 12))
+		return FN_NONE;
 	__u64 s[2] = {};
-	if (bpf_probe_read_user(s, name.len == 11 ? 11 : 10, (void *)name.ptr))
-		return 0;
-	/* the names as little-endian words */
-	if (name.len == 11 && s[0] == 0x7261706563617274ULL && s[1] == 0x746e65ULL)
-		return H2_APP_HEADER;
-	if (name.len == 10 && s[0] == 0x6174736563617274ULL && s[1] == 0x6574ULL)
-		return H2_APP_STATE;
-	return 0;
+	if (bpf_probe_read_user(s, len & 15, (void *)name.ptr))
+		return FN_NONE;
+	switch (len) {
+	case 2:
+		return s[0] == W8('b', '3', 0, 0, 0, 0, 0, 0) ? FN_B3 : FN_NONE;
+	case 10:
+		if (s[0] == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && s[1] == W8('t', 'e', 0, 0, 0, 0, 0, 0))
+			return FN_TRACESTATE;
+		if (s[0] == W8('x', '-', 'b', '3', '-', 'f', 'l', 'a') && s[1] == W8('g', 's', 0, 0, 0, 0, 0, 0))
+			return FN_B3_FLAGS;
+		return FN_NONE;
+	case 11:
+		if (s[0] == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && s[1] == W8('e', 'n', 't', 0, 0, 0, 0, 0))
+			return FN_TRACEPARENT;
+		if (s[0] == W8('x', '-', 'b', '3', '-', 's', 'p', 'a') && s[1] == W8('n', 'i', 'd', 0, 0, 0, 0, 0))
+			return FN_B3_SPAN;
+		return FN_NONE;
+	case 12:
+		if (s[0] == W8('x', '-', 'b', '3', '-', 't', 'r', 'a') && s[1] == W8('c', 'e', 'i', 'd', 0, 0, 0, 0))
+			return FN_B3_TRACE;
+		if (s[0] == W8('x', '-', 'b', '3', '-', 's', 'a', 'm') && s[1] == W8('p', 'l', 'e', 'd', 0, 0, 0, 0))
+			return FN_B3_SAMPLED;
+	}
+	return FN_NONE;
 }
 
-/* Finds the "traceparent" field in a Go []hpack.HeaderField. Returns 1
- * and fills out if it holds a valid value, -1 if one is there but invalid,
- * 0 if there is none. */
-static __always_inline int find_traceparent(const struct grpc_cfg *cfg, __u64 fields, __u64 n, struct span_ctx *out)
+/* What the application put in a client call's metadata itself:
+ * H2_APP_HEADER for "traceparent", H2_APP_STATE for "tracestate", else 0. */
+static __always_inline __u8 field_kind(const struct grpc_cfg *cfg, __u64 f)
+{
+	int k = field_name(cfg, f);
+	if (k == FN_TRACEPARENT)
+		return H2_APP_HEADER;
+	return k == FN_TRACESTATE ? H2_APP_STATE : 0;
+}
+
+/* What operate_headers reads incoming context from, in a map rather than
+ * on the stack: the verifier does not track map memory, so the field scan
+ * is walked as one state, not one per set of names seen so far; and a B3
+ * value's end is marked at a variable offset, which a stack write may not
+ * be before Linux 5.12. */
+struct in_fields {
+	/* addresses of the first field of each name (0: none) */
+	__u64 tp;                                      /* traceparent */
+	__u64 b3;                                      /* b3 (single) */
+	__u64 b3_trace, b3_span, b3_sampled, b3_flags; /* x-b3-* */
+	/* A B3 value, as tracectx.h's parsers take it: its bytes, then a CR
+	 * where it ends (an HTTP/1 line's end; an HTTP/2 value has a length
+	 * instead), then whatever an earlier value left, which no parser
+	 * accepts past the CR. */
+	__u8 v[B3_SINGLE_MAX + 12];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct in_fields);
+} grpc_in_fields SEC(".maps");
+
+/* One pass over a Go []hpack.HeaderField, noting the context fields; it
+ * stops at a traceparent, which wins over B3 (not read then). */
+static __always_inline void scan_fields(const struct grpc_cfg *cfg, __u64 fields, __u64 n, struct in_fields *in)
 {
 	if (n > MAX_FIELDS)
 		n = MAX_FIELDS;
@@ -200,20 +270,86 @@ static __always_inline int find_traceparent(const struct grpc_cfg *cfg, __u64 fi
 		if (i >= n)
 			break;
 		__u64 f = fields + (__u64)i * cfg->field_size;
-		if (field_kind(cfg, f) != H2_APP_HEADER)
-			continue;
-		struct {
-			__u64 ptr, len;
-		} value = {};
-		if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + cfg->field_value)) ||
-		    value.len != TP_VALUE_LEN)
-			return -1;
-		__u8 v[TP_VALUE_LEN];
-		if (bpf_probe_read_user(v, sizeof(v), (void *)value.ptr))
-			return -1;
-		return parse_traceparent(v, out) ? 1 : -1;
+		int k = field_name(cfg, f);
+		if (k == FN_TRACEPARENT) {
+			in->tp = f;
+			break;
+		}
+		if (k == FN_B3 && !in->b3)
+			in->b3 = f;
+		else if (k == FN_B3_TRACE && !in->b3_trace)
+			in->b3_trace = f;
+		else if (k == FN_B3_SPAN && !in->b3_span)
+			in->b3_span = f;
+		else if (k == FN_B3_SAMPLED && !in->b3_sampled)
+			in->b3_sampled = f;
+		else if (k == FN_B3_FLAGS && !in->b3_flags)
+			in->b3_flags = f;
 	}
-	return 0;
+}
+
+/* The traceparent field at f: 1 and out filled if it holds a valid value,
+ * -1 if not. */
+static __always_inline int read_traceparent(const struct grpc_cfg *cfg, __u64 f, struct span_ctx *out)
+{
+	struct {
+		__u64 ptr, len;
+	} value = {};
+	if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + cfg->field_value)) || value.len != TP_VALUE_LEN)
+		return -1;
+	__u8 v[TP_VALUE_LEN];
+	if (bpf_probe_read_user(v, sizeof(v), (void *)value.ptr))
+		return -1;
+	return parse_traceparent(v, out) ? 1 : -1;
+}
+
+/* Reads the value of the field at f (0: none) into b->v; false when
+ * there is none, it cannot be read, or it is longer than any valid B3
+ * value. *avail gets its length with the CR. */
+static __always_inline bool b3_value(const struct grpc_cfg *cfg, __u64 f, struct in_fields *b, __u32 *avail)
+{
+	if (!f)
+		return false;
+	struct {
+		__u64 ptr, len;
+	} value = {};
+	if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + cfg->field_value)) || value.len == 0 ||
+	    value.len > B3_SINGLE_MAX)
+		return false;
+	__u32 len = value.len;
+	barrier_var(len); /* bound the register that sizes and indexes */
+	if (len == 0 || len > B3_SINGLE_MAX)
+		return false;
+	if (bpf_probe_read_user(b->v, len, (void *)value.ptr))
+		return false;
+	b->v[len] = '\r';
+	*avail = len + 1;
+	return true;
+}
+
+/* The span context a server stream's B3 metadata carries, by the rules
+ * HTTP/1's kernel search applies (sockio's find_b3): the single header's
+ * when valid, else the multi headers'. False when there is none. */
+static __always_inline bool read_b3(const struct grpc_cfg *cfg, struct in_fields *in, struct span_ctx *out)
+{
+	__u32 avail = 0;
+	struct in_fields *b = in;
+	if (b3_value(cfg, in->b3, b, &avail) && parse_b3_single(b->v, avail, out))
+		return true;
+	if (!b3_value(cfg, in->b3_trace, b, &avail) || !b3_multi_trace(b->v, avail, out))
+		return false;
+	if (!b3_value(cfg, in->b3_span, b, &avail) || !b3_multi_span(b->v, avail, out))
+		return false;
+	out->flags = CTX_SAMPLED; /* deferred, unless X-B3-Sampled says */
+	if (in->b3_sampled) {
+		int f = b3_value(cfg, in->b3_sampled, b, &avail) ? b3_multi_sampled(b->v, avail) : -1;
+		if (f < 0)
+			return false;
+		out->flags = f;
+	}
+	if (b3_value(cfg, in->b3_flags, b, &avail) && b3_multi_debug(b->v, avail))
+		out->flags = CTX_SAMPLED;
+	return true;
 }
 
 /* Streams of a new connection that may have come in the handshake's read. */
@@ -239,7 +375,13 @@ int operate_headers(struct pt_regs *ctx)
 	struct h2_span ids = {};
 	__u64 fields = read_u64(frame + cfg->mhf_fields);
 	__u64 n = read_u64(frame + cfg->mhf_fields + 8);
-	int remote = find_traceparent(cfg, fields, n, &in) == 1;
+	__u32 zero = 0;
+	struct in_fields *inf = bpf_map_lookup_elem(&grpc_in_fields, &zero);
+	if (!inf)
+		return 0;
+	__builtin_memset(inf, 0, offsetof(struct in_fields, v));
+	scan_fields(cfg, fields, n, inf);
+	int remote = inf->tp && read_traceparent(cfg, inf->tp, &in) == 1;
 	if (remote)
 		count(GG_REMOTE_PARENT);
 	/* Over TLS no header was added: the sender's context may have come in
@@ -257,6 +399,17 @@ int operate_headers(struct pt_regs *ctx)
 	}
 	if (rx)
 		bpf_map_delete_elem(&tls_opts_g, &gk);
+	/* Neither: B3 metadata (Zipkin; Istio/Envoy, Linkerd) gives the
+	 * parent, as for HTTP/1 (user space reads the same fields again,
+	 * and counts what it ignores). A traceparent, even invalid, wins. */
+	if (!remote && !rx && !inf->tp && (inf->b3 | inf->b3_trace | inf->b3_span)) {
+		if (read_b3(cfg, inf, &in)) {
+			remote = 1;
+			count(GG_B3_PARENT);
+		} else {
+			count(GG_B3_NO_CONTEXT);
+		}
+	}
 	h2_span_ids(&ids, remote ? &in : NULL);
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
 	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};

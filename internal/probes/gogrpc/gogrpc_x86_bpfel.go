@@ -44,7 +44,9 @@ const (
 	gogrpcGogrpcStatGG_APP_HEADER     gogrpcGogrpcStat = 6
 	gogrpcGogrpcStatGG_ORIGINATED     gogrpcGogrpcStat = 7
 	gogrpcGogrpcStatGG_OPTION_PARENT  gogrpcGogrpcStat = 8
-	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 9
+	gogrpcGogrpcStatGG_B3PARENT       gogrpcGogrpcStat = 9
+	gogrpcGogrpcStatGG_B3NO_CONTEXT   gogrpcGogrpcStat = 10
+	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 11
 )
 
 type gogrpcGrpcCfg struct {
@@ -86,6 +88,17 @@ type gogrpcHfKey struct {
 	Tgid uint32
 	Pad  uint32
 	Hf   uint64
+}
+
+type gogrpcInFields struct {
+	_         structs.HostLayout
+	Tp        uint64
+	B3        uint64
+	B3Trace   uint64
+	B3Span    uint64
+	B3Sampled uint64
+	B3Flags   uint64
+	V         [80]uint8
 }
 
 type gogrpcProcCfg struct {
@@ -138,6 +151,7 @@ const (
 	gogrpcMapGogrpcStats       = "gogrpc_stats"
 	gogrpcMapGospawn           = "gospawn"
 	gogrpcMapGrpcCalls         = "grpc_calls"
+	gogrpcMapGrpcInFields      = "grpc_in_fields"
 	gogrpcMapGrpcProcs         = "grpc_procs"
 	gogrpcMapGrpcStreams       = "grpc_streams"
 	gogrpcMapGrpcTemplates     = "grpc_templates"
@@ -215,6 +229,7 @@ type gogrpcMapSpecs struct {
 	GogrpcStats   *ebpf.MapSpec `ebpf:"gogrpc_stats"`
 	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
 	GrpcCalls     *ebpf.MapSpec `ebpf:"grpc_calls"`
+	GrpcInFields  *ebpf.MapSpec `ebpf:"grpc_in_fields"`
 	GrpcProcs     *ebpf.MapSpec `ebpf:"grpc_procs"`
 	GrpcStreams   *ebpf.MapSpec `ebpf:"grpc_streams"`
 	GrpcTemplates *ebpf.MapSpec `ebpf:"grpc_templates"`
@@ -258,6 +273,7 @@ type gogrpcMaps struct {
 	GogrpcStats   *ebpf.Map `ebpf:"gogrpc_stats"`
 	Gospawn       *ebpf.Map `ebpf:"gospawn"`
 	GrpcCalls     *ebpf.Map `ebpf:"grpc_calls"`
+	GrpcInFields  *ebpf.Map `ebpf:"grpc_in_fields"`
 	GrpcProcs     *ebpf.Map `ebpf:"grpc_procs"`
 	GrpcStreams   *ebpf.Map `ebpf:"grpc_streams"`
 	GrpcTemplates *ebpf.Map `ebpf:"grpc_templates"`
@@ -274,6 +290,7 @@ func (m *gogrpcMaps) Close() error {
 		m.GogrpcStats,
 		m.Gospawn,
 		m.GrpcCalls,
+		m.GrpcInFields,
 		m.GrpcProcs,
 		m.GrpcStreams,
 		m.GrpcTemplates,

@@ -64,6 +64,8 @@ var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_APP_HEADER:     "app_traceparent",
 	gogrpcGogrpcStatGG_ORIGINATED:     "client_streams",
 	gogrpcGogrpcStatGG_OPTION_PARENT:  "option_parent",
+	gogrpcGogrpcStatGG_B3PARENT:       "b3_parent",
+	gogrpcGogrpcStatGG_B3NO_CONTEXT:   "b3_no_context",
 }
 
 // Start loads the programs with sockio's maps in place of their own.
