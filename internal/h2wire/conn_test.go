@@ -17,7 +17,8 @@ func basicConv(maxFrag int, pad bool) *conv {
 	c.req(1, "/pkg.Svc/Unary", false, "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate", "a=1", "tracestate", "b=2")
 	c.req(3, "/pkg.Svc/Missing", true)
 	c.data(true, 1, 20, true)
-	c.req(5, "/pkg.Svc/Cancelled", false)
+	c.req(5, "/pkg.Svc/Cancelled", false, "b3", " 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1 ", "x-b3-traceid", "a3ce929d0e0e4736",
+		"x-b3-spanid", "e457b5a2e4d86bd1", "x-b3-sampled", "0", "x-b3-flags", "1", "b3", "second")
 	c.resp(3, 200, true, "grpc-status", "5", "grpc-message", "not%20found")
 	c.req(7, "/pkg.Svc/Stream", false, "x-source-cluster", "aws-us-west-2-prod-01", "x-source-cluster", "second")
 	c.resp(1, 200, false)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -136,6 +137,12 @@ func (c *conv) req(id uint32, path string, end bool, extra ...string) {
 		case "x-source-cluster":
 			if w.SourceCluster == "" {
 				w.SourceCluster = extra[i+1]
+			}
+		case "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags":
+			dst := map[string]*string{"b3": &w.B3.Single, "x-b3-traceid": &w.B3.TraceID, "x-b3-spanid": &w.B3.SpanID,
+				"x-b3-sampled": &w.B3.Sampled, "x-b3-flags": &w.B3.Flags}[extra[i]]
+			if *dst == "" {
+				*dst = strings.TrimSpace(extra[i+1])
 			}
 		}
 	}

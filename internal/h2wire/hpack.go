@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/weft-dev/weft/internal/tracecontext"
 	"github.com/weft-dev/weft/internal/wire"
 )
 
@@ -18,6 +19,7 @@ type block struct {
 	contentType, userAgent          string
 	traceparent, tracestate         string
 	sourceCluster                   string // x-source-cluster
+	b3                              tracecontext.B3
 	status, grpcStatus, grpcMessage string
 	hasStatus, hasGRPCStatus        bool
 	tooLarge                        bool // over limit: the fields past it were dropped
@@ -67,12 +69,30 @@ func (b *block) emit(f hpack.HeaderField) {
 		}
 	case "x-source-cluster":
 		first(&b.sourceCluster)
+	case "b3":
+		firstTrimmed(&b.b3.Single, f.Value)
+	case "x-b3-traceid":
+		firstTrimmed(&b.b3.TraceID, f.Value)
+	case "x-b3-spanid":
+		firstTrimmed(&b.b3.SpanID, f.Value)
+	case "x-b3-sampled":
+		firstTrimmed(&b.b3.Sampled, f.Value)
+	case "x-b3-flags":
+		firstTrimmed(&b.b3.Flags, f.Value)
 	case "grpc-status":
 		if !b.hasGRPCStatus {
 			b.grpcStatus, b.hasGRPCStatus = f.Value, true
 		}
 	case "grpc-message":
 		first(&b.grpcMessage)
+	}
+}
+
+// firstTrimmed keeps the first non-empty value of a B3 field, without
+// surrounding whitespace (tracecontext.B3 holds them so).
+func firstTrimmed(dst *string, v string) {
+	if *dst == "" {
+		*dst = strings.TrimSpace(v)
 	}
 }
 

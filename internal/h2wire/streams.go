@@ -24,7 +24,7 @@ func (c *Conn) requestBlock(sid uint32, b *block, start chunkRef) {
 		Role: c.role, ID: sid,
 		Method: b.method, Path: b.path, Authority: b.authority, Scheme: b.scheme,
 		ContentType: b.contentType, UserAgent: b.userAgent,
-		Traceparent: b.traceparent, Tracestate: b.tracestate, SourceCluster: b.sourceCluster,
+		Traceparent: b.traceparent, Tracestate: b.tracestate, SourceCluster: b.sourceCluster, B3: b.b3,
 		GRPC:       strings.HasPrefix(b.contentType, "application/grpc"),
 		GRPCStatus: -1,
 		Start:      start.time, StartGoid: start.goid, StartTag: start.tag,

@@ -1,6 +1,9 @@
 package h2wire
 
-import "github.com/weft-dev/weft/internal/wire"
+import (
+	"github.com/weft-dev/weft/internal/tracecontext"
+	"github.com/weft-dev/weft/internal/wire"
+)
 
 // Chunk is one send-side or recv-side operation (internal/wire), so one
 // capture pipeline feeds every parser.
@@ -64,6 +67,9 @@ type Stream struct {
 	// SourceCluster is the first x-source-cluster field of the request:
 	// the cluster a caller without weft says it runs in.
 	SourceCluster string
+	// B3 holds the request's first b3 and x-b3-* values (Zipkin's
+	// context, as meshes send it), trimmed.
+	B3 tracecontext.B3
 }
 
 // Reasons a stream is emitted incomplete (Stream.Incomplete).
