@@ -44,6 +44,13 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 		// and the kernel's IDs are already in its trace.
 		s.Parent, s.Remote, s.Sampled = trace.SpanID(in.Option.SpanID), true, in.Option.Sampled
 	}
+	if kind == trace.SpanKindServer && st.Traceparent == "" && in.Option == nil {
+		// Neither: B3 metadata (meshes) gives the parent, as the gRPC
+		// probe read it when it made the kernel's IDs; the option, which
+		// weft's own client sent, wins over B3 as an injected traceparent
+		// would (the B3 may be the caller's, forwarded from its request).
+		v.B3Problem = httpsem.B3Parent(&s, st.B3, in.KernelIDs)
+	}
 	if kind == trace.SpanKindClient {
 		if in.Parent != nil {
 			s.Parent, s.Sampled = in.Parent.SpanID, in.Parent.Sampled

@@ -30,8 +30,8 @@ type Protocol struct {
 }
 
 type counters struct {
-	problems, spans, tpInvalid *metrics.ByLabel
-	kernelIDs                  *atomic.Uint64
+	problems, spans, tpInvalid, b3Ignored *metrics.ByLabel
+	kernelIDs                             *atomic.Uint64
 }
 
 // New makes the protocol.
@@ -44,6 +44,7 @@ func New(cfg Config) *Protocol {
 		problems:  m.ByLabel("weft_http2_problems_total", "HTTP/2 connections or streams skipped, by reason", "reason"),
 		spans:     m.ByLabel("weft_spans_total", "spans made, by family and kind", "kind", "family", httpsem.Family),
 		tpInvalid: m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
+		b3Ignored: m.ByLabel("weft_b3_ignored_total", "incoming B3 headers ignored (the request is then a root), by reason", "reason"),
 		kernelIDs: m.Counter("weft_http2_streams_linked_total", "HTTP/2 stream spans whose IDs the gRPC probe made in the kernel (so linked in-process and propagated)"),
 	}}
 }
@@ -92,6 +93,9 @@ func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 		if verdict.TraceparentProblem != "" {
 			x.p.met.tpInvalid.Inc(verdict.TraceparentProblem)
 		}
+		if verdict.B3Problem != "" {
+			x.p.met.b3Ignored.Inc(verdict.B3Problem)
+		}
 		// Unsampled spans go on too: metrics count them, the sampler
 		// stage (internal/sampling) drops them.
 		x.p.met.spans.Inc("http2_" + s.Kind.String())
@@ -103,7 +107,7 @@ func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 // server's handler and the next hop already carry; else fresh ones.
 func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 	if k, ok := x.c.StreamIDs(st.ID, st.StartGoid); ok {
-		in.TraceID, in.SpanID = k.Trace, k.Span
+		in.TraceID, in.SpanID, in.KernelIDs = k.Trace, k.Span, true
 		if k.Linked && st.Role == h2wire.RoleClient {
 			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
 		}

@@ -51,6 +51,10 @@ type Input struct {
 	Redact redact.Policy
 	// TLS: the exchange was read as a TLS library's plaintext (https).
 	TLS bool
+	// KernelIDs: TraceID and SpanID were made in the kernel, where the
+	// request's calls find them (HTTP/2 streams; else fresh ones made in
+	// user space, which nothing else carries).
+	KernelIDs bool
 }
 
 // Scheme is the URL scheme of in's exchange.
@@ -203,33 +207,44 @@ func ProblemName(err error) string {
 // scans without bpf_loop) the span's trace ID, the kernel's, differs from
 // the B3 one, and the headers are ignored ("not_in_kernel") rather than
 // split the trace.
-func FromB3(s *spans.Span, b tracecontext.B3) string {
+func FromB3(s *spans.Span, b tracecontext.B3) string { return B3Parent(s, b, true) }
+
+// B3Parent is FromB3 for a span whose IDs the kernel made (kernel) or
+// user space did: those nothing else carries, so the span takes the B3
+// trace ID as its own, as it would a traceparent's.
+func B3Parent(s *spans.Span, b tracecontext.B3, kernel bool) string {
 	if !b.Present() {
 		return ""
 	}
 	sc, err := tracecontext.ExtractB3(b)
 	if err != nil {
-		for _, p := range []struct {
-			err  error
-			name string
-		}{
-			{tracecontext.ErrB3Length, "length"}, {tracecontext.ErrB3Hex, "hex"},
-			{tracecontext.ErrB3ZeroID, "zero_id"}, {tracecontext.ErrB3Format, "format"},
-			{tracecontext.ErrB3Sampled, "sampled"}, {tracecontext.ErrB3Missing, "missing_id"},
-		} {
-			if errors.Is(err, p.err) {
-				return p.name
-			}
-		}
-		return "other"
+		return B3ProblemName(err)
 	}
 	switch {
 	case !sc.IsValid():
-	case trace.TraceID(sc.TraceID) != s.TraceID:
+	case kernel && trace.TraceID(sc.TraceID) != s.TraceID:
 		return "not_in_kernel"
 	default:
-		s.Parent, s.Remote = trace.SpanID(sc.SpanID), true
+		s.TraceID, s.Parent, s.Remote = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), true
 		s.Sampled = sc.Sampled()
 	}
 	return ""
+}
+
+// B3ProblemName names a B3 parse error for the weft_b3_ignored_total
+// reason label.
+func B3ProblemName(err error) string {
+	for _, p := range []struct {
+		err  error
+		name string
+	}{
+		{tracecontext.ErrB3Length, "length"}, {tracecontext.ErrB3Hex, "hex"},
+		{tracecontext.ErrB3ZeroID, "zero_id"}, {tracecontext.ErrB3Format, "format"},
+		{tracecontext.ErrB3Sampled, "sampled"}, {tracecontext.ErrB3Missing, "missing_id"},
+	} {
+		if errors.Is(err, p.err) {
+			return p.name
+		}
+	}
+	return "other"
 }
