@@ -17,7 +17,9 @@
 //
 // The program knows nothing of tracing and propagates nothing itself; with
 // -own-traceparent (or $GRPCSERVER_OWN_TRACEPARENT) its gRPC calls carry that
-// "traceparent" metadata, as a program with its own tracing SDK would.
+// "traceparent" metadata, as a program with its own tracing SDK would; with
+// -md KEY=VALUE (repeatable; also per line of -stdin) they carry that
+// metadata, as a mesh's sidecar or a caller with B3 propagation would.
 //
 // The same source builds against grpc-go v1.50 up to the newest
 // (go.mod, go.v1.66.mod, go.v1.50.mod): it uses no newer API.
@@ -28,7 +30,7 @@
 //	grpcserver [-http] [-addr A]       serve on A (127.0.0.1:0), print "LISTEN <port>"
 //	grpcserver -call ADDR SERVICE      call Check once, print the status code
 //	grpcserver -call ADDR -watch       call Watch, read the stream to its end
-//	grpcserver -call ADDR -stdin       one call a line: [-watch] [-timeout D] [SERVICE]
+//	grpcserver -call ADDR -stdin       one call a line: [-watch] [-timeout D] [-md K=V]... [SERVICE]
 //	grpcserver -load ADDR [-c N] [-d D] N goroutines call Check ("") on one
 //	                                   connection for D, print "LOAD calls=..
 //	                                   errors=.. rps=.. p50_us=.. p99_us=.."
@@ -63,6 +65,23 @@ import (
 
 // ownTraceparent, when set, is sent as metadata on every gRPC call made.
 var ownTraceparent string
+
+// mdFlag is a repeatable KEY=VALUE flag: metadata for the calls made.
+type mdFlag []string
+
+func (m *mdFlag) String() string { return strings.Join(*m, ",") }
+
+func (m *mdFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*m = append(*m, strings.ToLower(k), val)
+	return nil
+}
+
+// callMD (-md) is sent as metadata on every gRPC call made.
+var callMD mdFlag
 
 // creds are the gRPC calls' transport credentials: plaintext unless -cert.
 var creds = insecure.NewCredentials()
@@ -136,9 +155,15 @@ func conn(target string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-func outgoing(ctx context.Context) context.Context {
+func outgoing(ctx context.Context, md ...string) context.Context {
 	if ownTraceparent != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", ownTraceparent)
+	}
+	if len(callMD) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, callMD...)
+	}
+	if len(md) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, md...)
 	}
 	return ctx
 }
@@ -210,9 +235,10 @@ func dial(addr string) *grpc.ClientConn {
 	return c
 }
 
-// callOnce calls Check (or Watch) and gives the status code's name.
-func callOnce(conn *grpc.ClientConn, watch bool, timeout time.Duration, service string) codes.Code {
-	ctx, cancel := context.WithTimeout(outgoing(context.Background()), timeout)
+// callOnce calls Check (or Watch), with md (key, value pairs) added to its
+// metadata, and gives the status code's name.
+func callOnce(conn *grpc.ClientConn, watch bool, timeout time.Duration, service string, md ...string) codes.Code {
+	ctx, cancel := context.WithTimeout(outgoing(context.Background(), md...), timeout)
 	defer cancel()
 	client := healthpb.NewHealthClient(conn)
 	if watch {
@@ -230,7 +256,7 @@ func callOnce(conn *grpc.ClientConn, watch bool, timeout time.Duration, service 
 }
 
 // callLines makes one call per line of standard input, "[-watch]
-// [-timeout D] [SERVICE...]", on one connection dialled at the first line
+// [-timeout D] [-md K=V]... [SERVICE...]", on one connection dialled at the first line
 // (so a tracer can be attached before any byte is sent), and prints each
 // status code.
 func callLines(addr string, timeout time.Duration) {
@@ -240,6 +266,8 @@ func callLines(addr string, timeout time.Duration) {
 		fs := flag.NewFlagSet("call", flag.ContinueOnError)
 		watch := fs.Bool("watch", false, "")
 		d := fs.Duration("timeout", timeout, "")
+		var md mdFlag
+		fs.Var(&md, "md", "")
 		if err := fs.Parse(strings.Fields(lines.Text())); err != nil {
 			fmt.Println("BadLine")
 			continue
@@ -247,7 +275,7 @@ func callLines(addr string, timeout time.Duration) {
 		if conn == nil {
 			conn = dial(addr)
 		}
-		fmt.Println(callOnce(conn, *watch, *d, strings.Join(fs.Args(), " ")))
+		fmt.Println(callOnce(conn, *watch, *d, strings.Join(fs.Args(), " "), md...))
 	}
 }
 
@@ -332,6 +360,7 @@ func main() {
 		"send this traceparent metadata on every gRPC call made")
 	cert := flag.String("cert", "", "PEM certificate: gRPC calls use TLS and trust it; with -key, serve TLS")
 	key := flag.String("key", "", "PEM key of -cert")
+	flag.Var(&callMD, "md", "KEY=VALUE: metadata on every gRPC call made (repeatable)")
 	workers := flag.Int("workers", envInt("GRPCSERVER_WORKERS"), "grpc.NumStreamWorkers: handlers run in this many reused worker goroutines (0: a goroutine per stream)")
 	flag.Parse()
 	var serverOpts []grpc.ServerOption
