@@ -6,7 +6,8 @@
  *   operate_headers  (*http2Server).operateHeaders, in the connection's
  *                    reader goroutine, with the header block decoded: picks
  *                    the SERVER span's IDs (honouring an incoming
- *                    traceparent) and files them under (reader, stream);
+ *                    traceparent, else a TCP option, else B3 metadata) and
+ *                    files them under (reader, stream);
  *   handle_stream    (*Server).handleStream, in the goroutine that runs the
  *                    handler (one the reader started, or a stream worker):
  *                    finds those IDs by (transport, stream) and makes them
