@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -40,6 +41,7 @@ type Probe struct {
 	coll   *ebpf.Collection // the source's programs (the maps are in maps)
 	links  []link.Link
 	rd     *ringbuf.Reader
+	waker  *ringWaker // nil: the loop wakes on its timer only
 	done   chan struct{}
 	beat   *statusserver.Heartbeat // the event loop's, for /healthz
 
@@ -161,6 +163,9 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		p.closeAll()
 		return fmt.Errorf("opening sockio ring buffer: %w", err)
+	}
+	if p.waker, err = newRingWaker(p.maps.Events); err != nil {
+		p.log.Warn("events are read every "+pollEvery.String()+" only", "err", err)
 	}
 	p.registerGauges()
 	// The loop wakes at least every pollEvery, so a silence this long
@@ -444,47 +449,67 @@ func (p *Probe) deleteConns(pid uint32) {
 
 // pollEvery bounds how long an event waits in the ring buffer: BPF wakes
 // the reader only when much data is waiting (WAKEUP_BYTES).
-const pollEvery = 20 * time.Millisecond
+const pollEvery = 100 * time.Millisecond
 
+// loop drains the ring buffer every pollEvery, or at once when BPF forces
+// a wakeup, and never waits inside the reader (see ringWaker).
 func (p *Probe) loop() {
 	defer close(p.done)
 	var rec ringbuf.Record
 	var ev conntrack.Event
 	malformed := p.deps.Metrics.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", "malformed")
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	// A deadline in the past: a read returns what is there, never waits.
+	p.rd.SetDeadline(time.Unix(1, 0))
 	sweep := time.Now()
-	p.rd.SetDeadline(time.Now().Add(pollEvery))
-	for n := 0; ; n++ {
+	for {
+		p.beat.Beat()
+		if !p.drain(&rec, &ev, malformed) {
+			return
+		}
+		p.mu.Lock()
+		p.forgetGone(true)
+		swept := time.Since(sweep) > time.Second
+		if swept {
+			sweep = time.Now()
+			p.forgetGone(false)
+			p.table.Sweep(conntrack.MonotonicNow())
+		}
+		p.mu.Unlock()
+		if swept {
+			p.checkMux()
+		}
+		select {
+		case <-tick.C:
+		case <-p.waker.C():
+		}
+	}
+}
+
+// drain hands every event in the ring buffer to the table; false once the
+// reader is closed.
+func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomic.Uint64) bool {
+	for n := 1; ; n++ {
 		if n%256 == 0 { // a beat reads the clock: not on every event
 			p.beat.Beat()
 		}
-		err := p.rd.ReadInto(&rec)
+		err := p.rd.ReadInto(rec)
 		switch {
 		case errors.Is(err, ringbuf.ErrClosed):
-			return
+			return false
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			n = -1 // beat on the next turn: idle is alive
-			p.rd.SetDeadline(time.Now().Add(pollEvery))
-			p.mu.Lock()
-			p.forgetGone(true)
-			swept := time.Since(sweep) > time.Second
-			if swept {
-				sweep = time.Now()
-				p.forgetGone(false)
-				p.table.Sweep(conntrack.MonotonicNow())
-			}
-			p.mu.Unlock()
-			if swept {
-				p.checkMux()
-			}
+			return true
 		case err != nil:
 			p.log.Warn("reading sockio ring buffer", "err", err)
+			return true
 		default:
-			if !decode(rec.RawSample, &ev) {
+			if !decode(rec.RawSample, ev) {
 				malformed.Add(1)
 				continue
 			}
 			p.mu.Lock()
-			p.table.Handle(&ev)
+			p.table.Handle(ev)
 			p.mu.Unlock()
 		}
 	}
@@ -500,6 +525,7 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 		p.links = nil
 		if p.rd != nil {
 			p.rd.Close()
+			p.waker.Close()
 			select {
 			case <-p.done:
 			case <-ctx.Done():
