@@ -182,6 +182,7 @@ func main() {
 	// Logs go to stderr: stdout belongs to the console and jsonl exporters.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	setMemoryLimit(log, os.ReadFile)
+	setProcs(log, os.Getenv)
 	allowBPFMemory(log)
 	if err := run(o, log); err != nil {
 		log.Error("weft-agent stopped", "err", err)
