@@ -161,7 +161,15 @@ func TestGRPCB3Incoming(t *testing.T) {
 				t.Errorf("%s: A's client span in trace %s, A's server span in %s", id, cli.TraceID, srv.TraceID)
 			}
 			if noInject {
-				continue // nothing carries A's call to B (h2c, no injection)
+				// No header: the TCP option may carry A's call to B (the
+				// syscalls source reads the write before it leaves), or
+				// B's span is a root.
+				for _, down := range children[cli.SpanID] {
+					if down.TraceID != srv.TraceID {
+						t.Errorf("%s: B's server span in trace %s, want %s", id, down.TraceID, srv.TraceID)
+					}
+				}
+				continue
 			}
 			down, ok := only(id+": B's server span", cli, bPID, 2)
 			if ok && down.TraceID != srv.TraceID {
@@ -196,16 +204,21 @@ func TestGRPCB3Incoming(t *testing.T) {
 	for _, md := range unsampled {
 		call(c, md)
 	}
-	want := 3 * len(unsampled)
+	// Without injection B's span is unsampled only where the TCP option
+	// carried the call; else it is a root of its own, sampled.
+	least, most := 3*len(unsampled), 3*len(unsampled)
 	if noInject {
-		want = 2 * len(unsampled) // B's span is a root of its own, sampled
+		least = 2 * len(unsampled)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for int(ag.metric(t, "weft_spans_unsampled_total")) < want && time.Now().Before(deadline) {
+	for int(ag.metric(t, "weft_spans_unsampled_total")) < least && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if got := int(ag.metric(t, "weft_spans_unsampled_total")); got != want {
-		t.Errorf("weft_spans_unsampled_total = %d, want %d", got, want)
+	if noInject {
+		time.Sleep(2 * time.Second) // B's spans, if linked
+	}
+	if got := int(ag.metric(t, "weft_spans_unsampled_total")); got < least || got > most {
+		t.Errorf("weft_spans_unsampled_total = %d, want %d to %d", got, least, most)
 	}
 	for _, s := range col.Spans(t) {
 		if s.TraceID == tu {
