@@ -6,6 +6,8 @@
 # runs and ns per request (bpf_stats), uprobe hits, agent CPU per span and
 # RSS, and events lost.
 set -euo pipefail
+# BENCH_SUMMARY=FILE: also append the headline figures there (make bench's summary).
+[ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
 DUR=${BENCH_SECONDS:-8}
 AGENT_PIN=${BENCH_AGENT_CPU:-} # e.g. 1: share wrk's core, not the server's
@@ -86,7 +88,11 @@ spans_s=$(grep -c '"traceId"' "$work/spans.syscalls.jsonl" || true)
 uprobes=$(grep -c . /sys/kernel/tracing/uprobe_events 2>/dev/null) || uprobes=0
 
 python3 - "$work/rounds" "$spans_t" "$spans_s" "$(getconf CLK_TCK)" "$uprobes" "$DUR" <<'PY'
-import sys, statistics as st
+import os, shlex, sys, statistics as st
+def summary(**kv): # one line of headline figures for bench-summary.sh
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "a") as f:
+            print(" ".join(f"{k}={shlex.quote(str(round(v, 3) if isinstance(v, float) else v))}" for k, v in kv.items()), file=f)
 rounds = [l.split() for l in open(sys.argv[1])]
 spans = {"T": int(sys.argv[2]), "S": int(sys.argv[3])}
 hz, upr, dur = float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -112,4 +118,9 @@ for kind, name in (("T", "sock_tracepoints (6.3+)"), ("S", "syscalls (fallback, 
     secs = dur * len(col(kind, 1))
     print(f"agent CPU {cpu:.2f} s over {secs} s traced = {cpu/secs*100:.0f}% of a core at {spans[kind]/secs:.0f} spans/s: {cpu/max(spans[kind],1)*1e6:.1f} us per span")
     print(f"agent RSS {col(kind, 9)[-1]/1024:.1f} MiB; ring-buffer events lost: {tot(kind, 10):.0f}")
+    summary(scenario="hello", variant=name.split()[0], ratio=t/u,
+            p50_added_us=st.median(col(kind,2))-st.median(col('U',2)), p99_added_us=st.median(col(kind,3))-st.median(col('U',3)),
+            uprobe_hits_per_req=0, bpf_runs_per_req=bcnt/max(reqs,1), bpf_ns_per_req=bns/max(reqs,1),
+            agent_us_per_span_jsonl=cpu/max(spans[kind],1)*1e6, rss_mib=col(kind, 9)[-1]/1024, ringbuf_lost=int(tot(kind, 10)),
+            spans_per_req=spans[kind]/max(reqs,1), server_cpu_added_us_per_req=ct-cu)
 PY
