@@ -18,7 +18,10 @@
 # Prints a table of CPU per span and ring-buffer losses
 # (weft_sockio_kernel_total{name="ringbuf_full"}). BENCH_PROFILE=DIR also
 # saves a CPU profile of each round (the agent's -pprof) into DIR.
+# BENCH_SUMMARY=FILE also appends the headline figures there (make bench's
+# summary), with the spans the OTLP exporter dropped.
 set -euo pipefail
+[ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
 DUR=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-2}
@@ -62,7 +65,7 @@ cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f\n", ($14 + $15) * 1e9 /
 metric() { awk -v k="$1" '$1 == k {s += $2} END {print int(s)}' "$2"; }
 
 status=127.0.0.1:$((20000 + RANDOM % 10000))
-: >"$work/rounds" # exporter load req/s requests cpu_ns spans lost idle_ns
+: >"$work/rounds" # exporter load req/s requests cpu_ns spans lost idle_ns dropped
 for _ in $(seq "$ROUNDS"); do
 	for case in otlp:sat jsonl:sat otlp:fixed jsonl:fixed; do
 		exp=${case%:*} kind=${case#*:}
@@ -93,20 +96,25 @@ for _ in $(seq "$ROUNDS"); do
 		[ -n "$PROFILE" ] && wait "$prof"
 		curl -s "http://$status/metrics" >"$work/metrics"
 		lost=$(metric 'weft_sockio_kernel_total{name="ringbuf_full"}' "$work/metrics")
+		dropped=$(awk '/^weft_export_spans_total\{outcome="dropped"/{s += $2} END{print int(s)}' "$work/metrics")
 		kill -TERM "$agent"; wait "$agent" || true
 		if [ "$exp" = jsonl ]; then
 			spans=$(grep -c '"traceId"' "$out" || true)
 		else
 			spans=$(metric 'weft_export_spans_total{outcome="exported"}' "$work/metrics")
 		fi
-		echo "$exp $kind $r $((c1 - c0)) $spans $lost $idle" >>"$work/rounds"
+		echo "$exp $kind $r $((c1 - c0)) $spans $lost $idle $dropped" >>"$work/rounds"
 	done
 done
 sleep 1 # the collector's file exporter flushes every 100 ms
 received=$(grep -o '"spanId"' "$work/collector.jsonl" | wc -l)
 
 python3 - "$work/rounds" "$received" "$DUR" "$RATE" "$(ls -d /proc/[0-9]* | wc -l)" <<'PY'
-import sys, statistics as st
+import os, shlex, sys, statistics as st
+def summary(**kv): # one line of headline figures for bench-summary.sh
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "a") as f:
+            print(" ".join(f"{k}={shlex.quote(str(round(v, 3) if isinstance(v, float) else v))}" for k, v in kv.items()), file=f)
 rounds = [l.split() for l in open(sys.argv[1])]
 received, dur, rate = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 print("rounds (exporter load req/s requests agent_cpu_ms idle_ms spans us/span net_us/span lost):")
@@ -124,6 +132,16 @@ for exp in ("otlp", "jsonl"):
         u, n = st.median(us(r) for r in rs), st.median(net(r) for r in rs)
         spr = sum(int(r[5]) for r in rs) / max(sum(int(r[3]) for r in rs), 1)
         print(f"  {exp:8} {kind:5} {st.median(float(r[2]) for r in rs):8.0f} {u:8.2f} {n:6.2f} {spr:9.3f} {sum(int(r[6]) for r in rs):6d}")
+for kind, variant in (("sat", "saturation"), ("fixed", f"fixed_{rate}rps")):
+    rs = {exp: [r for r in rounds if r[0] == exp and r[1] == kind] for exp in ("otlp", "jsonl")}
+    if not rs["otlp"] and not rs["jsonl"]:
+        continue
+    med = lambda exp, f: st.median(f(r) for r in rs[exp]) if rs[exp] else "-"
+    summary(scenario="agent", variant=variant,
+            agent_us_per_span_jsonl=med("jsonl", us), agent_us_per_span_otlp=med("otlp", us),
+            ringbuf_lost=sum(int(r[6]) for r in rs["otlp"] + rs["jsonl"]), spans_dropped=sum(int(r[8]) for r in rs["otlp"]),
+            net_us_per_span_jsonl=med("jsonl", net), net_us_per_span_otlp=med("otlp", net),
+            note="agent CPU: utime+stime from load start to after the drain; net: less the idle agent's rate; dropped: OTLP rounds")
 otlp = sum(int(r[5]) for r in rounds if r[0] == "otlp")
 print(f"processes on the host: {sys.argv[5]}")
 print(f"collector received {received} spans of the {otlp} the agent exported")
