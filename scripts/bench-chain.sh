@@ -4,8 +4,11 @@
 # untraced and traced with each propagation channel (U H O B U H O B U:
 # headers, the TCP option, both); prints for each end-to-end throughput and
 # latency, uprobe hits, headers and options per request, sockops runs and
-# ns per request, and BPF cost per program from bpf_stats.
+# ns per request, and BPF cost per program from bpf_stats. BENCH_SUMMARY=FILE
+# also appends the headline figures there (make bench's summary), with the
+# ring-buffer events lost.
 set -euo pipefail
+[ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
 DUR=${BENCH_SECONDS:-8}
 CONNS=${BENCH_CONNS:-16}
@@ -55,13 +58,18 @@ for round in U H O B U H O B U; do
 	calls=$(echo "$m" | awk '/weft_gohttp_kernel_total\{name="calls"\}/{print int($2)}')
 	injected=$(echo "$m" | awk '/weft_inject_total\{name="injected"\}/{s+=$2} END{print int(s)}')
 	options=$(echo "$m" | awk '/weft_tcpopt_total\{name="written"\}/{s+=$2} END{print int(s)}')
-	echo "$round $r ${calls:-0} ${injected:-0} ${options:-0}" >>"$work/rounds"
+	lost=$(echo "$m" | awk '/ringbuf_full/{s+=$2} END{print int(s)}')
+	echo "$round $r ${calls:-0} ${injected:-0} ${options:-0} $lost" >>"$work/rounds"
 	echo "#$round" >>"$work/bpf"; bpftool prog show -j >>"$work/bpf"; echo >>"$work/bpf"
 	kill -TERM "$agent"; wait "$agent" || true
 	sysctl -qw kernel.bpf_stats_enabled=0
 done
 python3 - "$work/rounds" "$work/bpf" <<'PY'
-import sys, json, statistics as st
+import os, shlex, sys, json, statistics as st
+def summary(**kv): # one line of headline figures for bench-summary.sh
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "a") as f:
+            print(" ".join(f"{k}={shlex.quote(str(round(v, 3) if isinstance(v, float) else v))}" for k, v in kv.items()), file=f)
 rounds = [l.split() for l in open(sys.argv[1])]
 names = {"U": "untraced", "H": "headers", "O": "tcp option", "B": "headers,tcp"}
 def col(kind, i): return [float(r[i]) for r in rounds if r[0] == kind]
@@ -87,6 +95,12 @@ for m in "HOB":
     total = sum(v[0] for k, v in p.items() if k.startswith(("on_", "round_trip", "inject_", "tcpopt_", "enter_", "exit_")))
     print(f"{names[m]:14s} {t:8.0f} {t/u:6.3f} {st.median(col(m,2)):7.0f} {st.median(col(m,3)):7.0f} {per(5):10.2f} {per(6):8.2f} {per(7):8.2f} "
           f"{so[1]/max(reqs,1):11.2f} {so[0]/max(so[1],1):7.0f} {total/max(reqs,1)/1000:10.2f}")
+    runs = sum(v[1] for k, v in p.items() if k.startswith(("on_", "round_trip", "inject_", "tcpopt_", "enter_", "exit_")))
+    summary(scenario="chain", variant=names[m].replace(" ", "_"), ratio=t/u,
+            p50_added_us=st.median(col(m,2))-st.median(col('U',2)), p99_added_us=st.median(col(m,3))-st.median(col('U',3)),
+            uprobe_hits_per_req=per(5), bpf_runs_per_req=runs/max(reqs,1), bpf_ns_per_req=total/max(reqs,1),
+            ringbuf_lost=int(sum(col(m, 8))), hdr_per_req=per(6), opt_per_req=per(7), sockops_per_req=so[1]/max(reqs,1),
+            note="a request is one of wrk's to A (A and B each make a client call); uprobe hits: gohttp round_trip")
 print("per program (runs/request, ns/run), by mode:")
 for m in "HOB":
     reqs = sum(col(m, 4))
