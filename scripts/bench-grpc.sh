@@ -6,8 +6,10 @@
 # untraced and traced (U T U T U) and medians are compared. Prints throughput
 # ratio, added latency, uprobe hits per call, BPF runs and ns per call
 # (bpf_stats, per program), server CPU per call, agent CPU per span, spans
-# per call and events lost.
+# per call and events lost. BENCH_SUMMARY=FILE also appends the headline
+# figures there (make bench's summary).
 set -euo pipefail
+[ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
 DUR=${BENCH_SECONDS:-8}
 AGENT_PIN=${BENCH_AGENT_CPU:-} # e.g. 1: share the load's core, not the server's
@@ -79,7 +81,11 @@ done
 spans=$(grep -c '"traceId"' "$work/spans.jsonl" || true)
 
 python3 - "$work/rounds" "$work/bpf" "$traced_calls" "$spans" "$cpu_ticks" "$(getconf CLK_TCK)" "$rss_kb" "$uprobes" "$lost" "$DUR" "$streams" "$handlers" "$CALLERS" <<'PY'
-import sys, json, statistics as st
+import os, shlex, sys, json, statistics as st
+def summary(**kv): # one line of headline figures for bench-summary.sh
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "a") as f:
+            print(" ".join(f"{k}={shlex.quote(str(round(v, 3) if isinstance(v, float) else v))}" for k, v in kv.items()), file=f)
 rounds = [l.split() for l in open(sys.argv[1])]
 calls, spans, ticks, hz, rss, upr, lost, dur, streams, handlers, callers = map(int, sys.argv[3:])
 def col(kind, i): return [float(r[i]) for r in rounds if r[0] == kind]
@@ -110,4 +116,10 @@ cpu = ticks / hz
 secs = dur * len(t)
 print(f"agent CPU {cpu:.2f} s over {secs} s traced = {cpu/secs*100:.0f}% of a core at {spans/secs:.0f} spans/s: {cpu/max(spans,1)*1e6:.1f} us per span")
 print(f"agent RSS {rss/1024:.1f} MiB; ring-buffer events lost: {lost}")
+summary(scenario="grpc", variant=f"unary_{callers}_callers", ratio=st.median(t)/st.median(u),
+        p50_added_us=st.median(col('T',2))-st.median(col('U',2)), p99_added_us=st.median(col('T',3))-st.median(col('U',3)),
+        uprobe_hits_per_req=(streams+handlers)/max(calls,1), bpf_runs_per_req=bcnt/max(calls,1), bpf_ns_per_req=bns/max(calls,1),
+        agent_us_per_span_jsonl=cpu/max(spans,1)*1e6, rss_mib=rss/1024, ringbuf_lost=lost,
+        spans_per_req=spans/max(calls,1), server_cpu_added_us_per_req=ct-cu, **({"call_errors": errs} if errs else {}),
+        note="a request is a call; BPF: all the agent's programs, the untraced load's socket events included")
 PY
