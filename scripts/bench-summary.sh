@@ -29,7 +29,7 @@ TITLES = {
     "hello": "HTTP/1 hello server under wrk, by capture source (scripts/bench.sh)",
     "agent": "agent CPU per span, OTLP vs jsonl, by load (scripts/bench-agent.sh)",
     "chain": "A->B->C chain, end to end, by propagation channel (scripts/bench-chain.sh)",
-    "grpc": "gRPC unary calls (a request is a call) (scripts/bench-grpc.sh)",
+    "grpc": "gRPC unary calls on one HTTP/2 connection (scripts/bench-grpc.sh)",
     "tls": "TLS servers under wrk over HTTPS (scripts/bench-tls.sh)",
     "scale": "many traced processes (scripts/bench-scale.sh)",
 }

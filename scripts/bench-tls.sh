@@ -4,8 +4,10 @@
 # Python http.server behind ssl (OpenSSL, libssl.so.3) and a Go net/http
 # server (crypto/tls). Prints throughput ratio, latency, the server's CPU
 # per request, the tls source's uprobe hits per request and BPF ns per hit
-# (bpf_stats).
+# (bpf_stats). BENCH_SUMMARY=FILE also appends the headline figures there
+# (make bench's summary).
 set -euo pipefail
+[ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
 DUR=${BENCH_SECONDS:-8}
 CONNS=${BENCH_CONNS:-4}
@@ -54,7 +56,11 @@ for round in U T U T U; do
 	sysctl -qw kernel.bpf_stats_enabled=0
 done
 python3 - "$work/rounds" "$work/bpf" "$(getconf CLK_TCK)" "$name" "$progs" <<'PY'
-import sys, json, statistics as st
+import os, shlex, sys, json, statistics as st
+def summary(**kv): # one line of headline figures for bench-summary.sh
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "a") as f:
+            print(" ".join(f"{k}={shlex.quote(str(round(v, 3) if isinstance(v, float) else v))}" for k, v in kv.items()), file=f)
 rounds = [l.split() for l in open(sys.argv[1])]
 hz = int(sys.argv[3])
 name, progs = sys.argv[4], sys.argv[5]
@@ -73,6 +79,11 @@ print(f"TLS {name}: throughput untraced {u:.0f}, traced {t:.0f} req/s: ratio {t/
 print(f"TLS {name}: latency p50 {st.median(col('U',2)):.0f} -> {st.median(col('T',2)):.0f} us, p99 {st.median(col('U',3)):.0f} -> {st.median(col('T',3)):.0f} us")
 print(f"TLS {name}: server CPU per request {cpu('U'):.1f} -> {cpu('T'):.1f} us")
 print(f"TLS {name}: uprobe hits per request {hits/max(reqs,1):.2f} ({progs}* programs), BPF {ns/max(hits,1):.0f} ns per hit")
+summary(scenario="tls", variant={"ssl_": "python_openssl", "gotls_": "go_crypto_tls"}.get(progs, progs), ratio=t/u,
+        p50_added_us=st.median(col('T',2))-st.median(col('U',2)), p99_added_us=st.median(col('T',3))-st.median(col('U',3)),
+        uprobe_hits_per_req=hits/max(reqs,1), bpf_runs_per_req=hits/max(reqs,1), bpf_ns_per_req=ns/max(reqs,1),
+        server_cpu_added_us_per_req=cpu('T')-cpu('U'),
+        note="BPF: the TLS uprobe programs only (ssl_* for OpenSSL, gotls_* for crypto/tls)")
 PY
 kill "$srv" 2>/dev/null || true
 wait "$srv" 2>/dev/null || true

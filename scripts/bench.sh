@@ -122,5 +122,6 @@ for kind, name in (("T", "sock_tracepoints (6.3+)"), ("S", "syscalls (fallback, 
             p50_added_us=st.median(col(kind,2))-st.median(col('U',2)), p99_added_us=st.median(col(kind,3))-st.median(col('U',3)),
             uprobe_hits_per_req=0, bpf_runs_per_req=bcnt/max(reqs,1), bpf_ns_per_req=bns/max(reqs,1),
             agent_us_per_span_jsonl=cpu/max(spans[kind],1)*1e6, rss_mib=col(kind, 9)[-1]/1024, ringbuf_lost=int(tot(kind, 10)),
-            spans_per_req=spans[kind]/max(reqs,1), server_cpu_added_us_per_req=ct-cu)
+            spans_per_req=spans[kind]/max(reqs,1), server_cpu_added_us_per_req=ct-cu,
+            note="BPF: sockio's programs, the untraced wrk's and every other process's syscalls included")
 PY
