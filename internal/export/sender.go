@@ -13,6 +13,7 @@ type work struct {
 	b        *batch
 	file     *spoolFile
 	rss      []*tracepb.ResourceSpans
+	buf      *[]byte // what a memory batch's rss hold, back to the pool when it is settled
 	n        int
 	attempts int
 }
@@ -62,6 +63,12 @@ func (o *OTLP) run() {
 		cur = nil
 		res, ok := o.deliver(w, stopping)
 		if ok {
+			// Sent, spooled (re-encoded) or dropped: rss and the spans
+			// are done with.
+			o.bufs.put(w.buf)
+			if w.b != nil {
+				o.q.recycle(w.b.spans)
+			}
 			failures = 0
 			continue
 		}
@@ -123,7 +130,10 @@ func (o *OTLP) next(stopping bool) *work {
 	if b == nil {
 		return nil
 	}
-	return &work{b: b, rss: encodeBatch(b.spans), n: len(b.spans)}
+	buf := o.bufs.get()
+	rss, grown := encodeBatchInto(*buf, b.spans)
+	*buf = grown
+	return &work{b: b, rss: rss, buf: buf, n: len(b.spans)}
 }
 
 // deliver makes one upload of w to the current endpoint and settles w when

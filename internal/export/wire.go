@@ -21,6 +21,14 @@ import (
 // that message tree and having protobuf walk it cost most of the OTLP
 // exporter's CPU. All resources share one buffer: one allocation a batch.
 func encodeBatch(batch []spans.Span) []*tracepb.ResourceSpans {
+	rss, _ := encodeBatchInto(nil, batch)
+	return rss
+}
+
+// encodeBatchInto is encodeBatch writing into buf (from its start), which
+// it grows if it must; it returns the buffer the messages hold, for the
+// caller to reuse once they are sent.
+func encodeBatchInto(buf []byte, batch []spans.Span) ([]*tracepb.ResourceSpans, []byte) {
 	// Number each (resource, scope) pair in first-seen order, then list the
 	// spans by pair (a counting sort, stable): pairs of one resource are
 	// contiguous in resource order because scopes are numbered inside it.
@@ -82,7 +90,10 @@ func encodeBatch(batch []spans.Span) []*tracepb.ResourceSpans {
 	copy(ends, next[:pairs])
 
 	// 512 bytes a span is more than the usual span takes: one allocation.
-	b := make([]byte, 0, 512*len(batch)+256)
+	b := buf[:0]
+	if need := 512*len(batch) + 256; cap(b) < need {
+		b = make([]byte, 0, need)
+	}
 	out := make([]*tracepb.ResourceSpans, 0, len(groups))
 	pos := 0
 	for _, g := range groups {
@@ -110,7 +121,7 @@ func encodeBatch(batch []spans.Span) []*tracepb.ResourceSpans {
 		rs.ProtoReflect().SetUnknown(protoreflect.RawFields(b[start:len(b):len(b)]))
 		out = append(out, rs)
 	}
-	return out
+	return out, b
 }
 
 // The append functions below write protobuf fields; they take and return

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
@@ -84,6 +85,38 @@ func TestEncodeBatch(t *testing.T) {
 		}
 		if n := countSpans(got.ResourceSpans); n != len(batch) {
 			t.Errorf("%d spans decoded, want %d", n, len(batch))
+		}
+	}
+}
+
+// TestEncodeBatchInto: a recycled buffer, dirty and of any size, gives the
+// same bytes as a fresh one, and a batch encoded after another leaves the
+// first one's messages as they were until the buffer is reused.
+func TestEncodeBatchInto(t *testing.T) {
+	marshal := func(rss []*tracepb.ResourceSpans) string {
+		b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	dirty := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + 3)
+		}
+		return b
+	}
+	for _, batch := range [][]spans.Span{wireBatch(), wireBatch()[:1], spoolBatch(3, 40), nil} {
+		want := marshal(encodeBatch(batch))
+		for _, buf := range [][]byte{nil, dirty(10), dirty(1 << 20)[:17]} {
+			rss, got := encodeBatchInto(buf, batch)
+			if s := marshal(rss); s != want {
+				t.Errorf("batch of %d into a buffer of cap %d: %d bytes, want %d", len(batch), cap(buf), len(s), len(want))
+			}
+			if cap(buf) >= 512*len(batch)+256 && &got[:1][0] != &buf[:1][0] {
+				t.Errorf("batch of %d: a buffer of cap %d was not reused", len(batch), cap(buf))
+			}
 		}
 	}
 }
