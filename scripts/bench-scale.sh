@@ -11,7 +11,11 @@
 # SCALE_BUILDS-1 distinct builds of the same source (-ldflags -X: other build
 # IDs and bytes, the same DWARF). Most processes share a file, as on a node
 # running many replicas of a few images.
+#
+# BENCH_SUMMARY=FILE also appends the headline figures there (make bench's
+# summary).
 set -euo pipefail
+[ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
 N=${SCALE_N:-1000}
 COPIES=${SCALE_COPIES:-4}
@@ -130,4 +134,12 @@ if [ "$SOAK" -gt 0 ]; then
 	echo "soak RSS curve (s MiB):" $(awk '{printf "%s:%.1f ", $1, $2/1024}' "$work/curve")
 	awk 'NR==1{a=$2} {l=$2; if ($2>m) m=$2} END{printf "soak RSS start %.1f MiB, end %.1f MiB, max %.1f MiB, drift %+.1f MiB\n", a/1024, l/1024, m/1024, (l-a)/1024}' "$work/curve"
 	echo "agent peak RSS (VmHWM) after soak $(($(hwm) / 1024)) MiB"
+fi
+if [ -n "${BENCH_SUMMARY:-}" ]; then
+	line="scenario=scale variant=${N}_processes rss_mib=$(mib "$rss_scan") ringbuf_lost=$lost"
+	line+=" first_scan_ms=$scan_ms rss_peak_scan_mib=$(mib "$hwm_scan") skipped=$skipped uprobes=$uprobes"
+	if [ "$SOAK" -gt 0 ]; then
+		line+=" soak_req_s=$((reqs / SOAK)) $(awk 'NR==1{a=$2} {l=$2; if ($2>m) m=$2} END{printf "soak_rss_max_mib=%.1f soak_rss_drift_mib=%+.1f", m/1024, (l-a)/1024}' "$work/curve")"
+	fi
+	echo "$line note='agent RSS after the first scan; lost: during the soak ($SOAK s); first_scan_ms: agent start to every process traced'" >>"$BENCH_SUMMARY"
 fi
