@@ -68,13 +68,14 @@ test-kernels-old: deps collector
 offsets:
 	$(GO) run ./cmd/offsetgen -out internal/goinspect/offsets.json
 
+# Each script prints its detailed figures and appends its headline ones to
+# BENCH_SUMMARY; bench-summary.sh ends with one table per scenario (also
+# after a script failed, for those that ran).
 bench: deps build collector
-	@scripts/bench.sh
-	@scripts/bench-agent.sh
-	@scripts/bench-chain.sh
-	@scripts/bench-grpc.sh
-	@scripts/bench-tls.sh
-	@scripts/bench-scale.sh
+	@summary=$$(mktemp); trap 'rm -f "$$summary"' EXIT; export BENCH_SUMMARY=$$summary; \
+	scripts/bench.sh && scripts/bench-agent.sh && scripts/bench-chain.sh && \
+	scripts/bench-grpc.sh && scripts/bench-tls.sh && scripts/bench-scale.sh; rc=$$?; \
+	[ ! -s "$$summary" ] || scripts/bench-summary.sh "$$summary"; exit $$rc
 
 demo: deps build
 	@scripts/demo.sh
