@@ -100,7 +100,7 @@ for m in "HOB":
             p50_added_us=st.median(col(m,2))-st.median(col('U',2)), p99_added_us=st.median(col(m,3))-st.median(col('U',3)),
             uprobe_hits_per_req=per(5), bpf_runs_per_req=runs/max(reqs,1), bpf_ns_per_req=total/max(reqs,1),
             ringbuf_lost=int(sum(col(m, 8))), hdr_per_req=per(6), opt_per_req=per(7), sockops_per_req=so[1]/max(reqs,1),
-            note="a request is one of wrk's to A (A and B each make a client call); uprobe hits: gohttp round_trip")
+            note="a request is one of wrk's to A (A and B each make a client call); uprobe hits: gohttp round_trip; BPF: every on_*, round_trip, inject_*, tcpopt_*, enter_*, exit_* program loaded")
 print("per program (runs/request, ns/run), by mode:")
 for m in "HOB":
     reqs = sum(col(m, 4))
