@@ -63,7 +63,8 @@ struct conn {
 	__u8 line_start; /* the last read ended a header line */
 	__u8 tls;        /* TLS records: the socket's bytes are ciphertext; the
 			  * plaintext comes from the tls source's uprobes */
-	__u8 _pad[2];
+	__u8 h2_server;  /* H2_SERVER_*: whether its first read was the HTTP/2 client preface */
+	__u8 _pad[1];
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	struct endpoints ep;
@@ -81,6 +82,7 @@ DECLARE_GOSPAWN_MAP;
 DECLARE_GO_ROOTS_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
+DECLARE_H2_READERS_MAP;
 /* Trace context in TCP header options (tcpopt.bpf.c): sockio owns the
  * maps, the client probe and the sockops program share them. */
 DECLARE_TCPOPT_TX_MAP;
@@ -244,6 +246,7 @@ struct io_call {
 	__u64 buf;
 	__u64 cnt;
 	__u64 goid;
+	__u64 g; /* the goroutine's runtime.g, when known (for its parent) */
 	__u32 nr;
 	__u32 _pad;
 };
@@ -938,6 +941,46 @@ static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u
 	return 0;
 }
 
+/* "PRI * HT", the start of the HTTP/2 client preface, as a little-endian word. */
+enum { H2_SERVER_UNKNOWN = 0, H2_SERVER_YES = 1, H2_SERVER_NO = 2 }; /* conn.h2_server */
+#define H2_PREFACE_START 0x5448202a20495250ULL
+
+/* A Go HTTP/2 server connection's reads: the first is the client preface;
+ * each later one files its goroutine as the reader of the goroutine that
+ * started it (net/http's serve goroutine), for gohttp's processHeaders
+ * probe to name the stream's IDs as sockio's user space will look them up. */
+static __always_inline void note_h2_reader(const struct proc_cfg *cfg, struct conn *c, __u32 tgid,
+					   const struct io_call *call, const __u8 *data, __u32 n)
+{
+	bool first = !c->h2_server; /* the connection's first read (a server may write first) */
+	if (first) {
+		__u64 w = 0;
+		if (n >= 8)
+			__builtin_memcpy(&w, data, 8);
+		c->h2_server = w == H2_PREFACE_START ? H2_SERVER_YES : H2_SERVER_NO;
+	}
+	if (c->h2_server != H2_SERVER_YES || !cfg->parent_goid_offset)
+		return;
+	struct go_key k = {.tgid = tgid};
+	if (bpf_probe_read_user(&k.goid, sizeof(k.goid), (void *)(call->g + cfg->parent_goid_offset)) ||
+	    !k.goid || k.goid == call->goid)
+		return;
+	if (!first) {
+		bpf_map_update_elem(&h2_readers, &k, &call->goid, BPF_ANY);
+		return;
+	}
+	/* The preface is read by a goroutine of its own (net/http's
+	 * readPreface), and over TLS the record that brought it may have
+	 * brought the first stream's HEADERS too, with the option: that is
+	 * the serve goroutine's to take, not this one's. */
+	struct go_key me = {.tgid = tgid, .goid = call->goid};
+	struct tcpopt_rx *rx = bpf_map_lookup_elem(&tls_opts_g, &me);
+	if (rx) {
+		bpf_map_update_elem(&tls_opts_g, &k, rx, BPF_ANY);
+		bpf_map_delete_elem(&tls_opts_g, &me);
+	}
+}
+
 /* One socket read or write of len bytes by a traced process (cfg), made
  * by call: the event, its captured bytes and the kernel's span IDs.
  * use_loop: whether the kernel has bpf_loop. */
@@ -985,6 +1028,9 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		tls_socket_io(sk, c, pid_tgid, dir, len, call->goid);
 		return 0;
 	}
+
+	if (dir == DIR_READ && call->g)
+		note_h2_reader(cfg, c, tgid, call, s->data, n);
 
 	if (dir == DIR_WRITE) {
 		__u64 key = (__u64)sk;
@@ -1114,6 +1160,8 @@ static __always_inline int on_sock_io(struct sock *sk, int len, __u8 dir)
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	struct io_call call = {.buf = regs->si, .cnt = regs->dx, .nr = regs->orig_ax};
 	call.goid = goid_of(cfg, regs->r14);
+	if (call.goid)
+		call.g = regs->r14;
 	return on_io(sk, pid_tgid, cfg, len, dir, &call, true, false);
 }
 
@@ -1267,8 +1315,12 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	in.call.nr = nr;
 	in.call.buf = ctx->args[1];
 	in.call.cnt = ctx->args[2];
-	if (cfg->goid_offset)
-		in.call.goid = goid_of(cfg, user_r14(nr, fd));
+	if (cfg->goid_offset) {
+		__u64 g = user_r14(nr, fd);
+		in.call.goid = goid_of(cfg, g);
+		if (in.call.goid)
+			in.call.g = g;
+	}
 	bpf_map_update_elem(&inflight, &pid_tgid, &in, BPF_ANY);
 	__u64 owner = thread_owner(cfg, pid_tgid);
 	__u8 head[8];
@@ -1485,6 +1537,7 @@ int sockio_exec(void *ctx)
 struct gotls_read {
 	__u64 sk;
 	__u64 buf;
+	__u64 g;
 };
 
 struct {
@@ -1558,7 +1611,7 @@ int gotls_read(struct pt_regs *ctx)
 		count(STAT_TLS_NO_SOCK);
 		return 0;
 	}
-	struct gotls_read r = {.sk = (__u64)sk, .buf = ctx->bx};
+	struct gotls_read r = {.sk = (__u64)sk, .buf = ctx->bx, .g = ctx->r14};
 	bpf_map_update_elem(&gotls_reads, &k, &r, BPF_ANY);
 	return 0;
 }
@@ -1581,7 +1634,7 @@ int gotls_read_ret(struct pt_regs *ctx)
 	__s64 n = (__s64)ctx->ax;
 	if (n <= 0 || n > 0x7fffffff)
 		return 0;
-	struct io_call call = {.buf = r.buf, .nr = NR_read, .goid = k.goid};
+	struct io_call call = {.buf = r.buf, .nr = NR_read, .goid = k.goid, .g = r.g};
 	return on_io((struct sock *)r.sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, true);
 }
 

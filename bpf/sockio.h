@@ -193,6 +193,20 @@ struct h2_span {
 #define H2_UNCHECKED 32 /* whether the application sent a traceparent is unknown: none added */
 #define H2_OPTION 64    /* a server stream whose parent came in a TCP option (TLS) */
 
+/* An HTTP/2 server connection's frame reader, by the goroutine that
+ * started it (its parent): net/http's serve goroutine handles the frames
+ * its reader goroutine read, and files a stream's IDs for sockio's user
+ * space under the reader, which is the goroutine that read the bytes.
+ * Written by sockio on reads of connections that began with the HTTP/2
+ * preface; read by gohttp. */
+#define DECLARE_H2_READERS_MAP                             \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 16384);                \
+		__type(key, struct go_key); /* the parent */ \
+		__type(value, __u64);       /* the reader's goid */ \
+	} h2_readers SEC(".maps")
+
 /* Written by the gRPC probe (and the injector, which marks what it did),
  * read and removed by sockio's user space when the stream's span is made. */
 #define DECLARE_H2_IDS_MAP                                 \

@@ -96,6 +96,7 @@ type Maps struct {
 	TCPOptRx   *ebpf.Map // socket cookie → the context a TCP option carried (tcpopt → sockio)
 	ExecSel    *ebpf.Map // executable (and cgroup) → selected at exec (bpf/execsel.h; discovery fills it)
 	TLSOptsG   *ebpf.Map // goroutine → the TCP option its TLS read began at (sockio → gogrpc)
+	H2Readers  *ebpf.Map // HTTP/2 server connection's starting goroutine → its frame reader (sockio → gohttp)
 }
 
 // ErrNotStarted: the maps exist only once the family has started; start
@@ -109,7 +110,7 @@ func (p *Probe) Maps() (Maps, error) {
 	}
 	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
 		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs, ExecSel: p.maps.ExecSel,
-		TLSOptsG: p.maps.TlsOptsG}, nil
+		TLSOptsG: p.maps.TlsOptsG, H2Readers: p.maps.H2Readers}, nil
 }
 
 // streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a

@@ -32,7 +32,8 @@ type sockioConn struct {
 	HeadLeft  uint8
 	LineStart uint8
 	Tls       uint8
-	Pad       [2]uint8
+	H2Server  uint8
+	Pad       [1]uint8
 	TraceId   [16]uint8
 	SpanId    [8]uint8
 	Ep        sockioEndpoints
@@ -114,6 +115,7 @@ type sockioGotlsRead struct {
 	_   structs.HostLayout
 	Sk  uint64
 	Buf uint64
+	G   uint64
 }
 
 type sockioH2Key struct {
@@ -140,6 +142,7 @@ type sockioInflight struct {
 		Buf  uint64
 		Cnt  uint64
 		Goid uint64
+		G    uint64
 		Nr   uint32
 		Pad  uint32
 	}
@@ -231,6 +234,7 @@ const (
 	sockioMapGotlsReads     = "gotls_reads"
 	sockioMapGotlsTemplates = "gotls_templates"
 	sockioMapH2Ids          = "h2_ids"
+	sockioMapH2Readers      = "h2_readers"
 	sockioMapInflight       = "inflight"
 	sockioMapProcTemplates  = "proc_templates"
 	sockioMapProcs          = "procs"
@@ -377,6 +381,7 @@ type sockioMapSpecs struct {
 	GotlsReads     *ebpf.MapSpec `ebpf:"gotls_reads"`
 	GotlsTemplates *ebpf.MapSpec `ebpf:"gotls_templates"`
 	H2Ids          *ebpf.MapSpec `ebpf:"h2_ids"`
+	H2Readers      *ebpf.MapSpec `ebpf:"h2_readers"`
 	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
 	ProcTemplates  *ebpf.MapSpec `ebpf:"proc_templates"`
 	Procs          *ebpf.MapSpec `ebpf:"procs"`
@@ -437,6 +442,7 @@ type sockioMaps struct {
 	GotlsReads     *ebpf.Map `ebpf:"gotls_reads"`
 	GotlsTemplates *ebpf.Map `ebpf:"gotls_templates"`
 	H2Ids          *ebpf.Map `ebpf:"h2_ids"`
+	H2Readers      *ebpf.Map `ebpf:"h2_readers"`
 	Inflight       *ebpf.Map `ebpf:"inflight"`
 	ProcTemplates  *ebpf.Map `ebpf:"proc_templates"`
 	Procs          *ebpf.Map `ebpf:"procs"`
@@ -465,6 +471,7 @@ func (m *sockioMaps) Close() error {
 		m.GotlsReads,
 		m.GotlsTemplates,
 		m.H2Ids,
+		m.H2Readers,
 		m.Inflight,
 		m.ProcTemplates,
 		m.Procs,
