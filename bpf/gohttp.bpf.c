@@ -37,6 +37,8 @@ DECLARE_GOSPAWN_MAP;
 DECLARE_GO_ROOTS_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
+DECLARE_H2_READERS_MAP;
+DECLARE_TLS_OPTS_G_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;
@@ -59,7 +61,13 @@ enum gohttp_stat {
 	GS_NOT_TCPCONN = 5, /* skipped: the connection is not a *net.TCPConn */
 	GS_H2_CALLS = 6,  /* HTTP/2 requests (writeHeaders) in traced processes */
 	GS_H2_LINKED = 7, /* ... whose goroutine (or its parent) serves a request */
-	GS_MAX = 8,
+	GS_H2_SRV_STREAMS = 8, /* HTTP/2 server: new streams (processHeaders) in traced processes */
+	GS_H2_SRV_NO_READER = 9, /* ... skipped: the connection's frame reader is not known */
+	GS_H2_SRV_HEADER = 10, /* ... whose parent came in a traceparent */
+	GS_H2_SRV_OPTION = 11, /* ... whose parent came in a TCP option (TLS) */
+	GS_H2_SRV_HANDLERS = 12, /* handler goroutines started (runHandler) */
+	GS_H2_SRV_LINKED = 13, /* ... given their stream's span */
+	GS_MAX = 14,
 };
 
 /* For bpf2go: the counters' names in Go follow these indexes. */
@@ -71,9 +79,13 @@ const enum gohttp_stat *unused_gohttp_stat __attribute__((unused));
  * of net.(*TCPConn).Close: both are in the same text segment, so at run
  * time Close is at the uprobe's address minus close_delta, PIE or not. */
 struct http_cfg {
-	__u64 close_delta;
+	__u64 close_delta;     /* 0: no roundTrip probed (a server without a client) */
 	__u64 tls_close_delta; /* the same for crypto/tls.(*Conn).Close; 0: absent */
+	__u32 flags;           /* HTTP_CFG_*, for user space's status */
+	__u32 _pad;
 };
+
+#define HTTP_CFG_H2_SERVER 1 /* the HTTP/2 server's functions are probed */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -125,6 +137,185 @@ static __always_inline struct sock *sock_of_fd(__s64 fd)
 		return 0;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	return family == AF_INET || family == AF_INET6 ? sk : 0;
+}
+
+/* ---- net/http's HTTP/2 server (its bundled copy, and x/net's) ----
+ * Its serve goroutine handles the frames a reader goroutine (its child)
+ * read, and starts one handler goroutine per stream. processHeaders, in the
+ * serve goroutine, picks a new stream's span IDs (its parent: a traceparent
+ * field, else a TCP option on the read that brought it) and files them
+ * twice: under the reader and stream ID, where sockio's user space looks
+ * them up for the SERVER span, and under the connection and stream ID,
+ * where runHandler, in the handler's goroutine, makes them that
+ * goroutine's span: its calls are the span's children. Two uprobe hits a
+ * request; the layouts below have not changed from Go 1.21 to 1.26. */
+
+/* http2MetaHeadersFrame {*http2HeadersFrame; Fields []hpack.HeaderField}:
+ * the HeadersFrame's FrameHeader {valid bool; Type, Flags uint8; Length,
+ * StreamID uint32}; hpack.HeaderField {Name, Value string; Sensitive bool}.
+ * Written by the loader. */
+volatile const __u64 h2s_mhf_fields = 8;
+volatile const __u64 h2s_frame_stream = 8;
+volatile const __u64 h2s_field_size = 40;
+volatile const __u64 h2s_field_value = 16;
+/* http2responseWriter {rws *http2responseWriterState}; the state's first
+ * field is stream *http2stream, whose are sc *http2serverConn, id uint32. */
+volatile const __u64 h2s_rw_rws = 0;
+volatile const __u64 h2s_rws_stream = 0;
+volatile const __u64 h2s_stream_sc = 0;
+volatile const __u64 h2s_stream_id = 8;
+
+/* A new stream's IDs until its handler starts. */
+struct h2s_key {
+	__u32 tgid;
+	__u32 stream_id;
+	__u64 sc; /* *http2serverConn */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct h2s_key);
+	__type(value, struct h2_span);
+} h2s_streams SEC(".maps");
+
+/* Header fields searched for a traceparent (pseudo-headers come first). */
+#define H2S_MAX_FIELDS 32
+
+/* The traceparent among n hpack.HeaderFields at fields: 1 and out filled
+ * if valid, -1 if one is there but invalid, 0 if none. */
+static __always_inline int h2s_traceparent(__u64 fields, __u64 n, struct span_ctx *out)
+{
+	if (n > H2S_MAX_FIELDS)
+		n = H2S_MAX_FIELDS;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < H2S_MAX_FIELDS; i++) {
+		if (i >= n)
+			break;
+		__u64 f = fields + (__u64)i * h2s_field_size;
+		struct {
+			__u64 ptr, len;
+		} name = {}, value = {};
+		if (bpf_probe_read_user(&name, sizeof(name), (void *)f) || name.len != 11)
+			continue;
+		__u64 w[2] = {};
+		if (bpf_probe_read_user(w, 11, (void *)name.ptr))
+			continue;
+		/* "traceparent" as little-endian words */
+		if (w[0] != 0x7261706563617274ULL || w[1] != 0x746e65ULL)
+			continue;
+		if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + h2s_field_value)) ||
+		    value.len != TP_VALUE_LEN)
+			return -1;
+		__u8 v[TP_VALUE_LEN];
+		if (bpf_probe_read_user(v, sizeof(v), (void *)value.ptr))
+			return -1;
+		return parse_traceparent(v, out) ? 1 : -1;
+	}
+	return 0;
+}
+
+/* func (sc *serverConn) processHeaders(f *MetaHeadersFrame) error: sc in
+ * RAX, f in RBX; runs in the serve goroutine. */
+SEC("uprobe")
+int h2_server_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !cfg->goid_offset || !bpf_map_lookup_elem(&http_procs, &tgid))
+		return 0;
+	__u64 f = ctx->bx, hf = 0;
+	struct h2s_key sk = {.tgid = tgid, .sc = ctx->ax};
+	if (bpf_probe_read_user(&hf, sizeof(hf), (void *)f) || !hf ||
+	    bpf_probe_read_user(&sk.stream_id, sizeof(sk.stream_id), (void *)(hf + h2s_frame_stream)) ||
+	    !(sk.stream_id & 1))
+		return 0;
+	count(GS_H2_SRV_STREAMS);
+	struct go_key serve = {.tgid = tgid, .goid = goid_at(ctx->r14, cfg->goid_offset)};
+	__u64 *reader = serve.goid ? bpf_map_lookup_elem(&h2_readers, &serve) : 0;
+	if (!reader) {
+		/* Its span would get IDs user space cannot find: none here. */
+		count(GS_H2_SRV_NO_READER);
+		return 0;
+	}
+	struct h2_key k = {.tgid = tgid, .stream_id = sk.stream_id, .goid = *reader};
+	if (bpf_map_lookup_elem(&h2_ids, &k))
+		return 0; /* trailers of a stream that has its IDs */
+	struct span_ctx in = {};
+	struct h2_span ids = {};
+	struct {
+		__u64 ptr, len;
+	} fields = {};
+	bpf_probe_read_user(&fields, sizeof(fields), (void *)(f + h2s_mhf_fields));
+	int remote = h2s_traceparent(fields.ptr, fields.len, &in) == 1;
+	if (remote)
+		count(GS_H2_SRV_HEADER);
+	/* Over TLS the caller's context may have come in a TCP option on the
+	 * read that brought this stream, made by the reader (sockio). */
+	struct go_key rk = {.tgid = tgid, .goid = *reader};
+	struct tcpopt_rx *rx = bpf_map_lookup_elem(&tls_opts_g, &rk);
+	if (!rx) {
+		/* the connection's first stream, read with the preface: sockio
+		 * filed its option under this goroutine */
+		rk.goid = serve.goid;
+		rx = bpf_map_lookup_elem(&tls_opts_g, &rk);
+	}
+	if (rx && !remote) {
+		__builtin_memcpy(in.trace_id, rx->trace_id, sizeof(in.trace_id));
+		__builtin_memcpy(in.span_id, rx->span_id, sizeof(in.span_id));
+		in.flags = (rx->flags & 1) ? CTX_SAMPLED : 0;
+		remote = 1;
+		ids.flags |= H2_OPTION;
+		count(GS_H2_SRV_OPTION);
+	}
+	if (rx)
+		bpf_map_delete_elem(&tls_opts_g, &rk);
+	if (rk.goid != serve.goid) {
+		/* one filed with the preface is for the first stream only */
+		rk.goid = serve.goid;
+		bpf_map_delete_elem(&tls_opts_g, &rk);
+	}
+	h2_span_ids(&ids, remote ? &in : NULL);
+	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	bpf_map_update_elem(&h2s_streams, &sk, &ids, BPF_ANY);
+	return 0;
+}
+
+/* func (sc *serverConn) runHandler(rw *responseWriter, req *Request,
+ * handler func(ResponseWriter, *Request)): rw in RBX; runs in the
+ * handler's own goroutine. */
+SEC("uprobe")
+int h2_server_handler(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	if (!cfg || !cfg->goid_offset || !bpf_map_lookup_elem(&http_procs, &tgid))
+		return 0;
+	count(GS_H2_SRV_HANDLERS);
+	__u64 rws = 0, st = 0;
+	struct h2s_key sk = {.tgid = tgid};
+	if (bpf_probe_read_user(&rws, sizeof(rws), (void *)(ctx->bx + h2s_rw_rws)) || !rws ||
+	    bpf_probe_read_user(&st, sizeof(st), (void *)(rws + h2s_rws_stream)) || !st ||
+	    bpf_probe_read_user(&sk.sc, sizeof(sk.sc), (void *)(st + h2s_stream_sc)) ||
+	    bpf_probe_read_user(&sk.stream_id, sizeof(sk.stream_id), (void *)(st + h2s_stream_id)))
+		return 0;
+	struct h2_span *ids = bpf_map_lookup_elem(&h2s_streams, &sk);
+	if (!ids)
+		return 0;
+	struct span_ctx sc = {.flags = ids->flags & CTX_SAMPLED};
+	__builtin_memcpy(sc.trace_id, ids->trace_id, sizeof(sc.trace_id));
+	__builtin_memcpy(sc.span_id, ids->span_id, sizeof(sc.span_id));
+	if (ids->flags & CTX_LINKED)
+		__builtin_memcpy(sc.parent_id, ids->parent_id, sizeof(sc.parent_id));
+	bpf_map_delete_elem(&h2s_streams, &sk);
+	struct go_key gk = {.tgid = tgid, .goid = goid_at(ctx->r14, cfg->goid_offset)};
+	if (!gk.goid)
+		return 0;
+	bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+	count(GS_H2_SRV_LINKED);
+	if (!(cfg->flags & PROC_SERVED))
+		cfg->flags |= PROC_SERVED; /* only ever set: no atomic needed */
+	return 0;
 }
 
 /* func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)

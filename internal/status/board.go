@@ -26,6 +26,7 @@ const (
 	Spans           = "spans"             // SERVER and CLIENT spans from the socket layer (HTTP/1.x, h2c)
 	HTTPClientLinks = "http_client_links" // Go net/http client calls linked to the server span they serve
 	GRPCServerLinks = "grpc_server_links" // a gRPC handler's calls linked to its server span
+	HTTP2ServerLinks = "http2_server_links" // a Go net/http HTTP/2 handler's calls linked to its server span
 	GRPCClientLinks = "grpc_client_links" // grpc-go client calls linked and given IDs for propagation
 	Injection       = "injection"         // traceparent added to outgoing requests at the socket layer
 	TCPOption       = "tcp_option"        // trace context in a TCP header option on outgoing requests

@@ -44,15 +44,21 @@ type gohttpGoKey struct {
 type gohttpGohttpStat uint32
 
 const (
-	gohttpGohttpStatGS_CALLS       gohttpGohttpStat = 0
-	gohttpGohttpStatGS_LINKED      gohttpGohttpStat = 1
-	gohttpGohttpStatGS_TLS         gohttpGohttpStat = 2
-	gohttpGohttpStatGS_NO_SOCK     gohttpGohttpStat = 3
-	gohttpGohttpStatGS_NO_COOKIE   gohttpGohttpStat = 4
-	gohttpGohttpStatGS_NOT_TCPCONN gohttpGohttpStat = 5
-	gohttpGohttpStatGS_H2CALLS     gohttpGohttpStat = 6
-	gohttpGohttpStatGS_H2LINKED    gohttpGohttpStat = 7
-	gohttpGohttpStatGS_MAX         gohttpGohttpStat = 8
+	gohttpGohttpStatGS_CALLS           gohttpGohttpStat = 0
+	gohttpGohttpStatGS_LINKED          gohttpGohttpStat = 1
+	gohttpGohttpStatGS_TLS             gohttpGohttpStat = 2
+	gohttpGohttpStatGS_NO_SOCK         gohttpGohttpStat = 3
+	gohttpGohttpStatGS_NO_COOKIE       gohttpGohttpStat = 4
+	gohttpGohttpStatGS_NOT_TCPCONN     gohttpGohttpStat = 5
+	gohttpGohttpStatGS_H2CALLS         gohttpGohttpStat = 6
+	gohttpGohttpStatGS_H2LINKED        gohttpGohttpStat = 7
+	gohttpGohttpStatGS_H2SRV_STREAMS   gohttpGohttpStat = 8
+	gohttpGohttpStatGS_H2SRV_NO_READER gohttpGohttpStat = 9
+	gohttpGohttpStatGS_H2SRV_HEADER    gohttpGohttpStat = 10
+	gohttpGohttpStatGS_H2SRV_OPTION    gohttpGohttpStat = 11
+	gohttpGohttpStatGS_H2SRV_HANDLERS  gohttpGohttpStat = 12
+	gohttpGohttpStatGS_H2SRV_LINKED    gohttpGohttpStat = 13
+	gohttpGohttpStatGS_MAX             gohttpGohttpStat = 14
 )
 
 type gohttpH2Key struct {
@@ -71,10 +77,19 @@ type gohttpH2Span struct {
 	Pad      [7]uint8
 }
 
+type gohttpH2sKey struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Sc       uint64
+}
+
 type gohttpHttpCfg struct {
 	_             structs.HostLayout
 	CloseDelta    uint64
 	TlsCloseDelta uint64
+	Flags         uint32
+	Pad           uint32
 }
 
 type gohttpInjectCtx struct {
@@ -109,6 +124,16 @@ type gohttpSpanCtx struct {
 	Srv      uint64
 }
 
+type gohttpTcpoptRx struct {
+	_       structs.HostLayout
+	Seq     uint32
+	End     uint32
+	TraceId [16]uint8
+	SpanId  [8]uint8
+	Flags   uint8
+	Pad     [7]uint8
+}
+
 type gohttpTcpoptTx struct {
 	_       structs.HostLayout
 	Seq     uint32
@@ -133,14 +158,27 @@ const (
 	gohttpMapGohttpStats      = "gohttp_stats"
 	gohttpMapGospawn          = "gospawn"
 	gohttpMapH2Ids            = "h2_ids"
+	gohttpMapH2Readers        = "h2_readers"
+	gohttpMapH2sStreams       = "h2s_streams"
 	gohttpMapHttpProcs        = "http_procs"
 	gohttpMapHttpTemplates    = "http_templates"
 	gohttpMapInjectCtx        = "inject_ctx"
 	gohttpMapProcs            = "procs"
 	gohttpMapTcpoptTxs        = "tcpopt_txs"
+	gohttpMapTlsOptsG         = "tls_opts_g"
 	gohttpProgGohttpExec      = "gohttp_exec"
+	gohttpProgH2ServerHandler = "h2_server_handler"
+	gohttpProgH2ServerHeaders = "h2_server_headers"
 	gohttpProgH2WriteHeaders  = "h2_write_headers"
 	gohttpProgRoundTrip       = "round_trip"
+	gohttpVarH2sFieldSize     = "h2s_field_size"
+	gohttpVarH2sFieldValue    = "h2s_field_value"
+	gohttpVarH2sFrameStream   = "h2s_frame_stream"
+	gohttpVarH2sMhfFields     = "h2s_mhf_fields"
+	gohttpVarH2sRwRws         = "h2s_rw_rws"
+	gohttpVarH2sRwsStream     = "h2s_rws_stream"
+	gohttpVarH2sStreamId      = "h2s_stream_id"
+	gohttpVarH2sStreamSc      = "h2s_stream_sc"
 	gohttpVarSampleBound      = "sample_bound"
 	gohttpVarSampleParent     = "sample_parent"
 	gohttpVarTcpoptOn         = "tcpopt_on"
@@ -189,9 +227,11 @@ type gohttpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpProgramSpecs struct {
-	GohttpExec     *ebpf.ProgramSpec `ebpf:"gohttp_exec"`
-	H2WriteHeaders *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
-	RoundTrip      *ebpf.ProgramSpec `ebpf:"round_trip"`
+	GohttpExec      *ebpf.ProgramSpec `ebpf:"gohttp_exec"`
+	H2ServerHandler *ebpf.ProgramSpec `ebpf:"h2_server_handler"`
+	H2ServerHeaders *ebpf.ProgramSpec `ebpf:"h2_server_headers"`
+	H2WriteHeaders  *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
+	RoundTrip       *ebpf.ProgramSpec `ebpf:"round_trip"`
 }
 
 // gohttpMapSpecs contains maps before they are loaded into the kernel.
@@ -205,17 +245,28 @@ type gohttpMapSpecs struct {
 	GohttpStats   *ebpf.MapSpec `ebpf:"gohttp_stats"`
 	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
 	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
+	H2Readers     *ebpf.MapSpec `ebpf:"h2_readers"`
+	H2sStreams    *ebpf.MapSpec `ebpf:"h2s_streams"`
 	HttpProcs     *ebpf.MapSpec `ebpf:"http_procs"`
 	HttpTemplates *ebpf.MapSpec `ebpf:"http_templates"`
 	InjectCtx     *ebpf.MapSpec `ebpf:"inject_ctx"`
 	Procs         *ebpf.MapSpec `ebpf:"procs"`
 	TcpoptTxs     *ebpf.MapSpec `ebpf:"tcpopt_txs"`
+	TlsOptsG      *ebpf.MapSpec `ebpf:"tls_opts_g"`
 }
 
 // gohttpVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpVariableSpecs struct {
+	H2sFieldSize     *ebpf.VariableSpec `ebpf:"h2s_field_size"`
+	H2sFieldValue    *ebpf.VariableSpec `ebpf:"h2s_field_value"`
+	H2sFrameStream   *ebpf.VariableSpec `ebpf:"h2s_frame_stream"`
+	H2sMhfFields     *ebpf.VariableSpec `ebpf:"h2s_mhf_fields"`
+	H2sRwRws         *ebpf.VariableSpec `ebpf:"h2s_rw_rws"`
+	H2sRwsStream     *ebpf.VariableSpec `ebpf:"h2s_rws_stream"`
+	H2sStreamId      *ebpf.VariableSpec `ebpf:"h2s_stream_id"`
+	H2sStreamSc      *ebpf.VariableSpec `ebpf:"h2s_stream_sc"`
 	SampleBound      *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent     *ebpf.VariableSpec `ebpf:"sample_parent"`
 	TcpoptOn         *ebpf.VariableSpec `ebpf:"tcpopt_on"`
@@ -249,11 +300,14 @@ type gohttpMaps struct {
 	GohttpStats   *ebpf.Map `ebpf:"gohttp_stats"`
 	Gospawn       *ebpf.Map `ebpf:"gospawn"`
 	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
+	H2Readers     *ebpf.Map `ebpf:"h2_readers"`
+	H2sStreams    *ebpf.Map `ebpf:"h2s_streams"`
 	HttpProcs     *ebpf.Map `ebpf:"http_procs"`
 	HttpTemplates *ebpf.Map `ebpf:"http_templates"`
 	InjectCtx     *ebpf.Map `ebpf:"inject_ctx"`
 	Procs         *ebpf.Map `ebpf:"procs"`
 	TcpoptTxs     *ebpf.Map `ebpf:"tcpopt_txs"`
+	TlsOptsG      *ebpf.Map `ebpf:"tls_opts_g"`
 }
 
 func (m *gohttpMaps) Close() error {
@@ -265,11 +319,14 @@ func (m *gohttpMaps) Close() error {
 		m.GohttpStats,
 		m.Gospawn,
 		m.H2Ids,
+		m.H2Readers,
+		m.H2sStreams,
 		m.HttpProcs,
 		m.HttpTemplates,
 		m.InjectCtx,
 		m.Procs,
 		m.TcpoptTxs,
+		m.TlsOptsG,
 	)
 }
 
@@ -277,6 +334,14 @@ func (m *gohttpMaps) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpVariables struct {
+	H2sFieldSize     *ebpf.Variable `ebpf:"h2s_field_size"`
+	H2sFieldValue    *ebpf.Variable `ebpf:"h2s_field_value"`
+	H2sFrameStream   *ebpf.Variable `ebpf:"h2s_frame_stream"`
+	H2sMhfFields     *ebpf.Variable `ebpf:"h2s_mhf_fields"`
+	H2sRwRws         *ebpf.Variable `ebpf:"h2s_rw_rws"`
+	H2sRwsStream     *ebpf.Variable `ebpf:"h2s_rws_stream"`
+	H2sStreamId      *ebpf.Variable `ebpf:"h2s_stream_id"`
+	H2sStreamSc      *ebpf.Variable `ebpf:"h2s_stream_sc"`
 	SampleBound      *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent     *ebpf.Variable `ebpf:"sample_parent"`
 	TcpoptOn         *ebpf.Variable `ebpf:"tcpopt_on"`
@@ -287,14 +352,18 @@ type gohttpVariables struct {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpPrograms struct {
-	GohttpExec     *ebpf.Program `ebpf:"gohttp_exec"`
-	H2WriteHeaders *ebpf.Program `ebpf:"h2_write_headers"`
-	RoundTrip      *ebpf.Program `ebpf:"round_trip"`
+	GohttpExec      *ebpf.Program `ebpf:"gohttp_exec"`
+	H2ServerHandler *ebpf.Program `ebpf:"h2_server_handler"`
+	H2ServerHeaders *ebpf.Program `ebpf:"h2_server_headers"`
+	H2WriteHeaders  *ebpf.Program `ebpf:"h2_write_headers"`
+	RoundTrip       *ebpf.Program `ebpf:"round_trip"`
 }
 
 func (p *gohttpPrograms) Close() error {
 	return _GohttpClose(
 		p.GohttpExec,
+		p.H2ServerHandler,
+		p.H2ServerHeaders,
 		p.H2WriteHeaders,
 		p.RoundTrip,
 	)

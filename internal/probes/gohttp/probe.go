@@ -36,6 +36,25 @@ var h2WriteHeaders = []string{
 	"golang.org/x/net/http2.(*ClientConn).writeHeaders",
 }
 
+// h2ServerHeaders and h2ServerHandler are net/http's HTTP/2 server
+// functions (its bundled copy, then x/net's) that see a new stream's
+// headers in the connection's serve goroutine and start its handler in the
+// handler's goroutine: probed when present, they give the stream's SERVER
+// span its parent from a TCP option and the handler's calls their parent.
+var (
+	h2ServerHeaders = []string{
+		"net/http.(*http2serverConn).processHeaders",
+		"golang.org/x/net/http2.(*serverConn).processHeaders",
+	}
+	h2ServerHandler = []string{
+		"net/http.(*http2serverConn).runHandler",
+		"golang.org/x/net/http2.(*serverConn).runHandler",
+	}
+)
+
+// httpCfgH2Server is http_cfg's HTTP_CFG_H2_SERVER.
+const httpCfgH2Server = 1
+
 // tlsConnClose is the first method of the itab (*tls.Conn, net.Conn):
 // an HTTPS persistConn's conn is followed through it to the TCP socket.
 const tlsConnClose = "crypto/tls.(*Conn).Close"
@@ -56,6 +75,12 @@ var statNames = map[gohttpGohttpStat]string{
 	gohttpGohttpStatGS_NOT_TCPCONN: "not_tcpconn",
 	gohttpGohttpStatGS_H2CALLS:     "h2_calls",
 	gohttpGohttpStatGS_H2LINKED:    "h2_linked",
+	gohttpGohttpStatGS_H2SRV_STREAMS:   "h2_server_streams",
+	gohttpGohttpStatGS_H2SRV_NO_READER: "h2_server_no_reader",
+	gohttpGohttpStatGS_H2SRV_HEADER:    "h2_server_header_parent",
+	gohttpGohttpStatGS_H2SRV_OPTION:    "h2_server_option_parent",
+	gohttpGohttpStatGS_H2SRV_HANDLERS:  "h2_server_handlers",
+	gohttpGohttpStatGS_H2SRV_LINKED:    "h2_server_linked",
 }
 
 // CtxMap is the injector's map of client-span IDs by socket, which this
@@ -99,7 +124,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return err
 	}
 	p.deps.Status.Feature("uprobes", true, p.uprobes.Describe())
-	if err := p.uprobes.Prepare(spec, "round_trip", "h2_write_headers"); err != nil {
+	if err := p.uprobes.Prepare(spec, "round_trip", "h2_write_headers", "h2_server_headers", "h2_server_handler"); err != nil {
 		return err
 	}
 	maps, err := p.sock.Maps()
@@ -107,7 +132,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs,
-		"tcpopt_txs": maps.TCPOptTx, "exec_sel": maps.ExecSel}
+		"tcpopt_txs": maps.TCPOptTx, "exec_sel": maps.ExecSel, "h2_readers": maps.H2Readers, "tls_opts_g": maps.TLSOptsG}
 	if p.deps.Config.TCPOption {
 		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {
 			return fmt.Errorf("setting gohttp's tcpopt_on: %w", err)
@@ -149,9 +174,9 @@ func (p *Probe) Track(proc *probes.Process) error {
 	if proc.GoVersion == "" {
 		return nil
 	}
-	if missing := missingOffsets(proc); missing != "" {
+	if proc.GoidOffset == 0 {
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false,
-			fmt.Sprintf("%s layout unknown (no DWARF, not in weft's table): %s", proc.GoVersion, missing))
+			fmt.Sprintf("%s layout unknown (no DWARF, not in weft's table): runtime.g.goid", proc.GoVersion))
 		return nil
 	}
 	key, err := probes.ExeKeyOf(proc.ExePath)
@@ -208,14 +233,29 @@ func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, ke
 			exes.Linger(key)
 		}
 	}
-	p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
+	switch missing := missingOffsets(proc); {
+	case cfg.CloseDelta != 0:
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, true, "uprobe on "+roundTrip)
+	case missing != "":
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false,
+			fmt.Sprintf("%s layout unknown (no DWARF, not in weft's table): %s", proc.GoVersion, missing))
+	default:
+		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http HTTP/1 client in the executable")
+	}
+	if cfg.Flags&httpCfgH2Server != 0 {
+		p.deps.Status.Set(proc.PID, status.HTTP2ServerLinks, true, "uprobes on the HTTP/2 server's processHeaders and runHandler")
+	} else {
+		p.deps.Status.Set(proc.PID, status.HTTP2ServerLinks, false, "no net/http HTTP/2 server in the executable")
+	}
 	return nil
 }
 
 // attach finds roundTrip and *net.TCPConn's Close in the executable and
 // attaches the uprobe. The two functions' link-time distance is what the
 // probe needs to know Close's run-time address from roundTrip's, which a
-// uprobe hit gives: PIE or not, with .symtab or only the pclntab.
+// uprobe hit gives: PIE or not, with .symtab or only the pclntab. The
+// HTTP/2 client's and server's functions are attached when present; an
+// executable with none of them gets goinspect.ErrNoFunc.
 func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error) {
 	exe := proc.ExePath
 	b, release, err := proc.Inspect()
@@ -223,42 +263,62 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 		return gohttpHttpCfg{}, nil, err
 	}
 	defer release()
-	f, err := b.Func(roundTrip)
-	if err != nil {
-		return gohttpHttpCfg{}, nil, err
+	var cfg gohttpHttpCfg
+	type target struct {
+		fn   string
+		prog *ebpf.Program
+		off  uint64
 	}
-	c, err := b.Func(tcpConnClose)
-	if err != nil {
-		// Every net/http client has it (net.Dialer returns *net.TCPConn as
-		// a net.Conn); without it no call could be checked. Not wrapped:
-		// ErrNoFunc would read as "no net/http client".
-		return gohttpHttpCfg{}, nil, fmt.Errorf("cannot check the connections' type: %v", err)
+	var targets []target
+	// roundTrip reads the client's structures: only with their layout (an
+	// executable with DWARF but no HTTP/1 client has none).
+	missing := missingOffsets(proc)
+	if f, err := b.Func(roundTrip); err == nil && missing == "" {
+		c, err := b.Func(tcpConnClose)
+		if err != nil {
+			// Every net/http client has it (net.Dialer returns *net.TCPConn
+			// as a net.Conn); without it no call could be checked.
+			return gohttpHttpCfg{}, nil, fmt.Errorf("cannot check the connections' type: %v", err)
+		}
+		cfg.CloseDelta = f.Entry - c.Entry // modulo 2^64, as the kernel subtracts
+		if tc, err := b.Func(tlsConnClose); err == nil {
+			cfg.TlsCloseDelta = f.Entry - tc.Entry
+		} // else HTTPS calls are not linked (counted as not_tcpconn)
+		targets = append(targets, target{roundTrip, p.objs.RoundTrip, f.Offset})
 	}
-	cfg := gohttpHttpCfg{CloseDelta: f.Entry - c.Entry} // modulo 2^64, as the kernel subtracts
-	if tc, err := b.Func(tlsConnClose); err == nil {
-		cfg.TlsCloseDelta = f.Entry - tc.Entry
-	} // else HTTPS calls are not linked (counted as not_tcpconn)
+	for _, fn := range h2WriteHeaders {
+		if h, err := b.Func(fn); err == nil {
+			targets = append(targets, target{fn, p.objs.H2WriteHeaders, h.Offset})
+		}
+	}
+	// The server's two functions go together: a stream's IDs filed by the
+	// first are taken by the second.
+	for i, fn := range h2ServerHeaders {
+		h, err1 := b.Func(fn)
+		r, err2 := b.Func(h2ServerHandler[i])
+		if err1 == nil && err2 == nil {
+			targets = append(targets, target{fn, p.objs.H2ServerHeaders, h.Offset},
+				target{h2ServerHandler[i], p.objs.H2ServerHandler, r.Offset})
+			cfg.Flags |= httpCfgH2Server
+		}
+	}
+	if len(targets) == 0 {
+		return gohttpHttpCfg{}, nil, fmt.Errorf("%s: %w", roundTrip, goinspect.ErrNoFunc)
+	}
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
 		return gohttpHttpCfg{}, nil, fmt.Errorf("opening %s for uprobes: %w", exe, err)
 	}
-	ls, err := p.uprobes.Attach(ex, roundTrip, p.objs.RoundTrip, f.Offset)
-	if err != nil {
-		return gohttpHttpCfg{}, nil, fmt.Errorf("attaching to %s in %s: %w", roundTrip, exe, err)
-	}
-	for _, fn := range h2WriteHeaders {
-		h, err := b.Func(fn)
-		if err != nil {
-			continue // that client is not linked in
-		}
-		hl, err := p.uprobes.Attach(ex, fn, p.objs.H2WriteHeaders, h.Offset)
+	var ls []link.Link
+	for _, t := range targets {
+		l, err := p.uprobes.Attach(ex, t.fn, t.prog, t.off)
 		if err != nil {
 			for _, l := range ls {
 				l.Close()
 			}
-			return gohttpHttpCfg{}, nil, fmt.Errorf("attaching to %s in %s: %w", fn, exe, err)
+			return gohttpHttpCfg{}, nil, fmt.Errorf("attaching to %s in %s: %w", t.fn, exe, err)
 		}
-		ls = append(ls, hl...)
+		ls = append(ls, l...)
 	}
 	return cfg, ls, nil
 }
