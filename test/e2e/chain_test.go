@@ -205,9 +205,10 @@ func checkChain(t *testing.T, n int, inject bool) {
 		t.Errorf("weft_spans_unsampled_total = %v, want %d", got, n*7-want)
 	}
 	m := scrape(t, ch.agent)
-	// Per executable: roundTrip (HTTP/1) and net/http's HTTP/2 writeHeaders.
-	if !strings.Contains(m, `weft_uprobes_attached{family="gohttp"} 6`) {
-		t.Errorf("want two uprobe links per executable:\n%s", m)
+	// Per executable: roundTrip (HTTP/1), net/http's HTTP/2 client's
+	// writeHeaders, and its HTTP/2 server's processHeaders and runHandler.
+	if !strings.Contains(m, `weft_uprobes_attached{family="gohttp"} 12`) {
+		t.Errorf("want four uprobe links per executable:\n%s", m)
 	}
 	wantInjected := 0
 	if inject {

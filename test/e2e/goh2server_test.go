@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// TestGoHTTP2ServerLinks: a Go HTTPS chain where every hop is HTTP/2, as
+// http.DefaultTransport and an HTTPS net/http server make it by default:
+// A (plaintext, calls B over h2) → B (HTTPS server, h2 by ALPN; its handler
+// calls C over h2) → C (HTTPS). 40 requests 10 at a time, Go 1.22 and 1.26,
+// each request over B's connections multiplexed with others. Every request
+// is one trace of five spans with exact parents:
+//   - B's SERVER span is A's CLIENT span's child: the context came in a TCP
+//     option on the TLS segment that began the stream (no header can go into
+//     the ciphertext), read by B's HTTP/2 server probe (processHeaders);
+//   - B's CLIENT span is B's SERVER span's child: the handler's goroutine got
+//     its stream's span from runHandler;
+//   - C's SERVER span is B's CLIENT span's child (the option again).
+func TestGoHTTP2ServerLinks(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	type chain struct {
+		name    string
+		a, b, c *server
+	}
+	var chains []chain
+	for _, v := range []struct{ name, toolchain string }{{"go122", "go1.22.12"}, {"go126", "go1.26.8"}} {
+		bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), v.toolchain, filepath.Join(dir, "weft-e2e-h2s-"+v.name))
+		a := startServer(t, v.name+"-a", bin, "-ca", cert, "-h2")
+		b := startServer(t, v.name+"-b", bin, "-cert", cert, "-key", key, "-h2")
+		c := startServer(t, v.name+"-c", bin, "-cert", cert, "-key", key)
+		chains = append(chains, chain{v.name, a, b, c})
+	}
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-h2s-*")
+	for _, c := range chains {
+		for _, s := range []*server{c.a, c.b, c.c} {
+			ag.waitTracked(t, s.PID())
+		}
+	}
+	if tlsUnavailable(t, ag) {
+		return
+	}
+	if f := feature(t, ag, status.TCPOption); !f.On {
+		t.Fatalf("the TCP option is off (%s): this test needs it", f.Why)
+	}
+	// One request at a time, then ten at a time (requests multiplexed on
+	// A's and B's connections, writes and reads of several streams merged).
+	hc := &http.Client{Timeout: 30 * time.Second}
+	role := map[string]string{}
+	for _, c := range chains {
+		role[fmt.Sprint(c.a.PID())] = c.name + " a"
+		role[fmt.Sprint(c.b.PID())] = c.name + " b"
+		role[fmt.Sprint(c.c.PID())] = c.name + " c"
+	}
+	phases := []struct {
+		name    string
+		n, conc int
+	}{{"seq", 20, 1}, {"conc", 40, 10}}
+	total := 0
+	for _, ph := range phases {
+		getAll(t, hc, ph.n*len(chains), ph.conc, func(j int) (string, string) {
+			c, i := chains[j/ph.n], j%ph.n
+			id := fmt.Sprintf("%s-%s-", ph.name, c.name)
+			toC := fmt.Sprintf("https://%s/work?id=%sc%d", c.c.Addr, id, i)
+			toB := fmt.Sprintf("https://%s/call?id=%sb%d&to=%s", c.b.Addr, id, i, url.QueryEscape(toC))
+			return fmt.Sprintf("%s %s request %d", ph.name, c.name, i),
+				fmt.Sprintf("http://%s/call?id=%sa%d&to=%s", c.a.Addr, id, i, url.QueryEscape(toB))
+		}, "200")
+		total += ph.n * len(chains)
+	}
+	by := spansByKey(t, col, 5*total, 60*time.Second, roleKey(role))
+	for _, ph := range phases {
+		for _, c := range chains {
+			wrong, optionLinked, optionHops := 0, 0, 0
+			for i := range ph.n {
+				id := fmt.Sprintf("%s-%s-", ph.name, c.name)
+				get := func(who, kind, hop string) (otelcol.Span, bool) {
+					s, ok := by[fmt.Sprintf("%s %s %s:%s%s%d", c.name, who, kind, id, hop, i)]
+					return s, ok
+				}
+				aS, ok1 := get("a", "server", "a")
+				aC, ok2 := get("a", "client", "b")
+				bS, ok3 := get("b", "server", "b")
+				bC, ok4 := get("b", "client", "c")
+				cS, ok5 := get("c", "server", "c")
+				if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+					t.Errorf("%s %s request %d: spans missing (A server %v, A client %v, B server %v, B client %v, C server %v)",
+						ph.name, c.name, i, ok1, ok2, ok3, ok4, ok5)
+					wrong++
+					continue
+				}
+				if bS.Kind != 2 || fmt.Sprint(bS.Attrs["network.protocol.version"]) != "2" ||
+					fmt.Sprint(bS.Attrs["http.response.status_code"]) != "200" || fmt.Sprint(bS.Attrs["url.path"]) != "/call" {
+					t.Errorf("%s %s request %d: B's request: kind %d %v", ph.name, c.name, i, bS.Kind, bS.Attrs)
+				}
+				// In-process links: always exact.
+				for _, e := range []struct {
+					what          string
+					child, parent otelcol.Span
+				}{{"A's call under A's request", aC, aS}, {"B's call under B's request", bC, bS}} {
+					if e.child.ParentSpanID != e.parent.SpanID || e.child.TraceID != e.parent.TraceID {
+						t.Errorf("%s %s request %d: %s: parent %q in %s, want %s in %s", ph.name, c.name, i, e.what,
+							e.child.ParentSpanID, e.child.TraceID, e.parent.SpanID, e.parent.TraceID)
+						wrong++
+					}
+				}
+				// Across the TLS hops, by the option: the caller's span, or
+				// a root when no option could be matched to the stream
+				// (several streams in one write or one read); never
+				// another request's span.
+				for _, e := range []struct {
+					what          string
+					child, parent otelcol.Span
+				}{{"B's request under A's call", bS, aC}, {"C's request under B's call", cS, bC}} {
+					optionHops++
+					switch {
+					case e.child.ParentSpanID == e.parent.SpanID && e.child.TraceID == e.parent.TraceID:
+						optionLinked++
+					case e.child.ParentSpanID != "":
+						t.Errorf("%s %s request %d: %s: parent %q in %s, want %s in %s or none", ph.name, c.name, i, e.what,
+							e.child.ParentSpanID, e.child.TraceID, e.parent.SpanID, e.parent.TraceID)
+						wrong++
+					}
+				}
+			}
+			t.Logf("%s %s: %d of %d TLS hops linked by the option; %d wrong", ph.name, c.name, optionLinked, optionHops, wrong)
+			// One request at a time, each stream's HEADERS starts its own
+			// write and its own read.
+			if ph.conc == 1 && optionLinked < optionHops*9/10 {
+				t.Errorf("%s %s: only %d of %d TLS hops linked by the option", ph.name, c.name, optionLinked, optionHops)
+			}
+		}
+	}
+	for _, m := range []string{"h2_server_streams", "h2_server_no_reader", "h2_server_header_parent", "h2_server_option_parent", "h2_server_handlers", "h2_server_linked", "h2_calls", "h2_linked"} {
+		t.Logf("weft_gohttp_kernel_total{name=%q} %v", m, ag.metric(t, fmt.Sprintf(`weft_gohttp_kernel_total{name=%q}`, m)))
+	}
+	for _, m := range []string{"h2_option", "h2_option_shared", "opt_matched"} {
+		t.Logf("weft_sockio_kernel_total{name=%q} %v", m, ag.metric(t, fmt.Sprintf(`weft_sockio_kernel_total{name=%q}`, m)))
+	}
+	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_linked"}`); got < float64(total) {
+		t.Errorf("h2_server_linked %v, want at least %d", got, total)
+	}
+	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_no_reader"}`); got != 0 {
+		t.Errorf("h2_server_no_reader %v: streams whose reader was not known", got)
+	}
+}
