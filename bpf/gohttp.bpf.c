@@ -21,6 +21,7 @@
 #include "tcpopt.h"
 #include "inject.h"
 #include "tracectx.h"
+#include "h2fields.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -67,7 +68,8 @@ enum gohttp_stat {
 	GS_H2_SRV_OPTION = 11, /* ... whose parent came in a TCP option (TLS) */
 	GS_H2_SRV_HANDLERS = 12, /* handler goroutines started (runHandler) */
 	GS_H2_SRV_LINKED = 13, /* ... given their stream's span */
-	GS_MAX = 14,
+	GS_H2_SRV_B3 = 14,     /* HTTP/2 server streams whose parent came in B3 fields */
+	GS_MAX = 15,
 };
 
 /* For bpf2go: the counters' names in Go follow these indexes. */
@@ -157,6 +159,7 @@ static __always_inline struct sock *sock_of_fd(__s64 fd)
 volatile const __u64 h2s_mhf_fields = 8;
 volatile const __u64 h2s_frame_stream = 8;
 volatile const __u64 h2s_field_size = 40;
+volatile const __u64 h2s_field_name = 0;
 volatile const __u64 h2s_field_value = 16;
 /* http2responseWriter {rws *http2responseWriterState}; the state's first
  * field is stream *http2stream, whose are sc *http2serverConn, id uint32. */
@@ -179,41 +182,7 @@ struct {
 	__type(value, struct h2_span);
 } h2s_streams SEC(".maps");
 
-/* Header fields searched for a traceparent (pseudo-headers come first). */
-#define H2S_MAX_FIELDS 32
-
-/* The traceparent among n hpack.HeaderFields at fields: 1 and out filled
- * if valid, -1 if one is there but invalid, 0 if none. */
-static __always_inline int h2s_traceparent(__u64 fields, __u64 n, struct span_ctx *out)
-{
-	if (n > H2S_MAX_FIELDS)
-		n = H2S_MAX_FIELDS;
-#pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < H2S_MAX_FIELDS; i++) {
-		if (i >= n)
-			break;
-		__u64 f = fields + (__u64)i * h2s_field_size;
-		struct {
-			__u64 ptr, len;
-		} name = {}, value = {};
-		if (bpf_probe_read_user(&name, sizeof(name), (void *)f) || name.len != 11)
-			continue;
-		__u64 w[2] = {};
-		if (bpf_probe_read_user(w, 11, (void *)name.ptr))
-			continue;
-		/* "traceparent" as little-endian words */
-		if (w[0] != 0x7261706563617274ULL || w[1] != 0x746e65ULL)
-			continue;
-		if (bpf_probe_read_user(&value, sizeof(value), (void *)(f + h2s_field_value)) ||
-		    value.len != TP_VALUE_LEN)
-			return -1;
-		__u8 v[TP_VALUE_LEN];
-		if (bpf_probe_read_user(v, sizeof(v), (void *)value.ptr))
-			return -1;
-		return parse_traceparent(v, out) ? 1 : -1;
-	}
-	return 0;
-}
+DECLARE_H2_IN_FIELDS_MAP(h2s_in_fields);
 
 /* func (sc *serverConn) processHeaders(f *MetaHeadersFrame) error: sc in
  * RAX, f in RBX; runs in the serve goroutine. */
@@ -247,7 +216,14 @@ int h2_server_headers(struct pt_regs *ctx)
 		__u64 ptr, len;
 	} fields = {};
 	bpf_probe_read_user(&fields, sizeof(fields), (void *)(f + h2s_mhf_fields));
-	int remote = h2s_traceparent(fields.ptr, fields.len, &in) == 1;
+	__u32 zero = 0;
+	struct in_fields *inf = bpf_map_lookup_elem(&h2s_in_fields, &zero);
+	if (!inf)
+		return 0;
+	__builtin_memset(inf, 0, offsetof(struct in_fields, v));
+	struct hf_layout l = {.name = h2s_field_name, .value = h2s_field_value, .size = h2s_field_size};
+	scan_fields(&l, fields.ptr, fields.len, inf);
+	int remote = inf->tp && read_traceparent(&l, inf->tp, &in) == 1;
 	if (remote)
 		count(GS_H2_SRV_HEADER);
 	/* Over TLS the caller's context may have come in a TCP option on the
@@ -270,6 +246,14 @@ int h2_server_headers(struct pt_regs *ctx)
 	}
 	if (rx)
 		bpf_map_delete_elem(&tls_opts_g, &rk);
+	/* Neither: B3 fields (Zipkin; Istio/Envoy, Linkerd), as for gRPC and
+	 * HTTP/1. A traceparent, even invalid, wins. */
+	if (!remote && !rx && !inf->tp && (inf->b3 | inf->b3_trace | inf->b3_span)) {
+		if (read_b3(&l, inf, &in)) {
+			remote = 1;
+			count(GS_H2_SRV_B3);
+		}
+	}
 	if (rk.goid != serve.goid) {
 		/* one filed with the preface is for the first stream only */
 		rk.goid = serve.goid;

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -142,16 +145,134 @@ func TestGoHTTP2ServerLinks(t *testing.T) {
 			}
 		}
 	}
-	for _, m := range []string{"h2_server_streams", "h2_server_no_reader", "h2_server_header_parent", "h2_server_option_parent", "h2_server_handlers", "h2_server_linked", "h2_calls", "h2_linked"} {
+	checkH2ServerB3(t, col, cert, role, func(yield func(name string, b, c *server) bool) {
+		for _, ch := range chains {
+			if !yield(ch.name, ch.b, ch.c) {
+				return
+			}
+		}
+	})
+	for _, m := range []string{"h2_server_streams", "h2_server_no_reader", "h2_server_b3_parent", "h2_server_header_parent", "h2_server_option_parent", "h2_server_handlers", "h2_server_linked", "h2_calls", "h2_linked"} {
 		t.Logf("weft_gohttp_kernel_total{name=%q} %v", m, ag.metric(t, fmt.Sprintf(`weft_gohttp_kernel_total{name=%q}`, m)))
 	}
 	for _, m := range []string{"h2_option", "h2_option_shared", "opt_matched"} {
 		t.Logf("weft_sockio_kernel_total{name=%q} %v", m, ag.metric(t, fmt.Sprintf(`weft_sockio_kernel_total{name=%q}`, m)))
+	}
+	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_b3_parent"}`); got != float64(3*len(chains)) {
+		t.Errorf("h2_server_b3_parent %v, want %d (three valid B3 requests a chain)", got, 3*len(chains))
 	}
 	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_linked"}`); got < float64(total) {
 		t.Errorf("h2_server_linked %v, want at least %d", got, total)
 	}
 	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_no_reader"}`); got != 0 {
 		t.Errorf("h2_server_no_reader %v: streams whose reader was not known", got)
+	}
+}
+
+// checkH2ServerB3: B3 headers (as Envoy or Linkerd send them) on HTTP/2
+// requests straight to B from an untraced client: with no traceparent and
+// no option, B's SERVER span continues the B3 trace (a 64-bit trace ID
+// padded), its call is its child, C's request the call's (or a root: the
+// option is best effort, never wrong). A traceparent wins over B3; a
+// malformed B3 is ignored.
+func checkH2ServerB3(t *testing.T, col *otelcol.Collector, cert string, role map[string]string,
+	chains func(func(name string, b, c *server) bool)) {
+	t.Helper()
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	const (
+		trace64  = "a3ce929d0e0e4736"
+		trace128 = "4bf92f3577b34da6" + trace64
+		span     = "00f067aa0ba902b7"
+		tpTrace  = "0af7651916cd43dd8448eb211c80319c"
+	)
+	cases := []struct {
+		hdr         map[string]string
+		trace, from string // want B's span in trace, child of from ("": a root)
+	}{
+		{map[string]string{"b3": trace128 + "-" + span + "-1"}, trace128, span},
+		{map[string]string{"b3": trace64 + "-" + span + "-1"}, "0000000000000000" + trace64, span},
+		{map[string]string{"X-B3-TraceId": trace128, "X-B3-SpanId": span, "X-B3-Sampled": "1"}, trace128, span},
+		{map[string]string{"b3": "zz" + trace128[2:] + "-" + span + "-1"}, "", ""},
+		{map[string]string{"b3": trace128 + "-" + span + "-1", "traceparent": "00-" + tpTrace + "-b7ad6b7169203331-01"}, tpTrace, "b7ad6b7169203331"},
+	}
+	var calls []func() (string, string, string, string)
+	chains(func(name string, b, c *server) bool {
+		for i, cs := range cases {
+			id := fmt.Sprintf("b3-%s-", name)
+			toC := fmt.Sprintf("https://%s/work?id=%sc%d", c.Addr, id, i)
+			req, err := http.NewRequest("GET", fmt.Sprintf("https://%s/call?id=%sb%d&to=%s", b.Addr, id, i, url.QueryEscape(toC)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range cs.hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatalf("%s B3 case %d: %v", name, i, err)
+			}
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+				t.Fatalf("%s B3 case %d: %s %d, want HTTP/2 200", name, i, resp.Proto, resp.StatusCode)
+			}
+			calls = append(calls, func() (string, string, string, string) {
+				return name, fmt.Sprintf("%s b server:%sb%d", name, id, i), fmt.Sprintf("%s b client:%sc%d", name, id, i),
+					fmt.Sprintf("%s c server:%sc%d", name, id, i)
+			})
+		}
+		return true
+	})
+	keys := roleKey(role)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		by := map[string]otelcol.Span{}
+		for _, s := range col.Spans(t) {
+			if k := keys(s); k != "" {
+				by[k] = s
+			}
+		}
+		missing := 0
+		for _, f := range calls {
+			_, b, c, cs := f()
+			for _, k := range []string{b, c, cs} {
+				if _, ok := by[k]; !ok {
+					missing++
+				}
+			}
+		}
+		if missing > 0 && time.Now().Before(deadline) {
+			continue
+		}
+		for j, f := range calls {
+			name, bk, ck, csk := f()
+			cs := cases[j%len(cases)]
+			bS, bC, cS := by[bk], by[ck], by[csk]
+			if bS.SpanID == "" || bC.SpanID == "" || cS.SpanID == "" {
+				t.Errorf("%s B3 case %d: spans missing", name, j%len(cases))
+				continue
+			}
+			switch {
+			case cs.from == "" && bS.ParentSpanID != "":
+				t.Errorf("%s B3 case %d (malformed): B's request has parent %s, want a root", name, j%len(cases), bS.ParentSpanID)
+			case cs.from != "" && (bS.ParentSpanID != cs.from || bS.TraceID != cs.trace):
+				t.Errorf("%s B3 case %d: B's request has parent %q in %s, want %s in %s", name, j%len(cases),
+					bS.ParentSpanID, bS.TraceID, cs.from, cs.trace)
+			}
+			if bC.ParentSpanID != bS.SpanID || bC.TraceID != bS.TraceID {
+				t.Errorf("%s B3 case %d: B's call has parent %q in %s, want %s in %s", name, j%len(cases),
+					bC.ParentSpanID, bC.TraceID, bS.SpanID, bS.TraceID)
+			}
+			if cS.ParentSpanID != "" && (cS.ParentSpanID != bC.SpanID || cS.TraceID != bC.TraceID) {
+				t.Errorf("%s B3 case %d: C's request has parent %q in %s, want %s in %s or none", name, j%len(cases),
+					cS.ParentSpanID, cS.TraceID, bC.SpanID, bC.TraceID)
+			}
+		}
+		return
 	}
 }

@@ -58,7 +58,8 @@ const (
 	gohttpGohttpStatGS_H2SRV_OPTION    gohttpGohttpStat = 11
 	gohttpGohttpStatGS_H2SRV_HANDLERS  gohttpGohttpStat = 12
 	gohttpGohttpStatGS_H2SRV_LINKED    gohttpGohttpStat = 13
-	gohttpGohttpStatGS_MAX             gohttpGohttpStat = 14
+	gohttpGohttpStatGS_H2SRV_B3        gohttpGohttpStat = 14
+	gohttpGohttpStatGS_MAX             gohttpGohttpStat = 15
 )
 
 type gohttpH2Key struct {
@@ -90,6 +91,17 @@ type gohttpHttpCfg struct {
 	TlsCloseDelta uint64
 	Flags         uint32
 	Pad           uint32
+}
+
+type gohttpInFields struct {
+	_         structs.HostLayout
+	Tp        uint64
+	B3        uint64
+	B3Trace   uint64
+	B3Span    uint64
+	B3Sampled uint64
+	B3Flags   uint64
+	V         [80]uint8
 }
 
 type gohttpInjectCtx struct {
@@ -159,6 +171,7 @@ const (
 	gohttpMapGospawn          = "gospawn"
 	gohttpMapH2Ids            = "h2_ids"
 	gohttpMapH2Readers        = "h2_readers"
+	gohttpMapH2sInFields      = "h2s_in_fields"
 	gohttpMapH2sStreams       = "h2s_streams"
 	gohttpMapHttpProcs        = "http_procs"
 	gohttpMapHttpTemplates    = "http_templates"
@@ -171,6 +184,7 @@ const (
 	gohttpProgH2ServerHeaders = "h2_server_headers"
 	gohttpProgH2WriteHeaders  = "h2_write_headers"
 	gohttpProgRoundTrip       = "round_trip"
+	gohttpVarH2sFieldName     = "h2s_field_name"
 	gohttpVarH2sFieldSize     = "h2s_field_size"
 	gohttpVarH2sFieldValue    = "h2s_field_value"
 	gohttpVarH2sFrameStream   = "h2s_frame_stream"
@@ -246,6 +260,7 @@ type gohttpMapSpecs struct {
 	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
 	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
 	H2Readers     *ebpf.MapSpec `ebpf:"h2_readers"`
+	H2sInFields   *ebpf.MapSpec `ebpf:"h2s_in_fields"`
 	H2sStreams    *ebpf.MapSpec `ebpf:"h2s_streams"`
 	HttpProcs     *ebpf.MapSpec `ebpf:"http_procs"`
 	HttpTemplates *ebpf.MapSpec `ebpf:"http_templates"`
@@ -259,6 +274,7 @@ type gohttpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpVariableSpecs struct {
+	H2sFieldName     *ebpf.VariableSpec `ebpf:"h2s_field_name"`
 	H2sFieldSize     *ebpf.VariableSpec `ebpf:"h2s_field_size"`
 	H2sFieldValue    *ebpf.VariableSpec `ebpf:"h2s_field_value"`
 	H2sFrameStream   *ebpf.VariableSpec `ebpf:"h2s_frame_stream"`
@@ -301,6 +317,7 @@ type gohttpMaps struct {
 	Gospawn       *ebpf.Map `ebpf:"gospawn"`
 	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
 	H2Readers     *ebpf.Map `ebpf:"h2_readers"`
+	H2sInFields   *ebpf.Map `ebpf:"h2s_in_fields"`
 	H2sStreams    *ebpf.Map `ebpf:"h2s_streams"`
 	HttpProcs     *ebpf.Map `ebpf:"http_procs"`
 	HttpTemplates *ebpf.Map `ebpf:"http_templates"`
@@ -320,6 +337,7 @@ func (m *gohttpMaps) Close() error {
 		m.Gospawn,
 		m.H2Ids,
 		m.H2Readers,
+		m.H2sInFields,
 		m.H2sStreams,
 		m.HttpProcs,
 		m.HttpTemplates,
@@ -334,6 +352,7 @@ func (m *gohttpMaps) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpVariables struct {
+	H2sFieldName     *ebpf.Variable `ebpf:"h2s_field_name"`
 	H2sFieldSize     *ebpf.Variable `ebpf:"h2s_field_size"`
 	H2sFieldValue    *ebpf.Variable `ebpf:"h2s_field_value"`
 	H2sFrameStream   *ebpf.Variable `ebpf:"h2s_frame_stream"`

@@ -67,20 +67,21 @@ const tcpConnClose = "net.(*TCPConn).Close"
 // statNames name the kernel counters (enum gohttp_stat) in
 // weft_gohttp_kernel_total{name}.
 var statNames = map[gohttpGohttpStat]string{
-	gohttpGohttpStatGS_CALLS:       "calls",
-	gohttpGohttpStatGS_LINKED:      "linked",
-	gohttpGohttpStatGS_TLS:         "tls",
-	gohttpGohttpStatGS_NO_SOCK:     "no_socket",
-	gohttpGohttpStatGS_NO_COOKIE:   "no_cookie",
-	gohttpGohttpStatGS_NOT_TCPCONN: "not_tcpconn",
-	gohttpGohttpStatGS_H2CALLS:     "h2_calls",
-	gohttpGohttpStatGS_H2LINKED:    "h2_linked",
+	gohttpGohttpStatGS_CALLS:           "calls",
+	gohttpGohttpStatGS_LINKED:          "linked",
+	gohttpGohttpStatGS_TLS:             "tls",
+	gohttpGohttpStatGS_NO_SOCK:         "no_socket",
+	gohttpGohttpStatGS_NO_COOKIE:       "no_cookie",
+	gohttpGohttpStatGS_NOT_TCPCONN:     "not_tcpconn",
+	gohttpGohttpStatGS_H2CALLS:         "h2_calls",
+	gohttpGohttpStatGS_H2LINKED:        "h2_linked",
 	gohttpGohttpStatGS_H2SRV_STREAMS:   "h2_server_streams",
 	gohttpGohttpStatGS_H2SRV_NO_READER: "h2_server_no_reader",
 	gohttpGohttpStatGS_H2SRV_HEADER:    "h2_server_header_parent",
 	gohttpGohttpStatGS_H2SRV_OPTION:    "h2_server_option_parent",
 	gohttpGohttpStatGS_H2SRV_HANDLERS:  "h2_server_handlers",
 	gohttpGohttpStatGS_H2SRV_LINKED:    "h2_server_linked",
+	gohttpGohttpStatGS_H2SRV_B3:        "h2_server_b3_parent",
 }
 
 // CtxMap is the injector's map of client-span IDs by socket, which this
