@@ -136,8 +136,8 @@ static __always_inline void count(__u32 idx)
 }
 
 /* Waking the reader for every event would cost a wakeup per syscall in the
- * traced thread; user space polls every few ms instead, and is woken only
- * when this much data is waiting. */
+ * traced thread; user space drains the ring every 100 ms instead (sockio's
+ * pollEvery), and is woken only when this much data is waiting. */
 #define WAKEUP_BYTES (256 << 10)
 
 static __always_inline void submit(void *data, __u64 size)
@@ -945,19 +945,45 @@ static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u
 enum { H2_SERVER_UNKNOWN = 0, H2_SERVER_YES = 1, H2_SERVER_NO = 2 }; /* conn.h2_server */
 #define H2_PREFACE_START 0x5448202a20495250ULL
 
+/* Whether data starts like an HTTP/2 frame header {length:24, type:8,
+ * flags:8, R:1, stream:31}: a known type, a length Go's server accepts,
+ * the reserved bit clear. Go's framer reads each header on its own (9
+ * bytes), so a reader's reads start at frame boundaries. */
+static __always_inline bool h2_frame_head(const __u8 *data, __u32 n)
+{
+	if (n < 9)
+		return false;
+	__u32 len = (__u32)data[0] << 16 | (__u32)data[1] << 8 | data[2];
+	return data[3] <= 9 && len <= (1 << 20) && !(data[5] & 0x80);
+}
+
 /* A Go HTTP/2 server connection's reads: the first is the client preface;
  * each later one files its goroutine as the reader of the goroutine that
  * started it (net/http's serve goroutine), for gohttp's processHeaders
- * probe to name the stream's IDs as sockio's user space will look them up. */
+ * probe to name the stream's IDs as sockio's user space will look them up.
+ * A connection open before it was traced (an agent restart) has no
+ * preface to see: a read that starts with a frame header makes it one. A
+ * client connection taken for a server's costs a map entry no probe reads
+ * (no serve goroutine is its reader's parent). */
 static __always_inline void note_h2_reader(const struct proc_cfg *cfg, struct conn *c, __u32 tgid,
 					   const struct io_call *call, const __u8 *data, __u32 n)
 {
-	bool first = !c->h2_server; /* the connection's first read (a server may write first) */
-	if (first) {
+	bool first = false;
+	if (c->h2_server == H2_SERVER_UNKNOWN) {
 		__u64 w = 0;
 		if (n >= 8)
 			__builtin_memcpy(&w, data, 8);
-		c->h2_server = w == H2_PREFACE_START ? H2_SERVER_YES : H2_SERVER_NO;
+		if (w == H2_PREFACE_START) {
+			c->h2_server = H2_SERVER_YES;
+			first = true;
+		} else if (c->origin == ORIGIN_NEW) {
+			c->h2_server = H2_SERVER_NO; /* its first read decides */
+			return;
+		} else if (h2_frame_head(data, n)) {
+			c->h2_server = H2_SERVER_YES;
+		} else {
+			return; /* found mid-life: perhaps a later read tells */
+		}
 	}
 	if (c->h2_server != H2_SERVER_YES || !cfg->parent_goid_offset)
 		return;
@@ -966,7 +992,9 @@ static __always_inline void note_h2_reader(const struct proc_cfg *cfg, struct co
 	    !k.goid || k.goid == call->goid)
 		return;
 	if (!first) {
-		bpf_map_update_elem(&h2_readers, &k, &call->goid, BPF_ANY);
+		__u64 *r = bpf_map_lookup_elem(&h2_readers, &k);
+		if (!r || *r != call->goid) /* one reader a connection: mostly known */
+			bpf_map_update_elem(&h2_readers, &k, &call->goid, BPF_ANY);
 		return;
 	}
 	/* The preface is read by a goroutine of its own (net/http's
