@@ -155,24 +155,27 @@ static __always_inline struct sock *sock_of_fd(__s64 fd)
 /* http2MetaHeadersFrame {*http2HeadersFrame; Fields []hpack.HeaderField}:
  * the HeadersFrame's FrameHeader {valid bool; Type, Flags uint8; Length,
  * StreamID uint32}; hpack.HeaderField {Name, Value string; Sensitive bool}.
- * Written by the loader. */
+ * Set by the loader (internal/probes/gohttp, h2ServerLayout). */
 volatile const __u64 h2s_mhf_fields = 8;
 volatile const __u64 h2s_frame_stream = 8;
 volatile const __u64 h2s_field_size = 40;
 volatile const __u64 h2s_field_name = 0;
 volatile const __u64 h2s_field_value = 16;
 /* http2responseWriter {rws *http2responseWriterState}; the state's first
- * field is stream *http2stream, whose are sc *http2serverConn, id uint32. */
+ * field is stream *http2stream, whose second is id uint32. */
 volatile const __u64 h2s_rw_rws = 0;
 volatile const __u64 h2s_rws_stream = 0;
-volatile const __u64 h2s_stream_sc = 0;
 volatile const __u64 h2s_stream_id = 8;
 
-/* A new stream's IDs until its handler starts. */
+/* A new stream's IDs until its handler starts, by the connection's serve
+ * goroutine (the handler goroutine's parent: every runHandler is started
+ * there) and stream ID. Goroutine IDs are never reused, so an entry whose
+ * handler never ran (a refused stream, a closed connection) cannot be
+ * taken by another connection's stream. */
 struct h2s_key {
 	__u32 tgid;
 	__u32 stream_id;
-	__u64 sc; /* *http2serverConn */
+	__u64 serve; /* goid */
 };
 
 struct {
@@ -181,6 +184,16 @@ struct {
 	__type(key, struct h2s_key);
 	__type(value, struct h2_span);
 } h2s_streams SEC(".maps");
+
+/* The highest stream ID each serve goroutine has opened: HTTP/2 clients
+ * open streams in increasing order, so a HEADERS frame at or below it is a
+ * stream's trailers (or a closed stream's), not a new stream. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, __u32);
+} h2s_max SEC(".maps");
 
 DECLARE_H2_IN_FIELDS_MAP(h2s_in_fields);
 
@@ -194,22 +207,27 @@ int h2_server_headers(struct pt_regs *ctx)
 	if (!cfg || !cfg->goid_offset || !bpf_map_lookup_elem(&http_procs, &tgid))
 		return 0;
 	__u64 f = ctx->bx, hf = 0;
-	struct h2s_key sk = {.tgid = tgid, .sc = ctx->ax};
+	struct h2s_key sk = {.tgid = tgid};
 	if (bpf_probe_read_user(&hf, sizeof(hf), (void *)f) || !hf ||
 	    bpf_probe_read_user(&sk.stream_id, sizeof(sk.stream_id), (void *)(hf + h2s_frame_stream)) ||
 	    !(sk.stream_id & 1))
 		return 0;
-	count(GS_H2_SRV_STREAMS);
 	struct go_key serve = {.tgid = tgid, .goid = goid_at(ctx->r14, cfg->goid_offset)};
-	__u64 *reader = serve.goid ? bpf_map_lookup_elem(&h2_readers, &serve) : 0;
+	if (!serve.goid)
+		return 0;
+	sk.serve = serve.goid;
+	__u32 *max = bpf_map_lookup_elem(&h2s_max, &serve);
+	if (max && sk.stream_id <= *max)
+		return 0; /* trailers, not a new stream */
+	bpf_map_update_elem(&h2s_max, &serve, &sk.stream_id, BPF_ANY);
+	count(GS_H2_SRV_STREAMS);
+	__u64 *reader = bpf_map_lookup_elem(&h2_readers, &serve);
 	if (!reader) {
 		/* Its span would get IDs user space cannot find: none here. */
 		count(GS_H2_SRV_NO_READER);
 		return 0;
 	}
 	struct h2_key k = {.tgid = tgid, .stream_id = sk.stream_id, .goid = *reader};
-	if (bpf_map_lookup_elem(&h2_ids, &k))
-		return 0; /* trailers of a stream that has its IDs */
 	struct span_ctx in = {};
 	struct h2_span ids = {};
 	struct {
@@ -277,10 +295,9 @@ int h2_server_handler(struct pt_regs *ctx)
 		return 0;
 	count(GS_H2_SRV_HANDLERS);
 	__u64 rws = 0, st = 0;
-	struct h2s_key sk = {.tgid = tgid};
-	if (bpf_probe_read_user(&rws, sizeof(rws), (void *)(ctx->bx + h2s_rw_rws)) || !rws ||
+	struct h2s_key sk = {.tgid = tgid, .serve = goid_at(ctx->r14, cfg->parent_goid_offset)};
+	if (!sk.serve || bpf_probe_read_user(&rws, sizeof(rws), (void *)(ctx->bx + h2s_rw_rws)) || !rws ||
 	    bpf_probe_read_user(&st, sizeof(st), (void *)(rws + h2s_rws_stream)) || !st ||
-	    bpf_probe_read_user(&sk.sc, sizeof(sk.sc), (void *)(st + h2s_stream_sc)) ||
 	    bpf_probe_read_user(&sk.stream_id, sizeof(sk.stream_id), (void *)(st + h2s_stream_id)))
 		return 0;
 	struct h2_span *ids = bpf_map_lookup_elem(&h2s_streams, &sk);

@@ -23,16 +23,16 @@ import (
 
 // Capabilities, by name. A family sets the ones it provides.
 const (
-	Spans           = "spans"             // SERVER and CLIENT spans from the socket layer (HTTP/1.x, h2c)
-	HTTPClientLinks = "http_client_links" // Go net/http client calls linked to the server span they serve
-	GRPCServerLinks = "grpc_server_links" // a gRPC handler's calls linked to its server span
+	Spans            = "spans"              // SERVER and CLIENT spans from the socket layer (HTTP/1.x, h2c)
+	HTTPClientLinks  = "http_client_links"  // Go net/http client calls linked to the server span they serve
+	GRPCServerLinks  = "grpc_server_links"  // a gRPC handler's calls linked to its server span
 	HTTP2ServerLinks = "http2_server_links" // a Go net/http HTTP/2 handler's calls linked to its server span
-	GRPCClientLinks = "grpc_client_links" // grpc-go client calls linked and given IDs for propagation
-	Injection       = "injection"         // traceparent added to outgoing requests at the socket layer
-	TCPOption       = "tcp_option"        // trace context in a TCP header option on outgoing requests
-	ThreadLinks     = "thread_links"      // a non-Go thread's calls linked to the request it serves
-	TLS             = "tls"               // TLS plaintext read from the TLS library (uprobes)
-	GoroutineTree   = "goroutine_tree"    // Go calls linked through any depth of goroutines (gospawn)
+	GRPCClientLinks  = "grpc_client_links"  // grpc-go client calls linked and given IDs for propagation
+	Injection        = "injection"          // traceparent added to outgoing requests at the socket layer
+	TCPOption        = "tcp_option"         // trace context in a TCP header option on outgoing requests
+	ThreadLinks      = "thread_links"       // a non-Go thread's calls linked to the request it serves
+	TLS              = "tls"                // TLS plaintext read from the TLS library (uprobes)
+	GoroutineTree    = "goroutine_tree"     // Go calls linked through any depth of goroutines (gospawn)
 )
 
 // Capability is one thing weft does, or does not do, for a process.
@@ -83,7 +83,7 @@ type Board struct {
 func New(met *metrics.Registry) *Board {
 	b := &Board{procs: map[int]*Process{}, features: map[string]Feature{}, met: met}
 	if met != nil {
-		for _, c := range []string{Spans, HTTPClientLinks, GRPCServerLinks, GRPCClientLinks, Injection} {
+		for _, c := range []string{Spans, HTTPClientLinks, HTTP2ServerLinks, GRPCServerLinks, GRPCClientLinks, Injection} {
 			for _, on := range []bool{true, false} {
 				state := map[bool]string{true: "on", false: "off"}[on]
 				met.Gauge("weft_process_capabilities", "traced processes by capability and whether weft gives it them",

@@ -17,7 +17,7 @@ import (
 // Only a goroutine that no longer runs is a liveness failure: a collector
 // outage, a full export queue or a node without traffic are not, since a
 // restart fixes none of them. Components beat from their loops whatever
-// the outcome of their work (the sockio reader beats on its 20 ms idle
+// the outcome of their work (the sockio reader beats on its 100 ms poll
 // timer too), so an idle agent is alive.
 //
 // A nil *Liveness is valid: Register returns nil heartbeats, whose methods

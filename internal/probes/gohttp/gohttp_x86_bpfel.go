@@ -82,7 +82,7 @@ type gohttpH2sKey struct {
 	_        structs.HostLayout
 	Tgid     uint32
 	StreamId uint32
-	Sc       uint64
+	Serve    uint64
 }
 
 type gohttpHttpCfg struct {
@@ -172,6 +172,7 @@ const (
 	gohttpMapH2Ids            = "h2_ids"
 	gohttpMapH2Readers        = "h2_readers"
 	gohttpMapH2sInFields      = "h2s_in_fields"
+	gohttpMapH2sMax           = "h2s_max"
 	gohttpMapH2sStreams       = "h2s_streams"
 	gohttpMapHttpProcs        = "http_procs"
 	gohttpMapHttpTemplates    = "http_templates"
@@ -192,7 +193,6 @@ const (
 	gohttpVarH2sRwRws         = "h2s_rw_rws"
 	gohttpVarH2sRwsStream     = "h2s_rws_stream"
 	gohttpVarH2sStreamId      = "h2s_stream_id"
-	gohttpVarH2sStreamSc      = "h2s_stream_sc"
 	gohttpVarSampleBound      = "sample_bound"
 	gohttpVarSampleParent     = "sample_parent"
 	gohttpVarTcpoptOn         = "tcpopt_on"
@@ -261,6 +261,7 @@ type gohttpMapSpecs struct {
 	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
 	H2Readers     *ebpf.MapSpec `ebpf:"h2_readers"`
 	H2sInFields   *ebpf.MapSpec `ebpf:"h2s_in_fields"`
+	H2sMax        *ebpf.MapSpec `ebpf:"h2s_max"`
 	H2sStreams    *ebpf.MapSpec `ebpf:"h2s_streams"`
 	HttpProcs     *ebpf.MapSpec `ebpf:"http_procs"`
 	HttpTemplates *ebpf.MapSpec `ebpf:"http_templates"`
@@ -282,7 +283,6 @@ type gohttpVariableSpecs struct {
 	H2sRwRws         *ebpf.VariableSpec `ebpf:"h2s_rw_rws"`
 	H2sRwsStream     *ebpf.VariableSpec `ebpf:"h2s_rws_stream"`
 	H2sStreamId      *ebpf.VariableSpec `ebpf:"h2s_stream_id"`
-	H2sStreamSc      *ebpf.VariableSpec `ebpf:"h2s_stream_sc"`
 	SampleBound      *ebpf.VariableSpec `ebpf:"sample_bound"`
 	SampleParent     *ebpf.VariableSpec `ebpf:"sample_parent"`
 	TcpoptOn         *ebpf.VariableSpec `ebpf:"tcpopt_on"`
@@ -318,6 +318,7 @@ type gohttpMaps struct {
 	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
 	H2Readers     *ebpf.Map `ebpf:"h2_readers"`
 	H2sInFields   *ebpf.Map `ebpf:"h2s_in_fields"`
+	H2sMax        *ebpf.Map `ebpf:"h2s_max"`
 	H2sStreams    *ebpf.Map `ebpf:"h2s_streams"`
 	HttpProcs     *ebpf.Map `ebpf:"http_procs"`
 	HttpTemplates *ebpf.Map `ebpf:"http_templates"`
@@ -338,6 +339,7 @@ func (m *gohttpMaps) Close() error {
 		m.H2Ids,
 		m.H2Readers,
 		m.H2sInFields,
+		m.H2sMax,
 		m.H2sStreams,
 		m.HttpProcs,
 		m.HttpTemplates,
@@ -360,7 +362,6 @@ type gohttpVariables struct {
 	H2sRwRws         *ebpf.Variable `ebpf:"h2s_rw_rws"`
 	H2sRwsStream     *ebpf.Variable `ebpf:"h2s_rws_stream"`
 	H2sStreamId      *ebpf.Variable `ebpf:"h2s_stream_id"`
-	H2sStreamSc      *ebpf.Variable `ebpf:"h2s_stream_sc"`
 	SampleBound      *ebpf.Variable `ebpf:"sample_bound"`
 	SampleParent     *ebpf.Variable `ebpf:"sample_parent"`
 	TcpoptOn         *ebpf.Variable `ebpf:"tcpopt_on"`

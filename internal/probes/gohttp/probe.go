@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goversion "go/version"
 	"log/slog"
 	"strings"
 
@@ -51,6 +52,37 @@ var (
 		"golang.org/x/net/http2.(*serverConn).runHandler",
 	}
 )
+
+// h2ServerLayout is where the HTTP/2 server probes read what they need
+// (gohttp.bpf.c's h2s_* constants): the same in net/http's bundled copy and
+// x/net's, and unchanged from Go 1.21 to 1.26 (checked in their sources);
+// h2ServerGo bounds the versions it is known for.
+var h2ServerLayout = map[string]uint64{
+	"h2s_mhf_fields":   8,  // http2MetaHeadersFrame.Fields (after *http2HeadersFrame)
+	"h2s_frame_stream": 8,  // http2FrameHeader.StreamID (valid, Type, Flags, Length before it)
+	"h2s_field_size":   40, // hpack.HeaderField: Name, Value string; Sensitive bool
+	"h2s_field_name":   0,
+	"h2s_field_value":  16,
+	"h2s_rw_rws":       0, // http2responseWriter.rws
+	"h2s_rws_stream":   0, // http2responseWriterState.stream
+	"h2s_stream_id":    8, // http2stream.id (after sc *http2serverConn)
+}
+
+// h2ServerGo are the Go versions h2ServerLayout is known for.
+const h2ServerGoMin, h2ServerGoMax = "go1.21", "go1.26"
+
+// h2ServerKnown reports whether the HTTP/2 server probes may read an
+// executable of this Go version, and why not.
+func h2ServerKnown(proc *probes.Process) (bool, string) {
+	if goversion.Compare(goversion.Lang(proc.GoVersion), h2ServerGoMin) < 0 ||
+		goversion.Compare(goversion.Lang(proc.GoVersion), h2ServerGoMax) > 0 {
+		return false, fmt.Sprintf("HTTP/2 server layout not known for %s (known: %s to %s)", proc.GoVersion, h2ServerGoMin, h2ServerGoMax)
+	}
+	if proc.GoOffsets[sockio.OffParentGoid] == 0 {
+		return false, sockio.OffParentGoid + " unknown: a stream's reader cannot be found"
+	}
+	return true, ""
+}
 
 // httpCfgH2Server is http_cfg's HTTP_CFG_H2_SERVER.
 const httpCfgH2Server = 1
@@ -134,6 +166,11 @@ func (p *Probe) Start(ctx context.Context) error {
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs,
 		"tcpopt_txs": maps.TCPOptTx, "exec_sel": maps.ExecSel, "h2_readers": maps.H2Readers, "tls_opts_g": maps.TLSOptsG}
+	for name, v := range h2ServerLayout {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("setting gohttp's %s: %w", name, err)
+		}
+	}
 	if p.deps.Config.TCPOption {
 		if err := spec.Variables["tcpopt_on"].Set(uint8(1)); err != nil {
 			return fmt.Errorf("setting gohttp's tcpopt_on: %w", err)
@@ -169,8 +206,9 @@ func (p *Probe) Start(ctx context.Context) error {
 
 func (p *Probe) stat(idx uint32) uint64 { return probes.SumPerCPU(p.objs.GohttpStats, idx) }
 
-// Track attaches the uprobe to the process's executable, once per
-// executable. Programs without a net/http client are left alone.
+// Track attaches the uprobes to the process's executable, once per
+// executable: net/http's HTTP/1 client, its HTTP/2 client and its HTTP/2
+// server, whichever it has. Programs with none are left alone.
 func (p *Probe) Track(proc *probes.Process) error {
 	if proc.GoVersion == "" {
 		return nil
@@ -224,7 +262,8 @@ func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, ke
 	}
 	if !known {
 		exes.Attached(key, ls, cfg)
-		p.log.Info("uprobe attached", "pid", proc.PID, "func", roundTrip)
+		p.log.Info("uprobes attached", "pid", proc.PID, "links", len(ls), "http1_client", cfg.CloseDelta != 0,
+			"http2_server", cfg.Flags&httpCfgH2Server != 0)
 	}
 	exes.Use(proc.PID, key)
 	if proc.Exec != nil {
@@ -243,9 +282,12 @@ func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, ke
 	default:
 		p.deps.Status.Set(proc.PID, status.HTTPClientLinks, false, "no net/http HTTP/1 client in the executable")
 	}
-	if cfg.Flags&httpCfgH2Server != 0 {
+	switch known, why := h2ServerKnown(proc); {
+	case cfg.Flags&httpCfgH2Server != 0:
 		p.deps.Status.Set(proc.PID, status.HTTP2ServerLinks, true, "uprobes on the HTTP/2 server's processHeaders and runHandler")
-	} else {
+	case !known:
+		p.deps.Status.Set(proc.PID, status.HTTP2ServerLinks, false, why)
+	default:
 		p.deps.Status.Set(proc.PID, status.HTTP2ServerLinks, false, "no net/http HTTP/2 server in the executable")
 	}
 	return nil
@@ -295,6 +337,9 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 	// The server's two functions go together: a stream's IDs filed by the
 	// first are taken by the second.
 	for i, fn := range h2ServerHeaders {
+		if ok, _ := h2ServerKnown(proc); !ok {
+			break
+		}
 		h, err1 := b.Func(fn)
 		r, err2 := b.Func(h2ServerHandler[i])
 		if err1 == nil && err2 == nil {
