@@ -24,6 +24,7 @@ import (
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/procs"
+	"github.com/weft-dev/weft/internal/ringpoll"
 	"github.com/weft-dev/weft/internal/selection"
 )
 
@@ -82,6 +83,7 @@ type Discoverer struct {
 	lostSeen uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
 
 	stop     chan struct{}
+	waker    *ringpoll.Waker // nil: the event loop polls every watchPoll
 	wg       sync.WaitGroup
 	recheck  chan struct{} // Recheck's request for a rescan that decides again
 	loaded   bool
@@ -134,6 +136,9 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		d.Shutdown(ctx)
 		return fmt.Errorf("opening procwatch ring buffer: %w", err)
 	}
+	if d.waker, err = ringpoll.NewWaker(d.objs.WatchEvents); err != nil {
+		d.log.Warn("exec and exit events are read every "+watchPoll.String()+" only", "err", err)
+	}
 	t0 := time.Now()
 	d.rescan(false)
 	d.log.Info("initial scan done", "took", time.Since(t0).Round(time.Millisecond))
@@ -170,24 +175,45 @@ func (d *Discoverer) events() {
 		}
 		workers.Wait()
 	}()
+	// Drained without ever waiting in the reader (see ringpoll): each
+	// event wakes the waker; the timer only covers a waker that failed.
 	var rec ringbuf.Record
+	d.rd.SetDeadline(ringpoll.Past)
+	tick := time.NewTicker(watchPoll)
+	defer tick.Stop()
 	for {
-		if err := d.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+	drain:
+		for {
+			err := d.rd.ReadInto(&rec)
+			switch {
+			case errors.Is(err, ringbuf.ErrClosed):
 				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				break drain
+			case err != nil:
+				d.log.Warn("reading procwatch ring buffer", "err", err)
+				break drain
 			}
-			d.log.Warn("reading procwatch ring buffer", "err", err)
-			continue
+			ev, ok := decodeWatch(rec.RawSample)
+			if !ok {
+				continue
+			}
+			// Fibonacci hashing: pids come in strides (a shell's fork and
+			// exec), which pid%N would send to one worker.
+			queues[(ev.Pid*2654435761)>>16%execWorkers] <- ev
 		}
-		ev, ok := decodeWatch(rec.RawSample)
-		if !ok {
-			continue
+		select {
+		case <-d.waker.C():
+		case <-tick.C:
+		case <-d.stop:
+			return
 		}
-		// Fibonacci hashing: pids come in strides (a shell's fork and
-		// exec), which pid%N would send to one worker.
-		queues[(ev.Pid*2654435761)>>16%execWorkers] <- ev
 	}
 }
+
+// watchPoll is how often the exec and exit events are read when the
+// netpoller cannot wake the loop (ringpoll.NewWaker failed).
+const watchPoll = 100 * time.Millisecond
 
 // handle acts on one exec or exit event. An exec's delay from the
 // kernel's event to the families' Track is measured: what a short-lived
@@ -434,6 +460,7 @@ func (d *Discoverer) Shutdown(ctx context.Context) error {
 		}
 		if d.rd != nil {
 			d.rd.Close()
+			d.waker.Close()
 		}
 		d.wg.Wait()
 		if d.loaded {

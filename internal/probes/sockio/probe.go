@@ -24,6 +24,7 @@ import (
 
 	"github.com/weft-dev/weft/internal/conntrack"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/ringpoll"
 	"github.com/weft-dev/weft/internal/status"
 	"github.com/weft-dev/weft/internal/statusserver"
 )
@@ -41,7 +42,7 @@ type Probe struct {
 	coll   *ebpf.Collection // the source's programs (the maps are in maps)
 	links  []link.Link
 	rd     *ringbuf.Reader
-	waker  *ringWaker // nil: the loop wakes on its timer only
+	waker  *ringpoll.Waker // nil: the loop wakes on its timer only
 	done   chan struct{}
 	beat   *statusserver.Heartbeat // the event loop's, for /healthz
 
@@ -165,7 +166,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		p.closeAll()
 		return fmt.Errorf("opening sockio ring buffer: %w", err)
 	}
-	if p.waker, err = newRingWaker(p.maps.Events); err != nil {
+	if p.waker, err = ringpoll.NewWaker(p.maps.Events); err != nil {
 		p.log.Warn("events are read every "+pollEvery.String()+" only", "err", err)
 	}
 	p.registerGauges()
@@ -453,7 +454,7 @@ func (p *Probe) deleteConns(pid uint32) {
 const pollEvery = 100 * time.Millisecond
 
 // loop drains the ring buffer every pollEvery, or at once when BPF forces
-// a wakeup, and never waits inside the reader (see ringWaker).
+// a wakeup, and never waits inside the reader (see ringpoll.Waker).
 func (p *Probe) loop() {
 	defer close(p.done)
 	var rec ringbuf.Record
@@ -461,8 +462,7 @@ func (p *Probe) loop() {
 	malformed := p.deps.Metrics.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", "malformed")
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
-	// A deadline in the past: a read returns what is there, never waits.
-	p.rd.SetDeadline(time.Unix(1, 0))
+	p.rd.SetDeadline(ringpoll.Past)
 	sweep := time.Now()
 	for {
 		p.beat.Beat()

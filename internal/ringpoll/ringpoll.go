@@ -1,0 +1,101 @@
+// Package ringpoll waits for a BPF ring buffer the way the agent's event
+// loops need: in the Go runtime's netpoller, never inside a system call.
+package ringpoll
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Waker tells an event loop when BPF woke the ring buffer's readers (a
+// record submitted without BPF_RB_NO_WAKEUP, or with BPF_RB_FORCE_WAKEUP),
+// through the Go runtime's netpoller. The loop then drains the ring with a
+// ringbuf.Reader whose deadline is in the past, which never waits.
+//
+// Why not the reader's own blocking wait: a goroutine parked in epoll_wait
+// holds its P, so the runtime's sysmon cannot sleep deeply; it retakes the
+// P, which resets it to its 20 µs tick, and with GOMAXPROCS=1 every other
+// goroutine waits for that. At a few thousand requests a second that was
+// the agent's largest cost (measured: a quarter of its CPU in sysmon's
+// nanosleeps and the context switches they cost on a VM). Waiting in the
+// netpoller parks no thread in a system call.
+type Waker struct {
+	f *os.File
+	c chan struct{}
+}
+
+// NewWaker registers a duplicate of the ring buffer map's descriptor with
+// the netpoller. It fails if the runtime cannot poll it; the loop then
+// wakes on its timer only.
+func NewWaker(m *ebpf.Map) (*Waker, error) {
+	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicating the ring buffer descriptor: %w", err)
+	}
+	// O_NONBLOCK is on the open file, shared with the reader's descriptor:
+	// neither map operations nor epoll look at it.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("ring buffer descriptor: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), m.String())
+	// A descriptor the netpoller took has deadlines; one it did not would
+	// make every wait below return at once.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ring buffer not pollable by the runtime: %w", err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ring buffer descriptor: %w", err)
+	}
+	w := &Waker{f: f, c: make(chan struct{}, 1)}
+	go w.run(rc)
+	return w, nil
+}
+
+func (w *Waker) run(rc syscall.RawConn) {
+	for {
+		waited := false
+		// The first call says "not yet": Read then parks until the
+		// netpoller sees the descriptor readable (an edge: a wakeup),
+		// and calls again.
+		err := rc.Read(func(uintptr) bool {
+			done := waited
+			waited = true
+			return done
+		})
+		if err != nil { // closed
+			return
+		}
+		select {
+		case w.c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// C receives when BPF woke the readers; nil for a nil Waker (never).
+func (w *Waker) C() <-chan struct{} {
+	if w == nil {
+		return nil
+	}
+	return w.c
+}
+
+// Close stops the waiting goroutine; safe on nil and twice.
+func (w *Waker) Close() {
+	if w != nil {
+		w.f.Close()
+	}
+}
+
+// Past is a read deadline that has passed: a ringbuf.Reader given it
+// returns what the ring holds and never waits.
+var Past = time.Unix(1, 0)
