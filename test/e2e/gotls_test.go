@@ -177,9 +177,15 @@ func TestTLSMixedChain(t *testing.T) {
 		{"B's call child of B's request", "b client:c%d", "b server:b%d"},
 		{"C's request child of B's call (option over TLS)", "c server:c%d", "b client:c%d"},
 	}
-	// A wrong parent always fails. A span missing, or a root where a link
-	// was due, is a loss: CI's loaded 2-core runs lost 2 of 200 once (not
-	// yet explained); up to 1% is logged, more fails.
+	// A wrong parent (another request's span) always fails. A span
+	// missing, a root where a link was due, or a parent no exported span
+	// has (the next hop of a call whose span lost the kernel's IDs) is a
+	// loss: CI's loaded 2-core runs lost 2 of 200 twice (not yet
+	// explained); up to 1% is logged, more fails.
+	exported := map[string]bool{}
+	for _, s := range by {
+		exported[s.SpanID] = true
+	}
 	whole, lost := 0, 0
 	for i := range n {
 		ok := true
@@ -189,7 +195,7 @@ func TestTLSMixedChain(t *testing.T) {
 			if ok1 && ok2 && ch.ParentSpanID == pa.SpanID && ch.TraceID == pa.TraceID {
 				continue
 			}
-			wrong := ok1 && ok2 && ch.ParentSpanID != ""
+			wrong := ok1 && ok2 && ch.ParentSpanID != "" && exported[ch.ParentSpanID]
 			switch {
 			case wrong:
 				t.Errorf("request %d: %s: wrong parent %q in %s, want %q in %s", i, l.what, ch.ParentSpanID, ch.TraceID, pa.SpanID, pa.TraceID)
