@@ -277,13 +277,15 @@ func checkH2ServerB3(t *testing.T, col *otelcol.Collector, cert string, role map
 	}
 }
 
-// TestGoHTTP2ServerPreexisting: an HTTP/2 connection opened before the
-// agent started (a restart of the agent, say) has no preface left to see.
-// Its streams are still linked: the reader's first frame header after
-// tracing began makes it an HTTP/2 server connection. B's handler calls C;
-// after one request, every call of ten is the child of B's request, and
-// C's request the call's child (or a root: the option is best effort),
-// never another's.
+// TestGoHTTP2ServerPreexisting: an HTTP/2 connection into B opened before
+// the agent started (a restart of the agent, say) has no preface left to
+// see. The reader's first frame header after tracing began makes it an
+// HTTP/2 server connection, so B's handlers still get their streams'
+// spans: after one request, each of B's ten calls to C (over a connection
+// opened while traced) has B's stream's span as parent, and C's request is
+// the call's child (or a root: the option is best effort). B's own SERVER
+// spans are not there: the connection's HPACK table was filled before the
+// agent could read it, so its headers cannot be decoded.
 func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	needRoot(t)
 	col := otelcol.Start(t)
@@ -302,18 +304,21 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	// One connection, opened now and kept: MaxConnsPerHost 1.
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}}
-	get := func(id string) {
-		toC := fmt.Sprintf("https://%s/work?id=c%s", c.Addr, id)
-		resp, err := hc.Get(fmt.Sprintf("https://%s/call?id=b%s&to=%s", b.Addr, id, url.QueryEscape(toC)))
+	get := func(u string) {
+		resp, err := hc.Get(u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
-			t.Fatalf("request %s: %s %d, want HTTP/2 200", id, resp.Proto, resp.StatusCode)
+			t.Fatalf("%s: %s %d, want HTTP/2 200", u, resp.Proto, resp.StatusCode)
 		}
 	}
-	get("-before") // opens the connection before any tracing
+	call := func(id string) {
+		toC := fmt.Sprintf("https://%s/work?id=c%s", c.Addr, id)
+		get(fmt.Sprintf("https://%s/call?id=b%s&to=%s", b.Addr, id, url.QueryEscape(toC)))
+	}
+	get(fmt.Sprintf("https://%s/hello", b.Addr)) // opens the connection before any tracing
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-h2pre")
 	ag.waitTracked(t, b.PID())
 	ag.waitTracked(t, c.PID())
@@ -323,29 +328,35 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	// The reader was inside crypto/tls's Read when the uprobes came: that
 	// read's plaintext is not seen, so the first stream after attaching
 	// may find no reader (counted as h2_server_no_reader).
-	get("-first")
+	call("-first")
+	linked0 := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_linked"}`)
 	const n = 10
 	for i := range n {
-		get(fmt.Sprint(i))
+		call(fmt.Sprint(i))
 	}
 	role := map[string]string{fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
-	by := spansByKey(t, col, 3*n, 60*time.Second, roleKey(role))
+	by := spansByKey(t, col, 2*n, 60*time.Second, roleKey(role))
+	serverSpans := 0
 	for i := range n {
-		bS, ok1 := by[fmt.Sprintf("b server:b%d", i)]
-		bC, ok2 := by[fmt.Sprintf("b client:c%d", i)]
-		cS, ok3 := by[fmt.Sprintf("c server:c%d", i)]
-		if !ok1 || !ok2 || !ok3 {
-			t.Errorf("request %d: spans missing (B server %v, B client %v, C server %v)", i, ok1, ok2, ok3)
+		if _, ok := by[fmt.Sprintf("b server:b%d", i)]; ok {
+			serverSpans++
+		}
+		bC, ok1 := by[fmt.Sprintf("b client:c%d", i)]
+		cS, ok2 := by[fmt.Sprintf("c server:c%d", i)]
+		if !ok1 || !ok2 {
+			t.Errorf("request %d: spans missing (B client %v, C server %v)", i, ok1, ok2)
 			continue
 		}
-		if bC.ParentSpanID != bS.SpanID || bC.TraceID != bS.TraceID {
-			t.Errorf("request %d: B's call has parent %q in %s, want B's request %s in %s", i, bC.ParentSpanID, bC.TraceID, bS.SpanID, bS.TraceID)
+		if bC.ParentSpanID == "" {
+			t.Errorf("request %d: B's call is a root: its handler did not get its stream's span", i)
 		}
 		if cS.ParentSpanID != "" && (cS.ParentSpanID != bC.SpanID || cS.TraceID != bC.TraceID) {
 			t.Errorf("request %d: C's request has parent %q in %s, want %s in %s or none", i, cS.ParentSpanID, cS.TraceID, bC.SpanID, bC.TraceID)
 		}
 	}
-	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_linked"}`); got < n {
-		t.Errorf("h2_server_linked %v, want at least %d", got, n)
+	// B's handlers and C's (B calls C over HTTP/2 too).
+	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_linked"}`) - linked0; got != 2*n {
+		t.Errorf("h2_server_linked went up by %v, want %d", got, 2*n)
 	}
+	t.Logf("B's SERVER spans on the connection opened before the agent: %d of %d", serverSpans, n)
 }
