@@ -237,18 +237,24 @@ func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 // capability reads one process's capability from the agent's /status.
 func capability(t testing.TB, a *agent, pid int, name string) status.Capability {
 	t.Helper()
-	rep := statusReport(t, a)
-	for _, p := range rep.Processes {
+	c, ok := statusCapability(t, a, pid, name)
+	if !ok {
+		t.Fatalf("pid %d: no capability %q in /status: %+v", pid, name, statusReport(t, a).Processes)
+	}
+	return c
+}
+
+// statusCapability is capability without failing: false when /status has
+// no such process or capability (yet).
+func statusCapability(t testing.TB, a *agent, pid int, name string) (status.Capability, bool) {
+	t.Helper()
+	for _, p := range statusReport(t, a).Processes {
 		if p.PID == pid {
 			c, ok := p.Capabilities[name]
-			if !ok {
-				t.Fatalf("pid %d: no capability %q in /status: %+v", pid, name, p.Capabilities)
-			}
-			return c
+			return c, ok
 		}
 	}
-	t.Fatalf("pid %d not in /status", pid)
-	return status.Capability{}
+	return status.Capability{}, false
 }
 
 // sockhashSockets counts the sockets of process tgid in the injector's

@@ -55,7 +55,14 @@ func TestOpenSSLLinkedIn(t *testing.T) {
 			t.Fatal(err)
 		}
 		ag.waitTracked(t, cmd.Process.Pid)
-		c := capability(t, ag, cmd.Process.Pid, status.TLS)
+		// The families report a process's capabilities one by one; a
+		// process selected at exec may also be tracked a second time
+		// (its exec event after a scan found it), which reports them
+		// again. Wait for the TLS one rather than read it once.
+		c, ok := status.Capability{}, false
+		for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			c, ok = statusCapability(t, ag, cmd.Process.Pid, status.TLS)
+		}
 		if !c.On || !strings.Contains(c.Why, "linked into the executable") {
 			cmd.Process.Kill()
 			t.Fatalf("client %d: tls %v: %s", i, c.On, c.Why)
