@@ -178,14 +178,7 @@ func TestGoHTTP2ServerLinks(t *testing.T) {
 func checkH2ServerB3(t *testing.T, col *otelcol.Collector, cert string, role map[string]string,
 	chains func(func(name string, b, c *server) bool)) {
 	t.Helper()
-	pem, err := os.ReadFile(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	hc := h2Client(t, cert, 0)
 	const (
 		trace64  = "a3ce929d0e0e4736"
 		trace128 = "4bf92f3577b34da6" + trace64
@@ -295,15 +288,7 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	bin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-h2pre"))
 	b := startServer(t, "b", bin, "-cert", cert, "-key", key, "-h2")
 	c := startServer(t, "c", bin, "-cert", cert, "-key", key)
-	pem, err := os.ReadFile(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	// One connection, opened now and kept: MaxConnsPerHost 1.
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}}
+	hc := h2Client(t, cert, 1) // one connection, opened now and kept
 	get := func(u string) {
 		resp, err := hc.Get(u)
 		if err != nil {
@@ -359,4 +344,18 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 		t.Errorf("h2_server_linked went up by %v, want %d", got, 2*n)
 	}
 	t.Logf("B's SERVER spans on the connection opened before the agent: %d of %d", serverSpans, n)
+}
+
+// h2Client is an untraced HTTP/2 client (h2 by ALPN) trusting cert, with at
+// most maxConns connections a host (0: no limit).
+func h2Client(t *testing.T, cert string, maxConns int) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxConnsPerHost: maxConns}}
 }
