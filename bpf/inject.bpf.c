@@ -384,10 +384,8 @@ enum head_scan {
 	SCAN_BAD_LINE = 3,   /* the first line is not an HTTP/1.x request line */
 };
 
-/* State of one pass over the head; the callback reads the message through
- * msg, so that no packet pointer crosses a helper call. */
+/* State of one pass over the head. */
 struct scan {
-	struct sk_msg_md *msg;
 	__u32 len;      /* bytes to scan: what msg->data shows, at most INJ_SCAN_MAX */
 	__u32 line_end; /* offset just past the request line */
 	__u32 result;
@@ -396,6 +394,15 @@ struct scan {
 	__u32 ts_lines; /* tracestate lines in the head */
 	__u32 tp_at;    /* offset just past the colon of the first traceparent line */
 	__u32 tp_lines; /* traceparent lines in the head */
+};
+
+/* What the bpf_loop callback gets: the message, read through msg so that
+ * no packet pointer crosses a helper call, and the scan. Apart: on_newline
+ * is a global function, and the verifier forgets what the memory it is
+ * given held, the ctx pointer too, were it in there. */
+struct scan_loop {
+	struct sk_msg_md *msg;
+	struct scan *s;
 };
 
 /* Offsets into the head, masked so that the verifier sees them bounded
@@ -410,8 +417,12 @@ struct scan {
 
 /* Looks at the line after the \n at offset i (and, for the first \n, at
  * the request line before it). Returns non-zero to stop the scan. */
-static __always_inline int on_newline(struct scan *s, __u8 *data, __u8 *end, __u32 i)
+__noinline int on_newline(struct sk_msg_md *msg, struct scan *s, __u32 i)
 {
+	if (!msg || !s)
+		return 1;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
 	if (!s->line_end) {
 		/* Shortest request line: "GET / HTTP/1.1\r" */
 		if (i < 15 || i > INJ_SCAN_MAX) {
@@ -469,8 +480,9 @@ static __always_inline int on_newline(struct scan *s, __u8 *data, __u8 *end, __u
 }
 
 /* The last bytes of the view, fewer than a word: one at a time. */
-static __always_inline long scan_tail(struct scan *s, __u8 *data, __u8 *end, __u32 o)
+static __always_inline long scan_tail(struct scan_loop *l, __u8 *data, __u8 *end, __u32 o)
 {
+	struct scan *s = l->s;
 #pragma clang loop unroll(disable)
 	for (__u32 k = 0; k < 8; k++) {
 		__u32 i = o + k;
@@ -479,7 +491,7 @@ static __always_inline long scan_tail(struct scan *s, __u8 *data, __u8 *end, __u
 		__u8 *q = data + OFF(i);
 		if (q + 1 > end)
 			return 1;
-		if (*q == '\n' && on_newline(s, data, end, i))
+		if (*q == '\n' && on_newline(l->msg, s, i))
 			return 1;
 	}
 	return 1;
@@ -487,17 +499,18 @@ static __always_inline long scan_tail(struct scan *s, __u8 *data, __u8 *end, __u
 
 /* bpf_loop callback: one 8-byte word of the head. The \n bytes are found
  * all at once (SWAR): a word without one costs a dozen instructions. */
-static long scan_word(__u32 w, struct scan *s)
+static long scan_word(__u32 w, struct scan_loop *l)
 {
+	struct scan *s = l->s;
 	__u32 o = w * 8;
 	if (o >= s->len || o > INJ_SCAN_MAX)
 		return 1;
-	struct sk_msg_md *msg = s->msg;
+	struct sk_msg_md *msg = l->msg;
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
 	__u8 *p = data + OFF(o);
 	if (p + 8 > end)
-		return scan_tail(s, data, end, o);
+		return scan_tail(l, data, end, o);
 	__u64 x = *(__u64 *)p ^ 0x0a0a0a0a0a0a0a0aULL;
 	/* The high bit of every byte that was \n (exact: no borrows). */
 	__u64 m = ~(((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x) & 0x8080808080808080ULL;
@@ -509,7 +522,7 @@ static long scan_word(__u32 w, struct scan *s)
 		__u32 i = o + k;
 		if (i >= s->len)
 			return 1;
-		if (on_newline(s, data, end, i))
+		if (on_newline(msg, s, i))
 			return 1;
 	}
 	return 0;
@@ -521,7 +534,6 @@ static __always_inline void scan(struct sk_msg_md *msg, struct scan *s, __u32 wa
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
 	__u32 view = end > data ? end - data : 0;
-	s->msg = msg;
 	s->len = view < want ? view : want;
 	/* All 0 (SCAN_MORE), carried across calls: see unknown_zero. */
 	s->line_end = unknown_zero;
@@ -531,7 +543,8 @@ static __always_inline void scan(struct sk_msg_md *msg, struct scan *s, __u32 wa
 	s->ts_lines = unknown_zero;
 	s->tp_at = unknown_zero;
 	s->tp_lines = unknown_zero;
-	bpf_loop((s->len + 7) / 8, scan_word, s, 0);
+	struct scan_loop l = {.msg = msg, .s = s};
+	bpf_loop((s->len + 7) / 8, scan_word, &l, 0);
 }
 
 /* One pass over the value of the app's tracestate line: where it starts
@@ -700,9 +713,11 @@ static __always_inline __u32 forward(struct sk_msg_md *msg, const struct scan *s
  * member is written before the second; a second push or pull that fails
  * takes out what the first put in (or, failing that, drops the message):
  * never one insertion without the other. */
-static __always_inline __u32 insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c,
-				    bool line, __u32 merge_at)
+__noinline __u32 insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx *c, __u32 line,
+			__u32 merge_at)
 {
+	if (!msg || !c)
+		return INJ_WRITE_FAIL;
 	__u8 h[INJ_HEADER_LEN + 2];
 	__builtin_memcpy(h, "traceparent: 00-", 16);
 	hex_bytes(h + 16, c->trace_id, 16);
@@ -842,6 +857,18 @@ struct h2_walk {
 	__u64 goid; /* the sending goroutine: grpc-go's loopy writer */
 };
 
+/* What h2_add_field works on (a global function takes at most five
+ * arguments): the HEADERS frame at off, payload len; added is out. */
+struct h2_field {
+	__u64 goid;
+	__u32 tgid;
+	__u32 off;
+	__u32 len;
+	__u32 stream_id;
+	__u32 added;
+	__u32 pad;
+};
+
 /* Writes len as the 24-bit length of the frame at off. */
 static __always_inline bool h2_set_len(struct sk_msg_md *msg, __u32 off, __u32 len)
 {
@@ -868,9 +895,12 @@ static __always_inline bool h2_restore_len(struct sk_msg_md *msg, __u32 off, __u
 
 /* Appends the field to the header block of the HEADERS frame at off
  * (payload len, wholly in this message). Returns a stat index. */
-static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 len, __u32 stream_id, __u32 *added)
+__noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
 {
-	struct h2_key k = {.tgid = w->tgid, .stream_id = stream_id, .goid = w->goid};
+	if (!msg || !a)
+		return INJ_WRITE_FAIL;
+	__u32 off = a->off, len = a->len;
+	struct h2_key k = {.tgid = a->tgid, .stream_id = a->stream_id, .goid = a->goid};
 	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
 	if (!ids)
 		return INJ_H2_NO_CTX;
@@ -905,7 +935,6 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 	/* The frame's new length goes first, while nothing else has changed
 	 * (a failure here leaves the message as it was), so that after the
 	 * push only the pull that cannot fail remains (see insert). */
-	struct sk_msg_md *msg = w->msg;
 	__u32 at = off + H2_FRAME_HEADER + len;
 	if (!h2_set_len(msg, off, len + n))
 		return INJ_WRITE_FAIL;
@@ -919,7 +948,7 @@ static __always_inline __u32 h2_add_field(struct h2_walk *w, __u32 off, __u32 le
 			if (state)
 				copy_state(data + INJ_H2_FIELD_LEN, end, state_field, state_field_len);
 			ids->flags |= H2_INJECTED;
-			*added = n;
+			a->added = n;
 			return INJ_H2_INJECTED;
 		}
 	}
@@ -980,21 +1009,22 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 	__u32 fend = off + H2_FRAME_HEADER + len;
 	if (type == H2_HEADERS && (sid & 1)) {
 		/* A client-opened stream's request headers. */
-		__u32 r, added = 0;
+		__u32 r;
+		struct h2_field a = {.goid = w->goid, .tgid = w->tgid, .off = off, .len = len, .stream_id = sid};
 		if (!(flags & H2_END_HEADERS) || fend > size)
 			r = INJ_H2_SPLIT;
 		else if (flags & H2_PADDED)
 			r = INJ_H2_TOO_LONG;
 		else
-			r = h2_add_field(w, off, len, sid, &added);
+			r = h2_add_field(msg, &a);
 		count(r);
 		if (r == INJ_DROP) {
 			w->drop = 1;
 			return 1;
 		}
 		if (r == INJ_H2_INJECTED) {
-			fend += added;
-			w->size += added;
+			fend += a.added;
+			w->size += a.added;
 		}
 	}
 	if (fend > w->size) {
