@@ -7,7 +7,6 @@ import (
 	"os"
 
 	"go.opentelemetry.io/otel/attribute"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -43,7 +42,7 @@ func startKube(ctx context.Context, o kubeOptions, log *slog.Logger) (*k8smeta.S
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client configuration: %w", err)
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := k8smeta.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}

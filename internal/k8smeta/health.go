@@ -14,7 +14,7 @@ func (s *Store) watchAPIServer(ctx context.Context) {
 	defer t.Stop()
 	for {
 		probe, cancel := context.WithTimeout(ctx, s.cfg.HealthInterval)
-		_, err := s.cfg.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(probe)
+		err := s.cfg.Client.Ready(probe)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -59,7 +59,11 @@ func TestAgainstAPIServer(t *testing.T) {
 	f.replicaSet("shop", "cart-7d4b9c", "cart")
 
 	sw := &switches{m: map[string]bool{}}
-	s, err := New(Config{Client: c.Client, NodeName: node, ClusterName: cluster, Grace: grace, HealthInterval: time.Second,
+	client, err := NewClient(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Client: client, NodeName: node, ClusterName: cluster, Grace: grace, HealthInterval: time.Second,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,8 @@
 // what OTel resource attributes that gives its spans, and whether the pod's
 // annotations (or its namespace's) ask for tracing.
 //
-// It watches, through client-go informers, the pods on this node only, all
+// It watches, through client-go informers (over its own small Client, not
+// client-go's Clientset), the pods on this node only, all
 // namespaces, ReplicaSets and Jobs (for their Deployment and CronJob
 // owners) and this node (for its topology labels). When the API server is
 // unreachable the caches keep serving what they had; the informers
@@ -18,19 +19,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 )
 
 // Config configures a Store.
 type Config struct {
-	Client      kubernetes.Interface
-	NodeName    string // from the downward API (NODE_NAME)
-	ClusterName string // k8s.cluster.name; the API has no such thing
+	Client      *Client // from NewClient
+	NodeName    string  // from the downward API (NODE_NAME)
+	ClusterName string  // k8s.cluster.name; the API has no such thing
 	Logger      *slog.Logger
 	// Grace keeps a deleted pod's attributes this long, for late spans.
 	Grace time.Duration // default 60 s
@@ -45,8 +47,9 @@ type Config struct {
 type Store struct {
 	cfg                                        Config
 	log                                        *slog.Logger
-	factories                                  []informers.SharedInformerFactory
 	pods, namespaces, replicaSets, jobs, nodes cache.SharedIndexInformer
+	informers                                  []cache.SharedIndexInformer // the five above
+	running                                    sync.WaitGroup              // their Run
 
 	swMu      sync.Mutex
 	enabled   map[string]bool // pod UID → last reported state
@@ -93,17 +96,14 @@ func New(cfg Config) (*Store, error) {
 		cfg.HealthInterval = 5 * time.Second
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, enabled: map[string]bool{}, graves: map[string]*grave{}}
-	all := factory(cfg.Client, nil)
-	onNode := factory(cfg.Client, fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName))
-	self := factory(cfg.Client, fields.OneTermEqualSelector("metadata.name", cfg.NodeName))
-	s.factories = []informers.SharedInformerFactory{all, onNode, self}
-	s.pods = onNode.Core().V1().Pods().Informer()
-	s.namespaces = all.Core().V1().Namespaces().Informer()
-	s.replicaSets = all.Apps().V1().ReplicaSets().Informer()
-	s.jobs = all.Batch().V1().Jobs().Informer()
-	s.nodes = self.Core().V1().Nodes().Informer()
-
-	if err := s.pods.AddIndexers(cache.Indexers{
+	c := cfg.Client
+	onNode := func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+	}
+	self := func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", cfg.NodeName).String()
+	}
+	podIndexers := cache.Indexers{
 		indexContainerID: func(o any) ([]string, error) {
 			var ids []string
 			for id := range containerIDs(o.(*corev1.Pod)) {
@@ -112,28 +112,59 @@ func New(cfg Config) (*Store, error) {
 			return ids, nil
 		},
 		indexUID: func(o any) ([]string, error) { return []string{string(o.(*corev1.Pod).UID)}, nil },
-	}); err != nil {
-		return nil, fmt.Errorf("k8smeta: pod indexers: %w", err)
 	}
+	for _, i := range []struct {
+		inf     *cache.SharedIndexInformer
+		r       resource
+		example runtime.Object
+		idx     cache.Indexers
+	}{
+		{&s.pods, resource{rc: c.core, name: "pods", list: func() runtime.Object { return &corev1.PodList{} }, tweak: onNode},
+			&corev1.Pod{}, podIndexers},
+		{&s.namespaces, resource{rc: c.core, name: "namespaces", list: func() runtime.Object { return &corev1.NamespaceList{} }},
+			&corev1.Namespace{}, nil},
+		{&s.replicaSets, resource{rc: c.apps, name: "replicasets", list: func() runtime.Object { return &appsv1.ReplicaSetList{} }},
+			&appsv1.ReplicaSet{}, nil},
+		{&s.jobs, resource{rc: c.batch, name: "jobs", list: func() runtime.Object { return &batchv1.JobList{} }},
+			&batchv1.Job{}, nil},
+		{&s.nodes, resource{rc: c.core, name: "nodes", list: func() runtime.Object { return &corev1.NodeList{} }, tweak: self},
+			&corev1.Node{}, nil},
+	} {
+		i.r.params = c.params
+		inf, err := newInformer(i.r, i.example, i.idx)
+		if err != nil {
+			return nil, err
+		}
+		*i.inf = inf
+	}
+	s.informers = []cache.SharedIndexInformer{s.pods, s.namespaces, s.replicaSets, s.jobs, s.nodes}
 	if err := s.handlers(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// factory makes an informer factory, optionally filtered by a field
-// selector; managed fields are dropped from cached objects to save memory.
-func factory(c kubernetes.Interface, sel fields.Selector) informers.SharedInformerFactory {
-	opts := []informers.SharedInformerOption{informers.WithTransform(func(o any) (any, error) {
+// newInformer makes an informer over r with no resync, the given indexers
+// plus the namespace index (as client-go's informer factory would have
+// added), and managed fields dropped from cached objects to save memory.
+func newInformer(r resource, example runtime.Object, idx cache.Indexers) (cache.SharedIndexInformer, error) {
+	indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+	for name, fn := range idx {
+		indexers[name] = fn
+	}
+	inf := cache.NewSharedIndexInformerWithOptions(&cache.ListWatch{
+		ListWithContextFunc:  r.List,
+		WatchFuncWithContext: r.Watch,
+	}, example, cache.SharedIndexInformerOptions{Indexers: indexers})
+	if err := inf.SetTransform(func(o any) (any, error) {
 		if m, ok := o.(metav1.Object); ok {
 			m.SetManagedFields(nil)
 		}
 		return o, nil
-	})}
-	if sel != nil {
-		opts = append(opts, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = sel.String() }))
+	}); err != nil {
+		return nil, fmt.Errorf("k8smeta: %s transform: %w", r.name, err)
 	}
-	return informers.NewSharedInformerFactoryWithOptions(c, 0, opts...)
+	return inf, nil
 }
 
 func (s *Store) handlers() error {
@@ -187,8 +218,8 @@ func (s *Store) Start(ctx context.Context) error {
 	s.startOnce.Do(func() {
 		var run context.Context
 		run, s.cancel = context.WithCancel(context.Background())
-		for _, f := range s.factories {
-			f.Start(run.Done())
+		for _, inf := range s.informers {
+			s.running.Go(func() { inf.RunWithContext(run) })
 		}
 		s.apiUp.Store(true) // so that a first failure is logged
 		go s.watchAPIServer(run)
@@ -222,9 +253,7 @@ func (s *Store) Shutdown(ctx context.Context) error {
 			if s.cancel != nil {
 				s.cancel()
 			}
-			for _, f := range s.factories {
-				f.Shutdown()
-			}
+			s.running.Wait()
 		}()
 	})
 	select {

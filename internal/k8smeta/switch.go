@@ -48,7 +48,7 @@ func (s *Store) onPod(pod *corev1.Pod) {
 
 // onNamespace re-evaluates every pod of the namespace on this node.
 func (s *Store) onNamespace(ns *corev1.Namespace) {
-	objs, err := s.pods.GetIndexer().ByIndex(cache.NamespaceIndex, ns.Name) // added by the informer factory
+	objs, err := s.pods.GetIndexer().ByIndex(cache.NamespaceIndex, ns.Name) // added by newInformer
 	if err != nil {
 		s.log.Warn("k8smeta: pods by namespace", "namespace", ns.Name, "err", err)
 		return
