@@ -75,6 +75,7 @@ type Discoverer struct {
 	objs  procwatchObjects
 	links []link.Link
 	rd    *ringbuf.Reader
+	gate  *ringpoll.Gate // rd's Pending and Close
 
 	mu    sync.Mutex
 	known map[int]instance
@@ -137,6 +138,7 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		d.Shutdown(ctx)
 		return fmt.Errorf("opening procwatch ring buffer: %w", err)
 	}
+	d.gate = ringpoll.NewGate(d.rd)
 	if d.waker, err = ringpoll.NewWaker(d.objs.WatchEvents); err != nil {
 		d.log.Warn("exec and exit events are read every "+watchPoll.String()+" only", "err", err)
 	}
@@ -181,14 +183,20 @@ func (d *Discoverer) events() {
 		workers.Wait()
 	}()
 	// Drained without ever waiting in the reader (see ringpoll): each
-	// event wakes the waker; the timer only covers a waker that failed.
+	// event wakes the waker; the timer covers a waker that failed, and
+	// else only a wakeup lost (never seen): every timer wake is a wake of
+	// the whole runtime, on an idle node the agent's main cost.
 	var rec ringbuf.Record
 	d.rd.SetDeadline(ringpoll.Past)
-	tick := time.NewTicker(watchPoll)
+	every := watchPoll
+	if d.waker != nil {
+		every = watchSafety
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 	drain:
-		for {
+		for d.gate.Pending() {
 			err := d.rd.ReadInto(&rec)
 			switch {
 			case errors.Is(err, ringbuf.ErrClosed):
@@ -219,6 +227,9 @@ func (d *Discoverer) events() {
 // watchPoll is how often the exec and exit events are read when the
 // netpoller cannot wake the loop (ringpoll.NewWaker failed).
 const watchPoll = 100 * time.Millisecond
+
+// watchSafety is how often they are read with a working waker.
+const watchSafety = 2 * time.Second
 
 // handle acts on one exec or exit event. An exec's delay from the
 // kernel's event to the families' Track is measured: what a short-lived
@@ -464,7 +475,7 @@ func (d *Discoverer) Shutdown(ctx context.Context) error {
 			l.Close()
 		}
 		if d.rd != nil {
-			d.rd.Close()
+			d.gate.Close()
 			d.waker.Close()
 		}
 		d.wg.Wait()

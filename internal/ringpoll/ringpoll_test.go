@@ -36,6 +36,23 @@ func writer(t *testing.T, m *ebpf.Map, flags int32) *ebpf.Program {
 	return p
 }
 
+// ring makes a 64 KiB ring buffer and a reader of it; the map closes
+// with the test.
+func ring(t *testing.T) (*ebpf.Map, *ringbuf.Reader) {
+	t.Helper()
+	kernel.Require(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, rd
+}
+
 func woken(w *Waker, within time.Duration) bool {
 	select {
 	case <-w.C():
@@ -50,16 +67,7 @@ func woken(w *Waker, within time.Duration) bool {
 // it), a reader with the Past deadline drains both without waiting, and
 // Close is safe twice and on nil.
 func TestWaker(t *testing.T) {
-	kernel.Require(t)
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	rd, err := ringbuf.NewReader(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, rd := ring(t)
 	defer rd.Close()
 	rd.SetDeadline(Past)
 	w, err := NewWaker(m)
@@ -122,5 +130,50 @@ func TestWaker(t *testing.T) {
 	none.Close()
 	if none.C() != nil {
 		t.Error("a nil Waker's channel is not nil")
+	}
+}
+
+// TestGate: Pending is false on an empty ring and true with a record in
+// it, whatever its wakeup flag; reading the record empties it; after
+// Close (safe twice) Pending is false and a read says closed.
+func TestGate(t *testing.T) {
+	m, rd := ring(t)
+	g := NewGate(rd)
+	defer g.Close()
+	rd.SetDeadline(Past)
+	if g.Pending() || g.Closed() {
+		t.Fatalf("a new ring: Pending %v, Closed %v", g.Pending(), g.Closed())
+	}
+	in := make([]byte, 14)
+	for _, flags := range []int32{0, 1} { // 1: BPF_RB_NO_WAKEUP
+		if _, err := writer(t, m, flags).Run(&ebpf.RunOptions{Data: in}); err != nil {
+			t.Fatal(err)
+		}
+		if !g.Pending() {
+			t.Fatalf("flags %d: a record is in the ring, Pending says no", flags)
+		}
+		var rec ringbuf.Record
+		if err := rd.ReadInto(&rec); err != nil || len(rec.RawSample) != 8 {
+			t.Fatalf("flags %d: read %d bytes, %v", flags, len(rec.RawSample), err)
+		}
+		if g.Pending() {
+			t.Fatalf("flags %d: the ring was read empty, Pending says not", flags)
+		}
+	}
+	if _, err := writer(t, m, 0).Run(&ebpf.RunOptions{Data: in}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if g.Pending() || !g.Closed() {
+		t.Errorf("after Close: Pending %v, Closed %v", g.Pending(), g.Closed())
+	}
+	var rec ringbuf.Record
+	if err := rd.ReadInto(&rec); !errors.Is(err, ringbuf.ErrClosed) {
+		t.Errorf("read after Close: %v, want ErrClosed", err)
 	}
 }

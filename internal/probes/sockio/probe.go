@@ -42,6 +42,7 @@ type Probe struct {
 	coll   *ebpf.Collection // the source's programs (the maps are in maps)
 	links  []link.Link
 	rd     *ringbuf.Reader
+	gate   *ringpoll.Gate  // rd's Pending and Close
 	waker  *ringpoll.Waker // nil: the loop wakes on its timer only
 	done   chan struct{}
 	beat   *statusserver.Heartbeat // the event loop's, for /healthz
@@ -166,11 +167,12 @@ func (p *Probe) Start(ctx context.Context) error {
 		p.closeAll()
 		return fmt.Errorf("opening sockio ring buffer: %w", err)
 	}
+	p.gate = ringpoll.NewGate(p.rd)
 	if p.waker, err = ringpoll.NewWaker(p.maps.Events); err != nil {
 		p.log.Warn("events are read every "+pollEvery.String()+" only", "err", err)
 	}
 	p.registerGauges()
-	// The loop wakes at least every pollEvery, so a silence this long
+	// The loop wakes at least every pollIdle, so a silence this long
 	// means it is stuck.
 	p.beat = p.deps.Live.Register(Name, 5*time.Second)
 	go p.loop()
@@ -453,6 +455,10 @@ func (p *Probe) deleteConns(pid uint32) {
 // the reader only when much data is waiting (WAKEUP_BYTES).
 const pollEvery = 100 * time.Millisecond
 
+// pollIdle is how long the loop sleeps once drains keep finding nothing:
+// the bound on a lone event's wait after a quiet spell.
+const pollIdle = time.Second
+
 // loop drains the ring buffer every pollEvery, or at once when BPF forces
 // a wakeup, and never waits inside the reader (see ringpoll.Waker).
 func (p *Probe) loop() {
@@ -460,14 +466,23 @@ func (p *Probe) loop() {
 	var rec ringbuf.Record
 	var ev conntrack.Event
 	malformed := p.deps.Metrics.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", "malformed")
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
+	wait := pollEvery
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	p.rd.SetDeadline(ringpoll.Past)
 	sweep := time.Now()
 	for {
 		p.beat.Beat()
-		if !p.drain(&rec, &ev, malformed) {
+		read, open := p.drain(&rec, &ev, malformed)
+		if !open {
 			return
+		}
+		// Nothing came: wait longer, up to pollIdle (every wake is one
+		// of the whole runtime); anything: back to pollEvery.
+		if read {
+			wait = pollEvery
+		} else {
+			wait = min(2*wait, pollIdle)
 		}
 		p.mu.Lock()
 		p.forgetGone(true)
@@ -481,16 +496,20 @@ func (p *Probe) loop() {
 		if swept {
 			p.checkMux()
 		}
+		timer.Reset(wait)
 		select {
-		case <-tick.C:
+		case <-timer.C:
 		case <-p.waker.C():
 		}
 	}
 }
 
-// drain hands every event in the ring buffer to the table; false once the
-// reader is closed.
-func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomic.Uint64) bool {
+// drain hands every event in the ring buffer to the table: whether it read
+// any, and false once the reader is closed.
+func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomic.Uint64) (read, open bool) {
+	if !p.gate.Pending() {
+		return false, !p.gate.Closed()
+	}
 	for n := 1; ; n++ {
 		if n%256 == 0 { // a beat reads the clock: not on every event
 			p.beat.Beat()
@@ -498,12 +517,12 @@ func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomi
 		err := p.rd.ReadInto(rec)
 		switch {
 		case errors.Is(err, ringbuf.ErrClosed):
-			return false
+			return true, false
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return true
+			return true, true
 		case err != nil:
 			p.log.Warn("reading sockio ring buffer", "err", err)
-			return true
+			return true, true
 		default:
 			if !decode(rec.RawSample, ev) {
 				malformed.Add(1)
@@ -525,7 +544,7 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 		}
 		p.links = nil
 		if p.rd != nil {
-			p.rd.Close()
+			p.gate.Close()
 			p.waker.Close()
 			select {
 			case <-p.done:
