@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-dev/weft/internal/metrics"
@@ -55,7 +54,6 @@ func newEndpoint(addr string, cfg Config, reg *metrics.Registry) (*endpoint, err
 	}
 	dial := []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(e.intercept),
-		experimental.WithBufferPool(exportPool()),
 		// gRPC's default reconnect backoff grows to 120 s: too slow to
 		// notice a collector that is back.
 		grpc.WithConnectParams(grpc.ConnectParams{
