@@ -45,6 +45,7 @@ type Probe struct {
 	gate   *ringpoll.Gate  // rd's Pending and Close
 	waker  *ringpoll.Waker // nil: the loop wakes on its timer only
 	done   chan struct{}
+	stop   chan struct{}           // closed by Shutdown: the loop returns
 	beat   *statusserver.Heartbeat // the event loop's, for /healthz
 
 	mu    sync.Mutex // guards table and gone; Track/Untrack race the event loop
@@ -79,7 +80,7 @@ type Probe struct {
 // New makes an unstarted probe whose connections speak protocols.
 func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 	d = d.WithDefaults()
-	p := &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{})}
+	p := &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), stop: make(chan struct{})}
 	p.table = conntrack.New(conntrack.Config{Protocols: protocols, Metrics: d.Metrics, StreamIDs: p.streamIDs,
 		MaxConns: d.Config.MaxConns, MaxBytes: d.Config.MaxConnBytes})
 	return p
@@ -500,6 +501,8 @@ func (p *Probe) loop() {
 		select {
 		case <-timer.C:
 		case <-p.waker.C():
+		case <-p.stop:
+			return
 		}
 	}
 }
@@ -543,6 +546,7 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 			l.Close()
 		}
 		p.links = nil
+		close(p.stop)
 		if p.rd != nil {
 			p.gate.Close()
 			p.waker.Close()
