@@ -229,7 +229,7 @@ func (d *Discoverer) events() {
 const watchPoll = 100 * time.Millisecond
 
 // watchSafety is how often they are read with a working waker.
-const watchSafety = 2 * time.Second
+const watchSafety = time.Second
 
 // handle acts on one exec or exit event. An exec's delay from the
 // kernel's event to the families' Track is measured: what a short-lived

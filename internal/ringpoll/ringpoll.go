@@ -63,24 +63,23 @@ func NewWaker(m *ebpf.Map) (*Waker, error) {
 }
 
 func (w *Waker) run(rc syscall.RawConn) {
-	for {
-		waited := false
-		// The first call says "not yet": Read then parks until the
-		// netpoller sees the descriptor readable (an edge: a wakeup),
-		// and calls again.
-		err := rc.Read(func(uintptr) bool {
-			done := waited
-			waited = true
-			return done
-		})
-		if err != nil { // closed
-			return
+	// One Read for the Waker's life: the callback says "not yet" every
+	// time, so Read parks until the netpoller sees the descriptor readable
+	// (an edge: a wakeup) and calls it again. Read resets the descriptor's
+	// readiness once, when it starts: a Read per wakeup would drop one that
+	// came between two Reads, and a ring whose records ask for a wakeup
+	// only when the reader has caught up would then wake nothing more.
+	first := true
+	_ = rc.Read(func(uintptr) bool {
+		if !first {
+			select {
+			case w.c <- struct{}{}:
+			default:
+			}
 		}
-		select {
-		case w.c <- struct{}{}:
-		default:
-		}
-	}
+		first = false
+		return false
+	}) // returns once the descriptor is closed
 }
 
 // C receives when BPF woke the readers; nil for a nil Waker (never).

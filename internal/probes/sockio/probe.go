@@ -480,7 +480,8 @@ func (p *Probe) loop() {
 		}
 		// Nothing came: wait longer, up to pollIdle (every wake is one
 		// of the whole runtime); anything: back to pollEvery.
-		if read {
+		if read || p.waker == nil {
+			// (Without a waker nothing but this timer reads the ring.)
 			wait = pollEvery
 		} else {
 			wait = min(2*wait, pollIdle)
