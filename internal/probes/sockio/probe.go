@@ -460,8 +460,9 @@ const pollEvery = 100 * time.Millisecond
 // the bound on a lone event's wait after a quiet spell.
 const pollIdle = time.Second
 
-// loop drains the ring buffer every pollEvery, or at once when BPF forces
-// a wakeup, and never waits inside the reader (see ringpoll.Waker).
+// loop drains the ring buffer every pollEvery (backing off to pollIdle
+// while drains find nothing), or at once when BPF forces a wakeup, and
+// never waits inside the reader (see ringpoll.Waker).
 func (p *Probe) loop() {
 	defer close(p.done)
 	var rec ringbuf.Record
