@@ -29,9 +29,8 @@ static __always_inline __u64 goid_at(__u64 g, __u64 off)
  * started for, any number of generations below the server goroutine (the
  * gospawn map, filled only when goroutine starts are probed); else its
  * parent's current one (a goroutine the handler started, known without
- * that probe: one generation, and only while the handler serves). A miss
- * in a process that serves requests is counted in go_roots. */
-static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const struct proc_cfg *pc)
+ * that probe: one generation, and only while the handler serves). */
+static __always_inline struct span_ctx *goroutine_span(__u32 tgid, __u64 g, const struct proc_cfg *pc)
 {
 	struct go_key k = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
 	if (!k.goid)
@@ -43,15 +42,31 @@ static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const 
 		k.goid = goid_at(g, pc->parent_goid_offset);
 		s = k.goid ? bpf_map_lookup_elem(&goctx, &k) : 0;
 	}
-	if (!s && (pc->flags & PROC_SERVED)) {
-		__u64 *n = bpf_map_lookup_elem(&go_roots, &tgid);
-		if (n) {
-			__sync_fetch_and_add(n, 1);
-		} else {
-			__u64 one = 1;
-			bpf_map_update_elem(&go_roots, &tgid, &one, BPF_NOEXIST);
-		}
+	return s;
+}
+
+/* A call found no server span: in a process that serves requests, the
+ * sign (go_roots) that its goroutine starts are worth following. */
+static __always_inline void note_unlinked(__u32 tgid, const struct proc_cfg *pc)
+{
+	if (!(pc->flags & PROC_SERVED))
+		return;
+	__u64 *n = bpf_map_lookup_elem(&go_roots, &tgid);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+	} else {
+		__u64 one = 1;
+		bpf_map_update_elem(&go_roots, &tgid, &one, BPF_NOEXIST);
 	}
+}
+
+/* goroutine_span; a miss in a process that serves requests is counted in
+ * go_roots. */
+static __always_inline struct span_ctx *serving_span(__u32 tgid, __u64 g, const struct proc_cfg *pc)
+{
+	struct span_ctx *s = goroutine_span(tgid, g, pc);
+	if (!s)
+		note_unlinked(tgid, pc);
 	return s;
 }
 

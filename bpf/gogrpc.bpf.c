@@ -2,16 +2,21 @@
 /* gogrpc: what the socket layer cannot know about grpc-go calls. Spans come
  * from the HTTP/2 frames sockio captures; these uprobes only link them:
  *
- * server side, two hits per call:
+ * server side, one hit per call:
  *   operate_headers  (*http2Server).operateHeaders, in the connection's
  *                    reader goroutine, with the header block decoded: picks
  *                    the SERVER span's IDs (honouring an incoming
  *                    traceparent, else a TCP option, else B3 metadata) and
- *                    files them under (reader, stream);
- *   handle_stream    (*Server).handleStream, in the goroutine that runs the
- *                    handler (one the reader started, or a stream worker):
- *                    finds those IDs by (transport, stream) and makes them
- *                    the goroutine's current span, so its calls become children;
+ *                    files them under (reader, stream) for sockio's user
+ *                    space and under (transport, stream) for the handler;
+ *   the handler's calls find those IDs through their context.Context
+ *                    (grpcctx.h): grpc-go puts the stream in the context it
+ *                    gives the handler, and a call's context derives from
+ *                    it, from any goroutine;
+ *   handle_stream    (*Server).handleStream, only where the loopy hook
+ *                    cannot reach a call's context (grpc before 1.77): in
+ *                    the goroutine that runs the handler, makes the
+ *                    stream's IDs that goroutine's current span;
  * client side, two hits per call:
  *   header_fields    RET sites of (*http2Client).createHeaderFields, in the
  *                    calling goroutine: picks the CLIENT span's IDs (child
@@ -19,7 +24,9 @@
  *                    header list the call will send;
  *   loopy_headers    the loopy writer taking that header list for a stream
  *                    ID: files the IDs under (writer, stream), where the
- *                    injector and sockio's user space find them.
+ *                    injector and sockio's user space find them; a call
+ *                    whose goroutine served no span takes its parent from
+ *                    its context here.
  * Offsets and argument registers differ by grpc version: user space puts
  * them, per process, in grpc_cfg. */
 #include "vmlinux.h"
@@ -43,32 +50,10 @@ DECLARE_TLS_OPTS_G_MAP;
 
 #include "goctx.h"
 
-/* Where things are in one process's grpc and x/net/http2 (struct fields,
- * and which Go ABI integer register holds an argument: 0 RAX, 1 RBX,
- * 2 RCX, 3 RDI, 4 RSI). */
-struct grpc_cfg {
-	__u8 frame_arg;     /* operateHeaders: *http2.MetaHeadersFrame */
-	__u8 stream_arg;    /* handleStream: the stream */
-	__u8 hdr_arg;       /* loopy hook: *headerFrame; 0: the hook is writeHeader */
-	__u8 stream_deref;  /* the stream embeds *Stream at ss_stream (else by value) */
-	__u16 ss_stream;    /* ServerStream.Stream (0 where the argument is a *Stream) */
-	__u16 stream_id;    /* Stream.id */
-	__u16 mhf_headers;  /* MetaHeadersFrame.HeadersFrame (*HeadersFrame) */
-	__u16 mhf_fields;   /* MetaHeadersFrame.Fields ([]hpack.HeaderField) */
-	__u16 frame_stream; /* HeadersFrame.FrameHeader + FrameHeader.StreamID */
-	__u16 field_size;   /* sizeof(hpack.HeaderField) */
-	__u16 field_name;   /* HeaderField.Name */
-	__u16 field_value;  /* HeaderField.Value */
-	__u16 hdr_stream;   /* headerFrame.streamID */
-	__u16 hdr_hf;       /* headerFrame.hf */
-};
+DECLARE_GRPC_PROCS_MAP;
+DECLARE_GRPC_STREAMS_MAP;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32); /* tgid */
-	__type(value, struct grpc_cfg);
-} grpc_procs SEC(".maps");
+#include "grpcctx.h"
 
 /* Selection at exec (execsel.h), as in gohttp. */
 DECLARE_EXEC_TEMPLATES(grpc_templates, struct grpc_cfg);
@@ -88,24 +73,6 @@ struct {
 	__type(value, struct h2_span);
 } grpc_calls SEC(".maps");
 
-/* A server stream's IDs between operate_headers and handle_stream, named
- * by the connection's transport (*http2Server: operateHeaders' receiver,
- * the data word of handleStream's ServerTransport): handleStream runs in a
- * goroutine the reader started, or, with grpc.NumStreamWorkers, in a
- * worker goroutine that is no child of the reader. */
-struct stream_key {
-	__u32 tgid;
-	__u32 stream_id;
-	__u64 transport;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct stream_key);
-	__type(value, struct h2_span);
-} grpc_streams SEC(".maps");
-
 enum gogrpc_stat {
 	GG_SERVER_STREAMS = 0, /* operateHeaders entries */
 	GG_REMOTE_PARENT = 1,  /* ... with a valid incoming traceparent */
@@ -118,7 +85,8 @@ enum gogrpc_stat {
 	GG_OPTION_PARENT = 8,  /* operateHeaders: no traceparent; the parent came in a TCP option (TLS) */
 	GG_B3_PARENT = 9,      /* ... no traceparent nor option; the parent came in B3 metadata */
 	GG_B3_NO_CONTEXT = 10, /* ... B3 metadata there, but no context in it (malformed, sampling only) */
-	GG_MAX = 11,
+	GG_CTX_LINKED = 11,    /* loopy hook: a call linked to the server stream its context came from */
+	GG_MAX = 12,
 };
 
 struct {
@@ -242,6 +210,8 @@ int operate_headers(struct pt_regs *ctx)
 	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
 	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};
 	bpf_map_update_elem(&grpc_streams, &sk, &ids, BPF_ANY);
+	if (!(pc->flags & PROC_SERVED))
+		pc->flags |= PROC_SERVED; /* only ever set: no atomic needed */
 	if (k.stream_id < ALIAS_STREAMS && pc->parent_goid_offset) {
 		/* The goroutine that read the connection preface (the reader's
 		 * parent) buffers what came with it: a new connection's first
@@ -325,7 +295,9 @@ int header_fields(struct pt_regs *ctx)
 	ids.flags = app_fields(cfg, ctx->ax, ctx->bx);
 	if (ids.flags & H2_APP_HEADER)
 		count(GG_APP_HEADER);
-	struct span_ctx *parent = serving_span(tgid, ctx->r14, pc);
+	/* With contexts followed, a miss here may still find its server
+	 * span at the loopy hook, which notes it if not. */
+	struct span_ctx *parent = cfg->ctx_walk ? goroutine_span(tgid, ctx->r14, pc) : serving_span(tgid, ctx->r14, pc);
 	if (parent)
 		count(GG_CLIENT_LINKED);
 	h2_span_ids(&ids, parent);
@@ -335,8 +307,12 @@ int header_fields(struct pt_regs *ctx)
 }
 
 /* The loopy writer starts a client stream: the call's IDs move from its
- * header list to (writer goroutine, stream ID). */
-static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, __u32 stream_id, __u64 hf)
+ * header list to (writer goroutine, stream ID). A call whose goroutine
+ * served no span takes its parent from its context, when that leads to a
+ * server stream (a gRPC handler's call: the handler's goroutine is not
+ * probed). hdr: the header frame, 0 for writeHeader. */
+static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, const struct grpc_cfg *cfg,
+				     __u32 stream_id, __u64 hf, __u64 hdr)
 {
 	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!pc)
@@ -350,6 +326,19 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, __u3
 	struct h2_key k = {.tgid = tgid, .stream_id = stream_id, .goid = goid_at(ctx->r14, pc->goid_offset)};
 	if (!k.goid)
 		return 0;
+	if (!(c.flags & CTX_LINKED) && cfg->ctx_walk && hdr) {
+		__u64 wq = read_u64(hdr + cfg->hdr_wq);
+		__u64 cx = wq ? read_u64(wq - cfg->stream_wq + cfg->stream_ctx + 8) : 0;
+		struct h2_span *srv = ctx_grpc_stream(tgid, cfg, cx);
+		if (srv) {
+			__builtin_memcpy(c.trace_id, srv->trace_id, sizeof(c.trace_id));
+			__builtin_memcpy(c.parent_id, srv->span_id, sizeof(c.parent_id));
+			c.flags = (c.flags & ~CTX_SAMPLED) | CTX_LINKED | sample_flags(c.trace_id, true, srv->flags);
+			count(GG_CTX_LINKED);
+		} else {
+			note_unlinked(tgid, pc);
+		}
+	}
 	count(GG_ORIGINATED);
 	bpf_map_update_elem(&h2_ids, &k, &c, BPF_ANY);
 	return 0;
@@ -365,7 +354,7 @@ int loopy_headers(struct pt_regs *ctx)
 	if (!cfg)
 		return 0;
 	__u64 hdr = go_arg(ctx, cfg->hdr_arg);
-	return originate(ctx, tgid, read_u32(hdr + cfg->hdr_stream), read_u64(hdr + cfg->hdr_hf));
+	return originate(ctx, tgid, cfg, read_u32(hdr + cfg->hdr_stream), read_u64(hdr + cfg->hdr_hf), hdr);
 }
 
 /* Older grpc (before originateStream took the header frame):
@@ -376,7 +365,8 @@ SEC("uprobe")
 int loopy_write_header(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&grpc_procs, &tgid))
+	struct grpc_cfg *cfg = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	if (!cfg)
 		return 0;
-	return originate(ctx, tgid, (__u32)ctx->bx, ctx->di);
+	return originate(ctx, tgid, cfg, (__u32)ctx->bx, ctx->di, 0);
 }

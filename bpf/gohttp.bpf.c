@@ -40,6 +40,8 @@ DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
 DECLARE_H2_READERS_MAP;
 DECLARE_TLS_OPTS_G_MAP;
+DECLARE_GRPC_PROCS_MAP;
+DECLARE_GRPC_STREAMS_MAP;
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;
@@ -52,6 +54,7 @@ DECLARE_TCPOPT_TX_MAP;
 volatile const __u8 tcpopt_on = 0;
 
 #include "goctx.h"
+#include "grpcctx.h"
 
 enum gohttp_stat {
 	GS_CALLS = 0,    /* roundTrip entries in traced processes */
@@ -69,7 +72,8 @@ enum gohttp_stat {
 	GS_H2_SRV_HANDLERS = 12, /* handler goroutines started (runHandler) */
 	GS_H2_SRV_LINKED = 13, /* ... given their stream's span */
 	GS_H2_SRV_B3 = 14,     /* HTTP/2 server streams whose parent came in B3 fields */
-	GS_MAX = 15,
+	GS_CTX_LINKED = 15,    /* roundTrip calls linked through their context to a gRPC server stream */
+	GS_MAX = 16,
 };
 
 /* For bpf2go: the counters' names in Go follow these indexes. */
@@ -84,7 +88,8 @@ struct http_cfg {
 	__u64 close_delta;     /* 0: no roundTrip probed (a server without a client) */
 	__u64 tls_close_delta; /* the same for crypto/tls.(*Conn).Close; 0: absent */
 	__u32 flags;           /* HTTP_CFG_*, for user space's status */
-	__u32 _pad;
+	__u16 treq_req;        /* transportRequest.Request (*Request) */
+	__u16 req_ctx;         /* Request.ctx (an interface); 0: unknown */
 };
 
 #define HTTP_CFG_H2_SERVER 1 /* the HTTP/2 server's functions are probed */
@@ -364,7 +369,24 @@ int round_trip(struct pt_regs *ctx)
 		return 0;
 	}
 
-	struct span_ctx *parent = serving_span(tgid, ctx->r14, cfg);
+	/* The goroutine's span; else, in a gRPC server whose handlers'
+	 * goroutines are not probed, the server stream the request's context
+	 * leads to (grpcctx.h). req (*transportRequest) is in RBX. */
+	struct span_ctx *parent = goroutine_span(tgid, ctx->r14, cfg);
+	struct span_ctx walked = {};
+	if (!parent && hc->req_ctx) {
+		struct grpc_cfg *gc = bpf_map_lookup_elem(&grpc_procs, &tgid);
+		if (gc && gc->ctx_walk) {
+			__u64 req = read_u64(ctx->bx + hc->treq_req);
+			__u64 cx = req ? read_u64(req + hc->req_ctx + 8) : 0;
+			if (ctx_server_span(tgid, gc, cx, &walked)) {
+				parent = &walked;
+				count(GS_CTX_LINKED);
+			}
+		}
+	}
+	if (!parent)
+		note_unlinked(tgid, cfg);
 	struct client_ctx cc = {};
 	if (parent) {
 		count(GS_LINKED);

@@ -83,6 +83,9 @@ DECLARE_GO_ROOTS_MAP;
 DECLARE_CLIENT_CTXS_MAP;
 DECLARE_H2_IDS_MAP;
 DECLARE_H2_READERS_MAP;
+/* gogrpc's, shared with gohttp: created here with the others. */
+DECLARE_GRPC_PROCS_MAP;
+DECLARE_GRPC_STREAMS_MAP;
 /* Trace context in TCP header options (tcpopt.bpf.c): sockio owns the
  * maps, the client probe and the sockops program share them. */
 DECLARE_TCPOPT_TX_MAP;

@@ -156,6 +156,63 @@ struct event {
 		__type(value, __u64);                      \
 	} go_roots SEC(".maps")
 
+/* Where one process's grpc-go keeps a server stream, and how its probes
+ * find one (gogrpc's user space fills it per process, or its exec
+ * templates; gohttp reads it too: a gRPC handler's HTTP calls find their
+ * server span through the request's context.Context). Registers are Go
+ * ABI integer argument registers: 0 RAX, 1 RBX, 2 RCX, 3 RDI, 4 RSI. */
+struct grpc_cfg {
+	__u8 frame_arg;     /* operateHeaders: *http2.MetaHeadersFrame */
+	__u8 stream_arg;    /* handleStream: the stream */
+	__u8 hdr_arg;       /* loopy hook: *headerFrame; 0: the hook is writeHeader */
+	__u8 stream_deref;  /* the stream embeds *Stream at ss_stream (else by value) */
+	__u16 ss_stream;    /* ServerStream.Stream (0 where the argument is a *Stream) */
+	__u16 stream_id;    /* Stream.id */
+	__u16 mhf_headers;  /* MetaHeadersFrame.HeadersFrame (*HeadersFrame) */
+	__u16 mhf_fields;   /* MetaHeadersFrame.Fields ([]hpack.HeaderField) */
+	__u16 frame_stream; /* HeadersFrame.FrameHeader + FrameHeader.StreamID */
+	__u16 field_size;   /* sizeof(hpack.HeaderField) */
+	__u16 field_name;   /* HeaderField.Name */
+	__u16 field_value;  /* HeaderField.Value */
+	__u16 hdr_stream;   /* headerFrame.streamID */
+	__u16 hdr_hf;       /* headerFrame.hf */
+	/* Linking through a call's context (ctx_walk set): the server stream
+	 * is a context value; the loopy hook finds the call's context from its
+	 * header frame's write quota, a field of the call's Stream. */
+	__u16 ss_st;        /* the server stream's transport (an interface) */
+	__u16 hdr_wq;       /* headerFrame.wq (&Stream.wq) */
+	__u16 stream_wq;    /* Stream.wq */
+	__u16 stream_ctx;   /* Stream.ctx (an interface) */
+	__u8 ctx_walk;      /* server spans are found through contexts: no handleStream hook */
+	__u8 _pad[7];
+};
+
+#define DECLARE_GRPC_PROCS_MAP                             \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_HASH);           \
+		__uint(max_entries, 8192);                 \
+		__type(key, __u32); /* tgid */             \
+		__type(value, struct grpc_cfg);            \
+	} grpc_procs SEC(".maps")
+
+/* A gRPC server stream: its ID on its transport (*http2Server). */
+struct stream_key {
+	__u32 tgid;
+	__u32 stream_id;
+	__u64 transport;
+};
+
+/* A server stream's span IDs, filed by gogrpc's operateHeaders hook and
+ * found by the stream's handler (handleStream) or through a context the
+ * handler derived from the stream's. */
+#define DECLARE_GRPC_STREAMS_MAP                           \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
+		__uint(max_entries, 65536);                \
+		__type(key, struct stream_key);            \
+		__type(value, struct h2_span);             \
+	} grpc_streams SEC(".maps")
+
 /* The next client request on a socket (key: struct sock *): written by the
  * client probe, used and removed by sockio's send hook. */
 #define DECLARE_CLIENT_CTXS_MAP                            \

@@ -63,6 +63,10 @@ var fields = []string{
 	"net.conn.fd",                   // *netFD, in the conn TCPConn embeds
 	"net.netFD.pfd",                 // internal/poll.FD
 	"internal/poll.FD.Sysfd",        // the descriptor
+	// ... and from the call's request to its context (a gRPC handler's
+	// calls find their server stream through it).
+	"net/http.transportRequest.Request",
+	"net/http.Request.ctx",
 	// The Go TLS source follows a *tls.Conn to its socket the same way.
 	"crypto/tls.Conn.conn", // net.Conn interface: (itab, *net.TCPConn)
 }
@@ -108,6 +112,13 @@ var grpcFields = []string{
 	"google.golang.org/grpc/internal/transport.headerFrame.hf",
 	"google.golang.org/grpc/internal/transport.clientHeaders.streamID", // v1.83+
 	"google.golang.org/grpc/internal/transport.clientHeaders.hf",
+	// A call's context, from its header frame; the server stream's
+	// transport (v1.77+, where handlers' calls follow contexts).
+	"google.golang.org/grpc/internal/transport.headerFrame.wq",
+	"google.golang.org/grpc/internal/transport.clientHeaders.wq",
+	"google.golang.org/grpc/internal/transport.Stream.wq",
+	"google.golang.org/grpc/internal/transport.Stream.ctx",
+	"google.golang.org/grpc/internal/transport.ServerStream.st",
 	"golang.org/x/net/http2.MetaHeadersFrame.HeadersFrame",
 	"golang.org/x/net/http2.MetaHeadersFrame.Fields",
 	"golang.org/x/net/http2.HeadersFrame.FrameHeader",

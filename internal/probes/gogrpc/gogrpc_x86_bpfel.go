@@ -46,7 +46,8 @@ const (
 	gogrpcGogrpcStatGG_OPTION_PARENT  gogrpcGogrpcStat = 8
 	gogrpcGogrpcStatGG_B3PARENT       gogrpcGogrpcStat = 9
 	gogrpcGogrpcStatGG_B3NO_CONTEXT   gogrpcGogrpcStat = 10
-	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 11
+	gogrpcGogrpcStatGG_CTX_LINKED     gogrpcGogrpcStat = 11
+	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 12
 )
 
 type gogrpcGrpcCfg struct {
@@ -65,6 +66,12 @@ type gogrpcGrpcCfg struct {
 	FieldValue  uint16
 	HdrStream   uint16
 	HdrHf       uint16
+	SsSt        uint16
+	HdrWq       uint16
+	StreamWq    uint16
+	StreamCtx   uint16
+	CtxWalk     uint8
+	Pad         [7]uint8
 }
 
 type gogrpcH2Key struct {

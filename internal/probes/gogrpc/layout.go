@@ -3,6 +3,7 @@ package gogrpc
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/weft-dev/weft/internal/goinspect"
 )
@@ -65,7 +66,43 @@ func planFor(b *goinspect.Binary) (*plan, error) {
 	if p.noServer != nil && p.noClient != nil {
 		return p, fmt.Errorf("grpc %s: server: %w; client: %w", v, p.noServer, p.noClient)
 	}
+	p.planContexts(b)
 	return p, nil
+}
+
+// planContexts decides whether a handler's calls find their server span
+// through their context.Context (grpcctx.h) rather than through a hook on
+// the goroutine that runs the handler: one uprobe hit per server call
+// instead of two. It needs the server stream's transport, and the loopy
+// hook must reach a call's Stream from its header frame: from grpc 1.77
+// the frame's write quota is a field of the Stream (&s.wq). A program
+// without gRPC client calls needs only the former (its handlers' HTTP
+// calls follow contexts in gohttp).
+func (p *plan) planContexts(b *goinspect.Binary) {
+	if p.noServer != nil || !at(b, "v1.77.0") {
+		return
+	}
+	c := &p.cfg
+	st, _, err := b.FieldOffset(transport+".ServerStream", "st")
+	if err != nil {
+		return
+	}
+	if p.noClient == nil {
+		frame := transport + ".headerFrame"
+		if c.HdrArg == regRBX {
+			frame = transport + ".clientHeaders"
+		}
+		wq, _, e1 := b.FieldOffset(frame, "wq")
+		swq, _, e2 := b.FieldOffset(transport+".Stream", "wq")
+		sctx, _, e3 := b.FieldOffset(transport+".Stream", "ctx")
+		if c.HdrArg == 0 || errors.Join(e1, e2, e3) != nil {
+			return
+		}
+		c.HdrWq, c.StreamWq, c.StreamCtx = uint16(wq), uint16(swq), uint16(sctx)
+	}
+	c.SsSt, c.CtxWalk = uint16(st), 1
+	// operateHeaders alone: handleStream's goroutine is not needed.
+	p.server = slices.DeleteFunc(p.server, func(h hook) bool { return h.prog == "handle_stream" })
 }
 
 // at reports whether grpc is at least version min (false if unknown).

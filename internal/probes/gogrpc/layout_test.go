@@ -56,6 +56,23 @@ func TestPlanStripped(t *testing.T) {
 			if !reflect.DeepEqual(pf.server, ps.server) || !reflect.DeepEqual(pf.client, ps.client) {
 				t.Errorf("hooks differ:\nDWARF:    %+v %+v\nstripped: %+v %+v", pf.server, pf.client, ps.server, ps.client)
 			}
+			// From v1.77 a handler's calls follow their context to the
+			// stream: one server hook (one uprobe hit a call), not two.
+			var progs []string
+			for _, h := range pf.server {
+				progs = append(progs, h.prog)
+			}
+			walk := v.grpc >= "v1.77"
+			want := []string{"operate_headers", "handle_stream"}
+			if walk {
+				want = want[:1]
+			}
+			if !reflect.DeepEqual(progs, want) || (pf.cfg.CtxWalk == 1) != walk {
+				t.Errorf("server hooks %v, ctx_walk %d; want %v, ctx_walk %v", progs, pf.cfg.CtxWalk, want, walk)
+			}
+			if walk && (pf.cfg.SsSt == 0 || pf.cfg.HdrWq == 0 || pf.cfg.StreamCtx == pf.cfg.StreamWq) {
+				t.Errorf("context layout incomplete: %+v", pf.cfg)
+			}
 		})
 	}
 }

@@ -66,6 +66,7 @@ var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_OPTION_PARENT:  "option_parent",
 	gogrpcGogrpcStatGG_B3PARENT:       "b3_parent",
 	gogrpcGogrpcStatGG_B3NO_CONTEXT:   "b3_no_context",
+	gogrpcGogrpcStatGG_CTX_LINKED:     "client_calls_context_linked",
 }
 
 // Start loads the programs with sockio's maps in place of their own.
@@ -89,7 +90,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("gogrpc uses sockio's maps: %w", err)
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs, "exec_sel": maps.ExecSel,
-		"tls_opts_g": maps.TLSOptsG}
+		"tls_opts_g": maps.TLSOptsG, "grpc_procs": maps.GRPCProcs, "grpc_streams": maps.GRPCStreams}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}

@@ -59,8 +59,33 @@ const (
 	gohttpGohttpStatGS_H2SRV_HANDLERS  gohttpGohttpStat = 12
 	gohttpGohttpStatGS_H2SRV_LINKED    gohttpGohttpStat = 13
 	gohttpGohttpStatGS_H2SRV_B3        gohttpGohttpStat = 14
-	gohttpGohttpStatGS_MAX             gohttpGohttpStat = 15
+	gohttpGohttpStatGS_CTX_LINKED      gohttpGohttpStat = 15
+	gohttpGohttpStatGS_MAX             gohttpGohttpStat = 16
 )
+
+type gohttpGrpcCfg struct {
+	_           structs.HostLayout
+	FrameArg    uint8
+	StreamArg   uint8
+	HdrArg      uint8
+	StreamDeref uint8
+	SsStream    uint16
+	StreamId    uint16
+	MhfHeaders  uint16
+	MhfFields   uint16
+	FrameStream uint16
+	FieldSize   uint16
+	FieldName   uint16
+	FieldValue  uint16
+	HdrStream   uint16
+	HdrHf       uint16
+	SsSt        uint16
+	HdrWq       uint16
+	StreamWq    uint16
+	StreamCtx   uint16
+	CtxWalk     uint8
+	Pad         [7]uint8
+}
 
 type gohttpH2Key struct {
 	_        structs.HostLayout
@@ -90,7 +115,8 @@ type gohttpHttpCfg struct {
 	CloseDelta    uint64
 	TlsCloseDelta uint64
 	Flags         uint32
-	Pad           uint32
+	TreqReq       uint16
+	ReqCtx        uint16
 }
 
 type gohttpInFields struct {
@@ -136,6 +162,13 @@ type gohttpSpanCtx struct {
 	Srv      uint64
 }
 
+type gohttpStreamKey struct {
+	_         structs.HostLayout
+	Tgid      uint32
+	StreamId  uint32
+	Transport uint64
+}
+
 type gohttpTcpoptRx struct {
 	_       structs.HostLayout
 	Seq     uint32
@@ -169,6 +202,8 @@ const (
 	gohttpMapGoctx            = "goctx"
 	gohttpMapGohttpStats      = "gohttp_stats"
 	gohttpMapGospawn          = "gospawn"
+	gohttpMapGrpcProcs        = "grpc_procs"
+	gohttpMapGrpcStreams      = "grpc_streams"
 	gohttpMapH2Ids            = "h2_ids"
 	gohttpMapH2Readers        = "h2_readers"
 	gohttpMapH2sInFields      = "h2s_in_fields"
@@ -258,6 +293,8 @@ type gohttpMapSpecs struct {
 	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
 	GohttpStats   *ebpf.MapSpec `ebpf:"gohttp_stats"`
 	Gospawn       *ebpf.MapSpec `ebpf:"gospawn"`
+	GrpcProcs     *ebpf.MapSpec `ebpf:"grpc_procs"`
+	GrpcStreams   *ebpf.MapSpec `ebpf:"grpc_streams"`
 	H2Ids         *ebpf.MapSpec `ebpf:"h2_ids"`
 	H2Readers     *ebpf.MapSpec `ebpf:"h2_readers"`
 	H2sInFields   *ebpf.MapSpec `ebpf:"h2s_in_fields"`
@@ -315,6 +352,8 @@ type gohttpMaps struct {
 	Goctx         *ebpf.Map `ebpf:"goctx"`
 	GohttpStats   *ebpf.Map `ebpf:"gohttp_stats"`
 	Gospawn       *ebpf.Map `ebpf:"gospawn"`
+	GrpcProcs     *ebpf.Map `ebpf:"grpc_procs"`
+	GrpcStreams   *ebpf.Map `ebpf:"grpc_streams"`
 	H2Ids         *ebpf.Map `ebpf:"h2_ids"`
 	H2Readers     *ebpf.Map `ebpf:"h2_readers"`
 	H2sInFields   *ebpf.Map `ebpf:"h2s_in_fields"`
@@ -336,6 +375,8 @@ func (m *gohttpMaps) Close() error {
 		m.Goctx,
 		m.GohttpStats,
 		m.Gospawn,
+		m.GrpcProcs,
+		m.GrpcStreams,
 		m.H2Ids,
 		m.H2Readers,
 		m.H2sInFields,

@@ -114,6 +114,7 @@ var statNames = map[gohttpGohttpStat]string{
 	gohttpGohttpStatGS_H2SRV_HANDLERS:  "h2_server_handlers",
 	gohttpGohttpStatGS_H2SRV_LINKED:    "h2_server_linked",
 	gohttpGohttpStatGS_H2SRV_B3:        "h2_server_b3_parent",
+	gohttpGohttpStatGS_CTX_LINKED:      "grpc_context_linked",
 }
 
 // CtxMap is the injector's map of client-span IDs by socket, which this
@@ -165,6 +166,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs,
+		"grpc_procs": maps.GRPCProcs, "grpc_streams": maps.GRPCStreams,
 		"tcpopt_txs": maps.TCPOptTx, "exec_sel": maps.ExecSel, "h2_readers": maps.H2Readers, "tls_opts_g": maps.TLSOptsG}
 	for name, v := range h2ServerLayout {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -328,6 +330,14 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 			cfg.TlsCloseDelta = f.Entry - tc.Entry
 		} // else HTTPS calls are not linked (counted as not_tcpconn)
 		targets = append(targets, target{roundTrip, p.objs.RoundTrip, f.Offset})
+		// The request's context: in a gRPC server, the way from a
+		// handler's call to its stream (grpcctx.h). Without DWARF for
+		// either field, calls are linked by goroutine only.
+		treq, _, err1 := b.FieldOffset("net/http.transportRequest", "Request")
+		rctx, _, err2 := b.FieldOffset("net/http.Request", "ctx")
+		if err1 == nil && err2 == nil {
+			cfg.TreqReq, cfg.ReqCtx = uint16(treq), uint16(rctx)
+		}
 	}
 	for _, fn := range h2WriteHeaders {
 		if h, err := b.Func(fn); err == nil {

@@ -100,6 +100,10 @@ type Maps struct {
 	ExecSel    *ebpf.Map // executable (and cgroup) → selected at exec (bpf/execsel.h; discovery fills it)
 	TLSOptsG   *ebpf.Map // goroutine → the TCP option its TLS read began at (sockio → gogrpc)
 	H2Readers  *ebpf.Map // HTTP/2 server connection's starting goroutine → its frame reader (sockio → gohttp)
+	// gogrpc's, read by gohttp too: a gRPC handler's HTTP calls find their
+	// server span through their context.
+	GRPCProcs   *ebpf.Map // pid → grpc_cfg: where its grpc-go keeps things
+	GRPCStreams *ebpf.Map // (transport, stream) → a gRPC server stream's span IDs
 }
 
 // ErrNotStarted: the maps exist only once the family has started; start
@@ -113,7 +117,7 @@ func (p *Probe) Maps() (Maps, error) {
 	}
 	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
 		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs, ExecSel: p.maps.ExecSel,
-		TLSOptsG: p.maps.TlsOptsG, H2Readers: p.maps.H2Readers}, nil
+		TLSOptsG: p.maps.TlsOptsG, H2Readers: p.maps.H2Readers, GRPCProcs: p.maps.GrpcProcs, GRPCStreams: p.maps.GrpcStreams}, nil
 }
 
 // streamIDs hands the HTTP/2 parser the IDs the gRPC probe made for a

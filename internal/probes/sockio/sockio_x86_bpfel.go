@@ -118,6 +118,30 @@ type sockioGotlsRead struct {
 	G   uint64
 }
 
+type sockioGrpcCfg struct {
+	_           structs.HostLayout
+	FrameArg    uint8
+	StreamArg   uint8
+	HdrArg      uint8
+	StreamDeref uint8
+	SsStream    uint16
+	StreamId    uint16
+	MhfHeaders  uint16
+	MhfFields   uint16
+	FrameStream uint16
+	FieldSize   uint16
+	FieldName   uint16
+	FieldValue  uint16
+	HdrStream   uint16
+	HdrHf       uint16
+	SsSt        uint16
+	HdrWq       uint16
+	StreamWq    uint16
+	StreamCtx   uint16
+	CtxWalk     uint8
+	Pad         [7]uint8
+}
+
 type sockioH2Key struct {
 	_        structs.HostLayout
 	Tgid     uint32
@@ -181,6 +205,13 @@ type sockioSpanCtx struct {
 	Srv      uint64
 }
 
+type sockioStreamKey struct {
+	_         structs.HostLayout
+	Tgid      uint32
+	StreamId  uint32
+	Transport uint64
+}
+
 type sockioTcpoptRx struct {
 	_       structs.HostLayout
 	Seq     uint32
@@ -233,6 +264,8 @@ const (
 	sockioMapGotlsProcs     = "gotls_procs"
 	sockioMapGotlsReads     = "gotls_reads"
 	sockioMapGotlsTemplates = "gotls_templates"
+	sockioMapGrpcProcs      = "grpc_procs"
+	sockioMapGrpcStreams    = "grpc_streams"
 	sockioMapH2Ids          = "h2_ids"
 	sockioMapH2Readers      = "h2_readers"
 	sockioMapInflight       = "inflight"
@@ -380,6 +413,8 @@ type sockioMapSpecs struct {
 	GotlsProcs     *ebpf.MapSpec `ebpf:"gotls_procs"`
 	GotlsReads     *ebpf.MapSpec `ebpf:"gotls_reads"`
 	GotlsTemplates *ebpf.MapSpec `ebpf:"gotls_templates"`
+	GrpcProcs      *ebpf.MapSpec `ebpf:"grpc_procs"`
+	GrpcStreams    *ebpf.MapSpec `ebpf:"grpc_streams"`
 	H2Ids          *ebpf.MapSpec `ebpf:"h2_ids"`
 	H2Readers      *ebpf.MapSpec `ebpf:"h2_readers"`
 	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
@@ -441,6 +476,8 @@ type sockioMaps struct {
 	GotlsProcs     *ebpf.Map `ebpf:"gotls_procs"`
 	GotlsReads     *ebpf.Map `ebpf:"gotls_reads"`
 	GotlsTemplates *ebpf.Map `ebpf:"gotls_templates"`
+	GrpcProcs      *ebpf.Map `ebpf:"grpc_procs"`
+	GrpcStreams    *ebpf.Map `ebpf:"grpc_streams"`
 	H2Ids          *ebpf.Map `ebpf:"h2_ids"`
 	H2Readers      *ebpf.Map `ebpf:"h2_readers"`
 	Inflight       *ebpf.Map `ebpf:"inflight"`
@@ -470,6 +507,8 @@ func (m *sockioMaps) Close() error {
 		m.GotlsProcs,
 		m.GotlsReads,
 		m.GotlsTemplates,
+		m.GrpcProcs,
+		m.GrpcStreams,
 		m.H2Ids,
 		m.H2Readers,
 		m.Inflight,
