@@ -39,12 +39,28 @@ func TestGRPCStreamWorkers(t *testing.T) {
 	runMixedChain(t, "weft-e2e-mixw")
 }
 
+// TestGRPCContextChain: HTTP/1 → gRPC → gRPC → gRPC, where B calls C from
+// a goroutine its handler starts, and C calls D from a goroutine two
+// generations below its handler, each with the handler's context: the
+// gRPC handlers' goroutines are not probed (one uprobe hit a server call),
+// so every link between a server span and its calls is made through the
+// call's context.Context.
+func TestGRPCContextChain(t *testing.T) {
+	needRoot(t)
+	runChain(t, "weft-e2e-ctx", chainShape{spawn: true})
+}
+
 // runMixedChain runs TestMixedChain's 200 requests through a mixed chain
 // whose executables are named prefix-a ... prefix-d.
 func runMixedChain(t *testing.T, prefix string) {
+	runChain(t, prefix, mixedShape)
+}
+
+// runChain runs 200 requests through a chain of the shape given.
+func runChain(t *testing.T, prefix string, shape chainShape) {
 	const n = 200
 	col := otelcol.Start(t)
-	ch := startMixedChain(t, col, prefix)
+	ch := startShapedChain(t, col, prefix, shape)
 	svc, ag := ch.svc, ch.agent
 	fanOut(t, n, func(i int) *http.Request {
 		req, _ := http.NewRequest("GET", ch.url(fmt.Sprintf("m%d", i)), nil)
@@ -126,13 +142,19 @@ func runMixedChain(t *testing.T, prefix string) {
 			return ""
 		}
 	}
-	hops := []hop{
-		{"A's gRPC CLIENT span", "a", 3, grpcTo(svc["b"])},
-		{"B's SERVER span", "b", 2, grpcTo(svc["b"])},
-		{"B's HTTP CLIENT span", "b", 3, httpTo(svc["c"])},
-		{"C's SERVER span", "c", 2, httpTo(svc["c"])},
-		{"C's gRPC CLIENT span", "c", 3, grpcTo(svc["d"])},
-		{"D's SERVER span", "d", 2, grpcTo(svc["d"])},
+	to := func(name string) func(otelcol.Span) string {
+		if shape.serves(name) == "http" {
+			return httpTo(svc[name])
+		}
+		return grpcTo(svc[name])
+	}
+	proto := map[string]string{"http": "HTTP", "grpc": "gRPC"}
+	var hops []hop
+	for i, name := range []string{"b", "c", "d"} {
+		from, up := string("abc"[i]), strings.ToUpper(name)
+		hops = append(hops,
+			hop{fmt.Sprintf("%s's %s CLIENT span", strings.ToUpper(from), proto[shape.serves(name)]), from, 3, to(name)},
+			hop{up + "'s SERVER span", name, 2, to(name)})
 	}
 	// Each link on its own, whatever the others do: how many spans of a
 	// hop are children of a span of the hop before, or roots.
@@ -166,11 +188,11 @@ func runMixedChain(t *testing.T, prefix string) {
 		if noInject && h.service == prev.service && linked != n {
 			t.Errorf("without injection: %s child of %s in %d of %d requests, want all (in-process links need no injection)", h.what, prev.what, linked, n)
 		}
-		byOption := option && h.what == "C's SERVER span"
+		byOption := option && h.kind == 2 && shape.serves(h.service) == "http"
 		if noInject && h.service != prev.service && byOption && linked != n {
 			t.Errorf("without injection: %s child of %s in %d of %d requests, want all (the TCP option carries it)", h.what, prev.what, linked, n)
 		}
-		grpcByOption := option && h.kind == 2 && (h.service == "b" || h.service == "d")
+		grpcByOption := option && h.kind == 2 && shape.serves(h.service) == "grpc"
 		if noInject && h.service != prev.service && !byOption && !grpcByOption && rootless != n {
 			t.Errorf("without injection: %s is a root in %d of %d requests, want all", h.what, rootless, n)
 		}
@@ -255,5 +277,15 @@ func runMixedChain(t *testing.T, prefix string) {
 	}
 	if len(all) != n*perRequest {
 		t.Errorf("%d spans, want %d", len(all), n*perRequest)
+	}
+	if shape.spawn {
+		// B's and C's calls, linked through their contexts; no hook on
+		// the handlers' goroutines.
+		viaCtx := ag.metric(t, `weft_gogrpc_kernel_total{name="client_calls_context_linked"}`)
+		handlers := ag.metric(t, `weft_gogrpc_kernel_total{name="handlers"}`)
+		t.Logf("gRPC calls linked through their context: %.0f; handleStream hits: %.0f", viaCtx, handlers)
+		if viaCtx < 2*n || handlers != 0 {
+			t.Errorf("%.0f calls linked through their context (want %d or more), %.0f handleStream hits (want 0: one hit a server call)", viaCtx, 2*n, handlers)
+		}
 	}
 }

@@ -302,20 +302,46 @@ func tail(s string, n int) string {
 }
 
 // mixedChain is four copies of the unmodified grpcserver program,
-// A (-http) ─gRPC→ B ─HTTP→ C (-http) ─gRPC→ D, traced by one agent.
+// A (-http) ─gRPC→ B ─HTTP→ C (-http) ─gRPC→ D, traced by one agent (or
+// another chainShape).
 type mixedChain struct {
+	shape chainShape
 	svc   map[string]*server
 	agent *agent
 	next  string // the hop list A relays, query-escaped
 }
 
+// chainShape says which of B, C and D serve HTTP/1 (the others gRPC; A
+// always serves HTTP/1), and whether B and C call their next hop from
+// goroutines their handler starts (one generation in B, two in C) with the
+// handler's context.
+type chainShape struct {
+	http  string // e.g. "c"
+	spawn bool
+}
+
+// mixedShape is TestMixedChain's: HTTP/1 → gRPC → HTTP/1 → gRPC.
+var mixedShape = chainShape{http: "c"}
+
+func (c chainShape) serves(name string) string {
+	if name == "a" || strings.Contains(c.http, name) {
+		return "http"
+	}
+	return "grpc"
+}
+
 // startMixedChain builds the chain; prefix names the executables (so that
 // service.name tells the spans apart) and the agent's selection.
 func startMixedChain(t *testing.T, col *otelcol.Collector, prefix string, agentEnv ...string) *mixedChain {
+	return startShapedChain(t, col, prefix, mixedShape, agentEnv...)
+}
+
+// startShapedChain builds a chain of the shape given.
+func startShapedChain(t *testing.T, col *otelcol.Collector, prefix string, shape chainShape, agentEnv ...string) *mixedChain {
 	t.Helper()
 	dir := t.TempDir()
 	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
-	m := &mixedChain{svc: map[string]*server{}}
+	m := &mixedChain{shape: shape, svc: map[string]*server{}}
 	for _, name := range []string{"a", "b", "c", "d"} {
 		exe := filepath.Join(dir, prefix+"-"+name)
 		if b, err := os.ReadFile(bin); err != nil {
@@ -324,7 +350,7 @@ func startMixedChain(t *testing.T, col *otelcol.Collector, prefix string, agentE
 			t.Fatal(err)
 		}
 		args := []string{exe}
-		if name == "a" || name == "c" {
+		if shape.serves(name) == "http" {
 			args = append(args, "-http")
 		}
 		m.svc[name] = startServer(t, name, args...)
@@ -333,7 +359,14 @@ func startMixedChain(t *testing.T, col *otelcol.Collector, prefix string, agentE
 	for _, s := range m.svc {
 		m.agent.waitTracked(t, s.PID())
 	}
-	m.next = url.QueryEscape(fmt.Sprintf("grpc://%s http://%s grpc://%s", m.svc["b"].Addr, m.svc["c"].Addr, m.svc["d"].Addr))
+	var hops []string
+	for i, name := range []string{"b", "c", "d"} {
+		if shape.spawn && i > 0 {
+			hops = append(hops, strings.Repeat("spawn ", i))
+		}
+		hops = append(hops, shape.serves(name)+"://"+m.svc[name].Addr)
+	}
+	m.next = url.QueryEscape(strings.Join(strings.Fields(strings.Join(hops, " ")), " "))
 	return m
 }
 

@@ -178,6 +178,12 @@ func relay(ctx context.Context, list string) error {
 	switch {
 	case hops[0] == "fail":
 		return status.Error(codes.Internal, "this service is broken")
+	case hops[0] == "spawn":
+		// The rest from a goroutine this one starts and waits for, with
+		// the same context (errgroup, a worker per request).
+		errc := make(chan error, 1)
+		go func() { errc <- relay(ctx, rest) }()
+		return <-errc
 	case strings.HasPrefix(hops[0], "sleep="):
 		d, err := time.ParseDuration(strings.TrimPrefix(hops[0], "sleep="))
 		if err != nil {
