@@ -185,6 +185,13 @@ int operate_headers(struct pt_regs *ctx)
 	 * traceparent of the app's own wins. */
 	struct go_key gk = {.tgid = tgid, .goid = k.goid};
 	struct tcpopt_rx *rx = bpf_map_lookup_elem(&tls_opts_g, &gk);
+	if (!rx && k.stream_id < ALIAS_STREAMS && pc->parent_goid_offset) {
+		/* A new connection's first streams may have come in the read of
+		 * its SETTINGS by the goroutine that started the reader (see
+		 * below), option and all. */
+		gk.goid = goid_at(ctx->r14, pc->parent_goid_offset);
+		rx = gk.goid ? bpf_map_lookup_elem(&tls_opts_g, &gk) : 0;
+	}
 	if (rx && !remote) {
 		__builtin_memcpy(in.trace_id, rx->trace_id, sizeof(in.trace_id));
 		__builtin_memcpy(in.span_id, rx->span_id, sizeof(in.span_id));

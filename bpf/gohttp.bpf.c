@@ -90,6 +90,8 @@ struct http_cfg {
 	__u32 flags;           /* HTTP_CFG_*, for user space's status */
 	__u16 treq_req;        /* transportRequest.Request (*Request) */
 	__u16 req_ctx;         /* Request.ctx (an interface); 0: unknown */
+	__u16 cs_id;           /* http2clientStream.ID (h2_encode_headers) */
+	__u16 _pad[3];
 };
 
 #define HTTP_CFG_H2_SERVER 1 /* the HTTP/2 server's functions are probed */
@@ -324,6 +326,26 @@ int h2_server_handler(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The span a Go client call belongs to: its goroutine's; else, in a gRPC
+ * server whose handlers' goroutines are not probed, the server stream the
+ * request's context leads to (grpcctx.h), copied to *walked; else none,
+ * noted in go_roots. req: the *Request, 0 if unknown. */
+static __always_inline struct span_ctx *call_parent(__u32 tgid, __u64 g, const struct proc_cfg *cfg,
+						    const struct http_cfg *hc, __u64 req, struct span_ctx *walked)
+{
+	struct span_ctx *parent = goroutine_span(tgid, g, cfg);
+	if (!parent && req && hc->req_ctx) {
+		struct grpc_cfg *gc = bpf_map_lookup_elem(&grpc_procs, &tgid);
+		if (gc && gc->ctx_walk && ctx_server_span(tgid, gc, read_u64(req + hc->req_ctx + 8), walked)) {
+			parent = walked;
+			count(GS_CTX_LINKED);
+		}
+	}
+	if (!parent)
+		note_unlinked(tgid, cfg);
+	return parent;
+}
+
 /* func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)
  * Go's register ABI: pc in RAX; the caller's goroutine in R14. */
 SEC("uprobe")
@@ -369,24 +391,9 @@ int round_trip(struct pt_regs *ctx)
 		return 0;
 	}
 
-	/* The goroutine's span; else, in a gRPC server whose handlers'
-	 * goroutines are not probed, the server stream the request's context
-	 * leads to (grpcctx.h). req (*transportRequest) is in RBX. */
-	struct span_ctx *parent = goroutine_span(tgid, ctx->r14, cfg);
+	/* req (*transportRequest) is in RBX. */
 	struct span_ctx walked = {};
-	if (!parent && hc->req_ctx) {
-		struct grpc_cfg *gc = bpf_map_lookup_elem(&grpc_procs, &tgid);
-		if (gc && gc->ctx_walk) {
-			__u64 req = read_u64(ctx->bx + hc->treq_req);
-			__u64 cx = req ? read_u64(req + hc->req_ctx + 8) : 0;
-			if (ctx_server_span(tgid, gc, cx, &walked)) {
-				parent = &walked;
-				count(GS_CTX_LINKED);
-			}
-		}
-	}
-	if (!parent)
-		note_unlinked(tgid, cfg);
+	struct span_ctx *parent = call_parent(tgid, ctx->r14, cfg, hc, read_u64(ctx->bx + hc->treq_req), &walked);
 	struct client_ctx cc = {};
 	if (parent) {
 		count(GS_LINKED);
@@ -426,6 +433,25 @@ int round_trip(struct pt_regs *ctx)
 	return 0;
 }
 
+/* A request's IDs, filed by (stream, the writing goroutine). req: the
+ * *Request, 0 if unknown. */
+static __always_inline int h2_client_ids(const struct pt_regs *ctx, __u32 tgid, const struct proc_cfg *cfg,
+					 const struct http_cfg *hc, __u32 stream_id, __u64 req)
+{
+	struct h2_key k = {.tgid = tgid, .stream_id = stream_id, .goid = goid_at(ctx->r14, cfg->goid_offset)};
+	if (!k.goid || !k.stream_id)
+		return 0;
+	count(GS_H2_CALLS);
+	struct h2_span ids = {.flags = H2_UNCHECKED};
+	struct span_ctx walked = {};
+	struct span_ctx *parent = call_parent(tgid, ctx->r14, cfg, hc, req, &walked);
+	if (parent)
+		count(GS_H2_LINKED);
+	h2_span_ids(&ids, parent);
+	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	return 0;
+}
+
 /* func (cc *http2ClientConn) writeHeaders(streamID uint32, endStream bool,
  * maxFrameSize int, hdrs []byte) error — net/http's HTTP/2 client (h2 by
  * ALPN, h2c) and x/net/http2's: it writes and flushes a request's HEADERS
@@ -439,17 +465,23 @@ int h2_write_headers(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
-	if (!cfg || !cfg->goid_offset || !bpf_map_lookup_elem(&http_procs, &tgid))
+	struct http_cfg *hc = bpf_map_lookup_elem(&http_procs, &tgid);
+	if (!cfg || !cfg->goid_offset || !hc)
 		return 0;
-	struct h2_key k = {.tgid = tgid, .stream_id = (__u32)ctx->bx, .goid = goid_at(ctx->r14, cfg->goid_offset)};
-	if (!k.goid || !k.stream_id)
+	return h2_client_ids(ctx, tgid, cfg, hc, (__u32)ctx->bx, 0);
+}
+
+/* func (cs *http2clientStream) encodeAndWriteHeaders(req *Request) error:
+ * net/http's own HTTP/2 client, where http2clientStream's layout is known,
+ * instead of writeHeaders, which it calls in the same goroutine with cs.ID
+ * (assigned before): the request, in RBX, gives its context too. */
+SEC("uprobe")
+int h2_encode_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	struct http_cfg *hc = bpf_map_lookup_elem(&http_procs, &tgid);
+	if (!cfg || !cfg->goid_offset || !hc || !hc->cs_id)
 		return 0;
-	count(GS_H2_CALLS);
-	struct h2_span ids = {.flags = H2_UNCHECKED};
-	struct span_ctx *parent = serving_span(tgid, ctx->r14, cfg);
-	if (parent)
-		count(GS_H2_LINKED);
-	h2_span_ids(&ids, parent);
-	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
-	return 0;
+	return h2_client_ids(ctx, tgid, cfg, hc, read_u32(ctx->ax + hc->cs_id), ctx->bx);
 }

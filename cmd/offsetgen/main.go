@@ -67,6 +67,7 @@ var fields = []string{
 	// calls find their server stream through it).
 	"net/http.transportRequest.Request",
 	"net/http.Request.ctx",
+	"net/http.http2clientStream.ID", // its HTTP/2 client's stream, with the request
 	// The Go TLS source follows a *tls.Conn to its socket the same way.
 	"crypto/tls.Conn.conn", // net.Conn interface: (itab, *net.TCPConn)
 }

@@ -39,6 +39,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -138,6 +140,8 @@ var (
 	conns   = map[string]*grpc.ClientConn{}
 	// client is shared by every handler, as real services share one.
 	client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// tlsClient makes the https:// hops (-http-ca): HTTP/2 by ALPN.
+	tlsClient *http.Client
 )
 
 // conn returns the process's one connection to target.
@@ -206,12 +210,19 @@ func relay(ctx context.Context, list string) error {
 		}
 		_, err = healthpb.NewHealthClient(c).Check(outgoing(ctx), &healthpb.HealthCheckRequest{Service: service})
 		return err
-	case strings.HasPrefix(hops[0], "http://"):
+	case strings.HasPrefix(hops[0], "http://"), strings.HasPrefix(hops[0], "https://"):
 		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(hops[0], "/")+"/hop?next="+url.QueryEscape(rest), nil)
 		if err != nil {
 			return err
 		}
-		resp, err := client.Do(req)
+		c := client
+		if req.URL.Scheme == "https" {
+			if tlsClient == nil {
+				return status.Errorf(codes.InvalidArgument, "hop %q: no -http-ca", hops[0])
+			}
+			c = tlsClient // HTTP/2, by ALPN
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			return err
 		}
@@ -222,7 +233,7 @@ func relay(ctx context.Context, list string) error {
 		}
 		return nil
 	}
-	return status.Errorf(codes.InvalidArgument, "hop %q: want grpc:// or http://", hops[0])
+	return status.Errorf(codes.InvalidArgument, "hop %q: want grpc://, http:// or https://", hops[0])
 }
 
 func hopHandler(w http.ResponseWriter, r *http.Request) {
@@ -367,6 +378,9 @@ func main() {
 	cert := flag.String("cert", "", "PEM certificate: gRPC calls use TLS and trust it; with -key, serve TLS")
 	key := flag.String("key", "", "PEM key of -cert")
 	flag.Var(&callMD, "md", "KEY=VALUE: metadata on every gRPC call made (repeatable)")
+	httpCA := flag.String("http-ca", "", "PEM certificate that https:// hops trust (they speak HTTP/2)")
+	httpCert := flag.String("http-cert", "", "with -http and -http-key: serve HTTPS (HTTP/2 by ALPN) with this PEM certificate")
+	httpKey := flag.String("http-key", "", "PEM key of -http-cert")
 	workers := flag.Int("workers", envInt("GRPCSERVER_WORKERS"), "grpc.NumStreamWorkers: handlers run in this many reused worker goroutines (0: a goroutine per stream)")
 	flag.Parse()
 	var serverOpts []grpc.ServerOption
@@ -386,6 +400,16 @@ func main() {
 			log.Fatal(err)
 		}
 		serverOpts = append(serverOpts, grpc.Creds(sc))
+	}
+	if *httpCA != "" {
+		pem, err := os.ReadFile(*httpCA)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tlsClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 256}}
 	}
 	if *loadAddr != "" {
 		load(*loadAddr, *conc, *dur, *timeout)
@@ -407,6 +431,9 @@ func main() {
 	if *serveHTTP {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/hop", hopHandler)
+		if *httpCert != "" {
+			log.Fatal(http.ServeTLS(ln, mux, *httpCert, *httpKey))
+		}
 		log.Fatal(http.Serve(ln, mux))
 	}
 	s := grpc.NewServer(serverOpts...)

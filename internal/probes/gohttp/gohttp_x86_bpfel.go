@@ -117,6 +117,8 @@ type gohttpHttpCfg struct {
 	Flags         uint32
 	TreqReq       uint16
 	ReqCtx        uint16
+	CsId          uint16
+	Pad           [3]uint16
 }
 
 type gohttpInFields struct {
@@ -216,6 +218,7 @@ const (
 	gohttpMapTcpoptTxs        = "tcpopt_txs"
 	gohttpMapTlsOptsG         = "tls_opts_g"
 	gohttpProgGohttpExec      = "gohttp_exec"
+	gohttpProgH2EncodeHeaders = "h2_encode_headers"
 	gohttpProgH2ServerHandler = "h2_server_handler"
 	gohttpProgH2ServerHeaders = "h2_server_headers"
 	gohttpProgH2WriteHeaders  = "h2_write_headers"
@@ -277,6 +280,7 @@ type gohttpSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpProgramSpecs struct {
 	GohttpExec      *ebpf.ProgramSpec `ebpf:"gohttp_exec"`
+	H2EncodeHeaders *ebpf.ProgramSpec `ebpf:"h2_encode_headers"`
 	H2ServerHandler *ebpf.ProgramSpec `ebpf:"h2_server_handler"`
 	H2ServerHeaders *ebpf.ProgramSpec `ebpf:"h2_server_headers"`
 	H2WriteHeaders  *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
@@ -414,6 +418,7 @@ type gohttpVariables struct {
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpPrograms struct {
 	GohttpExec      *ebpf.Program `ebpf:"gohttp_exec"`
+	H2EncodeHeaders *ebpf.Program `ebpf:"h2_encode_headers"`
 	H2ServerHandler *ebpf.Program `ebpf:"h2_server_handler"`
 	H2ServerHeaders *ebpf.Program `ebpf:"h2_server_headers"`
 	H2WriteHeaders  *ebpf.Program `ebpf:"h2_write_headers"`
@@ -423,6 +428,7 @@ type gohttpPrograms struct {
 func (p *gohttpPrograms) Close() error {
 	return _GohttpClose(
 		p.GohttpExec,
+		p.H2EncodeHeaders,
 		p.H2ServerHandler,
 		p.H2ServerHeaders,
 		p.H2WriteHeaders,

@@ -37,6 +37,13 @@ var h2WriteHeaders = []string{
 	"golang.org/x/net/http2.(*ClientConn).writeHeaders",
 }
 
+// h2EncodeHeaders replaces net/http's writeHeaders where the stream's
+// layout is known: it has the request too (h2_encode_headers).
+const h2EncodeHeaders = "net/http.(*http2clientStream).encodeAndWriteHeaders"
+
+// off16 is a field offset as the BPF configs keep it.
+func off16(off uint64) uint16 { return uint16(off) }
+
 // h2ServerHeaders and h2ServerHandler are net/http's HTTP/2 server
 // functions (its bundled copy, then x/net's) that see a new stream's
 // headers in the connection's serve goroutine and start its handler in the
@@ -158,7 +165,7 @@ func (p *Probe) Start(ctx context.Context) error {
 		return err
 	}
 	p.deps.Status.Feature("uprobes", true, p.uprobes.Describe())
-	if err := p.uprobes.Prepare(spec, "round_trip", "h2_write_headers", "h2_server_headers", "h2_server_handler"); err != nil {
+	if err := p.uprobes.Prepare(spec, "round_trip", "h2_write_headers", "h2_encode_headers", "h2_server_headers", "h2_server_handler"); err != nil {
 		return err
 	}
 	maps, err := p.sock.Maps()
@@ -315,6 +322,12 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 		off  uint64
 	}
 	var targets []target
+	// The request's context: in a gRPC server, the way from a handler's
+	// call to its stream (grpcctx.h). Without its offset, calls are
+	// linked by goroutine only.
+	if off, _, err := b.FieldOffset("net/http.Request", "ctx"); err == nil {
+		cfg.ReqCtx = uint16(off)
+	}
 	// roundTrip reads the client's structures: only with their layout (an
 	// executable with DWARF but no HTTP/1 client has none).
 	missing := missingOffsets(proc)
@@ -330,16 +343,24 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 			cfg.TlsCloseDelta = f.Entry - tc.Entry
 		} // else HTTPS calls are not linked (counted as not_tcpconn)
 		targets = append(targets, target{roundTrip, p.objs.RoundTrip, f.Offset})
-		// The request's context: in a gRPC server, the way from a
-		// handler's call to its stream (grpcctx.h). Without DWARF for
-		// either field, calls are linked by goroutine only.
-		treq, _, err1 := b.FieldOffset("net/http.transportRequest", "Request")
-		rctx, _, err2 := b.FieldOffset("net/http.Request", "ctx")
-		if err1 == nil && err2 == nil {
-			cfg.TreqReq, cfg.ReqCtx = uint16(treq), uint16(rctx)
+		if off, _, err := b.FieldOffset("net/http.transportRequest", "Request"); err == nil {
+			cfg.TreqReq = off16(off)
+		} else {
+			cfg.ReqCtx = 0
 		}
 	}
-	for _, fn := range h2WriteHeaders {
+	// net/http's own HTTP/2 client: where its stream's layout is known,
+	// encodeAndWriteHeaders (which has the request, so its context) in
+	// place of writeHeaders.
+	h2 := h2WriteHeaders
+	if off, _, err := b.FieldOffset("net/http.http2clientStream", "ID"); err == nil && cfg.ReqCtx != 0 {
+		if h, err := b.Func(h2EncodeHeaders); err == nil {
+			cfg.CsId = off16(off)
+			targets = append(targets, target{h2EncodeHeaders, p.objs.H2EncodeHeaders, h.Offset})
+			h2 = h2[1:]
+		}
+	}
+	for _, fn := range h2 {
 		if h, err := b.Func(fn); err == nil {
 			targets = append(targets, target{fn, p.objs.H2WriteHeaders, h.Offset})
 		}
