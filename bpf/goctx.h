@@ -1,7 +1,8 @@
 /* Reading a Go process from its uprobes: user memory, goroutine ids, and
  * the server span a goroutine serves. Needs sockio.h and the goctx, gospawn
  * and go_roots maps (DECLARE_GOCTX_MAP, DECLARE_GOSPAWN_MAP,
- * DECLARE_GO_ROOTS_MAP) declared before it. */
+ * DECLARE_GO_ROOTS_MAP) declared before it; with GOCTX_GRPC defined, the
+ * grpc_procs map too. */
 #ifndef WEFT_GOCTX_H
 #define WEFT_GOCTX_H
 
@@ -51,6 +52,15 @@ static __always_inline void note_unlinked(__u32 tgid, const struct proc_cfg *pc)
 {
 	if (!(pc->flags & PROC_SERVED))
 		return;
+#ifdef GOCTX_GRPC
+	/* A gRPC server whose handlers' goroutines are not hooked: first
+	 * the hook that names them (gogrpc's user space reads this). */
+	struct grpc_cfg *gc = bpf_map_lookup_elem(&grpc_procs, &tgid);
+	if (gc && gc->ctx_walk && !gc->handlers) {
+		__sync_fetch_and_add(&gc->unlinked, 1);
+		return;
+	}
+#endif
 	__u64 *n = bpf_map_lookup_elem(&go_roots, &tgid);
 	if (n) {
 		__sync_fetch_and_add(n, 1);

@@ -14,9 +14,12 @@
  *                    gives the handler, and a call's context derives from
  *                    it, from any goroutine;
  *   handle_stream    (*Server).handleStream, only where the loopy hook
- *                    cannot reach a call's context (grpc before 1.77): in
- *                    the goroutine that runs the handler, makes the
- *                    stream's IDs that goroutine's current span;
+ *                    cannot reach a call's context (grpc before 1.77), or
+ *                    once a process's handlers called out without their
+ *                    context (grpc_cfg.unlinked; gogrpc's user space
+ *                    attaches it then): in the goroutine that runs the
+ *                    handler, makes the stream's IDs that goroutine's
+ *                    current span;
  * client side, two hits per call:
  *   header_fields    RET sites of (*http2Client).createHeaderFields, in the
  *                    calling goroutine: picks the CLIENT span's IDs (child
@@ -48,11 +51,11 @@ DECLARE_GO_ROOTS_MAP;
 DECLARE_H2_IDS_MAP;
 DECLARE_TLS_OPTS_G_MAP;
 
-#include "goctx.h"
-
 DECLARE_GRPC_PROCS_MAP;
 DECLARE_GRPC_STREAMS_MAP;
 
+#define GOCTX_GRPC
+#include "goctx.h"
 #include "grpcctx.h"
 
 /* Selection at exec (execsel.h), as in gohttp. */
@@ -259,7 +262,8 @@ int handle_stream(struct pt_regs *ctx)
 	__builtin_memcpy(sc.span_id, ids->span_id, sizeof(sc.span_id));
 	if (ids->flags & CTX_LINKED)
 		__builtin_memcpy(sc.parent_id, ids->parent_id, sizeof(sc.parent_id));
-	bpf_map_delete_elem(&grpc_streams, &k);
+	if (!cfg->ctx_walk)
+		bpf_map_delete_elem(&grpc_streams, &k); /* else calls still find it through their context */
 	struct go_key gk = {.tgid = tgid, .goid = goid_at(g, pc->goid_offset)};
 	if (gk.goid)
 		bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);

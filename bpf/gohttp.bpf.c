@@ -53,6 +53,7 @@ DECLARE_TCPOPT_TX_MAP;
 /* Whether the tcpopt family runs (set by the loader). */
 volatile const __u8 tcpopt_on = 0;
 
+#define GOCTX_GRPC
 #include "goctx.h"
 #include "grpcctx.h"
 

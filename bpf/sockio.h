@@ -184,7 +184,13 @@ struct grpc_cfg {
 	__u16 stream_wq;    /* Stream.wq */
 	__u16 stream_ctx;   /* Stream.ctx (an interface) */
 	__u8 ctx_walk;      /* server spans are found through contexts: no handleStream hook */
-	__u8 _pad[7];
+	__u8 handlers;      /* with ctx_walk: handleStream is hooked all the same (see below) */
+	__u8 _pad[2];
+	/* With ctx_walk and no handleStream hook: Go calls of the process
+	 * that found no server span (a handler that called out without its
+	 * context). gogrpc's user space then hooks handleStream for the
+	 * executable, so that its handlers' goroutines are linked as well. */
+	__u32 unlinked;
 };
 
 #define DECLARE_GRPC_PROCS_MAP                             \

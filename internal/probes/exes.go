@@ -76,6 +76,33 @@ func (e *Exes[T]) Attached(key ExeKey, links []link.Link, info T) {
 	e.exes[key] = &exe[T]{links: links, info: info, pids: map[int]bool{}}
 }
 
+// Grow adds links to an attached executable and replaces what is
+// recorded for it; false if it is not attached (the links are then the
+// caller's to close).
+func (e *Exes[T]) Grow(key ExeKey, links []link.Link, info T) bool {
+	x, ok := e.exes[key]
+	if !ok {
+		return false
+	}
+	x.links = append(x.links, links...)
+	x.info = info
+	return true
+}
+
+// PIDs returns the processes counted for an attached executable, in order.
+func (e *Exes[T]) PIDs(key ExeKey) []int {
+	x, ok := e.exes[key]
+	if !ok {
+		return nil
+	}
+	pids := make([]int, 0, len(x.pids))
+	for pid := range x.pids {
+		pids = append(pids, pid)
+	}
+	slices.Sort(pids)
+	return pids
+}
+
 // Use counts a process of an attached executable.
 func (e *Exes[T]) Use(pid int, key ExeKey) {
 	if x, ok := e.exes[key]; ok {

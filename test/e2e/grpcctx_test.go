@@ -101,3 +101,93 @@ func TestGRPCHandlerHTTP2Call(t *testing.T) {
 		t.Errorf("%.0f calls linked through their context (want %d or more), %.0f handleStream hits (want 0)", viaCtx, n, handlers)
 	}
 }
+
+// TestGRPCHandlerWithoutContext: a gRPC handler that calls out without its
+// context (context.Background(): http.Get does the same) cannot be linked
+// through it. Its first calls are roots; they make the agent hook
+// handleStream in its executable (weft_gogrpc_handler_hooks_total), and
+// from then on its calls are linked by goroutine, as they were before
+// contexts were followed:
+//
+//	test → A (-http) ─gRPC→ B ─nocontext, HTTP/1→ C (-http)
+func TestGRPCHandlerWithoutContext(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	dir := t.TempDir()
+	const prefix = "weft-e2e-gnc"
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
+	exe := func(name string) string {
+		p := filepath.Join(dir, prefix+"-"+name)
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := startServer(t, "a", exe("a"), "-http")
+	b := startServer(t, "b", exe("b"))
+	c := startServer(t, "c", exe("c"), "-http")
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", prefix+"-*")
+	for _, s := range []*server{a, b, c} {
+		ag.waitTracked(t, s.PID())
+	}
+	next := url.QueryEscape(fmt.Sprintf("grpc://%s nocontext http://%s", b.Addr, c.Addr))
+	hc := &http.Client{Timeout: 30 * time.Second}
+	get := func(id string) {
+		t.Helper()
+		getAll(t, hc, 1, 1, func(int) (string, string) {
+			return id, fmt.Sprintf("http://%s/hop?next=%s&id=%s", a.Addr, next, id)
+		}, "ok")
+	}
+	// Calls until the hook is on: a few, each a root.
+	const hooks = `weft_gogrpc_handler_hooks_total`
+	warm := 0
+	for deadline := time.Now().Add(20 * time.Second); ag.metric(t, hooks) == 0; warm++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("handleStream not hooked after %d calls without their context", warm)
+		}
+		get(fmt.Sprintf("w%d", warm))
+		time.Sleep(100 * time.Millisecond)
+	}
+	const n = 40
+	for i := range n {
+		get(fmt.Sprintf("r%d", i))
+	}
+
+	service := func(s otelcol.Span) string {
+		name, _ := s.Resource["service.name"].(string)
+		return name
+	}
+	inB := func(s otelcol.Span) bool { return service(s) == prefix+"-b" }
+	spans := waitSpansSoft(t, col, 2*(warm+n), 60*time.Second, inB)
+	children := map[string]int{}
+	for _, s := range spans {
+		if s.Kind == 3 {
+			children[s.ParentSpanID]++
+		}
+	}
+	servers, linked := 0, 0
+	for _, s := range spans {
+		if s.Kind != 2 {
+			continue
+		}
+		servers++
+		if children[s.SpanID] == 1 {
+			linked++
+		}
+	}
+	t.Logf("%d warm-up calls before handleStream was hooked; then %d SERVER spans in B, %d with their CLIENT child (of %d requests in all)",
+		warm, servers, linked, warm+n)
+	if servers != warm+n {
+		t.Errorf("%d SERVER spans in B, want %d", servers, warm+n)
+	}
+	if linked < n {
+		t.Errorf("%d of B's SERVER spans have their CLIENT child, want the %d after the hook at least", linked, n)
+	}
+	if h := ag.metric(t, `weft_gogrpc_kernel_total{name="handlers_linked"}`); h < n {
+		t.Errorf("handleStream linked %.0f handlers, want %d or more", h, n)
+	}
+}

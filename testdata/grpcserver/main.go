@@ -182,6 +182,10 @@ func relay(ctx context.Context, list string) error {
 	switch {
 	case hops[0] == "fail":
 		return status.Error(codes.Internal, "this service is broken")
+	case hops[0] == "nocontext":
+		// The rest without this request's context, as handlers that call
+		// http.Get or use context.Background() do.
+		return relay(context.Background(), rest)
 	case hops[0] == "spawn":
 		// The rest from a goroutine this one starts and waits for, with
 		// the same context (errgroup, a worker per request).

@@ -71,7 +71,9 @@ type gogrpcGrpcCfg struct {
 	StreamWq    uint16
 	StreamCtx   uint16
 	CtxWalk     uint8
-	Pad         [7]uint8
+	Handlers    uint8
+	Pad         [2]uint8
+	Unlinked    uint32
 }
 
 type gogrpcH2Key struct {

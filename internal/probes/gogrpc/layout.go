@@ -48,6 +48,9 @@ type plan struct {
 	cfg     gogrpcGrpcCfg
 	// why each half is missing, for the log and the status
 	noServer, noClient error
+	// lazy is handleStream's hook where contexts link handlers' calls:
+	// attached only once a process's calls need it (Probe.poll).
+	lazy *hook
 }
 
 var errNotGRPC = errors.New("no google.golang.org/grpc in the build info")
@@ -101,7 +104,13 @@ func (p *plan) planContexts(b *goinspect.Binary) {
 		c.HdrWq, c.StreamWq, c.StreamCtx = uint16(wq), uint16(swq), uint16(sctx)
 	}
 	c.SsSt, c.CtxWalk = uint16(st), 1
-	// operateHeaders alone: handleStream's goroutine is not needed.
+	// operateHeaders alone: handleStream's goroutine is needed only by
+	// handlers that call out without their context.
+	for _, h := range p.server {
+		if h.prog == "handle_stream" {
+			p.lazy = &h
+		}
+	}
 	p.server = slices.DeleteFunc(p.server, func(h hook) bool { return h.prog == "handle_stream" })
 }
 

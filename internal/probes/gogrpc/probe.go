@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -30,7 +33,17 @@ type exeInfo struct {
 	server error // why the server half is missing, or nil
 	client error // why the client half is missing, or nil
 	grpc   string
+	// lazy: handleStream's hook, not attached yet (cfg.CtxWalk): path is
+	// the executable to attach it to, proc a process of it (for the exec
+	// template).
+	lazy *hook
+	path string
+	proc *probes.Process
 }
+
+// pollEvery is how often the processes whose handlers' goroutines are not
+// hooked are checked for calls that needed them.
+const pollEvery = 500 * time.Millisecond
 
 // Probe attaches grpc-go's uprobes to executables of traced processes.
 type Probe struct {
@@ -39,15 +52,23 @@ type Probe struct {
 	sock *sockio.Probe
 	objs gogrpcObjects
 
-	uprobes probes.Uprobes
-	set     *probes.UprobeSet[exeInfo]
+	uprobes    probes.Uprobes
+	set        *probes.UprobeSet[exeInfo]
+	lazyHooked *atomic.Uint64
+	// lazy: executables whose handleStream hook waits (under set's lock).
+	lazy map[probes.ExeKey]bool
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 // New makes an unstarted probe that works with sockio's maps (which the
 // injector reads too): start it after sockio.
 func New(d probes.Deps, sock *sockio.Probe) *Probe {
 	d = d.WithDefaults()
-	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, set: probes.NewUprobeSet[exeInfo]()}
+	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, set: probes.NewUprobeSet[exeInfo](),
+		lazy: map[probes.ExeKey]bool{}, stop: make(chan struct{})}
 }
 
 // Name implements probes.Probe.
@@ -103,7 +124,96 @@ func (p *Probe) Start(ctx context.Context) error {
 			func() float64 { return float64(p.Stat(name)) }, "name", name)
 	}
 	p.set.LinksGauge(p.deps.Metrics, Name)
+	p.lazyHooked = p.deps.Metrics.Counter("weft_gogrpc_handler_hooks_total",
+		"executables whose gRPC handlers' goroutines were hooked (handleStream) because calls found no server span through their context")
+	p.wg.Add(1)
+	go p.watch()
 	return nil
+}
+
+// watch hooks handleStream in the executables whose processes' calls
+// needed it.
+func (p *Probe) watch() {
+	defer p.wg.Done()
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.poll()
+		}
+	}
+}
+
+// poll reads the unlinked-call counts of the processes whose handlers'
+// goroutines are not hooked. A process whose handlers call out without
+// their context (http.Get, context.Background()) is linked by goroutine,
+// as before contexts were followed: handleStream is attached to its
+// executable, and every process of it told so.
+func (p *Probe) poll() {
+	p.set.Locked(func(exes *probes.Exes[exeInfo], loaded bool) {
+		if !loaded {
+			return
+		}
+		for key := range p.lazy {
+			a, ok := exes.Info(key)
+			if !ok || a.lazy == nil {
+				delete(p.lazy, key)
+				continue
+			}
+			pids := exes.PIDs(key)
+			var n uint32
+			var by int
+			for _, pid := range pids {
+				var c gogrpcGrpcCfg
+				if err := p.objs.GrpcProcs.Lookup(uint32(pid), &c); err == nil && c.Unlinked > 0 {
+					n, by = c.Unlinked, pid
+					break
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			delete(p.lazy, key)
+			links, err := p.attachLazy(a)
+			if err != nil {
+				p.log.Warn("hooking gRPC handlers' goroutines", "pid", by, "err", err)
+				continue
+			}
+			a.lazy = nil
+			a.cfg.Handlers = 1
+			if !exes.Grow(key, links, a) {
+				for _, l := range links {
+					l.Close()
+				}
+				continue
+			}
+			p.lazyHooked.Add(1)
+			p.log.Info("gRPC handlers' goroutines hooked: calls found no server span through their context",
+				"pid", by, "unlinked", n, "exe", a.path)
+			for _, pid := range pids {
+				_ = p.objs.GrpcProcs.Update(uint32(pid), a.cfg, ebpf.UpdateExist)
+				p.deps.Status.Set(pid, status.GRPCServerLinks, true,
+					fmt.Sprintf("uprobes for grpc %s; handleStream after %d calls of pid %d found no server span through their context", a.grpc, n, by))
+			}
+			if a.proc != nil && a.proc.Exec != nil {
+				if err := probes.Template(p.objs.GrpcTemplates, a.proc, a.cfg); err != nil {
+					p.log.Warn("next processes of this executable wait for user space", "exe", a.path, "err", err)
+				}
+			}
+		}
+	})
+}
+
+// attachLazy attaches an executable's handleStream hook.
+func (p *Probe) attachLazy(a exeInfo) ([]link.Link, error) {
+	ex, err := link.OpenExecutable(a.path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s for uprobes: %w", a.path, err)
+	}
+	return p.attachHooks(ex, []hook{*a.lazy})
 }
 
 // Stat returns a kernel-side counter by its name, summed over CPUs.
@@ -175,6 +285,9 @@ func (p *Probe) track(exes *probes.Exes[exeInfo], proc *probes.Process, key prob
 			return nil
 		}
 		exes.Attached(key, links, a)
+		if a.lazy != nil {
+			p.lazy[key] = true
+		}
 	}
 	for capability, why := range map[string]error{status.GRPCServerLinks: a.server, status.GRPCClientLinks: a.client} {
 		if why != nil {
@@ -223,7 +336,8 @@ func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
 		p.log.Info("gRPC client calls: spans only, no links or propagation", "pid", proc.PID, "grpc", pl.version, "reason", pl.noClient)
 	}
 	p.log.Info("uprobes attached", "pid", proc.PID, "grpc", pl.version, "uprobes", len(links))
-	return exeInfo{cfg: pl.cfg, server: pl.noServer, client: pl.noClient, grpc: pl.version}, links, nil
+	return exeInfo{cfg: pl.cfg, server: pl.noServer, client: pl.noClient, grpc: pl.version,
+		lazy: pl.lazy, path: proc.ExePath, proc: proc}, links, nil
 }
 
 func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, error) {
@@ -254,6 +368,8 @@ func (p *Probe) Untrack(pid int) {
 
 // Shutdown detaches every uprobe; safe twice and without Start.
 func (p *Probe) Shutdown(context.Context) error {
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.wg.Wait()
 	p.set.Shutdown(p.objs.Close)
 	return nil
 }
