@@ -322,7 +322,7 @@ int header_fields(struct pt_regs *ctx)
  * served no span takes its parent from its context, when that leads to a
  * server stream (a gRPC handler's call: the handler's goroutine is not
  * probed). hdr: the header frame, 0 for writeHeader. */
-static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, const struct grpc_cfg *cfg,
+static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, struct grpc_cfg *cfg,
 				     __u32 stream_id, __u64 hf, __u64 hdr)
 {
 	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);

@@ -9,8 +9,11 @@
  * Each level is read as {parent Context; key, val any}; a level is the
  * stream's when its value, read as a server stream, names a stream whose
  * IDs operateHeaders filed (grpc_streams: ID and transport must both
- * match, so a value of another type does not). Needs goctx.h and the
- * grpc_streams map. */
+ * match, so a value of another type does not). The first match teaches
+ * the process's key type (grpc_cfg.key_type): from then on only levels
+ * with that key are tried, so that no other context's fields (a cancel
+ * context's channel and map) are taken for a stream. Needs goctx.h and
+ * the grpc_streams map. */
 #ifndef WEFT_GRPCCTX_H
 #define WEFT_GRPCCTX_H
 
@@ -19,14 +22,15 @@
  * application. */
 #define CTX_DEPTH 20
 
-static __always_inline struct h2_span *ctx_grpc_stream(__u32 tgid, const struct grpc_cfg *gc, __u64 c)
+static __always_inline struct h2_span *ctx_grpc_stream(__u32 tgid, struct grpc_cfg *gc, __u64 c)
 {
+	__u64 key_type = gc->key_type;
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < CTX_DEPTH; i++) {
 		__u64 v[6]; /* parent (itab, data), key (type, data), val (type, data) */
 		if (!c || bpf_probe_read_user(v, sizeof(v), (void *)c))
 			return 0;
-		if (v[4] && v[5]) {
+		if (v[4] && v[5] && (!key_type || v[2] == key_type)) {
 			__u64 st = v[5] + gc->ss_stream;
 			if (gc->stream_deref)
 				st = read_u64(st);
@@ -34,10 +38,15 @@ static __always_inline struct h2_span *ctx_grpc_stream(__u32 tgid, const struct 
 					       .transport = read_u64(v[5] + gc->ss_st + 8)};
 			if (k.stream_id && k.transport) {
 				struct h2_span *ids = bpf_map_lookup_elem(&grpc_streams, &k);
-				if (ids)
+				if (ids) {
+					if (!key_type && v[2])
+						gc->key_type = v[2];
 					return ids;
+				}
 			}
 		}
+		if (!v[0])
+			return 0; /* no parent */
 		c = v[1];
 	}
 	return 0;
@@ -45,7 +54,7 @@ static __always_inline struct h2_span *ctx_grpc_stream(__u32 tgid, const struct 
 
 /* The server span a context leads to, as a goroutine's span_ctx; false if
  * none. */
-static __always_inline bool ctx_server_span(__u32 tgid, const struct grpc_cfg *gc, __u64 c, struct span_ctx *out)
+static __always_inline bool ctx_server_span(__u32 tgid, struct grpc_cfg *gc, __u64 c, struct span_ctx *out)
 {
 	struct h2_span *ids = ctx_grpc_stream(tgid, gc, c);
 	if (!ids)

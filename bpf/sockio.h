@@ -191,6 +191,10 @@ struct grpc_cfg {
 	 * context). gogrpc's user space then hooks handleStream for the
 	 * executable, so that its handlers' goroutines are linked as well. */
 	__u32 unlinked;
+	/* The type word of the key grpc-go files the server stream under in a
+	 * handler's context (grpc.streamKey{}), learned at the first match:
+	 * later walks try only levels with that key (grpcctx.h). */
+	__u64 key_type;
 };
 
 #define DECLARE_GRPC_PROCS_MAP                             \

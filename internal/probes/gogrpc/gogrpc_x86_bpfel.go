@@ -74,6 +74,7 @@ type gogrpcGrpcCfg struct {
 	Handlers    uint8
 	Pad         [2]uint8
 	Unlinked    uint32
+	KeyType     uint64
 }
 
 type gogrpcH2Key struct {

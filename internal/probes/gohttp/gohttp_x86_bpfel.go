@@ -87,6 +87,7 @@ type gohttpGrpcCfg struct {
 	Handlers    uint8
 	Pad         [2]uint8
 	Unlinked    uint32
+	KeyType     uint64
 }
 
 type gohttpH2Key struct {

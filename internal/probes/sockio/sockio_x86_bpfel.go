@@ -142,6 +142,7 @@ type sockioGrpcCfg struct {
 	Handlers    uint8
 	Pad         [2]uint8
 	Unlinked    uint32
+	KeyType     uint64
 }
 
 type sockioH2Key struct {
