@@ -40,6 +40,7 @@ import (
 	"github.com/weft-dev/weft/internal/redact"
 	"github.com/weft-dev/weft/internal/selection"
 	"github.com/weft-dev/weft/internal/spanmetrics"
+	"github.com/weft-dev/weft/internal/spans"
 	"github.com/weft-dev/weft/internal/status"
 	"github.com/weft-dev/weft/internal/statusserver"
 )
@@ -236,7 +237,10 @@ func run(o options, log *slog.Logger) error {
 	// Export, and the stages a span passes on its way there: cross-cluster
 	// marks, then metrics (every span counted where the alerts look,
 	// sampled or not), then the head sampler.
-	sink, exp, err := newSink(ctx, o.exporter, met, live, log)
+	// Spans' attribute arrays go round: the protocols take them, the
+	// exporter gives them back once a span is encoded.
+	attrs := &spans.AttrPool{}
+	sink, exp, err := newSink(ctx, o.exporter, attrs, met, live, log)
 	if err != nil {
 		return err
 	}
@@ -257,10 +261,10 @@ func run(o options, log *slog.Logger) error {
 	var inj *injectprobe.Probe
 	forwarded := func(span [8]byte) bool { return inj != nil && inj.Forwarded(span) }
 	protocols := conntrack.Protocols{
-		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red,
+		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red, Attrs: attrs,
 			Forwarded: forwarded}),
 		Sniffed: []conntrack.Protocol{
-			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red}),
+			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red, Attrs: attrs}),
 		},
 		// Calls whose connect failed before a byte was sent.
 		Failed: tcpconnect.New(tcpconnect.Config{Sink: sink, Metrics: met}),

@@ -17,18 +17,20 @@ import (
 
 // newSink builds the exporter named by -exporter; the second result is
 // non-nil when it needs a Shutdown.
-func newSink(ctx context.Context, name string, met *metrics.Registry, live *statusserver.Liveness, log *slog.Logger) (spans.Sink, component, error) {
+func newSink(ctx context.Context, name string, attrs *spans.AttrPool, met *metrics.Registry, live *statusserver.Liveness, log *slog.Logger) (spans.Sink, component, error) {
 	switch name {
 	case "console":
 		return export.NewConsole(os.Stdout), nil, nil
 	case "jsonl":
 		j := export.NewJSONL(os.Stdout)
+		j.Attrs = attrs
 		return j, j, nil
 	case "otlp":
 		cfg, explicitSpool, err := otlpConfig(os.LookupEnv)
 		if err != nil {
 			return nil, nil, err
 		}
+		cfg.Attrs = attrs
 		elog := log.With("component", "export")
 		// An upload may take two export timeouts (the client's own retry)
 		// and a backoff: silence past that means a wedged sender.

@@ -2,6 +2,7 @@ package export
 
 import (
 	"errors"
+	"github.com/weft-dev/weft/internal/spans"
 	"time"
 )
 
@@ -30,6 +31,10 @@ type Config struct {
 	SpoolMaxBytes int64         // 256 MiB
 	SpoolMaxAge   time.Duration // 24 h
 	SpoolAfter    int           // failed uploads of a memory batch before it is spooled (2)
+
+	// Attrs takes back each span's attributes once its batch is sent,
+	// spooled or dropped (the protocols' pool; nil: left to the collector).
+	Attrs *spans.AttrPool
 
 	// Heartbeat, when set, is beaten by the sender at least every
 	// FlushInterval/4 while it runs, waits or backs off, and at most

@@ -67,6 +67,9 @@ type JSONL struct {
 	buf     []byte
 	res     *resource.Resource // the last resource and its encoding: spans come in runs per process
 	resJ    []byte
+	// Attrs takes back each span's attributes once written (nil: left to
+	// the collector).
+	Attrs *spans.AttrPool
 }
 
 // jsonlFlushAfter bounds how long a line waits in the buffer: one write per
@@ -125,6 +128,7 @@ func (j *JSONL) Export(s spans.Span) {
 	b = strconv.AppendInt(b, s.End.UnixNano(), 10)
 	b = append(b, `","attributes":`...)
 	b = appendAttrs(b, s.Attrs)
+	j.Attrs.Recycle(&s)
 	b = append(b, `,"status":{`...)
 	if s.Error {
 		b = append(b, `"code":2`...)

@@ -57,7 +57,7 @@ func NewOTLP(cfg Config, reg *metrics.Registry, log *slog.Logger) (*OTLP, error)
 		reg.Gauge("weft_export_spool_bytes", "bytes in the export spool", func() float64 { _, b := sp.stat(); return float64(b) })
 		reg.Gauge("weft_export_spool_files", "batches in the export spool", func() float64 { n, _ := sp.stat(); return float64(n) })
 	}
-	o.q = newQueue(cfg.QueueSize, cfg.BatchSize, &o.seq)
+	o.q = newQueue(cfg.QueueSize, cfg.BatchSize, &o.seq, cfg.Attrs)
 	reg.Gauge("weft_export_queue_spans", "spans in the export memory queue", func() float64 { return float64(o.q.size()) })
 	reg.Gauge("weft_export_queue_capacity_spans", "bound of the export memory queue", func() float64 { return float64(cfg.QueueSize) })
 	for _, addr := range cfg.Endpoints {
@@ -89,6 +89,7 @@ func (o *OTLP) Start() {
 func (o *OTLP) Export(s spans.Span) {
 	ok, n := o.q.push(s)
 	if !ok {
+		o.cfg.Attrs.Recycle(&s)
 		select {
 		case <-o.stopping:
 			o.st.dropped(DropShutdown, 1)

@@ -28,6 +28,8 @@ type queue struct {
 	// dropped (recycle): a batch's array (a few hundred bytes a span) was
 	// the exporter's second-largest allocation at saturation.
 	free sync.Pool
+	// attrs takes back the spans' attribute arrays at recycle.
+	attrs *spans.AttrPool
 }
 
 // batch is a sealed run of spans, with its place in the export order.
@@ -36,8 +38,8 @@ type batch struct {
 	spans []spans.Span
 }
 
-func newQueue(capacity, batchSize int, seq *atomic.Uint64) *queue {
-	return &queue{capacity: capacity, batchSize: batchSize, seq: seq, ready: make(chan struct{}, 1)}
+func newQueue(capacity, batchSize int, seq *atomic.Uint64, attrs *spans.AttrPool) *queue {
+	return &queue{capacity: capacity, batchSize: batchSize, seq: seq, ready: make(chan struct{}, 1), attrs: attrs}
 }
 
 // push adds a span and returns the spans now held; false when the queue is
@@ -142,6 +144,9 @@ func (q *queue) sealedCount() int {
 // spooled or dropped); nothing may use ss afterwards. Its spans are
 // cleared so that the pool holds no attributes or resources alive.
 func (q *queue) recycle(ss []spans.Span) {
+	for i := range ss {
+		q.attrs.Recycle(&ss[i])
+	}
 	if cap(ss) < q.batchSize {
 		return
 	}

@@ -4,6 +4,7 @@
 package spans
 
 import (
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -41,4 +42,37 @@ type Span struct {
 // and count what they cannot keep.
 type Sink interface {
 	Export(s Span)
+}
+
+// AttrPool recycles spans' attribute arrays: an HTTP span's (16 slots,
+// 1 KiB) was the largest allocation the agent made per span. Protocols
+// take arrays from it; the exporter gives each back once its span is
+// encoded and nothing holds it. The zero value is ready; a nil pool
+// allocates and forgets.
+type AttrPool struct {
+	p sync.Pool // of *[]attribute.KeyValue
+}
+
+// Attrs returns an empty attribute slice with room for n.
+func (a *AttrPool) Attrs(n int) []attribute.KeyValue {
+	if a != nil {
+		if p, ok := a.p.Get().(*[]attribute.KeyValue); ok && cap(*p) >= n {
+			return (*p)[:0]
+		}
+	}
+	return make([]attribute.KeyValue, 0, n)
+}
+
+// Recycle takes back s's attributes; nothing may use them afterwards.
+// Arrays far from the pool's sizes are left to the collector.
+func (a *AttrPool) Recycle(s *Span) {
+	attrs := s.Attrs
+	s.Attrs = nil
+	if a == nil || cap(attrs) < 8 || cap(attrs) > 32 {
+		return
+	}
+	attrs = attrs[:cap(attrs)]
+	clear(attrs) // hold no strings alive
+	attrs = attrs[:0]
+	a.p.Put(&attrs)
 }

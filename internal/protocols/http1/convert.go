@@ -39,7 +39,7 @@ func ServerSpan(in httpsem.Input, x *httpwire.Exchange) (spans.Span, httpsem.Ver
 	v.Context = fromOption(&s, in)
 
 	var attrs []attribute.KeyValue
-	s.Name, attrs = httpsem.MethodAttrs(x.Req.Method, 16)
+	s.Name, attrs = httpsem.MethodAttrs(in.Attrs, x.Req.Method, 16)
 	path, query := in.Redact.Target(x.Req.Target)
 	attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", in.Scheme()))
 	if query != "" {
@@ -112,7 +112,7 @@ func ClientSpan(in httpsem.Input, x *httpwire.Exchange) spans.Span {
 		s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
 	}
 	var attrs []attribute.KeyValue
-	s.Name, attrs = httpsem.MethodAttrs(x.Req.Method, 12)
+	s.Name, attrs = httpsem.MethodAttrs(in.Attrs, x.Req.Method, 12)
 	host, port := in.Host.Resolve(x.Req.Host, in.Remote)
 	authority := x.Req.Host
 	if authority == "" && in.Remote.IsValid() {

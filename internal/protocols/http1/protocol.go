@@ -19,8 +19,9 @@ import (
 type Config struct {
 	Sink           spans.Sink
 	Metrics        *metrics.Registry
-	MaxHeaderBytes int           // longer heads are skipped and counted
-	Redact         redact.Policy // what url.* attributes lose (redact.Default() in the agent)
+	MaxHeaderBytes int             // longer heads are skipped and counted
+	Redact         redact.Policy   // what url.* attributes lose (redact.Default() in the agent)
+	Attrs          *spans.AttrPool // spans' attribute arrays, given back by the exporter (nil: none)
 	// Forwarded says (once per span) whether the injector rewrote the
 	// forwarded traceparent of the client call with this span ID (nil:
 	// never, as with injection off).
@@ -126,7 +127,7 @@ func (x *parser) emit(done []httpwire.Exchange, problems []httpwire.Problem) {
 		if ex.Incomplete != "" {
 			x.p.met.incomplete.Inc(ex.Incomplete)
 		}
-		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact,
+		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact, Attrs: x.p.cfg.Attrs,
 			Start: x.c.Wall(ex.Start), End: x.c.Wall(ex.End), TLS: x.c.TLS}
 		ids := x.ids(ex)
 		in.TraceID, in.SpanID = ids.Trace, ids.Span

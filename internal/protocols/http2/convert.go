@@ -80,7 +80,7 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 			}
 		}
 	} else {
-		s.Name, attrs = httpsem.MethodAttrs(st.Method, 12)
+		s.Name, attrs = httpsem.MethodAttrs(in.Attrs, st.Method, 12)
 		// As for HTTP/1: a client span has url.full, a server span
 		// url.path, url.query and url.scheme. :scheme says what the
 		// client meant; without it, the connection (TLS or not) says.

@@ -19,7 +19,8 @@ import (
 type Config struct {
 	Sink    spans.Sink
 	Metrics *metrics.Registry
-	Redact  redact.Policy // what url.* attributes lose (redact.Default() in the agent)
+	Redact  redact.Policy   // what url.* attributes lose (redact.Default() in the agent)
+	Attrs   *spans.AttrPool // spans' attribute arrays, given back by the exporter (nil: none)
 }
 
 // Protocol makes HTTP/2 parsers for connections that start with the
@@ -86,7 +87,7 @@ func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 	}
 	for i := range done {
 		st := &done[i]
-		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact,
+		in := httpsem.Input{Local: x.c.Local, Remote: x.c.Remote, Peer: x.peer, Host: &x.host, Process: proc, Redact: x.p.cfg.Redact, Attrs: x.p.cfg.Attrs,
 			Start: x.c.Wall(st.Start), End: x.c.Wall(st.End), TLS: x.c.TLS}
 		x.ids(&in, st)
 		s, verdict := StreamSpan(in, st)

@@ -46,6 +46,8 @@ type Input struct {
 	// of thousands of spans a second, formatting addresses shows in profiles.
 	Peer *PeerInfo
 	Host *HostMemo // per connection; nil works
+	// Attrs gives the span its attribute array (nil: a new one).
+	Attrs *spans.AttrPool
 	// Redact scrubs secrets from url.* attributes; the zero policy still
 	// replaces userinfo, as the conventions require.
 	Redact redact.Policy
@@ -150,8 +152,8 @@ func NewSpan(in Input, kind trace.SpanKind) spans.Span {
 
 // MethodAttrs names a span by its method, as the conventions ask (unknown
 // methods are _OTHER, the span "HTTP"), and starts its attributes.
-func MethodAttrs(method string, capacity int) (string, []attribute.KeyValue) {
-	attrs := make([]attribute.KeyValue, 0, capacity)
+func MethodAttrs(pool *spans.AttrPool, method string, capacity int) (string, []attribute.KeyValue) {
+	attrs := pool.Attrs(capacity)
 	if knownMethods[method] {
 		return method, append(attrs, attribute.String("http.request.method", method))
 	}
