@@ -3,8 +3,10 @@
 // only the process knows: which server call a client call is made for
 // (in-process links) and which IDs each stream carries, so that the
 // injector can add a traceparent to outgoing calls and a server's span
-// continues its caller's trace. Two uprobe hits per server call, two per
-// client call; see bpf/gogrpc.bpf.c.
+// continues its caller's trace. One uprobe hit per server call (grpc
+// 1.77+: handlers' calls find their span through their context; two
+// before, or once handlers call out without it), two per client call; see
+// bpf/gogrpc.bpf.c and bpf/grpcctx.h.
 package gogrpc
 
 import (
