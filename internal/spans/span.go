@@ -53,14 +53,20 @@ type AttrPool struct {
 	p sync.Pool // of *[]attribute.KeyValue
 }
 
+// poolSlots is the size of the arrays a pool makes: an HTTP server
+// span's attributes. Smaller requests get one too, so that every array
+// that comes back fits the next request.
+const poolSlots = 16
+
 // Attrs returns an empty attribute slice with room for n.
 func (a *AttrPool) Attrs(n int) []attribute.KeyValue {
-	if a != nil {
-		if p, ok := a.p.Get().(*[]attribute.KeyValue); ok && cap(*p) >= n {
-			return (*p)[:0]
-		}
+	if a == nil {
+		return make([]attribute.KeyValue, 0, n)
 	}
-	return make([]attribute.KeyValue, 0, n)
+	if p, ok := a.p.Get().(*[]attribute.KeyValue); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]attribute.KeyValue, 0, max(n, poolSlots))
 }
 
 // Recycle takes back s's attributes; nothing may use them afterwards.

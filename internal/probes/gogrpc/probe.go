@@ -47,6 +47,10 @@ type exeInfo struct {
 // hooked are checked for calls that needed them.
 const pollEvery = 500 * time.Millisecond
 
+// lazyAttempts bounds the attempts to attach an executable's handleStream
+// hook.
+const lazyAttempts = 3
+
 // Probe attaches grpc-go's uprobes to executables of traced processes.
 type Probe struct {
 	deps probes.Deps
@@ -57,8 +61,10 @@ type Probe struct {
 	uprobes    probes.Uprobes
 	set        *probes.UprobeSet[exeInfo]
 	lazyHooked *atomic.Uint64
-	// lazy: executables whose handleStream hook waits (under set's lock).
-	lazy map[probes.ExeKey]bool
+	// lazy: executables whose handleStream hook waits, and how often
+	// attaching it failed (under set's lock).
+	lazy      map[probes.ExeKey]bool
+	lazyFails map[probes.ExeKey]int
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -70,7 +76,7 @@ type Probe struct {
 func New(d probes.Deps, sock *sockio.Probe) *Probe {
 	d = d.WithDefaults()
 	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, set: probes.NewUprobeSet[exeInfo](),
-		lazy: map[probes.ExeKey]bool{}, stop: make(chan struct{})}
+		lazy: map[probes.ExeKey]bool{}, lazyFails: map[probes.ExeKey]int{}, stop: make(chan struct{})}
 }
 
 // Name implements probes.Probe.
@@ -163,6 +169,7 @@ func (p *Probe) poll() {
 			a, ok := exes.Info(key)
 			if !ok || a.lazy == nil {
 				delete(p.lazy, key)
+				delete(p.lazyFails, key)
 				continue
 			}
 			pids := exes.PIDs(key)
@@ -178,12 +185,20 @@ func (p *Probe) poll() {
 			if n == 0 {
 				continue
 			}
-			delete(p.lazy, key)
 			links, err := p.attachLazy(a)
 			if err != nil {
-				p.log.Warn("hooking gRPC handlers' goroutines", "pid", by, "err", err)
+				// Tried again at the next polls (the executable's path
+				// may have been an exited process's /proc/PID/exe).
+				p.lazyFails[key]++
+				p.log.Warn("hooking gRPC handlers' goroutines", "pid", by, "attempt", p.lazyFails[key], "err", err)
+				if p.lazyFails[key] >= lazyAttempts {
+					delete(p.lazy, key)
+					delete(p.lazyFails, key)
+				}
 				continue
 			}
+			delete(p.lazy, key)
+			delete(p.lazyFails, key)
 			a.lazy = nil
 			a.cfg.Handlers = 1
 			if !exes.Grow(key, links, a) {
@@ -338,8 +353,10 @@ func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
 		p.log.Info("gRPC client calls: spans only, no links or propagation", "pid", proc.PID, "grpc", pl.version, "reason", pl.noClient)
 	}
 	p.log.Info("uprobes attached", "pid", proc.PID, "grpc", pl.version, "uprobes", len(links))
+	cp := *proc
+	cp.Exe = nil // closed after Track: hold no parsed binary
 	return exeInfo{cfg: pl.cfg, server: pl.noServer, client: pl.noClient, grpc: pl.version,
-		lazy: pl.lazy, path: proc.ExePath, proc: proc}, links, nil
+		lazy: pl.lazy, path: proc.ExePath, proc: &cp}, links, nil
 }
 
 func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, error) {

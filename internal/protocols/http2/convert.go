@@ -66,12 +66,12 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 		fallback = in.Remote
 	}
 	host, port := in.Host.Resolve(st.Authority, fallback)
-	attrs := make([]attribute.KeyValue, 0, 12)
+	var attrs []attribute.KeyValue
 	if st.GRPC {
 		full := strings.TrimPrefix(st.Path, "/")
 		s.Name = full
 		service, method, _ := strings.Cut(full, "/")
-		attrs = append(attrs, attribute.String("rpc.system", "grpc"),
+		attrs = append(in.Attrs.Attrs(12), attribute.String("rpc.system", "grpc"),
 			attribute.String("rpc.service", service), attribute.String("rpc.method", method))
 		if st.GRPCStatus >= 0 {
 			attrs = append(attrs, attribute.Int("rpc.grpc.status_code", st.GRPCStatus))
