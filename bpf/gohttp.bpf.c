@@ -330,11 +330,15 @@ int h2_server_handler(struct pt_regs *ctx)
 /* The span a Go client call belongs to: its goroutine's; else, in a gRPC
  * server whose handlers' goroutines are not probed, the server stream the
  * request's context leads to (grpcctx.h), copied to *walked; else none,
- * noted in go_roots. req: the *Request, 0 if unknown. */
+ * noted in go_roots. req: the *Request, 0 if unknown; treq: req is a
+ * *transportRequest, whose Request is read only when the context is. */
 static __always_inline struct span_ctx *call_parent(__u32 tgid, __u64 g, const struct proc_cfg *cfg,
-						    const struct http_cfg *hc, __u64 req, struct span_ctx *walked)
+						    const struct http_cfg *hc, __u64 req, const bool treq,
+						    struct span_ctx *walked)
 {
 	struct span_ctx *parent = goroutine_span(tgid, g, cfg);
+	if (!parent && req && hc->req_ctx && treq)
+		req = read_u64(req + hc->treq_req);
 	if (!parent && req && hc->req_ctx) {
 		struct grpc_cfg *gc = bpf_map_lookup_elem(&grpc_procs, &tgid);
 		if (gc && gc->ctx_walk && ctx_server_span(tgid, gc, read_u64(req + hc->req_ctx + 8), walked)) {
@@ -394,7 +398,7 @@ int round_trip(struct pt_regs *ctx)
 
 	/* req (*transportRequest) is in RBX. */
 	struct span_ctx walked = {};
-	struct span_ctx *parent = call_parent(tgid, ctx->r14, cfg, hc, read_u64(ctx->bx + hc->treq_req), &walked);
+	struct span_ctx *parent = call_parent(tgid, ctx->r14, cfg, hc, ctx->bx, true, &walked);
 	struct client_ctx cc = {};
 	if (parent) {
 		count(GS_LINKED);
@@ -445,7 +449,7 @@ static __always_inline int h2_client_ids(const struct pt_regs *ctx, __u32 tgid, 
 	count(GS_H2_CALLS);
 	struct h2_span ids = {.flags = H2_UNCHECKED};
 	struct span_ctx walked = {};
-	struct span_ctx *parent = call_parent(tgid, ctx->r14, cfg, hc, req, &walked);
+	struct span_ctx *parent = call_parent(tgid, ctx->r14, cfg, hc, req, false, &walked);
 	if (parent)
 		count(GS_H2_LINKED);
 	h2_span_ids(&ids, parent);

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -188,5 +189,20 @@ func SumPerCPU(m *ebpf.Map, idx uint32) uint64 {
 func KernelCounters(met *metrics.Registry, metric, help string, m *ebpf.Map, names map[uint32]string) {
 	for idx, name := range names {
 		met.Gauge(metric, help, func() float64 { return float64(SumPerCPU(m, idx)) }, "name", name)
+	}
+}
+
+// Every calls poll each period until stop is closed; a family's user
+// space runs it in its own goroutine to act on counts its BPF keeps.
+func Every(stop <-chan struct{}, period time.Duration, poll func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			poll()
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,17 +28,7 @@ func TestGRPCHandlerHTTP2Call(t *testing.T) {
 	cert, key := selfSigned(t, dir)
 	const prefix = "weft-e2e-gh2"
 	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
-	exe := func(name string) string {
-		p := filepath.Join(dir, prefix+"-"+name)
-		b, err := os.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	exe := func(name string) string { return copyExe(t, bin, filepath.Join(dir, prefix+"-"+name)) }
 	a := startServer(t, "a", exe("a"), "-http")
 	b := startServer(t, "b", exe("b"), "-http-ca", cert)
 	c := startServer(t, "c", exe("c"), "-http", "-http-cert", cert, "-http-key", key)
@@ -116,17 +105,7 @@ func TestGRPCHandlerWithoutContext(t *testing.T) {
 	dir := t.TempDir()
 	const prefix = "weft-e2e-gnc"
 	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
-	exe := func(name string) string {
-		p := filepath.Join(dir, prefix+"-"+name)
-		b, err := os.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	exe := func(name string) string { return copyExe(t, bin, filepath.Join(dir, prefix+"-"+name)) }
 	a := startServer(t, "a", exe("a"), "-http")
 	b := startServer(t, "b", exe("b"))
 	c := startServer(t, "c", exe("c"), "-http")

@@ -336,6 +336,20 @@ func startMixedChain(t *testing.T, col *otelcol.Collector, prefix string, agentE
 	return startShapedChain(t, col, prefix, mixedShape, agentEnv...)
 }
 
+// copyExe copies the executable src to dst: one build under several
+// names, so that each process has a service.name of its own.
+func copyExe(t testing.TB, src, dst string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 // startShapedChain builds a chain of the shape given.
 func startShapedChain(t *testing.T, col *otelcol.Collector, prefix string, shape chainShape, agentEnv ...string) *mixedChain {
 	t.Helper()
@@ -343,12 +357,7 @@ func startShapedChain(t *testing.T, col *otelcol.Collector, prefix string, shape
 	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
 	m := &mixedChain{shape: shape, svc: map[string]*server{}}
 	for _, name := range []string{"a", "b", "c", "d"} {
-		exe := filepath.Join(dir, prefix+"-"+name)
-		if b, err := os.ReadFile(bin); err != nil {
-			t.Fatal(err)
-		} else if err := os.WriteFile(exe, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		exe := copyExe(t, bin, filepath.Join(dir, prefix+"-"+name))
 		args := []string{exe}
 		if shape.serves(name) == "http" {
 			args = append(args, "-http")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -54,12 +53,7 @@ func proxyRun(t *testing.T, capture string) {
 	proxies := map[string]*server{}
 	for _, mode := range []string{"copy", "reverse", "sdk"} {
 		// One executable per mode: service.name tells their spans apart.
-		exe := filepath.Join(dir, "weft-e2e-proxy-"+mode)
-		if b, err := os.ReadFile(proxyBin); err != nil {
-			t.Fatal(err)
-		} else if err := os.WriteFile(exe, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		exe := copyExe(t, proxyBin, filepath.Join(dir, "weft-e2e-proxy-"+mode))
 		proxies[mode] = startServer(t, mode, exe, "-mode", mode, "-backend", "http://"+backend.Addr)
 	}
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-capture", capture, "-exe", "weft-e2e-proxy-*")

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -41,12 +40,7 @@ func TestShortLivedClients(t *testing.T) {
 	httpCli := goBuild(t, filepath.Join(root, "testdata/shortclient"), "", filepath.Join(dir, prefix+"httpcli"))
 	// The gRPC client is grpcserver -call (one unary Check, then exit),
 	// under a name of its own so that its spans and its exec are its own.
-	grpcCli := filepath.Join(dir, prefix+"grpccli")
-	if b, err := os.ReadFile(grpcSrvBin); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(grpcCli, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	grpcCli := copyExe(t, grpcSrvBin, filepath.Join(dir, prefix+"grpccli"))
 
 	httpSrv := startServer(t, "httpsrv", httpSrvBin)
 	grpcSrv := startServer(t, "grpcsrv", grpcSrvBin)

@@ -143,16 +143,7 @@ func (p *Probe) Start(ctx context.Context) error {
 // needed it.
 func (p *Probe) watch() {
 	defer p.wg.Done()
-	t := time.NewTicker(pollEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			p.poll()
-		}
-	}
+	probes.Every(p.stop, pollEvery, p.poll)
 }
 
 // poll reads the unlinked-call counts of the processes whose handlers'

@@ -138,16 +138,7 @@ func (p *Probe) Start(ctx context.Context) error {
 // watch switches auto mode on for the processes whose calls needed it.
 func (p *Probe) watch() {
 	defer p.wg.Done()
-	t := time.NewTicker(p.cfg.Poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			p.poll()
-		}
-	}
+	probes.Every(p.stop, p.cfg.Poll, p.poll)
 }
 
 // poll reads go_roots for the waiting processes and switches on those
