@@ -53,6 +53,8 @@ DECLARE_TLS_OPTS_G_MAP;
 
 DECLARE_GRPC_PROCS_MAP;
 DECLARE_GRPC_STREAMS_MAP;
+DECLARE_EVENTS_MAP;
+#include "h2ids.h"
 
 #define GOCTX_GRPC
 #include "goctx.h"
@@ -217,7 +219,7 @@ int operate_headers(struct pt_regs *ctx)
 		}
 	}
 	h2_span_ids(&ids, remote ? &in : NULL);
-	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	file_h2_ids(&k, &ids);
 	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};
 	bpf_map_update_elem(&grpc_streams, &sk, &ids, BPF_ANY);
 	if (!(pc->flags & PROC_SERVED))
@@ -228,7 +230,7 @@ int operate_headers(struct pt_regs *ctx)
 		 * requests are read by it, and sockio names them after it. */
 		k.goid = goid_at(ctx->r14, pc->parent_goid_offset);
 		if (k.goid)
-			bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+			file_h2_ids(&k, &ids);
 	}
 	return 0;
 }
@@ -351,7 +353,7 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, stru
 		}
 	}
 	count(GG_ORIGINATED);
-	bpf_map_update_elem(&h2_ids, &k, &c, BPF_ANY);
+	file_h2_ids(&k, &c);
 	return 0;
 }
 

@@ -42,6 +42,8 @@ DECLARE_H2_READERS_MAP;
 DECLARE_TLS_OPTS_G_MAP;
 DECLARE_GRPC_PROCS_MAP;
 DECLARE_GRPC_STREAMS_MAP;
+DECLARE_EVENTS_MAP;
+#include "h2ids.h"
 
 /* IDs the socket-layer injector writes into the request, by socket cookie. */
 DECLARE_INJECT_CTX_MAP;
@@ -286,7 +288,7 @@ int h2_server_headers(struct pt_regs *ctx)
 		bpf_map_delete_elem(&tls_opts_g, &rk);
 	}
 	h2_span_ids(&ids, remote ? &in : NULL);
-	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	file_h2_ids(&k, &ids);
 	bpf_map_update_elem(&h2s_streams, &sk, &ids, BPF_ANY);
 	return 0;
 }
@@ -453,7 +455,7 @@ static __always_inline int h2_client_ids(const struct pt_regs *ctx, __u32 tgid, 
 	if (parent)
 		count(GS_H2_LINKED);
 	h2_span_ids(&ids, parent);
-	bpf_map_update_elem(&h2_ids, &k, &ids, BPF_ANY);
+	file_h2_ids(&k, &ids);
 	return 0;
 }
 

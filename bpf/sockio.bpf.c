@@ -95,10 +95,7 @@ DECLARE_TCPOPT_RX_MAP;
  * when the tcpopt family runs). */
 volatile const __u8 tcpopt_on = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} events SEC(".maps");
+DECLARE_EVENTS_MAP;
 
 /* An event plus room for captured bytes. Twice CAPTURE_MAX so that the
  * verifier accepts masked offsets into it. Not a per-CPU array (those cap
@@ -130,6 +127,7 @@ struct {
 
 /* Keep struct event in the BTF so bpf2go mirrors it. */
 const struct event *unused_event __attribute__((unused));
+const struct h2_ids_event *unused_h2_ids_event __attribute__((unused));
 
 static __always_inline void count(__u32 idx)
 {
@@ -137,11 +135,6 @@ static __always_inline void count(__u32 idx)
 	if (v)
 		*v += 1;
 }
-
-/* Waking the reader for every event would cost a wakeup per syscall in the
- * traced thread; user space drains the ring every 100 ms instead (sockio's
- * pollEvery), and is woken only when this much data is waiting. */
-#define WAKEUP_BYTES (256 << 10)
 
 static __always_inline void submit(void *data, __u64 size)
 {

@@ -11,6 +11,7 @@ enum event_kind {
 	EV_CLOSE = 3, /* close(2) of a traced TCP socket */
 	EV_CONNECT_FAIL = 4, /* a traced process's connect ended before the connection
 			      * was established (refused, timed out, given up) */
+	EV_H2_IDS = 5, /* struct h2_ids_event: a stream's IDs, filed by a Go probe */
 };
 
 enum direction {
@@ -274,8 +275,10 @@ struct h2_span {
 		__type(value, __u64);       /* the reader's goid */ \
 	} h2_readers SEC(".maps")
 
-/* Written by the gRPC probe (and the injector, which marks what it did),
- * read and removed by sockio's user space when the stream's span is made. */
+/* Written by the Go probes (and the injector, which marks what it did),
+ * read by the injector and sockio's TCP option; user space gets the same
+ * IDs through the ring (h2ids.h) and reads the map only when it lost them.
+ * LRU: nothing removes entries. */
 #define DECLARE_H2_IDS_MAP                                 \
 	struct {                                           \
 		__uint(type, BPF_MAP_TYPE_LRU_HASH);       \
@@ -283,6 +286,30 @@ struct h2_span {
 		__type(key, struct h2_key);                \
 		__type(value, struct h2_span);              \
 	} h2_ids SEC(".maps")
+
+/* The ring buffer every capture source and the Go probes write to (the
+ * probes get sockio's with MapReplacements). */
+#define DECLARE_EVENTS_MAP                                 \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);        \
+		__uint(max_entries, 8 << 20);              \
+	} events SEC(".maps")
+
+/* Waking the reader for every event would cost a wakeup per syscall in the
+ * traced thread; user space drains the ring every 100 ms instead (sockio's
+ * pollEvery), and is woken only when this much data is waiting. */
+#define WAKEUP_BYTES (256 << 10)
+
+/* A stream's IDs on their way to user space (EV_H2_IDS). */
+struct h2_ids_event {
+	__u8 kind;
+	__u8 _pad[3];
+	__u32 tgid;
+	__u32 stream_id;
+	__u32 _pad2;
+	__u64 goid;
+	struct h2_span ids;
+};
 
 /* event.ctx_flags */
 #define CTX_LINKED 1  /* trace_id/parent_id come from a known parent */

@@ -26,6 +26,7 @@ import (
 	"github.com/weft-dev/weft/internal/discovery"
 	"github.com/weft-dev/weft/internal/inject"
 	"github.com/weft-dev/weft/internal/k8smeta"
+	"github.com/weft-dev/weft/internal/kernelfs"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/probes/gogrpc"
@@ -273,6 +274,12 @@ func run(o options, log *slog.Logger) error {
 	// Probe families, in start order. sockio captures traced sockets' bytes
 	// (capture source → connection table → protocols); the injector and
 	// the Go probes share its kernel maps, gohttp the injector's too.
+	// Tracepoint links find their event IDs in tracefs, and cilium/ebpf
+	// remembers the first time it found none: it is mounted (where the
+	// host has not) before any family attaches.
+	if err := kernelfs.EnsureTracefs(); err != nil {
+		return err
+	}
 	board := status.New(met)
 	board.SetKernel(kernelRelease())
 	pcfg := probes.Config{

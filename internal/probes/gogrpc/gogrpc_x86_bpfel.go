@@ -155,6 +155,7 @@ type gogrpcTcpoptRx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	gogrpcMapEvents            = "events"
 	gogrpcMapExecSel           = "exec_sel"
 	gogrpcMapGoRoots           = "go_roots"
 	gogrpcMapGoctx             = "goctx"
@@ -233,6 +234,7 @@ type gogrpcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gogrpcMapSpecs struct {
+	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExecSel       *ebpf.MapSpec `ebpf:"exec_sel"`
 	GoRoots       *ebpf.MapSpec `ebpf:"go_roots"`
 	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
@@ -277,6 +279,7 @@ func (o *gogrpcObjects) Close() error {
 //
 // It can be passed to loadGogrpcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gogrpcMaps struct {
+	Events        *ebpf.Map `ebpf:"events"`
 	ExecSel       *ebpf.Map `ebpf:"exec_sel"`
 	GoRoots       *ebpf.Map `ebpf:"go_roots"`
 	Goctx         *ebpf.Map `ebpf:"goctx"`
@@ -294,6 +297,7 @@ type gogrpcMaps struct {
 
 func (m *gogrpcMaps) Close() error {
 	return _GogrpcClose(
+		m.Events,
 		m.ExecSel,
 		m.GoRoots,
 		m.Goctx,

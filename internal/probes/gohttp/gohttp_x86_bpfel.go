@@ -202,6 +202,7 @@ type gohttpTcpoptTx struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	gohttpMapClientCtxs       = "client_ctxs"
+	gohttpMapEvents           = "events"
 	gohttpMapExecSel          = "exec_sel"
 	gohttpMapGoRoots          = "go_roots"
 	gohttpMapGoctx            = "goctx"
@@ -295,6 +296,7 @@ type gohttpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpMapSpecs struct {
 	ClientCtxs    *ebpf.MapSpec `ebpf:"client_ctxs"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExecSel       *ebpf.MapSpec `ebpf:"exec_sel"`
 	GoRoots       *ebpf.MapSpec `ebpf:"go_roots"`
 	Goctx         *ebpf.MapSpec `ebpf:"goctx"`
@@ -354,6 +356,7 @@ func (o *gohttpObjects) Close() error {
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpMaps struct {
 	ClientCtxs    *ebpf.Map `ebpf:"client_ctxs"`
+	Events        *ebpf.Map `ebpf:"events"`
 	ExecSel       *ebpf.Map `ebpf:"exec_sel"`
 	GoRoots       *ebpf.Map `ebpf:"go_roots"`
 	Goctx         *ebpf.Map `ebpf:"goctx"`
@@ -377,6 +380,7 @@ type gohttpMaps struct {
 func (m *gohttpMaps) Close() error {
 	return _GohttpClose(
 		m.ClientCtxs,
+		m.Events,
 		m.ExecSel,
 		m.GoRoots,
 		m.Goctx,

@@ -172,7 +172,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gohttp uses sockio's maps: %w", err)
 	}
-	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs,
+	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "client_ctxs": maps.ClientCtxs, "h2_ids": maps.H2IDs, "events": maps.Events,
 		"grpc_procs": maps.GRPCProcs, "grpc_streams": maps.GRPCStreams,
 		"tcpopt_txs": maps.TCPOptTx, "exec_sel": maps.ExecSel, "h2_readers": maps.H2Readers, "tls_opts_g": maps.TLSOptsG}
 	for name, v := range h2ServerLayout {

@@ -57,6 +57,10 @@ type Probe struct {
 
 	loaded   bool
 	stopOnce sync.Once
+	// ids are the HTTP/2 streams' IDs that came through the ring; the
+	// event loop's, guarded by mu. idsVia counts where spans found theirs.
+	ids    *h2IDs
+	idsVia struct{ ring, kernelMap *atomic.Uint64 }
 	// lookupThenDelete: the kernel has no lookup-and-delete for hash maps
 	// (before 5.14); set by the event loop, which alone uses it.
 	lookupThenDelete bool
@@ -80,7 +84,11 @@ type Probe struct {
 // New makes an unstarted probe whose connections speak protocols.
 func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 	d = d.WithDefaults()
-	p := &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), stop: make(chan struct{})}
+	p := &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), stop: make(chan struct{}),
+		ids: newH2IDs(time.Now())}
+	const idsHelp = "HTTP/2 streams that took the IDs a Go probe filed, by where they were found (ring: sent with the events; map: the kernel's map, when the ring's copy was lost or aged out)"
+	p.idsVia.ring = d.Metrics.Counter("weft_sockio_h2_ids_total", idsHelp, "via", "ring")
+	p.idsVia.kernelMap = d.Metrics.Counter("weft_sockio_h2_ids_total", idsHelp, "via", "map")
 	p.table = conntrack.New(conntrack.Config{Protocols: protocols, Metrics: d.Metrics, StreamIDs: p.streamIDs,
 		MaxConns: d.Config.MaxConns, MaxBytes: d.Config.MaxConnBytes})
 	return p
@@ -94,7 +102,8 @@ type Maps struct {
 	Gospawn    *ebpf.Map // goroutine → the request it was started for (gospawn)
 	GoRoots    *ebpf.Map // tgid → Go calls no goroutine link reached while serving
 	ClientCtxs *ebpf.Map // socket → a Go client call's span IDs (gohttp)
-	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc)
+	H2IDs      *ebpf.Map // HTTP/2 stream → its span IDs (gogrpc, gohttp)
+	Events     *ebpf.Map // the ring buffer (gogrpc and gohttp send stream IDs through it)
 	TCPOptTx   *ebpf.Map // socket cookie → a request's IDs for a TCP option (gohttp → tcpopt)
 	TCPOptRx   *ebpf.Map // socket cookie → the context a TCP option carried (tcpopt → sockio)
 	ExecSel    *ebpf.Map // executable (and cgroup) → selected at exec (bpf/execsel.h; discovery fills it)
@@ -115,7 +124,7 @@ func (p *Probe) Maps() (Maps, error) {
 	if !p.loaded {
 		return Maps{}, ErrNotStarted
 	}
-	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids,
+	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids, Events: p.maps.Events,
 		TCPOptTx: p.maps.TcpoptTxs, TCPOptRx: p.maps.TcpoptRxs, ExecSel: p.maps.ExecSel,
 		TLSOptsG: p.maps.TlsOptsG, H2Readers: p.maps.H2Readers, GRPCProcs: p.maps.GrpcProcs, GRPCStreams: p.maps.GrpcStreams}, nil
 }
@@ -124,7 +133,14 @@ func (p *Probe) Maps() (Maps, error) {
 // stream, keyed as the goroutine that moved its frames saw it.
 func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool) {
 	k := sockioH2Key{Tgid: pid, StreamId: stream, Goid: goid}
-	var v sockioH2Span
+	v, ok := p.ids.take(k)
+	if ok {
+		p.idsVia.ring.Add(1)
+		return streamIDsOf(v), true
+	}
+	if !p.ids.filed(pid) {
+		return conntrack.IDs{}, false // no Go probe files this process's streams
+	}
 	if !p.lookupThenDelete {
 		err := p.maps.H2Ids.LookupAndDelete(&k, &v)
 		switch {
@@ -144,8 +160,13 @@ func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool)
 		}
 		_ = p.maps.H2Ids.Delete(&k)
 	}
+	p.idsVia.kernelMap.Add(1)
+	return streamIDsOf(v), true
+}
+
+func streamIDsOf(v sockioH2Span) conntrack.IDs {
 	return conntrack.IDs{Trace: v.TraceId, Span: v.SpanId, Parent: v.ParentId,
-		Linked: v.Flags&ctxLinked != 0, Sampled: v.Flags&ctxSampled != 0, Option: v.Flags&h2Option != 0, Made: true}, true
+		Linked: v.Flags&ctxLinked != 0, Sampled: v.Flags&ctxSampled != 0, Option: v.Flags&h2Option != 0, Made: true}
 }
 
 // Name implements probes.Probe.
@@ -498,6 +519,7 @@ func (p *Probe) loop() {
 			sweep = time.Now()
 			p.forgetGone(false)
 			p.table.Sweep(conntrack.MonotonicNow())
+			p.ids.age(sweep)
 		}
 		p.mu.Unlock()
 		if swept {
@@ -533,6 +555,15 @@ func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomi
 			p.log.Warn("reading sockio ring buffer", "err", err)
 			return true, true
 		default:
+			if len(rec.RawSample) > 0 && rec.RawSample[0] == evH2IDs {
+				p.mu.Lock()
+				ok := p.ids.put(rec.RawSample)
+				p.mu.Unlock()
+				if !ok {
+					malformed.Add(1)
+				}
+				continue
+			}
 			if !decode(rec.RawSample, ev) {
 				malformed.Add(1)
 				continue

@@ -1,0 +1,64 @@
+package sockio
+
+import (
+	"testing"
+	"time"
+	"unsafe"
+)
+
+func h2IDsRecord(tgid, stream uint32, goid uint64, span byte) []byte {
+	e := sockioH2IdsEvent{Kind: evH2IDs, Tgid: tgid, StreamId: stream, Goid: goid}
+	e.Ids.SpanId[0] = span
+	e.Ids.Flags = ctxLinked
+	return unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+}
+
+func TestH2IDs(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	h := newH2IDs(t0)
+	if h.put(h2IDsRecord(7, 1, 9, 1)[:h2IDsEventSize-1]) {
+		t.Fatal("a short record was filed")
+	}
+	if !h.put(h2IDsRecord(7, 1, 9, 1)) || !h.put(h2IDsRecord(7, 3, 9, 3)) {
+		t.Fatal("a whole record was refused")
+	}
+	if !h.filed(7) || h.filed(8) {
+		t.Fatalf("filed(7)=%v filed(8)=%v, want true, false", h.filed(7), h.filed(8))
+	}
+	v, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 1, Goid: 9})
+	if !ok || v.SpanId[0] != 1 || v.Flags != ctxLinked {
+		t.Fatalf("take: %v %v", v, ok)
+	}
+	if _, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 1, Goid: 9}); ok {
+		t.Fatal("taken twice")
+	}
+	if _, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 3, Goid: 8}); ok {
+		t.Fatal("another goroutine's stream matched")
+	}
+
+	// One generation on, stream 3 is still there; two on, it is gone,
+	// and so is the process's mark.
+	h.age(t0.Add(h2IDsAge - time.Second))
+	h.age(t0.Add(h2IDsAge))
+	if !h.filed(7) {
+		t.Fatal("the process was forgotten after one generation")
+	}
+	h.age(t0.Add(2 * h2IDsAge))
+	if h.filed(7) {
+		t.Fatal("the process is remembered after two generations")
+	}
+	if _, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 3, Goid: 9}); ok {
+		t.Fatal("an entry outlived two generations")
+	}
+
+	// A full generation starts the next: the store never holds more than two.
+	for i := range 3 * h2IDsPerGen {
+		h.put(h2IDsRecord(5, uint32(2*i+1), 1, 0))
+	}
+	if n := len(h.cur) + len(h.old); n > 2*h2IDsPerGen {
+		t.Fatalf("%d entries held, want at most %d", n, 2*h2IDsPerGen)
+	}
+	if _, ok := h.take(sockioH2Key{Tgid: 5, StreamId: uint32(2*(3*h2IDsPerGen-1) + 1), Goid: 1}); !ok {
+		t.Fatal("the newest entry is gone")
+	}
+}
