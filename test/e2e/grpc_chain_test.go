@@ -50,6 +50,30 @@ func TestGRPCContextChain(t *testing.T) {
 	runChain(t, "weft-e2e-ctx", chainShape{spawn: true})
 }
 
+// TestGRPCClientOneHook: TestGRPCContextChain where B, C and D link in no
+// HTTP server (built -tags nohttp): their calls' IDs are made by the loopy
+// writer's hook alone, createHeaderFields is never hooked in them, and
+// every call still is the child of its handler's span (through its
+// context). One uprobe hit a gRPC call on each side. A serves HTTP, so
+// its gRPC calls are linked by goroutine (createHeaderFields hooked).
+func TestGRPCClientOneHook(t *testing.T) {
+	needRoot(t)
+	const n = 200
+	ch := runChain(t, "weft-e2e-1hk", chainShape{spawn: true, grpcOnly: true})
+	metric := func(name string) float64 {
+		return ch.agent.metric(t, fmt.Sprintf(`weft_gogrpc_kernel_total{name=%q}`, name))
+	}
+	loopy, headerFields, handlers := metric("client_calls_loopy_ids"), metric("client_calls"), metric("handlers")
+	lazy := ch.agent.metric(t, "weft_gogrpc_handler_hooks_total")
+	t.Logf("client calls: IDs made at the loopy hook %.0f, createHeaderFields hits %.0f; handleStream hits %.0f; lazy hooks attached %.0f",
+		loopy, headerFields, handlers, lazy)
+	// B → C and C → D from the loopy hook; A → B from createHeaderFields.
+	if loopy != 2*n || headerFields != n || handlers != 0 || lazy != 0 {
+		t.Errorf("loopy-made IDs %.0f (want %d), createHeaderFields hits %.0f (want %d, A's), handleStream hits %.0f and lazy hooks %.0f (want 0)",
+			loopy, 2*n, headerFields, n, handlers, lazy)
+	}
+}
+
 // runMixedChain runs TestMixedChain's 200 requests through a mixed chain
 // whose executables are named prefix-a ... prefix-d.
 func runMixedChain(t *testing.T, prefix string) {
@@ -57,7 +81,7 @@ func runMixedChain(t *testing.T, prefix string) {
 }
 
 // runChain runs 200 requests through a chain of the shape given.
-func runChain(t *testing.T, prefix string, shape chainShape) {
+func runChain(t *testing.T, prefix string, shape chainShape) *mixedChain {
 	const n = 200
 	col := otelcol.Start(t)
 	ch := startShapedChain(t, col, prefix, shape)
@@ -203,7 +227,7 @@ func runChain(t *testing.T, prefix string, shape chainShape) {
 	}
 	t.Logf("links:%s", links.String())
 	if noInject {
-		return
+		return ch
 	}
 
 	owner := map[string]int{} // span ID → request
@@ -288,4 +312,5 @@ func runChain(t *testing.T, prefix string, shape chainShape) {
 			t.Errorf("%.0f calls linked through their context (want %d or more), %.0f handleStream hits (want 0: one hit a server call)", viaCtx, 2*n, handlers)
 		}
 	}
+	return ch
 }

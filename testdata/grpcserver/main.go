@@ -433,12 +433,7 @@ func main() {
 	}
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
 	if *serveHTTP {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/hop", hopHandler)
-		if *httpCert != "" {
-			log.Fatal(http.ServeTLS(ln, mux, *httpCert, *httpKey))
-		}
-		log.Fatal(http.Serve(ln, mux))
+		log.Fatal(serveHops(ln, *httpCert, *httpKey))
 	}
 	s := grpc.NewServer(serverOpts...)
 	healthpb.RegisterHealthServer(s, health{})

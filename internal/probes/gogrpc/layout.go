@@ -48,9 +48,11 @@ type plan struct {
 	cfg     gogrpcGrpcCfg
 	// why each half is missing, for the log and the status
 	noServer, noClient error
-	// lazy is handleStream's hook where contexts link handlers' calls:
-	// attached only once a process's calls need it (Probe.poll).
-	lazy *hook
+	// lazy are the hooks that link calls by goroutine where contexts
+	// link them instead (handleStream), or where the loopy hook makes a
+	// call's IDs (createHeaderFields): attached only once a process's
+	// calls need them (Probe.poll).
+	lazy []hook
 }
 
 var errNotGRPC = errors.New("no google.golang.org/grpc in the build info")
@@ -70,6 +72,7 @@ func planFor(b *goinspect.Binary) (*plan, error) {
 		return p, fmt.Errorf("grpc %s: server: %w; client: %w", v, p.noServer, p.noClient)
 	}
 	p.planContexts(b)
+	p.planLazyClient(b)
 	return p, nil
 }
 
@@ -106,12 +109,47 @@ func (p *plan) planContexts(b *goinspect.Binary) {
 	c.SsSt, c.CtxWalk = uint16(st), 1
 	// operateHeaders alone: handleStream's goroutine is needed only by
 	// handlers that call out without their context.
-	for _, h := range p.server {
-		if h.prog == "handle_stream" {
-			p.lazy = &h
+	p.deferHook(&p.server, "handle_stream")
+}
+
+// deferHook moves the hook of prog from hooks to the lazy ones.
+func (p *plan) deferHook(hooks *[]hook, prog string) {
+	for _, h := range *hooks {
+		if h.prog == prog {
+			p.lazy = append(p.lazy, h)
 		}
 	}
-	p.server = slices.DeleteFunc(p.server, func(h hook) bool { return h.prog == "handle_stream" })
+	*hooks = slices.DeleteFunc(*hooks, func(h hook) bool { return h.prog == prog })
+}
+
+// httpServers are functions only a program that serves HTTP links in:
+// its handlers' gRPC calls are linked by goroutine (their contexts lead
+// to no gRPC server stream), so createHeaderFields is hooked from the
+// start. A program with none serves nothing but gRPC, or serves through
+// something else, which the lazy hook covers after its first calls.
+var httpServers = []string{
+	"net/http.(*conn).serve",
+	"github.com/valyala/fasthttp.(*Server).serveConn",
+}
+
+// planLazyClient decides whether a client call's IDs are made by the loopy
+// hook alone (one uprobe hit a call instead of two): where the hook has the
+// call's header frame (grpc 1.53+), and either contexts lead handlers'
+// calls to their server stream or the program has no gRPC server, and the
+// program serves no HTTP. createHeaderFields is then hooked only once a
+// process's calls found no server span (a handler that dropped its
+// context, a server framework weft does not know).
+func (p *plan) planLazyClient(b *goinspect.Binary) {
+	if p.noClient != nil || p.cfg.HdrArg == 0 || (p.noServer == nil && p.cfg.CtxWalk == 0) {
+		return
+	}
+	for _, fn := range httpServers {
+		if hasFunc(b, fn) {
+			return
+		}
+	}
+	p.cfg.HfLazy = 1
+	p.deferHook(&p.client, "header_fields")
 }
 
 // at reports whether grpc is at least version min (false if unknown).

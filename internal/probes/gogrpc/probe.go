@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +36,11 @@ type exeInfo struct {
 	server error // why the server half is missing, or nil
 	client error // why the client half is missing, or nil
 	grpc   string
-	// lazy: handleStream's hook, not attached yet (cfg.CtxWalk): path is
-	// the executable to attach it to, proc a process of it (for the exec
-	// template).
-	lazy *hook
+	// lazy: the hooks that link calls by goroutine, not attached yet
+	// (handleStream with cfg.CtxWalk, createHeaderFields with
+	// cfg.HfLazy): path is the executable to attach them to, proc a
+	// process of it (for the exec template).
+	lazy []hook
 	path string
 	proc *probes.Process
 }
@@ -96,6 +98,7 @@ var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_B3PARENT:       "b3_parent",
 	gogrpcGogrpcStatGG_B3NO_CONTEXT:   "b3_no_context",
 	gogrpcGogrpcStatGG_CTX_LINKED:     "client_calls_context_linked",
+	gogrpcGogrpcStatGG_LOOPY_IDS:      "client_calls_loopy_ids",
 }
 
 // Start loads the programs with sockio's maps in place of their own.
@@ -133,7 +136,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	}
 	p.set.LinksGauge(p.deps.Metrics, Name)
 	p.lazyHooked = p.deps.Metrics.Counter("weft_gogrpc_handler_hooks_total",
-		"executables whose gRPC handlers' goroutines were hooked (handleStream) because calls found no server span through their context")
+		"executables whose gRPC handlers' or callers' goroutines were hooked (handleStream, createHeaderFields) because calls found no server span through their context")
 	p.wg.Add(1)
 	go p.watch()
 	return nil
@@ -146,11 +149,13 @@ func (p *Probe) watch() {
 	probes.Every(p.stop, pollEvery, p.poll)
 }
 
-// poll reads the unlinked-call counts of the processes whose handlers'
-// goroutines are not hooked. A process whose handlers call out without
-// their context (http.Get, context.Background()) is linked by goroutine,
-// as before contexts were followed: handleStream is attached to its
-// executable, and every process of it told so.
+// poll reads the unlinked-call counts of the processes whose handlers' or
+// callers' goroutines are not hooked. A process that serves requests and
+// whose calls do not carry a gRPC server stream's context (a handler's
+// http.Get or context.Background(); an HTTP handler's gRPC call) is linked
+// by goroutine, as before contexts were followed: handleStream and
+// createHeaderFields are attached to its executable, and every process of
+// it told so.
 func (p *Probe) poll() {
 	p.set.Locked(func(exes *probes.Exes[exeInfo], loaded bool) {
 		if !loaded {
@@ -158,7 +163,7 @@ func (p *Probe) poll() {
 		}
 		for key := range p.lazy {
 			a, ok := exes.Info(key)
-			if !ok || a.lazy == nil {
+			if !ok || len(a.lazy) == 0 {
 				delete(p.lazy, key)
 				delete(p.lazyFails, key)
 				continue
@@ -190,8 +195,9 @@ func (p *Probe) poll() {
 			}
 			delete(p.lazy, key)
 			delete(p.lazyFails, key)
+			lazy := a.lazy
 			a.lazy = nil
-			a.cfg.Handlers = 1
+			a.cfg.Handlers, a.cfg.HfLazy = 1, 0
 			if !exes.Grow(key, links, a) {
 				for _, l := range links {
 					l.Close()
@@ -199,12 +205,19 @@ func (p *Probe) poll() {
 				continue
 			}
 			p.lazyHooked.Add(1)
-			p.log.Info("gRPC handlers' goroutines hooked: calls found no server span through their context",
-				"pid", by, "unlinked", n, "exe", a.path)
+			names := hookNames(lazy)
+			p.log.Info("gRPC goroutine hooks attached: calls of a process that serves requests found no server span through their context",
+				"pid", by, "unlinked", n, "exe", a.path, "hooks", names)
+			why := fmt.Sprintf("uprobes for grpc %s; %s after %d calls of pid %d found no server span through their context", a.grpc, names, n, by)
 			for _, pid := range pids {
 				_ = p.objs.GrpcProcs.Update(uint32(pid), a.cfg, ebpf.UpdateExist)
-				p.deps.Status.Set(pid, status.GRPCServerLinks, true,
-					fmt.Sprintf("uprobes for grpc %s; handleStream after %d calls of pid %d found no server span through their context", a.grpc, n, by))
+				for _, h := range lazy {
+					capability := status.GRPCClientLinks
+					if h.prog == "handle_stream" {
+						capability = status.GRPCServerLinks
+					}
+					p.deps.Status.Set(pid, capability, true, why)
+				}
 			}
 			if a.proc != nil && a.proc.Exec != nil {
 				if err := probes.Template(p.objs.GrpcTemplates, a.proc, a.cfg); err != nil {
@@ -215,13 +228,22 @@ func (p *Probe) poll() {
 	})
 }
 
-// attachLazy attaches an executable's handleStream hook.
+// hookNames lists the functions of hooks, for the log and the status.
+func hookNames(hooks []hook) string {
+	names := make([]string, len(hooks))
+	for i, h := range hooks {
+		names[i] = h.fn[strings.LastIndexByte(h.fn, '.')+1:]
+	}
+	return strings.Join(names, ", ")
+}
+
+// attachLazy attaches an executable's goroutine hooks.
 func (p *Probe) attachLazy(a exeInfo) ([]link.Link, error) {
 	ex, err := link.OpenExecutable(a.path)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s for uprobes: %w", a.path, err)
 	}
-	return p.attachHooks(ex, []hook{*a.lazy})
+	return p.attachHooks(ex, a.lazy)
 }
 
 // Stat returns a kernel-side counter by its name, summed over CPUs.
@@ -293,7 +315,7 @@ func (p *Probe) track(exes *probes.Exes[exeInfo], proc *probes.Process, key prob
 			return nil
 		}
 		exes.Attached(key, links, a)
-		if a.lazy != nil {
+		if len(a.lazy) != 0 {
 			p.lazy[key] = true
 		}
 	}
