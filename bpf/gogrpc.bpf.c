@@ -338,10 +338,11 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, stru
 	if (ids) {
 		c = *ids;
 		bpf_map_delete_elem(&grpc_calls, &hk);
-	} else if (hdr && (cfg->hf_lazy || cfg->ctx_walk)) {
+	} else if (hdr) {
 		/* createHeaderFields is not hooked (or was not when this call
-		 * passed it): the IDs are made here, what header_fields would
-		 * have read of the metadata read from the frame's list. */
+		 * passed it, or its entry was evicted): the IDs are made here,
+		 * what header_fields would have read of the metadata read from
+		 * the frame's list. */
 		c.flags = app_fields(cfg, hf, read_u64(hdr + cfg->hdr_hf + 8));
 		if (c.flags & H2_APP_HEADER)
 			count(GG_APP_HEADER);

@@ -129,6 +129,7 @@ func (p *plan) deferHook(hooks *[]hook, prog string) {
 // something else, which the lazy hook covers after its first calls.
 var httpServers = []string{
 	"net/http.(*conn).serve",
+	"golang.org/x/net/http2.(*serverConn).serve", // h2c or TLS without net/http's server
 	"github.com/valyala/fasthttp.(*Server).serveConn",
 }
 

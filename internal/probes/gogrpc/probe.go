@@ -188,8 +188,14 @@ func (p *Probe) poll() {
 				p.lazyFails[key]++
 				p.log.Warn("hooking gRPC handlers' goroutines", "pid", by, "attempt", p.lazyFails[key], "err", err)
 				if p.lazyFails[key] >= lazyAttempts {
+					// Given up: the calls' misses go to go_roots again
+					// (gospawn's auto mode), not to a hook never coming.
 					delete(p.lazy, key)
 					delete(p.lazyFails, key)
+					a.cfg.Handlers, a.cfg.HfLazy = 1, 0
+					a.lazy = nil
+					exes.Grow(key, nil, a)
+					p.reconfigure(a, pids)
 				}
 				continue
 			}
@@ -209,8 +215,8 @@ func (p *Probe) poll() {
 			p.log.Info("gRPC goroutine hooks attached: calls of a process that serves requests found no server span through their context",
 				"pid", by, "unlinked", n, "exe", a.path, "hooks", names)
 			why := fmt.Sprintf("uprobes for grpc %s; %s after %d calls of pid %d found no server span through their context", a.grpc, names, n, by)
+			p.reconfigure(a, pids)
 			for _, pid := range pids {
-				_ = p.objs.GrpcProcs.Update(uint32(pid), a.cfg, ebpf.UpdateExist)
 				for _, h := range lazy {
 					capability := status.GRPCClientLinks
 					if h.prog == "handle_stream" {
@@ -219,13 +225,21 @@ func (p *Probe) poll() {
 					p.deps.Status.Set(pid, capability, true, why)
 				}
 			}
-			if a.proc != nil && a.proc.Exec != nil {
-				if err := probes.Template(p.objs.GrpcTemplates, a.proc, a.cfg); err != nil {
-					p.log.Warn("next processes of this executable wait for user space", "exe", a.path, "err", err)
-				}
-			}
 		}
 	})
+}
+
+// reconfigure gives an executable's processes, and those it starts next,
+// its changed settings.
+func (p *Probe) reconfigure(a exeInfo, pids []int) {
+	for _, pid := range pids {
+		_ = p.objs.GrpcProcs.Update(uint32(pid), a.cfg, ebpf.UpdateExist)
+	}
+	if a.proc != nil && a.proc.Exec != nil {
+		if err := probes.Template(p.objs.GrpcTemplates, a.proc, a.cfg); err != nil {
+			p.log.Warn("next processes of this executable wait for user space", "exe", a.path, "err", err)
+		}
+	}
 }
 
 // hookNames lists the functions of hooks, for the log and the status.

@@ -19,11 +19,13 @@ const h2IDsEventSize = int(unsafe.Sizeof(sockioH2IdsEvent{}))
 // concurrent use (the event loop's own).
 type h2IDs struct {
 	cur, old map[sockioH2Key]sockioH2Span
-	// filers are the processes whose streams were filed through the
-	// ring, in the same generations: only theirs are worth a look in the
-	// kernel's map when the store has nothing.
-	filers, oldFilers map[uint32]struct{}
-	since             time.Time // when cur began
+	// filers are the processes whose streams came through the ring: only
+	// theirs are worth a look in the kernel's map when the store has
+	// nothing (a stream that outlived two generations, a lost event).
+	// Kept until the process is forgotten (drop), not by generation: a
+	// quiet process's long stream must still find its IDs.
+	filers map[uint32]struct{}
+	since  time.Time // when cur began
 }
 
 const (
@@ -33,7 +35,7 @@ const (
 
 func newH2IDs(now time.Time) *h2IDs {
 	return &h2IDs{cur: map[sockioH2Key]sockioH2Span{}, old: map[sockioH2Key]sockioH2Span{},
-		filers: map[uint32]struct{}{}, oldFilers: map[uint32]struct{}{}, since: now}
+		filers: map[uint32]struct{}{}, since: now}
 }
 
 // put files a stream's IDs from a ring record; false for a short one.
@@ -63,14 +65,15 @@ func (h *h2IDs) take(k sockioH2Key) (sockioH2Span, bool) {
 	return sockioH2Span{}, false
 }
 
-// filed says whether pid's streams have come through the ring lately.
+// filed says whether pid's streams have come through the ring.
 func (h *h2IDs) filed(pid uint32) bool {
-	if _, ok := h.filers[pid]; ok {
-		return true
-	}
-	_, ok := h.oldFilers[pid]
+	_, ok := h.filers[pid]
 	return ok
 }
+
+// drop forgets a process that is gone (its entries go with their
+// generation).
+func (h *h2IDs) drop(pid uint32) { delete(h.filers, pid) }
 
 // age starts a new generation once the current one is h2IDsAge old.
 func (h *h2IDs) age(now time.Time) {
@@ -81,6 +84,5 @@ func (h *h2IDs) age(now time.Time) {
 
 func (h *h2IDs) rotate(now time.Time) {
 	h.old, h.cur = h.cur, make(map[sockioH2Key]sockioH2Span, len(h.cur)/2)
-	h.oldFilers, h.filers = h.filers, make(map[uint32]struct{}, len(h.filers))
 	h.since = now
 }

@@ -37,18 +37,25 @@ func TestH2IDs(t *testing.T) {
 	}
 
 	// One generation on, stream 3 is still there; two on, it is gone,
-	// and so is the process's mark.
+	// but not the process's mark (its long streams look in the kernel's
+	// map), until the process is.
 	h.age(t0.Add(h2IDsAge - time.Second))
 	h.age(t0.Add(h2IDsAge))
-	if !h.filed(7) {
-		t.Fatal("the process was forgotten after one generation")
+	if v, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 3, Goid: 9}); !ok || v.SpanId[0] != 3 {
+		t.Fatal("an entry was lost after one generation")
 	}
+	h.put(h2IDsRecord(7, 5, 9, 5))
 	h.age(t0.Add(2 * h2IDsAge))
-	if h.filed(7) {
-		t.Fatal("the process is remembered after two generations")
-	}
-	if _, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 3, Goid: 9}); ok {
+	h.age(t0.Add(3 * h2IDsAge))
+	if _, ok := h.take(sockioH2Key{Tgid: 7, StreamId: 5, Goid: 9}); ok {
 		t.Fatal("an entry outlived two generations")
+	}
+	if !h.filed(7) {
+		t.Fatal("the process was forgotten with its entries")
+	}
+	h.drop(7)
+	if h.filed(7) {
+		t.Fatal("a dropped process is remembered")
 	}
 
 	// A full generation starts the next: the store never holds more than two.

@@ -456,6 +456,7 @@ func (p *Probe) forgetGone(drained bool) {
 	for pid, at := range p.gone {
 		if drained || time.Since(at) > time.Second {
 			p.table.Untrack(pid, conntrack.MonotonicNow())
+			p.ids.drop(uint32(pid))
 			delete(p.gone, pid)
 		}
 	}
