@@ -283,6 +283,7 @@ struct tp_scan {
 	const __u8 *data;
 	__u32 n;
 	bool line_start; /* data[0] begins a header line */
+	__u32 pos;       /* tp_scan_next: where the search goes on */
 	__s32 at;  /* offset of the header's value, or -1 */
 	bool end;  /* the head's blank line is in data */
 	/* The lines that start "b3:" or "x-b3-" (any case), noted without
@@ -312,7 +313,7 @@ static __always_inline bool name_is(const __u8 *h, const char *name, const int l
 	return true;
 }
 
-/* tp_scan_step's note of a B3 line starting at h (offset j). */
+/* tp_line's note of a B3 line starting at h (offset j). */
 static __always_inline void b3_step(struct tp_scan *st, const __u8 *h, __u64 j)
 {
 	__u32 k = st->b3_count;
@@ -373,25 +374,18 @@ static __always_inline void b3_classify(const __u8 *data, __u32 n, struct tp_sca
 	}
 }
 
-/* bpf_loop callback: at offset i, does a header line start that is
- * "traceparent:" (any case), or the blank line that ends the head?
- * Returns 1 to stop the loop. */
-static long tp_scan_step(__u32 i, void *arg)
+/* At offset j, where a header line starts: is it "traceparent:" (any
+ * case), or the blank line that ends the head? B3 lines are noted. True to
+ * stop the scan. */
+static __always_inline bool tp_line(struct tp_scan *st, __u64 j)
 {
-	struct tp_scan *st = arg;
-	const __u8 *data = st->data;
-	__u64 j = i;
 	barrier_var(j); /* keep the bound check on the register that indexes */
 	if (j >= TP_SCAN || j >= st->n)
-		return 1;
-	const __u8 *h = data + j;
-	/* h[-1] is inside the scratch value even for j == 0 (the event
-	 * header precedes data) and is only used when j > 0. */
-	if (j == 0 ? !st->line_start : *(h - 1) != '\n')
-		return 0;
+		return true;
+	const __u8 *h = st->data + j;
 	if (h[0] == '\r' || h[0] == '\n') {
 		st->end = true;
-		return 1;
+		return true;
 	}
 	/* | 0x20 lowers ASCII letters */
 	if (j + TP_NAME_LEN + 1 + TP_VALUE_LEN > st->n ||
@@ -400,10 +394,56 @@ static long tp_scan_step(__u32 i, void *arg)
 	    (h[6] | 0x20) != 'a' || (h[7] | 0x20) != 'r' || (h[8] | 0x20) != 'e' ||
 	    (h[9] | 0x20) != 'n' || (h[10] | 0x20) != 't' || h[11] != ':') {
 		b3_step(st, h, j);
-		return 0;
+		return false;
 	}
 	st->at = j + TP_NAME_LEN;
-	return 1;
+	return true;
+}
+
+#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
+
+/* st->pos = pos, through a helper: the verifier then holds it as any value
+ * (the callback's bound check reads it), and its walks of the callback,
+ * which go on until two states match, match after one round instead of
+ * once per position. */
+static __always_inline void set_pos(struct tp_scan *st, __u32 pos)
+{
+	bpf_probe_read_kernel(&st->pos, sizeof(st->pos), &pos);
+}
+
+/* bpf_loop callback: from st->pos on, the next line start (a line starts
+ * at 0 when data begins one, and after each '\n'), found a word at a time:
+ * header lines are tens of bytes long, so most words hold none and cost
+ * one test. One line a call, which keeps the callback as small as the
+ * verifier needs. Returns 1 to stop the loop. */
+static long tp_scan_next(__u32 i, void *arg)
+{
+	struct tp_scan *st = arg;
+	__u64 pos = st->pos;
+	barrier_var(pos); /* keep the bound check on the register that indexes */
+	if (pos >= TP_SCAN || pos >= st->n)
+		return 1;
+	if (pos == 0) {
+		set_pos(st, 1);
+		return st->line_start && tp_line(st, 0);
+	}
+	/* The word before each candidate: bytes pos-1 .. pos+6. Bytes past n
+	 * (the scratch buffer's leftovers) may match: a line they start is
+	 * at or past n, where tp_line stops. */
+	__u64 w;
+	__builtin_memcpy(&w, st->data + pos - 1, sizeof(w));
+	__u64 x = w ^ NEWLINES; /* a '\n' byte becomes 0 */
+	__u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+	if (!m) {
+		set_pos(st, pos + 8);
+		return 0;
+	}
+	/* The lowest flag is a true '\n' (higher ones may not be): its byte
+	 * index k, from the flag alone (1 << 8k times the table puts k in the
+	 * top byte). */
+	__u64 k = (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
+	set_pos(st, pos + k + 1);
+	return tp_line(st, pos + k);
 }
 
 /* 1 when x == y, without a branch (BPF has no conditional set). */
@@ -427,7 +467,7 @@ static __always_inline __u64 lt(__u64 x, __u64 y)
 #define TP_WIN_HI 0x0a74726163ULL
 #define TP_WIN_LO 0x65706172656e743aULL
 
-/* tp_scan_step's search for kernels without bpf_loop, in a bounded loop:
+/* tp_scan_next's search for kernels without bpf_loop, in a bounded loop:
  * the verifier walks each of its TP_SCAN iterations and keeps a state for
  * every branch it has not yet taken (8192 at most), so an iteration has a
  * single branch. The last 13 bytes read are kept in two words, letters
@@ -444,7 +484,7 @@ static __always_inline void tp_scan_bounded(struct tp_scan *st)
 		hi = (hi << 8) | (lo >> 56);
 		lo = (lo << 8) | c;
 		__u64 in = lt(i, n);
-		/* the value after the name must fit too, as tp_scan_step wants */
+		/* the value after the name must fit too, as tp_line wants */
 		__u64 name = eq(lo, TP_WIN_LO) & eq(hi & 0xffffffffffULL, TP_WIN_HI) & lt(i + 57, n + 1);
 		__u64 end = in & eq((lo >> 8) & 0xff, '\n') & (eq(c, '\r') | eq(c, '\n'));
 		if (name | end | (in ^ 1)) {
@@ -534,7 +574,7 @@ static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line
 	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1, .b3 = -1,
 			     .b3_multi = {-1, -1, -1, -1}};
 	if (use_loop) {
-		bpf_loop(TP_SCAN, tp_scan_step, &st, 0);
+		bpf_loop(TP_SCAN, tp_scan_next, &st, 0);
 	} else {
 		tp_scan_bounded(&st);
 	}
