@@ -181,7 +181,7 @@ func (p *Probe) poll() {
 			if n == 0 {
 				continue
 			}
-			links, err := p.attachLazy(a)
+			links, err := p.attachLazy(a, key)
 			if err != nil {
 				// Tried again at the next polls (the executable's path
 				// may have been an exited process's /proc/PID/exe).
@@ -251,8 +251,14 @@ func hookNames(hooks []hook) string {
 	return strings.Join(names, ", ")
 }
 
-// attachLazy attaches an executable's goroutine hooks.
-func (p *Probe) attachLazy(a exeInfo) ([]link.Link, error) {
+// attachLazy attaches an executable's goroutine hooks, whose offsets were
+// read from the file key names: a path that now opens another file (a
+// /proc/PID/exe whose PID was reused) is refused, for a uprobe at another
+// program's offsets could break it.
+func (p *Probe) attachLazy(a exeInfo, key probes.ExeKey) ([]link.Link, error) {
+	if k, err := probes.ExeKeyOf(a.path); err != nil || k != key {
+		return nil, fmt.Errorf("%s no longer opens the executable the hooks were planned for (%v)", a.path, err)
+	}
 	ex, err := link.OpenExecutable(a.path)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s for uprobes: %w", a.path, err)
