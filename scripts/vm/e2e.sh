@@ -26,7 +26,7 @@ set -euo pipefail
 # under the test server's 10 s client timeout; a 100 ms deadline that also
 # covers the client's dial) do not hold under software emulation, on any
 # kernel (docs/kernels.md).
-TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain|TestOpenSSLSpansAndPropagation|TestGoTLSSpansAndPropagation|TestConnectFailures|TestGoroutineTree|TestB3Incoming|TestGRPCB3Incoming|TestGoHTTP2ServerLinks|TestShortLivedClients|TestGRPCOptionOnly|TestGRPCOverTLS|TestOpenSSLLinkedIn|TestGRPCContextChain|TestGRPCClientOneHook)\$}"
+TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain|TestOpenSSLSpansAndPropagation|TestGoTLSSpansAndPropagation|TestConnectFailures|TestGoroutineTree|TestB3Incoming|TestGRPCB3Incoming|TestGoHTTP2ServerLinks|TestShortLivedClients|TestGRPCOptionOnly|TestGRPCOverTLS|TestOpenSSLLinkedIn|TestGRPCContextChain)\$}"
 TIMEOUT="${WEFT_KERNEL_TIMEOUT:-15m}"
 # A guest that hangs past the tests' own timeout is killed.
 export WEFT_VM_TIMEOUT="${WEFT_VM_TIMEOUT:-1200}"
@@ -72,7 +72,6 @@ fixture testdata/httpserver go1.26.8 -buildmode=pie
 fixture testdata/grpcserver ""
 fixture testdata/grpcserver go1.22.12 -modfile=go.v1.66.mod # TestGRPCOverTLS: grpc v1.66
 fixture testdata/grpcserver go1.26.8 # TestGRPCOverTLS: the newest grpc
-fixture testdata/grpcserver "" -tags nohttp # TestGRPCClientOneHook: gRPC-only services
 fixture testdata/proxy ""
 fixture testdata/shortclient ""
 echo "e2e.sh: built in $((SECONDS - start)) s" >&2

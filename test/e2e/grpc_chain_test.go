@@ -71,9 +71,12 @@ func TestGRPCClientOneHook(t *testing.T) {
 	// A stream grpc-go retries on its own (refused while a connection
 	// was still being set up; seen under emulation) is a call again, for
 	// either hook: at least, and well under the next multiple.
-	if loopy < 2*n || headerFields < n || headerFields >= 2*n || handlers != 0 || lazy != 0 {
-		t.Errorf("loopy-made IDs %.0f (want %d or a few more), createHeaderFields hits %.0f (want %d or a few more, A's only), handleStream hits %.0f and lazy hooks %.0f (want 0)",
-			loopy, 2*n, headerFields, n, handlers, lazy)
+	// (A's lazy handleStream may come on: a call of A's that its
+	// goroutine did not link asks for it, and it fires in no gRPC-only
+	// process.)
+	if loopy < 2*n || headerFields < n || headerFields >= 2*n || handlers != 0 {
+		t.Errorf("loopy-made IDs %.0f (want %d or a few more), createHeaderFields hits %.0f (want %d or a few more, A's only), handleStream hits %.0f (want 0)",
+			loopy, 2*n, headerFields, n, handlers)
 	}
 }
 
