@@ -53,11 +53,10 @@ static __always_inline void note_unlinked(__u32 tgid, const struct proc_cfg *pc)
 	if (!(pc->flags & PROC_SERVED))
 		return;
 #ifdef GOCTX_GRPC
-	/* A gRPC program whose handlers' goroutines or callers' goroutines
-	 * are not hooked: first the hooks that name them (gogrpc's user
-	 * space reads this). */
+	/* A gRPC server whose handlers' goroutines are not hooked: first
+	 * the hook that names them (gogrpc's user space reads this). */
 	struct grpc_cfg *gc = bpf_map_lookup_elem(&grpc_procs, &tgid);
-	if (gc && ((gc->ctx_walk && !gc->handlers) || gc->hf_lazy)) {
+	if (gc && gc->ctx_walk && !gc->handlers) {
 		__sync_fetch_and_add(&gc->unlinked, 1);
 		return;
 	}

@@ -91,8 +91,7 @@ enum gogrpc_stat {
 	GG_B3_PARENT = 9,      /* ... no traceparent nor option; the parent came in B3 metadata */
 	GG_B3_NO_CONTEXT = 10, /* ... B3 metadata there, but no context in it (malformed, sampling only) */
 	GG_CTX_LINKED = 11,    /* loopy hook: a call linked to the server stream its context came from */
-	GG_LOOPY_IDS = 12,     /* loopy hook: a call's IDs made there (createHeaderFields not hooked) */
-	GG_MAX = 13,
+	GG_MAX = 12,
 };
 
 struct {
@@ -333,35 +332,17 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, stru
 		return 0;
 	struct hf_key hk = {.tgid = tgid, .hf = hf};
 	struct h2_span *ids = bpf_map_lookup_elem(&grpc_calls, &hk);
-	struct h2_span c = {};
-	bool here = false;
-	if (ids) {
-		c = *ids;
-		bpf_map_delete_elem(&grpc_calls, &hk);
-	} else if (hdr) {
-		/* createHeaderFields is not hooked (or was not when this call
-		 * passed it, or its entry was evicted): the IDs are made here,
-		 * what header_fields would have read of the metadata read from
-		 * the frame's list. */
-		c.flags = app_fields(cfg, hf, read_u64(hdr + cfg->hdr_hf + 8));
-		if (c.flags & H2_APP_HEADER)
-			count(GG_APP_HEADER);
-		h2_span_ids(&c, NULL);
-		count(GG_LOOPY_IDS);
-		here = true;
-	} else {
+	if (!ids)
 		return 0;
-	}
+	struct h2_span c = *ids;
+	bpf_map_delete_elem(&grpc_calls, &hk);
 	struct h2_key k = {.tgid = tgid, .stream_id = stream_id, .goid = goid_at(ctx->r14, pc->goid_offset)};
 	if (!k.goid)
 		return 0;
-	if (!(c.flags & CTX_LINKED) && ((cfg->ctx_walk && hdr) || here)) {
-		struct h2_span *srv = 0;
-		if (cfg->ctx_walk && hdr) {
-			__u64 wq = read_u64(hdr + cfg->hdr_wq);
-			__u64 cx = wq ? read_u64(wq - cfg->stream_wq + cfg->stream_ctx + 8) : 0;
-			srv = ctx_grpc_stream(tgid, cfg, cx);
-		}
+	if (!(c.flags & CTX_LINKED) && cfg->ctx_walk && hdr) {
+		__u64 wq = read_u64(hdr + cfg->hdr_wq);
+		__u64 cx = wq ? read_u64(wq - cfg->stream_wq + cfg->stream_ctx + 8) : 0;
+		struct h2_span *srv = ctx_grpc_stream(tgid, cfg, cx);
 		if (srv) {
 			__builtin_memcpy(c.trace_id, srv->trace_id, sizeof(c.trace_id));
 			__builtin_memcpy(c.parent_id, srv->span_id, sizeof(c.parent_id));

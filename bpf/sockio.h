@@ -186,15 +186,11 @@ struct grpc_cfg {
 	__u16 stream_ctx;   /* Stream.ctx (an interface) */
 	__u8 ctx_walk;      /* server spans are found through contexts: no handleStream hook */
 	__u8 handlers;      /* with ctx_walk: handleStream is hooked all the same (see below) */
-	__u8 hf_lazy;       /* createHeaderFields is not hooked (yet): the loopy hook makes
-			     * a call's IDs, its parent found through its context */
-	__u8 _pad;
-	/* With ctx_walk and no handleStream hook, or hf_lazy: Go calls of
-	 * a process that serves requests that found no server span (a
-	 * handler that called out without its context; an HTTP handler's gRPC
-	 * call). gogrpc's user space then hooks handleStream and
-	 * createHeaderFields for the executable, so that calls are linked by
-	 * their goroutine as well. */
+	__u8 _pad[2];
+	/* With ctx_walk and no handleStream hook: Go calls of the process
+	 * that found no server span (a handler that called out without its
+	 * context). gogrpc's user space then hooks handleStream for the
+	 * executable, so that its handlers' goroutines are linked as well. */
 	__u32 unlinked;
 	/* The type word of the key grpc-go files the server stream under in a
 	 * handler's context (grpc.streamKey{}), learned at the first match:

@@ -318,9 +318,6 @@ type mixedChain struct {
 type chainShape struct {
 	http  string // e.g. "c"
 	spawn bool
-	// grpcOnly: the gRPC hops are built with -tags nohttp, linking in no
-	// HTTP server, as a gRPC-only service.
-	grpcOnly bool
 }
 
 // mixedShape is TestMixedChain's: HTTP/1 → gRPC → HTTP/1 → gRPC.
@@ -358,17 +355,9 @@ func startShapedChain(t *testing.T, col *otelcol.Collector, prefix string, shape
 	t.Helper()
 	dir := t.TempDir()
 	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix))
-	grpcBin := bin
-	if shape.grpcOnly {
-		grpcBin = goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, prefix+"-nohttp"), "-tags", "nohttp")
-	}
 	m := &mixedChain{shape: shape, svc: map[string]*server{}}
 	for _, name := range []string{"a", "b", "c", "d"} {
-		src := bin
-		if shape.serves(name) == "grpc" {
-			src = grpcBin
-		}
-		exe := copyExe(t, src, filepath.Join(dir, prefix+"-"+name))
+		exe := copyExe(t, bin, filepath.Join(dir, prefix+"-"+name))
 		args := []string{exe}
 		if shape.serves(name) == "http" {
 			args = append(args, "-http")

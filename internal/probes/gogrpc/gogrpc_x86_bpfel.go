@@ -47,8 +47,7 @@ const (
 	gogrpcGogrpcStatGG_B3PARENT       gogrpcGogrpcStat = 9
 	gogrpcGogrpcStatGG_B3NO_CONTEXT   gogrpcGogrpcStat = 10
 	gogrpcGogrpcStatGG_CTX_LINKED     gogrpcGogrpcStat = 11
-	gogrpcGogrpcStatGG_LOOPY_IDS      gogrpcGogrpcStat = 12
-	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 13
+	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 12
 )
 
 type gogrpcGrpcCfg struct {
@@ -73,8 +72,7 @@ type gogrpcGrpcCfg struct {
 	StreamCtx   uint16
 	CtxWalk     uint8
 	Handlers    uint8
-	HfLazy      uint8
-	Pad         uint8
+	Pad         [2]uint8
 	Unlinked    uint32
 	KeyType     uint64
 }

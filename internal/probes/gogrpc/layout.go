@@ -49,8 +49,7 @@ type plan struct {
 	// why each half is missing, for the log and the status
 	noServer, noClient error
 	// lazy are the hooks that link calls by goroutine where contexts
-	// link them instead (handleStream), or where the loopy hook makes a
-	// call's IDs (createHeaderFields): attached only once a process's
+	// link them instead (handleStream): attached only once a process's
 	// calls need them (Probe.poll).
 	lazy []hook
 }
@@ -72,7 +71,6 @@ func planFor(b *goinspect.Binary) (*plan, error) {
 		return p, fmt.Errorf("grpc %s: server: %w; client: %w", v, p.noServer, p.noClient)
 	}
 	p.planContexts(b)
-	p.planLazyClient(b)
 	return p, nil
 }
 
@@ -120,37 +118,6 @@ func (p *plan) deferHook(hooks *[]hook, prog string) {
 		}
 	}
 	*hooks = slices.DeleteFunc(*hooks, func(h hook) bool { return h.prog == prog })
-}
-
-// httpServers are functions only a program that serves HTTP links in:
-// its handlers' gRPC calls are linked by goroutine (their contexts lead
-// to no gRPC server stream), so createHeaderFields is hooked from the
-// start. A program with none serves nothing but gRPC, or serves through
-// something else, which the lazy hook covers after its first calls.
-var httpServers = []string{
-	"net/http.(*conn).serve",
-	"golang.org/x/net/http2.(*serverConn).serve", // h2c or TLS without net/http's server
-	"github.com/valyala/fasthttp.(*Server).serveConn",
-}
-
-// planLazyClient decides whether a client call's IDs are made by the loopy
-// hook alone (one uprobe hit a call instead of two): where the hook has the
-// call's header frame (grpc 1.53+), and either contexts lead handlers'
-// calls to their server stream or the program has no gRPC server, and the
-// program serves no HTTP. createHeaderFields is then hooked only once a
-// process's calls found no server span (a handler that dropped its
-// context, a server framework weft does not know).
-func (p *plan) planLazyClient(b *goinspect.Binary) {
-	if p.noClient != nil || p.cfg.HdrArg == 0 || (p.noServer == nil && p.cfg.CtxWalk == 0) {
-		return
-	}
-	for _, fn := range httpServers {
-		if hasFunc(b, fn) {
-			return
-		}
-	}
-	p.cfg.HfLazy = 1
-	p.deferHook(&p.client, "header_fields")
 }
 
 // at reports whether grpc is at least version min (false if unknown).

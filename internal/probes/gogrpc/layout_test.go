@@ -74,34 +74,8 @@ func TestPlanStripped(t *testing.T) {
 				t.Errorf("context layout incomplete: %+v", pf.cfg)
 			}
 
-			// A program that serves HTTP keeps createHeaderFields; built
-			// without its HTTP server, from v1.77 its calls' IDs come
-			// from the loopy hook alone and createHeaderFields waits
-			// (lazy). Before, handlers' calls are linked by goroutine.
-			if hookProgs(pf.client)[0] != "header_fields" || pf.cfg.HfLazy != 0 {
-				t.Errorf("serving HTTP: client hooks %v, hf_lazy %d; want header_fields first, 0", hookProgs(pf.client), pf.cfg.HfLazy)
-			}
-			grpcOnly := buildGRPCServer(t, src, v.modfile, v.toolchain, filepath.Join(dir, "nohttp"), "-tags", "nohttp")
-			pn := planOf(t, grpcOnly, true, v.grpc)
-			wantClient, wantLazy := hookProgs(pf.client), hookProgs(pf.lazy)
-			if walk {
-				wantClient, wantLazy = wantClient[1:], append(wantLazy, "header_fields")
-			}
-			if got := hookProgs(pn.client); !reflect.DeepEqual(got, wantClient) || !reflect.DeepEqual(hookProgs(pn.lazy), wantLazy) ||
-				(pn.cfg.HfLazy == 1) != walk {
-				t.Errorf("gRPC only: client hooks %v, lazy %v, hf_lazy %d; want %v, %v, %v", got, hookProgs(pn.lazy), pn.cfg.HfLazy,
-					wantClient, wantLazy, walk)
-			}
 		})
 	}
-}
-
-func hookProgs(hooks []hook) []string {
-	progs := []string{}
-	for _, h := range hooks {
-		progs = append(progs, h.prog)
-	}
-	return progs
 }
 
 func buildGRPCServer(t *testing.T, src, modfile, toolchain, out string, flags ...string) string {

@@ -37,9 +37,8 @@ type exeInfo struct {
 	client error // why the client half is missing, or nil
 	grpc   string
 	// lazy: the hooks that link calls by goroutine, not attached yet
-	// (handleStream with cfg.CtxWalk, createHeaderFields with
-	// cfg.HfLazy): path is the executable to attach them to, proc a
-	// process of it (for the exec template).
+	// (handleStream with cfg.CtxWalk): path is the executable to attach
+	// them to, proc a process of it (for the exec template).
 	lazy []hook
 	path string
 	proc *probes.Process
@@ -98,7 +97,6 @@ var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_B3PARENT:       "b3_parent",
 	gogrpcGogrpcStatGG_B3NO_CONTEXT:   "b3_no_context",
 	gogrpcGogrpcStatGG_CTX_LINKED:     "client_calls_context_linked",
-	gogrpcGogrpcStatGG_LOOPY_IDS:      "client_calls_loopy_ids",
 }
 
 // Start loads the programs with sockio's maps in place of their own.
@@ -192,7 +190,7 @@ func (p *Probe) poll() {
 					// (gospawn's auto mode), not to a hook never coming.
 					delete(p.lazy, key)
 					delete(p.lazyFails, key)
-					a.cfg.Handlers, a.cfg.HfLazy = 1, 0
+					a.cfg.Handlers = 1
 					a.lazy = nil
 					exes.Grow(key, nil, a)
 					p.reconfigure(a, pids)
@@ -203,7 +201,7 @@ func (p *Probe) poll() {
 			delete(p.lazyFails, key)
 			lazy := a.lazy
 			a.lazy = nil
-			a.cfg.Handlers, a.cfg.HfLazy = 1, 0
+			a.cfg.Handlers = 1
 			if !exes.Grow(key, links, a) {
 				for _, l := range links {
 					l.Close()

@@ -140,8 +140,7 @@ type sockioGrpcCfg struct {
 	StreamCtx   uint16
 	CtxWalk     uint8
 	Handlers    uint8
-	HfLazy      uint8
-	Pad         uint8
+	Pad         [2]uint8
 	Unlinked    uint32
 	KeyType     uint64
 }
