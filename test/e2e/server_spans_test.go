@@ -203,7 +203,14 @@ func checkSpan(t *testing.T, v variant, srv *server, c *call, s otelcol.Span) {
 		errf("root span wants a fresh trace ID and no parent; got trace %q parent %q", s.TraceID, s.ParentSpanID)
 	}
 	dur := time.Duration(s.EndUnixNano - s.StartUnixNano)
-	if dur < c.MinDur-time.Millisecond || dur > c.MinDur+300*time.Millisecond {
+	// Slack for the machine: a guest under software emulation (the kernel
+	// legs, WEFT_E2E_BIN set) stalls for a third of a second at times
+	// (333 ms for a 0 s handler on the 6.1 leg once).
+	slack := 300 * time.Millisecond
+	if os.Getenv("WEFT_E2E_BIN") != "" {
+		slack = 2 * time.Second
+	}
+	if dur < c.MinDur-time.Millisecond || dur > c.MinDur+slack {
 		errf("duration %v, handler slept %v", dur, c.MinDur)
 	}
 	if delta := time.Since(time.Unix(0, int64(s.StartUnixNano))); delta < 0 || delta > 5*time.Minute {
