@@ -57,7 +57,7 @@ func runMixedChain(t *testing.T, prefix string) {
 }
 
 // runChain runs 200 requests through a chain of the shape given.
-func runChain(t *testing.T, prefix string, shape chainShape) *mixedChain {
+func runChain(t *testing.T, prefix string, shape chainShape) {
 	const n = 200
 	col := otelcol.Start(t)
 	ch := startShapedChain(t, col, prefix, shape)
@@ -203,7 +203,7 @@ func runChain(t *testing.T, prefix string, shape chainShape) *mixedChain {
 	}
 	t.Logf("links:%s", links.String())
 	if noInject {
-		return ch
+		return
 	}
 
 	owner := map[string]int{} // span ID → request
@@ -288,5 +288,4 @@ func runChain(t *testing.T, prefix string, shape chainShape) *mixedChain {
 			t.Errorf("%.0f calls linked through their context (want %d or more), %.0f handleStream hits (want 0: one hit a server call)", viaCtx, 2*n, handlers)
 		}
 	}
-	return ch
 }

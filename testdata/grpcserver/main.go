@@ -433,7 +433,12 @@ func main() {
 	}
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
 	if *serveHTTP {
-		log.Fatal(serveHops(ln, *httpCert, *httpKey))
+		mux := http.NewServeMux()
+		mux.HandleFunc("/hop", hopHandler)
+		if *httpCert != "" {
+			log.Fatal(http.ServeTLS(ln, mux, *httpCert, *httpKey))
+		}
+		log.Fatal(http.Serve(ln, mux))
 	}
 	s := grpc.NewServer(serverOpts...)
 	healthpb.RegisterHealthServer(s, health{})
