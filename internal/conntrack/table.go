@@ -17,8 +17,10 @@ import (
 type Protocol interface {
 	Name() string
 	// Sniff reports whether a chunk among a connection's first ones shows
-	// the connection speaks this protocol.
-	Sniff(ch wire.Chunk) bool
+	// the connection speaks this protocol. c.MidStream says whether the
+	// connection was open before tracing began (its first chunks may be
+	// in the middle of a message).
+	Sniff(c *Conn, ch wire.Chunk) bool
 	// NewParser starts following a connection.
 	NewParser(c *Conn) Parser
 }
@@ -91,6 +93,12 @@ const (
 // in (an HTTP/2 server may write its SETTINGS, and its ack, before it
 // reads the client's preface).
 const earlyChunks = 4
+
+// midChunks is how many chunks a connection found mid-life may be sniffed
+// in: its first ones may fall inside a message (a large HTTP/2 DATA
+// frame), so a protocol may only see where it starts later. Only the first
+// earlyChunks are kept for replay.
+const midChunks = 32
 
 // Idle bounds for Sweep: a connection silent this long (ns) is forgotten
 // (its close may have been lost).
@@ -399,7 +407,7 @@ func (c *Conn) feed(ev *Event) {
 		c.recent[c.seq%idsRing] = tagged{tag: c.seq, ids: ev.IDs}
 	}
 	c.lastNs = ch.Time
-	if !c.claimed && c.seq <= earlyChunks {
+	if !c.claimed && (c.seq <= earlyChunks || c.MidStream && c.seq <= midChunks) {
 		c.sniff(ch)
 	}
 	c.parser.Feed(ch)
@@ -409,7 +417,7 @@ func (c *Conn) feed(ev *Event) {
 // replaying what came before to its parser.
 func (c *Conn) sniff(ch wire.Chunk) {
 	for _, p := range c.t.cfg.Protocols.Sniffed {
-		if p.Sniff(ch) {
+		if p.Sniff(c, ch) {
 			c.parser, c.claimed = p.NewParser(c), true
 			for _, e := range c.early {
 				c.parser.Feed(e)
@@ -418,8 +426,8 @@ func (c *Conn) sniff(ch wire.Chunk) {
 			return
 		}
 	}
-	if c.seq == earlyChunks {
-		c.early = nil // the fallback keeps the connection
+	if c.seq >= earlyChunks {
+		c.early = nil // the fallback keeps the connection (unless a later sniff of a mid-life one claims it)
 		return
 	}
 	e := ch

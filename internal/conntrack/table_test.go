@@ -19,7 +19,7 @@ type fake struct {
 }
 
 func (f fake) Name() string { return f.name }
-func (f fake) Sniff(ch wire.Chunk) bool {
+func (f fake) Sniff(_ *Conn, ch wire.Chunk) bool {
 	return f.prefix != "" && strings.HasPrefix(string(ch.Data), f.prefix)
 }
 func (f fake) NewParser(c *Conn) Parser { return &fakeParser{f: f, c: c} }

@@ -23,10 +23,13 @@ type Conn struct {
 	state      connState
 	d          [2]dir // by Dir
 	streams    map[uint32]*Stream
-	lastOpened uint32   // highest request stream id seen
-	cur        chunkRef // the chunk being fed
-	out        []Stream
-	probs      []Problem
+	lastOpened uint32 // highest request stream id seen
+	// firstOpened is the first stream opened: on a connection found
+	// mid-life, responses below it belong to requests never seen.
+	firstOpened uint32
+	cur         chunkRef // the chunk being fed
+	out         []Stream
+	probs       []Problem
 }
 
 // NewConn returns a Conn for a connection traced from its start. Zero
@@ -41,6 +44,10 @@ func NewConn(l Limits) *Conn {
 	c := &Conn{lim: l}
 	for i := range c.d {
 		c.d[i].maxFrame = defaultFrameSize
+		if l.MidStream {
+			// Whatever was announced is unknown: accept any size.
+			c.d[i].mode, c.d[i].maxFrame = sniffSeek, maxFrameSize
+		}
 	}
 	return c
 }
@@ -84,11 +91,14 @@ func (c *Conn) Feed(ch Chunk) (done []Stream, problems []Problem) {
 	gap := ch.Len - len(data)
 	c.cur = chunkRef{ch.Time, ch.Goid, ch.Tag}
 	s := &c.d[ch.Dir]
+	if s.mode == sniffSeek && !c.seek(ch.Dir, data, ch.Len) {
+		return c.result()
+	}
 	if s.mode != sniffDone {
 		data = c.sniff(ch.Dir, data)
 	}
 	c.bytes(s, data)
-	if gap > 0 && c.state == stActive {
+	if gap > 0 && c.state == stActive && s.mode != sniffSeek { // (seeking again: reseek)
 		if s.mode != sniffDone {
 			c.fail(NotHTTP2) // the preface is not all captured
 		} else {
@@ -130,6 +140,9 @@ func (c *Conn) problem(p Problem) { c.probs = append(c.probs, p) }
 // fail reports a problem that ends parsing: open streams are emitted with
 // IncompleteLostSync (their fields so far are right, their end unknown).
 func (c *Conn) fail(p Problem) {
+	if c.reseek(p) {
+		return
+	}
 	c.problem(p)
 	c.finishAll(func(*Stream) bool { return true }, IncompleteLostSync)
 	c.streams = nil
@@ -185,6 +198,8 @@ func (c *Conn) setRole(server bool) {
 	for d := range c.d {
 		s := &c.d[d]
 		s.isReq = (Dir(d) == DirRead) == server
-		s.dec = newDecoder(s, c.lim)
+		if !c.lim.MidStream { // else made at each direction's sync (seek)
+			s.dec = newDecoder(s, c.lim)
+		}
 	}
 }

@@ -12,9 +12,10 @@
 // client preface ("PRI * HTTP/2.0...") is client-to-server: read, the traced
 // process is the server; written, the client. The other direction must
 // start with the server's SETTINGS frame, which may come first and then
-// decides the role. Anything else (HTTP/1.x, TLS, a connection first seen
-// in the middle) is reported NotHTTP2 once and ignored: there is no
-// mid-stream resynchronisation, since HPACK state cannot be rebuilt.
+// decides the role. Anything else (HTTP/1.x, TLS) is reported NotHTTP2
+// once and ignored. A connection open before tracing began
+// (Limits.MidStream) is picked up at a frame boundary instead, with the
+// HPACK entries made before it unknown: see midstream.go.
 //
 // # Framing
 //

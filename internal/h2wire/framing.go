@@ -52,6 +52,7 @@ const (
 	sniffNone    sniffMode = iota // no byte seen yet
 	sniffPreface                  // matching the client preface
 	sniffDone                     // framing (the first frame must be SETTINGS)
+	sniffSeek                     // found mid-life: waiting for a chunk that starts at a frame boundary
 )
 
 // dir is one direction of a connection: a frame parser over a byte stream
@@ -61,6 +62,9 @@ type dir struct {
 	sn    int  // preface bytes matched
 	isReq bool // carries client-to-server frames (known once the role is)
 	first bool // the next frame is the direction's first
+	// skipped: a chunk before the first frame boundary was skipped
+	// (found mid-life; Unsynced reported).
+	skipped bool
 
 	hdr        [frameHeaderLen]byte
 	hn         int // header bytes collected
@@ -91,7 +95,7 @@ type dir struct {
 
 // bytes parses captured bytes of direction s.
 func (c *Conn) bytes(s *dir, p []byte) {
-	for len(p) > 0 && c.state == stActive {
+	for len(p) > 0 && c.state == stActive && s.mode == sniffDone {
 		if !s.inPayload {
 			if s.hn == 0 {
 				s.frameStart = c.cur
@@ -119,7 +123,7 @@ func (c *Conn) bytes(s *dir, p []byte) {
 
 // gap skips n bytes of direction s that were not captured.
 func (c *Conn) gap(s *dir, n int) {
-	for n > 0 && c.state == stActive {
+	for n > 0 && c.state == stActive && s.mode == sniffDone {
 		if !s.inPayload {
 			c.fail(LostSync)
 			return
@@ -355,7 +359,7 @@ func (c *Conn) endFrame(s *dir) {
 	case frameRSTStream:
 		c.reset(f.sid, binary.BigEndian.Uint32(s.pre[:4]))
 	case frameGoAway:
-		if !s.isReq {
+		if !s.isReq && c.role != RoleUnknown {
 			c.goAway(binary.BigEndian.Uint32(s.pre[:4]) & 0x7fffffff)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 // by an arbitrary plan. Each plan byte is one chunk: bit 0 the side, bit 1
 // a gap after the captured bytes, bits 2-7 the length. Nothing may panic,
 // open streams stay within MaxStreams, emitted streams within the header
-// limits and in time order.
+// limits and in time order; as traced from the start and as found mid-life.
 func FuzzConn(f *testing.F) {
 	for _, c := range []*conv{basicConv(0, false), basicConv(3, true)} {
 		cli, srv := c.cli.buf.Bytes(), c.srv.buf.Bytes()
@@ -27,8 +27,9 @@ func FuzzConn(f *testing.F) {
 	f.Add([]byte(ClientPreface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x05\x01\x05\x00\x00\x00\x01\x82\x84\x86\x41\x80"), []byte("\x00\x00\x00\x04\x00\x00\x00\x00\x00"), []byte{0xff, 0x01, 0xfe, 0x02})
 	f.Fuzz(func(t *testing.T, cli, srv, plan []byte) {
 		const maxStreams, maxHdr = 8, 512
-		for _, role := range []Role{RoleServer, RoleClient} {
-			c := NewConn(Limits{MaxStreams: maxStreams, MaxHeaderListBytes: maxHdr})
+		for run := range 4 {
+			role, mid := []Role{RoleServer, RoleClient}[run&1], run >= 2 // mid: found mid-life (midstream.go)
+			c := NewConn(Limits{MaxStreams: maxStreams, MaxHeaderListBytes: maxHdr, MidStream: mid})
 			src := [2][]byte{cli, srv}
 			var tm uint64
 			var last uint64

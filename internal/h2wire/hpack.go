@@ -23,6 +23,7 @@ type block struct {
 	status, grpcStatus, grpcMessage string
 	hasStatus, hasGRPCStatus        bool
 	tooLarge                        bool // over limit: the fields past it were dropped
+	unknown                         bool // a field referred to a table entry made before tracing (MidStream)
 }
 
 func (b *block) reset(limit int) { *b = block{limit: limit} }
@@ -43,6 +44,8 @@ func (b *block) emit(f hpack.HeaderField) {
 		}
 	}
 	switch f.Name {
+	case "": // a placeholder's name (midstream.go): real names are never empty
+		b.unknown = true
 	case ":method":
 		first(&b.method)
 	case ":path":
@@ -113,6 +116,8 @@ func (c *Conn) endBlock(s *dir) {
 	switch {
 	case s.blkPush:
 		// A pushed request: decoded only to keep the table in sync.
+	case c.lim.MidStream && !c.learnRole(s):
+		// Found mid-life, and this block says neither side: nothing yet.
 	case s.isReq:
 		c.requestBlock(s.blkSid, &s.blk, s.blkStart)
 	default:

@@ -12,6 +12,9 @@ func (c *Conn) requestBlock(sid uint32, b *block, start chunkRef) {
 		return // trailers, or a block for a stream already over
 	}
 	c.lastOpened = sid
+	if c.firstOpened == 0 {
+		c.firstOpened = sid
+	}
 	if b.tooLarge {
 		c.problem(HeaderTooLarge)
 		return
@@ -25,6 +28,7 @@ func (c *Conn) requestBlock(sid uint32, b *block, start chunkRef) {
 		Method: b.method, Path: b.path, Authority: b.authority, Scheme: b.scheme,
 		ContentType: b.contentType, UserAgent: b.userAgent,
 		Traceparent: b.traceparent, Tracestate: b.tracestate, SourceCluster: b.sourceCluster, B3: b.b3,
+		Unknown:    b.unknown,
 		GRPC:       strings.HasPrefix(b.contentType, "application/grpc"),
 		GRPCStatus: -1,
 		Start:      start.time, StartGoid: start.goid, StartTag: start.tag,
@@ -40,8 +44,8 @@ func (c *Conn) requestBlock(sid uint32, b *block, start chunkRef) {
 func (c *Conn) responseBlock(sid uint32, b *block, endStream bool) {
 	st := c.streams[sid]
 	if st == nil {
-		if sid&1 == 1 {
-			c.problem(Orphan)
+		if sid&1 == 1 && !(c.lim.MidStream && (c.firstOpened == 0 || sid < c.firstOpened)) {
+			c.problem(Orphan) // (on a connection found mid-life, not one whose request came before the sync)
 		}
 		return
 	}

@@ -70,6 +70,11 @@ type Stream struct {
 	// B3 holds the request's first b3 and x-b3-* values (Zipkin's
 	// context, as meshes send it), trimmed.
 	B3 tracecontext.B3
+	// Unknown: a field of the request's header block was a reference to
+	// an HPACK table entry made before the connection was traced
+	// (Limits.MidStream), so its name and value are unknown; the fields
+	// above that it may have been are empty.
+	Unknown bool
 }
 
 // Reasons a stream is emitted incomplete (Stream.Incomplete).
@@ -86,6 +91,11 @@ type Limits struct {
 	MaxHeaderListBytes int
 	// MaxStreams bounds the open streams tracked. Default 1024.
 	MaxStreams int
+	// MidStream: the connection was open before tracing began. Its
+	// directions are parsed from the first chunk that starts at a frame
+	// boundary, with HPACK tables whose earlier entries are unknown (see
+	// the package documentation).
+	MidStream bool
 }
 
 const (
@@ -110,6 +120,7 @@ const (
 	HeaderTooLarge         // a header block over MaxHeaderListBytes; its stream is not tracked
 	Orphan                 // a response header block for a stream that is not tracked
 	TooManyStreams         // a stream opened beyond MaxStreams; it is not tracked
+	Unsynced               // MidStream connection: bytes before a direction's first frame boundary were skipped (once a direction)
 	numProblems
 )
 
@@ -123,6 +134,7 @@ var problemNames = [...]string{
 	HeaderTooLarge: "header_too_large",
 	Orphan:         "orphan",
 	TooManyStreams: "too_many_streams",
+	Unsynced:       "unsynced",
 }
 
 // String returns a short snake_case name, usable as a metric label.

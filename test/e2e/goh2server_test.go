@@ -277,8 +277,10 @@ func checkH2ServerB3(t *testing.T, col *otelcol.Collector, cert string, role map
 // spans: after one request, each of B's ten calls to C (over a connection
 // opened while traced) has B's stream's span as parent, and C's request is
 // the call's child (or a root: the option is best effort). B's own SERVER
-// spans are not there: the connection's HPACK table was filled before the
-// agent could read it, so its headers cannot be decoded.
+// spans are there too, with their paths (new in each request, so sent as
+// literals), picked up at a frame boundary with the fields indexed before
+// tracing unknown (h2wire's mid-stream decoding); B's calls are their
+// children.
 func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	needRoot(t)
 	col := otelcol.Start(t)
@@ -323,8 +325,14 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	by := spansByKey(t, col, 2*n, 60*time.Second, roleKey(role))
 	serverSpans := 0
 	for i := range n {
-		if _, ok := by[fmt.Sprintf("b server:b%d", i)]; ok {
+		bS, ok := by[fmt.Sprintf("b server:b%d", i)]
+		if !ok {
+			t.Errorf("request %d: no SERVER span in B, on the connection opened before the agent", i)
+		} else {
 			serverSpans++
+			if p := bS.Attrs["url.path"]; p != "/call" {
+				t.Errorf("request %d: B's SERVER span has url.path %v", i, p)
+			}
 		}
 		bC, ok1 := by[fmt.Sprintf("b client:c%d", i)]
 		cS, ok2 := by[fmt.Sprintf("c server:c%d", i)]
@@ -334,6 +342,8 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 		}
 		if bC.ParentSpanID == "" {
 			t.Errorf("request %d: B's call is a root: its handler did not get its stream's span", i)
+		} else if ok && (bC.ParentSpanID != bS.SpanID || bC.TraceID != bS.TraceID) {
+			t.Errorf("request %d: B's call has parent %s in %s, want B's SERVER span %s in %s", i, bC.ParentSpanID, bC.TraceID, bS.SpanID, bS.TraceID)
 		}
 		if cS.ParentSpanID != "" && (cS.ParentSpanID != bC.SpanID || cS.TraceID != bC.TraceID) {
 			t.Errorf("request %d: C's request has parent %q in %s, want %s in %s or none", i, cS.ParentSpanID, cS.TraceID, bC.SpanID, bC.TraceID)
@@ -343,7 +353,9 @@ func TestGoHTTP2ServerPreexisting(t *testing.T) {
 	if got := ag.metric(t, `weft_gohttp_kernel_total{name="h2_server_linked"}`) - linked0; got != 2*n {
 		t.Errorf("h2_server_linked went up by %v, want %d", got, 2*n)
 	}
-	t.Logf("B's SERVER spans on the connection opened before the agent: %d of %d", serverSpans, n)
+	if got := ag.metric(t, "weft_http2_conns_mid_stream_total"); got < 1 {
+		t.Errorf("weft_http2_conns_mid_stream_total = %v, want B's old connection", got)
+	}
 }
 
 // h2Client is an untraced HTTP/2 client (h2 by ALPN) trusting cert, with at

@@ -67,7 +67,7 @@ func New(cfg Config) *Protocol {
 func (p *Protocol) Name() string { return "http1" }
 
 // Sniff never claims: HTTP/1 is the fallback.
-func (p *Protocol) Sniff(wire.Chunk) bool { return false }
+func (p *Protocol) Sniff(*conntrack.Conn, wire.Chunk) bool { return false }
 
 // NewParser implements conntrack.Protocol.
 func (p *Protocol) NewParser(c *conntrack.Conn) conntrack.Parser {

@@ -88,13 +88,18 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 		if scheme != "http" && scheme != "https" {
 			scheme = in.Scheme()
 		}
-		if kind == trace.SpanKindClient {
+		switch {
+		case st.Path == "" && st.Unknown:
+			// A connection found mid-life whose :path was indexed before
+			// tracing began: the target is unknown, so no url.* at all
+			// rather than a wrong one.
+		case kind == trace.SpanKindClient:
 			authority := st.Authority
 			if authority == "" && in.Remote.IsValid() {
 				authority = in.Remote.String()
 			}
 			attrs = append(attrs, attribute.String("url.full", in.Redact.Full(scheme, authority, st.Path)))
-		} else {
+		default:
 			path, query := in.Redact.Target(st.Path)
 			attrs = append(attrs, attribute.String("url.path", path), attribute.String("url.scheme", scheme))
 			if query != "" {

@@ -145,3 +145,24 @@ func attrMap(kvs []attribute.KeyValue) map[string]any {
 	}
 	return m
 }
+
+// TestStreamSpanUnknownPath: a stream of a connection found mid-life whose
+// :path was indexed before tracing began has no url.* attributes rather
+// than a wrong one; what is known stays.
+func TestStreamSpanUnknownPath(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	for _, role := range []h2wire.Role{h2wire.RoleServer, h2wire.RoleClient} {
+		in := httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:8080"), Remote: netip.MustParseAddrPort("10.0.0.2:40000"),
+			Process: &probes.Process{PID: 1}, Start: t0, End: t0.Add(time.Millisecond)}
+		s, _ := StreamSpan(in, &h2wire.Stream{Role: role, ID: 9, Method: "GET", Status: 503, GRPCStatus: -1, Unknown: true})
+		a := attrMap(s.Attrs)
+		for _, k := range []string{"url.full", "url.path", "url.scheme", "url.query"} {
+			if _, ok := a[k]; ok {
+				t.Errorf("%v: %s = %v for an unknown path", role, k, a[k])
+			}
+		}
+		if s.Name != "GET" || a["http.request.method"] != "GET" || a["http.response.status_code"] != int64(503) || !s.Error {
+			t.Errorf("%v: name %q error %v attrs %v", role, s.Name, s.Error, a)
+		}
+	}
+}

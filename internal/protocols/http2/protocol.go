@@ -32,7 +32,7 @@ type Protocol struct {
 
 type counters struct {
 	problems, spans, tpInvalid, b3Ignored *metrics.ByLabel
-	kernelIDs                             *atomic.Uint64
+	kernelIDs, midStream                  *atomic.Uint64
 }
 
 // New makes the protocol.
@@ -47,18 +47,29 @@ func New(cfg Config) *Protocol {
 		tpInvalid: m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
 		b3Ignored: m.ByLabel("weft_b3_ignored_total", "incoming B3 headers ignored (the request is then a root), by reason", "reason"),
 		kernelIDs: m.Counter("weft_http2_streams_linked_total", "HTTP/2 stream spans whose IDs the gRPC probe made in the kernel (so linked in-process and propagated)"),
+		midStream: m.Counter("weft_http2_conns_mid_stream_total", "HTTP/2 connections found open when tracing began, picked up at a frame boundary (their header fields indexed before that are unknown)"),
 	}}
 }
 
 // Name implements conntrack.Protocol.
 func (p *Protocol) Name() string { return "http2" }
 
-// Sniff claims a connection on its client preface, whichever side wrote it.
-func (p *Protocol) Sniff(ch wire.Chunk) bool { return wire.StartsH2Preface(ch.Data) }
+// Sniff claims a connection on its client preface, whichever side wrote
+// it; one open before tracing began (an agent restart, tracing switched on
+// for a running pod), on a chunk that starts at a frame boundary.
+func (p *Protocol) Sniff(c *conntrack.Conn, ch wire.Chunk) bool {
+	if c.MidStream {
+		return h2wire.FramesAt(ch.Data, ch.Len)
+	}
+	return wire.StartsH2Preface(ch.Data)
+}
 
 // NewParser implements conntrack.Protocol.
 func (p *Protocol) NewParser(c *conntrack.Conn) conntrack.Parser {
-	return &parser{p: p, c: c, wire: h2wire.NewConn(h2wire.Limits{})}
+	if c.MidStream {
+		p.met.midStream.Add(1)
+	}
+	return &parser{p: p, c: c, wire: h2wire.NewConn(h2wire.Limits{MidStream: c.MidStream})}
 }
 
 type parser struct {

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/testutil/otelcol"
+)
+
+// TestGRPCPreexisting: a gRPC connection open before the agent started (an
+// agent restart, or tracing switched on for a running pod; gRPC
+// connections live for hours) still gives every later call its SERVER and
+// CLIENT spans. The frames are picked up at the first read or write that
+// starts at a frame boundary. Header fields indexed before that are
+// unknown: grpc-go keeps :path, content-type and grpc-status indexed for
+// the connection's life (its grpc-timeout values repeat, so the table
+// hardly turns over), so these spans carry method and HTTP status but no
+// RPC name; what they carry is never wrong.
+func TestGRPCPreexisting(t *testing.T) {
+	needRoot(t)
+	col := otelcol.Start(t)
+	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(t.TempDir(), "weft-e2e-grpcpre"))
+	srv := startServer(t, "grpc", bin)
+	cl := startCaller(t, bin, srv.Addr)
+	for _, args := range [][]string{{""}, {"missing"}, {""}} { // the connection and its tables, before any tracing
+		cl.call(t, args...)
+	}
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-grpcpre")
+	ag.waitTracked(t, srv.PID())
+	ag.waitTracked(t, cl.PID())
+	const n = 160
+	for i := range n {
+		args, answer := []string{""}, "OK"
+		if i%2 == 1 {
+			args, answer = []string{"missing"}, "NotFound"
+		}
+		if got := cl.call(t, args...); got != answer {
+			t.Fatalf("call %d: %q, want %s", i, got, answer)
+		}
+	}
+	all := waitSpansSoft(t, col, 2*n, 60*time.Second, nil)
+	var servers, clients []otelcol.Span
+	for _, s := range all {
+		switch {
+		case s.Kind == 2 && s.Resource["process.pid"] == int64(srv.PID()):
+			servers = append(servers, s)
+		case s.Kind == 3 && s.Resource["process.pid"] == int64(cl.PID()):
+			clients = append(clients, s)
+		default:
+			t.Errorf("unexpected span %q kind %d from %v", s.Name, s.Kind, s.Resource["process.pid"])
+		}
+	}
+	// The reads and writes in flight when the probes came may be missed:
+	// the first two calls may go unseen; every later one must not.
+	if len(servers) < n-2 || len(servers) > n || len(clients) < n-2 || len(clients) > n {
+		t.Fatalf("%d SERVER and %d CLIENT spans for %d calls on the old connection", len(servers), len(clients), n)
+	}
+	for side, spans := range map[string][]otelcol.Span{"server": servers, "client": clients} {
+		named := 0
+		for i, s := range spans {
+			switch {
+			case s.Name == "grpc.health.v1.Health/Check" && s.Attrs["rpc.method"] == "Check":
+				named++ // the table turned over: the path came as a literal again
+			case s.Name == "POST" && s.Attrs["http.request.method"] == "POST" && s.Attrs["http.response.status_code"] == int64(200):
+				for _, k := range []string{"url.path", "url.full", "rpc.method"} {
+					if v, ok := s.Attrs[k]; ok {
+						t.Errorf("%s span %d: %s = %v, but the path was indexed before tracing", side, i, k, v)
+					}
+				}
+			default:
+				t.Errorf("%s span %d: %q %v", side, i, s.Name, s.Attrs)
+			}
+		}
+		t.Logf("%s: %d spans for %d calls on the old connection, %d named by their method", side, len(spans), n, named)
+	}
+	// Context still crosses the old connection (the injector's iterator
+	// took its socket): a server span with a parent is its call's child.
+	callers := map[string]string{}
+	for _, c := range clients {
+		callers[c.SpanID] = c.TraceID
+	}
+	linked := 0
+	for i, s := range servers {
+		if s.ParentSpanID == "" {
+			continue
+		}
+		if tr, ok := callers[s.ParentSpanID]; !ok || tr != s.TraceID {
+			t.Errorf("server span %d: parent %s in %s is none of the caller's spans", i, s.ParentSpanID, s.TraceID)
+			continue
+		}
+		linked++
+	}
+	t.Logf("%d of %d server spans are the children of the caller's", linked, len(servers))
+	if got := ag.metric(t, "weft_http2_conns_mid_stream_total"); got < 2 {
+		t.Errorf("weft_http2_conns_mid_stream_total = %v, want the connection on both sides", got)
+	}
+}
