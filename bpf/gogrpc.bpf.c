@@ -91,7 +91,8 @@ enum gogrpc_stat {
 	GG_B3_PARENT = 9,      /* ... no traceparent nor option; the parent came in B3 metadata */
 	GG_B3_NO_CONTEXT = 10, /* ... B3 metadata there, but no context in it (malformed, sampling only) */
 	GG_CTX_LINKED = 11,    /* loopy hook: a call linked to the server stream its context came from */
-	GG_MAX = 12,
+	GG_NAMES = 12,         /* streams whose :path was sent (grpc_cfg.names) */
+	GG_MAX = 13,
 };
 
 struct {
@@ -220,6 +221,10 @@ int operate_headers(struct pt_regs *ctx)
 	}
 	h2_span_ids(&ids, remote ? &in : NULL);
 	file_h2_ids(&k, &ids);
+	if (cfg->names) {
+		count(GG_NAMES);
+		file_h2_name(&k, &l, inf->path, 1);
+	}
 	struct stream_key sk = {.tgid = tgid, .stream_id = k.stream_id, .transport = CTX_REG(ctx, ax)};
 	bpf_map_update_elem(&grpc_streams, &sk, &ids, BPF_ANY);
 	if (!(pc->flags & PROC_SERVED))
@@ -325,7 +330,7 @@ int header_fields(struct pt_regs *ctx)
  * server stream (a gRPC handler's call: the handler's goroutine is not
  * probed). hdr: the header frame, 0 for writeHeader. */
 static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, struct grpc_cfg *cfg,
-				     __u32 stream_id, __u64 hf, __u64 hdr)
+				     __u32 stream_id, __u64 hf, __u64 nf, __u64 hdr)
 {
 	struct proc_cfg *pc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!pc)
@@ -354,6 +359,14 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, stru
 	}
 	count(GG_ORIGINATED);
 	file_h2_ids(&k, &c);
+	if (cfg->names && nf > 2) {
+		/* grpc-go's createHeaderFields: :method, :scheme, :path, ... */
+		struct hf_layout l = {.name = cfg->field_name, .value = cfg->field_value, .size = cfg->field_size};
+		__u64 f = hf + 2 * (__u64)cfg->field_size;
+		count(GG_NAMES);
+		if (field_name(&l, f) == FN_PATH)
+			file_h2_name(&k, &l, f, 1);
+	}
 	return 0;
 }
 
@@ -367,7 +380,8 @@ int loopy_headers(struct pt_regs *ctx)
 	if (!cfg)
 		return 0;
 	__u64 hdr = go_arg(ctx, cfg->hdr_arg);
-	return originate(ctx, tgid, cfg, read_u32(hdr + cfg->hdr_stream), read_u64(hdr + cfg->hdr_hf), hdr);
+	return originate(ctx, tgid, cfg, read_u32(hdr + cfg->hdr_stream), read_u64(hdr + cfg->hdr_hf),
+			 read_u64(hdr + cfg->hdr_hf + 8), hdr);
 }
 
 /* Older grpc (before originateStream took the header frame):
@@ -381,5 +395,5 @@ int loopy_write_header(struct pt_regs *ctx)
 	struct grpc_cfg *cfg = bpf_map_lookup_elem(&grpc_procs, &tgid);
 	if (!cfg)
 		return 0;
-	return originate(ctx, tgid, cfg, (__u32)ctx->bx, ctx->di, 0);
+	return originate(ctx, tgid, cfg, (__u32)ctx->bx, ctx->di, ctx->si, 0);
 }

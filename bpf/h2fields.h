@@ -32,6 +32,7 @@ enum {
 	FN_B3_SPAN,   /* x-b3-spanid */
 	FN_B3_SAMPLED, /* x-b3-sampled */
 	FN_B3_FLAGS,  /* x-b3-flags */
+	FN_PATH,      /* :path */
 };
 
 /* Which of those names the hpack.HeaderField at f has (FN_*). */
@@ -43,7 +44,7 @@ static __always_inline int field_name(const struct hf_layout *l, __u64 f)
 	if (bpf_probe_read_user(&name, sizeof(name), (void *)(f + l->name)))
 		return FN_NONE;
 	__u32 len = name.len;
-	if (name.len != 2 && (name.len < 10 || name.len > 12))
+	if (name.len != 2 && name.len != 5 && (name.len < 10 || name.len > 12))
 		return FN_NONE;
 	__u64 s[2] = {};
 	if (bpf_probe_read_user(s, len & 15, (void *)name.ptr))
@@ -51,6 +52,8 @@ static __always_inline int field_name(const struct hf_layout *l, __u64 f)
 	switch (len) {
 	case 2:
 		return s[0] == W8('b', '3', 0, 0, 0, 0, 0, 0) ? FN_B3 : FN_NONE;
+	case 5:
+		return s[0] == W8(':', 'p', 'a', 't', 'h', 0, 0, 0) ? FN_PATH : FN_NONE;
 	case 10:
 		if (s[0] == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && s[1] == W8('t', 'e', 0, 0, 0, 0, 0, 0))
 			return FN_TRACESTATE;
@@ -82,6 +85,7 @@ struct in_fields {
 	__u64 tp;                                      /* traceparent */
 	__u64 b3;                                      /* b3 (single) */
 	__u64 b3_trace, b3_span, b3_sampled, b3_flags; /* x-b3-* */
+	__u64 path;                                    /* :path */
 	/* A B3 value, as tracectx.h's parsers take it: its bytes, then a CR
 	 * where it ends (an HTTP/1 line's end; an HTTP/2 value has a length
 	 * instead), then whatever an earlier value left, which no parser
@@ -123,6 +127,8 @@ static __always_inline void scan_fields(const struct hf_layout *l, __u64 fields,
 			in->b3_sampled = f;
 		else if (k == FN_B3_FLAGS && !in->b3_flags)
 			in->b3_flags = f;
+		else if (k == FN_PATH && !in->path)
+			in->path = f;
 	}
 }
 

@@ -18,4 +18,33 @@ static __always_inline void file_h2_ids(const struct h2_key *k, const struct h2_
 	bpf_ringbuf_output(&events, &ev, sizeof(ev), flags);
 }
 
+#ifdef WEFT_H2FIELDS_H
+/* Sends a stream's :path (the Go hpack.HeaderField at f, 0: none; h2fields.h's
+ * layout) through the ring (EV_H2_NAME), under the stream's key, for user
+ * space to name a stream whose path HPACK had indexed before tracing
+ * began. No loop: the callers found the field already. */
+static __always_inline void file_h2_name(const struct h2_key *k, const struct hf_layout *l, __u64 f, __u8 grpc)
+{
+	struct {
+		__u64 ptr, len;
+	} v = {};
+	if (!f || bpf_probe_read_user(&v, sizeof(v), (void *)(f + l->value)) || !v.len)
+		return;
+	struct h2_name_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev)
+		return;
+	ev->kind = EV_H2_NAME;
+	ev->grpc = grpc;
+	ev->_pad[0] = ev->_pad[1] = 0;
+	ev->tgid = k->tgid;
+	ev->stream_id = k->stream_id;
+	ev->goid = k->goid;
+	ev->len = v.len > 0xffffffff ? 0xffffffff : (__u32)v.len;
+	__u32 m = v.len < H2_NAME_MAX ? (__u32)v.len : H2_NAME_MAX;
+	if (bpf_probe_read_user(ev->path, m, (void *)v.ptr))
+		ev->len = 0; /* unreadable: user space ignores it */
+	bpf_ringbuf_submit(ev, 0);
+}
+#endif
+
 #endif

@@ -128,6 +128,7 @@ struct {
 /* Keep struct event in the BTF so bpf2go mirrors it. */
 const struct event *unused_event __attribute__((unused));
 const struct h2_ids_event *unused_h2_ids_event __attribute__((unused));
+const struct h2_name_event *unused_h2_name_event __attribute__((unused));
 
 static __always_inline void count(__u32 idx)
 {

@@ -12,6 +12,7 @@ enum event_kind {
 	EV_CONNECT_FAIL = 4, /* a traced process's connect ended before the connection
 			      * was established (refused, timed out, given up) */
 	EV_H2_IDS = 5, /* struct h2_ids_event: a stream's IDs, filed by a Go probe */
+	EV_H2_NAME = 6, /* struct h2_name_event: a stream's :path, as a Go probe read it */
 };
 
 enum direction {
@@ -186,7 +187,11 @@ struct grpc_cfg {
 	__u16 stream_ctx;   /* Stream.ctx (an interface) */
 	__u8 ctx_walk;      /* server spans are found through contexts: no handleStream hook */
 	__u8 handlers;      /* with ctx_walk: handleStream is hooked all the same (see below) */
-	__u8 _pad[2];
+	/* Send each stream's :path through the ring (EV_H2_NAME): user space
+	 * sets it for a process whose HTTP/2 connections, open before tracing
+	 * began, keep their paths in HPACK entries it never saw. */
+	__u8 names;
+	__u8 _pad[1];
 	/* With ctx_walk and no handleStream hook: Go calls of the process
 	 * that found no server span (a handler that called out without its
 	 * context). gogrpc's user space then hooks handleStream for the
@@ -309,6 +314,21 @@ struct h2_ids_event {
 	__u32 _pad2;
 	__u64 goid;
 	struct h2_span ids;
+};
+
+/* A stream's :path on its way to user space (EV_H2_NAME): len is the
+ * path's length, of which at most H2_NAME_MAX bytes are in path; grpc: a
+ * gRPC probe's (the stream is a gRPC call). */
+#define H2_NAME_MAX 128
+struct h2_name_event {
+	__u8 kind;
+	__u8 grpc;
+	__u8 _pad[2];
+	__u32 tgid;
+	__u32 stream_id;
+	__u32 len;
+	__u64 goid;
+	__u8 path[H2_NAME_MAX];
 };
 
 /* event.ctx_flags */

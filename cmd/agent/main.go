@@ -261,11 +261,19 @@ func run(o options, log *slog.Logger) error {
 	// needs the protocols), before anything is captured.
 	var inj *injectprobe.Probe
 	forwarded := func(span [8]byte) bool { return inj != nil && inj.Forwarded(span) }
+	// HTTP/2 streams of connections open before tracing began ask the
+	// gRPC probe (made below too) for the paths HPACK hid.
+	var grpcProbe *gogrpc.Probe
+	names := namerFunc(func(pid uint32) {
+		if grpcProbe != nil {
+			grpcProbe.WantNames(pid)
+		}
+	})
 	protocols := conntrack.Protocols{
 		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red, Attrs: attrs,
 			Forwarded: forwarded}),
 		Sniffed: []conntrack.Protocol{
-			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red, Attrs: attrs}),
+			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red, Attrs: attrs, Names: names}),
 		},
 		// Calls whose connect failed before a byte was sent.
 		Failed: tcpconnect.New(tcpconnect.Config{Sink: sink, Metrics: met}),
@@ -296,7 +304,8 @@ func run(o options, log *slog.Logger) error {
 	sock := sockio.New(deps, protocols)
 	inj = injectprobe.New(deps, sock, injectprobe.Config{On: o.propagation.headers, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
 	opt := tcpopt.New(deps, sock, tcpopt.Config{On: o.propagation.tcp, Cgroup: o.cgroup})
-	families := probes.NewFamilies(log, board, sock, inj, opt, gohttp.New(deps, sock, inj), gogrpc.New(deps, sock),
+	grpcProbe = gogrpc.New(deps, sock)
+	families := probes.NewFamilies(log, board, sock, inj, opt, gohttp.New(deps, sock, inj), grpcProbe,
 		gospawn.New(deps, sock, gospawn.Config{Mode: o.goroutines}))
 	started = append(started, families)
 	if err := families.Start(ctx); err != nil {
@@ -378,3 +387,8 @@ func withIdentity(identity []attribute.KeyValue, extra func(pid int) []attribute
 		return append(append([]attribute.KeyValue(nil), extra(pid)...), identity...)
 	}
 }
+
+// namerFunc makes a function an http2.StreamNamer.
+type namerFunc func(pid uint32)
+
+func (f namerFunc) WantNames(pid uint32) { f(pid) }

@@ -60,4 +60,9 @@ type IDs struct {
 	// option on the request's first segment (Linked is set too). A
 	// traceparent header in the request, when valid, wins over it.
 	Option bool
+	// Path: an HTTP/2 stream's :path as the Go probe read it, filed only
+	// for processes asked for it (StreamNames); GRPC: the probe was
+	// grpc-go's, so the stream is a gRPC call.
+	Path string
+	GRPC bool
 }

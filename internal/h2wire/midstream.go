@@ -82,6 +82,9 @@ const maxSyncFrame = 1 << 20
 // chunk that ends inside a frame header, or starts with a CONTINUATION, is
 // no sync point.
 func FramesAt(data []byte, n int) bool {
+	if n <= 0 {
+		return false
+	}
 	if len(data) > n {
 		data = data[:n]
 	}
@@ -168,4 +171,14 @@ func (c *Conn) reseek(p Problem) bool {
 		c.d[i] = dir{mode: sniffSeek, maxFrame: maxFrameSize, skipped: true}
 	}
 	return true
+}
+
+// fromStart turns a Conn made for a connection found mid-life, neither of
+// whose directions has synced yet, into one traced from its start: its
+// next chunk holds the client preface.
+func (c *Conn) fromStart() {
+	c.lim.MidStream = false
+	for i := range c.d {
+		c.d[i] = dir{maxFrame: defaultFrameSize}
+	}
 }

@@ -239,3 +239,18 @@ func TestMidStreamRandomCuts(t *testing.T) {
 	}
 	t.Logf("%d of %d calls found", found, calls)
 }
+
+// TestMidStreamFromStart: a connection taken for one found mid-life that
+// turns out to start with the client preface is parsed as one traced from
+// its start: the same streams, exactly.
+func TestMidStreamFromStart(t *testing.T) {
+	c := basicConv(0, false)
+	for _, role := range []Role{RoleServer, RoleClient} {
+		chunks := c.wholeChunks()
+		r := c.run(t, role, Limits{MidStream: true}, chunks, true)
+		if len(r.probs) > 0 {
+			t.Fatalf("role %v: problems %v", role, r.probs)
+		}
+		check(t, r.streams, c.expect(role, chunks))
+	}
+}

@@ -13,10 +13,11 @@ import (
 // connections live for hours) still gives every later call its SERVER and
 // CLIENT spans. The frames are picked up at the first read or write that
 // starts at a frame boundary. Header fields indexed before that are
-// unknown: grpc-go keeps :path, content-type and grpc-status indexed for
-// the connection's life (its grpc-timeout values repeat, so the table
-// hardly turns over), so these spans carry method and HTTP status but no
-// RPC name; what they carry is never wrong.
+// unknown, and grpc-go keeps :path and content-type indexed for the
+// connection's life (its grpc-timeout values repeat, so the table hardly
+// turns over): the first span without a path has the gRPC probes of that
+// process send each stream's :path with its IDs, so that every later span
+// is a whole gRPC span. No span carries a wrong value.
 func TestGRPCPreexisting(t *testing.T) {
 	needRoot(t)
 	col := otelcol.Start(t)
@@ -29,8 +30,8 @@ func TestGRPCPreexisting(t *testing.T) {
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-exe", "weft-e2e-grpcpre")
 	ag.waitTracked(t, srv.PID())
 	ag.waitTracked(t, cl.PID())
-	const n = 160
-	for i := range n {
+	const n, first = 160, 10
+	call := func(i int) {
 		args, answer := []string{""}, "OK"
 		if i%2 == 1 {
 			args, answer = []string{"missing"}, "NotFound"
@@ -38,6 +39,15 @@ func TestGRPCPreexisting(t *testing.T) {
 		if got := cl.call(t, args...); got != answer {
 			t.Fatalf("call %d: %q, want %s", i, got, answer)
 		}
+	}
+	// The first calls' spans, once built, have the probes send paths: the
+	// calls made after that are named.
+	for i := range first {
+		call(i)
+	}
+	waitSpansSoft(t, col, 2*first-4, 30*time.Second, nil)
+	for i := first; i < n; i++ {
+		call(i)
 	}
 	all := waitSpansSoft(t, col, 2*n, 60*time.Second, nil)
 	var servers, clients []otelcol.Span
@@ -56,13 +66,14 @@ func TestGRPCPreexisting(t *testing.T) {
 	if len(servers) < n-2 || len(servers) > n || len(clients) < n-2 || len(clients) > n {
 		t.Fatalf("%d SERVER and %d CLIENT spans for %d calls on the old connection", len(servers), len(clients), n)
 	}
-	for side, spans := range map[string][]otelcol.Span{"server": servers, "client": clients} {
-		named := 0
+	for side, spans := range map[string][]otelcol.Span{"server": inStartOrder(servers), "client": inStartOrder(clients)} {
+		named, lastUnnamed := 0, -1
 		for i, s := range spans {
 			switch {
-			case s.Name == "grpc.health.v1.Health/Check" && s.Attrs["rpc.method"] == "Check":
-				named++ // the table turned over: the path came as a literal again
-			case s.Name == "POST" && s.Attrs["http.request.method"] == "POST" && s.Attrs["http.response.status_code"] == int64(200):
+			case s.Name == "grpc.health.v1.Health/Check" && s.Attrs["rpc.system"] == "grpc" && s.Attrs["rpc.method"] == "Check":
+				named++
+			case s.Name == "POST": // (an HTTP span, or a gRPC one whose grpc-status was known)
+				lastUnnamed = i
 				for _, k := range []string{"url.path", "url.full", "rpc.method"} {
 					if v, ok := s.Attrs[k]; ok {
 						t.Errorf("%s span %d: %s = %v, but the path was indexed before tracing", side, i, k, v)
@@ -72,7 +83,15 @@ func TestGRPCPreexisting(t *testing.T) {
 				t.Errorf("%s span %d: %q %v", side, i, s.Name, s.Attrs)
 			}
 		}
-		t.Logf("%s: %d spans for %d calls on the old connection, %d named by their method", side, len(spans), n, named)
+		// The first unnamed spans ask for paths; a call may be in flight
+		// meanwhile.
+		if lastUnnamed > first {
+			t.Errorf("%s: span %d of %d is still unnamed", side, lastUnnamed, len(spans))
+		}
+		t.Logf("%s: %d spans for %d calls on the old connection, %d named (the last unnamed: %d)", side, len(spans), n, named, lastUnnamed)
+	}
+	if got := ag.metric(t, "weft_http2_streams_named_by_probe_total"); got < float64(2*(n-first-1)) {
+		t.Errorf("weft_http2_streams_named_by_probe_total = %v, want nearly every call's two streams", got)
 	}
 	// Context still crosses the old connection (the injector's iterator
 	// took its socket): a server span with a parent is its call's child.

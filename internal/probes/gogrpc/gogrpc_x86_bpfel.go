@@ -47,7 +47,8 @@ const (
 	gogrpcGogrpcStatGG_B3PARENT       gogrpcGogrpcStat = 9
 	gogrpcGogrpcStatGG_B3NO_CONTEXT   gogrpcGogrpcStat = 10
 	gogrpcGogrpcStatGG_CTX_LINKED     gogrpcGogrpcStat = 11
-	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 12
+	gogrpcGogrpcStatGG_NAMES          gogrpcGogrpcStat = 12
+	gogrpcGogrpcStatGG_MAX            gogrpcGogrpcStat = 13
 )
 
 type gogrpcGrpcCfg struct {
@@ -72,7 +73,8 @@ type gogrpcGrpcCfg struct {
 	StreamCtx   uint16
 	CtxWalk     uint8
 	Handlers    uint8
-	Pad         [2]uint8
+	Names       uint8
+	Pad         [1]uint8
 	Unlinked    uint32
 	KeyType     uint64
 }
@@ -108,6 +110,7 @@ type gogrpcInFields struct {
 	B3Span    uint64
 	B3Sampled uint64
 	B3Flags   uint64
+	Path      uint64
 	V         [80]uint8
 }
 

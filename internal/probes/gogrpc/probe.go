@@ -67,6 +67,11 @@ type Probe struct {
 	lazy      map[probes.ExeKey]bool
 	lazyFails map[probes.ExeKey]int
 
+	// names: the processes whose streams' paths the probes send
+	// (WantNames), kept across reconfigure.
+	namesMu sync.Mutex
+	names   map[uint32]bool
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -77,7 +82,7 @@ type Probe struct {
 func New(d probes.Deps, sock *sockio.Probe) *Probe {
 	d = d.WithDefaults()
 	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, set: probes.NewUprobeSet[exeInfo](),
-		lazy: map[probes.ExeKey]bool{}, lazyFails: map[probes.ExeKey]int{}, stop: make(chan struct{})}
+		lazy: map[probes.ExeKey]bool{}, lazyFails: map[probes.ExeKey]int{}, names: map[uint32]bool{}, stop: make(chan struct{})}
 }
 
 // Name implements probes.Probe.
@@ -97,6 +102,7 @@ var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_B3PARENT:       "b3_parent",
 	gogrpcGogrpcStatGG_B3NO_CONTEXT:   "b3_no_context",
 	gogrpcGogrpcStatGG_CTX_LINKED:     "client_calls_context_linked",
+	gogrpcGogrpcStatGG_NAMES:          "names_sent",
 }
 
 // Start loads the programs with sockio's maps in place of their own.
@@ -231,7 +237,11 @@ func (p *Probe) poll() {
 // its changed settings.
 func (p *Probe) reconfigure(a exeInfo, pids []int) {
 	for _, pid := range pids {
-		_ = p.objs.GrpcProcs.Update(uint32(pid), a.cfg, ebpf.UpdateExist)
+		cfg := a.cfg
+		if p.wantsNames(uint32(pid)) {
+			cfg.Names = 1
+		}
+		_ = p.objs.GrpcProcs.Update(uint32(pid), cfg, ebpf.UpdateExist)
 	}
 	if a.proc != nil && a.proc.Exec != nil {
 		if err := probes.Template(p.objs.GrpcTemplates, a.proc, a.cfg); err != nil {
@@ -414,6 +424,40 @@ func (p *Probe) attachHooks(ex *link.Executable, hooks []hook) ([]link.Link, err
 // executable goes: a uprobe traps in every process that maps the file.
 func (p *Probe) Untrack(pid int) {
 	p.set.Release(pid, func() { p.objs.GrpcProcs.Delete(uint32(pid)) })
+	p.namesMu.Lock()
+	delete(p.names, uint32(pid))
+	p.namesMu.Unlock()
+}
+
+// WantNames has the probes send each stream's :path with its IDs, for a
+// process whose HTTP/2 connections were open before tracing began: HPACK
+// keeps a path that does not change in a table entry made then, which
+// the parser never saw (http2.StreamNamer). Its streams cost a ring
+// record more each from then on; a process the probe does not trace is
+// ignored.
+func (p *Probe) WantNames(pid uint32) {
+	p.namesMu.Lock()
+	defer p.namesMu.Unlock()
+	if p.names[pid] || p.objs.GrpcProcs == nil {
+		return
+	}
+	var c gogrpcGrpcCfg
+	if err := p.objs.GrpcProcs.Lookup(pid, &c); err != nil {
+		return // not a grpc-go process of ours (or gone)
+	}
+	p.names[pid] = true
+	c.Names = 1
+	if err := p.objs.GrpcProcs.Update(pid, c, ebpf.UpdateExist); err != nil {
+		p.log.Warn("cannot have stream paths sent", "pid", pid, "err", err)
+		return
+	}
+	p.log.Info("sending stream paths: HTTP/2 connections opened before tracing began hide them", "pid", pid)
+}
+
+func (p *Probe) wantsNames(pid uint32) bool {
+	p.namesMu.Lock()
+	defer p.namesMu.Unlock()
+	return p.names[pid]
 }
 
 // Shutdown detaches every uprobe; safe twice and without Start.

@@ -85,7 +85,8 @@ type gohttpGrpcCfg struct {
 	StreamCtx   uint16
 	CtxWalk     uint8
 	Handlers    uint8
-	Pad         [2]uint8
+	Names       uint8
+	Pad         [1]uint8
 	Unlinked    uint32
 	KeyType     uint64
 }
@@ -132,6 +133,7 @@ type gohttpInFields struct {
 	B3Span    uint64
 	B3Sampled uint64
 	B3Flags   uint64
+	Path      uint64
 	V         [80]uint8
 }
 

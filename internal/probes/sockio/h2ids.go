@@ -5,10 +5,25 @@ import (
 	"unsafe"
 )
 
-// evH2IDs is struct h2_ids_event's kind (EV_H2_IDS, bpf/sockio.h).
-const evH2IDs = 5
+// evH2IDs is struct h2_ids_event's kind (EV_H2_IDS, bpf/sockio.h);
+// evH2Name struct h2_name_event's (EV_H2_NAME).
+const (
+	evH2IDs  = 5
+	evH2Name = 6
+)
 
-const h2IDsEventSize = int(unsafe.Sizeof(sockioH2IdsEvent{}))
+const (
+	h2IDsEventSize  = int(unsafe.Sizeof(sockioH2IdsEvent{}))
+	h2NameEventSize = int(unsafe.Sizeof(sockioH2NameEvent{}))
+)
+
+// h2Name is a stream's :path as a Go probe read it (sent only for the
+// processes asked for it: their HTTP/2 connections open before tracing
+// began keep paths in HPACK entries the parser never saw).
+type h2Name struct {
+	path string
+	grpc bool // a gRPC probe's: the stream is a gRPC call
+}
 
 // h2IDs keeps the span IDs the Go probes filed for HTTP/2 streams, which
 // come through the ring buffer ahead of the frames the stream's span is made
@@ -19,6 +34,8 @@ const h2IDsEventSize = int(unsafe.Sizeof(sockioH2IdsEvent{}))
 // concurrent use (the event loop's own).
 type h2IDs struct {
 	cur, old map[sockioH2Key]sockioH2Span
+	// names, by the same generations (mostly empty).
+	names, oldNames map[sockioH2Key]h2Name
 	// filers are the processes whose streams came through the ring: only
 	// theirs are worth a look in the kernel's map when the store has
 	// nothing (a stream that outlived two generations, a lost event).
@@ -35,7 +52,42 @@ const (
 
 func newH2IDs(now time.Time) *h2IDs {
 	return &h2IDs{cur: map[sockioH2Key]sockioH2Span{}, old: map[sockioH2Key]sockioH2Span{},
+		names: map[sockioH2Key]h2Name{}, oldNames: map[sockioH2Key]h2Name{},
 		filers: map[uint32]struct{}{}, since: now}
+}
+
+// putName files a stream's :path from a ring record; false for a short
+// one. A path longer than the probe copies, or that it could not read, is
+// not filed: a stream is better unnamed than named wrong.
+func (h *h2IDs) putName(raw []byte) bool {
+	if len(raw) < h2NameEventSize {
+		return false
+	}
+	e := (*sockioH2NameEvent)(unsafe.Pointer(&raw[0]))
+	if e.Len == 0 || int(e.Len) > len(e.Path) {
+		return true
+	}
+	if len(h.names) >= h2IDsPerGen {
+		h.rotate(time.Now())
+	}
+	h.names[sockioH2Key{Tgid: e.Tgid, StreamId: e.StreamId, Goid: e.Goid}] = h2Name{path: string(e.Path[:e.Len]), grpc: e.Grpc != 0}
+	return true
+}
+
+// takeName returns and forgets a stream's :path, if one was filed.
+func (h *h2IDs) takeName(k sockioH2Key) (h2Name, bool) {
+	if len(h.names) == 0 && len(h.oldNames) == 0 {
+		return h2Name{}, false
+	}
+	if v, ok := h.names[k]; ok {
+		delete(h.names, k)
+		return v, true
+	}
+	if v, ok := h.oldNames[k]; ok {
+		delete(h.oldNames, k)
+		return v, true
+	}
+	return h2Name{}, false
 }
 
 // put files a stream's IDs from a ring record; false for a short one.
@@ -84,5 +136,6 @@ func (h *h2IDs) age(now time.Time) {
 
 func (h *h2IDs) rotate(now time.Time) {
 	h.old, h.cur = h.cur, make(map[sockioH2Key]sockioH2Span, len(h.cur)/2)
+	h.oldNames, h.names = h.names, map[sockioH2Key]h2Name{}
 	h.since = now
 }

@@ -1,6 +1,7 @@
 package sockio
 
 import (
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -67,5 +68,56 @@ func TestH2IDs(t *testing.T) {
 	}
 	if _, ok := h.take(sockioH2Key{Tgid: 5, StreamId: uint32(2*(3*h2IDsPerGen-1) + 1), Goid: 1}); !ok {
 		t.Fatal("the newest entry is gone")
+	}
+}
+
+func h2NameRecord(tgid, stream uint32, goid uint64, path string, n uint32) []byte {
+	e := sockioH2NameEvent{Kind: evH2Name, Grpc: 1, Tgid: tgid, StreamId: stream, Goid: goid, Len: n}
+	copy(e.Path[:], path)
+	return unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+}
+
+// TestH2Names: a stream's path is taken once, under its own key; one the
+// probe truncated or could not read is not filed (unnamed beats wrong);
+// names go with their generation.
+func TestH2Names(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	h := newH2IDs(t0)
+	if _, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: 1, Goid: 9}); ok {
+		t.Fatal("a name from an empty store")
+	}
+	if h.putName(h2NameRecord(7, 1, 9, "/a.B/C", 6)[:h2NameEventSize-1]) {
+		t.Fatal("a short record was filed")
+	}
+	long := strings.Repeat("x", 200)
+	for _, r := range [][]byte{h2NameRecord(7, 1, 9, "/a.B/C", 6), h2NameRecord(7, 3, 9, long, 200), h2NameRecord(7, 5, 9, "", 0)} {
+		if !h.putName(r) {
+			t.Fatal("a whole record was refused")
+		}
+	}
+	if n, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: 1, Goid: 8}); ok {
+		t.Fatalf("another goroutine's stream matched: %v", n)
+	}
+	if n, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: 1, Goid: 9}); !ok || n.path != "/a.B/C" || !n.grpc {
+		t.Fatalf("takeName: %+v %v", n, ok)
+	}
+	if _, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: 1, Goid: 9}); ok {
+		t.Fatal("taken twice")
+	}
+	for _, s := range []uint32{3, 5} {
+		if n, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: s, Goid: 9}); ok {
+			t.Fatalf("stream %d: filed %q", s, n.path)
+		}
+	}
+	h.putName(h2NameRecord(7, 7, 9, "/a.B/D", 6))
+	h.age(t0.Add(h2IDsAge))
+	if n, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: 7, Goid: 9}); !ok || n.path != "/a.B/D" {
+		t.Fatal("a name was lost after one generation")
+	}
+	h.putName(h2NameRecord(7, 9, 9, "/a.B/E", 6))
+	h.age(t0.Add(2 * h2IDsAge))
+	h.age(t0.Add(3 * h2IDsAge))
+	if _, ok := h.takeName(sockioH2Key{Tgid: 7, StreamId: 9, Goid: 9}); ok {
+		t.Fatal("a name outlived two generations")
 	}
 }

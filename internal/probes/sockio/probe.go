@@ -133,6 +133,19 @@ func (p *Probe) Maps() (Maps, error) {
 // stream, keyed as the goroutine that moved its frames saw it.
 func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool) {
 	k := sockioH2Key{Tgid: pid, StreamId: stream, Goid: goid}
+	ids, ok := p.streamIDsOf(k)
+	if ok {
+		if n, named := p.ids.takeName(k); named {
+			ids.Path, ids.GRPC = n.path, n.grpc
+		}
+	}
+	return ids, ok
+}
+
+// streamIDsOf finds the IDs filed under k: in the ring's store, else in
+// the kernel's map.
+func (p *Probe) streamIDsOf(k sockioH2Key) (conntrack.IDs, bool) {
+	pid := k.Tgid
 	v, ok := p.ids.take(k)
 	if ok {
 		p.idsVia.ring.Add(1)
@@ -556,9 +569,14 @@ func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomi
 			p.log.Warn("reading sockio ring buffer", "err", err)
 			return true, true
 		default:
-			if len(rec.RawSample) > 0 && rec.RawSample[0] == evH2IDs {
+			if len(rec.RawSample) > 0 && (rec.RawSample[0] == evH2IDs || rec.RawSample[0] == evH2Name) {
 				p.mu.Lock()
-				ok := p.ids.put(rec.RawSample)
+				var ok bool
+				if rec.RawSample[0] == evH2IDs {
+					ok = p.ids.put(rec.RawSample)
+				} else {
+					ok = p.ids.putName(rec.RawSample)
+				}
 				p.mu.Unlock()
 				if !ok {
 					malformed.Add(1)

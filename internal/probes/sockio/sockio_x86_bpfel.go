@@ -140,7 +140,8 @@ type sockioGrpcCfg struct {
 	StreamCtx   uint16
 	CtxWalk     uint8
 	Handlers    uint8
-	Pad         [2]uint8
+	Names       uint8
+	Pad         [1]uint8
 	Unlinked    uint32
 	KeyType     uint64
 }
@@ -161,6 +162,18 @@ type sockioH2Key struct {
 	Tgid     uint32
 	StreamId uint32
 	Goid     uint64
+}
+
+type sockioH2NameEvent struct {
+	_        structs.HostLayout
+	Kind     uint8
+	Grpc     uint8
+	Pad      [2]uint8
+	Tgid     uint32
+	StreamId uint32
+	Len      uint32
+	Goid     uint64
+	Path     [128]uint8
 }
 
 type sockioH2Span struct {
@@ -267,74 +280,75 @@ type sockioTlsKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockioMapClientCtxs       = "client_ctxs"
-	sockioMapConnecting       = "connecting"
-	sockioMapConns            = "conns"
-	sockioMapEvents           = "events"
-	sockioMapExecSel          = "exec_sel"
-	sockioMapGoRoots          = "go_roots"
-	sockioMapGoctx            = "goctx"
-	sockioMapGospawn          = "gospawn"
-	sockioMapGotlsProcs       = "gotls_procs"
-	sockioMapGotlsReads       = "gotls_reads"
-	sockioMapGotlsTemplates   = "gotls_templates"
-	sockioMapGrpcProcs        = "grpc_procs"
-	sockioMapGrpcStreams      = "grpc_streams"
-	sockioMapH2Ids            = "h2_ids"
-	sockioMapH2Readers        = "h2_readers"
-	sockioMapInflight         = "inflight"
-	sockioMapProcTemplates    = "proc_templates"
-	sockioMapProcs            = "procs"
-	sockioMapScratch          = "scratch"
-	sockioMapStats            = "stats"
-	sockioMapTcpoptRxs        = "tcpopt_rxs"
-	sockioMapTcpoptTxs        = "tcpopt_txs"
-	sockioMapThreadMux        = "thread_mux"
-	sockioMapTlsCalls         = "tls_calls"
-	sockioMapTlsOpts          = "tls_opts"
-	sockioMapTlsOptsG         = "tls_opts_g"
-	sockioMapTlsSocks         = "tls_socks"
-	sockioProgEnterRead       = "enter_read"
-	sockioProgEnterReadv      = "enter_readv"
-	sockioProgEnterRecvfrom   = "enter_recvfrom"
-	sockioProgEnterRecvmsg    = "enter_recvmsg"
-	sockioProgEnterSendmsg    = "enter_sendmsg"
-	sockioProgEnterSendto     = "enter_sendto"
-	sockioProgEnterWrite      = "enter_write"
-	sockioProgEnterWritev     = "enter_writev"
-	sockioProgExitRead        = "exit_read"
-	sockioProgExitReadv       = "exit_readv"
-	sockioProgExitRecvfrom    = "exit_recvfrom"
-	sockioProgExitRecvmsg     = "exit_recvmsg"
-	sockioProgExitSendmsg     = "exit_sendmsg"
-	sockioProgExitSendto      = "exit_sendto"
-	sockioProgExitWrite       = "exit_write"
-	sockioProgExitWritev      = "exit_writev"
-	sockioProgGotlsRead       = "gotls_read"
-	sockioProgGotlsReadRet    = "gotls_read_ret"
-	sockioProgGotlsWrite      = "gotls_write"
-	sockioProgOnConnect       = "on_connect"
-	sockioProgOnRecv          = "on_recv"
-	sockioProgOnSend          = "on_send"
-	sockioProgOnSendmsg       = "on_sendmsg"
-	sockioProgOnState         = "on_state"
-	sockioProgSockioExec      = "sockio_exec"
-	sockioProgSslRead         = "ssl_read"
-	sockioProgSslReadEx       = "ssl_read_ex"
-	sockioProgSslReadRet      = "ssl_read_ret"
-	sockioProgSslSetFd        = "ssl_set_fd"
-	sockioProgSslWrite        = "ssl_write"
-	sockioProgSslWriteEx      = "ssl_write_ex"
-	sockioProgSslWriteRet     = "ssl_write_ret"
-	sockioVarInjectAdded      = "inject_added"
-	sockioVarInjectMerged     = "inject_merged"
-	sockioVarPresendOn        = "presend_on"
-	sockioVarSampleBound      = "sample_bound"
-	sockioVarSampleParent     = "sample_parent"
-	sockioVarTcpoptOn         = "tcpopt_on"
-	sockioVarThreadSize       = "thread_size"
-	sockioVarUnusedEvent      = "unused_event"
-	sockioVarUnusedH2IdsEvent = "unused_h2_ids_event"
+	sockioMapClientCtxs        = "client_ctxs"
+	sockioMapConnecting        = "connecting"
+	sockioMapConns             = "conns"
+	sockioMapEvents            = "events"
+	sockioMapExecSel           = "exec_sel"
+	sockioMapGoRoots           = "go_roots"
+	sockioMapGoctx             = "goctx"
+	sockioMapGospawn           = "gospawn"
+	sockioMapGotlsProcs        = "gotls_procs"
+	sockioMapGotlsReads        = "gotls_reads"
+	sockioMapGotlsTemplates    = "gotls_templates"
+	sockioMapGrpcProcs         = "grpc_procs"
+	sockioMapGrpcStreams       = "grpc_streams"
+	sockioMapH2Ids             = "h2_ids"
+	sockioMapH2Readers         = "h2_readers"
+	sockioMapInflight          = "inflight"
+	sockioMapProcTemplates     = "proc_templates"
+	sockioMapProcs             = "procs"
+	sockioMapScratch           = "scratch"
+	sockioMapStats             = "stats"
+	sockioMapTcpoptRxs         = "tcpopt_rxs"
+	sockioMapTcpoptTxs         = "tcpopt_txs"
+	sockioMapThreadMux         = "thread_mux"
+	sockioMapTlsCalls          = "tls_calls"
+	sockioMapTlsOpts           = "tls_opts"
+	sockioMapTlsOptsG          = "tls_opts_g"
+	sockioMapTlsSocks          = "tls_socks"
+	sockioProgEnterRead        = "enter_read"
+	sockioProgEnterReadv       = "enter_readv"
+	sockioProgEnterRecvfrom    = "enter_recvfrom"
+	sockioProgEnterRecvmsg     = "enter_recvmsg"
+	sockioProgEnterSendmsg     = "enter_sendmsg"
+	sockioProgEnterSendto      = "enter_sendto"
+	sockioProgEnterWrite       = "enter_write"
+	sockioProgEnterWritev      = "enter_writev"
+	sockioProgExitRead         = "exit_read"
+	sockioProgExitReadv        = "exit_readv"
+	sockioProgExitRecvfrom     = "exit_recvfrom"
+	sockioProgExitRecvmsg      = "exit_recvmsg"
+	sockioProgExitSendmsg      = "exit_sendmsg"
+	sockioProgExitSendto       = "exit_sendto"
+	sockioProgExitWrite        = "exit_write"
+	sockioProgExitWritev       = "exit_writev"
+	sockioProgGotlsRead        = "gotls_read"
+	sockioProgGotlsReadRet     = "gotls_read_ret"
+	sockioProgGotlsWrite       = "gotls_write"
+	sockioProgOnConnect        = "on_connect"
+	sockioProgOnRecv           = "on_recv"
+	sockioProgOnSend           = "on_send"
+	sockioProgOnSendmsg        = "on_sendmsg"
+	sockioProgOnState          = "on_state"
+	sockioProgSockioExec       = "sockio_exec"
+	sockioProgSslRead          = "ssl_read"
+	sockioProgSslReadEx        = "ssl_read_ex"
+	sockioProgSslReadRet       = "ssl_read_ret"
+	sockioProgSslSetFd         = "ssl_set_fd"
+	sockioProgSslWrite         = "ssl_write"
+	sockioProgSslWriteEx       = "ssl_write_ex"
+	sockioProgSslWriteRet      = "ssl_write_ret"
+	sockioVarInjectAdded       = "inject_added"
+	sockioVarInjectMerged      = "inject_merged"
+	sockioVarPresendOn         = "presend_on"
+	sockioVarSampleBound       = "sample_bound"
+	sockioVarSampleParent      = "sample_parent"
+	sockioVarTcpoptOn          = "tcpopt_on"
+	sockioVarThreadSize        = "thread_size"
+	sockioVarUnusedEvent       = "unused_event"
+	sockioVarUnusedH2IdsEvent  = "unused_h2_ids_event"
+	sockioVarUnusedH2NameEvent = "unused_h2_name_event"
 )
 
 // loadSockio returns the embedded CollectionSpec for sockio.
@@ -450,15 +464,16 @@ type sockioMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioVariableSpecs struct {
-	InjectAdded      *ebpf.VariableSpec `ebpf:"inject_added"`
-	InjectMerged     *ebpf.VariableSpec `ebpf:"inject_merged"`
-	PresendOn        *ebpf.VariableSpec `ebpf:"presend_on"`
-	SampleBound      *ebpf.VariableSpec `ebpf:"sample_bound"`
-	SampleParent     *ebpf.VariableSpec `ebpf:"sample_parent"`
-	TcpoptOn         *ebpf.VariableSpec `ebpf:"tcpopt_on"`
-	ThreadSize       *ebpf.VariableSpec `ebpf:"thread_size"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedH2IdsEvent *ebpf.VariableSpec `ebpf:"unused_h2_ids_event"`
+	InjectAdded       *ebpf.VariableSpec `ebpf:"inject_added"`
+	InjectMerged      *ebpf.VariableSpec `ebpf:"inject_merged"`
+	PresendOn         *ebpf.VariableSpec `ebpf:"presend_on"`
+	SampleBound       *ebpf.VariableSpec `ebpf:"sample_bound"`
+	SampleParent      *ebpf.VariableSpec `ebpf:"sample_parent"`
+	TcpoptOn          *ebpf.VariableSpec `ebpf:"tcpopt_on"`
+	ThreadSize        *ebpf.VariableSpec `ebpf:"thread_size"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedH2IdsEvent  *ebpf.VariableSpec `ebpf:"unused_h2_ids_event"`
+	UnusedH2NameEvent *ebpf.VariableSpec `ebpf:"unused_h2_name_event"`
 }
 
 // sockioObjects contains all objects after they have been loaded into the kernel.
@@ -546,15 +561,16 @@ func (m *sockioMaps) Close() error {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioVariables struct {
-	InjectAdded      *ebpf.Variable `ebpf:"inject_added"`
-	InjectMerged     *ebpf.Variable `ebpf:"inject_merged"`
-	PresendOn        *ebpf.Variable `ebpf:"presend_on"`
-	SampleBound      *ebpf.Variable `ebpf:"sample_bound"`
-	SampleParent     *ebpf.Variable `ebpf:"sample_parent"`
-	TcpoptOn         *ebpf.Variable `ebpf:"tcpopt_on"`
-	ThreadSize       *ebpf.Variable `ebpf:"thread_size"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedH2IdsEvent *ebpf.Variable `ebpf:"unused_h2_ids_event"`
+	InjectAdded       *ebpf.Variable `ebpf:"inject_added"`
+	InjectMerged      *ebpf.Variable `ebpf:"inject_merged"`
+	PresendOn         *ebpf.Variable `ebpf:"presend_on"`
+	SampleBound       *ebpf.Variable `ebpf:"sample_bound"`
+	SampleParent      *ebpf.Variable `ebpf:"sample_parent"`
+	TcpoptOn          *ebpf.Variable `ebpf:"tcpopt_on"`
+	ThreadSize        *ebpf.Variable `ebpf:"thread_size"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedH2IdsEvent  *ebpf.Variable `ebpf:"unused_h2_ids_event"`
+	UnusedH2NameEvent *ebpf.Variable `ebpf:"unused_h2_name_event"`
 }
 
 // sockioPrograms contains all programs after they have been loaded into the kernel.

@@ -67,12 +67,21 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 	}
 	host, port := in.Host.Resolve(st.Authority, fallback)
 	var attrs []attribute.KeyValue
-	if st.GRPC {
-		full := strings.TrimPrefix(st.Path, "/")
-		s.Name = full
-		service, method, _ := strings.Cut(full, "/")
-		attrs = append(in.Attrs.Attrs(12), attribute.String("rpc.system", "grpc"),
-			attribute.String("rpc.service", service), attribute.String("rpc.method", method))
+	// On a connection found mid-life, content-type may be unknown (indexed
+	// before tracing began) where a grpc-status is not: only gRPC sends it.
+	if st.GRPC || (st.Unknown && st.GRPCStatus >= 0) {
+		if st.Path == "" {
+			// The path is unknown (mid-life, as above): the method names
+			// the span, and no rpc.service or rpc.method is guessed.
+			s.Name = st.Method
+			attrs = append(in.Attrs.Attrs(12), attribute.String("rpc.system", "grpc"))
+		} else {
+			full := strings.TrimPrefix(st.Path, "/")
+			s.Name = full
+			service, method, _ := strings.Cut(full, "/")
+			attrs = append(in.Attrs.Attrs(12), attribute.String("rpc.system", "grpc"),
+				attribute.String("rpc.service", service), attribute.String("rpc.method", method))
+		}
 		if st.GRPCStatus >= 0 {
 			attrs = append(attrs, attribute.Int("rpc.grpc.status_code", st.GRPCStatus))
 			if st.GRPCStatus != 0 && (kind == trace.SpanKindClient || grpcServerErrors[st.GRPCStatus]) {

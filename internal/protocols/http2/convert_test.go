@@ -166,3 +166,24 @@ func TestStreamSpanUnknownPath(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamSpanUnknownGRPC: on a connection found mid-life, a stream
+// whose content-type is unknown but that has a grpc-status is a gRPC call
+// (a failed one is an error); one whose path is unknown names no RPC.
+func TestStreamSpanUnknownGRPC(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	in := httpsem.Input{Local: netip.MustParseAddrPort("10.0.0.1:50051"), Remote: netip.MustParseAddrPort("10.0.0.2:40000"),
+		Process: &probes.Process{PID: 1}, Start: t0, End: t0.Add(time.Millisecond)}
+	s, _ := StreamSpan(in, &h2wire.Stream{Role: h2wire.RoleClient, ID: 3, Method: "POST", Path: "/shop.Cart/Add", Status: 200, GRPCStatus: 5, Unknown: true})
+	a := attrMap(s.Attrs)
+	if s.Name != "shop.Cart/Add" || a["rpc.system"] != "grpc" || a["rpc.grpc.status_code"] != int64(5) || !s.Error {
+		t.Errorf("content-type unknown: name %q error %v attrs %v", s.Name, s.Error, a)
+	}
+	s, _ = StreamSpan(in, &h2wire.Stream{Role: h2wire.RoleServer, ID: 5, Method: "POST", GRPC: true, Status: 200, GRPCStatus: 13, Unknown: true})
+	a = attrMap(s.Attrs)
+	_, svc := a["rpc.service"]
+	_, m := a["rpc.method"]
+	if s.Name != "POST" || svc || m || a["rpc.system"] != "grpc" || a["rpc.grpc.status_code"] != int64(13) || !s.Error {
+		t.Errorf("path unknown: name %q error %v attrs %v", s.Name, s.Error, a)
+	}
+}

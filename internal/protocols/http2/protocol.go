@@ -21,6 +21,16 @@ type Config struct {
 	Metrics *metrics.Registry
 	Redact  redact.Policy   // what url.* attributes lose (redact.Default() in the agent)
 	Attrs   *spans.AttrPool // spans' attribute arrays, given back by the exporter (nil: none)
+	// Names, when not nil, is asked to have a process's Go probes send
+	// its streams' :path with their IDs: its HTTP/2 connections, open
+	// before tracing began, keep paths in HPACK entries never seen.
+	Names StreamNamer
+}
+
+// StreamNamer has a process's HTTP/2 streams named by its Go probes
+// (conntrack.IDs.Path); gogrpc implements it.
+type StreamNamer interface {
+	WantNames(pid uint32)
 }
 
 // Protocol makes HTTP/2 parsers for connections that start with the
@@ -32,7 +42,7 @@ type Protocol struct {
 
 type counters struct {
 	problems, spans, tpInvalid, b3Ignored *metrics.ByLabel
-	kernelIDs, midStream                  *atomic.Uint64
+	kernelIDs, midStream, named           *atomic.Uint64
 }
 
 // New makes the protocol.
@@ -47,6 +57,7 @@ func New(cfg Config) *Protocol {
 		tpInvalid: m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
 		b3Ignored: m.ByLabel("weft_b3_ignored_total", "incoming B3 headers ignored (the request is then a root), by reason", "reason"),
 		kernelIDs: m.Counter("weft_http2_streams_linked_total", "HTTP/2 stream spans whose IDs the gRPC probe made in the kernel (so linked in-process and propagated)"),
+		named:     m.Counter("weft_http2_streams_named_by_probe_total", "HTTP/2 streams of connections found mid-life whose :path, indexed before tracing began, came from a Go probe"),
 		midStream: m.Counter("weft_http2_conns_mid_stream_total", "HTTP/2 connections found open when tracing began, picked up at a frame boundary (their header fields indexed before that are unknown)"),
 	}}
 }
@@ -58,10 +69,7 @@ func (p *Protocol) Name() string { return "http2" }
 // it; one open before tracing began (an agent restart, tracing switched on
 // for a running pod), on a chunk that starts at a frame boundary.
 func (p *Protocol) Sniff(c *conntrack.Conn, ch wire.Chunk) bool {
-	if c.MidStream {
-		return h2wire.FramesAt(ch.Data, ch.Len)
-	}
-	return wire.StartsH2Preface(ch.Data)
+	return wire.StartsH2Preface(ch.Data) || (c.MidStream && h2wire.FramesAt(ch.Data, ch.Len))
 }
 
 // NewParser implements conntrack.Protocol.
@@ -120,6 +128,9 @@ func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 	if k, ok := x.c.StreamIDs(st.ID, st.StartGoid); ok {
 		in.TraceID, in.SpanID, in.KernelIDs = k.Trace, k.Span, true
+		if st.Unknown {
+			x.name(st, &k)
+		}
 		if k.Linked && st.Role == h2wire.RoleClient {
 			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
 		}
@@ -131,4 +142,22 @@ func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 		return
 	}
 	in.TraceID, in.SpanID = conntrack.NewIDs()
+}
+
+// name completes a stream of a connection found mid-life from what its Go
+// probe read: the :path HPACK had indexed before tracing began, and
+// whether it is a gRPC call (content-type may be just as unknown). A
+// process whose probe sent no path is asked to.
+func (x *parser) name(st *h2wire.Stream, k *conntrack.IDs) {
+	if k.GRPC && st.ContentType == "" {
+		st.GRPC = true
+	}
+	switch {
+	case st.Path != "":
+	case k.Path != "":
+		st.Path = k.Path
+		x.p.met.named.Add(1)
+	case x.p.cfg.Names != nil:
+		x.p.cfg.Names.WantNames(x.c.PID)
+	}
 }
