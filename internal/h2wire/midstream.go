@@ -173,12 +173,20 @@ func (c *Conn) reseek(p Problem) bool {
 	return true
 }
 
-// fromStart turns a Conn made for a connection found mid-life, neither of
-// whose directions has synced yet, into one traced from its start: its
-// next chunk holds the client preface.
-func (c *Conn) fromStart() {
+// fromStart turns a Conn made for a connection found mid-life into one
+// traced from its start: direction d's next chunk holds the client
+// preface, and no header block was decoded yet (the role is unknown). The
+// other direction may have synced on the server's SETTINGS, which a Go
+// server writes before it reads the preface: its framing stays, and its
+// placeholder table gives way to the empty one the preface implies (made
+// with the role).
+func (c *Conn) fromStart(d Dir) {
 	c.lim.MidStream = false
-	for i := range c.d {
-		c.d[i] = dir{maxFrame: defaultFrameSize}
+	c.d[d] = dir{maxFrame: defaultFrameSize}
+	o := &c.d[1-d]
+	if o.mode == sniffSeek {
+		*o = dir{maxFrame: defaultFrameSize}
+		return
 	}
+	o.dec, o.first = nil, false
 }
