@@ -182,10 +182,12 @@ func (c *Conn) reseek(p Problem) bool {
 // with the role).
 func (c *Conn) fromStart(d Dir) {
 	c.lim.MidStream = false
-	c.d[d] = dir{maxFrame: defaultFrameSize}
+	// Frame sizes stay as lenient as they were: a SETTINGS already read
+	// may have raised them.
+	c.d[d] = dir{maxFrame: c.d[d].maxFrame}
 	o := &c.d[1-d]
 	if o.mode == sniffSeek {
-		*o = dir{maxFrame: defaultFrameSize}
+		*o = dir{maxFrame: o.maxFrame}
 		return
 	}
 	o.dec, o.first = nil, false
