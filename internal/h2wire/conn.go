@@ -91,8 +91,8 @@ func (c *Conn) Feed(ch Chunk) (done []Stream, problems []Problem) {
 	gap := ch.Len - len(data)
 	c.cur = chunkRef{ch.Time, ch.Goid, ch.Tag}
 	s := &c.d[ch.Dir]
-	if s.mode == sniffSeek && c.role == RoleUnknown && wire.StartsH2Preface(data) {
-		c.fromStart(ch.Dir) // taken for one found mid-life, but it starts here
+	if s.mode == sniffSeek && wire.StartsH2Preface(data) && c.d[1-ch.Dir].mode == sniffSeek {
+		c.fromStart() // taken for one found mid-life, but it starts here
 	}
 	if s.mode == sniffSeek && !c.seek(ch.Dir, data, ch.Len) {
 		return c.result()

@@ -173,22 +173,12 @@ func (c *Conn) reseek(p Problem) bool {
 	return true
 }
 
-// fromStart turns a Conn made for a connection found mid-life into one
-// traced from its start: direction d's next chunk holds the client
-// preface, and no header block was decoded yet (the role is unknown). The
-// other direction may have synced on the server's SETTINGS, which a Go
-// server writes before it reads the preface: its framing stays, and its
-// placeholder table gives way to the empty one the preface implies (made
-// with the role).
-func (c *Conn) fromStart(d Dir) {
+// fromStart turns a Conn made for a connection found mid-life, neither of
+// whose directions has synced yet, into one traced from its start: its
+// next chunk holds the client preface.
+func (c *Conn) fromStart() {
 	c.lim.MidStream = false
-	// Frame sizes stay as lenient as they were: a SETTINGS already read
-	// may have raised them.
-	c.d[d] = dir{maxFrame: c.d[d].maxFrame}
-	o := &c.d[1-d]
-	if o.mode == sniffSeek {
-		*o = dir{maxFrame: o.maxFrame}
-		return
+	for i := range c.d {
+		c.d[i] = dir{maxFrame: defaultFrameSize}
 	}
-	o.dec, o.first = nil, false
 }

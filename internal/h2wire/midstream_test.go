@@ -245,20 +245,12 @@ func TestMidStreamRandomCuts(t *testing.T) {
 // its start: the same streams, exactly.
 func TestMidStreamFromStart(t *testing.T) {
 	c := basicConv(0, false)
-	for _, serverFirst := range []bool{false, true} {
-		for _, role := range []Role{RoleServer, RoleClient} {
-			chunks := c.wholeChunks()
-			if serverFirst { // the server's SETTINGS before the preface, as Go's server writes them
-				chunks[0], chunks[1] = chunks[1], chunks[0]
-			}
-			r := c.run(t, role, Limits{MidStream: true}, chunks, true)
-			if len(r.probs) > 0 {
-				t.Fatalf("server first %v role %v: problems %v", serverFirst, role, r.probs)
-			}
-			check(t, r.streams, c.expect(role, chunks))
-			if r.conn.Role() != role {
-				t.Fatalf("role %v, want %v", r.conn.Role(), role)
-			}
+	for _, role := range []Role{RoleServer, RoleClient} {
+		chunks := c.wholeChunks()
+		r := c.run(t, role, Limits{MidStream: true}, chunks, true)
+		if len(r.probs) > 0 {
+			t.Fatalf("role %v: problems %v", role, r.probs)
 		}
+		check(t, r.streams, c.expect(role, chunks))
 	}
 }
