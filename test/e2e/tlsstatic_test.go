@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +23,6 @@ import (
 // the encrypted hop (TCP option).
 func TestOpenSSLLinkedIn(t *testing.T) {
 	needRoot(t)
-	col := otelcol.Start(t)
 	root := repoRoot(t)
 	dir := t.TempDir()
 	cli := filepath.Join(dir, "weft-e2e-sslstatic")
@@ -30,10 +31,46 @@ func TestOpenSSLLinkedIn(t *testing.T) {
 	if out, err := cc.CombinedOutput(); err != nil {
 		t.Fatalf("building the static OpenSSL client (make deps installs libssl-dev): %v\n%s", err, out)
 	}
+	sslClientCalls(t, cli, "linked into the executable", false)
+}
+
+// TestOpenSSL11 (issue 19 item 2): the same client linked against OpenSSL
+// 1.1's libssl.so.1.1 (Debian 11's package, scripts/libssl11.sh), found
+// through the executable's RPATH on a system whose own libssl is OpenSSL
+// 3. Each client is held (ptrace) right after its exec, before the
+// dynamic loader maps any library, until the agent has attached: the
+// uprobes must go on the libssl.so.1.1 its dependencies name, not on the
+// system's libssl.so.3, and fire once the loader maps it.
+func TestOpenSSL11(t *testing.T) {
+	needRoot(t)
+	root := repoRoot(t)
+	out, err := exec.Command(filepath.Join(root, "scripts/libssl11.sh")).Output()
+	if err != nil {
+		t.Fatalf("fetching OpenSSL 1.1 (scripts/libssl11.sh): %v", err)
+	}
+	lib := strings.TrimSpace(string(out))
+	cli := filepath.Join(t.TempDir(), "weft-e2e-ssl11")
+	cc := exec.Command("cc", "-O2", "-o", cli, filepath.Join(root, "testdata/sslclient/main.c"),
+		filepath.Join(lib, "libssl.so.1.1"), filepath.Join(lib, "libcrypto.so.1.1"), "-Wl,--disable-new-dtags,-rpath,"+lib)
+	if out, err := cc.CombinedOutput(); err != nil {
+		t.Fatalf("building the OpenSSL 1.1 client: %v\n%s", err, out)
+	}
+	sslClientCalls(t, cli, "OpenSSL 1.1 ("+filepath.Join(lib, "libssl.so.1.1")+" (not mapped yet)", true)
+}
+
+// sslClientCalls runs testdata/sslclient built as cli five times against
+// a traced Python HTTPS server: each run's TLS status must contain why
+// (atExec: read while the run is held stopped at its exec), each call must be a CLIENT span with its URL, and the server's span of
+// it its child across the encrypted hop (TCP option).
+func sslClientCalls(t *testing.T, cli, why string, atExec bool) {
+	t.Helper()
+	col := otelcol.Start(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
 	cert, key := selfSigned(t, dir)
 	srv := startServer(t, "pytls", "/usr/bin/python3", filepath.Join(root, "testdata/pyserver/server.py"), "127.0.0.1", cert, key)
 	env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}
-	ag := startAgent(t, env, "-pid", fmt.Sprint(srv.PID()), "-exe", "weft-e2e-sslstatic")
+	ag := startAgent(t, env, "-pid", fmt.Sprint(srv.PID()), "-exe", filepath.Base(cli))
 	ag.waitTracked(t, srv.PID())
 	if tlsUnavailable(t, ag) {
 		return
@@ -51,8 +88,19 @@ func TestOpenSSLLinkedIn(t *testing.T) {
 		}
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
+		if atExec {
+			// ptrace's requests must come from the thread that started it.
+			runtime.LockOSThread()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
+		}
+		if atExec {
+			var ws syscall.WaitStatus
+			if _, err := syscall.Wait4(cmd.Process.Pid, &ws, syscall.WALL, nil); err != nil || !ws.Stopped() {
+				t.Fatalf("client %d: not stopped at its exec: %v %v", i, ws, err)
+			}
 		}
 		ag.waitTracked(t, cmd.Process.Pid)
 		// The families report a process's capabilities one by one; a
@@ -63,9 +111,16 @@ func TestOpenSSLLinkedIn(t *testing.T) {
 		for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			c, ok = statusCapability(t, ag, cmd.Process.Pid, status.TLS)
 		}
-		if !c.On || !strings.Contains(c.Why, "linked into the executable") {
+		if !c.On || !strings.Contains(c.Why, why) {
 			cmd.Process.Kill()
 			t.Fatalf("client %d: tls %v: %s", i, c.On, c.Why)
+		}
+		if atExec {
+			err := syscall.PtraceDetach(cmd.Process.Pid)
+			runtime.UnlockOSThread()
+			if err != nil {
+				t.Fatalf("client %d: letting it run: %v", i, err)
+			}
 		}
 		fmt.Fprintln(stdin, "go")
 		if err := cmd.Wait(); err != nil || strings.TrimSpace(out.String()) != "200" {
@@ -100,7 +155,7 @@ func TestOpenSSLLinkedIn(t *testing.T) {
 			linked++
 		}
 	}
-	t.Logf("OpenSSL linked into the executable: %d calls, %d CLIENT spans, %d the parent of the server's span", n, len(clients), linked)
+	t.Logf("%s: %d calls, %d CLIENT spans, %d the parent of the server's span", why, n, len(clients), linked)
 	if linked != n {
 		t.Fatalf("%d of %d calls linked", linked, n)
 	}

@@ -161,8 +161,16 @@ var libsslDirs = []string{"usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "u
 // libsslOnDisk finds the libssl pid would load if it has none mapped yet:
 // a process seen at its exec has only the executable and the loader
 // mapped, and a uprobe on the file (filtered to pid) is installed when
-// the process maps it.
+// the process maps it. The one its executable's dependencies name comes
+// first (libsslNeeded); a program that loads libssl at run time (dlopen)
+// gets the system's, OpenSSL 3 before 1.1.
 func libsslOnDisk(pid int) (path, version string) {
+	root := fmt.Sprintf("/proc/%d/root", pid)
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		if p, v, err := libsslNeeded(loadSpec{root: root, exe: exe, ldPath: ldLibraryPath(pid)}); err == nil && p != "" {
+			return p, v
+		}
+	}
 	for _, dir := range libsslDirs {
 		for _, v := range []string{"3", "1.1"} {
 			p := "/" + dir + "/libssl.so." + v
