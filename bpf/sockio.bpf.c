@@ -744,7 +744,10 @@ static __always_inline void thread_answers(struct sock *sk, __u32 tgid, __u64 ow
  * its socket I/O is never captured. The tls source's uprobes on OpenSSL
  * (SSL_read/SSL_write and their _ex forms) hand on_io the plaintext, for
  * the socket the SSL object uses: known from SSL_set_fd, or from the
- * socket I/O the same thread does inside an SSL call. */
+ * socket I/O the same thread does inside an SSL call, or, for an SSL
+ * object on memory BIOs (Node.js, Python's asyncio, which move the
+ * ciphertext themselves), from the socket the thread read ciphertext from
+ * just before it (tls_last_read). */
 
 /* An SSL object of a process. */
 struct tls_key {
@@ -759,6 +762,23 @@ struct {
 	__type(key, struct tls_key);
 	__type(value, __u64); /* struct sock * */
 } tls_socks SEC(".maps");
+
+/* A socket whose association was inferred from a read before the call
+ * (tls_last_read), not known from SSL_set_fd or I/O inside the call: the
+ * next read before a call may correct it (an SSL object's address reused
+ * by a new connection). Socket pointers are aligned: bit 0 is free. */
+#define TLS_SOCK_INFERRED 1ULL
+
+/* A thread's last ciphertext read outside any SSL call: a program that
+ * feeds its SSL objects from memory BIOs reads the socket, then calls
+ * SSL_read, SSL_write or SSL_do_handshake on that connection's object, on
+ * the same thread. Taken (and removed) by the thread's next such call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, __u64); /* struct sock * */
+} tls_last_read SEC(".maps");
 
 /* A thread inside an SSL read or write: its arguments, for the return. */
 struct tls_call {
@@ -870,6 +890,9 @@ static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64
 		struct tls_key k = {.tgid = pid_tgid >> 32, .ssl = tc->ssl};
 		__u64 v = (__u64)sk;
 		bpf_map_update_elem(&tls_socks, &k, &v, BPF_ANY);
+	} else if (dir == DIR_READ && !goid) {
+		__u64 v = (__u64)sk;
+		bpf_map_update_elem(&tls_last_read, &pid_tgid, &v, BPF_ANY);
 	}
 	if (dir != DIR_READ || !tcpopt_on)
 		return;
@@ -1452,7 +1475,27 @@ static __always_inline struct sock *tls_sock(__u32 tgid, __u64 ssl)
 {
 	struct tls_key k = {.tgid = tgid, .ssl = ssl};
 	__u64 *sk = bpf_map_lookup_elem(&tls_socks, &k);
-	return sk ? (struct sock *)*sk : 0;
+	return sk ? (struct sock *)(*sk & ~TLS_SOCK_INFERRED) : 0;
+}
+
+/* An SSL call is starting on ssl: when the thread has just read
+ * ciphertext outside any SSL call, that socket is the object's, unless
+ * SSL_set_fd or I/O inside a call said otherwise. A write counts too:
+ * Node.js, once a handshake's last flight is read, first writes the
+ * request it held (SSL_write completes the handshake), then reads. */
+static __always_inline void tls_adopt_last_read(__u64 pid_tgid, __u64 ssl)
+{
+	__u64 *last = bpf_map_lookup_elem(&tls_last_read, &pid_tgid);
+	if (!last)
+		return;
+	__u64 v = *last | TLS_SOCK_INFERRED;
+	bpf_map_delete_elem(&tls_last_read, &pid_tgid);
+	struct tls_key k = {.tgid = pid_tgid >> 32, .ssl = ssl};
+	__u64 *cur = bpf_map_lookup_elem(&tls_socks, &k);
+	if (cur && (!(*cur & TLS_SOCK_INFERRED) || *cur == v))
+		return;
+	bpf_map_update_elem(&tls_socks, &k, &v, BPF_ANY);
+	count(STAT_TLS_SOCK_BY_READ);
 }
 
 /* SSL_set_fd(ssl, fd): the socket of the SSL object. */
@@ -1482,6 +1525,7 @@ static __always_inline int tls_enter(void *ssl, void *buf, void *out, __u8 dir)
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
+	tls_adopt_last_read(pid_tgid, (__u64)ssl);
 	struct tls_call tc = {.ssl = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out};
 	bpf_map_update_elem(&tls_calls, &pid_tgid, &tc, BPF_ANY);
 	__u64 owner = thread_owner(cfg, pid_tgid);
@@ -1546,6 +1590,36 @@ SEC("uprobe")
 int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
 {
 	return tls_enter(ssl, buf, readbytes, DIR_READ);
+}
+
+/* SSL_free(ssl), entry: the object's socket is forgotten. Its address is
+ * reused by the process's next SSL object, which must not start out with
+ * this one's socket (a memory-BIO object learns its own only at its first
+ * read). */
+SEC("uprobe")
+int BPF_KPROBE(ssl_free, void *ssl)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	struct tls_key k = {.tgid = tgid, .ssl = (__u64)ssl};
+	bpf_map_delete_elem(&tls_socks, &k);
+	return 0;
+}
+
+/* SSL_do_handshake(ssl), entry only: a memory-BIO client's first
+ * SSL_write follows a handshake fed by the reads before it, with no
+ * SSL_read yet to say which socket is the object's. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_do_handshake, void *ssl)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	tls_adopt_last_read(pid_tgid, (__u64)ssl);
+	return 0;
 }
 
 SEC("uretprobe")

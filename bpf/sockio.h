@@ -356,7 +356,9 @@ enum stat_index {
 	STAT_GOTLS_NOT_TCP = 13, /* Go TLS plaintext over a net.Conn that is not a *net.TCPConn: lost */
 	STAT_H2_OPTION = 14,   /* HTTP/2 over Go TLS: a new stream's context filed for a TCP option */
 	STAT_H2_OPTION_SHARED = 15, /* ... a stream opened in the same write as another: no option */
-	STAT_MAX = 16,
+	STAT_TLS_SOCK_BY_READ = 16, /* an SSL object without a socket took the one its thread
+				     * had just read ciphertext from (memory BIOs: Node.js, asyncio) */
+	STAT_MAX = 17,
 };
 
 #endif

@@ -715,7 +715,7 @@ func (p *Probe) registerGauges() {
 		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
 			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins",
 			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock", 13: "gotls_not_tcpconn",
-			14: "h2_option", 15: "h2_option_shared"})
+			14: "h2_option", 15: "h2_option_shared", 16: "tls_sock_by_read"})
 }
 
 // kernelStat sums one per-CPU counter.

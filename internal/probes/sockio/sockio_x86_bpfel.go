@@ -304,6 +304,7 @@ const (
 	sockioMapTcpoptTxs         = "tcpopt_txs"
 	sockioMapThreadMux         = "thread_mux"
 	sockioMapTlsCalls          = "tls_calls"
+	sockioMapTlsLastRead       = "tls_last_read"
 	sockioMapTlsOpts           = "tls_opts"
 	sockioMapTlsOptsG          = "tls_opts_g"
 	sockioMapTlsSocks          = "tls_socks"
@@ -332,6 +333,8 @@ const (
 	sockioProgOnSendmsg        = "on_sendmsg"
 	sockioProgOnState          = "on_state"
 	sockioProgSockioExec       = "sockio_exec"
+	sockioProgSslDoHandshake   = "ssl_do_handshake"
+	sockioProgSslFree          = "ssl_free"
 	sockioProgSslRead          = "ssl_read"
 	sockioProgSslReadEx        = "ssl_read_ex"
 	sockioProgSslReadRet       = "ssl_read_ret"
@@ -393,38 +396,40 @@ type sockioSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioProgramSpecs struct {
-	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
-	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
-	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
-	EnterRecvmsg  *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
-	EnterSendmsg  *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
-	EnterSendto   *ebpf.ProgramSpec `ebpf:"enter_sendto"`
-	EnterWrite    *ebpf.ProgramSpec `ebpf:"enter_write"`
-	EnterWritev   *ebpf.ProgramSpec `ebpf:"enter_writev"`
-	ExitRead      *ebpf.ProgramSpec `ebpf:"exit_read"`
-	ExitReadv     *ebpf.ProgramSpec `ebpf:"exit_readv"`
-	ExitRecvfrom  *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
-	ExitRecvmsg   *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
-	ExitSendmsg   *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
-	ExitSendto    *ebpf.ProgramSpec `ebpf:"exit_sendto"`
-	ExitWrite     *ebpf.ProgramSpec `ebpf:"exit_write"`
-	ExitWritev    *ebpf.ProgramSpec `ebpf:"exit_writev"`
-	GotlsRead     *ebpf.ProgramSpec `ebpf:"gotls_read"`
-	GotlsReadRet  *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
-	GotlsWrite    *ebpf.ProgramSpec `ebpf:"gotls_write"`
-	OnConnect     *ebpf.ProgramSpec `ebpf:"on_connect"`
-	OnRecv        *ebpf.ProgramSpec `ebpf:"on_recv"`
-	OnSend        *ebpf.ProgramSpec `ebpf:"on_send"`
-	OnSendmsg     *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
-	OnState       *ebpf.ProgramSpec `ebpf:"on_state"`
-	SockioExec    *ebpf.ProgramSpec `ebpf:"sockio_exec"`
-	SslRead       *ebpf.ProgramSpec `ebpf:"ssl_read"`
-	SslReadEx     *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
-	SslReadRet    *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
-	SslSetFd      *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
-	SslWrite      *ebpf.ProgramSpec `ebpf:"ssl_write"`
-	SslWriteEx    *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
-	SslWriteRet   *ebpf.ProgramSpec `ebpf:"ssl_write_ret"`
+	EnterRead      *ebpf.ProgramSpec `ebpf:"enter_read"`
+	EnterReadv     *ebpf.ProgramSpec `ebpf:"enter_readv"`
+	EnterRecvfrom  *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
+	EnterRecvmsg   *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
+	EnterSendmsg   *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
+	EnterSendto    *ebpf.ProgramSpec `ebpf:"enter_sendto"`
+	EnterWrite     *ebpf.ProgramSpec `ebpf:"enter_write"`
+	EnterWritev    *ebpf.ProgramSpec `ebpf:"enter_writev"`
+	ExitRead       *ebpf.ProgramSpec `ebpf:"exit_read"`
+	ExitReadv      *ebpf.ProgramSpec `ebpf:"exit_readv"`
+	ExitRecvfrom   *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
+	ExitRecvmsg    *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
+	ExitSendmsg    *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
+	ExitSendto     *ebpf.ProgramSpec `ebpf:"exit_sendto"`
+	ExitWrite      *ebpf.ProgramSpec `ebpf:"exit_write"`
+	ExitWritev     *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	GotlsRead      *ebpf.ProgramSpec `ebpf:"gotls_read"`
+	GotlsReadRet   *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
+	GotlsWrite     *ebpf.ProgramSpec `ebpf:"gotls_write"`
+	OnConnect      *ebpf.ProgramSpec `ebpf:"on_connect"`
+	OnRecv         *ebpf.ProgramSpec `ebpf:"on_recv"`
+	OnSend         *ebpf.ProgramSpec `ebpf:"on_send"`
+	OnSendmsg      *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
+	OnState        *ebpf.ProgramSpec `ebpf:"on_state"`
+	SockioExec     *ebpf.ProgramSpec `ebpf:"sockio_exec"`
+	SslDoHandshake *ebpf.ProgramSpec `ebpf:"ssl_do_handshake"`
+	SslFree        *ebpf.ProgramSpec `ebpf:"ssl_free"`
+	SslRead        *ebpf.ProgramSpec `ebpf:"ssl_read"`
+	SslReadEx      *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
+	SslReadRet     *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
+	SslSetFd       *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
+	SslWrite       *ebpf.ProgramSpec `ebpf:"ssl_write"`
+	SslWriteEx     *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
+	SslWriteRet    *ebpf.ProgramSpec `ebpf:"ssl_write_ret"`
 }
 
 // sockioMapSpecs contains maps before they are loaded into the kernel.
@@ -455,6 +460,7 @@ type sockioMapSpecs struct {
 	TcpoptTxs      *ebpf.MapSpec `ebpf:"tcpopt_txs"`
 	ThreadMux      *ebpf.MapSpec `ebpf:"thread_mux"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
 	TlsOpts        *ebpf.MapSpec `ebpf:"tls_opts"`
 	TlsOptsG       *ebpf.MapSpec `ebpf:"tls_opts_g"`
 	TlsSocks       *ebpf.MapSpec `ebpf:"tls_socks"`
@@ -520,6 +526,7 @@ type sockioMaps struct {
 	TcpoptTxs      *ebpf.Map `ebpf:"tcpopt_txs"`
 	ThreadMux      *ebpf.Map `ebpf:"thread_mux"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
 	TlsOpts        *ebpf.Map `ebpf:"tls_opts"`
 	TlsOptsG       *ebpf.Map `ebpf:"tls_opts_g"`
 	TlsSocks       *ebpf.Map `ebpf:"tls_socks"`
@@ -551,6 +558,7 @@ func (m *sockioMaps) Close() error {
 		m.TcpoptTxs,
 		m.ThreadMux,
 		m.TlsCalls,
+		m.TlsLastRead,
 		m.TlsOpts,
 		m.TlsOptsG,
 		m.TlsSocks,
@@ -577,38 +585,40 @@ type sockioVariables struct {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioPrograms struct {
-	EnterRead     *ebpf.Program `ebpf:"enter_read"`
-	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
-	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
-	EnterRecvmsg  *ebpf.Program `ebpf:"enter_recvmsg"`
-	EnterSendmsg  *ebpf.Program `ebpf:"enter_sendmsg"`
-	EnterSendto   *ebpf.Program `ebpf:"enter_sendto"`
-	EnterWrite    *ebpf.Program `ebpf:"enter_write"`
-	EnterWritev   *ebpf.Program `ebpf:"enter_writev"`
-	ExitRead      *ebpf.Program `ebpf:"exit_read"`
-	ExitReadv     *ebpf.Program `ebpf:"exit_readv"`
-	ExitRecvfrom  *ebpf.Program `ebpf:"exit_recvfrom"`
-	ExitRecvmsg   *ebpf.Program `ebpf:"exit_recvmsg"`
-	ExitSendmsg   *ebpf.Program `ebpf:"exit_sendmsg"`
-	ExitSendto    *ebpf.Program `ebpf:"exit_sendto"`
-	ExitWrite     *ebpf.Program `ebpf:"exit_write"`
-	ExitWritev    *ebpf.Program `ebpf:"exit_writev"`
-	GotlsRead     *ebpf.Program `ebpf:"gotls_read"`
-	GotlsReadRet  *ebpf.Program `ebpf:"gotls_read_ret"`
-	GotlsWrite    *ebpf.Program `ebpf:"gotls_write"`
-	OnConnect     *ebpf.Program `ebpf:"on_connect"`
-	OnRecv        *ebpf.Program `ebpf:"on_recv"`
-	OnSend        *ebpf.Program `ebpf:"on_send"`
-	OnSendmsg     *ebpf.Program `ebpf:"on_sendmsg"`
-	OnState       *ebpf.Program `ebpf:"on_state"`
-	SockioExec    *ebpf.Program `ebpf:"sockio_exec"`
-	SslRead       *ebpf.Program `ebpf:"ssl_read"`
-	SslReadEx     *ebpf.Program `ebpf:"ssl_read_ex"`
-	SslReadRet    *ebpf.Program `ebpf:"ssl_read_ret"`
-	SslSetFd      *ebpf.Program `ebpf:"ssl_set_fd"`
-	SslWrite      *ebpf.Program `ebpf:"ssl_write"`
-	SslWriteEx    *ebpf.Program `ebpf:"ssl_write_ex"`
-	SslWriteRet   *ebpf.Program `ebpf:"ssl_write_ret"`
+	EnterRead      *ebpf.Program `ebpf:"enter_read"`
+	EnterReadv     *ebpf.Program `ebpf:"enter_readv"`
+	EnterRecvfrom  *ebpf.Program `ebpf:"enter_recvfrom"`
+	EnterRecvmsg   *ebpf.Program `ebpf:"enter_recvmsg"`
+	EnterSendmsg   *ebpf.Program `ebpf:"enter_sendmsg"`
+	EnterSendto    *ebpf.Program `ebpf:"enter_sendto"`
+	EnterWrite     *ebpf.Program `ebpf:"enter_write"`
+	EnterWritev    *ebpf.Program `ebpf:"enter_writev"`
+	ExitRead       *ebpf.Program `ebpf:"exit_read"`
+	ExitReadv      *ebpf.Program `ebpf:"exit_readv"`
+	ExitRecvfrom   *ebpf.Program `ebpf:"exit_recvfrom"`
+	ExitRecvmsg    *ebpf.Program `ebpf:"exit_recvmsg"`
+	ExitSendmsg    *ebpf.Program `ebpf:"exit_sendmsg"`
+	ExitSendto     *ebpf.Program `ebpf:"exit_sendto"`
+	ExitWrite      *ebpf.Program `ebpf:"exit_write"`
+	ExitWritev     *ebpf.Program `ebpf:"exit_writev"`
+	GotlsRead      *ebpf.Program `ebpf:"gotls_read"`
+	GotlsReadRet   *ebpf.Program `ebpf:"gotls_read_ret"`
+	GotlsWrite     *ebpf.Program `ebpf:"gotls_write"`
+	OnConnect      *ebpf.Program `ebpf:"on_connect"`
+	OnRecv         *ebpf.Program `ebpf:"on_recv"`
+	OnSend         *ebpf.Program `ebpf:"on_send"`
+	OnSendmsg      *ebpf.Program `ebpf:"on_sendmsg"`
+	OnState        *ebpf.Program `ebpf:"on_state"`
+	SockioExec     *ebpf.Program `ebpf:"sockio_exec"`
+	SslDoHandshake *ebpf.Program `ebpf:"ssl_do_handshake"`
+	SslFree        *ebpf.Program `ebpf:"ssl_free"`
+	SslRead        *ebpf.Program `ebpf:"ssl_read"`
+	SslReadEx      *ebpf.Program `ebpf:"ssl_read_ex"`
+	SslReadRet     *ebpf.Program `ebpf:"ssl_read_ret"`
+	SslSetFd       *ebpf.Program `ebpf:"ssl_set_fd"`
+	SslWrite       *ebpf.Program `ebpf:"ssl_write"`
+	SslWriteEx     *ebpf.Program `ebpf:"ssl_write_ex"`
+	SslWriteRet    *ebpf.Program `ebpf:"ssl_write_ret"`
 }
 
 func (p *sockioPrograms) Close() error {
@@ -638,6 +648,8 @@ func (p *sockioPrograms) Close() error {
 		p.OnSendmsg,
 		p.OnState,
 		p.SockioExec,
+		p.SslDoHandshake,
+		p.SslFree,
 		p.SslRead,
 		p.SslReadEx,
 		p.SslReadRet,

@@ -44,6 +44,8 @@ var tlsProbes = []tlsProbe{
 	{"SSL_write_ex", "ssl_write_ret", true, true},
 	{"SSL_read_ex", "ssl_read_ex", false, true},
 	{"SSL_read_ex", "ssl_read_ret", true, true},
+	{"SSL_do_handshake", "ssl_do_handshake", false, true},
+	{"SSL_free", "ssl_free", false, true},
 }
 
 // tlsSource holds the loaded uprobe programs and each process's links.
