@@ -79,15 +79,21 @@ func (h *h2IDs) takeName(k sockioH2Key) (h2Name, bool) {
 	if len(h.names) == 0 && len(h.oldNames) == 0 {
 		return h2Name{}, false
 	}
-	if v, ok := h.names[k]; ok {
-		delete(h.names, k)
+	return takeGen(k, h.names, h.oldNames)
+}
+
+// takeGen returns and forgets k's entry in the current generation, else
+// in the old one.
+func takeGen[V any](k sockioH2Key, cur, old map[sockioH2Key]V) (V, bool) {
+	if v, ok := cur[k]; ok {
+		delete(cur, k)
 		return v, true
 	}
-	if v, ok := h.oldNames[k]; ok {
-		delete(h.oldNames, k)
-		return v, true
+	v, ok := old[k]
+	if ok {
+		delete(old, k)
 	}
-	return h2Name{}, false
+	return v, ok
 }
 
 // put files a stream's IDs from a ring record; false for a short one.
@@ -105,17 +111,7 @@ func (h *h2IDs) put(raw []byte) bool {
 }
 
 // take returns and forgets a stream's IDs.
-func (h *h2IDs) take(k sockioH2Key) (sockioH2Span, bool) {
-	if v, ok := h.cur[k]; ok {
-		delete(h.cur, k)
-		return v, true
-	}
-	if v, ok := h.old[k]; ok {
-		delete(h.old, k)
-		return v, true
-	}
-	return sockioH2Span{}, false
-}
+func (h *h2IDs) take(k sockioH2Key) (sockioH2Span, bool) { return takeGen(k, h.cur, h.old) }
 
 // filed says whether pid's streams have come through the ring.
 func (h *h2IDs) filed(pid uint32) bool {
