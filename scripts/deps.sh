@@ -9,6 +9,7 @@ command -v wrk >/dev/null || need+=(wrk)
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
 command -v node >/dev/null || need+=(nodejs) # an event-loop TLS program (memory BIOs): test/e2e TestTLSMemoryBIO
+command -v java >/dev/null || need+=(default-jdk-headless) # a thread-per-request JVM server: test/e2e TestJavaThreadPerRequest
 [ -f /usr/lib/x86_64-linux-gnu/libssl.a ] || need+=(libssl-dev) # OpenSSL linked into an executable: test/e2e TestOpenSSLLinkedIn
 command -v ip >/dev/null || need+=(iproute2) # network namespaces: internal/inject, the multicluster lab
 command -v ethtool >/dev/null || need+=(ethtool) # TSO/GSO off on a veth: test/e2e TestPythonInChain

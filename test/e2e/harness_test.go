@@ -279,6 +279,32 @@ func (a *agent) metric(t testing.TB, series string) float64 {
 	return 0
 }
 
+// logMetrics logs the agent's non-zero series whose names start with one
+// of prefixes: what a test that lost something shows of where it went.
+func (a *agent) logMetrics(t testing.TB, prefixes ...string) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.statusAddr + "/metrics")
+	if err != nil {
+		t.Logf("reading agent metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "#") || strings.HasSuffix(l, " 0") {
+			continue
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	t.Logf("agent metrics:\n  %s", strings.Join(out, "\n  "))
+}
+
 // waitTracked waits until the agent logs that it traces pid.
 func (a *agent) waitTracked(t testing.TB, pid int) {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -153,6 +154,31 @@ func libssl(pid int) (path, version string, err error) {
 	return "", "", sc.Err()
 }
 
+// isJVM says whether pid is a Java VM: libjvm.so mapped, or, seen at its
+// exec before the launcher loads it, an executable that needs the Java
+// launcher's libjli.so.
+func isJVM(pid int, exe string) bool {
+	if f, err := elf.Open(exe); err == nil {
+		needed, _ := f.DynString(elf.DT_NEEDED)
+		f.Close()
+		if slices.Contains(needed, "libjli.so") {
+			return true
+		}
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasSuffix(sc.Text(), "/libjvm.so") {
+			return true
+		}
+	}
+	return false
+}
+
 // errNoLibssl: the process has no libssl mapped, nor one where the
 // dynamic loader looks.
 var errNoLibssl = errors.New("no libssl mapped")
@@ -197,7 +223,8 @@ func (t *tlsSource) attach(pid int, exe string, goProgram bool) (string, error) 
 		return "", fmt.Errorf("reading pid %d's mappings: %w", pid, err)
 	}
 	note := ""
-	if path == "" && !goProgram {
+	// A Java VM never loads libssl for its TLS (JSSE): no guess.
+	if path == "" && !goProgram && !isJVM(pid, exe) {
 		path, version = libsslOnDisk(pid)
 		note = " (not mapped yet)"
 	}
@@ -343,6 +370,8 @@ func (p *Probe) trackTLS(proc *probes.Process) {
 	why, err := p.tls.attach(proc.PID, proc.ExePath, false)
 	p.mu.Unlock()
 	switch {
+	case errors.Is(err, errNoLibssl) && isJVM(proc.PID, proc.ExePath):
+		p.deps.Status.Set(proc.PID, status.TLS, false, "a Java VM: its TLS is Java's own (JSSE), not OpenSSL, and is not covered; its plaintext HTTP is")
 	case errors.Is(err, errNoLibssl):
 		p.deps.Status.Set(proc.PID, status.TLS, false, "no libssl mapped and no SSL_write in the executable (BoringSSL or OpenSSL linked in without symbols, as in Envoy, is not covered; or no TLS)")
 	case err != nil:
