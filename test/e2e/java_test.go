@@ -52,35 +52,15 @@ func TestJavaThreadPerRequest(t *testing.T) {
 		return request(i), fmt.Sprintf("http://%s/call?id=j%d&to=%s", j.Addr, i, url.QueryEscape(to))
 	}, "200")
 
-	names := map[string]string{fmt.Sprint(j.PID()): "j", fmt.Sprint(q.PID()): "q"}
-	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool { return names[fmt.Sprint(s.Resource["process.pid"])] != "" })
-	by := map[string]otelcol.Span{}
-	for _, s := range spans {
-		by[names[fmt.Sprint(s.Resource["process.pid"])]+" "+spanID(s)] = s
-	}
-	bad := 0
-	for i := range n {
-		jS, ok1 := by[fmt.Sprintf("j server:j%d", i)]
-		jC, ok2 := by[fmt.Sprintf("j client:q%d", i)]
-		qS, ok3 := by[fmt.Sprintf("q server:q%d", i)]
-		if !ok1 || !ok2 || !ok3 {
-			t.Errorf("request %d: spans missing (j server %v, j client %v, q server %v)", i, ok1, ok2, ok3)
-			bad++
-			continue
-		}
-		if fmt.Sprint(jS.Attrs["url.path"]) != "/call" || fmt.Sprint(jS.Attrs["http.response.status_code"]) != "200" ||
-			fmt.Sprint(jC.Attrs["http.response.status_code"]) != "200" || fmt.Sprint(qS.Attrs["url.path"]) != "/work" {
-			t.Errorf("request %d: attributes J server %v, J client %v, Q %v", i, jS.Attrs, jC.Attrs, qS.Attrs)
+	chains := callChains(t, col, map[int]string{j.PID(): "j", q.PID(): "q"}, n, func(int) (string, string) { return "j", "q" })
+	bad := n - len(chains)
+	for i, c := range chains {
+		if fmt.Sprint(c.srv.Attrs["url.path"]) != "/call" || fmt.Sprint(c.srv.Attrs["http.response.status_code"]) != "200" ||
+			fmt.Sprint(c.cli.Attrs["http.response.status_code"]) != "200" || fmt.Sprint(c.leaf.Attrs["url.path"]) != "/work" {
+			t.Errorf("request %d: attributes J server %v, J client %v, Q %v", i, c.srv.Attrs, c.cli.Attrs, c.leaf.Attrs)
 			bad++
 		}
-		if jC.ParentSpanID != jS.SpanID || jC.TraceID != jS.TraceID {
-			t.Errorf("request %d: J's call has parent %q in %s; J's request is %s in %s", i, jC.ParentSpanID, jC.TraceID, jS.SpanID, jS.TraceID)
-			bad++
-		}
-		if qS.ParentSpanID != jC.SpanID || qS.TraceID != jC.TraceID {
-			t.Errorf("request %d: Q's span has parent %q in %s; J's call is %s in %s", i, qS.ParentSpanID, qS.TraceID, jC.SpanID, jC.TraceID)
-			bad++
-		}
+		bad += c.linked(t, i, true)
 	}
 	if k := sockhashSockets(t, uint32(j.PID())); k != 0 {
 		t.Errorf("%d of J's sockets in the sockhash", k)

@@ -96,36 +96,16 @@ func TestOpenSSLSpansAndPropagation(t *testing.T) {
 		return request(i), fmt.Sprintf("https://%s/call?id=p%d&to=%s", p.Addr, i, url.QueryEscape(to))
 	}, "200")
 
-	pids := map[string]string{fmt.Sprint(p.PID()): "p", fmt.Sprint(q.PID()): "q"}
-	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool { return pids[fmt.Sprint(s.Resource["process.pid"])] != "" })
-	by := map[string]otelcol.Span{}
-	for _, s := range spans {
-		by[pids[fmt.Sprint(s.Resource["process.pid"])]+" "+spanID(s)] = s
-	}
-	bad := 0
-	for i := range n {
-		pS, ok1 := by[fmt.Sprintf("p server:p%d", i)]
-		pC, ok2 := by[fmt.Sprintf("p client:q%d", i)]
-		qS, ok3 := by[fmt.Sprintf("q server:q%d", i)]
-		if !ok1 || !ok2 || !ok3 {
-			t.Errorf("request %d: spans missing (p server %v, p client %v, q server %v)", i, ok1, ok2, ok3)
-			bad++
-			continue
+	chains := callChains(t, col, map[int]string{p.PID(): "p", q.PID(): "q"}, n, func(int) (string, string) { return "p", "q" })
+	bad := n - len(chains)
+	for i, c := range chains {
+		if c.srv.Name != "GET /call" && c.srv.Name != "GET" {
+			t.Errorf("request %d: P's server span named %q", i, c.srv.Name)
 		}
-		if pS.Name != "GET /call" && pS.Name != "GET" {
-			t.Errorf("request %d: P's server span named %q", i, pS.Name)
+		if fmt.Sprint(c.srv.Attrs["http.response.status_code"]) != "200" || fmt.Sprint(c.leaf.Attrs["url.path"]) != "/work" {
+			t.Errorf("request %d: attributes P %v, Q %v", i, c.srv.Attrs, c.leaf.Attrs)
 		}
-		if fmt.Sprint(pS.Attrs["http.response.status_code"]) != "200" || fmt.Sprint(qS.Attrs["url.path"]) != "/work" {
-			t.Errorf("request %d: attributes P %v, Q %v", i, pS.Attrs, qS.Attrs)
-		}
-		if pC.ParentSpanID != pS.SpanID || pC.TraceID != pS.TraceID {
-			t.Errorf("request %d: P's call has parent %q in %s; P's request is %s in %s", i, pC.ParentSpanID, pC.TraceID, pS.SpanID, pS.TraceID)
-			bad++
-		}
-		if qS.ParentSpanID != pC.SpanID || qS.TraceID != pC.TraceID {
-			t.Errorf("request %d: Q's server span has parent %q in %s; P's call is %s in %s", i, qS.ParentSpanID, qS.TraceID, pC.SpanID, pC.TraceID)
-			bad++
-		}
+		bad += c.linked(t, i, true)
 	}
 	t.Logf("tls connections %v, plaintext lost for want of a socket %v; options written %v read %v; server parents from option %v",
 		ag.metric(t, `weft_sockio_kernel_total{name="tls_conns"}`), ag.metric(t, `weft_sockio_kernel_total{name="tls_no_sock"}`),
