@@ -1480,18 +1480,24 @@ static __always_inline struct sock *tls_sock(__u32 tgid, __u64 ssl)
 
 /* An SSL call is starting on ssl: when the thread has just read
  * ciphertext outside any SSL call, that socket is the object's, unless
- * SSL_set_fd or I/O inside a call said otherwise. A write counts too:
- * Node.js, once a handshake's last flight is read, first writes the
- * request it held (SSL_write completes the handshake), then reads. */
-static __always_inline void tls_adopt_last_read(__u64 pid_tgid, __u64 ssl)
+ * SSL_set_fd or I/O inside a call said otherwise. A read or handshake
+ * step (correct) may replace an inferred socket: it consumes what was
+ * just read. A write only fills an object that has none (Node.js, once a
+ * handshake's last flight is read, first writes the request it held),
+ * and leaves the read for the call that consumes it: a read no SSL call
+ * followed (an event loop pausing a connection) must not move another
+ * object's socket. */
+static __always_inline void tls_adopt_last_read(__u64 pid_tgid, __u64 ssl, bool correct)
 {
 	__u64 *last = bpf_map_lookup_elem(&tls_last_read, &pid_tgid);
 	if (!last)
 		return;
 	__u64 v = *last | TLS_SOCK_INFERRED;
-	bpf_map_delete_elem(&tls_last_read, &pid_tgid);
 	struct tls_key k = {.tgid = pid_tgid >> 32, .ssl = ssl};
 	__u64 *cur = bpf_map_lookup_elem(&tls_socks, &k);
+	if (cur && !correct)
+		return;
+	bpf_map_delete_elem(&tls_last_read, &pid_tgid);
 	if (cur && (!(*cur & TLS_SOCK_INFERRED) || *cur == v))
 		return;
 	bpf_map_update_elem(&tls_socks, &k, &v, BPF_ANY);
@@ -1525,7 +1531,7 @@ static __always_inline int tls_enter(void *ssl, void *buf, void *out, __u8 dir)
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
-	tls_adopt_last_read(pid_tgid, (__u64)ssl);
+	tls_adopt_last_read(pid_tgid, (__u64)ssl, dir == DIR_READ);
 	struct tls_call tc = {.ssl = (__u64)ssl, .buf = (__u64)buf, .out = (__u64)out};
 	bpf_map_update_elem(&tls_calls, &pid_tgid, &tc, BPF_ANY);
 	__u64 owner = thread_owner(cfg, pid_tgid);
@@ -1618,7 +1624,21 @@ int BPF_KPROBE(ssl_do_handshake, void *ssl)
 	__u32 tgid = pid_tgid >> 32;
 	if (!bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
-	tls_adopt_last_read(pid_tgid, (__u64)ssl);
+	tls_adopt_last_read(pid_tgid, (__u64)ssl, true);
+	return 0;
+}
+
+/* SSL_shutdown(ssl), entry: a memory-BIO program feeds the peer's
+ * close_notify to it, not to SSL_read; the read it came in is this
+ * object's and no other's. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_shutdown, void *ssl)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	bpf_map_delete_elem(&tls_last_read, &pid_tgid);
 	return 0;
 }
 

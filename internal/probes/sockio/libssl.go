@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Finding the libssl a process will load before it has mapped one. A
@@ -19,10 +20,20 @@ import (
 // runtimes, /opt installs). So the executable's dependencies are read as
 // the dynamic loader reads them first.
 
-// neededMax bounds the objects read for one executable: libssl is a direct
-// dependency or one or two hops away (curl → libcurl → libssl), and a
-// crafted executable must not make the agent read the whole disk.
-const neededMax = 32
+// Bounds on the work for one executable: libssl is a direct dependency or
+// one or two hops away (curl → libcurl → libssl), and a crafted executable
+// (thousands of DT_NEEDED names, a huge RPATH) must not keep the agent
+// busy: at most neededMax objects read, neededNames names taken from each,
+// searchDirs directories from each path list, statMax lookups in all.
+const (
+	neededMax   = 32
+	neededNames = 64
+	searchDirs  = 16
+	statMax     = 512
+	// elfMaxSize: a larger file is not read (a sparse crafted one could
+	// claim sections of any size).
+	elfMaxSize = 1 << 30
+)
 
 // soLibssl gives OpenSSL's major version for a libssl soname.
 func soLibssl(soname string) (version string, ok bool) {
@@ -37,9 +48,11 @@ func soLibssl(soname string) (version string, ok bool) {
 
 // loadSpec is what the dynamic loader's search needs of a process.
 type loadSpec struct {
-	root   string   // the process's root: /proc/PID/root, or "/" in tests
-	exe    string   // the executable, as the process names it
-	ldPath []string // LD_LIBRARY_PATH
+	root    string   // the process's root: /proc/PID/root, or "/" in tests
+	exe     string   // the executable, as the process names it ($ORIGIN)
+	exeFile string   // where to read it (the agent's open file); "" for root+exe
+	ldPath  []string // LD_LIBRARY_PATH
+	stats   *int     // lookups left (statMax)
 }
 
 // elfObject is one ELF file's part in the loader's search.
@@ -51,13 +64,43 @@ type elfObject struct {
 }
 
 func (s loadSpec) read(p string) (elfObject, error) {
-	o := elfObject{path: p}
-	f, err := elf.Open(filepath.Join(s.root, p))
+	file := filepath.Join(s.root, p)
+	if p == s.exe && s.exeFile != "" {
+		file = s.exeFile
+	}
+	return readObject(file, p)
+}
+
+// readObject reads one ELF file's dynamic section, refusing anything but
+// a regular file of sane size (a FIFO put in its place must not block the
+// agent) and recovering from a parser panic on crafted input.
+func readObject(file, p string) (o elfObject, err error) {
+	o.path = p
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading %s: %v", p, r)
+		}
+	}()
+	fd, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return o, err
 	}
-	defer f.Close()
+	defer fd.Close()
+	st, err := fd.Stat()
+	if err != nil {
+		return o, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > elfMaxSize {
+		return o, fmt.Errorf("%s: not a regular file of at most %d bytes", p, elfMaxSize)
+	}
+	f, err := elf.NewFile(fd)
+	if err != nil {
+		return o, err
+	}
 	o.needed, _ = f.DynString(elf.DT_NEEDED)
+	if len(o.needed) > neededNames {
+		o.needed = o.needed[:neededNames]
+	}
 	if v, _ := f.DynString(elf.DT_RPATH); len(v) > 0 {
 		o.rpath = v[0]
 	}
@@ -77,6 +120,13 @@ func (s loadSpec) read(p string) (elfObject, error) {
 // dlopens it, as Python's _ssl module is), and an error only when the
 // executable itself cannot be read.
 func libsslNeeded(s loadSpec) (libPath, version string, err error) {
+	if s.stats == nil {
+		n := statMax
+		s.stats = &n
+	}
+	if len(s.ldPath) > searchDirs {
+		s.ldPath = s.ldPath[:searchDirs]
+	}
 	exe, err := s.read(s.exe)
 	if err != nil {
 		return "", "", fmt.Errorf("reading the executable's dependencies: %w", err)
@@ -152,6 +202,10 @@ func (s loadSpec) find(soname string, by, exe elfObject) string {
 }
 
 func (s loadSpec) exists(p string) bool {
+	if *s.stats <= 0 {
+		return false
+	}
+	*s.stats--
 	st, err := os.Stat(filepath.Join(s.root, p))
 	return err == nil && st.Mode().IsRegular()
 }
@@ -165,7 +219,8 @@ func expandPath(list, object string) []string {
 	}
 	origin := path.Dir(object)
 	var out []string
-	for _, d := range strings.Split(list, ":") {
+	parts := strings.SplitN(list, ":", searchDirs+1)
+	for _, d := range parts[:min(len(parts), searchDirs)] {
 		d = strings.ReplaceAll(strings.ReplaceAll(d, "${ORIGIN}", origin), "$ORIGIN", origin)
 		if d == "" || strings.Contains(d, "$") {
 			continue

@@ -1,10 +1,13 @@
 package sockio
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // cc builds a C file into out with extra flags (the C compiler is a test
@@ -108,5 +111,56 @@ func TestExpandPath(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("got %q, want %q", got, want)
 		}
+	}
+}
+
+// TestLibsslNeededBounded: an executable that names thousands of missing
+// libraries under a long RPATH costs at most statMax lookups, and a FIFO
+// in the executable's place is refused without blocking.
+func TestLibsslNeededBounded(t *testing.T) {
+	dir := t.TempDir()
+	var flags []string
+	rpath := ""
+	for i := range 200 {
+		rpath += filepath.Join(dir, fmt.Sprintf("d%d", i)) + ":"
+	}
+	src := "int main(void) { return 0; }\n"
+	var libs []string
+	for i := range 100 {
+		name := fmt.Sprintf("libx%d.so", i)
+		cc(t, filepath.Join(dir, name), "int f(void) { return 1; }\n", "-shared", "-fPIC", "-Wl,-soname,"+name)
+		libs = append(libs, "-l:"+name)
+	}
+	flags = append(flags, "-L"+dir)
+	flags = append(flags, libs...)
+	flags = append(flags, "-Wl,--disable-new-dtags,-rpath,"+rpath)
+	exe := filepath.Join(dir, "many")
+	cc(t, exe, src, flags...)
+	for i := range 100 { // the loader would find none of them now
+		os.Remove(filepath.Join(dir, fmt.Sprintf("libx%d.so", i)))
+	}
+	left := statMax
+	p, _, err := libsslNeeded(loadSpec{root: "/", exe: exe, stats: &left})
+	if err != nil || p != "" {
+		t.Errorf("got %q %v", p, err)
+	}
+	if left < 0 || left > 0 && statMax-left < searchDirs {
+		t.Errorf("%d of %d lookups left", left, statMax)
+	}
+	t.Logf("%d lookups made", statMax-left)
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, _, err := libsslNeeded(loadSpec{root: "/", exe: fifo}); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a FIFO read as an executable")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO blocked")
 	}
 }

@@ -339,6 +339,7 @@ const (
 	sockioProgSslReadEx        = "ssl_read_ex"
 	sockioProgSslReadRet       = "ssl_read_ret"
 	sockioProgSslSetFd         = "ssl_set_fd"
+	sockioProgSslShutdown      = "ssl_shutdown"
 	sockioProgSslWrite         = "ssl_write"
 	sockioProgSslWriteEx       = "ssl_write_ex"
 	sockioProgSslWriteRet      = "ssl_write_ret"
@@ -427,6 +428,7 @@ type sockioProgramSpecs struct {
 	SslReadEx      *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
 	SslReadRet     *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
 	SslSetFd       *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
+	SslShutdown    *ebpf.ProgramSpec `ebpf:"ssl_shutdown"`
 	SslWrite       *ebpf.ProgramSpec `ebpf:"ssl_write"`
 	SslWriteEx     *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
 	SslWriteRet    *ebpf.ProgramSpec `ebpf:"ssl_write_ret"`
@@ -616,6 +618,7 @@ type sockioPrograms struct {
 	SslReadEx      *ebpf.Program `ebpf:"ssl_read_ex"`
 	SslReadRet     *ebpf.Program `ebpf:"ssl_read_ret"`
 	SslSetFd       *ebpf.Program `ebpf:"ssl_set_fd"`
+	SslShutdown    *ebpf.Program `ebpf:"ssl_shutdown"`
 	SslWrite       *ebpf.Program `ebpf:"ssl_write"`
 	SslWriteEx     *ebpf.Program `ebpf:"ssl_write_ex"`
 	SslWriteRet    *ebpf.Program `ebpf:"ssl_write_ret"`
@@ -654,6 +657,7 @@ func (p *sockioPrograms) Close() error {
 		p.SslReadEx,
 		p.SslReadRet,
 		p.SslSetFd,
+		p.SslShutdown,
 		p.SslWrite,
 		p.SslWriteEx,
 		p.SslWriteRet,

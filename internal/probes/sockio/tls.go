@@ -47,6 +47,7 @@ var tlsProbes = []tlsProbe{
 	{"SSL_read_ex", "ssl_read_ret", true, true},
 	{"SSL_do_handshake", "ssl_do_handshake", false, true},
 	{"SSL_free", "ssl_free", false, true},
+	{"SSL_shutdown", "ssl_shutdown", false, true},
 }
 
 // tlsSource holds the loaded uprobe programs and each process's links.
@@ -192,10 +193,10 @@ var libsslDirs = []string{"usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "u
 // the process maps it. The one its executable's dependencies name comes
 // first (libsslNeeded); a program that loads libssl at run time (dlopen)
 // gets the system's, OpenSSL 3 before 1.1.
-func libsslOnDisk(pid int) (path, version string) {
+func libsslOnDisk(pid int, exeFile string) (path, version string) {
 	root := fmt.Sprintf("/proc/%d/root", pid)
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
-		if p, v, err := libsslNeeded(loadSpec{root: root, exe: exe, ldPath: ldLibraryPath(pid)}); err == nil && p != "" {
+		if p, v, err := libsslNeeded(loadSpec{root: root, exe: exe, exeFile: exeFile, ldPath: ldLibraryPath(pid)}); err == nil && p != "" {
 			return p, v
 		}
 	}
@@ -223,9 +224,8 @@ func (t *tlsSource) attach(pid int, exe string, goProgram bool) (string, error) 
 		return "", fmt.Errorf("reading pid %d's mappings: %w", pid, err)
 	}
 	note := ""
-	// A Java VM never loads libssl for its TLS (JSSE): no guess.
-	if path == "" && !goProgram && !isJVM(pid, exe) {
-		path, version = libsslOnDisk(pid)
+	if path == "" && !goProgram {
+		path, version = libsslOnDisk(pid, exe)
 		note = " (not mapped yet)"
 	}
 	if path == "" {
@@ -377,6 +377,10 @@ func (p *Probe) trackTLS(proc *probes.Process) {
 	case err != nil:
 		p.deps.Status.Set(proc.PID, status.TLS, false, err.Error())
 		p.log.Warn("TLS uprobes not attached", "pid", proc.PID, "err", err)
+	case strings.Contains(why, "not mapped yet") && isJVM(proc.PID, proc.ExePath):
+		// JSSE is the JVM's own; the uprobes stay for a native library
+		// that loads OpenSSL later (netty-tcnative, Tomcat Native).
+		p.deps.Status.Set(proc.PID, status.TLS, false, "a Java VM: its TLS is Java's own (JSSE), not OpenSSL, and is not covered; its plaintext HTTP is. Waiting for a native library to load OpenSSL: "+why)
 	default:
 		p.deps.Status.Set(proc.PID, status.TLS, true, why)
 	}
