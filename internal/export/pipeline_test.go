@@ -167,7 +167,9 @@ func TestCollectorOutage(t *testing.T) {
 			col.Restart(t)
 			produce(2 * time.Second)
 			waitIdle(t, o, 60*time.Second)
-			col.WaitSpans(t, n, 10*time.Second, nil)
+			// Acknowledged by now; the collector's file exporter may lag
+			// under load (CI: 9,084 of 9,152 within 10 s, the rest after).
+			col.WaitSpans(t, n, 60*time.Second, nil)
 			got := received(t, col)
 			checkExactlyOnce(t, got, 1, n)
 			if len(got) != n {
