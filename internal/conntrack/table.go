@@ -238,14 +238,16 @@ func (t *Table) ExpireParked(now uint64, all bool) {
 }
 
 // Untrack flushes a process's connections and drops further events of it.
+// The connections close while the process is still known, so that the
+// spans their parsers complete at close name it.
 func (t *Table) Untrack(pid uint32, now uint64) {
-	delete(t.procs, pid)
 	for k, c := range t.conns {
 		if k.pid == pid {
 			c.parser.Close(now)
 			t.remove(k, c)
 		}
 	}
+	delete(t.procs, pid)
 }
 
 // Conns counts the connections held.

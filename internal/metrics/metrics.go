@@ -290,12 +290,15 @@ func (r *Registry) ByLabel(name, help, label string, fixed ...string) *ByLabel {
 }
 
 // Inc counts one event under value.
-func (b *ByLabel) Inc(value string) {
+func (b *ByLabel) Inc(value string) { b.Add(value, 1) }
+
+// Add counts n events under value.
+func (b *ByLabel) Add(value string, n int) {
 	if c, ok := b.cache.Load(value); ok {
-		c.(*atomic.Uint64).Add(1)
+		c.(*atomic.Uint64).Add(uint64(n))
 		return
 	}
 	labels := append(append([]string(nil), b.fixed...), b.label, value)
 	c, _ := b.cache.LoadOrStore(value, b.reg.Counter(b.name, b.help, labels...))
-	c.(*atomic.Uint64).Add(1)
+	c.(*atomic.Uint64).Add(uint64(n))
 }

@@ -277,6 +277,7 @@ func TestShortLivedClients(t *testing.T) {
 		g.runs, g.client, g.linked, g.server, len(grpcServer), g.otherParent)
 	t.Log(summary)
 	if h.client != n || h.linked != n || g.client != n || g.linked != n {
+		ag.logMetrics(t, "weft_")
 		t.Fatalf("short-lived clients not traced whole: %s", summary)
 	}
 }

@@ -99,6 +99,9 @@ func (x *parser) emit(done []h2wire.Stream, problems []h2wire.Problem) {
 	}
 	proc := x.c.Process()
 	if proc == nil {
+		// Not reached while the table closes a process's connections
+		// before forgetting it; counted, never silent, if it is.
+		x.p.met.problems.Add("no_process", len(done))
 		return
 	}
 	if x.peer == nil {
