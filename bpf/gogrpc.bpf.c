@@ -220,7 +220,12 @@ int operate_headers(struct pt_regs *ctx)
 		}
 	}
 	h2_span_ids(&ids, remote ? &in : NULL);
-	file_h2_ids(&k, &ids);
+	/* The goroutine that read the connection preface (the reader's
+	 * parent) buffers what came with it: a new connection's first
+	 * requests, as many as came in that read, are read by it, and sockio
+	 * names them after it. User space files the IDs under both. */
+	__u64 alias = pc->parent_goid_offset ? goid_at(ctx->r14, pc->parent_goid_offset) : 0;
+	file_h2_ids(&k, &ids, alias);
 	if (cfg->names) {
 		count(GG_NAMES);
 		file_h2_name(&k, &l, inf->path, 1);
@@ -229,14 +234,6 @@ int operate_headers(struct pt_regs *ctx)
 	bpf_map_update_elem(&grpc_streams, &sk, &ids, BPF_ANY);
 	if (!(pc->flags & PROC_SERVED))
 		pc->flags |= PROC_SERVED; /* only ever set: no atomic needed */
-	if (k.stream_id < ALIAS_STREAMS && pc->parent_goid_offset) {
-		/* The goroutine that read the connection preface (the reader's
-		 * parent) buffers what came with it: a new connection's first
-		 * requests are read by it, and sockio names them after it. */
-		k.goid = goid_at(ctx->r14, pc->parent_goid_offset);
-		if (k.goid)
-			file_h2_ids(&k, &ids);
-	}
 	return 0;
 }
 
@@ -358,7 +355,7 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, stru
 		}
 	}
 	count(GG_ORIGINATED);
-	file_h2_ids(&k, &c);
+	file_h2_ids(&k, &c, 0);
 	if (cfg->names && nf > 2) {
 		/* grpc-go's createHeaderFields: :method, :scheme, :path, ... */
 		struct hf_layout l = {.name = cfg->field_name, .value = cfg->field_value, .size = cfg->field_size};

@@ -288,7 +288,7 @@ int h2_server_headers(struct pt_regs *ctx)
 		bpf_map_delete_elem(&tls_opts_g, &rk);
 	}
 	h2_span_ids(&ids, remote ? &in : NULL);
-	file_h2_ids(&k, &ids);
+	file_h2_ids(&k, &ids, 0);
 	bpf_map_update_elem(&h2s_streams, &sk, &ids, BPF_ANY);
 	return 0;
 }
@@ -455,7 +455,7 @@ static __always_inline int h2_client_ids(const struct pt_regs *ctx, __u32 tgid, 
 	if (parent)
 		count(GS_H2_LINKED);
 	h2_span_ids(&ids, parent);
-	file_h2_ids(&k, &ids);
+	file_h2_ids(&k, &ids, 0);
 	return 0;
 }
 

@@ -7,11 +7,13 @@
  * h2_ids; sockio's user space gets them through the ring, ahead of the
  * stream's frames it makes the span from, and so needs no system call per
  * stream. Where the ring is full the event is lost and user space falls
- * back to the map. */
-static __always_inline void file_h2_ids(const struct h2_key *k, const struct h2_span *ids)
+ * back to the map. alias_goid: another goroutine whose reads may have
+ * brought the stream (see struct h2_ids_event), 0: none. */
+static __always_inline void file_h2_ids(const struct h2_key *k, const struct h2_span *ids, __u64 alias_goid)
 {
 	bpf_map_update_elem(&h2_ids, k, ids, BPF_ANY);
-	struct h2_ids_event ev = {.kind = EV_H2_IDS, .tgid = k->tgid, .stream_id = k->stream_id, .goid = k->goid};
+	struct h2_ids_event ev = {.kind = EV_H2_IDS, .tgid = k->tgid, .stream_id = k->stream_id, .goid = k->goid,
+				  .alias_goid = alias_goid};
 	__builtin_memcpy(&ev.ids, ids, sizeof(ev.ids));
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP :
 										     BPF_RB_NO_WAKEUP;

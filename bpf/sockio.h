@@ -313,6 +313,10 @@ struct h2_ids_event {
 	__u32 stream_id;
 	__u32 _pad2;
 	__u64 goid;
+	/* The goroutine that may have read the stream's frames instead of
+	 * goid (a connection's first read, by the reader's parent), 0: none.
+	 * User space files the IDs under both. */
+	__u64 alias_goid;
 	struct h2_span ids;
 };
 

@@ -25,6 +25,15 @@ type h2Name struct {
 	grpc bool // a gRPC probe's: the stream is a gRPC call
 }
 
+// h2Entry is a stream's IDs as filed under one key; twin is the other
+// goroutine they are filed under too (see struct h2_ids_event's
+// alias_goid), 0: none.
+type h2Entry struct {
+	ids   sockioH2Span
+	twin  uint64
+	alias bool // this is the copy under the alias goroutine
+}
+
 // h2IDs keeps the span IDs the Go probes filed for HTTP/2 streams, which
 // come through the ring buffer ahead of the frames the stream's span is made
 // from (bpf/h2ids.h): the span takes them with no system call. Entries a
@@ -33,7 +42,7 @@ type h2Name struct {
 // each of at most h2IDsPerGen entries and h2IDsAge old. Not safe for
 // concurrent use (the event loop's own).
 type h2IDs struct {
-	cur, old map[sockioH2Key]sockioH2Span
+	cur, old map[sockioH2Key]h2Entry
 	// names, by the same generations (mostly empty).
 	names, oldNames map[sockioH2Key]h2Name
 	// filers are the processes whose streams came through the ring: only
@@ -51,7 +60,7 @@ const (
 )
 
 func newH2IDs(now time.Time) *h2IDs {
-	return &h2IDs{cur: map[sockioH2Key]sockioH2Span{}, old: map[sockioH2Key]sockioH2Span{},
+	return &h2IDs{cur: map[sockioH2Key]h2Entry{}, old: map[sockioH2Key]h2Entry{},
 		names: map[sockioH2Key]h2Name{}, oldNames: map[sockioH2Key]h2Name{},
 		filers: map[uint32]struct{}{}, since: now}
 }
@@ -105,13 +114,44 @@ func (h *h2IDs) put(raw []byte) bool {
 	if len(h.cur) >= h2IDsPerGen {
 		h.rotate(time.Now())
 	}
-	h.cur[sockioH2Key{Tgid: e.Tgid, StreamId: e.StreamId, Goid: e.Goid}] = e.Ids
+	k := sockioH2Key{Tgid: e.Tgid, StreamId: e.StreamId, Goid: e.Goid}
+	if e.AliasGoid != 0 && e.AliasGoid != e.Goid {
+		// The stream's frames may have been read by the alias
+		// goroutine (a new connection's first read, however many
+		// streams came in it): filed under both, taken once.
+		h.cur[k] = h2Entry{ids: e.Ids, twin: e.AliasGoid}
+		a := k
+		a.Goid = e.AliasGoid
+		h.cur[a] = h2Entry{ids: e.Ids, twin: e.Goid, alias: true}
+	} else {
+		h.cur[k] = h2Entry{ids: e.Ids}
+	}
 	h.filers[e.Tgid] = struct{}{}
 	return true
 }
 
-// take returns and forgets a stream's IDs.
-func (h *h2IDs) take(k sockioH2Key) (sockioH2Span, bool) { return takeGen(k, h.cur, h.old) }
+// take returns and forgets a stream's IDs (under both its keys), and the
+// goroutine of the probe that filed them (k's own, unless k is an alias).
+func (h *h2IDs) take(k sockioH2Key) (ids sockioH2Span, filer uint64, ok bool) {
+	v, ok := takeGen(k, h.cur, h.old)
+	if !ok {
+		return sockioH2Span{}, 0, false
+	}
+	filer = k.Goid
+	if v.twin != 0 {
+		t := k
+		t.Goid = v.twin
+		if tv, twin := takeGen(t, h.cur, h.old); twin && tv.twin != k.Goid {
+			// Not this entry's twin (the key was filed again since):
+			// put back.
+			h.cur[t] = tv
+		}
+		if v.alias {
+			filer = v.twin
+		}
+	}
+	return v.ids, filer, true
+}
 
 // filed says whether pid's streams have come through the ring.
 func (h *h2IDs) filed(pid uint32) bool {
@@ -131,7 +171,7 @@ func (h *h2IDs) age(now time.Time) {
 }
 
 func (h *h2IDs) rotate(now time.Time) {
-	h.old, h.cur = h.cur, make(map[sockioH2Key]sockioH2Span, len(h.cur)/2)
+	h.old, h.cur = h.cur, make(map[sockioH2Key]h2Entry, len(h.cur)/2)
 	h.oldNames, h.names = h.names, map[sockioH2Key]h2Name{}
 	h.since = now
 }

@@ -133,8 +133,9 @@ func (p *Probe) Maps() (Maps, error) {
 // stream, keyed as the goroutine that moved its frames saw it.
 func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool) {
 	k := sockioH2Key{Tgid: pid, StreamId: stream, Goid: goid}
-	ids, ok := p.streamIDsOf(k)
+	ids, filer, ok := p.streamIDsOf(k)
 	if ok {
+		k.Goid = filer
 		if n, named := p.ids.takeName(k); named {
 			ids.Path, ids.GRPC = n.path, n.grpc
 		}
@@ -143,22 +144,23 @@ func (p *Probe) streamIDs(pid, stream uint32, goid uint64) (conntrack.IDs, bool)
 }
 
 // streamIDsOf finds the IDs filed under k: in the ring's store, else in
-// the kernel's map.
-func (p *Probe) streamIDsOf(k sockioH2Key) (conntrack.IDs, bool) {
+// the kernel's map; filer is the goroutine of the probe that filed them
+// (k's, unless k's is an alias: see h2IDs.put).
+func (p *Probe) streamIDsOf(k sockioH2Key) (ids conntrack.IDs, filer uint64, ok bool) {
 	pid := k.Tgid
-	v, ok := p.ids.take(k)
+	v, filer, ok := p.ids.take(k)
 	if ok {
 		p.idsVia.ring.Add(1)
-		return streamIDsOf(v), true
+		return streamIDsOf(v), filer, true
 	}
 	if !p.ids.filed(pid) {
-		return conntrack.IDs{}, false // no Go probe files this process's streams
+		return conntrack.IDs{}, 0, false // no Go probe files this process's streams
 	}
 	if !p.lookupThenDelete {
 		err := p.maps.H2Ids.LookupAndDelete(&k, &v)
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return conntrack.IDs{}, false
+			return conntrack.IDs{}, 0, false
 		case err != nil:
 			// Hash maps take lookup-and-delete from 5.14 on; before,
 			// the kernel refuses it (5.10), and a lookup then a delete
@@ -169,12 +171,12 @@ func (p *Probe) streamIDsOf(k sockioH2Key) (conntrack.IDs, bool) {
 	}
 	if p.lookupThenDelete {
 		if p.maps.H2Ids.Lookup(&k, &v) != nil {
-			return conntrack.IDs{}, false
+			return conntrack.IDs{}, 0, false
 		}
 		_ = p.maps.H2Ids.Delete(&k)
 	}
 	p.idsVia.kernelMap.Add(1)
-	return streamIDsOf(v), true
+	return streamIDsOf(v), k.Goid, true
 }
 
 func streamIDsOf(v sockioH2Span) conntrack.IDs {

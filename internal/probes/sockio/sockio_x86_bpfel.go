@@ -147,14 +147,15 @@ type sockioGrpcCfg struct {
 }
 
 type sockioH2IdsEvent struct {
-	_        structs.HostLayout
-	Kind     uint8
-	Pad      [3]uint8
-	Tgid     uint32
-	StreamId uint32
-	Pad2     uint32
-	Goid     uint64
-	Ids      sockioH2Span
+	_         structs.HostLayout
+	Kind      uint8
+	Pad       [3]uint8
+	Tgid      uint32
+	StreamId  uint32
+	Pad2      uint32
+	Goid      uint64
+	AliasGoid uint64
+	Ids       sockioH2Span
 }
 
 type sockioH2Key struct {
