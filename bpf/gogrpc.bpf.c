@@ -153,7 +153,10 @@ static __always_inline __u8 field_kind(const struct hf_layout *l, __u64 f)
 
 DECLARE_H2_IN_FIELDS_MAP(grpc_in_fields);
 
-/* Streams of a new connection that may have come in the handshake's read. */
+/* Streams of a new connection that may have come in the handshake's read
+ * and are looked for there in the kernel: the TLS option (only the first
+ * stream of a read gets it) and the map copy under the parent (user space
+ * files every stream under both through the ring). */
 #define ALIAS_STREAMS 32
 
 /* func (t *http2Server) operateHeaders([ctx,] frame *http2.MetaHeadersFrame, ...) */
@@ -226,6 +229,14 @@ int operate_headers(struct pt_regs *ctx)
 	 * names them after it. User space files the IDs under both. */
 	__u64 alias = pc->parent_goid_offset ? goid_at(ctx->r14, pc->parent_goid_offset) : 0;
 	file_h2_ids(&k, &ids, alias);
+	if (alias && k.stream_id < ALIAS_STREAMS) {
+		/* And in the map under the parent too, for a long stream that
+		 * outlives user space's copy (a connection's first stream is
+		 * often a long-lived stream): no ring record. */
+		struct h2_key ak = k;
+		ak.goid = alias;
+		bpf_map_update_elem(&h2_ids, &ak, &ids, BPF_ANY);
+	}
 	if (cfg->names) {
 		count(GG_NAMES);
 		file_h2_name(&k, &l, inf->path, 1);

@@ -141,10 +141,15 @@ func (h *h2IDs) take(k sockioH2Key) (ids sockioH2Span, filer uint64, ok bool) {
 	if v.twin != 0 {
 		t := k
 		t.Goid = v.twin
-		if tv, twin := takeGen(t, h.cur, h.old); twin && tv.twin != k.Goid {
-			// Not this entry's twin (the key was filed again since):
-			// put back.
-			h.cur[t] = tv
+		// The twin goes too, unless the key was filed again since
+		// (then it is another stream's entry).
+		for _, m := range []map[sockioH2Key]h2Entry{h.cur, h.old} {
+			if tv, ok := m[t]; ok {
+				if tv.twin == k.Goid {
+					delete(m, t)
+				}
+				break
+			}
 		}
 		if v.alias {
 			filer = v.twin
