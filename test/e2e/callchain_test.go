@@ -26,22 +26,32 @@ func callChains(t *testing.T, col *otelcol.Collector, names map[int]string, n in
 	for pid, l := range names {
 		letters[fmt.Sprint(pid)] = l
 	}
-	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool { return letters[fmt.Sprint(s.Resource["process.pid"])] != "" })
+	// Not WaitSpans: when one is missing, the loop below names it.
+	spans := waitSpansSoft(t, col, 3*n, 60*time.Second, func(s otelcol.Span) bool { return letters[fmt.Sprint(s.Resource["process.pid"])] != "" })
+	if len(spans) < 3*n {
+		t.Errorf("%d spans, want at least %d", len(spans), 3*n)
+	}
 	by := map[string]otelcol.Span{}
 	for _, s := range spans {
 		by[letters[fmt.Sprint(s.Resource["process.pid"])]+" "+spanID(s)] = s
 	}
 	out := map[int]callChain{}
+	missing := 0
 	for i := range n {
 		c, e := who(i)
 		srv, ok1 := by[fmt.Sprintf("%s server:%s%d", c, c, i)]
 		cli, ok2 := by[fmt.Sprintf("%s client:%s%d", c, e, i)]
 		leaf, ok3 := by[fmt.Sprintf("%s server:%s%d", e, e, i)]
 		if !ok1 || !ok2 || !ok3 {
-			t.Errorf("request %d: spans missing (%s server %v, %s client %v, %s server %v)", i, c, ok1, c, ok2, e, ok3)
+			if missing++; missing <= 10 {
+				t.Errorf("request %d: spans missing (%s server %v, %s client %v, %s server %v)", i, c, ok1, c, ok2, e, ok3)
+			}
 			continue
 		}
 		out[i] = callChain{srv, cli, leaf}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d requests miss a span", missing, n)
 	}
 	return out
 }

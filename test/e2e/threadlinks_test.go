@@ -150,9 +150,14 @@ func pythonChainRun(t *testing.T, capture string, ns *vethNS) {
 	}, "200")
 
 	pids := map[string]string{fmt.Sprint(a.PID()): "a", fmt.Sprint(b.PID()): "b", fmt.Sprint(c.PID()): "c"}
-	spans := col.WaitSpans(t, 5*n, 90*time.Second, func(s otelcol.Span) bool {
+	// Not WaitSpans: when one is missing, the checks below name it.
+	spans := waitSpansSoft(t, col, 5*n, 90*time.Second, func(s otelcol.Span) bool {
 		return pids[fmt.Sprint(s.Resource["process.pid"])] != ""
 	})
+	if len(spans) != 5*n {
+		t.Errorf("%d spans, want %d", len(spans), 5*n)
+		ag.logMetrics(t, "weft_http", "weft_sockio", "weft_conntrack", "weft_spans", "weft_export", "weft_tcpopt", "weft_gohttp")
+	}
 	// By who made it and what it names: "a server:a7", "a client:b7",
 	// "b server:b7", "b client:c7", "c server:c7".
 	byName := map[string]otelcol.Span{}
