@@ -31,7 +31,7 @@
 #define S_IFSOCK 0140000
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
-#define MAX_IOV 8
+#define MAX_IOV 32
 
 /* x86_64 syscall numbers whose buffers we know how to read. */
 #define NR_read 0
@@ -68,6 +68,8 @@ struct conn {
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	struct endpoints ep;
+	__u32 h2_sid; /* the highest HTTP/2 stream a non-Go client opened on it */
+	__u32 send_end; /* write_seq + bytes left at the last send's first tcp_sendmsg_locked */
 };
 
 struct {
@@ -804,6 +806,11 @@ struct {
 	__type(value, struct tcpopt_rx);
 } tls_opts SEC(".maps");
 
+/* tls_opts: the ciphertext read began at the option's segment (a non-Go
+ * HTTP/2 server gives it to the first stream the plaintext opens). Bit 0
+ * of the flags is the sampled flag. */
+#define TLS_OPT_AT_START 0x80
+
 DECLARE_TLS_OPTS_G_MAP;
 
 /* h2c: a Go goroutine's read of len plaintext bytes on sk (consumed). When
@@ -909,7 +916,10 @@ static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64
 	if (rx->seq - start >= end - start)
 		return;
 	__u64 key = (__u64)sk;
-	bpf_map_update_elem(&tls_opts, &key, rx, BPF_ANY);
+	struct tcpopt_rx kept = *rx;
+	if (rx->seq == start)
+		kept.flags |= TLS_OPT_AT_START;
+	bpf_map_update_elem(&tls_opts, &key, &kept, BPF_ANY);
 	/* HTTP/2: only a read that begins at the option's segment (the start
 	 * of the write that carried it) tells which stream it is for: the
 	 * first the goroutine decodes from it. Any other is left unmatched. */
@@ -1069,6 +1079,190 @@ static __always_inline void note_h2_reader(const struct proc_cfg *cfg, struct co
 	}
 }
 
+/* ---- non-Go HTTP/2: a stream's context in a TCP option ----
+ * A process not linked by goroutine (Node.js's http2, C and Python
+ * HTTP/2 clients) writes HTTP/2 frames, in plaintext or into its TLS
+ * library: the first HEADERS of a write that opens a stream of its own (an
+ * odd stream ID above the highest it opened on that connection) is a call,
+ * whose IDs are made here as thread_call makes an HTTP/1 request's: the
+ * child of the request the thread serves, else a root. They are filed for
+ * the write's event (user space gives them to the first stream the write
+ * opens) and, before the bytes leave, for an exact TCP option on the
+ * write's first segment: the receiver gives it to the first stream opened
+ * by a read that begins there. One a write: the write's other new streams
+ * go without (counted). buf[0:len]: the user's bytes about to be sent. */
+/* Where a send's bytes are: buf[0:len], then, when iov is set, the
+ * iovecs after it (iov[1 .. nr), an array in kernel memory when kiov, else
+ * in the user's). The iovecs' bases are the user's. */
+struct send_bufs {
+	__u64 buf, len;
+	const struct iovec *iov;
+	__u32 nr;
+	bool kiov;
+};
+
+/* Frames' headers or iovecs a send's scan looks at, in all. */
+#define H2_SCAN_STEPS (H2_SCAN_FRAMES + 8)
+
+/* The first stream a send opens (low 32 bits; 0: none) and the highest
+ * (high 32 bits) of the client streams above last its HEADERS frames
+ * open, from the frames' headers at the start of the send (send_bufs:
+ * buf[0:len], then the iovecs iov[1 .. nr) when iov is set, an array in
+ * kernel memory when kiov). A global function: the verifier checks it
+ * once, not once for each state of the program that calls it. */
+__attribute__((noinline)) __u64 h2_scan_send(__u64 buf, __u64 len, __u64 iov_addr, __u32 nr_kiov, __u32 last)
+{
+	const struct iovec *iov = (const struct iovec *)iov_addr;
+	bool kiov = nr_kiov >> 31;
+	__u32 nr = nr_kiov & 0x7fffffff;
+	/* Logical offsets into the send: next, the next frame's header;
+	 * at, where the current piece (base[0:len]) starts. A frame header
+	 * cut by a piece's end stops the scan. */
+	__u64 next = 0, at = 0, base = buf;
+	__u8 pre[4];
+	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)base) && pre[0] == 'P' && pre[1] == 'R' &&
+	    pre[2] == 'I' && pre[3] == ' ')
+		next = 24; /* the client preface */
+	__u32 top = last, sid = 0, piece = 0;
+	for (int i = 0; i < H2_SCAN_STEPS; i++) {
+		if (next + 9 <= at + len) {
+			__u8 fh[9];
+			if (bpf_probe_read_user(fh, sizeof(fh), (void *)(base + (next - at))) || !h2_frame_head(fh, 9))
+				break;
+			next += 9 + ((__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2]);
+			if (fh[3] != 1 /* HEADERS */)
+				continue;
+			__u32 id = (__u32)(fh[5] & 0x7f) << 24 | (__u32)fh[6] << 16 | (__u32)fh[7] << 8 | fh[8];
+			if (!(id & 1) || id <= last)
+				continue; /* not a stream of a client's, or trailers */
+			if (sid)
+				count(STAT_H2_CALL_SHARED);
+			else
+				sid = id;
+			if (id > top)
+				top = id;
+			continue;
+		}
+		if (next < at + len || !iov || ++piece >= nr)
+			break; /* a header cut in two, or the send's end */
+		struct iovec v = {};
+		if (kiov ? bpf_probe_read_kernel(&v, sizeof(v), &iov[piece & 1023]) :
+			   bpf_probe_read_user(&v, sizeof(v), &iov[piece & 1023]))
+			break;
+		at += len;
+		base = (__u64)v.iov_base;
+		len = v.iov_len;
+	}
+	return (__u64)top << 32 | sid;
+}
+
+static __always_inline void h2_thread_call(struct sock *sk, struct conn *c, __u32 tgid, __u64 owner,
+					   const struct send_bufs *b)
+{
+	if (c && c->h2_server == H2_SERVER_YES)
+		return; /* a server's HEADERS are responses */
+	__u64 key = (__u64)sk;
+	if (bpf_map_lookup_elem(&client_ctxs, &key))
+		return; /* filed by this send already (tcp_sendmsg_locked runs per skb) */
+	__u32 last = c ? c->h2_sid : 0;
+	__u64 r = h2_scan_send(b->buf, b->len, (__u64)b->iov, (b->nr & 0x7fffffff) | (b->kiov ? 1U << 31 : 0), last);
+	__u32 sid = (__u32)r, top = r >> 32;
+	if (c && top > c->h2_sid)
+		c->h2_sid = top;
+	if (!sid)
+		return;
+	count(STAT_H2_CALL);
+	struct go_key gk = {.tgid = tgid, .goid = owner};
+	struct span_ctx *sc = bpf_map_lookup_elem(&thread_mux, &tgid) ? 0 : bpf_map_lookup_elem(&goctx, &gk);
+	if (sc && sc->srv == key)
+		sc = 0;
+	struct client_ctx cc = {};
+	if (sc) {
+		__builtin_memcpy(cc.trace_id, sc->trace_id, sizeof(cc.trace_id));
+		__builtin_memcpy(cc.parent_id, sc->span_id, sizeof(cc.parent_id));
+		cc.flags = CTX_LINKED | sample_flags(cc.trace_id, true, sc->flags);
+		count(STAT_THREAD_LINKED);
+	} else {
+		random_bytes(cc.trace_id, 4);
+		cc.flags = sample_flags(cc.trace_id, false, 0);
+		count(STAT_THREAD_ROOT);
+	}
+	random_bytes(cc.span_id, 2);
+	bpf_map_update_elem(&client_ctxs, &key, &cc, BPF_ANY);
+	if (!tcpopt_on)
+		return;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return;
+	struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq), .exact = 1,
+			       .flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
+	__builtin_memcpy(tx.trace_id, cc.trace_id, sizeof(tx.trace_id));
+	__builtin_memcpy(tx.span_id, cc.span_id, sizeof(tx.span_id));
+	bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
+}
+
+/* The first bytes of a send, head[0:9]: HTTP/2 (the client preface or a
+ * frame header; no HTTP/1 method's letters make a frame length HTTP/2
+ * allows) or not. */
+static __always_inline bool h2_send(const __u8 *head)
+{
+	return (head[0] == 'P' && head[1] == 'R' && head[2] == 'I' && head[3] == ' ') || h2_frame_head(head, 9);
+}
+
+/* A thread of a process linked by thread starts sending head[0:9] on sk,
+ * the start of b: an HTTP/1 request or HTTP/2 streams it opens get their
+ * IDs. */
+static __always_inline void thread_send(struct sock *sk, struct conn *c, __u32 tgid, __u64 owner, const __u8 *head,
+					const struct send_bufs *b)
+{
+	if (h2_send(head))
+		h2_thread_call(sk, c, tgid, owner, b);
+	else
+		thread_call(sk, c, tgid, owner, head, 9, true);
+}
+
+/* A non-Go process's read on a connection it serves HTTP/2 on: when the
+ * read begins at the segment that carried a TCP option (plaintext: the
+ * option waits in tcpopt_rxs; TLS: the ciphertext read that began there
+ * kept it in tls_opts), the option is the parent of the first stream the
+ * read opens, and goes with the read's event. An option whose segment lies
+ * inside a read is for no stream known: dropped, counted. */
+static __always_inline void h2_server_option(struct sock *sk, int len, struct event *e, struct conn *c, bool plain)
+{
+	if (!tcpopt_on)
+		return;
+	struct tcpopt_rx *rx;
+	__u64 key = (__u64)sk, cookie = 0;
+	bool at_start;
+	if (plain) {
+		rx = bpf_map_lookup_elem(&tls_opts, &key);
+		if (!rx)
+			return;
+		at_start = rx->flags & TLS_OPT_AT_START;
+	} else {
+		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
+		if (!rx)
+			return;
+		__u32 start = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq) - (__u32)len;
+		if (rx->seq - start >= (__u32)len)
+			return; /* its segment is still to come */
+		at_start = rx->seq == start;
+	}
+	if (at_start) {
+		__builtin_memcpy(c->trace_id, rx->trace_id, sizeof(c->trace_id));
+		__builtin_memcpy(e->parent_id, rx->span_id, sizeof(e->parent_id));
+		e->ctx_flags = CTX_LINKED | CTX_TCPOPT | ((rx->flags & 1) ? CTX_SAMPLED : 0);
+		count(STAT_H2_OPT_MATCHED);
+	} else {
+		count(STAT_H2_OPT_UNMATCHED);
+	}
+	if (plain)
+		bpf_map_delete_elem(&tls_opts, &key);
+	else
+		bpf_map_delete_elem(&tcpopt_rxs, &cookie);
+}
+
 /* One socket read or write of len bytes by a traced process (cfg), made
  * by call: the event, its captured bytes and the kernel's span IDs.
  * use_loop: whether the kernel has bpf_loop. */
@@ -1117,8 +1311,21 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		return 0;
 	}
 
-	if (dir == DIR_READ && call->g)
+	if (dir == DIR_READ && call->g) {
 		note_h2_reader(cfg, c, tgid, call, s->data, n);
+	} else if (dir == DIR_READ && !call->goid && c->h2_server == H2_SERVER_UNKNOWN) {
+		/* Not Go: whether it serves HTTP/2 here, from its first read. */
+		__u64 w = 0;
+		if (n >= 8)
+			__builtin_memcpy(&w, s->data, 8);
+		if (w == H2_PREFACE_START)
+			c->h2_server = H2_SERVER_YES;
+		else if (c->origin == ORIGIN_NEW)
+			c->h2_server = H2_SERVER_NO;
+	}
+	/* A non-Go HTTP/2 server's reads take an option only at its segment's
+	 * start, whatever came before. */
+	bool h2_srv = dir == DIR_READ && !call->goid && c->h2_server == H2_SERVER_YES;
 
 	if (dir == DIR_WRITE) {
 		__u64 key = (__u64)sk;
@@ -1151,10 +1358,12 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		random_bytes(c->trace_id, 4);
 		random_bytes(c->span_id, 2);
 		e->new_request = 1;
-		if (plain)
-			tls_option_parent(sk, e, c);
-		else
-			option_parent(sk, len, e, c);
+		if (!h2_srv) { /* h2_server_option, below */
+			if (plain)
+				tls_option_parent(sk, e, c);
+			else
+				option_parent(sk, len, e, c);
+		}
 		int k = request_start(s->data, n, 3);
 		starts = k == REQ_LINE;
 		c->pending = k == REQ_PART;
@@ -1166,6 +1375,8 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		c->head_left--;
 		goes_on = true;
 	}
+	if (h2_srv)
+		h2_server_option(sk, len, e, c, plain);
 	c->last_dir = dir;
 	if (dir == DIR_READ) {
 		__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));
@@ -1272,23 +1483,34 @@ int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const 
 	 * iovec (writev, sendmsg). */
 	__u8 type = BPF_CORE_READ(msg, msg_iter.iter_type);
 	__u64 off = BPF_CORE_READ(msg, msg_iter.iov_offset);
-	__u64 left = BPF_CORE_READ(msg, msg_iter.count);
-	__u64 base;
+	struct send_bufs b = {.len = BPF_CORE_READ(msg, msg_iter.count)};
 	if (type == bpf_core_enum_value(enum iter_type, ITER_UBUF)) {
-		base = (__u64)BPF_CORE_READ(msg, msg_iter.ubuf);
+		b.buf = (__u64)BPF_CORE_READ(msg, msg_iter.ubuf) + off;
 	} else if (type == bpf_core_enum_value(enum iter_type, ITER_IOVEC)) {
 		const struct iovec *iov = BPF_CORE_READ(msg, msg_iter.__iov);
-		base = (__u64)BPF_CORE_READ(iov, iov_base);
-		left = BPF_CORE_READ(iov, iov_len) - off;
+		b.iov = iov;
+		b.nr = BPF_CORE_READ(msg, msg_iter.nr_segs);
+		b.kiov = true;
+		b.buf = (__u64)BPF_CORE_READ(iov, iov_base) + off;
+		b.len = BPF_CORE_READ(iov, iov_len) - off;
 	} else {
 		return 0;
 	}
-	__u8 head[8];
-	if (left < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (void *)(base + off)))
+	__u8 head[9];
+	if (b.len < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (void *)b.buf))
 		return 0;
 	__u64 key = (__u64)sk;
 	struct conn *c = bpf_map_lookup_elem(&conns, &key);
-	thread_call((struct sock *)sk, c, tgid, owner, head, sizeof(head), true);
+	if (c) {
+		/* It runs for each segment a send fills: write_seq plus the
+		 * bytes left stays the same over one send's runs, and only the
+		 * first sees the send's first bytes. */
+		__u32 end = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) + (__u32)BPF_CORE_READ(msg, msg_iter.count);
+		if (c->send_end == end)
+			return 0;
+		c->send_end = end;
+	}
+	thread_send((struct sock *)sk, c, tgid, owner, head, &b);
 	return 0;
 }
 
@@ -1411,6 +1633,9 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	}
 	bpf_map_update_elem(&inflight, &pid_tgid, &in, BPF_ANY);
 	__u64 owner = thread_owner(cfg, pid_tgid);
+	/* HTTP/1 only: this program's stack has no room for the HTTP/2
+	 * scan (thread_send); non-Go HTTP/2 calls get their IDs where the
+	 * send is seen in tcp_sendmsg_locked, or in the TLS library. */
 	__u8 head[8];
 	if (dir == DIR_WRITE && owner && peek_send(head, nr, in.call.buf, in.call.cnt)) {
 		__u64 key = (__u64)sk;
@@ -1524,7 +1749,7 @@ int BPF_KPROBE(ssl_set_fd, void *ssl, int fd)
 /* Entry of SSL_read/SSL_write (out 0) or their _ex forms: the arguments
  * for the return. Before a write's bytes leave, a thread's client request
  * gets its IDs (and the TCP option its context). */
-static __always_inline int tls_enter(void *ssl, void *buf, void *out, __u8 dir)
+static __always_inline int tls_enter(void *ssl, void *buf, __u64 num, void *out, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -1536,10 +1761,11 @@ static __always_inline int tls_enter(void *ssl, void *buf, void *out, __u8 dir)
 	bpf_map_update_elem(&tls_calls, &pid_tgid, &tc, BPF_ANY);
 	__u64 owner = thread_owner(cfg, pid_tgid);
 	struct sock *sk = tls_sock(tgid, (__u64)ssl);
-	__u8 head[8];
+	__u8 head[9];
 	if (dir == DIR_WRITE && owner && sk && bpf_probe_read_user(head, sizeof(head), buf) == 0) {
 		__u64 key = (__u64)sk;
-		thread_call(sk, bpf_map_lookup_elem(&conns, &key), tgid, owner, head, sizeof(head), true);
+		struct send_bufs b = {.buf = (__u64)buf, .len = num};
+		thread_send(sk, bpf_map_lookup_elem(&conns, &key), tgid, owner, head, &b);
 	}
 	return 0;
 }
@@ -1577,25 +1803,25 @@ static __always_inline int tls_exit(long ret, __u8 dir)
 SEC("uprobe")
 int BPF_KPROBE(ssl_write, void *ssl, void *buf, int num)
 {
-	return tls_enter(ssl, buf, 0, DIR_WRITE);
+	return tls_enter(ssl, buf, num > 0 ? num : 0, 0, DIR_WRITE);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_write_ex, void *ssl, void *buf, __u64 num, void *written)
 {
-	return tls_enter(ssl, buf, written, DIR_WRITE);
+	return tls_enter(ssl, buf, num, written, DIR_WRITE);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_read, void *ssl, void *buf, int num)
 {
-	return tls_enter(ssl, buf, 0, DIR_READ);
+	return tls_enter(ssl, buf, 0, 0, DIR_READ);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
 {
-	return tls_enter(ssl, buf, readbytes, DIR_READ);
+	return tls_enter(ssl, buf, 0, readbytes, DIR_READ);
 }
 
 /* SSL_free(ssl), entry: the object's socket is forgotten. Its address is

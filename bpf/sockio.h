@@ -362,7 +362,11 @@ enum stat_index {
 	STAT_H2_OPTION_SHARED = 15, /* ... a stream opened in the same write as another: no option */
 	STAT_TLS_SOCK_BY_READ = 16, /* an SSL object without a socket took the one its thread
 				     * had just read ciphertext from (memory BIOs: Node.js, asyncio) */
-	STAT_MAX = 17,
+	STAT_H2_CALL = 17, /* a non-Go process opened an HTTP/2 stream: IDs made (the first of a write) */
+	STAT_H2_CALL_SHARED = 18, /* ... another stream opened in the same write: no IDs, no option */
+	STAT_H2_OPT_MATCHED = 19, /* a non-Go HTTP/2 server's read began at an option's segment */
+	STAT_H2_OPT_UNMATCHED = 20, /* ... the option's segment was inside a read: for no stream known */
+	STAT_MAX = 21,
 };
 
 #endif

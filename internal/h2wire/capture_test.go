@@ -158,6 +158,7 @@ func TestRealCapture(t *testing.T) {
 					GRPC:        true, Status: 200, GRPCStatus: i % 4, GRPCMessage: fmt.Sprintf("msg %d", i),
 					ReqBytes: int64(100 * i), RespBytes: int64(107 * i),
 					Start: s.Start, End: s.End, StartGoid: 1, EndGoid: 2,
+					FirstInChunk: s.FirstInChunk, // gen_test's streams check it
 				}
 				if s != w || s.Start >= s.End {
 					t.Fatalf("role %v:\n got %+v\nwant %+v", role, s, w)

@@ -27,9 +27,13 @@ type Conn struct {
 	// firstOpened is the first stream opened: on a connection found
 	// mid-life, responses below it belong to requests never seen.
 	firstOpened uint32
-	cur         chunkRef // the chunk being fed
-	out         []Stream
-	probs       []Problem
+	// openTag is the tag of the chunk that opened the last stream
+	// (openedIn: one was).
+	openTag  uint64
+	openedIn bool
+	cur      chunkRef // the chunk being fed
+	out      []Stream
+	probs    []Problem
 }
 
 // NewConn returns a Conn for a connection traced from its start. Zero

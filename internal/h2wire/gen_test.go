@@ -327,12 +327,22 @@ func (c *conv) expect(role Role, chunks []chunk) map[uint32]Stream {
 		}
 		panic("offset not in any chunk")
 	}
+	// The first stream a chunk opens: the one whose HEADERS starts first
+	// in it.
+	firstOff := map[int]int{}
+	for _, w := range c.wants {
+		i := find(true, w.hdrOff)
+		if o, ok := firstOff[i]; !ok || w.hdrOff < o {
+			firstOff[i] = w.hdrOff
+		}
+	}
 	out := map[uint32]Stream{}
 	for id, w := range c.wants {
 		s := w.Stream
 		s.Role = role
 		i := find(true, w.hdrOff)
 		s.Start, s.StartGoid, s.StartTag = chunkTime(i), chunkGoid(i), uint64(i)
+		s.FirstInChunk = firstOff[i] == w.hdrOff
 		j := find(w.endCli, w.endOff)
 		s.End, s.EndGoid = chunkTime(j), chunkGoid(j)
 		out[id] = s

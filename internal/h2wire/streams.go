@@ -15,6 +15,8 @@ func (c *Conn) requestBlock(sid uint32, b *block, start chunkRef) {
 	if c.firstOpened == 0 {
 		c.firstOpened = sid
 	}
+	first := !c.openedIn || c.openTag != start.tag
+	c.openedIn, c.openTag = true, start.tag
 	if b.tooLarge {
 		c.problem(HeaderTooLarge)
 		return
@@ -32,6 +34,7 @@ func (c *Conn) requestBlock(sid uint32, b *block, start chunkRef) {
 		GRPC:       strings.HasPrefix(b.contentType, "application/grpc"),
 		GRPCStatus: -1,
 		Start:      start.time, StartGoid: start.goid, StartTag: start.tag,
+		FirstInChunk: first,
 	}
 	if c.streams == nil {
 		c.streams = make(map[uint32]*Stream)

@@ -61,9 +61,13 @@ type Stream struct {
 	Start, End         uint64
 	StartGoid, EndGoid uint64 // Goid of those chunks (EndGoid 0 on Close)
 	StartTag           uint64 // Tag of the Start chunk
-	Reset              bool   // ended by RST_STREAM, from either side
-	ResetCode          uint32 // its error code
-	Incomplete         string // "" or one of the Incomplete* reasons
+	// FirstInChunk: the stream's HEADERS was the first to open a stream
+	// in the Start chunk (streams opened after it in the same chunk, or
+	// refused, are not): the one the kernel's IDs for that chunk are for.
+	FirstInChunk bool
+	Reset        bool   // ended by RST_STREAM, from either side
+	ResetCode    uint32 // its error code
+	Incomplete   string // "" or one of the Incomplete* reasons
 	// SourceCluster is the first x-source-cluster field of the request:
 	// the cluster a caller without weft says it runs in.
 	SourceCluster string

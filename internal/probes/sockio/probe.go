@@ -356,12 +356,9 @@ func (p *Probe) PreSend() string {
 // are captured.
 func (p *Probe) Track(proc *probes.Process) error {
 	p.mu.Lock()
-	if _, pending := p.gone[uint32(proc.PID)]; pending {
-		// Untracked and tracked again (an exec): the deferred untrack must
-		// not remove the new tracking when the ring buffer drains.
-		p.table.Untrack(uint32(proc.PID), conntrack.MonotonicNow())
-		delete(p.gone, uint32(proc.PID))
-	}
+	// Untracked and tracked again (an exec): the deferred untrack must not
+	// remove the new tracking when the ring buffer drains.
+	p.flushGone(uint32(proc.PID))
 	p.table.Track(proc)
 	p.mu.Unlock()
 	cfg := procConfig(proc)
@@ -393,7 +390,18 @@ func (p *Probe) Track(proc *probes.Process) error {
 func (p *Probe) TrackExited(proc *probes.Process) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.flushGone(uint32(proc.PID))
 	p.table.Track(proc)
+}
+
+// flushGone untracks now a process whose untrack waits for the ring
+// buffer to drain, when its PID is tracked again (an exec, a reused PID):
+// its connections' spans name it, not the next. Called with p.mu held.
+func (p *Probe) flushGone(pid uint32) {
+	if _, pending := p.gone[pid]; pending {
+		p.table.Untrack(pid, conntrack.MonotonicNow())
+		delete(p.gone, pid)
+	}
 }
 
 // Offsets the Go client probe needs, by the name goinspect knows them.
@@ -717,7 +725,8 @@ func (p *Probe) registerGauges() {
 		map[uint32]string{0: "ringbuf_full", 1: "data_events", 2: "capture_fault", 3: "unknown_syscall", 4: "regs_unknown",
 			5: "option_matched", 6: "option_unmatched", 7: "option_header_wins",
 			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock", 13: "gotls_not_tcpconn",
-			14: "h2_option", 15: "h2_option_shared", 16: "tls_sock_by_read"})
+			14: "h2_option", 15: "h2_option_shared", 16: "tls_sock_by_read",
+			17: "h2_call", 18: "h2_call_shared", 19: "h2_option_matched", 20: "h2_option_unmatched"})
 }
 
 // kernelStat sums one per-CPU counter.

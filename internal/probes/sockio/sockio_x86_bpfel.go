@@ -37,6 +37,8 @@ type sockioConn struct {
 	TraceId   [16]uint8
 	SpanId    [8]uint8
 	Ep        sockioEndpoints
+	H2Sid     uint32
+	SendEnd   uint32
 	_         [4]byte
 }
 

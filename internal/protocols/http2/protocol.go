@@ -41,8 +41,8 @@ type Protocol struct {
 }
 
 type counters struct {
-	problems, spans, tpInvalid, b3Ignored *metrics.ByLabel
-	kernelIDs, midStream, named           *atomic.Uint64
+	problems, spans, tpInvalid, b3Ignored, chunkIDs *metrics.ByLabel
+	kernelIDs, midStream, named                     *atomic.Uint64
 }
 
 // New makes the protocol.
@@ -57,6 +57,7 @@ func New(cfg Config) *Protocol {
 		tpInvalid: m.ByLabel("weft_traceparent_invalid_total", "incoming traceparent headers ignored, by reason", "reason"),
 		b3Ignored: m.ByLabel("weft_b3_ignored_total", "incoming B3 headers ignored (the request is then a root), by reason", "reason"),
 		kernelIDs: m.Counter("weft_http2_streams_linked_total", "HTTP/2 stream spans whose IDs the gRPC probe made in the kernel (so linked in-process and propagated)"),
+		chunkIDs:  m.ByLabel("weft_http2_chunk_ids_total", "HTTP/2 streams of programs not in Go that took the kernel's IDs of the chunk that opened them: client calls (in a TCP option), server requests (the option's parent)", "kind"),
 		named:     m.Counter("weft_http2_streams_named_by_probe_total", "HTTP/2 streams of connections found mid-life whose :path, indexed before tracing began, came from a Go probe"),
 		midStream: m.Counter("weft_http2_conns_mid_stream_total", "HTTP/2 connections found open when tracing began, picked up at a frame boundary (their header fields indexed before that are unknown)"),
 	}}
@@ -145,6 +146,26 @@ func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 		return
 	}
 	in.TraceID, in.SpanID = conntrack.NewIDs()
+	if st.StartGoid != 0 || !st.FirstInChunk {
+		return // Go's streams have their probes' IDs; a chunk's are for its first stream
+	}
+	// Not Go: the kernel made IDs for the first stream a write opens
+	// (and put them in a TCP option), and a read that began at an
+	// option's segment carries it for the first stream it opens.
+	k, ok := x.c.ChunkIDs(st.StartTag)
+	switch {
+	case !ok:
+	case st.Role == h2wire.RoleClient && !k.Option:
+		in.TraceID, in.SpanID, in.KernelIDs = k.Trace, k.Span, true
+		if k.Linked {
+			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
+		}
+		x.p.met.chunkIDs.Inc("client")
+	case st.Role == h2wire.RoleServer && k.Option:
+		in.TraceID = k.Trace
+		in.Option = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
+		x.p.met.chunkIDs.Inc("server_option")
+	}
 }
 
 // name completes a stream of a connection found mid-life from what its Go
