@@ -1159,9 +1159,16 @@ __attribute__((noinline)) __u64 h2_scan_send(__u64 buf, __u64 len, __u64 iov_add
 static __always_inline void h2_thread_call(struct sock *sk, struct conn *c, __u32 tgid, __u64 owner,
 					   const struct send_bufs *b)
 {
-	if (c && c->h2_server == H2_SERVER_YES)
-		return; /* a server's HEADERS are responses */
 	__u64 key = (__u64)sk;
+	if (!c) {
+		/* Not seen yet: a client's first send starts with the preface. */
+		__u8 pre[4];
+		if (b->len < 24 || bpf_probe_read_user(pre, sizeof(pre), (void *)b->buf) || pre[0] != 'P' ||
+		    pre[1] != 'R' || pre[2] != 'I' || pre[3] != ' ')
+			return;
+	} else if (c->h2_server != H2_SERVER_NO || c->origin != ORIGIN_NEW) {
+		return; /* only where it is known to be the client: a server's HEADERS are responses */
+	}
 	if (bpf_map_lookup_elem(&client_ctxs, &key))
 		return; /* filed by this send already (tcp_sendmsg_locked runs per skb) */
 	__u32 last = c ? c->h2_sid : 0;
@@ -1196,6 +1203,15 @@ static __always_inline void h2_thread_call(struct sock *sk, struct conn *c, __u3
 		return;
 	struct tcpopt_tx tx = {.seq = BPF_CORE_READ((struct tcp_sock *)sk, write_seq), .exact = 1,
 			       .flags = (cc.flags & CTX_SAMPLED) ? 1 : 0};
+	struct tcpopt_tx *old = bpf_map_lookup_elem(&tcpopt_txs, &cookie);
+	if (old && old->state != TX_DONE && old->seq == tx.seq) {
+		/* A program that holds back its ciphertext (a memory BIO)
+		 * wrote another stream at this sequence whose bytes have not
+		 * left: which one the segment there starts is unknown. */
+		old->state = TX_DONE;
+		count(STAT_H2_OPT_SAME_SEQ);
+		return;
+	}
 	__builtin_memcpy(tx.trace_id, cc.trace_id, sizeof(tx.trace_id));
 	__builtin_memcpy(tx.span_id, cc.span_id, sizeof(tx.span_id));
 	bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
@@ -1252,7 +1268,7 @@ static __always_inline void h2_server_option(struct sock *sk, int len, struct ev
 	if (at_start) {
 		__builtin_memcpy(c->trace_id, rx->trace_id, sizeof(c->trace_id));
 		__builtin_memcpy(e->parent_id, rx->span_id, sizeof(e->parent_id));
-		e->ctx_flags = CTX_LINKED | CTX_TCPOPT | ((rx->flags & 1) ? CTX_SAMPLED : 0);
+		e->ctx_flags = CTX_LINKED | CTX_TCPOPT | CTX_H2_AT_START | ((rx->flags & 1) ? CTX_SAMPLED : 0);
 		count(STAT_H2_OPT_MATCHED);
 	} else {
 		count(STAT_H2_OPT_UNMATCHED);
@@ -1313,14 +1329,15 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 
 	if (dir == DIR_READ && call->g) {
 		note_h2_reader(cfg, c, tgid, call, s->data, n);
-	} else if (dir == DIR_READ && !call->goid && c->h2_server == H2_SERVER_UNKNOWN) {
-		/* Not Go: whether it serves HTTP/2 here, from its first read. */
+	} else if (!call->goid && c->h2_server == H2_SERVER_UNKNOWN && c->origin == ORIGIN_NEW) {
+		/* Not Go: whether it serves HTTP/2 here, from its first read,
+		 * or is a client, from a first write with the preface. */
 		__u64 w = 0;
 		if (n >= 8)
 			__builtin_memcpy(&w, s->data, 8);
-		if (w == H2_PREFACE_START)
-			c->h2_server = H2_SERVER_YES;
-		else if (c->origin == ORIGIN_NEW)
+		if (dir == DIR_READ)
+			c->h2_server = w == H2_PREFACE_START ? H2_SERVER_YES : H2_SERVER_NO;
+		else if (w == H2_PREFACE_START)
 			c->h2_server = H2_SERVER_NO;
 	}
 	/* A non-Go HTTP/2 server's reads take an option only at its segment's
@@ -1496,9 +1513,6 @@ int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const 
 	} else {
 		return 0;
 	}
-	__u8 head[9];
-	if (b.len < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (void *)b.buf))
-		return 0;
 	__u64 key = (__u64)sk;
 	struct conn *c = bpf_map_lookup_elem(&conns, &key);
 	if (c) {
@@ -1510,6 +1524,9 @@ int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const 
 			return 0;
 		c->send_end = end;
 	}
+	__u8 head[9];
+	if (b.len < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (void *)b.buf))
+		return 0;
 	thread_send((struct sock *)sk, c, tgid, owner, head, &b);
 	return 0;
 }

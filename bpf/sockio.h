@@ -338,6 +338,8 @@ struct h2_name_event {
 /* event.ctx_flags */
 #define CTX_LINKED 1  /* trace_id/parent_id come from a known parent */
 #define CTX_SAMPLED 2 /* the parent's sampled flag */
+#define CTX_H2_AT_START 8 /* with CTX_TCPOPT: the read began at the option's segment (a
+			   * non-Go HTTP/2 server's): for the first stream it opens */
 #define CTX_TCPOPT 4  /* with CTX_LINKED: the parent came in a TCP header option
 		       * (tcpopt), not a traceparent header the kernel found */
 
@@ -366,7 +368,8 @@ enum stat_index {
 	STAT_H2_CALL_SHARED = 18, /* ... another stream opened in the same write: no IDs, no option */
 	STAT_H2_OPT_MATCHED = 19, /* a non-Go HTTP/2 server's read began at an option's segment */
 	STAT_H2_OPT_UNMATCHED = 20, /* ... the option's segment was inside a read: for no stream known */
-	STAT_MAX = 21,
+	STAT_H2_OPT_SAME_SEQ = 21, /* two writes' options for one sequence (ciphertext held back): both given up */
+	STAT_MAX = 22,
 };
 
 #endif

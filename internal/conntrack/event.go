@@ -60,6 +60,10 @@ type IDs struct {
 	// option on the request's first segment (Linked is set too). A
 	// traceparent header in the request, when valid, wins over it.
 	Option bool
+	// AtStart: with Option, the read began at the option's segment (a
+	// non-Go HTTP/2 server's read): the first stream it opens is the
+	// option's.
+	AtStart bool
 	// Path: an HTTP/2 stream's :path as the Go probe read it, filed only
 	// for processes asked for it (StreamNames); GRPC: the probe was
 	// grpc-go's, so the stream is a gRPC call.

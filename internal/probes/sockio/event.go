@@ -21,6 +21,7 @@ const (
 	ctxLinked  = 1  // CTX_LINKED
 	ctxSampled = 2  // CTX_SAMPLED
 	ctxTCPOpt  = 4  // CTX_TCPOPT
+	ctxAtStart = 8  // CTX_H2_AT_START
 	h2Option   = 64 // H2_OPTION, in h2_span.flags
 
 	afInet6 = 10
@@ -65,7 +66,7 @@ func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 	if e.NewRequest != 0 || e.CtxFlags != 0 || e.Kind == evConnectFail {
 		ev.IDs = conntrack.IDs{Trace: e.TraceId, Span: e.SpanId, Parent: e.ParentId,
 			Linked: e.CtxFlags&ctxLinked != 0, Sampled: e.CtxFlags&ctxSampled != 0, Made: true,
-			Option: e.CtxFlags&ctxTCPOpt != 0}
+			Option: e.CtxFlags&ctxTCPOpt != 0, AtStart: e.CtxFlags&ctxAtStart != 0}
 	}
 	return true
 }

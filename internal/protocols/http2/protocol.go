@@ -161,7 +161,7 @@ func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
 		}
 		x.p.met.chunkIDs.Inc("client")
-	case st.Role == h2wire.RoleServer && k.Option:
+	case st.Role == h2wire.RoleServer && k.Option && k.AtStart:
 		in.TraceID = k.Trace
 		in.Option = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
 		x.p.met.chunkIDs.Inc("server_option")
