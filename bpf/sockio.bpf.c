@@ -665,6 +665,23 @@ static __always_inline __u64 thread_owner(const struct proc_cfg *cfg, __u64 pid_
 	return (cfg->flags & PROC_THREADS) ? THREAD_KEY | (__u32)pid_tgid : 0;
 }
 
+/* A thread's call's IDs: the child of the request the thread serves
+ * (sc), else a root. */
+static __always_inline void thread_call_ids(struct client_ctx *cc, const struct span_ctx *sc)
+{
+	if (sc) {
+		__builtin_memcpy(cc->trace_id, sc->trace_id, sizeof(cc->trace_id));
+		__builtin_memcpy(cc->parent_id, sc->span_id, sizeof(cc->parent_id));
+		cc->flags = CTX_LINKED | sample_flags(cc->trace_id, true, sc->flags);
+		count(STAT_THREAD_LINKED);
+	} else {
+		random_bytes(cc->trace_id, 4);
+		cc->flags = sample_flags(cc->trace_id, false, 0);
+		count(STAT_THREAD_ROOT);
+	}
+	random_bytes(cc->span_id, 2);
+}
+
 /* A thread of a process linked by thread (owner) starts writing head[0:n]
  * on sk (c: its state, or 0 before the first transfer). When that starts a
  * client request, the call gets its IDs here: the child of the request the
@@ -686,17 +703,7 @@ static __always_inline void thread_call(struct sock *sk, const struct conn *c, _
 	if (sc && sc->srv == key)
 		return; /* a request-looking write on the socket it serves */
 	struct client_ctx cc = {};
-	if (sc) {
-		__builtin_memcpy(cc.trace_id, sc->trace_id, sizeof(cc.trace_id));
-		__builtin_memcpy(cc.parent_id, sc->span_id, sizeof(cc.parent_id));
-		cc.flags = CTX_LINKED | sample_flags(cc.trace_id, true, sc->flags);
-		count(STAT_THREAD_LINKED);
-	} else {
-		random_bytes(cc.trace_id, 4);
-		cc.flags = sample_flags(cc.trace_id, false, 0);
-		count(STAT_THREAD_ROOT);
-	}
-	random_bytes(cc.span_id, 2);
+	thread_call_ids(&cc, sc);
 	bpf_map_update_elem(&client_ctxs, &key, &cc, BPF_ANY);
 	if (!tcpopt_on || !presend)
 		return;
@@ -1184,17 +1191,7 @@ static __always_inline void h2_thread_call(struct sock *sk, struct conn *c, __u3
 	if (sc && sc->srv == key)
 		sc = 0;
 	struct client_ctx cc = {};
-	if (sc) {
-		__builtin_memcpy(cc.trace_id, sc->trace_id, sizeof(cc.trace_id));
-		__builtin_memcpy(cc.parent_id, sc->span_id, sizeof(cc.parent_id));
-		cc.flags = CTX_LINKED | sample_flags(cc.trace_id, true, sc->flags);
-		count(STAT_THREAD_LINKED);
-	} else {
-		random_bytes(cc.trace_id, 4);
-		cc.flags = sample_flags(cc.trace_id, false, 0);
-		count(STAT_THREAD_ROOT);
-	}
-	random_bytes(cc.span_id, 2);
+	thread_call_ids(&cc, sc);
 	bpf_map_update_elem(&client_ctxs, &key, &cc, BPF_ANY);
 	if (!tcpopt_on)
 		return;
