@@ -693,8 +693,8 @@ static __always_inline void thread_call(struct sock *sk, const struct conn *c, _
 {
 	if (c && c->last_dir == DIR_WRITE)
 		return; /* the same message goes on */
-	if (request_start(head, n, 3) != REQ_LINE)
-		return;
+	if (request_start(head, n, 3) != REQ_LINE || (head[0] == 'P' && head[1] == 'R' && head[2] == 'I' && head[3] == ' '))
+		return; /* not a request, or the HTTP/2 preface ("PRI * HTTP/2.0") */
 	__u64 key = (__u64)sk;
 	if (bpf_map_lookup_elem(&client_ctxs, &key))
 		return; /* filed by this send already (tcp_sendmsg_locked runs per skb) */

@@ -382,9 +382,13 @@ func (p *Probe) Track(proc *probes.Process) error {
 	case proc.GoVersion == "" && p.sock.PreSend() == "":
 		p.deps.Status.Set(proc.PID, status.TCPOption, false,
 			"not a Go program, and the capture source has no hook before a send's bytes leave (tcp_sendmsg_locked: Linux 6.16+; or -capture syscalls); options it receives are read")
+	case proc.GoVersion == "" && p.sock.PreSend() == "sys_enter":
+		// sys_enter's program has no stack left for the HTTP/2 scan.
+		p.deps.Status.Set(proc.PID, status.TCPOption, true,
+			"HTTP/1 calls on connections opened while traced, their IDs filed at sys_enter; HTTP/2 calls only over TLS (the first stream each write opens, filed at the library's write)")
 	case proc.GoVersion == "":
 		p.deps.Status.Set(proc.PID, status.TCPOption, true,
-			"HTTP/1 calls on connections opened while traced, their IDs filed at "+p.sock.PreSend())
+			"HTTP/1 calls, and the first HTTP/2 stream each write opens, on connections opened while traced, their IDs filed at "+p.sock.PreSend())
 	default:
 		p.deps.Status.Set(proc.PID, status.TCPOption, true, "net/http client calls on connections opened while traced")
 	}
