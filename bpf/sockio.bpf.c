@@ -665,6 +665,12 @@ static __always_inline __u64 thread_owner(const struct proc_cfg *cfg, __u64 pid_
 	return (cfg->flags & PROC_THREADS) ? THREAD_KEY | (__u32)pid_tgid : 0;
 }
 
+/* Whether h[0:4] starts the HTTP/2 client preface ("PRI * HTTP/2.0"). */
+static __always_inline bool h2_preface(const __u8 *h)
+{
+	return h[0] == 'P' && h[1] == 'R' && h[2] == 'I' && h[3] == ' ';
+}
+
 /* A thread's call's IDs: the child of the request the thread serves
  * (sc), else a root. */
 static __always_inline void thread_call_ids(struct client_ctx *cc, const struct span_ctx *sc)
@@ -693,7 +699,7 @@ static __always_inline void thread_call(struct sock *sk, const struct conn *c, _
 {
 	if (c && c->last_dir == DIR_WRITE)
 		return; /* the same message goes on */
-	if (request_start(head, n, 3) != REQ_LINE || (head[0] == 'P' && head[1] == 'R' && head[2] == 'I' && head[3] == ' '))
+	if (request_start(head, n, 3) != REQ_LINE || h2_preface(head))
 		return; /* not a request, or the HTTP/2 preface ("PRI * HTTP/2.0") */
 	__u64 key = (__u64)sk;
 	if (bpf_map_lookup_elem(&client_ctxs, &key))
@@ -851,8 +857,7 @@ static __always_inline void h2_option(struct sock *sk, __u32 tgid, __u64 goid, _
 {
 	__u64 off = 0;
 	__u8 pre[4];
-	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)buf) && pre[0] == 'P' && pre[1] == 'R' &&
-	    pre[2] == 'I' && pre[3] == ' ')
+	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)buf) && h2_preface(pre))
 		off = 24; /* the client preface */
 	bool filed = false;
 	for (int i = 0; i < H2_SCAN_FRAMES; i++) {
@@ -1097,7 +1102,7 @@ static __always_inline void note_h2_reader(const struct proc_cfg *cfg, struct co
  * opens) and, before the bytes leave, for an exact TCP option on the
  * write's first segment: the receiver gives it to the first stream opened
  * by a read that begins there. One a write: the write's other new streams
- * go without (counted). buf[0:len]: the user's bytes about to be sent. */
+ * go without (counted). */
 /* Where a send's bytes are: buf[0:len], then, when iov is set, the
  * iovecs after it (iov[1 .. nr), an array in kernel memory when kiov, else
  * in the user's). The iovecs' bases are the user's. */
@@ -1111,25 +1116,26 @@ struct send_bufs {
 /* Frames' headers or iovecs a send's scan looks at, in all. */
 #define H2_SCAN_STEPS (H2_SCAN_FRAMES + 8)
 
+/* h2_scan_send's flags, above the iovec count. */
+#define SCAN_KIOV (1U << 31)	/* the iovec array is in kernel memory */
+#define SCAN_PREFACE (1U << 30) /* the send starts with the client preface */
+
 /* The first stream a send opens (low 32 bits; 0: none) and the highest
  * (high 32 bits) of the client streams above last its HEADERS frames
  * open, from the frames' headers at the start of the send (send_bufs:
- * buf[0:len], then the iovecs iov[1 .. nr) when iov is set, an array in
- * kernel memory when kiov). A global function: the verifier checks it
- * once, not once for each state of the program that calls it. */
-__attribute__((noinline)) __u64 h2_scan_send(__u64 buf, __u64 len, __u64 iov_addr, __u32 nr_kiov, __u32 last)
+ * buf[0:len], then the iovecs iov[1 .. nr) when iov is set; nr_flags: nr
+ * and SCAN_*). A global function: the verifier checks it once, not once
+ * for each state of the program that calls it. */
+__attribute__((noinline)) __u64 h2_scan_send(__u64 buf, __u64 len, __u64 iov_addr, __u32 nr_flags, __u32 last)
 {
 	const struct iovec *iov = (const struct iovec *)iov_addr;
-	bool kiov = nr_kiov >> 31;
-	__u32 nr = nr_kiov & 0x7fffffff;
-	/* Logical offsets into the send: next, the next frame's header;
-	 * at, where the current piece (base[0:len]) starts. A frame header
-	 * cut by a piece's end stops the scan. */
-	__u64 next = 0, at = 0, base = buf;
-	__u8 pre[4];
-	if (len >= 24 && !bpf_probe_read_user(pre, sizeof(pre), (void *)base) && pre[0] == 'P' && pre[1] == 'R' &&
-	    pre[2] == 'I' && pre[3] == ' ')
-		next = 24; /* the client preface */
+	bool kiov = nr_flags & SCAN_KIOV;
+	__u32 nr = nr_flags & (SCAN_PREFACE - 1);
+	/* Logical offsets into the send: next, the next frame's header
+	 * (after the 24-byte preface, if it starts the send); at, where the
+	 * current piece (base[0:len]) starts. A frame header cut by a
+	 * piece's end stops the scan. */
+	__u64 next = (nr_flags & SCAN_PREFACE) ? 24 : 0, at = 0, base = buf;
 	__u32 top = last, sid = 0, piece = 0;
 	for (int i = 0; i < H2_SCAN_STEPS; i++) {
 		if (next + 9 <= at + len) {
@@ -1164,22 +1170,18 @@ __attribute__((noinline)) __u64 h2_scan_send(__u64 buf, __u64 len, __u64 iov_add
 }
 
 static __always_inline void h2_thread_call(struct sock *sk, struct conn *c, __u32 tgid, __u64 owner,
-					   const struct send_bufs *b)
+					   const struct send_bufs *b, bool preface)
 {
 	__u64 key = (__u64)sk;
-	if (!c) {
-		/* Not seen yet: a client's first send starts with the preface. */
-		__u8 pre[4];
-		if (b->len < 24 || bpf_probe_read_user(pre, sizeof(pre), (void *)b->buf) || pre[0] != 'P' ||
-		    pre[1] != 'R' || pre[2] != 'I' || pre[3] != ' ')
-			return;
-	} else if (c->h2_server != H2_SERVER_NO || c->origin != ORIGIN_NEW) {
-		return; /* only where it is known to be the client: a server's HEADERS are responses */
-	}
+	if (c ? c->h2_server != H2_SERVER_NO || c->origin != ORIGIN_NEW : !preface)
+		return; /* only where it is known to be the client (not seen yet: a
+			 * client's first send starts with the preface); a
+			 * server's HEADERS are responses */
 	if (bpf_map_lookup_elem(&client_ctxs, &key))
 		return; /* filed by this send already (tcp_sendmsg_locked runs per skb) */
 	__u32 last = c ? c->h2_sid : 0;
-	__u64 r = h2_scan_send(b->buf, b->len, (__u64)b->iov, (b->nr & 0x7fffffff) | (b->kiov ? 1U << 31 : 0), last);
+	__u64 r = h2_scan_send(b->buf, b->len, (__u64)b->iov,
+			       (b->nr & (SCAN_PREFACE - 1)) | (b->kiov ? SCAN_KIOV : 0) | (preface ? SCAN_PREFACE : 0), last);
 	__u32 sid = (__u32)r, top = r >> 32;
 	if (c && top > c->h2_sid)
 		c->h2_sid = top;
@@ -1214,22 +1216,17 @@ static __always_inline void h2_thread_call(struct sock *sk, struct conn *c, __u3
 	bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
 }
 
-/* The first bytes of a send, head[0:9]: HTTP/2 (the client preface or a
- * frame header; no HTTP/1 method's letters make a frame length HTTP/2
- * allows) or not. */
-static __always_inline bool h2_send(const __u8 *head)
-{
-	return (head[0] == 'P' && head[1] == 'R' && head[2] == 'I' && head[3] == ' ') || h2_frame_head(head, 9);
-}
-
 /* A thread of a process linked by thread starts sending head[0:9] on sk,
  * the start of b: an HTTP/1 request or HTTP/2 streams it opens get their
  * IDs. */
 static __always_inline void thread_send(struct sock *sk, struct conn *c, __u32 tgid, __u64 owner, const __u8 *head,
 					const struct send_bufs *b)
 {
-	if (h2_send(head))
-		h2_thread_call(sk, c, tgid, owner, b);
+	/* HTTP/2: the client preface or a frame header (no HTTP/1 method's
+	 * letters make a frame length HTTP/2 allows). */
+	bool preface = h2_preface(head);
+	if (preface || h2_frame_head(head, 9))
+		h2_thread_call(sk, c, tgid, owner, b, preface);
 	else
 		thread_call(sk, c, tgid, owner, head, 9, true);
 }
