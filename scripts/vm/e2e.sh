@@ -13,8 +13,8 @@
 # bin/vm-e2e/<kernel>.log. Exit status: 0 when every leg passed.
 #
 # Environment: WEFT_KERNEL_TESTS, the -test.run pattern (default below);
-# WEFT_KERNEL_TIMEOUT, each leg's go test -timeout (default 15m); and
-# run.sh's (WEFT_VM_KVM; WEFT_VM_TIMEOUT, here 1200 s unless set; ...).
+# WEFT_KERNEL_TIMEOUT, each leg's go test -timeout (default 30m); and
+# run.sh's (WEFT_VM_KVM; WEFT_VM_TIMEOUT, here 2100 s unless set; ...).
 set -euo pipefail
 
 # Core spans (every Go build and Python), an A→B→C chain (B stripped Go
@@ -27,9 +27,9 @@ set -euo pipefail
 # covers the client's dial) do not hold under software emulation, on any
 # kernel (docs/kernels.md).
 TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain|TestOpenSSLSpansAndPropagation|TestGoTLSSpansAndPropagation|TestConnectFailures|TestGoroutineTree|TestB3Incoming|TestGRPCB3Incoming|TestGoHTTP2ServerLinks|TestShortLivedClients|TestGRPCOptionOnly|TestGRPCOverTLS|TestOpenSSLLinkedIn|TestGRPCContextChain|TestGRPCPreexisting|TestTLSMemoryBIO|TestNodeHTTP2Context)\$}"
-TIMEOUT="${WEFT_KERNEL_TIMEOUT:-15m}"
+TIMEOUT="${WEFT_KERNEL_TIMEOUT:-30m}"
 # A guest that hangs past the tests' own timeout is killed.
-export WEFT_VM_TIMEOUT="${WEFT_VM_TIMEOUT:-1200}"
+export WEFT_VM_TIMEOUT="${WEFT_VM_TIMEOUT:-2100}"
 GO="${GO:-go}"
 
 die() { echo "e2e.sh: $*" >&2; exit 2; }

@@ -122,12 +122,16 @@ tr -d '\r' <"$fifo/console" &
 tr_pid=$!
 # Kernel: a soft lockup panics (and so ends the guest at once, with the
 # stacks on the console) instead of hanging until the timeout; loglevel 5
-# shows warnings with their stacks. stdin from /dev/null: qemu leaves the
-# terminal alone.
+# shows warnings with their stacks. tsc=reliable: the guest kernels find
+# TCG's vCPU TSCs "unsynchronized" and fall back to the HPET, which makes
+# every clock read (Go reads it all the time) a system call and an emulated
+# device access: measured, a kernel leg of the e2e tests ran ~1.5x slower.
+# TCG's TSCs all derive from one virtual clock, so they are in step. stdin
+# from /dev/null: qemu leaves the terminal alone.
 timeout -k 10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" \
 	-m "${WEFT_VM_MEM:-4G}" -smp "${WEFT_VM_SMP:-2}" -nographic -no-reboot -nic none \
 	-bios qboot.rom -kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.img" \
-	-append "console=ttyS0 rdinit=/init panic=-1 softlockup_panic=1 quiet loglevel=5 weft.out=$out weft.modules=$kdir/root/lib/modules/$release ${WEFT_VM_APPEND:-}" \
+	-append "console=ttyS0 rdinit=/init panic=-1 softlockup_panic=1 tsc=reliable quiet loglevel=5 weft.out=$out weft.modules=$kdir/root/lib/modules/$release ${WEFT_VM_APPEND:-}" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs "local,path=$out,mount_tag=out,security_model=none" \
 	</dev/null >"$fifo/console" 2>&1 &
