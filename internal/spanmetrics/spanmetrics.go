@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weft-dev/weft/internal/metrics"
@@ -34,25 +35,38 @@ type Sink struct {
 	total   map[string]*atomic.Uint64
 	orphans map[string]*atomic.Uint64
 	cross   map[[2]string]*metrics.Histogram
+	// byRes memoises each resource's counters: finding k8s.cluster.name
+	// in a resource (a binary search of string compares) and two map
+	// lookups under the lock were a twentieth of the agent's CPU per span
+	// at saturation. Resources are shared per process, so it stays small;
+	// it is emptied past maxResources (a resource replaced on a pod
+	// update would otherwise stay alive in it).
+	byRes map[*resource.Resource]resCounters
 }
+
+// resCounters are a resource's counters; orphans is made at the first
+// root span, so that a cluster without any has no series.
+type resCounters struct {
+	cluster        string
+	total, orphans *atomic.Uint64
+}
+
+// maxResources bounds Sink.byRes.
+const maxResources = 4096
 
 // New wraps next; cluster labels spans whose resource names none.
 func New(next spans.Sink, reg *metrics.Registry, cluster string) *Sink {
 	return &Sink{next: next, reg: reg, cluster: cluster, total: map[string]*atomic.Uint64{},
-		orphans: map[string]*atomic.Uint64{}, cross: map[[2]string]*metrics.Histogram{}}
+		orphans: map[string]*atomic.Uint64{}, cross: map[[2]string]*metrics.Histogram{},
+		byRes: map[*resource.Resource]resCounters{}}
 }
 
 // Export implements spans.Sink.
 func (s *Sink) Export(sp spans.Span) {
-	cluster := s.cluster
-	if sp.Resource != nil {
-		if v, ok := sp.Resource.Set().Value("k8s.cluster.name"); ok && v.AsString() != "" {
-			cluster = v.AsString()
-		}
-	}
-	s.counter(s.total, "spans_total", "spans made, by the cluster they ran in", cluster).Add(1)
+	c := s.countersOf(sp.Resource, !sp.Parent.IsValid())
+	c.total.Add(1)
 	if !sp.Parent.IsValid() {
-		s.counter(s.orphans, "spans_without_parent_context_total", "spans with no parent context (trace roots), by cluster", cluster).Add(1)
+		c.orphans.Add(1)
 	}
 	if sp.Kind == trace.SpanKindClient {
 		if src, dst, ok := crossing(sp.Attrs); ok {
@@ -60,6 +74,34 @@ func (s *Sink) Export(sp spans.Span) {
 		}
 	}
 	s.next.Export(sp)
+}
+
+// countersOf returns the counters of the cluster a resource names (or the
+// Sink's own when it names none), orphans among them when root is set.
+func (s *Sink) countersOf(res *resource.Resource, root bool) resCounters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.byRes[res]
+	if ok && (c.orphans != nil || !root) {
+		return c
+	}
+	if !ok {
+		c.cluster = s.cluster
+		if res != nil {
+			if v, ok := res.Set().Value("k8s.cluster.name"); ok && v.AsString() != "" {
+				c.cluster = v.AsString()
+			}
+		}
+		c.total = s.counterLocked(s.total, "spans_total", "spans made, by the cluster they ran in", c.cluster)
+		if len(s.byRes) >= maxResources {
+			clear(s.byRes)
+		}
+	}
+	if root {
+		c.orphans = s.counterLocked(s.orphans, "spans_without_parent_context_total", "spans with no parent context (trace roots), by cluster", c.cluster)
+	}
+	s.byRes[res] = c
+	return c
 }
 
 func crossing(attrs []attribute.KeyValue) (src, dst string, ok bool) {
@@ -74,9 +116,7 @@ func crossing(attrs []attribute.KeyValue) (src, dst string, ok bool) {
 	return src, dst, src != "" && dst != ""
 }
 
-func (s *Sink) counter(cache map[string]*atomic.Uint64, name, help, cluster string) *atomic.Uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Sink) counterLocked(cache map[string]*atomic.Uint64, name, help, cluster string) *atomic.Uint64 {
 	c, ok := cache[cluster]
 	if !ok {
 		c = s.reg.Counter(name, help, "cluster", cluster)

@@ -1,6 +1,7 @@
 package spanmetrics
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +44,35 @@ func TestSink(t *testing.T) {
 	}
 	if strings.Contains(text.String(), `spans_without_parent_context_total{cluster="us-east-1"}`) {
 		t.Error("a span with a parent counted as without parent context")
+	}
+}
+
+// Counters are memoised per resource: many resources of one cluster, more
+// than the memo holds, and a root after non-roots still count exactly.
+func TestSinkManyResources(t *testing.T) {
+	reg := metrics.New()
+	s := New(spanrec.New(), reg, "local")
+	t0 := time.Unix(1000, 0)
+	n := maxResources + 10
+	for i := range n {
+		res := resource.NewSchemaless(attribute.String("k8s.cluster.name", "c1"), attribute.Int("process.pid", i))
+		s.Export(spans.Span{Kind: trace.SpanKindServer, Parent: trace.SpanID{1}, Resource: res, Start: t0, End: t0})
+		s.Export(spans.Span{Kind: trace.SpanKindServer, Parent: trace.SpanID{1}, Resource: res, Start: t0, End: t0})
+		if i%2 == 0 {
+			s.Export(spans.Span{Kind: trace.SpanKindServer, Resource: res, Start: t0, End: t0}) // root
+		}
+	}
+	var text strings.Builder
+	reg.WriteText(&text)
+	for _, want := range []string{
+		fmt.Sprintf(`spans_total{cluster="c1"} %d`, 2*n+(n+1)/2),
+		fmt.Sprintf(`spans_without_parent_context_total{cluster="c1"} %d`, (n+1)/2),
+	} {
+		if !strings.Contains(text.String(), want+"\n") {
+			t.Errorf("metrics lack %s\n%s", want, text.String())
+		}
+	}
+	if len(s.byRes) > maxResources {
+		t.Errorf("memo holds %d resources, bound %d", len(s.byRes), maxResources)
 	}
 }
