@@ -465,8 +465,9 @@ static __always_inline int h2_client_ids(const struct pt_regs *ctx, __u32 tgid, 
  * in the goroutine that makes the request (one the caller's RoundTrip
  * started), with the stream ID in RBX. Its IDs are filed by (stream, this
  * goroutine), where sockio's HTTP/2 parser finds them for the CLIENT span.
- * No traceparent goes in: whether the request has one of its own is not
- * known here (its headers are HPACK-coded against the connection's table). */
+ * Whether the request has a traceparent of its own is not known here (its
+ * header map is not read): the IDs are H2_UNCHECKED, and the injector reads
+ * the connection's header blocks for one before it adds its own. */
 SEC("uprobe")
 int h2_write_headers(struct pt_regs *ctx)
 {

@@ -113,8 +113,17 @@ struct sock_state {
 	__u8 hb_have; /* bytes of a frame header cut by the end of a message */
 	__u32 h2_left; /* bytes of the current HTTP/2 frame still to come */
 	__u8 hb[8];    /* those bytes */
-	__u32 _pad;
+	__u8 h2_app;   /* H2W_*: what the sender's own header blocks carried */
+	__u8 _pad[3];
 };
+
+/* sock_state.h2_app: what the client's own HTTP/2 header blocks showed, for
+ * the requests whose probe could not tell (H2_UNCHECKED). Sticky: once an
+ * encoder has a name in its dynamic table it may send it by index, which
+ * the kernel cannot resolve. */
+#define H2W_TP 1    /* a "traceparent" field name */
+#define H2W_TS 2    /* a "tracestate" field name */
+#define H2W_BLIND 4 /* a client header block went unread (CONTINUATION, cut, too long) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -866,8 +875,77 @@ struct h2_field {
 	__u32 len;
 	__u32 stream_id;
 	__u32 added;
-	__u32 pad;
+	__u32 app; /* in and out: the socket's sock_state.h2_app */
 };
+
+/* Longest header block read for field names (a request's first block, with
+ * literal names, is a few hundred bytes; later ones are mostly indexes). */
+#define H2_SCAN_MAX 4096
+
+/* A name of the app's own, as an HPACK encoder writes it in a literal with
+ * a new name: the length byte (high bit: Huffman), then the name. Huffman
+ * is how Go's encoder (and most) write names when it is shorter; the codes
+ * are fixed by RFC 7541 (internal/inject's tests check them against Go's
+ * hpack). As little-endian words: */
+#define HUFF_TP 0x3fa9851d6b21834dULL /* "traceparent": 8 bytes, all of them */
+#define HUFF_TS 0x00bfa4915021834dULL /* "tracestate": 7 bytes, the low ones */
+#define HUFF_TP_LEN 8
+#define HUFF_TS_LEN 7
+
+struct h2_names {
+	struct sk_msg_md *msg;
+	__u32 len;   /* the block's bytes, pulled from its start */
+	__u32 found; /* H2W_TP | H2W_TS */
+};
+
+/* bpf_loop callback: whether a name literal starts at byte i. A match
+ * inside a value only keeps weft's own field out (the safe side). */
+static long h2_name_at(__u32 i, struct h2_names *w)
+{
+	/* The shortest representation looked for is 9 bytes: a Huffman
+	 * "tracestate" and its value's length. */
+	if (i + 9 > w->len || i >= H2_SCAN_MAX)
+		return 1;
+	struct sk_msg_md *msg = w->msg;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	/* The mask stays (clang knows i is below it; the verifier must too,
+	 * or it marks no range on q). */
+	__u32 o = i;
+	barrier_var(o);
+	__u8 *q = data + (o & (H2_SCAN_MAX - 1));
+	if (q + 9 > end)
+		return 1;
+	__u8 b = q[0];
+	__u64 word = *(__u64 *)(q + 1);
+	if (b == 0x80 + HUFF_TP_LEN && word == HUFF_TP)
+		w->found |= H2W_TP;
+	else if (b == 0x80 + HUFF_TS_LEN && (word & 0x00ffffffffffffffULL) == HUFF_TS)
+		w->found |= H2W_TS;
+	else if (b == 11 && word == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && i + 12 <= w->len && q + 12 <= end &&
+		 q[9] == 'e' && q[10] == 'n' && q[11] == 't')
+		w->found |= H2W_TP;
+	else if (b == 10 && word == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && i + 11 <= w->len && q + 11 <= end &&
+		 q[9] == 't' && q[10] == 'e')
+		w->found |= H2W_TS;
+	return 0;
+}
+
+/* The names of the header block at off (payload len) that matter to the
+ * injector: H2W_TP / H2W_TS, or H2W_BLIND when it cannot be read. */
+static __always_inline __u32 h2_block_names(struct sk_msg_md *msg, __u32 off, __u32 len)
+{
+	if (len > H2_SCAN_MAX)
+		return H2W_BLIND;
+	if (len < 9) /* no name fits */
+		return 0;
+	__u32 at = off + H2_FRAME_HEADER;
+	if (bpf_msg_pull_data(msg, at, at + len, 0))
+		return H2W_BLIND;
+	struct h2_names w = {.msg = msg, .len = len};
+	bpf_loop(H2_SCAN_MAX, h2_name_at, &w, 0);
+	return w.found;
+}
 
 /* Writes len as the 24-bit length of the frame at off. */
 static __always_inline bool h2_set_len(struct sk_msg_md *msg, __u32 off, __u32 len)
@@ -902,17 +980,29 @@ __noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
 	__u32 off = a->off, len = a->len;
 	struct h2_key k = {.tgid = a->tgid, .stream_id = a->stream_id, .goid = a->goid};
 	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
+	/* Blocks no probe checked are read for the app's own names: they
+	 * decide the requests whose probe cannot tell (net/http's HTTP/2
+	 * client, H2_UNCHECKED) on this connection from then on. */
+	if ((!ids || (ids->flags & H2_UNCHECKED)) && !(a->app & H2W_BLIND))
+		a->app |= h2_block_names(msg, off, len);
 	if (!ids)
 		return INJ_H2_NO_CTX;
 	if (ids->flags & H2_APP_HEADER)
 		return INJ_H2_APP_HEADER;
-	if (ids->flags & H2_UNCHECKED)
-		return INJ_H2_UNCHECKED;
 	if (ids->flags & H2_INJECTED)
 		return INJ_H2_REPEAT;
+	__u8 app_state = ids->flags & H2_APP_STATE;
+	if (ids->flags & H2_UNCHECKED) {
+		if (a->app & H2W_BLIND)
+			return INJ_H2_UNCHECKED;
+		if (a->app & H2W_TP)
+			return INJ_H2_APP_HEADER;
+		if (a->app & H2W_TS)
+			app_state = H2_APP_STATE;
+	}
 	/* The application's own tracestate: weft's member is not added (HPACK
 	 * may have it Huffman-coded or indexed, so it cannot be merged). */
-	bool state = !(ids->flags & H2_APP_STATE);
+	bool state = !app_state;
 	__u32 n = state ? h2_added() : INJ_H2_FIELD_LEN;
 	if (len + n > H2_MAX_FRAME)
 		return INJ_H2_TOO_LONG;
@@ -1010,13 +1100,18 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 	if (type == H2_HEADERS && (sid & 1)) {
 		/* A client-opened stream's request headers. */
 		__u32 r;
-		struct h2_field a = {.goid = w->goid, .tgid = w->tgid, .off = off, .len = len, .stream_id = sid};
-		if (!(flags & H2_END_HEADERS) || fend > size)
+		struct h2_field a = {.goid = w->goid, .tgid = w->tgid, .off = off, .len = len, .stream_id = sid,
+				     .app = st->h2_app};
+		if (!(flags & H2_END_HEADERS) || fend > size) {
 			r = INJ_H2_SPLIT;
-		else if (flags & H2_PADDED)
+			a.app |= H2W_BLIND;
+		} else if (flags & H2_PADDED) {
 			r = INJ_H2_TOO_LONG;
-		else
+			a.app |= H2W_BLIND;
+		} else {
 			r = h2_add_field(msg, &a);
+		}
+		st->h2_app = a.app;
 		count(r);
 		if (r == INJ_DROP) {
 			w->drop = 1;
@@ -1075,8 +1170,10 @@ static __always_inline bool h2_rejoin(struct h2_walk *w)
 	}
 	st->hb_have = 0;
 	__u32 len = (__u32)h[0] << 16 | (__u32)h[1] << 8 | h[2];
-	if (h[3] == H2_HEADERS && (h[8] & 1))
+	if (h[3] == H2_HEADERS && (h[8] & 1)) {
 		count(INJ_H2_SPLIT);
+		st->h2_app |= H2W_BLIND; /* its block goes unread */
+	}
 	w->off = need + len;
 	return true;
 }

@@ -55,8 +55,9 @@ enum inject_stat {
 	INJ_FORWARD_REWRITTEN = 22, /* the request carries the traceparent of the request its
 				     * sender is serving (a proxy forwarding it): its parent-id
 				     * became the client span's, in place */
-	INJ_H2_UNCHECKED = 23, /* a net/http HTTP/2 request: whether it has a traceparent of its
-				* own cannot be told from the probe, so none is added */
+	INJ_H2_UNCHECKED = 23, /* a net/http HTTP/2 request on a connection one of whose header
+				* blocks went unread (CONTINUATION, cut, over 4 KiB): whether
+				* the app sends its own traceparent is unknown, none is added */
 	INJ_STAT_MAX = 24,
 };
 

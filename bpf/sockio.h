@@ -263,7 +263,7 @@ struct h2_span {
 #define H2_INJECTED 4   /* the injector put a traceparent in the stream's headers */
 #define H2_APP_HEADER 8 /* the application sent its own traceparent: none added */
 #define H2_APP_STATE 16 /* the application sent its own tracestate: weft's member not added */
-#define H2_UNCHECKED 32 /* whether the application sent a traceparent is unknown: none added */
+#define H2_UNCHECKED 32 /* the probe cannot tell whether the application sent a traceparent: the injector reads the connection's header blocks */
 #define H2_OPTION 64    /* a server stream whose parent came in a TCP option (TLS) */
 
 /* An HTTP/2 server connection's frame reader, by the goroutine that

@@ -43,6 +43,7 @@ const (
 	h2Injected    = 4
 	h2AppHeader   = 8
 	h2AppState    = 16
+	h2Unchecked   = 32
 	h2FieldLength = 69 // INJ_H2_FIELD_LEN
 )
 
@@ -256,6 +257,7 @@ type h2Frame struct {
 	payload    []byte
 	fields     []hpack.HeaderField // HEADERS: the block's fields (ends with END_HEADERS somewhere)
 	inject     bool                // HEADERS: the field must be appended
+	appState   bool                // HEADERS: without weft's tracestate (the app's seen on the wire)
 }
 
 func (f h2Frame) wire() []byte { return h2FrameBytes(f.typ, f.flags, f.sid, f.payload) }
@@ -355,7 +357,7 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 		if f.inject {
 			value := tpValue(tc.entries[f.sid])
 			added := tpField(value)
-			if inj.member != "" && tc.entries[f.sid].Flags&h2AppState == 0 {
+			if inj.member != "" && tc.entries[f.sid].Flags&h2AppState == 0 && !f.appState {
 				// As an independent encoder writes it: a literal without
 				// indexing, name and value raw.
 				added = append(added, 0x00, 10)
@@ -371,7 +373,7 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 			b := append([]hpack.HeaderField(nil), f.fields...)
 			if f.inject {
 				b = append(b, hpack.HeaderField{Name: "traceparent", Value: tpValue(tc.entries[f.sid])})
-				if inj.member != "" && tc.entries[f.sid].Flags&h2AppState == 0 {
+				if inj.member != "" && tc.entries[f.sid].Flags&h2AppState == 0 && !f.appState {
 					b = append(b, hpack.HeaderField{Name: "tracestate", Value: inj.member})
 				}
 			}
@@ -802,10 +804,103 @@ func h2InjectCases(t *testing.T, inj *h2Injector) {
 		})
 	}
 
+	cases = append(cases, uncheckedCases()...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { runH2(t, inj, tc) })
 	}
 	t.Logf("counters: %v", inj.Counters())
+}
+
+// uncheckedCases: requests whose probe cannot see their headers (net/http's
+// HTTP/2 client files them H2_UNCHECKED). The injector reads the
+// connection's own header blocks for a traceparent or tracestate name, as
+// Go's encoder writes them (Huffman, then by dynamic-table index) or as
+// another writes them (raw), and stays out for good once it saw one, or
+// once a block went unread.
+func uncheckedCases() []h2Case {
+	var cases []h2Case
+	tp := hpack.HeaderField{Name: "traceparent", Value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	ts := hpack.HeaderField{Name: "tracestate", Value: "congo=t61rcWkgMzE"}
+	{ // No header of the app's: every request gets weft's.
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name:    "unchecked, none of the app's",
+			frames:  []h2Frame{settingsFrame(), b.headers(1, true), dataFrame(1, 10, h2EndStream), b.headers(3, true)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked), 3: newSpan(h2Unchecked)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	{ // The app's traceparent on the second request: that one and every
+		// later one on the connection are left alone, the third sending
+		// the name by its dynamic-table index.
+		b := newH2Builder()
+		tp2 := tp
+		tp2.Value = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+		cases = append(cases, h2Case{
+			name: "unchecked, the app's traceparent",
+			frames: []h2Frame{b.headers(1, true), b.headers(3, false, tp), b.headers(5, false, tp2),
+				b.headers(7, false)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked), 3: newSpan(ctxSampled | h2Unchecked),
+				5: newSpan(ctxSampled | h2Unchecked), 7: newSpan(ctxSampled | h2Unchecked)},
+			want: map[string]uint64{"h2_injected": 1, "h2_app_header": 3},
+		})
+	}
+	{ // Seen in a request weft has no IDs for, before any it has.
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name:    "unchecked, the app's traceparent on a request without IDs",
+			frames:  []h2Frame{b.headers(1, false, tp), b.headers(3, false)},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_no_ctx": 1, "h2_app_header": 1},
+		})
+	}
+	{ // The app's tracestate: weft's traceparent goes in, its member not.
+		b := newH2Builder()
+		f1, f3 := b.headers(1, true, ts), b.headers(3, true, ts)
+		f1.appState, f3.appState = true, true
+		cases = append(cases, h2Case{
+			name:    "unchecked, the app's tracestate",
+			frames:  []h2Frame{f1, f3},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked), 3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_injected": 2},
+		})
+	}
+	{ // Names written raw (no Huffman), as some encoders do.
+		sensitive := tp
+		sensitive.Sensitive = true // never indexed, below
+		fields := append(grpcFields("/svc/raw"), sensitive)
+		var block []byte
+		for _, f := range fields[:len(fields)-1] {
+			block = append(block, 0x00, byte(len(f.Name)))
+			block = append(block, f.Name...)
+			block = append(append(block, byte(len(f.Value))), f.Value...)
+		}
+		block = append(append(block, 0x10, 11), "traceparent"...) // never indexed
+		block = append(append(block, byte(len(tp.Value))), tp.Value...)
+		raw := h2Frame{typ: h2Headers, flags: h2EndHeaders, sid: 1, payload: block, fields: fields}
+		b := newH2Builder()
+		cases = append(cases, h2Case{
+			name:    "unchecked, the app's traceparent raw",
+			frames:  []h2Frame{raw, b.headers(3, false)},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked), 3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_app_header": 2},
+		})
+	}
+	{ // A block in CONTINUATION goes unread: the connection's later
+		// requests get nothing (the name may be in its table).
+		b := newH2Builder()
+		h1 := b.headers(1, false)
+		half := len(h1.payload) / 2
+		cont := h2Frame{typ: h2Continuation, flags: h2EndHeaders, sid: 1, payload: h1.payload[half:]}
+		h1.payload, h1.flags = h1.payload[:half], 0
+		cases = append(cases, h2Case{
+			name:    "unchecked after an unread block",
+			frames:  []h2Frame{h1, cont, b.headers(3, false)},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_split": 1, "h2_unchecked": 1},
+		})
+	}
+	return cases
 }
 
 // TestH2AfterHTTP1: a socket whose first message is not the preface stays

@@ -111,7 +111,8 @@ type injectSockState struct {
 	HbHave   uint8
 	H2Left   uint32
 	Hb       [8]uint8
-	Pad      uint32
+	H2App    uint8
+	Pad      [3]uint8
 }
 
 // Names of all BPF objects in the ELF.

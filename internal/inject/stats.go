@@ -49,7 +49,11 @@ var counterNames = map[injectInjectStat]string{
 //	iter_add       established sockets added by Track's iterator
 //	h2_injected    traceparent fields added to HTTP/2 request header blocks
 //	h2_no_ctx      HTTP/2 request headers of a stream the gRPC probe did not see
-//	h2_app_header  the call's metadata has a traceparent already: left alone
+//	h2_app_header  the call's metadata has a traceparent already (for
+//	               net/http's HTTP/2 client: the connection's header blocks
+//	               carried one): left alone
+//	h2_unchecked   a net/http HTTP/2 request on a connection one of whose
+//	               header blocks went unread: left alone
 //	h2_split       header block continues in a later message or CONTINUATION
 //	h2_too_long    the frame would pass 16 KiB (or is padded): skipped
 //	h2_lost        HTTP/2 sockets whose frame boundaries were lost

@@ -117,6 +117,16 @@ func call(w http.ResponseWriter, r *http.Request) {
 			statuses[i] = "error"
 			return
 		}
+		if q.Get("body") != "" {
+			// what the callee answered, for the caller to read
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses[i] = string(b)
+			if err != nil {
+				statuses[i] = "error"
+			}
+			return
+		}
 		h := sha256.New()
 		n, err := io.Copy(h, resp.Body)
 		resp.Body.Close()
@@ -183,6 +193,10 @@ func main() {
 	ca := flag.String("ca", "", "PEM certificate the client trusts (default -cert)")
 	h2 := flag.Bool("h2", false, "the client offers HTTP/2 (ALPN) on HTTPS calls, as http.DefaultTransport does")
 	flag.Parse()
+	srv := &http.Server{}
+	if setupH2C != nil {
+		setupH2C(srv, client.Transport.(*http.Transport))
+	}
 	if *ca == "" {
 		*ca = *cert
 	}
@@ -209,11 +223,15 @@ func main() {
 	}
 	// The test harness reads the port from this line.
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
+	srv.Handler = mux
 	if *cert != "" {
-		log.Fatal(http.ServeTLS(ln, mux, *cert, *key))
+		log.Fatal(srv.ServeTLS(ln, *cert, *key))
 	}
-	log.Fatal(http.Serve(ln, mux))
+	log.Fatal(srv.Serve(ln))
 }
+
+// setupH2C is set where net/http has http.Protocols (h2c.go).
+var setupH2C func(srv *http.Server, tr *http.Transport)
 
 // Pattern is n bytes of a repeating, non-uniform pattern: uploads with
 // ?upload=n send it, for the receiver's digest to be checked.
