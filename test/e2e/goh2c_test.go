@@ -28,6 +28,10 @@ import (
 //   - Then 10 requests whose traceparent A sets itself (Go's encoder
 //     Huffman-codes the name, then sends it by dynamic-table index): B gets
 //     exactly A's, never a second.
+//
+// Where the kernel cannot inject (sk_msg without bpf_loop, before 5.17:
+// /status must say so) B gets no traceparent but A's own, and its spans
+// are roots.
 func TestGoH2CClientHeader(t *testing.T) {
 	needRoot(t)
 	col := otelcol.Start(t)
@@ -39,6 +43,7 @@ func TestGoH2CClientHeader(t *testing.T) {
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint, "WEFT_PROPAGATION=headers"}, "-exe", "weft-e2e-h2c")
 	ag.waitTracked(t, a.PID())
 	ag.waitTracked(t, b.PID())
+	off := injectionUnavailable(t, ag)
 
 	type got struct {
 		Traceparent []string `json:"traceparent"`
@@ -117,13 +122,20 @@ func TestGoH2CClientHeader(t *testing.T) {
 		if fmt.Sprint(aC.Attrs["network.protocol.version"]) != "2" {
 			t.Errorf("request %d: A's call is not HTTP/2: %v", i, aC.Attrs)
 		}
+		if aC.ParentSpanID != aS.SpanID || aC.TraceID != aS.TraceID {
+			t.Errorf("request %d: A's call has parent %s in %s; A's request is %s in %s", i, aC.ParentSpanID, aC.TraceID, aS.SpanID, aS.TraceID)
+			bad++
+		}
+		if off {
+			if len(recv[i].Traceparent) != 0 || bS.ParentSpanID != "" {
+				t.Errorf("request %d: no injection, but B got traceparent %q and parent %q", i, recv[i].Traceparent, bS.ParentSpanID)
+				bad++
+			}
+			continue
+		}
 		want := fmt.Sprintf("00-%s-%s-", aC.TraceID, aC.SpanID)
 		if tp := recv[i].Traceparent; len(tp) != 1 || !strings.HasPrefix(tp[0], want) {
 			t.Errorf("request %d: B got traceparent %q, want one naming A's call (%s..)", i, tp, want)
-			bad++
-		}
-		if aC.ParentSpanID != aS.SpanID || aC.TraceID != aS.TraceID {
-			t.Errorf("request %d: A's call has parent %s in %s; A's request is %s in %s", i, aC.ParentSpanID, aC.TraceID, aS.SpanID, aS.TraceID)
 			bad++
 		}
 		if bS.ParentSpanID != aC.SpanID || bS.TraceID != aC.TraceID {
@@ -137,7 +149,7 @@ func TestGoH2CClientHeader(t *testing.T) {
 	injected := ag.metric(t, `weft_inject_total{name="h2_injected"}`)
 	app := ag.metric(t, `weft_inject_total{name="h2_app_header"}`)
 	t.Logf("h2_injected %v, h2_app_header %v, h2_unchecked %v", injected, app, ag.metric(t, `weft_inject_total{name="h2_unchecked"}`))
-	if injected < n || app < owned {
+	if !off && (injected < n || app < owned) {
 		t.Errorf("h2_injected %v (want >= %d), h2_app_header %v (want >= %d)", injected, n, app, owned)
 	}
 }
