@@ -347,6 +347,12 @@ int inject_iter(struct bpf_iter__tcp *ctx)
 		count(INJ_SOCKHASH_FAIL);
 		return 0;
 	}
+	/* Back in the sockhash (its process untracked, then tracked again):
+	 * the frames it sent meanwhile went unwalked, so where its next
+	 * HTTP/2 frame starts, and which names its encoder's table holds, are
+	 * unknown. No more HTTP/2 fields on it. */
+	if (st->proto == PROTO_H2)
+		st->proto = PROTO_H2_LOST;
 	count(INJ_ITER_ADD);
 	return 0;
 }
@@ -885,8 +891,8 @@ struct h2_field {
 /* A name of the app's own, as an HPACK encoder writes it in a literal with
  * a new name: the length byte (high bit: Huffman), then the name. Huffman
  * is how Go's encoder (and most) write names when it is shorter; the codes
- * are fixed by RFC 7541 (internal/inject's tests check them against Go's
- * hpack). As little-endian words: */
+ * are fixed by RFC 7541 (TestHuffmanNames checks them against Go's hpack).
+ * As little-endian words: */
 #define HUFF_TP 0x3fa9851d6b21834dULL /* "traceparent": 8 bytes, all of them */
 #define HUFF_TS 0x00bfa4915021834dULL /* "tracestate": 7 bytes, the low ones */
 #define HUFF_TP_LEN 8
@@ -895,7 +901,7 @@ struct h2_field {
 struct h2_names {
 	struct sk_msg_md *msg;
 	__u32 len;   /* the block's bytes, pulled from its start */
-	__u32 found; /* H2W_TP | H2W_TS */
+	__u32 found; /* H2W_TP | H2W_TS, or H2W_BLIND */
 };
 
 /* bpf_loop callback: whether a name literal starts at byte i. A match
@@ -914,8 +920,10 @@ static long h2_name_at(__u32 i, struct h2_names *w)
 	__u32 o = i;
 	barrier_var(o);
 	__u8 *q = data + (o & (H2_SCAN_MAX - 1));
-	if (q + 9 > end)
+	if (q + 9 > end) {
+		w->found |= H2W_BLIND; /* not as pulled: never after a pull that worked */
 		return 1;
+	}
 	__u8 b = q[0];
 	__u64 word = *(__u64 *)(q + 1);
 	if (b == 0x80 + HUFF_TP_LEN && word == HUFF_TP)
@@ -983,7 +991,7 @@ __noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
 	/* Blocks no probe checked are read for the app's own names: they
 	 * decide the requests whose probe cannot tell (net/http's HTTP/2
 	 * client, H2_UNCHECKED) on this connection from then on. */
-	if ((!ids || (ids->flags & H2_UNCHECKED)) && !(a->app & H2W_BLIND))
+	if ((!ids || (ids->flags & H2_UNCHECKED)) && !(a->app & (H2W_BLIND | H2W_TP)))
 		a->app |= h2_block_names(msg, off, len);
 	if (!ids)
 		return INJ_H2_NO_CTX;

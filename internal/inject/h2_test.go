@@ -886,6 +886,48 @@ func uncheckedCases() []h2Case {
 			want:    map[string]uint64{"h2_app_header": 2},
 		})
 	}
+	{ // A block cut between two messages goes unread.
+		b := newH2Builder()
+		fr := []h2Frame{b.headers(1, false), b.headers(3, false)}
+		cases = append(cases, h2Case{
+			name:    "unchecked after a block cut between messages",
+			frames:  fr,
+			cuts:    []int{9 + 10},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_split": 1, "h2_unchecked": 1},
+		})
+	}
+	{ // A frame header cut between two messages: its block goes unread.
+		b := newH2Builder()
+		fr := []h2Frame{b.headers(1, false), b.headers(3, false)}
+		cases = append(cases, h2Case{
+			name:    "unchecked after a frame header cut between messages",
+			frames:  fr,
+			cuts:    []int{4},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_split": 1, "h2_unchecked": 1},
+		})
+	}
+	{ // A padded block, and a block over the 4 KiB read, go unread.
+		b := newH2Builder()
+		pd := b.headers(1, false)
+		pd.flags |= h2Padded
+		pd.payload = append(append([]byte{3}, pd.payload...), 0, 0, 0)
+		cases = append(cases, h2Case{
+			name:    "unchecked after a padded block",
+			frames:  []h2Frame{pd, b.headers(3, false)},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_too_long": 1, "h2_unchecked": 1},
+		})
+		b = newH2Builder()
+		long := b.headers(1, false, hpack.HeaderField{Name: "x-long", Value: strings.Repeat("{", 4100)})
+		cases = append(cases, h2Case{
+			name:    "unchecked after a block over 4 KiB",
+			frames:  []h2Frame{long, b.headers(3, false)},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_no_ctx": 1, "h2_unchecked": 1},
+		})
+	}
 	{ // A block in CONTINUATION goes unread: the connection's later
 		// requests get nothing (the name may be in its table).
 		b := newH2Builder()

@@ -121,6 +121,7 @@ func TestGoH2CClientHeader(t *testing.T) {
 		}
 		if fmt.Sprint(aC.Attrs["network.protocol.version"]) != "2" {
 			t.Errorf("request %d: A's call is not HTTP/2: %v", i, aC.Attrs)
+			bad++
 		}
 		if aC.ParentSpanID != aS.SpanID || aC.TraceID != aS.TraceID {
 			t.Errorf("request %d: A's call has parent %s in %s; A's request is %s in %s", i, aC.ParentSpanID, aC.TraceID, aS.SpanID, aS.TraceID)
