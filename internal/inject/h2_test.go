@@ -707,10 +707,7 @@ func h2InjectCases(t *testing.T, inj *h2Injector) {
 	}
 	{ // 5: HEADERS without END_HEADERS, then CONTINUATION.
 		b := newH2Builder()
-		h1 := b.headers(1, false)
-		half := len(h1.payload) / 2
-		cont := h2Frame{typ: h2Continuation, flags: h2EndHeaders, sid: 1, payload: h1.payload[half:]}
-		h1.payload, h1.flags = h1.payload[:half], 0
+		h1, cont := continued(b.headers(1, false))
 		cases = append(cases, h2Case{
 			name:    "continuation",
 			frames:  []h2Frame{h1, cont, dataFrame(1, 10, h2EndStream), b.headers(3, true)},
@@ -809,6 +806,15 @@ func h2InjectCases(t *testing.T, inj *h2Injector) {
 		t.Run(tc.name, func(t *testing.T) { runH2(t, inj, tc) })
 	}
 	t.Logf("counters: %v", inj.Counters())
+}
+
+// continued splits a HEADERS frame's block in two: HEADERS without
+// END_HEADERS, then a CONTINUATION with the rest.
+func continued(h h2Frame) (first, cont h2Frame) {
+	half := len(h.payload) / 2
+	cont = h2Frame{typ: h2Continuation, flags: h2EndHeaders, sid: h.sid, payload: h.payload[half:]}
+	h.payload, h.flags = h.payload[:half], 0
+	return h, cont
 }
 
 // uncheckedCases: requests whose probe cannot see their headers (net/http's
@@ -931,10 +937,7 @@ func uncheckedCases() []h2Case {
 	{ // A block in CONTINUATION goes unread: the connection's later
 		// requests get nothing (the name may be in its table).
 		b := newH2Builder()
-		h1 := b.headers(1, false)
-		half := len(h1.payload) / 2
-		cont := h2Frame{typ: h2Continuation, flags: h2EndHeaders, sid: 1, payload: h1.payload[half:]}
-		h1.payload, h1.flags = h1.payload[:half], 0
+		h1, cont := continued(b.headers(1, false))
 		cases = append(cases, h2Case{
 			name:    "unchecked after an unread block",
 			frames:  []h2Frame{h1, cont, b.headers(3, false)},
