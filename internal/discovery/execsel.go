@@ -1,11 +1,9 @@
 package discovery
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/procs"
 	"github.com/weft-dev/weft/internal/selection"
 )
 
@@ -118,7 +117,10 @@ func (d *Discoverer) claim(pid int, ev procwatchWatchEvent) {
 		d.exec.outcome["tracked"].Add(1)
 		return
 	}
-	if _, err := os.Stat(filepath.Join(d.cfg.ProcRoot, strconv.Itoa(pid))); err != nil {
+	// Gone as procs.Read sees it: a zombie (exited, not yet reaped) still
+	// has its /proc entry, and taking it for alive dropped the events of
+	// a short-lived client (TestShortLivedClients, 1 run in 50).
+	if _, err := procs.Read(d.cfg.ProcRoot, pid); errors.Is(err, procs.ErrGone) {
 		last := d.exec.lastOf(probes.ExecKey{Ino: ev.Exe.Ino, Inode: ev.Exe.Inode})
 		if er, reports := d.tracker.(ExitedReporter); reports && last != nil {
 			g, err := exitedLike(last, pid)
