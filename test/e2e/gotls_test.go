@@ -344,10 +344,17 @@ func TestGRPCOverTLSConcurrent(t *testing.T) {
 	}, "ok")
 
 	pid := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
-	spans := col.WaitSpans(t, 5*n, 60*time.Second, func(s otelcol.Span) bool {
-		p := pid(s)
-		return p == fmt.Sprint(a.PID()) || p == fmt.Sprint(b.PID()) || p == fmt.Sprint(c.PID())
-	})
+	role := map[string]string{fmt.Sprint(a.PID()): "A", fmt.Sprint(b.PID()): "B", fmt.Sprint(c.PID()): "C"}
+	spans := waitSpansSoft(t, col, 5*n, 60*time.Second, func(s otelcol.Span) bool { return role[pid(s)] != "" })
+	if len(spans) != 5*n {
+		// Say whose spans are missing, and what the agent counted.
+		count := map[string]int{}
+		for _, s := range spans {
+			count[fmt.Sprintf("%s kind %d", role[pid(s)], s.Kind)]++
+		}
+		t.Errorf("%d spans, want %d (%d per side and kind): %v", len(spans), 5*n, n, count)
+		ag.logMetrics(t, "weft_http2", "weft_sockio", "weft_conntrack", "weft_spans", "weft_export", "weft_gotls", "weft_gogrpc", "weft_http_")
+	}
 	byID := map[string]otelcol.Span{}
 	children := map[string][]otelcol.Span{}
 	aSrv := map[int]otelcol.Span{}
