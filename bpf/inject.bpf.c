@@ -100,6 +100,8 @@ enum sock_proto {
 	PROTO_H2 = 2,      /* opened with the HTTP/2 client preface */
 	PROTO_H2_LOST = 3, /* HTTP/2 whose frame boundaries were lost */
 	PROTO_DROPPED = 4, /* a message was dropped: so is every later one */
+	PROTO_SYNC = 5,    /* older than the tracing (or back in the sockhash): where its
+			    * HTTP/2 frames start is not known yet (h2_synced) */
 };
 
 /* Per socket, in socket storage: it dies with the socket. */
@@ -123,7 +125,8 @@ struct sock_state {
  * the kernel cannot resolve. */
 #define H2W_TP 1    /* a "traceparent" field name */
 #define H2W_TS 2    /* a "tracestate" field name */
-#define H2W_BLIND 4 /* a client header block went unread (CONTINUATION, cut, too long) */
+#define H2W_BLIND 4 /* a client header block went unread (CONTINUATION, cut, too long,
+		     * or sent before the socket was synced) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -347,12 +350,15 @@ int inject_iter(struct bpf_iter__tcp *ctx)
 		count(INJ_SOCKHASH_FAIL);
 		return 0;
 	}
-	/* Back in the sockhash (its process untracked, then tracked again):
-	 * the frames it sent meanwhile went unwalked, so where its next
-	 * HTTP/2 frame starts, and which names its encoder's table holds, are
-	 * unknown. No more HTTP/2 fields on it. */
-	if (st->proto == PROTO_H2)
-		st->proto = PROTO_H2_LOST;
+	/* A connection older than the tracing, or back in the sockhash (its
+	 * process untracked, then tracked again): the frames it sent went
+	 * unwalked, so where its next HTTP/2 frame starts is unknown until a
+	 * message shows it (h2_sync), and which names its encoder's table
+	 * holds stays unknown (H2W_BLIND). HTTP/1 goes on as it was. */
+	if (st->proto == PROTO_UNKNOWN || st->proto == PROTO_H2 || st->proto == PROTO_H2_LOST) {
+		st->proto = PROTO_SYNC;
+		st->h2_app |= H2W_BLIND;
+	}
 	count(INJ_ITER_ADD);
 	return 0;
 }
@@ -1204,6 +1210,83 @@ static __always_inline bool h2_preface(struct sk_msg_md *msg)
 	       *(__u64 *)(data + 8) == W8('T', 'P', '/', '2', '.', '0', '\r', '\n');
 }
 
+/* Whether a client may send a frame with this header (RFC 9113, section
+ * 6): the type's stream and length rules. A client opens odd streams and
+ * never pushes. */
+static __always_inline bool h2_client_frame(const __u8 *h)
+{
+	__u32 len = (__u32)h[0] << 16 | (__u32)h[1] << 8 | h[2];
+	__u8 type = h[3], flags = h[4];
+	if (h[5] & 0x80)
+		return false; /* the reserved bit */
+	__u32 sid = (__u32)h[5] << 24 | (__u32)h[6] << 16 | (__u32)h[7] << 8 | h[8];
+	switch (type) {
+	case 0: /* DATA */
+	case H2_HEADERS:
+	case 9: /* CONTINUATION */
+		return sid & 1;
+	case 2: /* PRIORITY */
+		return sid && len == 5;
+	case 3: /* RST_STREAM */
+		return sid && len == 4;
+	case 4: /* SETTINGS */
+		return !sid && ((flags & 1) ? len == 0 : len % 6 == 0);
+	case 6: /* PING */
+		return !sid && len == 8;
+	case 7: /* GOAWAY */
+		return !sid && len >= 8;
+	case 8: /* WINDOW_UPDATE */
+		return len == 4;
+	default: /* PUSH_PROMISE, unknown types */
+		return false;
+	}
+}
+
+struct h2_sync {
+	struct sk_msg_md *msg;
+	__u64 off; /* next frame header */
+	__u32 size;
+	__u32 whole; /* the frames end exactly at the message's end */
+};
+
+/* bpf_loop callback: one frame header of h2_sync. Returns 1 to stop. */
+static long h2_sync_frame(__u32 i, struct h2_sync *s)
+{
+	if (s->off >= s->size) {
+		s->whole = s->off == s->size && i > 0;
+		return 1;
+	}
+	if (s->size - s->off < H2_FRAME_HEADER)
+		return 1;
+	__u32 off = s->off;
+	if (bpf_msg_pull_data(s->msg, off, off + H2_FRAME_HEADER, 0))
+		return 1;
+	__u8 *data = MSG_DATA(s->msg);
+	__u8 *end = MSG_END(s->msg);
+	if (data + H2_FRAME_HEADER > end || !h2_client_frame(data))
+		return 1;
+	s->off += H2_FRAME_HEADER + ((__u32)data[0] << 16 | (__u32)data[1] << 8 | data[2]);
+	return 0;
+}
+
+/* Whether a message on a socket of unknown frame boundaries (PROTO_SYNC,
+ * PROTO_H2_LOST) is a run of whole client frames, each with a header a
+ * client may send, the last ending exactly at the message's end: then its
+ * first byte starts a frame. A write that starts or ends inside a frame
+ * (a big DATA frame cut by a buffer) does not pass; nor do HTTP/1 and TLS
+ * bytes (their first bytes name no frame a client sends). Even so, a
+ * header goes only where a probe filed the stream's IDs for the sending
+ * goroutine (h2_add_field): bytes taken for frames by mistake would name
+ * no such stream. */
+static __always_inline bool h2_sync(struct sk_msg_md *msg)
+{
+	struct h2_sync s = {.msg = msg, .size = msg->size};
+	if (s.size < H2_FRAME_HEADER)
+		return false;
+	bpf_loop(H2_MAX_FRAMES, h2_sync_frame, &s, 0);
+	return s.whole;
+}
+
 /* Walks the frames of one message on an HTTP/2 client socket. True if
  * the message must be dropped. */
 static __always_inline bool h2_message(struct sk_msg_md *msg, struct sock_state *st, __u32 start)
@@ -1264,6 +1347,19 @@ int inject_msg(struct sk_msg_md *msg)
 			return h2_message(msg, st, H2_PREFACE_LEN) ? SK_DROP : SK_PASS;
 		}
 		st->proto = PROTO_OTHER;
+	}
+	if (st->proto == PROTO_SYNC && h2_preface(msg)) {
+		/* Connected just before it was listed, and silent since. */
+		st->proto = PROTO_H2;
+		st->h2_app = 0;
+		return h2_message(msg, st, H2_PREFACE_LEN) ? SK_DROP : SK_PASS;
+	}
+	if ((st->proto == PROTO_SYNC || st->proto == PROTO_H2_LOST) && h2_sync(msg)) {
+		st->proto = PROTO_H2;
+		st->h2_left = 0;
+		st->hb_have = 0;
+		st->h2_app |= H2W_BLIND; /* names sent before now are unknown */
+		count(INJ_H2_SYNCED);
 	}
 	if (st->proto == PROTO_H2)
 		return h2_message(msg, st, 0) ? SK_DROP : SK_PASS;

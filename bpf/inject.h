@@ -58,7 +58,9 @@ enum inject_stat {
 	INJ_H2_UNCHECKED = 23, /* a net/http HTTP/2 request on a connection one of whose header
 				* blocks went unread (CONTINUATION, cut, over 4 KiB): whether
 				* the app sends its own traceparent is unknown, none is added */
-	INJ_STAT_MAX = 24,
+	INJ_H2_SYNCED = 24,    /* frame boundaries found on a socket that did not show them
+				* (older than the tracing, or lost): HTTP/2 fields go on it */
+	INJ_STAT_MAX = 25,
 };
 
 /* Longest request head (request line to blank line) that gets a header. */

@@ -172,6 +172,17 @@ func goid() uint64 {
 
 func dialH2(t *testing.T, inj *h2Injector, addr string) *h2Conn {
 	t.Helper()
+	h := dialH2Untraced(t, addr)
+	if !waitFor(func() bool { return inj.SockhashHas(h.cookie) }) {
+		t.Fatal("the traced connection is not in the sockhash")
+	}
+	return h
+}
+
+// dialH2Untraced connects without waiting for the sockhash (a connection
+// made while its process is not tracked stays out of it).
+func dialH2Untraced(t *testing.T, addr string) *h2Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -180,9 +191,6 @@ func dialH2(t *testing.T, inj *h2Injector, addr string) *h2Conn {
 	tc.SetNoDelay(true)
 	h := &h2Conn{c: tc, cookie: cookieOf(t, c), in: make(chan []byte), out: make(chan error)}
 	t.Cleanup(func() { h.finish(); c.Close() })
-	if !waitFor(func() bool { return inj.SockhashHas(h.cookie) }) {
-		t.Fatal("the traced connection is not in the sockhash")
-	}
 	ready := make(chan uint64)
 	go func() {
 		runtime.LockOSThread()
@@ -988,5 +996,74 @@ func testH2AfterHTTP1(t *testing.T, h Hook) {
 			t.Errorf("%q first: entry flags %#x, %v", first, now.Flags, err)
 		}
 		inj.ids.Delete(&k)
+	}
+}
+
+// TestH2MidLife: an HTTP/2 connection made before its process was tracked
+// (an agent restart, tracing switched on for a running pod) enters the
+// sockhash through the iterator with its frame boundaries unknown. A
+// message that starts inside a frame is left alone; the first one that is
+// a run of whole client frames syncs the socket, and from then on a
+// probe-checked stream (gRPC) gets the field. A net/http stream (whose
+// probe cannot see the app's own header) gets nothing: names the encoder
+// sent before the sync are unknown.
+func TestH2MidLife(t *testing.T) { eachHook(t, testH2MidLife) }
+
+func testH2MidLife(t *testing.T, hook Hook) {
+	inj := startH2Injector(t, hook)
+	inj.Untrack(os.Getpid())
+	addr, got := startRecorder(t)
+	h := dialH2Untraced(t, addr)
+	b := newH2Builder()
+	data := dataFrame(1, 600, 0).wire()
+	var want [][]byte
+	send := func(w []byte) { h.write(t, w); want = append(want, w) }
+	// Untraced: the preface, a stream, and a DATA frame cut after 100 of
+	// its payload bytes.
+	send(append([]byte(h2Preface), append(settingsFrame().wire(), b.headers(1, false).wire()...)...))
+	send(data[:109])
+	if err := inj.Track(os.Getpid(), nil); err != nil {
+		t.Fatalf("Track: %v", err)
+	}
+	if !waitFor(func() bool { return inj.SockhashHas(h.cookie) }) {
+		t.Fatal("the older connection is not in the sockhash after Track")
+	}
+	tgid := uint32(os.Getpid())
+	file := func(sid uint32, flags uint8) injectH2Span {
+		s := newSpan(flags)
+		if err := inj.ids.Put(&injectH2Key{Tgid: tgid, StreamId: sid, Goid: h.goid}, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := inj.Counters()
+	// The rest of the DATA frame, then stream 3's HEADERS: the message
+	// starts inside a frame, so nothing is added.
+	file(3, ctxSampled)
+	send(append(data[109:], b.headers(3, false).wire()...))
+	// Whole frames: synced; stream 5 (gRPC, checked) gets the field.
+	s5 := file(5, ctxSampled)
+	h5 := b.headers(5, false)
+	h.write(t, append(dataFrame(1, 10, 1).wire(), h5.wire()...))
+	withField := append(append([]byte(nil), h5.payload...), tpField(tpValue(s5))...)
+	want = append(want, append(dataFrame(1, 10, 1).wire(), h2FrameBytes(h2Headers, h2EndHeaders, 5, withField)...))
+	// Stream 7 (net/http's, unchecked): the encoder's earlier names are
+	// unknown, nothing is added.
+	file(7, ctxSampled|h2Unchecked)
+	send(b.headers(7, false).wire())
+	after := inj.Counters()
+	h.finish()
+	rcvd := <-got
+	if w := bytes.Join(want, nil); !bytes.Equal(rcvd, w) {
+		i := firstDiff(rcvd, w)
+		t.Fatalf("server got %d bytes, want %d; first difference at %d: %q, want %q", len(rcvd), len(w), i, around(rcvd, i), around(w, i))
+	}
+	for name, d := range map[string]uint64{"h2_synced": 1, "h2_injected": 1, "h2_unchecked": 1, "h2_lost": 0, "drop": 0} {
+		if after[name]-before[name] != d {
+			t.Errorf("%s grew by %d, want %d", name, after[name]-before[name], d)
+		}
+	}
+	if after["iter_add"] < 1 {
+		t.Error("iter_add = 0: the older connection was not added by the iterator")
 	}
 }

@@ -77,7 +77,8 @@ const (
 	injectInjectStatINJ_STATE_KEPT        injectInjectStat = 21
 	injectInjectStatINJ_FORWARD_REWRITTEN injectInjectStat = 22
 	injectInjectStatINJ_H2UNCHECKED       injectInjectStat = 23
-	injectInjectStatINJ_STAT_MAX          injectInjectStat = 24
+	injectInjectStatINJ_H2SYNCED          injectInjectStat = 24
+	injectInjectStatINJ_STAT_MAX          injectInjectStat = 25
 )
 
 type injectProcCfg struct {

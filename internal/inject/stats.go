@@ -1,5 +1,7 @@
 package inject
 
+import "slices"
+
 // counterNames names the kernel-side counters (enum inject_stat).
 var counterNames = map[injectInjectStat]string{
 	injectInjectStatINJ_INJECTED:          "injected",
@@ -26,6 +28,17 @@ var counterNames = map[injectInjectStat]string{
 	injectInjectStatINJ_STATE_KEPT:        "state_kept",
 	injectInjectStatINJ_FORWARD_REWRITTEN: "forward_rewritten",
 	injectInjectStatINJ_H2UNCHECKED:       "h2_unchecked",
+	injectInjectStatINJ_H2SYNCED:          "h2_synced",
+}
+
+// CounterNames lists the names Counters reports, sorted.
+func CounterNames() []string {
+	names := make([]string, 0, len(counterNames))
+	for _, name := range counterNames {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Counters returns the kernel-side counters by name, summed over CPUs:
@@ -57,6 +70,9 @@ var counterNames = map[injectInjectStat]string{
 //	h2_split       header block continues in a later message or CONTINUATION
 //	h2_too_long    the frame would pass 16 KiB (or is padded): skipped
 //	h2_lost        HTTP/2 sockets whose frame boundaries were lost
+//	h2_synced      sockets whose frame boundaries were unknown (older than
+//	               the tracing, or lost) found again at a message of whole
+//	               client frames: from then on gRPC calls get a header
 //	h2_repeat      a stream's IDs met a second request header block
 //	state_merged   HTTP/1 requests with their own tracestate that got this
 //	               agent's member first in it (not a second tracestate line)

@@ -96,8 +96,8 @@ func TestGRPCPreexisting(t *testing.T) {
 	if got := ag.metric(t, "weft_http2_streams_named_by_probe_total"); got < 1 {
 		t.Errorf("weft_http2_streams_named_by_probe_total = %v, want the probes to have named streams", got)
 	}
-	// Context still crosses the old connection (the injector's iterator
-	// took its socket): a server span with a parent is its call's child.
+	// Context crosses the old connection (the injector's iterator took its
+	// socket): a server span with a parent is its call's child.
 	callers := map[string]string{}
 	for _, c := range clients {
 		callers[c.SpanID] = c.TraceID
@@ -114,6 +114,18 @@ func TestGRPCPreexisting(t *testing.T) {
 		linked++
 	}
 	t.Logf("%d of %d server spans are the children of the caller's", linked, len(servers))
+	// Where the injector runs, the caller's socket is synced at its first
+	// write of whole frames, and every later call carries a traceparent:
+	// the calls in flight when the probes came may go without.
+	if ag.metric(t, "weft_inject_enabled") == 1 {
+		if linked < len(servers)-2 {
+			ag.logMetrics(t, "weft_inject")
+			t.Errorf("%d of %d server spans are the caller's children, want all but the first two", linked, len(servers))
+		}
+		if got := ag.metric(t, `weft_inject_total{name="h2_synced"}`); got < 1 {
+			t.Errorf(`weft_inject_total{name="h2_synced"} = %v, want the old connection synced`, got)
+		}
+	}
 	if got := ag.metric(t, "weft_http2_conns_mid_stream_total"); got < 2 {
 		t.Errorf("weft_http2_conns_mid_stream_total = %v, want the connection on both sides", got)
 	}

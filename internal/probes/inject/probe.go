@@ -109,9 +109,7 @@ func (f *Probe) Start(ctx context.Context) error {
 	_, how := f.inj.Hook()
 	f.on = "sk_msg on its client sockets (HTTP/1 and h2c); " + how
 	f.status.Feature(status.Injection, true, "sk_msg on traced Go processes' client sockets (HTTP/1 and h2c); "+how)
-	for _, name := range []string{"injected", "no_ctx", "repeat", "not_http", "app_header", "split", "too_long", "write_fail", "no_state", "sockhash_add", "sockhash_fail", "iter_add",
-		"h2_injected", "h2_no_ctx", "h2_app_header", "h2_split", "h2_too_long", "h2_lost", "h2_repeat", "drop",
-		"state_merged", "state_kept", "forward_rewritten"} {
+	for _, name := range inject.CounterNames() {
 		f.met.Gauge("weft_inject_total", "socket-layer injector outcomes, by name",
 			func() float64 { return float64(f.inj.Counters()[name]) }, "name", name)
 	}
