@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/weft-dev/weft/internal/metrics"
@@ -52,8 +53,11 @@ func newEndpoint(addr string, cfg Config, reg *metrics.Registry) (*endpoint, err
 		failures: reg.Counter("weft_export_failures_total", "failed export attempts (RPCs and probes), by endpoint", "endpoint", label),
 		latency:  reg.Histogram("weft_export_latency_seconds", "export RPC latency, by endpoint", latencyBuckets, "endpoint", label),
 	}
+	pool := &dirtyPool{}
 	dial := []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(e.intercept),
+		experimental.WithBufferPool(pool),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(dirtyCodec{pool})),
 		// gRPC's default reconnect backoff grows to 120 s: too slow to
 		// notice a collector that is back.
 		grpc.WithConnectParams(grpc.ConnectParams{
