@@ -2,6 +2,7 @@ package httpwire
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/weft-dev/weft/internal/tracecontext"
 )
@@ -310,9 +311,22 @@ func fieldOf(name []byte) int {
 }
 
 // validFieldBytes rejects control bytes other than HTAB (a CR not followed by
-// LF, NUL, ...) and DEL inside a header line.
+// LF, NUL, ...) and DEL inside a header line. Eight bytes at a time while
+// none is below 0x20 or DEL (a third of the agent's head parsing went to
+// the byte loop); a word with one, an HTAB say, is looked at byte by byte.
 func validFieldBytes(line []byte) bool {
-	for _, c := range line {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(line); i += 8 {
+		x := binary.LittleEndian.Uint64(line[i:])
+		del := x ^ 0x7f*ones
+		// Whether a byte is below 0x20, or is DEL (zero in del): the
+		// classic has-less-than word tests, exact as a whole.
+		if ((x-0x20*ones)&^x|(del-ones)&^del)&highs != 0 {
+			break
+		}
+	}
+	for _, c := range line[i:] {
 		if c < 0x20 && c != '\t' || c == 0x7f {
 			return false
 		}

@@ -106,3 +106,55 @@ func FuzzParseHead(f *testing.F) {
 		}
 	})
 }
+
+// validFieldBytesSlow is validFieldBytes' definition, a byte at a time.
+func validFieldBytesSlow(line []byte) bool {
+	for _, c := range line {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func TestValidFieldBytes(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"", true},
+		{"Host: example.com", true},
+		{"X-A: a\tb and more than eight bytes", true},
+		{"X-A: \x7f", false},
+		{"X-Long-Header-Name: value\x00with a NUL", false},
+		{"X-Long-Header-Name: value\rwith a CR", false},
+		{"X-Long-Header-Name: value with a DEL\x7fbyte", false},
+		{"X-Long: caf\xc3\xa9 \xff\x80 obs-text", true},
+		{"\t\t\t\t\t\t\t\t\t", true},
+		{"12345678\x1f", false},
+		{"1234567\x1f", false},
+	} {
+		if got := validFieldBytes([]byte(tc.line)); got != tc.want {
+			t.Errorf("validFieldBytes(%q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+	// Every byte value at every position of a word, among ordinary bytes.
+	for pos := range 17 {
+		for c := range 256 {
+			b := []byte("abcdefghijklmnopq")
+			b[pos] = byte(c)
+			if got, want := validFieldBytes(b), validFieldBytesSlow(b); got != want {
+				t.Fatalf("byte %#x at %d: %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}
+
+func FuzzValidFieldBytes(f *testing.F) {
+	f.Add([]byte("Host: x\t\x7f"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validFieldBytes(b), validFieldBytesSlow(b); got != want {
+			t.Fatalf("validFieldBytes(%q) = %v, want %v", b, got, want)
+		}
+	})
+}
