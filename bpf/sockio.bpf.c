@@ -1478,7 +1478,9 @@ static __always_inline int on_sock_io(struct sock *sk, int len, __u8 dir)
 /* Before a TCP send's bytes are queued (Linux 6.16+; the loader loads it
  * only where the kernel has it): a thread's client request gets its IDs
  * while the option can still go on its first segment. Runs once per skb
- * the send fills; thread_call files once. */
+ * the send fills; thread_call files once. A Go program whose h2c streams
+ * no header can reach (PROC_H2_PRESEND) files the option of the stream
+ * its write opens, as the syscalls source does at the write's entry. */
 SEC("tp_btf/tcp_sendmsg_locked")
 int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const struct sk_buff *skb, int size_goal)
 {
@@ -1487,9 +1489,15 @@ int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const 
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
-	__u64 owner = thread_owner(cfg, pid_tgid);
-	if (!owner)
-		return 0;
+	__u64 owner = thread_owner(cfg, pid_tgid), goid = 0;
+	if (!owner) {
+		if (!tcpopt_on || !(cfg->flags & PROC_H2_PRESEND))
+			return 0;
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+		goid = goid_of(cfg, regs->r14);
+		if (!goid)
+			return 0;
+	}
 	/* The next bytes to send: a user buffer (write, send) or the current
 	 * iovec (writev, sendmsg). */
 	__u8 type = BPF_CORE_READ(msg, msg_iter.iter_type);
@@ -1521,7 +1529,15 @@ int BPF_PROG(on_sendmsg, const struct sock *sk, const struct msghdr *msg, const 
 	__u8 head[9];
 	if (b.len < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (void *)b.buf))
 		return 0;
-	thread_send((struct sock *)sk, c, tgid, owner, head, &b);
+	if (owner) {
+		thread_send((struct sock *)sk, c, tgid, owner, head, &b);
+		return 0;
+	}
+	/* Go: only a send's first run (without a conns entry, which the
+	 * send's end makes, the offset tells it) on a plaintext socket whose
+	 * bytes start with frames. */
+	if ((c ? !c->tls : !off) && (h2_preface(head) || h2_frame_head(head, 9)))
+		h2_option((struct sock *)sk, tgid, goid, b.buf, b.len);
 	return 0;
 }
 

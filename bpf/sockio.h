@@ -48,6 +48,9 @@ struct proc_cfg {
 			* it is serving (thread-per-request servers) */
 #define PROC_GOTLS 2 /* tlsconn_conn is known (its value, 0, is the offset) */
 #define PROC_SERVED 4 /* Go: sockio has read a request (set in the kernel) */
+#define PROC_H2_PRESEND 8 /* Go, and no header can go into its h2c requests (a cgo
+			   * program stays out of the sockhash; or headers are off):
+			   * tcp_sendmsg_locked files its streams' TCP option */
 
 /* A goroutine's current server span, so calls it (or a goroutine it
  * started) makes become children. */

@@ -298,6 +298,7 @@ func run(o options, log *slog.Logger) error {
 		MaxConnBytes:           o.maxConnBytes,
 		Capture:                o.capture,
 		TCPOption:              o.propagation.tcp,
+		Headers:                o.propagation.headers,
 	}
 	sampling.probes(&pcfg)
 	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}

@@ -127,6 +127,11 @@ type Config struct {
 	// (the tcpopt family): the client probe files each request's IDs for
 	// it and sockio gives a request the parent an option carried.
 	TCPOption bool
+	// Headers: the injector adds traceparent headers to the requests of
+	// Go programs that call no C. Without it (or for a cgo program) a Go
+	// program's h2c streams take their TCP option from the capture
+	// source's pre-send hook.
+	Headers bool
 }
 
 // The constants every object that makes span IDs has (bpf/tracectx.h).

@@ -4,26 +4,73 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
 
 // TestGRPCOptionOnly: gRPC over h2c where no header is inserted (propagation
-// "tcp", as on kernels before 5.17, which have no injection): the TCP
+// "tcp", as on kernels before 5.17, which have no injection, or for a Go
+// program that calls C, whose sockets stay out of the sockhash): the TCP
 // option on the first segment of the write that opens a stream carries A's
-// call to B, read in the syscalls source (where the write is seen before
-// its bytes leave). B's span is A's call's child, never another's.
+// call to B, filed where the write is seen before its bytes leave (the
+// syscalls source's write entry; with socket tracepoints, the pre-send
+// hook tcp_sendmsg_locked). B's span is A's call's child, never another's.
 func TestGRPCOptionOnly(t *testing.T) {
 	needRoot(t)
+	for _, capture := range presendSources(t) {
+		t.Run(capture, func(t *testing.T) { grpcOptionRun(t, capture, "tcp", nil) })
+	}
+}
+
+// TestGRPCCgoClientOption: a Go gRPC client that calls C (here getpid; in
+// life librdkafka, libpq...) never has its sockets in the injector's
+// sockhash, so with the default propagation its calls get no header; the
+// TCP option still carries A's call to B, filed by the pre-send hook with
+// socket tracepoints (6.16+) or at the write's entry with syscalls.
+func TestGRPCCgoClientOption(t *testing.T) {
+	needRoot(t)
+	grpcOptionRun(t, presendSources(t)[0], "headers,tcp", []string{"-tags", "weftcgo"})
+}
+
+// presendSources are the capture sources that see a send before its bytes
+// leave on this kernel: syscalls always, sock_tracepoints with
+// tcp_sendmsg_locked (Linux 6.16+).
+func presendSources(t *testing.T) []string {
+	t.Helper()
+	srcs := captureSources(t)
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatalf("reading kernel BTF: %v", err)
+	}
+	var tp *btf.Typedef
+	if slices.Contains(srcs, "sock_tracepoints") && spec.TypeByName("btf_trace_tcp_sendmsg_locked", &tp) != nil {
+		t.Logf("this kernel has no tcp_sendmsg_locked tracepoint: socket tracepoints file no option for Go h2c")
+		return []string{"syscalls"}
+	}
+	return srcs
+}
+
+// grpcOptionRun: A (built with aArgs) relays n calls to B over h2c; every
+// one of B's server spans that has a parent is A's call's child, and at
+// most 30% are roots. No header is ever inserted.
+func grpcOptionRun(t *testing.T, capture, propagation string, aArgs []string) {
 	col := otelcol.Start(t)
 	dir := t.TempDir()
-	bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(dir, "weft-e2e-grpcopt"))
-	a := startServer(t, "a", bin)
+	src := filepath.Join(repoRoot(t), "testdata/grpcserver")
+	bin := goBuild(t, src, "", filepath.Join(dir, "weft-e2e-grpcopt"))
+	aBin := bin
+	if len(aArgs) > 0 {
+		aBin = goBuild(t, src, "", filepath.Join(dir, "weft-e2e-grpcopt-a"), aArgs...)
+	}
+	a := startServer(t, "a", aBin)
 	b := startServer(t, "b", bin)
-	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-propagation", "tcp", "-capture", "syscalls",
+	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-propagation", propagation, "-capture", capture,
 		"-pid", fmt.Sprint(a.PID()), "-pid", fmt.Sprint(b.PID()))
 	ag.waitTracked(t, a.PID())
 	ag.waitTracked(t, b.PID())
@@ -72,5 +119,8 @@ func TestGRPCOptionOnly(t *testing.T) {
 		ag.metric(t, `weft_tcpopt_total{name="read"}`), ag.metric(t, `weft_gogrpc_kernel_total{name="option_parent"}`))
 	if roots > n*3/10 {
 		t.Errorf("%d of %d calls reached B without A's context", roots, n)
+	}
+	if got := ag.metric(t, `weft_inject_total{name="h2_injected"}`); got != 0 {
+		t.Errorf("%v HTTP/2 headers inserted, want none", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,9 +68,13 @@ func goBuild(t testing.TB, moduleDir, toolchain, out string, args ...string) str
 		}
 		return out
 	}
+	cgo := "CGO_ENABLED=0"
+	if slices.Contains(args, "weftcgo") { // -tags weftcgo: a program that calls C
+		cgo = "CGO_ENABLED=1"
+	}
 	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	cmd.Env = append(os.Environ(), cgo, "GOFLAGS=")
 	if toolchain != "" {
 		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+toolchain)
 	}

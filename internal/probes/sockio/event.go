@@ -28,6 +28,9 @@ const (
 
 	procThreads = 1 // PROC_THREADS
 	procGoTLS   = 2 // PROC_GOTLS
+	// procH2Presend: PROC_H2_PRESEND, a Go program whose h2c streams get
+	// their TCP option from the pre-send hook.
+	procH2Presend = 8
 )
 
 const eventSize = int(unsafe.Sizeof(sockioEvent{}))

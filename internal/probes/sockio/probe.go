@@ -64,11 +64,12 @@ type Probe struct {
 	// lookupThenDelete: the kernel has no lookup-and-delete for hash maps
 	// (before 5.14); set by the event loop, which alone uses it.
 	lookupThenDelete bool
-	// threaded are the tracked processes linked by thread; while there is
+	// presendPIDs are the tracked processes that need the pre-send hook
+	// (linked by thread, or Go with h2c options from it); while there is
 	// one, presend (a lazyPreSend source's program) is attached. Guarded
 	// by mu.
-	threaded map[int]bool
-	presend  link.Link
+	presendPIDs map[int]bool
+	presend     link.Link
 	// tls is the tls capture source (OpenSSL uprobes), beside the socket
 	// source; nil before Start.
 	tls *tlsSource
@@ -361,7 +362,11 @@ func (p *Probe) Track(proc *probes.Process) error {
 	p.flushGone(uint32(proc.PID))
 	p.table.Track(proc)
 	p.mu.Unlock()
-	cfg := procConfig(proc)
+	// A Go program no header reaches (its sockets stay out of the
+	// injector's sockhash when it calls C, or headers are off) gets its
+	// h2c streams' TCP option from the pre-send hook.
+	h2Presend := p.deps.Config.TCPOption && proc.GoVersion != "" && (proc.CCalls != "" || !p.deps.Config.Headers)
+	cfg := procConfig(proc, h2Presend)
 	if err := p.maps.Procs.Put(uint32(proc.PID), &cfg); err != nil {
 		p.deps.Status.Set(proc.PID, status.Spans, false, err.Error())
 		return fmt.Errorf("adding pid %d to the sockio filter: %w", proc.PID, err)
@@ -370,8 +375,17 @@ func (p *Probe) Track(proc *probes.Process) error {
 		p.log.Warn("next processes of this executable wait for user space", "pid", proc.PID, "err", err)
 	}
 	p.deps.Status.Set(proc.PID, status.Spans, true, "HTTP/1.x and h2c read at the socket layer (TLS is not visible)")
+	if h2Presend {
+		if err := p.presendAdd(proc.PID, "a Go program's h2c streams carry a TCP option and no header"); err != nil {
+			p.log.Warn("attaching the pre-send hook: its h2c streams carry no option", "pid", proc.PID, "err", err)
+		}
+		if p.source.PreSend() == "" {
+			p.log.Info("h2c streams of this Go program carry no context: no header reaches them, and their TCP option needs "+
+				sendmsgTracepoint+" (Linux 6.16+) or -capture syscalls", "pid", proc.PID)
+		}
+	}
 	if cfg.Flags&procThreads != 0 {
-		if err := p.threadedAdd(proc.PID); err != nil {
+		if err := p.presendAdd(proc.PID, "a process is linked by thread"); err != nil {
 			// Calls are still linked; they carry no option.
 			p.log.Warn("attaching the pre-send hook", "err", err)
 		}
@@ -424,10 +438,13 @@ var GoFields = append(append([]string{}, ClientFields...), OffTLSConnConn)
 
 // procConfig is the BPF-side view of a process. The client offsets are all
 // set or all zero: a partial set would make the client probe read garbage.
-func procConfig(p *probes.Process) sockioProcCfg {
+func procConfig(p *probes.Process, h2Presend bool) sockioProcCfg {
 	cfg := sockioProcCfg{GoidOffset: p.GoidOffset, ParentGoidOffset: p.GoOffsets[OffParentGoid]}
 	if p.GoVersion == "" {
 		cfg.Flags |= procThreads
+	}
+	if h2Presend {
+		cfg.Flags |= procH2Presend
 	}
 	o := p.GoOffsets
 	conn, ok1 := o[OffPconnConn]
@@ -458,7 +475,7 @@ func (p *Probe) Untrack(pid int) {
 		p.log.Warn("removing pid from the sockio filter", "pid", pid, "err", err)
 	}
 	p.deleteConns(uint32(pid))
-	p.threadedRemove(pid)
+	p.presendRemove(pid)
 	p.untrackTLS(pid)
 	if err := p.maps.ThreadMux.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		p.log.Warn("removing pid from thread_mux", "pid", pid, "err", err)
@@ -629,15 +646,16 @@ func (p *Probe) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// threadedAdd notes a process linked by thread, attaching the source's
-// lazy pre-send program for the first.
-func (p *Probe) threadedAdd(pid int) error {
+// presendAdd notes a process that needs the source's lazy pre-send
+// program (one linked by thread, or a Go program whose h2c streams take a
+// TCP option there), attaching it for the first.
+func (p *Probe) presendAdd(pid int, why string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.threaded == nil {
-		p.threaded = map[int]bool{}
+	if p.presendPIDs == nil {
+		p.presendPIDs = map[int]bool{}
 	}
-	p.threaded[pid] = true
+	p.presendPIDs[pid] = true
 	lazy, ok := p.source.(lazyPreSend)
 	if !ok || lazy.PreSendProgram() == "" || p.presend != nil {
 		return nil
@@ -651,17 +669,17 @@ func (p *Probe) threadedAdd(pid int) error {
 		return fmt.Errorf("attaching %s: %w", lazy.PreSendProgram(), err)
 	}
 	p.presend = l
-	p.log.Info("pre-send hook attached: a process is linked by thread", "program", lazy.PreSendProgram(), "pid", pid)
+	p.log.Info("pre-send hook attached: "+why, "program", lazy.PreSendProgram(), "pid", pid)
 	return nil
 }
 
-// threadedRemove forgets a process; the last one takes the lazy pre-send
+// presendRemove forgets a process; the last one takes the lazy pre-send
 // program's link with it.
-func (p *Probe) threadedRemove(pid int) {
+func (p *Probe) presendRemove(pid int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.threaded, pid)
-	if len(p.threaded) == 0 && p.presend != nil {
+	delete(p.presendPIDs, pid)
+	if len(p.presendPIDs) == 0 && p.presend != nil {
 		p.presend.Close()
 		p.presend = nil
 	}
