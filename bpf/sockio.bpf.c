@@ -958,9 +958,19 @@ static __always_inline void tls_option_parent(struct sock *sk, struct event *e, 
 }
 
 /* Copies up to CAPTURE_MAX of the first `total` bytes described by an iovec
- * array into data; returns the number copied. */
-static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32 iovcnt, __u64 total)
+ * array (iov_addr, in the user's memory) into this CPU's scratch data;
+ * returns the number copied. A global function: the verifier checks its
+ * loop once, and its caller gets one unknown count, not a state per
+ * iovec. Inlined, the loop's states multiplied over all of on_io that
+ * follows: on_recv took 407k instructions (0.7 s) to verify, 140k without
+ * the loop; on_send 126k, 5.5k without. */
+__attribute__((noinline)) __u32 copy_iov(__u64 iov_addr, __u32 iovcnt, __u64 total)
 {
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!s)
+		return 0;
+	const struct iovec *iov = (const struct iovec *)iov_addr;
 	__u32 off = 0;
 	for (int i = 0; i < MAX_IOV; i++) {
 		if (i >= iovcnt || off >= CAPTURE_MAX || off >= total)
@@ -980,7 +990,7 @@ static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32
 		o &= CAPTURE_MAX - 1;
 		if (n == 0 || n > CAPTURE_MAX)
 			break;
-		if (bpf_probe_read_user(data + o, n, v.iov_base)) {
+		if (bpf_probe_read_user(s->data + o, n, v.iov_base)) {
 			count(STAT_CAPTURE_FAULT);
 			break;
 		}
@@ -993,7 +1003,8 @@ static __always_inline __u32 copy_iov(__u8 *data, const struct iovec *iov, __u32
  * saved arguments. */
 static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u64 len)
 {
-	__u64 ptr = call->buf;
+	__u64 ptr = call->buf, iov = 0;
+	__u32 iovcnt = 0;
 	switch (call->nr) {
 	case NR_read:
 	case NR_write:
@@ -1010,17 +1021,26 @@ static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u
 	}
 	case NR_readv:
 	case NR_writev:
-		return copy_iov(data, (const struct iovec *)ptr, call->cnt, len);
+		iov = ptr;
+		iovcnt = call->cnt;
+		break;
 	case NR_recvmsg:
 	case NR_sendmsg: {
 		struct user_msghdr m = {};
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)ptr))
 			return 0;
-		return copy_iov(data, m.msg_iov, m.msg_iovlen, len);
+		iov = (__u64)m.msg_iov;
+		iovcnt = m.msg_iovlen;
+		break;
 	}
 	}
-	count(STAT_UNKNOWN_SYSCALL); /* io_uring, sendfile, splice, recvmmsg... */
-	return 0;
+	if (!iov) {
+		count(STAT_UNKNOWN_SYSCALL); /* io_uring, sendfile, splice, recvmmsg... */
+		return 0;
+	}
+	/* Into data: s->data, which copy_iov finds itself. */
+	__u32 got = copy_iov(iov, iovcnt, len);
+	return got < CAPTURE_MAX ? got : CAPTURE_MAX;
 }
 
 /* "PRI * HT", the start of the HTTP/2 client preface, as a little-endian word. */
