@@ -359,6 +359,8 @@ static __always_inline int originate(const struct pt_regs *ctx, __u32 tgid, stru
 		if (srv) {
 			__builtin_memcpy(c.trace_id, srv->trace_id, sizeof(c.trace_id));
 			__builtin_memcpy(c.parent_id, srv->span_id, sizeof(c.parent_id));
+			/* A server stream's parent_id is its caller's span. */
+			__builtin_memcpy(c.fwd_id, srv->parent_id, sizeof(c.fwd_id));
 			c.flags = (c.flags & ~CTX_SAMPLED) | CTX_LINKED | sample_flags(c.trace_id, true, srv->flags);
 			count(GG_CTX_LINKED);
 		} else {

@@ -104,6 +104,22 @@ enum sock_proto {
 			    * HTTP/2 frames start is not known yet (h2_synced) */
 };
 
+/* What the injector knows of a client's HPACK dynamic table (RFC 7541,
+ * section 2.3), tracked from the connection preface through every header
+ * block the client sends (hp_rep): the entries inserted so far, and by
+ * serial (mod HP_SERIALS) those named traceparent and tracestate, and
+ * those the peer holds with a parent-id rewritten (h2_forward). An entry
+ * takes at least 32 bytes and the table at most HP_TABLE_MAX (a larger
+ * size update ends the tracking), so at most HP_SERIALS entries live:
+ * a serial's bit, mod HP_SERIALS, is its own while it can be referenced. */
+#define HP_TABLE_MAX 4096
+#define HP_SERIALS 128
+struct hp_table {
+	__u32 ins;
+	__u32 _pad;
+	__u64 tp[2], ts[2], rw[2];
+};
+
 /* Per socket, in socket storage: it dies with the socket. */
 struct sock_state {
 	__u64 cookie;
@@ -115,16 +131,15 @@ struct sock_state {
 	__u8 hb_have; /* bytes of a frame header cut by the end of a message */
 	__u32 h2_left; /* bytes of the current HTTP/2 frame still to come */
 	__u8 hb[8];    /* those bytes */
-	__u8 h2_app;   /* H2W_*: what the sender's own header blocks carried */
+	__u8 h2_app;   /* H2W_BLIND: the encoder's table is not known */
 	__u8 _pad[3];
+	struct hp_table hp; /* the client's HPACK table, from the preface */
 };
 
-/* sock_state.h2_app: what the client's own HTTP/2 header blocks showed, for
- * the requests whose probe could not tell (H2_UNCHECKED). Sticky: once an
- * encoder has a name in its dynamic table it may send it by index, which
- * the kernel cannot resolve. */
-#define H2W_TP 1    /* a "traceparent" field name */
-#define H2W_TS 2    /* a "tracestate" field name */
+/* sock_state.h2_app: once a client header block goes unread (or the
+ * socket was found mid-life), the names and values its encoder's dynamic
+ * table holds are unknown for good: the requests whose probe could not
+ * tell (H2_UNCHECKED) get nothing, and no forwarded value is rewritten. */
 #define H2W_BLIND 4 /* a client header block went unread (CONTINUATION, cut, too long,
 		     * or sent before the socket was synced) */
 
@@ -789,9 +804,13 @@ __noinline __u32 insert(struct sk_msg_md *msg, __u32 at, const struct inject_ctx
 	return m ? unpush(msg, merge_at, m) : INJ_WRITE_FAIL;
 }
 
-/* What to do with a message that starts a request: a stat index. */
-static __always_inline __u32 inject(struct sk_msg_md *msg, const struct inject_ctx *c)
+/* What to do with a message that starts a request: a stat index. A
+ * global function, so that its stack is not inject_msg's (HTTP/2's path
+ * goes deeper). */
+__noinline __u32 inject(struct sk_msg_md *msg, const struct inject_ctx *c)
 {
+	if (!msg || !c)
+		return INJ_WRITE_FAIL;
 	struct scan s = {};
 	__u32 size = msg->size;
 	__u32 want = size < INJ_SCAN_MAX ? size : INJ_SCAN_MAX;
@@ -878,6 +897,20 @@ struct h2_walk {
 	__u64 goid; /* the sending goroutine: grpc-go's loopy writer */
 };
 
+enum { HP_NONE, HP_INDEXED, HP_INSERT, HP_LITERAL };
+
+/* Where a block's traceparent field is (the last, if several). */
+struct hp_found {
+	__u32 n;      /* traceparent fields in the block */
+	__u32 at, end; /* its representation */
+	__u32 val;    /* a literal's value string */
+	__u32 idx;    /* an indexed field's index */
+	__u32 serial; /* a literal with indexing: its entry */
+	__u8 kind;    /* HP_* */
+	__u8 rw;      /* indexed: an entry the peer holds rewritten */
+	__u8 _pad[2];
+};
+
 /* What h2_add_field works on (a global function takes at most five
  * arguments): the HEADERS frame at off, payload len; added is out. */
 struct h2_field {
@@ -887,78 +920,347 @@ struct h2_field {
 	__u32 len;
 	__u32 stream_id;
 	__u32 added;
-	__u32 app; /* in and out: the socket's sock_state.h2_app */
+	__u32 app;   /* in and out: the socket's sock_state.h2_app */
+	__u32 flags; /* the frame's */
+	__u32 _pad;
+	struct hp_table t; /* in and out: the socket's sock_state.hp */
+	struct hp_found tp; /* the block's traceparent, as hp_block found it */
 };
 
-/* Longest header block read for field names (a request's first block, with
- * literal names, is a few hundred bytes; later ones are mostly indexes). */
+/* Longest header block read (a request's first block, with literal names,
+ * is a few hundred bytes; later ones are mostly indexes). */
 #define H2_SCAN_MAX 4096
+#define H2_PRIORITY 0x20 /* HEADERS: 5 bytes of priority before the block */
 
-/* A name of the app's own, as an HPACK encoder writes it in a literal with
- * a new name: the length byte (high bit: Huffman), then the name. Huffman
- * is how Go's encoder (and most) write names when it is shorter; the codes
- * are fixed by RFC 7541 (TestHuffmanNames checks them against Go's hpack).
- * As little-endian words: */
+/* A name as an HPACK encoder writes it in a literal with a new name: the
+ * length byte (high bit: Huffman), then the name. Huffman is how Go's
+ * encoder (and most) write names when it is shorter; the codes are fixed by
+ * RFC 7541 (TestHuffmanNames checks them against Go's hpack). As
+ * little-endian words: */
 #define HUFF_TP 0x3fa9851d6b21834dULL /* "traceparent": 8 bytes, all of them */
 #define HUFF_TS 0x00bfa4915021834dULL /* "tracestate": 7 bytes, the low ones */
 #define HUFF_TP_LEN 8
 #define HUFF_TS_LEN 7
 
-struct h2_names {
+/* One header block being walked (hp_rep): what it finds goes into a's
+ * table and traceparent, in place. */
+struct hp_walk {
 	struct sk_msg_md *msg;
-	__u32 len;   /* the block's bytes, pulled from its start */
-	__u32 found; /* H2W_TP | H2W_TS, or H2W_BLIND */
+	struct h2_field *a;
+	__u32 len;  /* the block's bytes, pulled from its start */
+	__u32 pos;  /* next representation */
+	__u32 bad;  /* not readable as HPACK: the table is lost */
+	__u32 n_ts; /* tracestate fields */
 };
 
-/* bpf_loop callback: whether a name literal starts at byte i. A match
- * inside a value only keeps weft's own field out (the safe side). */
-static long h2_name_at(__u32 i, struct h2_names *w)
+/* The block's byte at o, -1 past its end. */
+static __always_inline int hp_byte(struct sk_msg_md *msg, __u32 len, __u32 o)
 {
-	/* The shortest representation looked for is 9 bytes: a Huffman
-	 * "tracestate" and its value's length. */
-	if (i + 9 > w->len || i >= H2_SCAN_MAX)
-		return 1;
-	struct sk_msg_md *msg = w->msg;
+	if (o >= len || o >= H2_SCAN_MAX)
+		return -1;
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
-	/* The mask stays (clang knows i is below it; the verifier must too,
-	 * or it marks no range on q). */
-	__u32 o = i;
 	barrier_var(o);
 	__u8 *q = data + (o & (H2_SCAN_MAX - 1));
-	if (q + 9 > end) {
-		w->found |= H2W_BLIND; /* not as pulled: never after a pull that worked */
-		return 1;
+	if (q + 1 > end)
+		return -1;
+	return *q;
+}
+
+/* An HPACK integer (RFC 7541, 5.1) at the block's offset *o, of len
+ * bytes, its first byte's prefix mask bits long; *o moves past it. -1:
+ * bad, or past 2^21 (no index or length here comes near). A global
+ * function: verified once, its result one unknown to its callers. */
+__noinline long hp_int(struct sk_msg_md *msg, __u32 len, __u32 *o, __u32 mask)
+{
+	if (!msg || !o)
+		return -1;
+	int first = hp_byte(msg, len, *o);
+	if (first < 0)
+		return -1;
+	*o += 1;
+	long v = first & mask;
+	if (v < mask)
+		return v;
+#pragma unroll
+	for (int k = 0; k < 3; k++) {
+		int c = hp_byte(msg, len, *o);
+		if (c < 0)
+			return -1;
+		*o += 1;
+		v += (long)(c & 127) << (7 * k);
+		if (!(c & 128))
+			return v;
 	}
+	return -1;
+}
+
+static __always_inline bool hp_bit(const __u64 *b, __u32 s)
+{
+	return (s & 64) ? (b[1] >> (s & 63)) & 1 : (b[0] >> (s & 63)) & 1;
+}
+
+static __always_inline void hp_set(__u64 *b, __u32 s, bool on)
+{
+	__u64 m = 1ULL << (s & 63);
+	if (s & 64)
+		b[1] = on ? b[1] | m : b[1] & ~m;
+	else
+		b[0] = on ? b[0] | m : b[0] & ~m;
+}
+
+/* The entry a dynamic index names, as a serial; -1: none the tracking
+ * knows (a bad index). */
+static __always_inline long hp_serial(const struct hp_table *t, long idx)
+{
+	__u32 k = idx - 62;
+	if (k >= t->ins || k >= HP_SERIALS)
+		return -1;
+	return t->ins - 1 - k;
+}
+
+/* 1: the string at o is the name "traceparent", 2: "tracestate", else 0. */
+__noinline int hp_name(struct sk_msg_md *msg, __u32 len, __u32 o)
+{
+	if (!msg || o + 12 > len || o >= H2_SCAN_MAX)
+		return 0;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+	barrier_var(o);
+	__u8 *q = data + (o & (H2_SCAN_MAX - 1));
+	if (q + 12 > end)
+		return 0;
 	__u8 b = q[0];
 	__u64 word = *(__u64 *)(q + 1);
 	if (b == 0x80 + HUFF_TP_LEN && word == HUFF_TP)
-		w->found |= H2W_TP;
-	else if (b == 0x80 + HUFF_TS_LEN && (word & 0x00ffffffffffffffULL) == HUFF_TS)
-		w->found |= H2W_TS;
-	else if (b == 11 && word == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && i + 12 <= w->len && q + 12 <= end &&
-		 q[9] == 'e' && q[10] == 'n' && q[11] == 't')
-		w->found |= H2W_TP;
-	else if (b == 10 && word == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && i + 11 <= w->len && q + 11 <= end &&
-		 q[9] == 't' && q[10] == 'e')
-		w->found |= H2W_TS;
+		return 1;
+	if (b == 0x80 + HUFF_TS_LEN && (word & 0x00ffffffffffffffULL) == HUFF_TS)
+		return 2;
+	if (b == 11 && word == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && q[9] == 'e' && q[10] == 'n' && q[11] == 't')
+		return 1;
+	if (b == 10 && word == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && q[9] == 't' && q[10] == 'e')
+		return 2;
 	return 0;
 }
 
-/* The names of the header block at off (payload len) that matter to the
- * injector: H2W_TP / H2W_TS, or H2W_BLIND when it cannot be read. */
-static __always_inline __u32 h2_block_names(struct sk_msg_md *msg, __u32 off, __u32 len)
+/* bpf_loop callback: one field representation (RFC 7541, section 6).
+ * Counts the entries the decoder inserts, notes which are traceparent and
+ * tracestate, and where this block's traceparent is. 1 stops. */
+static long hp_rep(__u32 i, struct hp_walk *w)
 {
-	if (len > H2_SCAN_MAX)
-		return H2W_BLIND;
-	if (len < 9) /* no name fits */
+	struct h2_field *a = w->a;
+	__u32 at = w->pos, o = at;
+	if (o >= w->len)
+		return 1;
+	int b = hp_byte(w->msg, w->len, o);
+	if (b < 0)
+		goto bad;
+	if (b & 0x80) { /* indexed field */
+		long idx = hp_int(w->msg, w->len, &o, 127);
+		if (idx <= 0)
+			goto bad;
+		if (idx > 61) {
+			long s = hp_serial(&a->t, idx);
+			if (s < 0)
+				goto bad;
+			if (hp_bit(a->t.tp, s)) {
+				a->tp.n++;
+				a->tp.kind = HP_INDEXED;
+				a->tp.at = at;
+				a->tp.end = o;
+				a->tp.idx = idx;
+				a->tp.rw = hp_bit(a->t.rw, s);
+			}
+			if (hp_bit(a->t.ts, s))
+				w->n_ts++;
+		}
+		w->pos = o;
 		return 0;
-	__u32 at = off + H2_FRAME_HEADER;
+	}
+	if ((b & 0xe0) == 0x20) { /* dynamic table size update */
+		long size = hp_int(w->msg, w->len, &o, 31);
+		if (size < 0 || size > HP_TABLE_MAX)
+			goto bad;
+		w->pos = o;
+		return 0;
+	}
+	bool insert = b & 0x40;
+	long idx = hp_int(w->msg, w->len, &o, insert ? 63 : 15);
+	if (idx < 0)
+		goto bad;
+	int name = 0;
+	if (idx == 0) {
+		name = hp_name(w->msg, w->len, o);
+		long n = hp_int(w->msg, w->len, &o, 127);
+		if (n < 0)
+			goto bad;
+		o += n;
+	} else if (idx > 61) {
+		long s = hp_serial(&a->t, idx);
+		if (s < 0)
+			goto bad;
+		name = hp_bit(a->t.tp, s) ? 1 : hp_bit(a->t.ts, s) ? 2 : 0;
+	}
+	__u32 val = o;
+	long n = hp_int(w->msg, w->len, &o, 127);
+	if (n < 0)
+		goto bad;
+	o += n;
+	if (o > w->len)
+		goto bad;
+	if (name == 1) {
+		a->tp.n++;
+		a->tp.kind = insert ? HP_INSERT : HP_LITERAL;
+		a->tp.at = at;
+		a->tp.end = o;
+		a->tp.val = val;
+		a->tp.serial = a->t.ins;
+	} else if (name == 2) {
+		w->n_ts++;
+	}
+	if (insert) {
+		__u32 s = a->t.ins;
+		hp_set(a->t.tp, s, name == 1);
+		hp_set(a->t.ts, s, name == 2);
+		hp_set(a->t.rw, s, false);
+		a->t.ins = s + 1;
+	}
+	w->pos = o;
+	return 0;
+bad:
+	w->bad = 1;
+	return 1;
+}
+
+/* Walks the header block of the HEADERS frame at a->off (wholly in this
+ * message), keeping a->t up to date; w->bad when it cannot be read. */
+static __always_inline void hp_block(struct sk_msg_md *msg, struct h2_field *a, struct hp_walk *w)
+{
+	__u32 at = a->off + H2_FRAME_HEADER, len = a->len;
+	if (a->flags & H2_PRIORITY) {
+		if (len < 5)
+			goto bad;
+		at += 5;
+		len -= 5;
+	}
+	if (len > H2_SCAN_MAX)
+		goto bad;
+	if (!len)
+		return;
 	if (bpf_msg_pull_data(msg, at, at + len, 0))
-		return H2W_BLIND;
-	struct h2_names w = {.msg = msg, .len = len};
-	bpf_loop(H2_SCAN_MAX, h2_name_at, &w, 0);
-	return w.found;
+		goto bad;
+	w->msg = msg;
+	w->a = a;
+	w->len = len;
+	bpf_loop(H2_SCAN_MAX, hp_rep, w, 0);
+	if (w->bad || w->pos != len)
+		goto bad;
+	return;
+bad:
+	w->bad = 1;
+}
+
+/* The Huffman code's symbols a traceparent value uses (RFC 7541, Appendix
+ * B), by the next six bits: 5-bit codes (below 0b010100, whose sixth bit
+ * belongs to the next symbol) for 0 1 2 a c e; 6-bit codes for - 3-9 b d
+ * f; 0 for any other symbol (the value is not a traceparent). */
+static const char hp_huff6[64] = {
+	'0', '0', '1', '1', '2', '2', 'a', 'a', 'c', 'c', 'e', 'e', 0,   0,   0,   0,
+	0,   0,   0,   0,   0,   0,   '-', 0,   0,   '3', '4', '5', '6', '7', '8', '9',
+	0,   0,   0,   'b', 'd', 'f', 0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+	0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+};
+
+/* What h2_forward works on, in a per-CPU map: its loops index it. */
+struct hp_scratch {
+	__u8 v[64]; /* the value read: TP_VALUE_LEN characters */
+	__u8 f[64]; /* the bytes that replace the representation */
+	__u8 field[INJ_H2_FIELD_LEN]; /* h2_add_field's */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hp_scratch);
+} hp_scratch SEC(".maps");
+
+struct hp_value {
+	struct sk_msg_md *msg;
+	__u32 len;  /* the block's */
+	__u32 pos;  /* next byte */
+	__u32 end;  /* the string's end */
+	__u32 huff; /* Huffman-coded */
+	__u32 nbits;
+	__u32 bad;
+	__u64 acc;
+};
+
+/* bpf_loop callback: the value's character i into hp_scratch.v. */
+static long hp_char(__u32 i, struct hp_value *s)
+{
+	__u32 zero = 0;
+	struct hp_scratch *x = bpf_map_lookup_elem(&hp_scratch, &zero);
+	if (!x || i >= TP_VALUE_LEN)
+		goto bad;
+	/* The mask stays (clang knows i is below it; the verifier must too). */
+	barrier_var(i);
+	i &= 63;
+	if (!s->huff) {
+		int c = hp_byte(s->msg, s->len, s->pos);
+		if (c < 0)
+			goto bad;
+		s->pos++;
+		x->v[i] = c;
+		return 0;
+	}
+	if (s->nbits < 6) {
+		/* Past the string, ones: EOS's prefix, padding's bits. */
+		int c = s->pos < s->end ? hp_byte(s->msg, s->len, s->pos) : 0xff;
+		if (c < 0)
+			goto bad;
+		s->pos++;
+		s->acc = s->acc << 8 | c;
+		s->nbits += 8;
+	}
+	__u32 v = (s->acc >> (s->nbits - 6)) & 63;
+	char c = hp_huff6[v];
+	if (!c)
+		goto bad;
+	s->nbits -= v < 20 ? 5 : 6;
+	x->v[i] = c;
+	return 0;
+bad:
+	s->bad = 1;
+	return 1;
+}
+
+/* Reads the string at o (a literal's value) into hp_scratch.v when it is
+ * TP_VALUE_LEN characters of a traceparent's alphabet. False otherwise. */
+static __always_inline bool hp_value(struct sk_msg_md *msg, __u32 len, __u32 o)
+{
+	int b = hp_byte(msg, len, o);
+	if (b < 0)
+		return false;
+	struct hp_value s = {.msg = msg, .len = len, .pos = o + 1, .huff = b & 0x80};
+	__u32 n = b & 127;
+	/* 55 characters take 5 to 6 bits each in Huffman. */
+	if (s.huff ? (n < 35 || n > 42) : n != TP_VALUE_LEN)
+		return false;
+	s.end = s.pos + n;
+	bpf_loop(TP_VALUE_LEN, hp_char, &s, 0);
+	if (s.bad)
+		return false;
+	if (!s.huff)
+		return true;
+	/* What is left of the string: under 8 bits, all ones (RFC 7541,
+	 * 5.2: padding). s.nbits holds them, and ones past it. */
+	__u32 used = (s.pos - (o + 1)) * 8 - s.nbits;
+	__u32 rest = n * 8 - used;
+	if (used > n * 8 || rest > 7)
+		return false;
+	__u32 pad = (s.acc >> (s.nbits - rest)) & ((1u << rest) - 1);
+	return pad == (1u << rest) - 1;
 }
 
 /* Writes len as the 24-bit length of the frame at off. */
@@ -985,6 +1287,146 @@ static __always_inline bool h2_restore_len(struct sk_msg_md *msg, __u32 off, __u
 	return h2_set_len(msg, off, len);
 }
 
+/* Writes n bytes of hp_scratch.f from src at the message's offset at;
+ * pulled first (bytes in one element: nothing is copied). */
+static __always_inline bool hp_write(struct sk_msg_md *msg, __u32 at, __u32 src, __u32 n)
+{
+	__u32 zero = 0;
+	struct hp_scratch *x = bpf_map_lookup_elem(&hp_scratch, &zero);
+	if (!x || !n || n > 64 || bpf_msg_pull_data(msg, at, at + n, 0))
+		return false;
+	__u8 *data = MSG_DATA(msg);
+	__u8 *end = MSG_END(msg);
+#pragma clang loop unroll(disable)
+	for (__u32 j = 0; j < 64; j++) {
+		if (j >= n)
+			break;
+		__u8 *p = data + j;
+		if (p + 1 > end)
+			return false;
+		__u32 m = src + j;
+		barrier_var(m);
+		*p = x->f[m & 63];
+	}
+	return true;
+}
+
+/* The request's one traceparent field, when it is the one the request
+ * the sender serves came with (a proxy, a gateway, a service copying
+ * metadata: version 00, this call's trace, the served span's remote
+ * parent as parent-id): rewritten so that its parent-id is the client
+ * span's, as W3C asks of a participant, flags kept. The value goes out
+ * raw (55 characters: Huffman would change its length with its digits),
+ * in a literal of the same kind, so the peer's table holds it where the
+ * encoder's holds the original, the same size. A later indexed reference
+ * to that entry (the same request forwarded again on the connection: a
+ * retry, a fan-out) would give the peer this call's span: it becomes a
+ * literal without indexing, the entry's name index, with that call's
+ * span. INJ_FORWARD_REWRITTEN, INJ_WRITE_FAIL, INJ_DROP, or 0: not a
+ * forwarded value (the app's own). */
+__noinline __u32 h2_forward(struct sk_msg_md *msg, struct h2_field *a)
+{
+	if (!msg || !a)
+		return 0;
+	struct h2_key key = {.tgid = a->tgid, .stream_id = a->stream_id, .goid = a->goid};
+	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &key);
+	if (!ids)
+		return 0;
+	struct hp_found *w = &a->tp;
+	__u64 fwd;
+	__builtin_memcpy(&fwd, ids->fwd_id, sizeof(fwd));
+	if (w->n != 1 || !fwd || !(ids->flags & CTX_LINKED))
+		return 0;
+	__u32 blk = a->off + H2_FRAME_HEADER + ((a->flags & H2_PRIORITY) ? 5 : 0);
+	__u32 len = a->len - ((a->flags & H2_PRIORITY) ? 5 : 0);
+	if (bpf_msg_pull_data(msg, blk, blk + len, 0))
+		return 0;
+	__u32 zero = 0;
+	struct hp_scratch *x = bpf_map_lookup_elem(&hp_scratch, &zero);
+	if (!x)
+		return 0;
+	__u32 from, to, k = 0;
+	__u8 flags[2];
+	if (w->kind == HP_INSERT || w->kind == HP_LITERAL) {
+		if (!hp_value(msg, len, w->val))
+			return 0;
+		__u8 *v = x->v;
+		if (v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-' ||
+		    !is_lower_hex(v[53]) || !is_lower_hex(v[54]))
+			return 0;
+		if (!hex_equal(v + 3, ids->trace_id, 16) || !hex_equal(v + 36, ids->fwd_id, 8))
+			return 0;
+		flags[0] = v[53];
+		flags[1] = v[54];
+		from = w->val;
+		to = w->end;
+	} else if (w->kind == HP_INDEXED && w->rw) {
+		/* Literal without indexing, the name by the entry's index:
+		 * 0000 1111, then the index less 15 (RFC 7541, 5.1). */
+		__u32 rem = w->idx - 15;
+		x->f[0] = 0x0f;
+		if (rem < 128) {
+			x->f[1] = rem;
+			k = 2;
+		} else {
+			x->f[1] = 0x80 | (rem & 127);
+			x->f[2] = (rem >> 7) & 127;
+			k = 3;
+		}
+		flags[0] = '0';
+		flags[1] = (ids->flags & CTX_SAMPLED) ? '1' : '0';
+		from = w->at;
+		to = w->end;
+	} else {
+		return 0;
+	}
+	__u8 *f = x->f + (k & 3);
+	f[0] = TP_VALUE_LEN;
+	f[1] = '0';
+	f[2] = '0';
+	f[3] = '-';
+	hex_bytes(f + 4, ids->trace_id, 16);
+	f[36] = '-';
+	hex_bytes(f + 37, ids->span_id, 8);
+	f[53] = '-';
+	f[54] = flags[0];
+	f[55] = flags[1];
+	__u32 n = k + 1 + TP_VALUE_LEN; /* the new bytes */
+	__u32 old = to - from;
+	if (to <= from || old > n || from >= len || to > len)
+		return 0;
+	__u32 delta = n - old;
+	if (a->len + delta > H2_MAX_FRAME)
+		return 0;
+	/* Nothing has changed until the push; the new length goes first (as
+	 * in h2_add_field), then the bytes after the old ones, then those. */
+	if (delta && !h2_set_len(msg, a->off, a->len + delta))
+		return INJ_WRITE_FAIL;
+	if (delta && MAY_FAIL(FAULT_PUSH, bpf_msg_push_data(msg, blk + to, delta, 0)))
+		return h2_restore_len(msg, a->off, a->len) ? INJ_WRITE_FAIL : INJ_DROP;
+	if ((delta && !hp_write(msg, blk + to, old, delta)) || !hp_write(msg, blk + from, 0, old)) {
+		if (!delta)
+			return INJ_WRITE_FAIL; /* a write into the message fails before it changes a byte */
+		if (unpush(msg, blk + to, delta) == INJ_DROP || !h2_restore_len(msg, a->off, a->len))
+			return INJ_DROP;
+		/* The old bytes may be half rewritten: the message must not go. */
+		return INJ_DROP;
+	}
+	if (w->kind == HP_INSERT)
+		hp_set(a->t.rw, w->serial, true);
+	a->added = delta;
+	ids->flags |= H2_INJECTED;
+	__u64 span;
+	__builtin_memcpy(&span, ids->span_id, sizeof(span));
+	__u8 one = 1;
+	bpf_map_update_elem(&inject_forwarded, &span, &one, BPF_ANY);
+	return INJ_FORWARD_REWRITTEN;
+}
+
+/* h2_add_field's answer for a block with one traceparent: h2_forward
+ * decides (not a stat). */
+#define H2_TRY_FORWARD 0xff
+
 /* Appends the field to the header block of the HEADERS frame at off
  * (payload len, wholly in this message). Returns a stat index. */
 __noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
@@ -994,25 +1436,37 @@ __noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
 	__u32 off = a->off, len = a->len;
 	struct h2_key k = {.tgid = a->tgid, .stream_id = a->stream_id, .goid = a->goid};
 	struct h2_span *ids = bpf_map_lookup_elem(&h2_ids, &k);
-	/* Blocks no probe checked are read for the app's own names: they
-	 * decide the requests whose probe cannot tell (net/http's HTTP/2
-	 * client, H2_UNCHECKED) on this connection from then on. */
-	if ((!ids || (ids->flags & H2_UNCHECKED)) && !(a->app & (H2W_BLIND | H2W_TP)))
-		a->app |= h2_block_names(msg, off, len);
+	/* Every block is walked while the table is known, so that it stays
+	 * known: it tells the requests whose probe cannot (net/http's HTTP/2
+	 * client, H2_UNCHECKED) whether the app sent a traceparent or a
+	 * tracestate, by name or by index, and where a forwarded one is. */
+	struct hp_walk w = {};
+	bool known = !(a->app & H2W_BLIND);
+	if (known) {
+		hp_block(msg, a, &w);
+		if (w.bad) {
+			a->app |= H2W_BLIND;
+			known = false;
+		}
+	}
 	if (!ids)
 		return INJ_H2_NO_CTX;
-	if (ids->flags & H2_APP_HEADER)
-		return INJ_H2_APP_HEADER;
 	if (ids->flags & H2_INJECTED)
 		return INJ_H2_REPEAT;
+	if (known && a->tp.n == 1)
+		return H2_TRY_FORWARD; /* the caller's next step (the stack is short) */
+	if (ids->flags & H2_APP_HEADER)
+		return INJ_H2_APP_HEADER;
 	__u8 app_state = ids->flags & H2_APP_STATE;
 	if (ids->flags & H2_UNCHECKED) {
-		if (a->app & H2W_BLIND)
+		if (!known)
 			return INJ_H2_UNCHECKED;
-		if (a->app & H2W_TP)
+		if (a->tp.n)
 			return INJ_H2_APP_HEADER;
-		if (a->app & H2W_TS)
+		if (w.n_ts)
 			app_state = H2_APP_STATE;
+	} else if (known && a->tp.n) {
+		return INJ_H2_APP_HEADER; /* the probe missed it (more fields than it reads) */
 	}
 	/* The application's own tracestate: weft's member is not added (HPACK
 	 * may have it Huffman-coded or indexed, so it cannot be merged). */
@@ -1020,7 +1474,12 @@ __noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
 	__u32 n = state ? h2_added() : INJ_H2_FIELD_LEN;
 	if (len + n > H2_MAX_FRAME)
 		return INJ_H2_TOO_LONG;
-	__u8 f[INJ_H2_FIELD_LEN];
+	/* Built in the scratch map: the stack is short this deep. */
+	__u32 zero = 0;
+	struct hp_scratch *x = bpf_map_lookup_elem(&hp_scratch, &zero);
+	if (!x)
+		return INJ_WRITE_FAIL;
+	__u8 *f = x->field;
 	f[0] = 0x00;
 	f[1] = 11;
 	__builtin_memcpy(f + 2, "traceparent", 11);
@@ -1115,7 +1574,7 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 		/* A client-opened stream's request headers. */
 		__u32 r;
 		struct h2_field a = {.goid = w->goid, .tgid = w->tgid, .off = off, .len = len, .stream_id = sid,
-				     .app = st->h2_app};
+				     .app = st->h2_app, .flags = flags, .t = st->hp};
 		if (!(flags & H2_END_HEADERS) || fend > size) {
 			r = INJ_H2_SPLIT;
 			a.app |= H2W_BLIND;
@@ -1124,14 +1583,20 @@ static long h2_frame(__u32 i, struct h2_walk *w)
 			a.app |= H2W_BLIND;
 		} else {
 			r = h2_add_field(msg, &a);
+			if (r == H2_TRY_FORWARD) {
+				r = h2_forward(msg, &a);
+				if (!r)
+					r = INJ_H2_APP_HEADER; /* the app's own */
+			}
 		}
 		st->h2_app = a.app;
+		st->hp = a.t;
 		count(r);
 		if (r == INJ_DROP) {
 			w->drop = 1;
 			return 1;
 		}
-		if (r == INJ_H2_INJECTED) {
+		if (r == INJ_H2_INJECTED || r == INJ_FORWARD_REWRITTEN) {
 			fend += a.added;
 			w->size += a.added;
 		}
@@ -1344,6 +1809,7 @@ int inject_msg(struct sk_msg_md *msg)
 	if (st->proto == PROTO_UNKNOWN) {
 		if (h2_preface(msg)) {
 			st->proto = PROTO_H2;
+			__builtin_memset(&st->hp, 0, sizeof(st->hp));
 			return h2_message(msg, st, H2_PREFACE_LEN) ? SK_DROP : SK_PASS;
 		}
 		st->proto = PROTO_OTHER;
@@ -1352,13 +1818,14 @@ int inject_msg(struct sk_msg_md *msg)
 		/* Connected just before it was listed, and silent since. */
 		st->proto = PROTO_H2;
 		st->h2_app = 0;
+		__builtin_memset(&st->hp, 0, sizeof(st->hp));
 		return h2_message(msg, st, H2_PREFACE_LEN) ? SK_DROP : SK_PASS;
 	}
 	if ((st->proto == PROTO_SYNC || st->proto == PROTO_H2_LOST) && h2_sync(msg)) {
 		st->proto = PROTO_H2;
 		st->h2_left = 0;
 		st->hb_have = 0;
-		st->h2_app |= H2W_BLIND; /* names sent before now are unknown */
+		st->h2_app |= H2W_BLIND; /* the table's entries sent before now are unknown */
 		count(INJ_H2_SYNCED);
 	}
 	if (st->proto == PROTO_H2)

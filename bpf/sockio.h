@@ -258,6 +258,9 @@ struct h2_span {
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	__u8 parent_id[8]; /* with CTX_LINKED */
+	__u8 fwd_id[8];    /* with CTX_LINKED: the parent's remote parent, the parent-id of
+			    * a traceparent the app forwards (copied from the request it
+			    * serves); zero: none */
 	__u8 flags;        /* CTX_LINKED, CTX_SAMPLED, H2_* */
 	__u8 _pad[7];
 };

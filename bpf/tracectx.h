@@ -46,6 +46,7 @@ static __always_inline void h2_span_ids(struct h2_span *ids, const struct span_c
 	if (parent) {
 		__builtin_memcpy(ids->trace_id, parent->trace_id, sizeof(ids->trace_id));
 		__builtin_memcpy(ids->parent_id, parent->span_id, sizeof(ids->parent_id));
+		__builtin_memcpy(ids->fwd_id, parent->parent_id, sizeof(ids->fwd_id));
 		ids->flags |= CTX_LINKED | sample_flags(ids->trace_id, true, parent->flags);
 	} else {
 		random_bytes(ids->trace_id, 4);

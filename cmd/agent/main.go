@@ -256,7 +256,7 @@ func run(o options, log *slog.Logger) error {
 	// connection is HTTP/1 unless another protocol claims its first bytes.
 	// URLs lose their secrets before they become attributes.
 	red := redaction(os.Getenv)
-	// HTTP/1 client spans ask the injector whether it rewrote a forwarded
+	// Client spans ask the injector whether it rewrote a forwarded
 	// traceparent; the injector is made below (it needs sockio, which
 	// needs the protocols), before anything is captured.
 	var inj *injectprobe.Probe
@@ -273,7 +273,8 @@ func run(o options, log *slog.Logger) error {
 		Fallback: http1.New(http1.Config{Sink: sink, Metrics: met, MaxHeaderBytes: o.maxHeaderBytes, Redact: red, Attrs: attrs,
 			Forwarded: forwarded}),
 		Sniffed: []conntrack.Protocol{
-			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red, Attrs: attrs, Names: names}),
+			http2.New(http2.Config{Sink: sink, Metrics: met, Redact: red, Attrs: attrs, Names: names,
+				Forwarded: forwarded}),
 		},
 		// Calls whose connect failed before a byte was sent.
 		Failed: tcpconnect.New(tcpconnect.Config{Sink: sink, Metrics: met}),

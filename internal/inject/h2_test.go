@@ -266,6 +266,10 @@ type h2Frame struct {
 	fields     []hpack.HeaderField // HEADERS: the block's fields (ends with END_HEADERS somewhere)
 	inject     bool                // HEADERS: the field must be appended
 	appState   bool                // HEADERS: without weft's tracestate (the app's seen on the wire)
+	// HEADERS whose block the injector rewrites (a forwarded traceparent):
+	// the payload the server must get, and the fields it decodes.
+	wantPayload []byte
+	wantFields  []hpack.HeaderField
 }
 
 func (f h2Frame) wire() []byte { return h2FrameBytes(f.typ, f.flags, f.sid, f.payload) }
@@ -362,6 +366,12 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 	var blocks [][]hpack.HeaderField
 	for _, f := range tc.frames {
 		sent.Write(f.wire())
+		if f.wantPayload != nil {
+			want.Write(h2FrameBytes(f.typ, f.flags, f.sid, f.wantPayload))
+			blocks = append(blocks, f.wantFields)
+			injected[f.sid] = true
+			continue
+		}
 		if f.inject {
 			value := tpValue(tc.entries[f.sid])
 			added := tpField(value)
@@ -418,7 +428,8 @@ func runH2(t *testing.T, inj *h2Injector, tc h2Case) {
 	for name := range after {
 		d := after[name] - before[name]
 		w := tc.want[name]
-		if strings.HasPrefix(name, "h2_") || name == "write_fail" || name == "no_ctx" || name == "not_http" {
+		if strings.HasPrefix(name, "h2_") || name == "write_fail" || name == "no_ctx" || name == "not_http" ||
+			name == "forward_rewritten" {
 			if d != w {
 				t.Errorf("counter %s grew by %d, want %d", name, d, w)
 			}
@@ -810,6 +821,7 @@ func h2InjectCases(t *testing.T, inj *h2Injector) {
 	}
 
 	cases = append(cases, uncheckedCases()...)
+	cases = append(cases, forwardCases()...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { runH2(t, inj, tc) })
 	}
@@ -844,28 +856,29 @@ func uncheckedCases() []h2Case {
 			want:    map[string]uint64{"h2_injected": 2},
 		})
 	}
-	{ // The app's traceparent on the second request: that one and every
-		// later one on the connection are left alone, the third sending
-		// the name by its dynamic-table index.
+	{ // The app's traceparent on the second request and the third (which
+		// sends the name by its dynamic-table index) and the fifth (the
+		// whole field by index) are left alone; the fourth, without one,
+		// gets weft's: the injector follows the encoder's table.
 		b := newH2Builder()
 		tp2 := tp
 		tp2.Value = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
 		cases = append(cases, h2Case{
 			name: "unchecked, the app's traceparent",
 			frames: []h2Frame{b.headers(1, true), b.headers(3, false, tp), b.headers(5, false, tp2),
-				b.headers(7, false)},
+				b.headers(7, true), b.headers(9, false, tp2)},
 			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked), 3: newSpan(ctxSampled | h2Unchecked),
-				5: newSpan(ctxSampled | h2Unchecked), 7: newSpan(ctxSampled | h2Unchecked)},
-			want: map[string]uint64{"h2_injected": 1, "h2_app_header": 3},
+				5: newSpan(ctxSampled | h2Unchecked), 7: newSpan(ctxSampled | h2Unchecked), 9: newSpan(ctxSampled | h2Unchecked)},
+			want: map[string]uint64{"h2_injected": 2, "h2_app_header": 3},
 		})
 	}
 	{ // Seen in a request weft has no IDs for, before any it has.
 		b := newH2Builder()
 		cases = append(cases, h2Case{
 			name:    "unchecked, the app's traceparent on a request without IDs",
-			frames:  []h2Frame{b.headers(1, false, tp), b.headers(3, false)},
-			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
-			want:    map[string]uint64{"h2_no_ctx": 1, "h2_app_header": 1},
+			frames:  []h2Frame{b.headers(1, false, tp), b.headers(3, true), b.headers(5, false, tp)},
+			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked), 5: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_no_ctx": 1, "h2_injected": 1, "h2_app_header": 1},
 		})
 	}
 	{ // The app's tracestate: weft's traceparent goes in, its member not.
@@ -895,9 +908,9 @@ func uncheckedCases() []h2Case {
 		b := newH2Builder()
 		cases = append(cases, h2Case{
 			name:    "unchecked, the app's traceparent raw",
-			frames:  []h2Frame{raw, b.headers(3, false)},
+			frames:  []h2Frame{raw, b.headers(3, true)},
 			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked), 3: newSpan(ctxSampled | h2Unchecked)},
-			want:    map[string]uint64{"h2_app_header": 2},
+			want:    map[string]uint64{"h2_app_header": 1, "h2_injected": 1},
 		})
 	}
 	{ // A block cut between two messages goes unread.
@@ -1066,4 +1079,98 @@ func testH2MidLife(t *testing.T, hook Hook) {
 	if after["iter_add"] < 1 {
 		t.Error("iter_add = 0: the older connection was not added by the iterator")
 	}
+}
+
+// forwardedSpan is a client stream's IDs made for a server span whose
+// request came with caller: its trace, and the caller's span as fwd_id.
+func forwardedSpan(caller string, flags uint8) injectH2Span {
+	s := newSpan(flags | 1) // CTX_LINKED
+	f := strings.Split(caller, "-")
+	tr, _ := hex.DecodeString(f[1])
+	fw, _ := hex.DecodeString(f[2])
+	copy(s.TraceId[:], tr)
+	copy(s.FwdId[:], fw)
+	return s
+}
+
+// rewrittenValue is what a forwarded traceparent becomes: the client
+// span's ID as parent-id, the flags it came with.
+func rewrittenValue(caller string, s injectH2Span) string {
+	f := strings.Split(caller, "-")
+	return fmt.Sprintf("00-%s-%s-%s", f[1], hex.EncodeToString(s.SpanId[:]), f[3])
+}
+
+// forwarded is a request HEADERS frame whose fields end with the
+// traceparent tp (the one the request being served came with), as the
+// builder's encoder writes it, and what the server must get: the same
+// representation with the value raw and its parent-id the stream's span
+// (a literal), or, where the encoder sent the field by index (the same
+// value again), a literal without indexing, the name by that index.
+func (b *h2Builder) forwarded(sid uint32, tp string, s injectH2Span) h2Frame {
+	fields := grpcFields(fmt.Sprintf("/svc/F%d", sid))
+	head := b.block(fields)
+	rep := b.block([]hpack.HeaderField{{Name: "traceparent", Value: tp}})
+	nv := rewrittenValue(tp, s)
+	var out []byte
+	if rep[0]&0x80 != 0 { // indexed: 1xxxxxxx
+		idx := int(rep[0] & 0x7f)
+		if idx == 0x7f || len(rep) != 1 {
+			panic("index past one byte")
+		}
+		out = append([]byte{0x0f, byte(idx - 15)}, 55)
+	} else {
+		l := hpack.HuffmanEncodeLength(tp)
+		out = append(append([]byte(nil), rep[:len(rep)-1-int(l)]...), 55)
+	}
+	out = append(out, nv...)
+	all := append(append([]hpack.HeaderField(nil), fields...), hpack.HeaderField{Name: "traceparent", Value: tp})
+	wantFields := append(append([]hpack.HeaderField(nil), fields...), hpack.HeaderField{Name: "traceparent", Value: nv})
+	return h2Frame{typ: h2Headers, flags: h2EndHeaders, sid: sid, payload: append(head, rep...), fields: all,
+		wantPayload: append(append([]byte(nil), head...), out...), wantFields: wantFields}
+}
+
+// forwardCases: a client that forwards the traceparent of the request it
+// serves (a proxy, a gateway, a service copying metadata). Its parent-id
+// becomes the client span's; a second request forwarding the same value
+// (the encoder sends it by index, and the peer's entry holds the first
+// call's span) gets a literal of its own; the app's own span (another
+// parent-id) is left alone; and requests without one still get weft's.
+func forwardCases() []h2Case {
+	var cases []h2Case
+	caller := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, flags := range []uint8{ctxSampled, ctxSampled | h2AppHeader, ctxSampled | h2Unchecked} {
+		b := newH2Builder()
+		s1, s3, s7 := forwardedSpan(caller, flags), forwardedSpan(caller, flags), forwardedSpan(caller, flags)
+		own := hpack.HeaderField{Name: "traceparent", Value: "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"}
+		s9 := forwardedSpan(caller, flags)
+		plain := newSpan(ctxSampled | (flags & h2Unchecked))
+		fr := []h2Frame{settingsFrame(), b.forwarded(1, caller, s1), b.forwarded(3, caller, s3), b.headers(5, true),
+			b.forwarded(7, caller, s7), b.headers(9, false, own)}
+		cases = append(cases, h2Case{
+			name:    fmt.Sprintf("forwarded traceparent, flags %#x", flags),
+			frames:  fr,
+			entries: map[uint32]injectH2Span{1: s1, 3: s3, 5: plain, 7: s7, 9: s9},
+			want:    map[string]uint64{"forward_rewritten": 3, "h2_injected": 1, "h2_app_header": 1},
+		})
+	}
+	{ // Written raw (no Huffman): rewritten in place, not a byte more.
+		b := newH2Builder()
+		s1 := forwardedSpan(caller, ctxSampled|h2AppHeader)
+		fields := grpcFields("/svc/raw")
+		block := b.block(fields)
+		block = append(append(block, 0x00, 11), "traceparent"...)
+		block = append(append(block, 55), caller...)
+		want := append([]byte(nil), block[:len(block)-55]...)
+		want = append(want, rewrittenValue(caller, s1)...)
+		f := h2Frame{typ: h2Headers, flags: h2EndHeaders, sid: 1, payload: block,
+			wantPayload: want,
+			wantFields:  append(append([]hpack.HeaderField(nil), fields...), hpack.HeaderField{Name: "traceparent", Value: rewrittenValue(caller, s1)})}
+		cases = append(cases, h2Case{
+			name:    "forwarded traceparent raw",
+			frames:  []h2Frame{f, b.headers(3, true)},
+			entries: map[uint32]injectH2Span{1: s1, 3: newSpan(ctxSampled)},
+			want:    map[string]uint64{"forward_rewritten": 1, "h2_injected": 1},
+		})
+	}
+	return cases
 }

@@ -37,8 +37,16 @@ type injectH2Span struct {
 	TraceId  [16]uint8
 	SpanId   [8]uint8
 	ParentId [8]uint8
+	FwdId    [8]uint8
 	Flags    uint8
 	Pad      [7]uint8
+}
+
+type injectHpScratch struct {
+	_     structs.HostLayout
+	V     [64]uint8
+	F     [64]uint8
+	Field [69]uint8
 }
 
 type injectInjectCtx struct {
@@ -114,6 +122,14 @@ type injectSockState struct {
 	Hb       [8]uint8
 	H2App    uint8
 	Pad      [3]uint8
+	Hp       struct {
+		_   structs.HostLayout
+		Ins uint32
+		Pad uint32
+		Tp  [2]uint64
+		Ts  [2]uint64
+		Rw  [2]uint64
+	}
 }
 
 // Names of all BPF objects in the ELF.
@@ -122,6 +138,7 @@ type injectSockState struct {
 const (
 	injectMapExecSel           = "exec_sel"
 	injectMapH2Ids             = "h2_ids"
+	injectMapHpScratch         = "hp_scratch"
 	injectMapInjectCtx         = "inject_ctx"
 	injectMapInjectForwarded   = "inject_forwarded"
 	injectMapInjectInodes      = "inject_inodes"
@@ -207,6 +224,7 @@ type injectProgramSpecs struct {
 type injectMapSpecs struct {
 	ExecSel         *ebpf.MapSpec `ebpf:"exec_sel"`
 	H2Ids           *ebpf.MapSpec `ebpf:"h2_ids"`
+	HpScratch       *ebpf.MapSpec `ebpf:"hp_scratch"`
 	InjectCtx       *ebpf.MapSpec `ebpf:"inject_ctx"`
 	InjectForwarded *ebpf.MapSpec `ebpf:"inject_forwarded"`
 	InjectInodes    *ebpf.MapSpec `ebpf:"inject_inodes"`
@@ -256,6 +274,7 @@ func (o *injectObjects) Close() error {
 type injectMaps struct {
 	ExecSel         *ebpf.Map `ebpf:"exec_sel"`
 	H2Ids           *ebpf.Map `ebpf:"h2_ids"`
+	HpScratch       *ebpf.Map `ebpf:"hp_scratch"`
 	InjectCtx       *ebpf.Map `ebpf:"inject_ctx"`
 	InjectForwarded *ebpf.Map `ebpf:"inject_forwarded"`
 	InjectInodes    *ebpf.Map `ebpf:"inject_inodes"`
@@ -271,6 +290,7 @@ func (m *injectMaps) Close() error {
 	return _InjectClose(
 		m.ExecSel,
 		m.H2Ids,
+		m.HpScratch,
 		m.InjectCtx,
 		m.InjectForwarded,
 		m.InjectInodes,

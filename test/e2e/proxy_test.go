@@ -31,6 +31,8 @@ import (
 // A proxy that sends a span of its own (an SDK's fresh parent-id) keeps its
 // header untouched. 200 concurrent requests per case, with each capture
 // source (the rewrite happens after the bytes were captured either way).
+// The copy and reverse proxies also run over h2c to the backend (net/http's
+// HTTP/2 client): the same trees, the field rewritten inside HPACK.
 func TestProxy(t *testing.T) {
 	needRoot(t)
 	for _, capture := range captureSources(t) {
@@ -45,16 +47,22 @@ func proxyRun(t *testing.T, capture string) {
 	dir := t.TempDir()
 	backendBin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-proxy-backend"))
 	proxyBin := goBuild(t, filepath.Join(root, "testdata/proxy"), "", filepath.Join(dir, "proxy"))
-	backend := startServer(t, "backend", backendBin)
+	// The backend takes h2c too: the -h2c proxies call it over net/http's
+	// own HTTP/2 client.
+	backend := startServer(t, "backend", backendBin, "-h2c")
 	// A traced caller too: its weft injects the traceparent the proxy
 	// forwards (the chain of a mesh of weft-traced services).
 	callerBin := goBuild(t, filepath.Join(root, "testdata/httpserver"), "", filepath.Join(dir, "weft-e2e-proxy-caller"))
 	traced := startServer(t, "caller", callerBin)
 	proxies := map[string]*server{}
-	for _, mode := range []string{"copy", "reverse", "sdk"} {
+	for _, mode := range []string{"copy", "reverse", "sdk", "copy-h2c", "reverse-h2c"} {
 		// One executable per mode: service.name tells their spans apart.
 		exe := copyExe(t, proxyBin, filepath.Join(dir, "weft-e2e-proxy-"+mode))
-		proxies[mode] = startServer(t, mode, exe, "-mode", mode, "-backend", "http://"+backend.Addr)
+		args := []string{"-mode", strings.TrimSuffix(mode, "-h2c"), "-backend", "http://" + backend.Addr}
+		if strings.HasSuffix(mode, "-h2c") {
+			args = append(args, "-h2c")
+		}
+		proxies[mode] = startServer(t, mode, append([]string{exe}, args...)...)
 	}
 	ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-capture", capture, "-exe", "weft-e2e-proxy-*")
 	ag.waitTracked(t, backend.PID())
@@ -71,6 +79,11 @@ func proxyRun(t *testing.T, capture string) {
 		caller bool // the caller sends a traceparent
 	}{
 		{"copy", true}, {"copy", false}, {"reverse", true}, {"reverse", false}, {"sdk", true},
+		// HTTP/2 to the backend: the forwarded field is rewritten inside
+		// HPACK (Huffman-coded by Go's encoder, then sent by index for
+		// as long as the same value repeats); a request without one gets
+		// weft's on the same connections.
+		{"copy-h2c", true}, {"copy-h2c", false}, {"reverse-h2c", true}, {"reverse-h2c", false},
 	}
 	spans := 0
 	for _, tc := range cases {
@@ -159,12 +172,14 @@ func proxyRun(t *testing.T, capture string) {
 				}
 			}
 			d := func(name string) int { return int(after[name] - before[name]) }
-			want := map[string]int{"forward_rewritten": 0, "app_header": 0, "injected": 0}
+			want := map[string]int{"forward_rewritten": 0, "app_header": 0, "injected": 0, "h2_injected": 0, "h2_app_header": 0}
 			switch {
 			case tc.mode == "sdk":
 				want["app_header"] = n
 			case tc.caller:
 				want["forward_rewritten"] = n
+			case strings.HasSuffix(tc.mode, "-h2c"):
+				want["h2_injected"] = n
 			default:
 				want["injected"] = n
 			}
@@ -173,8 +188,8 @@ func proxyRun(t *testing.T, capture string) {
 					t.Errorf("weft_inject_total{name=%q} grew by %d, want %d", name, d(name), w)
 				}
 			}
-			t.Logf("%s: %d requests; forward_rewritten +%d, app_header +%d, injected +%d",
-				name, n, d("forward_rewritten"), d("app_header"), d("injected"))
+			t.Logf("%s: %d requests; forward_rewritten +%d, app_header +%d, injected +%d, h2_injected +%d, h2_app_header +%d",
+				name, n, d("forward_rewritten"), d("app_header"), d("injected"), d("h2_injected"), d("h2_app_header"))
 		})
 	}
 	t.Run("copy/caller=traced", func(t *testing.T) {
@@ -253,7 +268,7 @@ func randomTraceparent() string {
 func injectCounters(t *testing.T, a *agent) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
-	for _, name := range []string{"forward_rewritten", "app_header", "injected"} {
+	for _, name := range []string{"forward_rewritten", "app_header", "injected", "h2_injected", "h2_app_header"} {
 		out[name] = a.metric(t, fmt.Sprintf("weft_inject_total{name=%q}", name))
 	}
 	return out

@@ -9,6 +9,8 @@
 //	-mode sdk      as copy, but the traceparent sent names a span of the
 //	               proxy's own (a fresh parent-id in the same trace), as a
 //	               program with a tracing SDK does
+//	-h2c           to the backend over HTTP/2 without TLS (net/http's own
+//	               HTTP/2 client, prior knowledge)
 package main
 
 import (
@@ -31,12 +33,17 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	backend := flag.String("backend", "", "backend base URL, e.g. http://127.0.0.1:8080")
 	mode := flag.String("mode", "copy", "copy, reverse or sdk")
+	h2c := flag.Bool("h2c", false, "HTTP/2 without TLS to the backend")
 	flag.Parse()
 	target, err := url.Parse(*backend)
 	if err != nil || target.Host == "" {
 		log.Fatalf("-backend %q: want a base URL", *backend)
 	}
 	transport := &http.Transport{MaxIdleConnsPerHost: 256}
+	if *h2c {
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetUnencryptedHTTP2(true)
+	}
 	var h http.Handler
 	switch *mode {
 	case "copy", "sdk":

@@ -91,6 +91,7 @@ type gogrpcH2Span struct {
 	TraceId  [16]uint8
 	SpanId   [8]uint8
 	ParentId [8]uint8
+	FwdId    [8]uint8
 	Flags    uint8
 	Pad      [7]uint8
 }

@@ -184,6 +184,7 @@ type sockioH2Span struct {
 	TraceId  [16]uint8
 	SpanId   [8]uint8
 	ParentId [8]uint8
+	FwdId    [8]uint8
 	Flags    uint8
 	Pad      [7]uint8
 }

@@ -57,7 +57,9 @@ func StreamSpan(in httpsem.Input, st *h2wire.Stream) (spans.Span, httpsem.Verdic
 		}
 		// A program that traces itself sent its own traceparent (and the
 		// injector left the call alone): join its trace, under its span.
-		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err == nil {
+		// Unless it forwarded the served request's, which the injector
+		// rewrote to name this span: then the kernel's IDs stand.
+		if sc, err := tracecontext.ParseTraceparent(st.Traceparent); err == nil && !in.Forwarded {
 			s.TraceID, s.Parent, s.Sampled = trace.TraceID(sc.TraceID), trace.SpanID(sc.SpanID), sc.Sampled()
 		}
 	}

@@ -187,3 +187,26 @@ func TestStreamSpanUnknownGRPC(t *testing.T) {
 		t.Errorf("path unknown: name %q error %v attrs %v", s.Name, s.Error, a)
 	}
 }
+
+// TestStreamSpanForwarded: a client stream whose traceparent the app sent
+// itself joins that context, under its span; one whose traceparent the
+// app forwarded (the injector rewrote it to name this span) keeps the
+// kernel's IDs, the child of the span it was made for.
+func TestStreamSpanForwarded(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tid := [16]byte{1, 2}
+	served := &httpsem.Parent{SpanID: [8]byte{3}, Sampled: true}
+	for _, forwarded := range []bool{false, true} {
+		in := httpsem.Input{Process: &probes.Process{PID: 1}, TraceID: tid, SpanID: [8]byte{9}, Parent: served,
+			KernelIDs: true, Forwarded: forwarded}
+		s, _ := StreamSpan(in, &h2wire.Stream{Role: h2wire.RoleClient, ID: 1, Method: "GET", Path: "/", Traceparent: tp})
+		wantTrace, wantParent := "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+		if forwarded {
+			wantTrace, wantParent = trace.TraceID(tid).String(), trace.SpanID(served.SpanID).String()
+		}
+		if s.TraceID.String() != wantTrace || s.Parent.String() != wantParent || s.SpanID != trace.SpanID(in.SpanID) {
+			t.Errorf("forwarded=%v: trace %v parent %v span %v, want %s %s %v", forwarded, s.TraceID, s.Parent, s.SpanID,
+				wantTrace, wantParent, trace.SpanID(in.SpanID))
+		}
+	}
+}

@@ -25,6 +25,10 @@ type Config struct {
 	// its streams' :path with their IDs: its HTTP/2 connections, open
 	// before tracing began, keep paths in HPACK entries never seen.
 	Names StreamNamer
+	// Forwarded says (once per span) whether the injector rewrote the
+	// forwarded traceparent of the client stream with this span ID (nil:
+	// never, as with injection off).
+	Forwarded func(span [8]byte) bool
 }
 
 // StreamNamer has a process's HTTP/2 streams named by its Go probes
@@ -137,6 +141,9 @@ func (x *parser) ids(in *httpsem.Input, st *h2wire.Stream) {
 		}
 		if k.Linked && st.Role == h2wire.RoleClient {
 			in.Parent = &httpsem.Parent{SpanID: k.Parent, Sampled: k.Sampled}
+			if st.Traceparent != "" && x.p.cfg.Forwarded != nil {
+				in.Forwarded = x.p.cfg.Forwarded(k.Span)
+			}
 		}
 		if k.Option && st.Role == h2wire.RoleServer {
 			// The caller's span came in a TCP option (TLS: no header).
