@@ -10,8 +10,11 @@
 // handler calls the first one, handing it the rest, and answers with the
 // code that call got. With -http it serves HTTP/1.1 instead, where
 // GET /hop?next=LIST&id=ANY relays the same way (200 "ok", 502 on failure).
-// Two pseudo-hops act where they stand in the list: "sleep=D" waits D
-// (a slow service), "fail" answers Internal (a broken one).
+// Pseudo-hops act where they stand in the list: "sleep=D" waits D
+// (a slow service), "fail" answers Internal (a broken one), "forward"
+// copies the incoming call's traceparent metadata onto the gRPC calls the
+// rest makes (a proxy that forwards metadata), "twice" makes the rest
+// twice, one after the other (a retry, a fan-out to one backend).
 // Every hop shares one connection per target: one *grpc.ClientConn (many
 // streams on one HTTP/2 connection) or one keep-alive http.Client.
 //
@@ -159,7 +162,14 @@ func conn(target string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+// forwardKey keys the traceparent a "forward" hop copies onto the calls
+// after it.
+type forwardKey struct{}
+
 func outgoing(ctx context.Context, md ...string) context.Context {
+	if tp, ok := ctx.Value(forwardKey{}).(string); ok {
+		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", tp)
+	}
 	if ownTraceparent != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", ownTraceparent)
 	}
@@ -182,6 +192,16 @@ func relay(ctx context.Context, list string) error {
 	switch {
 	case hops[0] == "fail":
 		return status.Error(codes.Internal, "this service is broken")
+	case hops[0] == "forward":
+		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("traceparent")) > 0 {
+			ctx = context.WithValue(ctx, forwardKey{}, md.Get("traceparent")[0])
+		}
+		return relay(ctx, rest)
+	case hops[0] == "twice":
+		if err := relay(ctx, rest); err != nil {
+			return err
+		}
+		return relay(ctx, rest)
 	case hops[0] == "nocontext":
 		// The rest without this request's context, as handlers that call
 		// http.Get or use context.Background() do.
