@@ -690,6 +690,19 @@ static __always_inline bool hex_equal(const __u8 *p, const __u8 *in, int n)
 	return !diff;
 }
 
+/* A traceparent value's first 53 characters, "00-<trace>-<span>-", at v;
+ * the flags' two are the caller's. */
+static __always_inline void tp_ids(__u8 *v, const __u8 *trace_id, const __u8 *span_id)
+{
+	v[0] = '0';
+	v[1] = '0';
+	v[2] = '-';
+	hex_bytes(v + 3, trace_id, 16);
+	v[35] = '-';
+	hex_bytes(v + 36, span_id, 8);
+	v[52] = '-';
+}
+
 static __always_inline bool is_lower_hex(__u8 ch)
 {
 	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
@@ -1382,13 +1395,7 @@ __noinline __u32 h2_forward(struct sk_msg_md *msg, struct h2_field *a)
 	}
 	__u8 *f = x->f + (k & 3);
 	f[0] = TP_VALUE_LEN;
-	f[1] = '0';
-	f[2] = '0';
-	f[3] = '-';
-	hex_bytes(f + 4, ids->trace_id, 16);
-	f[36] = '-';
-	hex_bytes(f + 37, ids->span_id, 8);
-	f[53] = '-';
+	tp_ids(f + 1, ids->trace_id, ids->span_id);
 	f[54] = flags[0];
 	f[55] = flags[1];
 	__u32 n = k + 1 + TP_VALUE_LEN; /* the new bytes */
@@ -1485,13 +1492,7 @@ __noinline __u32 h2_add_field(struct sk_msg_md *msg, struct h2_field *a)
 	__builtin_memcpy(f + 2, "traceparent", 11);
 	f[13] = 55;
 	__u8 *v = f + 14;
-	v[0] = '0';
-	v[1] = '0';
-	v[2] = '-';
-	hex_bytes(v + 3, ids->trace_id, 16);
-	v[35] = '-';
-	hex_bytes(v + 36, ids->span_id, 8);
-	v[52] = '-';
+	tp_ids(v, ids->trace_id, ids->span_id);
 	__u8 flags = ids->flags & CTX_SAMPLED ? 1 : 0;
 	hex_bytes(v + 53, &flags, 1);
 
