@@ -940,9 +940,11 @@ struct h2_field {
 	struct hp_found tp; /* the block's traceparent, as hp_block found it */
 };
 
-/* Longest header block read (a request's first block, with literal names,
- * is a few hundred bytes; later ones are mostly indexes). */
-#define H2_SCAN_MAX 4096
+/* Longest header block read: a whole frame at the size every peer takes
+ * (a longer block is in CONTINUATION, unread anyway). Large cookies or
+ * tokens must not end the table's tracking; the walk costs per field, not
+ * per byte. */
+#define H2_SCAN_MAX H2_MAX_FRAME
 #define H2_PRIORITY 0x20 /* HEADERS: 5 bytes of priority before the block */
 
 /* A name as an HPACK encoder writes it in a literal with a new name: the

@@ -935,7 +935,7 @@ func uncheckedCases() []h2Case {
 			want:    map[string]uint64{"h2_split": 1, "h2_unchecked": 1},
 		})
 	}
-	{ // A padded block, and a block over the 4 KiB read, go unread.
+	{ // A padded block, and a block over the 16 KiB read, go unread.
 		b := newH2Builder()
 		pd := b.headers(1, false)
 		pd.flags |= h2Padded
@@ -947,9 +947,9 @@ func uncheckedCases() []h2Case {
 			want:    map[string]uint64{"h2_too_long": 1, "h2_unchecked": 1},
 		})
 		b = newH2Builder()
-		long := b.headers(1, false, hpack.HeaderField{Name: "x-long", Value: strings.Repeat("{", 4100)})
+		long := b.headers(1, false, hpack.HeaderField{Name: "x-long", Value: strings.Repeat("{", 16400)})
 		cases = append(cases, h2Case{
-			name:    "unchecked after a block over 4 KiB",
+			name:    "unchecked after a block over 16 KiB",
 			frames:  []h2Frame{long, b.headers(3, false)},
 			entries: map[uint32]injectH2Span{3: newSpan(ctxSampled | h2Unchecked)},
 			want:    map[string]uint64{"h2_no_ctx": 1, "h2_unchecked": 1},
@@ -1151,6 +1151,23 @@ func forwardCases() []h2Case {
 			frames:  fr,
 			entries: map[uint32]injectH2Span{1: s1, 3: s3, 5: plain, 7: s7, 9: s9},
 			want:    map[string]uint64{"forward_rewritten": 3, "h2_injected": 1, "h2_app_header": 1},
+		})
+	}
+	{ // A 6 KiB block (a large cookie or token) is read like any other:
+		// the table stays known, and the next request's forwarded value
+		// (sent by index) is still found.
+		b := newH2Builder()
+		s1, s3 := forwardedSpan(caller, ctxSampled|h2Unchecked), forwardedSpan(caller, ctxSampled|h2Unchecked)
+		// In the order sent: each frame's block uses the table as the ones
+		// before left it.
+		f1 := b.forwarded(1, caller, s1)
+		big := b.headers(5, true, hpack.HeaderField{Name: "cookie", Value: strings.Repeat("k=v; ", 1200)})
+		f3 := b.forwarded(3, caller, s3)
+		cases = append(cases, h2Case{
+			name:    "forwarded traceparent after a 6 KiB block",
+			frames:  []h2Frame{f1, big, f3},
+			entries: map[uint32]injectH2Span{1: s1, 3: s3, 5: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"forward_rewritten": 2, "h2_injected": 1},
 		})
 	}
 	{ // Written raw (no Huffman): rewritten in place, not a byte more.
