@@ -380,8 +380,13 @@ func (p *Probe) Track(proc *probes.Process) error {
 			p.log.Warn("attaching the pre-send hook: its h2c streams carry no option", "pid", proc.PID, "err", err)
 		}
 		if p.source.PreSend() == "" {
+			// Said in the log, the process's status (tcpopt's) and a
+			// metric: these calls' traces end at this process.
 			p.log.Info("h2c streams of this Go program carry no context: no header reaches them, and their TCP option needs "+
 				sendmsgTracepoint+" (Linux 6.16+) or -capture syscalls", "pid", proc.PID)
+			p.deps.Metrics.Counter("weft_propagation_gaps_total",
+				"traced processes some of whose outgoing calls carry no context, by reason",
+				"reason", "h2c_no_header_no_presend").Add(1)
 		}
 	}
 	if cfg.Flags&procThreads != 0 {

@@ -389,6 +389,15 @@ func (p *Probe) Track(proc *probes.Process) error {
 	case proc.GoVersion == "":
 		p.deps.Status.Set(proc.PID, status.TCPOption, true,
 			"HTTP/1 calls, and the first HTTP/2 stream each write opens, on connections opened while traced, their IDs filed at "+p.sock.PreSend())
+	case (proc.CCalls != "" || !p.deps.Config.Headers) && p.sock.PreSend() == "":
+		// No header reaches its h2c streams either (sockio counts them in
+		// weft_propagation_gaps_total).
+		p.deps.Status.Set(proc.PID, status.TCPOption, true,
+			"net/http client calls on connections opened while traced; its h2c and gRPC streams carry no context "+
+				"(no header reaches them, and their option needs tcp_sendmsg_locked, Linux 6.16+, or -capture syscalls)")
+	case proc.CCalls != "" || !p.deps.Config.Headers:
+		p.deps.Status.Set(proc.PID, status.TCPOption, true,
+			"net/http client calls and h2c streams on connections opened while traced (h2c's filed at "+p.sock.PreSend()+")")
 	default:
 		p.deps.Status.Set(proc.PID, status.TCPOption, true, "net/http client calls on connections opened while traced")
 	}
