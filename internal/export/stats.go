@@ -23,23 +23,37 @@ type stats struct {
 	reg      *metrics.Registry
 	exported *atomic.Uint64
 	spooled  *atomic.Uint64
+	// drops holds each reason's counter, looked up once: an agent behind
+	// its load drops span after span, and must not pay a series lookup
+	// (a formatted key, a lock) for each. Read-only after newStats.
+	drops map[string]*atomic.Uint64
 }
 
 func newStats(reg *metrics.Registry) *stats {
 	if reg == nil {
 		reg = metrics.New()
 	}
-	return &stats{
+	s := &stats{
 		reg:      reg,
 		exported: reg.Counter(spansMetric, spansMetricHelp, "outcome", "exported"),
 		spooled:  reg.Counter(spansMetric, spansMetricHelp, "outcome", "spooled"),
+		drops:    map[string]*atomic.Uint64{},
 	}
+	for _, r := range []string{DropQueueFull, DropSpoolFull, DropSpoolAge, DropSpoolError, DropRejected, DropShutdown} {
+		s.drops[r] = reg.Counter(spansMetric, spansMetricHelp, "outcome", "dropped", "reason", r)
+	}
+	return s
 }
 
 func (s *stats) dropped(reason string, n int) {
-	if n > 0 {
-		s.reg.Counter(spansMetric, spansMetricHelp, "outcome", "dropped", "reason", reason).Add(uint64(n))
+	if n <= 0 {
+		return
 	}
+	c := s.drops[reason]
+	if c == nil {
+		c = s.reg.Counter(spansMetric, spansMetricHelp, "outcome", "dropped", "reason", reason)
+	}
+	c.Add(uint64(n))
 }
 
 // Dropped returns how many spans were dropped for reason.
