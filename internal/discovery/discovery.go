@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -81,6 +82,8 @@ type Discoverer struct {
 	known map[int]instance
 
 	execLag  *metrics.Histogram // exec event → tracked
+	execs    *atomic.Uint64     // weft_discovery_events_total by kind, looked up once:
+	exits    *atomic.Uint64     // a busy node execs thousands of processes a second
 	exec     *execSel
 	lostSeen uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
 
@@ -102,7 +105,9 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 	}
 	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
 		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1),
-		exec: newExecSel(cfg.ExecSel, log, met),
+		exec:  newExecSel(cfg.ExecSel, log, met),
+		execs: met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec"),
+		exits: met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit"),
 		execLag: met.Histogram("weft_discovery_exec_to_traced_seconds",
 			"from a selected process's exec to its families' Track: what a short-lived process runs untraced",
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})}
@@ -237,7 +242,7 @@ const watchSafety = time.Second
 func (d *Discoverer) handle(ev procwatchWatchEvent) {
 	switch ev.Kind {
 	case watchExec:
-		d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec").Add(1)
+		d.execs.Add(1)
 		if d.execed(int(ev.Pid), &ev) {
 			if lag, ok := sinceKtime(ev.KtimeNs); ok {
 				d.execLag.Observe(lag.Seconds())
@@ -247,7 +252,7 @@ func (d *Discoverer) handle(ev procwatchWatchEvent) {
 			d.claim(int(ev.Pid), ev)
 		}
 	case watchExit:
-		d.met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit").Add(1)
+		d.exits.Add(1)
 		d.exited(int(ev.Pid))
 	}
 }
