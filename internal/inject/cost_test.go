@@ -25,15 +25,7 @@ func TestSkMsgCost(t *testing.T) {
 	inj := startInjector(t, HookAuto)
 	addr := startServer(t)
 	trackSelf(t, inj)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		t.Fatalf("enabling bpf_stats: %v", err)
-	}
-	defer stats.Close()
-	n := 3000
-	if v, err := strconv.Atoi(os.Getenv("WEFT_INJECT_COST_N")); err == nil && v > 0 {
-		n = v
-	}
+	n := costRuns(t)
 	c := dial(t, addr)
 	small := head("GET", "/cost", "User-Agent: weft-test/1.0\r\n", "Accept: */*\r\n")
 	post := cat(head("POST", "/cost", "Content-Type: application/json\r\n", withLen(1024)), make([]byte, 1024))
@@ -88,15 +80,7 @@ func TestSkMsgCost(t *testing.T) {
 // or nothing done for a stream without IDs. WEFT_INJECT_COST_N as above.
 func TestSkMsgCostH2(t *testing.T) {
 	inj := startH2Injector(t, HookAuto)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		t.Fatalf("enabling bpf_stats: %v", err)
-	}
-	defer stats.Close()
-	n := 3000
-	if v, err := strconv.Atoi(os.Getenv("WEFT_INJECT_COST_N")); err == nil && v > 0 {
-		n = v
-	}
+	n := costRuns(t)
 	caller := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	cases := []struct {
 		name   string
@@ -158,4 +142,19 @@ func randomCaller() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+}
+
+// costRuns turns bpf_stats on for the test and returns the requests per
+// case: WEFT_INJECT_COST_N, else 3000.
+func costRuns(t *testing.T) int {
+	t.Helper()
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enabling bpf_stats: %v", err)
+	}
+	t.Cleanup(func() { stats.Close() })
+	if v, err := strconv.Atoi(os.Getenv("WEFT_INJECT_COST_N")); err == nil && v > 0 {
+		return v
+	}
+	return 3000
 }
