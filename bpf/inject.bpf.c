@@ -1037,13 +1037,15 @@ static __always_inline long hp_serial(const struct hp_table *t, long idx)
 /* 1: the string at o is the name "traceparent", 2: "tracestate", else 0. */
 __noinline int hp_name(struct sk_msg_md *msg, __u32 len, __u32 o)
 {
-	if (!msg || o + 12 > len || o >= H2_SCAN_MAX)
+	/* The shortest name looked for, with its value's length byte, is 9
+	 * bytes (a Huffman "tracestate"): a short block end must not hide it. */
+	if (!msg || o + 9 > len || o >= H2_SCAN_MAX)
 		return 0;
 	__u8 *data = MSG_DATA(msg);
 	__u8 *end = MSG_END(msg);
 	barrier_var(o);
 	__u8 *q = data + (o & (H2_SCAN_MAX - 1));
-	if (q + 12 > end)
+	if (q + 9 > end)
 		return 0;
 	__u8 b = q[0];
 	__u64 word = *(__u64 *)(q + 1);
@@ -1051,9 +1053,11 @@ __noinline int hp_name(struct sk_msg_md *msg, __u32 len, __u32 o)
 		return 1;
 	if (b == 0x80 + HUFF_TS_LEN && (word & 0x00ffffffffffffffULL) == HUFF_TS)
 		return 2;
-	if (b == 11 && word == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && q[9] == 'e' && q[10] == 'n' && q[11] == 't')
+	if (b == 11 && word == W8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && o + 12 <= len && q + 12 <= end &&
+	    q[9] == 'e' && q[10] == 'n' && q[11] == 't')
 		return 1;
-	if (b == 10 && word == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && q[9] == 't' && q[10] == 'e')
+	if (b == 10 && word == W8('t', 'r', 'a', 'c', 'e', 's', 't', 'a') && o + 11 <= len && q + 11 <= end &&
+	    q[9] == 't' && q[10] == 'e')
 		return 2;
 	return 0;
 }

@@ -881,6 +881,19 @@ func uncheckedCases() []h2Case {
 			want:    map[string]uint64{"h2_no_ctx": 1, "h2_injected": 1, "h2_app_header": 1},
 		})
 	}
+	{ // The app's tracestate last in the block, its value one byte: the
+		// name is found though the block ends 10 bytes after it.
+		b := newH2Builder()
+		short := hpack.HeaderField{Name: "tracestate", Value: "k"}
+		f1 := b.headers(1, true, short)
+		f1.appState = true
+		cases = append(cases, h2Case{
+			name:    "unchecked, the app's short tracestate at the block's end",
+			frames:  []h2Frame{f1},
+			entries: map[uint32]injectH2Span{1: newSpan(ctxSampled | h2Unchecked)},
+			want:    map[string]uint64{"h2_injected": 1},
+		})
+	}
 	{ // The app's tracestate: weft's traceparent goes in, its member not.
 		b := newH2Builder()
 		f1, f3 := b.headers(1, true, ts), b.headers(3, true, ts)
