@@ -65,6 +65,9 @@ struct conn {
 			  * plaintext comes from the tls source's uprobes */
 	__u8 h2_server;  /* H2_SERVER_*: whether its first read was the HTTP/2 client preface */
 	__u8 _pad[1];
+	/* By direction (dir - 1): bytes of an HTTP/1 Content-Length body
+	 * still to come whose copy user space does not need (capture_io). */
+	__u32 body_left[2];
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	struct endpoints ep;
@@ -1043,6 +1046,189 @@ static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u
 	return got < CAPTURE_MAX ? got : CAPTURE_MAX;
 }
 
+/* ---- HTTP/1 bodies not copied ----
+ * User space needs a message's head and its framing, not the bytes of a
+ * Content-Length body: a gap there (an event's len beyond what it
+ * captured) keeps the framing (httpwire). So a call that starts an HTTP/1
+ * message has its head searched for the body's length (when the call is
+ * long, or holds nothing but the head: a body to follow in calls of its
+ * own), and the body's bytes past this call are not copied: the calls
+ * that carry them give user space their length and a peek. A long call
+ * that starts such a message copies only its first BODY_SCAN bytes.
+ * Chunked bodies (their sizes lie among the data), heads longer than the
+ * search and calls that do not start a message are copied as before.
+ * Needs bpf_loop (the sock_tracepoints source). */
+#define BODY_SCAN 2048     /* bytes of a head searched; a long call's first copy */
+#define BODY_SCAN_MIN 1024 /* shorter calls with body bytes are not searched */
+#define BODY_PEEK 8        /* bytes copied of a call inside a body */
+
+struct body_scan {
+	const __u8 *data;
+	__u32 n;
+	__u32 pos;
+	__s32 len_at; /* offset of the Content-Length value, or -1 */
+	__s32 end;    /* offset of the body (after the blank line), or -1 */
+	bool coded;   /* Transfer-Encoding, or a second Content-Length: not ours */
+};
+
+static __always_inline void body_set_pos(struct body_scan *st, __u32 pos)
+{
+	bpf_probe_read_kernel(&st->pos, sizeof(st->pos), &pos); /* see set_pos */
+}
+
+/* The header line at j: true stops the search. */
+static __always_inline bool body_line(struct body_scan *st, __u64 j)
+{
+	barrier_var(j); /* keep the bound check on the register that indexes */
+	if (j >= BODY_SCAN || j >= st->n)
+		return true;
+	const __u8 *h = st->data + j;
+	if (h[0] == '\n' || h[0] == '\r') {
+		if (h[0] == '\n')
+			st->end = j + 1;
+		else if (j + 1 < st->n && h[1] == '\n')
+			st->end = j + 2;
+		return true;
+	}
+	if (j + 18 > st->n) /* too short for either name: the blank line may follow */
+		return false;
+	if (name_is(h, "content-", 8) && name_is(h + 8, "length:", 7)) {
+		if (st->len_at >= 0)
+			st->coded = true;
+		st->len_at = j + 15;
+		return st->coded;
+	}
+	if (name_is(h, "transfer", 8) && h[8] == '-' && name_is(h + 9, "encoding", 8) && h[17] == ':') {
+		st->coded = true;
+		return true;
+	}
+	return false;
+}
+
+/* bpf_loop callback: the next line start from st->pos (as tp_scan_next). */
+static long body_scan_next(__u32 i, void *arg)
+{
+	struct body_scan *st = arg;
+	__u64 pos = st->pos;
+	barrier_var(pos);
+	if (pos == 0 || pos >= BODY_SCAN || pos >= st->n)
+		return 1;
+	__u64 w;
+	__builtin_memcpy(&w, st->data + pos - 1, sizeof(w));
+	__u64 x = w ^ NEWLINES;
+	__u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+	if (!m) {
+		body_set_pos(st, pos + 8);
+		return 0;
+	}
+	__u64 k = (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
+	body_set_pos(st, pos + k + 1);
+	return body_line(st, pos + k);
+}
+
+/* Where the message starting at this CPU's scratch data (n bytes
+ * captured) ends: its head's length plus its Content-Length, or -1 when
+ * that is not known from these bytes. A global function: verified once. */
+__attribute__((noinline)) __s64 body_end(__u32 n)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!s)
+		return -1;
+	struct body_scan st = {.data = s->data, .n = n, .pos = 1, .len_at = -1, .end = -1};
+	bpf_loop(BODY_SCAN / 8 + 64, body_scan_next, &st, 0);
+	if (st.coded || st.len_at < 0 || st.end < 0 || st.len_at >= st.end)
+		return -1;
+	__s64 v = 0;
+	int digits = 0;
+	bool trail = false;
+	for (int k = 0; k < 24; k++) {
+		__u64 p = (__u32)st.len_at + k;
+		barrier_var(p);
+		if (p >= n || p >= BODY_SCAN + 32)
+			return -1;
+		__u8 ch = s->data[p];
+		if (ch == '\r' || ch == '\n')
+			return digits ? st.end + v : -1;
+		if (ch == ' ' || ch == '\t') {
+			trail = digits > 0;
+			continue;
+		}
+		if (ch < '0' || ch > '9' || trail || digits == 15)
+			return -1;
+		v = v * 10 + (ch - '0');
+		digits++;
+	}
+	return -1;
+}
+
+/* Whether d starts an HTTP/1 message: a request or a status line; peek
+ * also takes a cut-short method or the status line's first bytes. */
+static __always_inline bool message_start(const __u8 *d, __u32 n, bool peek)
+{
+	int r = request_start(d, n, 3);
+	if (r == REQ_LINE || (peek && r == REQ_PART))
+		return true;
+	if (n < 7)
+		return peek && n > 0 && d[0] == 'H';
+	return d[0] == 'H' && d[1] == 'T' && d[2] == 'T' && d[3] == 'P' && d[4] == '/' && d[5] == '1' &&
+	       d[6] == '.';
+}
+
+/* Copies what user space needs of a call of len bytes on c in dir into
+ * s->data; returns the bytes copied. With_bodies: whether HTTP/1 bodies
+ * may be left out (needs bpf_loop). */
+static __always_inline __u32 capture_io(struct scratch *s, struct conn *c, const struct io_call *call, __u64 len,
+					__u8 dir, const bool with_bodies)
+{
+	if (!with_bodies)
+		return capture(s->data, call, len);
+	__u32 d = (dir - 1) & 1;
+	__u32 left = c->body_left[d];
+	if (left) {
+		/* Inside a body: left out unless the call starts a message (the
+		 * body was not what its head said: a HEAD request's, a 304's),
+		 * which is then searched as any, or goes on past the body's end. */
+		__u32 n = capture(s->data, call, len < BODY_PEEK ? len : BODY_PEEK);
+		c->body_left[d] = 0;
+		bool starts = !n || message_start(s->data, n, true);
+		if (!starts && len <= left) {
+			c->body_left[d] = left - len;
+			count(STAT_BODY_SKIPPED);
+			return n;
+		}
+		if (!starts)
+			return capture(s->data, call, len);
+	}
+	bool cut = len > 2 * BODY_SCAN;
+	__u32 n = capture(s->data, call, cut ? BODY_SCAN : len);
+	if (n < 16 || !message_start(s->data, n, false))
+		return cut ? capture(s->data, call, len) : n;
+	if (!cut && len < BODY_SCAN_MIN) {
+		/* A short call: searched only if it holds the head alone, and
+		 * is not a GET's (whose body, if any, is not worth the search
+		 * on every request). */
+		if (s->data[0] == 'G' && s->data[1] == 'E' && s->data[2] == 'T' && s->data[3] == ' ')
+			return n;
+		__u64 tail = n;
+		barrier_var(tail);
+		if (tail < 4 || tail > CAPTURE_MAX)
+			return n;
+		const __u8 *t = s->data + tail - 4;
+		if (t[0] != '\r' || t[1] != '\n' || t[2] != '\r' || t[3] != '\n')
+			return n;
+	}
+	__s64 end = body_end(n);
+	if (end < 0 || (cut && end < (__s64)len))
+		/* Unknown, or another message follows in this call. */
+		return cut ? capture(s->data, call, len) : n;
+	if (end - (__s64)len > 0 && end - (__s64)len < 0xffffffffLL)
+		c->body_left[d] = end - len;
+	if (cut)
+		count(STAT_BODY_CUT);
+	return n;
+}
+
 /* "PRI * HT", the start of the HTTP/2 client preface, as a little-endian word. */
 enum { H2_SERVER_UNKNOWN = 0, H2_SERVER_YES = 1, H2_SERVER_NO = 2 }; /* conn.h2_server */
 #define H2_PREFACE_START 0x5448202a20495250ULL
@@ -1331,7 +1517,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	 * a process linked by thread. */
 	__u64 owner = call->goid ? call->goid : thread_owner(cfg, pid_tgid);
 
-	__u32 n = capture(s->data, call, len);
+	__u32 n = capture_io(s, c, call, len, dir, use_loop);
 	e->captured = n;
 	if (!plain && !c->last_dir && n >= 3 && is_tls_record(s->data)) {
 		/* A TLS connection: its bytes are ciphertext, never parsed. */

@@ -375,7 +375,9 @@ enum stat_index {
 	STAT_H2_OPT_MATCHED = 19, /* a non-Go HTTP/2 server's read began at an option's segment */
 	STAT_H2_OPT_UNMATCHED = 20, /* ... the option's segment was inside a read: for no stream known */
 	STAT_H2_OPT_SAME_SEQ = 21, /* two writes' options for one sequence (ciphertext held back): both given up */
-	STAT_MAX = 22,
+	STAT_BODY_SKIPPED = 22, /* a call inside an HTTP/1 Content-Length body: only a peek copied */
+	STAT_BODY_CUT = 23,   /* a long call starting such a message: its head copied, not its body */
+	STAT_MAX = 24,
 };
 
 #endif

@@ -19,7 +19,8 @@
 # (weft_sockio_kernel_total{name="ringbuf_full"}). BENCH_PROFILE=DIR also
 # saves a CPU profile of each round (the agent's -pprof) into DIR.
 # BENCH_SUMMARY=FILE also appends the headline figures there (make bench's
-# summary), with the spans the OTLP exporter dropped.
+# summary), with the spans the OTLP exporter dropped. BENCH_CASES picks
+# the cases (default "otlp:sat jsonl:sat otlp:fixed jsonl:fixed").
 set -euo pipefail
 [ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
@@ -67,7 +68,7 @@ metric() { awk -v k="$1" '$1 == k {s += $2} END {print int(s)}' "$2"; }
 status=127.0.0.1:$((20000 + RANDOM % 10000))
 : >"$work/rounds" # exporter load req/s requests cpu_ns spans lost idle_ns dropped
 for _ in $(seq "$ROUNDS"); do
-	for case in otlp:sat jsonl:sat otlp:fixed jsonl:fixed; do
+	for case in ${BENCH_CASES:-otlp:sat jsonl:sat otlp:fixed jsonl:fixed}; do
 		exp=${case%:*} kind=${case#*:}
 		log="$work/agent.log"
 		out="$work/out.jsonl"

@@ -51,6 +51,10 @@ func suite(prefix string) []*call {
 			Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		{Method: "GET", Path: "/work?size=200000&chunked=1", Status: 200},
 		{Method: "GET", Path: "/work?size=70000", Status: 200},
+		// A head that announces a body that never comes, then a head
+		// written on its own before its body, on the same connection.
+		{Method: "HEAD", Path: "/work?size=70000", Status: 200},
+		{Method: "GET", Path: "/work?size=300000&flush=1", Status: 200},
 		{Method: "POST", Path: "/echo", Status: 200},
 		{Method: "POST", Path: "/echo", Body: bytes.Repeat([]byte("a"), 64<<10), Status: 200},
 		{Method: "POST", Path: "/echo", Body: mib, Status: 200},

@@ -74,6 +74,9 @@ func work(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
+	if q.Get("flush") != "" {
+		w.(http.Flusher).Flush() // the head in a write of its own
+	}
 	w.Write(body)
 }
 

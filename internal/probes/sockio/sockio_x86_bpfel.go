@@ -34,6 +34,7 @@ type sockioConn struct {
 	Tls       uint8
 	H2Server  uint8
 	Pad       [1]uint8
+	BodyLeft  [2]uint32
 	TraceId   [16]uint8
 	SpanId    [8]uint8
 	Ep        sockioEndpoints
