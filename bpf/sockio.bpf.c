@@ -12,8 +12,10 @@
  *   tracepoints of read, write, readv, writev, recvfrom, sendto, recvmsg
  *   and sendmsg. Entry keeps the call's arguments for traced processes'
  *   TCP sockets (the socket found from the fd with CO-RE reads); exit, with
- *   the byte count, makes the same event. No bpf_loop (5.17+) there: the
- *   request head is searched with a bounded loop.
+ *   the byte count, makes the same event. Its exit programs come in two
+ *   builds: exit_loop_* where tracepoints may call bpf_loop (5.17+), which
+ *   search heads as the sock_tracepoints source does (B3 too, bodies left
+ *   out), and exit_* before that, with a bounded search for traceparent.
  * User space parses the protocol; this side only filters, copies and tags. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -1885,7 +1887,10 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	return 0;
 }
 
-static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir)
+/* use_loop: the exit_loop_* programs, loaded where tracepoints may call
+ * bpf_loop (5.17+): the head search takes B3 too, and bodies are left out
+ * (capture_io), as in the sock_tracepoints source. */
+static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir, const bool use_loop)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *in = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -1903,7 +1908,7 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
-	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false, false);
+	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, use_loop, false);
 }
 
 #define SYSCALL_SOURCE(name, dir)                                              \
@@ -1915,7 +1920,12 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
 	{                                                                      \
-		return sys_exit(ctx, NR_##name, dir);                          \
+		return sys_exit(ctx, NR_##name, dir, false);                   \
+	}                                                                      \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int exit_loop_##name(struct trace_event_raw_sys_exit *ctx)            \
+	{                                                                      \
+		return sys_exit(ctx, NR_##name, dir, true);                    \
 	}
 
 SYSCALL_SOURCE(read, DIR_READ)

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -44,7 +47,8 @@ const (
 // sources are the capture sources in order of preference: the cheapest
 // first.
 func sources() []Source {
-	return []Source{sockTracepoints{sendmsg: hasBTFTracepoints(sendmsgTracepoint) == nil}, syscallTracepoints{}}
+	return []Source{sockTracepoints{sendmsg: hasBTFTracepoints(sendmsgTracepoint) == nil},
+		syscallTracepoints{loop: features.HaveProgramHelper(ebpf.TracePoint, asm.FnLoop) == nil}}
 }
 
 // sendmsgTracepoint fires in tcp_sendmsg_locked before a send's bytes are
@@ -149,7 +153,24 @@ func (s sockTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
 // I/O system calls (every kernel weft supports): they fire for every read
 // and write of every process, files and pipes too, so each hit first looks
 // the process up; the socket is found from the fd.
-type syscallTracepoints struct{}
+type syscallTracepoints struct {
+	// loop: the kernel lets tracepoints call bpf_loop (5.17+), and the
+	// exit_loop_* programs run: their head search is the sock
+	// tracepoints' (B3 read, HTTP/1 bodies left out of the ring).
+	loop bool
+}
+
+// searchesWithLoop says whether a source's head search runs in bpf_loop,
+// where B3 is read and HTTP/1 bodies are left out.
+func searchesWithLoop(s Source) bool {
+	switch s := s.(type) {
+	case sockTracepoints:
+		return true
+	case syscallTracepoints:
+		return s.loop
+	}
+	return false
+}
 
 // syscalls whose buffers the capture reads (bpf/sockio.bpf.c,
 // SYSCALL_SOURCE).
@@ -185,10 +206,14 @@ func (syscallTracepoints) Available() error {
 
 func (syscallTracepoints) PreSend() string { return "sys_enter" }
 
-func (syscallTracepoints) Programs() []string {
+func (s syscallTracepoints) Programs() []string {
+	exit := "exit_"
+	if s.loop {
+		exit = "exit_loop_"
+	}
 	names := []string{stateProgram}
 	for _, sc := range syscalls {
-		names = append(names, "enter_"+sc, "exit_"+sc)
+		names = append(names, "enter_"+sc, exit+sc)
 	}
 	return names
 }
@@ -198,6 +223,7 @@ func (s syscallTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
 		if name == stateProgram {
 			return attachTracing(name, prog)
 		}
-		return link.Tracepoint("syscalls", "sys_"+name, prog, nil) // enter_read: sys_enter_read
+		// enter_read: sys_enter_read; exit_loop_read: sys_exit_read
+		return link.Tracepoint("syscalls", "sys_"+strings.Replace(name, "exit_loop_", "exit_", 1), prog, nil)
 	})
 }
