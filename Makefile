@@ -73,7 +73,8 @@ offsets:
 # after a script failed, for those that ran).
 bench: deps build collector
 	@summary=$$(mktemp); trap 'rm -f "$$summary"' EXIT; export BENCH_SUMMARY=$$summary; \
-	scripts/bench.sh && scripts/bench-agent.sh && scripts/bench-chain.sh && \
+	scripts/bench.sh && BENCH_PATH='/work?size=65536' BENCH_SCENARIO=hello-64k scripts/bench.sh && \
+	scripts/bench-agent.sh && scripts/bench-chain.sh && \
 	scripts/bench-grpc.sh && scripts/bench-tls.sh && scripts/bench-scale.sh; rc=$$?; \
 	[ ! -s "$$summary" ] || scripts/bench-summary.sh "$$summary"; exit $$rc
 

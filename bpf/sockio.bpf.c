@@ -12,10 +12,11 @@
  *   tracepoints of read, write, readv, writev, recvfrom, sendto, recvmsg
  *   and sendmsg. Entry keeps the call's arguments for traced processes'
  *   TCP sockets (the socket found from the fd with CO-RE reads); exit, with
- *   the byte count, makes the same event. Its exit programs come in two
+ *   the byte count, makes the same event. The request head is searched
+ *   with a bounded loop (traceparent only). Its exit programs come in two
  *   builds: exit_loop_* where tracepoints may call bpf_loop (5.17+), which
- *   search heads as the sock_tracepoints source does (B3 too, bodies left
- *   out), and exit_* before that, with a bounded search for traceparent.
+ *   leave HTTP/1 bodies out as the sock_tracepoints source does, and
+ *   exit_* before that.
  * User space parses the protocol; this side only filters, copies and tags. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -1483,9 +1484,10 @@ static __always_inline void h2_server_option(struct sock *sk, int len, struct ev
 
 /* One socket read or write of len bytes by a traced process (cfg), made
  * by call: the event, its captured bytes and the kernel's span IDs.
- * use_loop: whether the kernel has bpf_loop. */
+ * use_loop: whether the head search runs in bpf_loop (and reads B3);
+ * bodies: whether HTTP/1 bodies may be left out (capture_io, bpf_loop). */
 static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct proc_cfg *cfg, int len, __u8 dir,
-				 const struct io_call *call, const bool use_loop, const bool plain)
+				 const struct io_call *call, const bool use_loop, const bool bodies, const bool plain)
 {
 	__u32 tgid = pid_tgid >> 32;
 	struct conn *c = get_conn(sk, tgid, dir, len);
@@ -1519,7 +1521,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	 * a process linked by thread. */
 	__u64 owner = call->goid ? call->goid : thread_owner(cfg, pid_tgid);
 
-	__u32 n = capture_io(s, c, call, len, dir, use_loop);
+	__u32 n = capture_io(s, c, call, len, dir, bodies);
 	e->captured = n;
 	if (!plain && !c->last_dir && n >= 3 && is_tls_record(s->data)) {
 		/* A TLS connection: its bytes are ciphertext, never parsed. */
@@ -1680,7 +1682,7 @@ static __always_inline int on_sock_io(struct sock *sk, int len, __u8 dir)
 	call.goid = goid_of(cfg, regs->r14);
 	if (call.goid)
 		call.g = regs->r14;
-	return on_io(sk, pid_tgid, cfg, len, dir, &call, true, false);
+	return on_io(sk, pid_tgid, cfg, len, dir, &call, true, true, false);
 }
 
 /* Before a TCP send's bytes are queued (Linux 6.16+; the loader loads it
@@ -1887,10 +1889,12 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	return 0;
 }
 
-/* use_loop: the exit_loop_* programs, loaded where tracepoints may call
- * bpf_loop (5.17+): the head search takes B3 too, and bodies are left out
- * (capture_io), as in the sock_tracepoints source. */
-static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir, const bool use_loop)
+/* bodies: the exit_loop_* programs, loaded where tracepoints may call
+ * bpf_loop (5.17+): HTTP/1 bodies are left out (capture_io), as in the
+ * sock_tracepoints source. The traceparent search stays bounded, without
+ * B3: with the bpf_loop search and B3 too, 6.1's verifier gives up at 1M
+ * instructions. */
+static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir, const bool bodies)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *in = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -1908,7 +1912,7 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
-	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, use_loop, false);
+	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false, bodies, false);
 }
 
 #define SYSCALL_SOURCE(name, dir)                                              \
@@ -2040,7 +2044,7 @@ static __always_inline int tls_exit(long ret, __u8 dir)
 		return 0;
 	}
 	struct io_call call = {.buf = tc.buf, .nr = dir == DIR_READ ? NR_read : NR_write};
-	return on_io(sk, pid_tgid, cfg, (int)n, dir, &call, true, true);
+	return on_io(sk, pid_tgid, cfg, (int)n, dir, &call, true, false, true);
 }
 
 SEC("uprobe")
@@ -2218,7 +2222,7 @@ int gotls_write(struct pt_regs *ctx)
 	struct io_call call = {.buf = ctx->bx, .nr = NR_write, .goid = goid_of(cfg, ctx->r14)};
 	if (tcpopt_on && call.goid)
 		h2_option(sk, tgid, call.goid, ctx->bx, len);
-	return on_io(sk, pid_tgid, cfg, (int)len, DIR_WRITE, &call, true, true);
+	return on_io(sk, pid_tgid, cfg, (int)len, DIR_WRITE, &call, true, false, true);
 }
 
 /* func (c *Conn) Read(b []byte) (int, error): the entry. */
@@ -2263,7 +2267,7 @@ int gotls_read_ret(struct pt_regs *ctx)
 	if (n <= 0 || n > 0x7fffffff)
 		return 0;
 	struct io_call call = {.buf = r.buf, .nr = NR_read, .goid = k.goid, .g = r.g};
-	return on_io((struct sock *)r.sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, true);
+	return on_io((struct sock *)r.sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, false, true);
 }
 
 /* ---- calls that fail before a byte is sent (optional: bpf_task_pt_regs, 5.15+) ----

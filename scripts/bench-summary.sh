@@ -27,6 +27,7 @@ COLS = [
 ]
 TITLES = {
     "hello": "HTTP/1 hello server under wrk, by capture source (scripts/bench.sh)",
+    "hello-64k": "the same server answering 64 KiB Content-Length bodies (BENCH_PATH=/work?size=65536 scripts/bench.sh)",
     "agent": "agent CPU per span, OTLP vs jsonl, by load (scripts/bench-agent.sh)",
     "chain": "A->B->C chain, end to end, by propagation channel (scripts/bench-chain.sh)",
     "grpc": "gRPC unary calls on one HTTP/2 connection (scripts/bench-grpc.sh)",

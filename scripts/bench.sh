@@ -6,6 +6,9 @@
 # runs and ns per request (bpf_stats), uprobe hits, agent CPU per span and
 # RSS, and events lost.
 set -euo pipefail
+# BENCH_PATH: the URL path loaded (default /hello; make bench also runs
+# /work?size=65536, a 64 KiB Content-Length body, as scenario hello-64k);
+# BENCH_SCENARIO names it in the summary.
 # BENCH_SUMMARY=FILE: also append the headline figures there (make bench's summary).
 [ -z "${BENCH_SUMMARY:-}" ] || export BENCH_SUMMARY=$(realpath -m "$BENCH_SUMMARY")
 cd "$(dirname "$0")/.."
@@ -23,7 +26,9 @@ srv=$!
 pids+=($srv)
 for _ in $(seq 100); do grep -q LISTEN "$work/srv.out" && break; sleep 0.1; done
 port=$(awk '/LISTEN/{print $2}' "$work/srv.out")
-url="http://127.0.0.1:$port/hello"
+url="http://127.0.0.1:$port${BENCH_PATH:-/hello}"
+export BENCH_SCENARIO=${BENCH_SCENARIO:-hello}
+echo "loading $url"
 
 # One wrk round: "req/s p50_us p99_us requests server_cpu_ticks". The
 # server's own CPU time per request (BPF programs run in its context) shows
@@ -118,7 +123,7 @@ for kind, name in (("T", "sock_tracepoints (6.3+)"), ("S", "syscalls (fallback, 
     secs = dur * len(col(kind, 1))
     print(f"agent CPU {cpu:.2f} s over {secs} s traced = {cpu/secs*100:.0f}% of a core at {spans[kind]/secs:.0f} spans/s: {cpu/max(spans[kind],1)*1e6:.1f} us per span")
     print(f"agent RSS {col(kind, 9)[-1]/1024:.1f} MiB; ring-buffer events lost: {tot(kind, 10):.0f}")
-    summary(scenario="hello", variant=name.split()[0], ratio=t/u,
+    summary(scenario=os.environ["BENCH_SCENARIO"], variant=name.split()[0], ratio=t/u,
             p50_added_us=st.median(col(kind,2))-st.median(col('U',2)), p99_added_us=st.median(col(kind,3))-st.median(col('U',3)),
             uprobe_hits_per_req=0, bpf_runs_per_req=bcnt/max(reqs,1), bpf_ns_per_req=bns/max(reqs,1),
             agent_us_per_span_jsonl=cpu/max(spans[kind],1)*1e6, rss_mib=col(kind, 9)[-1]/1024, ringbuf_lost=int(tot(kind, 10)),

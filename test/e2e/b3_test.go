@@ -60,8 +60,7 @@ func b3Cases() []b3Case {
 func TestB3Incoming(t *testing.T) {
 	needRoot(t)
 	// Both capture sources where the kernel has both (the syscalls one
-	// scans heads without bpf_loop before 5.17); "auto" is the agent's
-	// default.
+	// scans heads without bpf_loop); "auto" is the agent's default.
 	for _, capture := range []string{"auto", "syscalls"} {
 		t.Run(capture, func(t *testing.T) { testB3Incoming(t, capture) })
 	}
@@ -77,10 +76,9 @@ func testB3Incoming(t *testing.T, capture string) {
 	ag.waitTracked(t, a.PID())
 	ag.waitTracked(t, b.PID())
 	// The kernel reads B3 where its capture source scans heads with
-	// bpf_loop (sock tracepoints, 6.3+; syscalls, 5.17+); elsewhere the
-	// agent ignores B3 rather than split a trace between the server span
-	// and its calls.
-	kernelB3 := strings.Contains(ag.stderr.String(), "bpf_loop=true")
+	// bpf_loop (sock tracepoints, 6.3+); elsewhere the agent ignores B3
+	// rather than split a trace between the server span and its calls.
+	kernelB3 := strings.Contains(ag.stderr.String(), "msg=attached probe=sockio source=sock_tracepoints")
 	t.Logf("kernel reads B3: %v", kernelB3)
 
 	const rounds = 3 // each case, over fresh and kept-alive connections

@@ -84,11 +84,11 @@ func TestCaptureSourcesAgree(t *testing.T) {
 			byID[i][q.Get("id")] = append(byID[i][q.Get("id")], sp)
 		}
 	}
-	// A source whose head search runs in bpf_loop (sock_tracepoints, and
-	// syscalls on 5.17+) leaves Content-Length bodies out of the ring (the
-	// spans must still be exact and agree); the bounded search copies them.
+	// Where bpf_loop runs (sock_tracepoints, and syscalls on 5.17+) a
+	// source leaves Content-Length bodies out of the ring (the spans must
+	// still be exact and agree); elsewhere it copies them.
 	for _, s := range sides {
-		loop := strings.Contains(s.ag.stderr.String(), "bpf_loop=true")
+		loop := strings.Contains(s.ag.stderr.String(), "bodies_left_out=true")
 		skipped := s.ag.metric(t, `weft_sockio_kernel_total{name="body_skipped"}`)
 		cut := s.ag.metric(t, `weft_sockio_kernel_total{name="body_cut"}`)
 		t.Logf("%s (bpf_loop %v): calls inside bodies not copied %v, long calls copied only to their head %v", s.capture, loop, skipped, cut)

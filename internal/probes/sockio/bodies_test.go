@@ -23,9 +23,9 @@ import (
 // head's send, in sends of their own, announced but absent (HEAD), chunked,
 // and made of bytes that look like responses. Every response gives one
 // exact span (status, body length, and an end that waits for a late last
-// send) from both capture sources. A source whose head search runs in
-// bpf_loop (sock_tracepoints; syscalls on 5.17+) must have left bodies out
-// of the ring (body_cut, body_skipped); the bounded one copies them.
+// send) from both capture sources. Where bpf_loop runs (sock_tracepoints;
+// syscalls on 5.17+) bodies must have been left out of the ring (body_cut,
+// body_skipped); elsewhere they are copied.
 func TestBodiesLeftOut(t *testing.T) {
 	kernel.Require(t)
 	_, file, _, _ := runtime.Caller(0)
@@ -96,7 +96,7 @@ func TestBodiesLeftOut(t *testing.T) {
 		cut, skipped := p.kernelStat(23), p.kernelStat(22)
 		t.Logf("%s: body_cut %d, body_skipped %d", capture, cut, skipped)
 		switch {
-		case searchesWithLoop(p.source):
+		case leavesBodiesOut(p.source):
 			// /cut's sends (2), /split's later sends (2 x 10; /lookalike's
 			// are copied: each starts like a response) and the upload's
 			// reads after its first.

@@ -218,7 +218,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	// means it is stuck.
 	p.beat = p.deps.Live.Register(Name, 5*time.Second)
 	go p.loop()
-	p.log.Info("attached", "source", p.source.Name(), "programs", len(p.links), "bpf_loop", searchesWithLoop(p.source))
+	p.log.Info("attached", "source", p.source.Name(), "programs", len(p.links), "bodies_left_out", leavesBodiesOut(p.source))
 	return nil
 }
 

@@ -155,14 +155,15 @@ func (s sockTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
 // the process up; the socket is found from the fd.
 type syscallTracepoints struct {
 	// loop: the kernel lets tracepoints call bpf_loop (5.17+), and the
-	// exit_loop_* programs run: their head search is the sock
-	// tracepoints' (B3 read, HTTP/1 bodies left out of the ring).
+	// exit_loop_* programs run: they leave HTTP/1 bodies out of the ring
+	// as the sock tracepoints do (their traceparent search stays bounded,
+	// without B3: 6.1's verifier cannot take both).
 	loop bool
 }
 
-// searchesWithLoop says whether a source's head search runs in bpf_loop,
-// where B3 is read and HTTP/1 bodies are left out.
-func searchesWithLoop(s Source) bool {
+// leavesBodiesOut says whether a source leaves HTTP/1 Content-Length
+// bodies out of the ring buffer (it needs bpf_loop).
+func leavesBodiesOut(s Source) bool {
 	switch s := s.(type) {
 	case sockTracepoints:
 		return true
