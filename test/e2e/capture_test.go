@@ -91,7 +91,7 @@ func TestCaptureSourcesAgree(t *testing.T) {
 		loop := strings.Contains(s.ag.stderr.String(), "bodies_left_out=true")
 		skipped := s.ag.metric(t, `weft_sockio_kernel_total{name="body_skipped"}`)
 		cut := s.ag.metric(t, `weft_sockio_kernel_total{name="body_cut"}`)
-		t.Logf("%s (bpf_loop %v): calls inside bodies not copied %v, long calls copied only to their head %v", s.capture, loop, skipped, cut)
+		t.Logf("%s (bodies left out: %v): calls inside bodies not copied %v, long calls copied only to their head %v", s.capture, loop, skipped, cut)
 		if loop && skipped == 0 { // (cuts depend on how reads meet sends: sockio's TestBodiesLeftOut makes them)
 			t.Errorf("%s: body_skipped %v: want above 0", s.capture, skipped)
 		}
