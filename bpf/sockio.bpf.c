@@ -411,6 +411,23 @@ static __always_inline bool tp_line(struct tp_scan *st, __u64 j)
 
 #define NEWLINES 0x0a0a0a0a0a0a0a0aULL
 
+/* The index (0-7) of the first '\n' among the 8 bytes at p, 8 for none.
+ * Bytes past the data (the scratch buffer's leftovers) may match: callers
+ * stop at the data's end. */
+static __always_inline __u64 newline_in_word(const __u8 *p)
+{
+	__u64 w;
+	__builtin_memcpy(&w, p, sizeof(w));
+	__u64 x = w ^ NEWLINES; /* a '\n' byte becomes 0 */
+	__u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+	if (!m)
+		return 8;
+	/* The lowest flag is a true '\n' (higher ones may not be): its byte
+	 * index k, from the flag alone (1 << 8k times the table puts k in the
+	 * top byte). */
+	return (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
+}
+
 /* st->pos = pos, through a helper: the verifier then holds it as any value
  * (the callback's bound check reads it), and its walks of the callback,
  * which go on until two states match, match after one round instead of
@@ -436,21 +453,13 @@ static long tp_scan_next(__u32 i, void *arg)
 		set_pos(st, 1);
 		return st->line_start && tp_line(st, 0);
 	}
-	/* The word before each candidate: bytes pos-1 .. pos+6. Bytes past n
-	 * (the scratch buffer's leftovers) may match: a line they start is
-	 * at or past n, where tp_line stops. */
-	__u64 w;
-	__builtin_memcpy(&w, st->data + pos - 1, sizeof(w));
-	__u64 x = w ^ NEWLINES; /* a '\n' byte becomes 0 */
-	__u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
-	if (!m) {
+	/* The word before each candidate: bytes pos-1 .. pos+6. A line that
+	 * bytes past n start is at or past n, where tp_line stops. */
+	__u64 k = newline_in_word(st->data + pos - 1);
+	if (k == 8) {
 		set_pos(st, pos + 8);
 		return 0;
 	}
-	/* The lowest flag is a true '\n' (higher ones may not be): its byte
-	 * index k, from the flag alone (1 << 8k times the table puts k in the
-	 * top byte). */
-	__u64 k = (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
 	set_pos(st, pos + k + 1);
 	return tp_line(st, pos + k);
 }
@@ -1116,15 +1125,11 @@ static long body_scan_next(__u32 i, void *arg)
 	barrier_var(pos);
 	if (pos == 0 || pos >= BODY_SCAN || pos >= st->n)
 		return 1;
-	__u64 w;
-	__builtin_memcpy(&w, st->data + pos - 1, sizeof(w));
-	__u64 x = w ^ NEWLINES;
-	__u64 m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
-	if (!m) {
+	__u64 k = newline_in_word(st->data + pos - 1);
+	if (k == 8) {
 		body_set_pos(st, pos + 8);
 		return 0;
 	}
-	__u64 k = (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
 	body_set_pos(st, pos + k + 1);
 	return body_line(st, pos + k);
 }
