@@ -12,11 +12,9 @@
  *   tracepoints of read, write, readv, writev, recvfrom, sendto, recvmsg
  *   and sendmsg. Entry keeps the call's arguments for traced processes'
  *   TCP sockets (the socket found from the fd with CO-RE reads); exit, with
- *   the byte count, makes the same event. The request head is searched
- *   with a bounded loop (traceparent only). Its exit programs come in two
- *   builds: exit_loop_* where tracepoints may call bpf_loop (5.17+), which
- *   leave HTTP/1 bodies out as the sock_tracepoints source does, and
- *   exit_* before that.
+ *   the byte count, makes the same event. No bpf_loop (5.17+) there: the
+ *   request head is searched with a bounded loop, and HTTP/1 bodies are
+ *   copied (see capture_io).
  * User space parses the protocol; this side only filters, copies and tags. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -1894,12 +1892,10 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, __u3
 	return 0;
 }
 
-/* bodies: the exit_loop_* programs, loaded where tracepoints may call
- * bpf_loop (5.17+): HTTP/1 bodies are left out (capture_io), as in the
- * sock_tracepoints source. The traceparent search stays bounded, without
- * B3: with the bpf_loop search and B3 too, 6.1's verifier gives up at 1M
- * instructions. */
-static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir, const bool bodies)
+/* HTTP/1 bodies are copied here (no capture_io): with it, even without
+ * the bpf_loop head search, the verifier (6.1's, and 6.18's once capture
+ * was made a global function) passes a million instructions. */
+static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 nr, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *in = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -1917,7 +1913,7 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
 	if (!cfg)
 		return 0;
-	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false, bodies, false);
+	return on_io((struct sock *)call.sk, pid_tgid, cfg, ret, dir, &call.call, false, false, false);
 }
 
 #define SYSCALL_SOURCE(name, dir)                                              \
@@ -1929,12 +1925,7 @@ static __always_inline int sys_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
 	{                                                                      \
-		return sys_exit(ctx, NR_##name, dir, false);                   \
-	}                                                                      \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
-	int exit_loop_##name(struct trace_event_raw_sys_exit *ctx)            \
-	{                                                                      \
-		return sys_exit(ctx, NR_##name, dir, true);                    \
+		return sys_exit(ctx, NR_##name, dir);                          \
 	}
 
 SYSCALL_SOURCE(read, DIR_READ)

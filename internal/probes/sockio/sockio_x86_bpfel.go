@@ -321,14 +321,6 @@ const (
 	sockioProgEnterSendto      = "enter_sendto"
 	sockioProgEnterWrite       = "enter_write"
 	sockioProgEnterWritev      = "enter_writev"
-	sockioProgExitLoopRead     = "exit_loop_read"
-	sockioProgExitLoopReadv    = "exit_loop_readv"
-	sockioProgExitLoopRecvfrom = "exit_loop_recvfrom"
-	sockioProgExitLoopRecvmsg  = "exit_loop_recvmsg"
-	sockioProgExitLoopSendmsg  = "exit_loop_sendmsg"
-	sockioProgExitLoopSendto   = "exit_loop_sendto"
-	sockioProgExitLoopWrite    = "exit_loop_write"
-	sockioProgExitLoopWritev   = "exit_loop_writev"
 	sockioProgExitRead         = "exit_read"
 	sockioProgExitReadv        = "exit_readv"
 	sockioProgExitRecvfrom     = "exit_recvfrom"
@@ -410,49 +402,41 @@ type sockioSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockioProgramSpecs struct {
-	EnterRead        *ebpf.ProgramSpec `ebpf:"enter_read"`
-	EnterReadv       *ebpf.ProgramSpec `ebpf:"enter_readv"`
-	EnterRecvfrom    *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
-	EnterRecvmsg     *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
-	EnterSendmsg     *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
-	EnterSendto      *ebpf.ProgramSpec `ebpf:"enter_sendto"`
-	EnterWrite       *ebpf.ProgramSpec `ebpf:"enter_write"`
-	EnterWritev      *ebpf.ProgramSpec `ebpf:"enter_writev"`
-	ExitLoopRead     *ebpf.ProgramSpec `ebpf:"exit_loop_read"`
-	ExitLoopReadv    *ebpf.ProgramSpec `ebpf:"exit_loop_readv"`
-	ExitLoopRecvfrom *ebpf.ProgramSpec `ebpf:"exit_loop_recvfrom"`
-	ExitLoopRecvmsg  *ebpf.ProgramSpec `ebpf:"exit_loop_recvmsg"`
-	ExitLoopSendmsg  *ebpf.ProgramSpec `ebpf:"exit_loop_sendmsg"`
-	ExitLoopSendto   *ebpf.ProgramSpec `ebpf:"exit_loop_sendto"`
-	ExitLoopWrite    *ebpf.ProgramSpec `ebpf:"exit_loop_write"`
-	ExitLoopWritev   *ebpf.ProgramSpec `ebpf:"exit_loop_writev"`
-	ExitRead         *ebpf.ProgramSpec `ebpf:"exit_read"`
-	ExitReadv        *ebpf.ProgramSpec `ebpf:"exit_readv"`
-	ExitRecvfrom     *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
-	ExitRecvmsg      *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
-	ExitSendmsg      *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
-	ExitSendto       *ebpf.ProgramSpec `ebpf:"exit_sendto"`
-	ExitWrite        *ebpf.ProgramSpec `ebpf:"exit_write"`
-	ExitWritev       *ebpf.ProgramSpec `ebpf:"exit_writev"`
-	GotlsRead        *ebpf.ProgramSpec `ebpf:"gotls_read"`
-	GotlsReadRet     *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
-	GotlsWrite       *ebpf.ProgramSpec `ebpf:"gotls_write"`
-	OnConnect        *ebpf.ProgramSpec `ebpf:"on_connect"`
-	OnRecv           *ebpf.ProgramSpec `ebpf:"on_recv"`
-	OnSend           *ebpf.ProgramSpec `ebpf:"on_send"`
-	OnSendmsg        *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
-	OnState          *ebpf.ProgramSpec `ebpf:"on_state"`
-	SockioExec       *ebpf.ProgramSpec `ebpf:"sockio_exec"`
-	SslDoHandshake   *ebpf.ProgramSpec `ebpf:"ssl_do_handshake"`
-	SslFree          *ebpf.ProgramSpec `ebpf:"ssl_free"`
-	SslRead          *ebpf.ProgramSpec `ebpf:"ssl_read"`
-	SslReadEx        *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
-	SslReadRet       *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
-	SslSetFd         *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
-	SslShutdown      *ebpf.ProgramSpec `ebpf:"ssl_shutdown"`
-	SslWrite         *ebpf.ProgramSpec `ebpf:"ssl_write"`
-	SslWriteEx       *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
-	SslWriteRet      *ebpf.ProgramSpec `ebpf:"ssl_write_ret"`
+	EnterRead      *ebpf.ProgramSpec `ebpf:"enter_read"`
+	EnterReadv     *ebpf.ProgramSpec `ebpf:"enter_readv"`
+	EnterRecvfrom  *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
+	EnterRecvmsg   *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
+	EnterSendmsg   *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
+	EnterSendto    *ebpf.ProgramSpec `ebpf:"enter_sendto"`
+	EnterWrite     *ebpf.ProgramSpec `ebpf:"enter_write"`
+	EnterWritev    *ebpf.ProgramSpec `ebpf:"enter_writev"`
+	ExitRead       *ebpf.ProgramSpec `ebpf:"exit_read"`
+	ExitReadv      *ebpf.ProgramSpec `ebpf:"exit_readv"`
+	ExitRecvfrom   *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
+	ExitRecvmsg    *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
+	ExitSendmsg    *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
+	ExitSendto     *ebpf.ProgramSpec `ebpf:"exit_sendto"`
+	ExitWrite      *ebpf.ProgramSpec `ebpf:"exit_write"`
+	ExitWritev     *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	GotlsRead      *ebpf.ProgramSpec `ebpf:"gotls_read"`
+	GotlsReadRet   *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
+	GotlsWrite     *ebpf.ProgramSpec `ebpf:"gotls_write"`
+	OnConnect      *ebpf.ProgramSpec `ebpf:"on_connect"`
+	OnRecv         *ebpf.ProgramSpec `ebpf:"on_recv"`
+	OnSend         *ebpf.ProgramSpec `ebpf:"on_send"`
+	OnSendmsg      *ebpf.ProgramSpec `ebpf:"on_sendmsg"`
+	OnState        *ebpf.ProgramSpec `ebpf:"on_state"`
+	SockioExec     *ebpf.ProgramSpec `ebpf:"sockio_exec"`
+	SslDoHandshake *ebpf.ProgramSpec `ebpf:"ssl_do_handshake"`
+	SslFree        *ebpf.ProgramSpec `ebpf:"ssl_free"`
+	SslRead        *ebpf.ProgramSpec `ebpf:"ssl_read"`
+	SslReadEx      *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
+	SslReadRet     *ebpf.ProgramSpec `ebpf:"ssl_read_ret"`
+	SslSetFd       *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
+	SslShutdown    *ebpf.ProgramSpec `ebpf:"ssl_shutdown"`
+	SslWrite       *ebpf.ProgramSpec `ebpf:"ssl_write"`
+	SslWriteEx     *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
+	SslWriteRet    *ebpf.ProgramSpec `ebpf:"ssl_write_ret"`
 }
 
 // sockioMapSpecs contains maps before they are loaded into the kernel.
@@ -608,49 +592,41 @@ type sockioVariables struct {
 //
 // It can be passed to loadSockioObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockioPrograms struct {
-	EnterRead        *ebpf.Program `ebpf:"enter_read"`
-	EnterReadv       *ebpf.Program `ebpf:"enter_readv"`
-	EnterRecvfrom    *ebpf.Program `ebpf:"enter_recvfrom"`
-	EnterRecvmsg     *ebpf.Program `ebpf:"enter_recvmsg"`
-	EnterSendmsg     *ebpf.Program `ebpf:"enter_sendmsg"`
-	EnterSendto      *ebpf.Program `ebpf:"enter_sendto"`
-	EnterWrite       *ebpf.Program `ebpf:"enter_write"`
-	EnterWritev      *ebpf.Program `ebpf:"enter_writev"`
-	ExitLoopRead     *ebpf.Program `ebpf:"exit_loop_read"`
-	ExitLoopReadv    *ebpf.Program `ebpf:"exit_loop_readv"`
-	ExitLoopRecvfrom *ebpf.Program `ebpf:"exit_loop_recvfrom"`
-	ExitLoopRecvmsg  *ebpf.Program `ebpf:"exit_loop_recvmsg"`
-	ExitLoopSendmsg  *ebpf.Program `ebpf:"exit_loop_sendmsg"`
-	ExitLoopSendto   *ebpf.Program `ebpf:"exit_loop_sendto"`
-	ExitLoopWrite    *ebpf.Program `ebpf:"exit_loop_write"`
-	ExitLoopWritev   *ebpf.Program `ebpf:"exit_loop_writev"`
-	ExitRead         *ebpf.Program `ebpf:"exit_read"`
-	ExitReadv        *ebpf.Program `ebpf:"exit_readv"`
-	ExitRecvfrom     *ebpf.Program `ebpf:"exit_recvfrom"`
-	ExitRecvmsg      *ebpf.Program `ebpf:"exit_recvmsg"`
-	ExitSendmsg      *ebpf.Program `ebpf:"exit_sendmsg"`
-	ExitSendto       *ebpf.Program `ebpf:"exit_sendto"`
-	ExitWrite        *ebpf.Program `ebpf:"exit_write"`
-	ExitWritev       *ebpf.Program `ebpf:"exit_writev"`
-	GotlsRead        *ebpf.Program `ebpf:"gotls_read"`
-	GotlsReadRet     *ebpf.Program `ebpf:"gotls_read_ret"`
-	GotlsWrite       *ebpf.Program `ebpf:"gotls_write"`
-	OnConnect        *ebpf.Program `ebpf:"on_connect"`
-	OnRecv           *ebpf.Program `ebpf:"on_recv"`
-	OnSend           *ebpf.Program `ebpf:"on_send"`
-	OnSendmsg        *ebpf.Program `ebpf:"on_sendmsg"`
-	OnState          *ebpf.Program `ebpf:"on_state"`
-	SockioExec       *ebpf.Program `ebpf:"sockio_exec"`
-	SslDoHandshake   *ebpf.Program `ebpf:"ssl_do_handshake"`
-	SslFree          *ebpf.Program `ebpf:"ssl_free"`
-	SslRead          *ebpf.Program `ebpf:"ssl_read"`
-	SslReadEx        *ebpf.Program `ebpf:"ssl_read_ex"`
-	SslReadRet       *ebpf.Program `ebpf:"ssl_read_ret"`
-	SslSetFd         *ebpf.Program `ebpf:"ssl_set_fd"`
-	SslShutdown      *ebpf.Program `ebpf:"ssl_shutdown"`
-	SslWrite         *ebpf.Program `ebpf:"ssl_write"`
-	SslWriteEx       *ebpf.Program `ebpf:"ssl_write_ex"`
-	SslWriteRet      *ebpf.Program `ebpf:"ssl_write_ret"`
+	EnterRead      *ebpf.Program `ebpf:"enter_read"`
+	EnterReadv     *ebpf.Program `ebpf:"enter_readv"`
+	EnterRecvfrom  *ebpf.Program `ebpf:"enter_recvfrom"`
+	EnterRecvmsg   *ebpf.Program `ebpf:"enter_recvmsg"`
+	EnterSendmsg   *ebpf.Program `ebpf:"enter_sendmsg"`
+	EnterSendto    *ebpf.Program `ebpf:"enter_sendto"`
+	EnterWrite     *ebpf.Program `ebpf:"enter_write"`
+	EnterWritev    *ebpf.Program `ebpf:"enter_writev"`
+	ExitRead       *ebpf.Program `ebpf:"exit_read"`
+	ExitReadv      *ebpf.Program `ebpf:"exit_readv"`
+	ExitRecvfrom   *ebpf.Program `ebpf:"exit_recvfrom"`
+	ExitRecvmsg    *ebpf.Program `ebpf:"exit_recvmsg"`
+	ExitSendmsg    *ebpf.Program `ebpf:"exit_sendmsg"`
+	ExitSendto     *ebpf.Program `ebpf:"exit_sendto"`
+	ExitWrite      *ebpf.Program `ebpf:"exit_write"`
+	ExitWritev     *ebpf.Program `ebpf:"exit_writev"`
+	GotlsRead      *ebpf.Program `ebpf:"gotls_read"`
+	GotlsReadRet   *ebpf.Program `ebpf:"gotls_read_ret"`
+	GotlsWrite     *ebpf.Program `ebpf:"gotls_write"`
+	OnConnect      *ebpf.Program `ebpf:"on_connect"`
+	OnRecv         *ebpf.Program `ebpf:"on_recv"`
+	OnSend         *ebpf.Program `ebpf:"on_send"`
+	OnSendmsg      *ebpf.Program `ebpf:"on_sendmsg"`
+	OnState        *ebpf.Program `ebpf:"on_state"`
+	SockioExec     *ebpf.Program `ebpf:"sockio_exec"`
+	SslDoHandshake *ebpf.Program `ebpf:"ssl_do_handshake"`
+	SslFree        *ebpf.Program `ebpf:"ssl_free"`
+	SslRead        *ebpf.Program `ebpf:"ssl_read"`
+	SslReadEx      *ebpf.Program `ebpf:"ssl_read_ex"`
+	SslReadRet     *ebpf.Program `ebpf:"ssl_read_ret"`
+	SslSetFd       *ebpf.Program `ebpf:"ssl_set_fd"`
+	SslShutdown    *ebpf.Program `ebpf:"ssl_shutdown"`
+	SslWrite       *ebpf.Program `ebpf:"ssl_write"`
+	SslWriteEx     *ebpf.Program `ebpf:"ssl_write_ex"`
+	SslWriteRet    *ebpf.Program `ebpf:"ssl_write_ret"`
 }
 
 func (p *sockioPrograms) Close() error {
@@ -663,14 +639,6 @@ func (p *sockioPrograms) Close() error {
 		p.EnterSendto,
 		p.EnterWrite,
 		p.EnterWritev,
-		p.ExitLoopRead,
-		p.ExitLoopReadv,
-		p.ExitLoopRecvfrom,
-		p.ExitLoopRecvmsg,
-		p.ExitLoopSendmsg,
-		p.ExitLoopSendto,
-		p.ExitLoopWrite,
-		p.ExitLoopWritev,
 		p.ExitRead,
 		p.ExitReadv,
 		p.ExitRecvfrom,

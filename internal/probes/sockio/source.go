@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -47,8 +44,7 @@ const (
 // sources are the capture sources in order of preference: the cheapest
 // first.
 func sources() []Source {
-	return []Source{sockTracepoints{sendmsg: hasBTFTracepoints(sendmsgTracepoint) == nil},
-		syscallTracepoints{loop: features.HaveProgramHelper(ebpf.TracePoint, asm.FnLoop) == nil}}
+	return []Source{sockTracepoints{sendmsg: hasBTFTracepoints(sendmsgTracepoint) == nil}, syscallTracepoints{}}
 }
 
 // sendmsgTracepoint fires in tcp_sendmsg_locked before a send's bytes are
@@ -153,24 +149,15 @@ func (s sockTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
 // I/O system calls (every kernel weft supports): they fire for every read
 // and write of every process, files and pipes too, so each hit first looks
 // the process up; the socket is found from the fd.
-type syscallTracepoints struct {
-	// loop: the kernel lets tracepoints call bpf_loop (5.17+), and the
-	// exit_loop_* programs run: they leave HTTP/1 bodies out of the ring
-	// as the sock tracepoints do (their traceparent search stays bounded,
-	// without B3: 6.1's verifier cannot take both).
-	loop bool
-}
+type syscallTracepoints struct{}
 
 // leavesBodiesOut says whether a source leaves HTTP/1 Content-Length
-// bodies out of the ring buffer (it needs bpf_loop).
+// bodies out of the ring buffer: the sock tracepoints (bpf_loop). The
+// syscall exits copy them: with that search as well, the verifier passes
+// a million instructions there.
 func leavesBodiesOut(s Source) bool {
-	switch s := s.(type) {
-	case sockTracepoints:
-		return true
-	case syscallTracepoints:
-		return s.loop
-	}
-	return false
+	_, ok := s.(sockTracepoints)
+	return ok
 }
 
 // syscalls whose buffers the capture reads (bpf/sockio.bpf.c,
@@ -207,14 +194,10 @@ func (syscallTracepoints) Available() error {
 
 func (syscallTracepoints) PreSend() string { return "sys_enter" }
 
-func (s syscallTracepoints) Programs() []string {
-	exit := "exit_"
-	if s.loop {
-		exit = "exit_loop_"
-	}
+func (syscallTracepoints) Programs() []string {
 	names := []string{stateProgram}
 	for _, sc := range syscalls {
-		names = append(names, "enter_"+sc, exit+sc)
+		names = append(names, "enter_"+sc, "exit_"+sc)
 	}
 	return names
 }
@@ -224,7 +207,6 @@ func (s syscallTracepoints) Attach(coll *ebpf.Collection) ([]link.Link, error) {
 		if name == stateProgram {
 			return attachTracing(name, prog)
 		}
-		// enter_read: sys_enter_read; exit_loop_read: sys_exit_read
-		return link.Tracepoint("syscalls", "sys_"+strings.Replace(name, "exit_loop_", "exit_", 1), prog, nil)
+		return link.Tracepoint("syscalls", "sys_"+name, prog, nil) // enter_read: sys_enter_read
 	})
 }
