@@ -222,9 +222,13 @@ type sockioScratch struct {
 	Ev            sockioEvent
 	Data          [65536]uint8
 	ScanN         uint32
+	CapN          uint32
+	CapLen        uint64
+	CurSk         uint64
 	ScanLineStart uint8
 	ScanStarts    uint8
 	Pad           [2]uint8
+	_             [4]byte
 }
 
 type sockioSpanCtx struct {
