@@ -114,7 +114,6 @@ struct scratch {
 	__u32 scan_n;
 	__u32 cap_n;  /* capture_io's count and len, through memory (see there) */
 	__u64 cap_len;
-	__u64 cur_sk; /* capture_io's socket, for body_first and body_then */
 	__u8 scan_line_start;
 	__u8 scan_starts;
 	__u8 _pad[2];
@@ -1209,55 +1208,33 @@ static __always_inline bool message_start(const __u8 *d, __u32 n, bool peek)
 	       d[6] == '.';
 }
 
-/* The first of capture_io's steps, a global function as the second is:
- * how many of a call's len bytes in dir, on the socket in s->cur_sk, to
- * copy first: a peek inside a body, a long call's head, else all. Global
- * functions take numbers, not pointers: the conns entry is looked up
- * again. Inlined, these steps' paths took on_recv's verification from
- * 138k to 945k instructions. */
-__attribute__((noinline)) __u64 body_first(__u64 len, __u32 dir)
-{
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!s)
-		return len;
-	__u64 sk = s->cur_sk;
-	struct conn *c = bpf_map_lookup_elem(&conns, &sk);
-	if (!c)
-		return len;
-	if (c->body_left[(dir - 1) & 1])
-		return len < BODY_PEEK ? len : BODY_PEEK;
-	return len > 2 * BODY_SCAN ? BODY_SCAN : len;
-}
+/* What body_then decides: keep the bytes copied or copy the whole call
+ * (BODY_AGAIN), and the body bytes still to come after this call in the
+ * low 32 bits. */
+#define BODY_AGAIN (1ULL << 63)
+#define BODY_SKIPPED (1ULL << 62) /* counted: a call left out inside a body */
+#define BODY_CUT (1ULL << 61)     /* counted: a long call copied to its head */
 
-/* The second: after n of len bytes were copied (as body_first said), 0 to
- * keep them, or 1 to copy the whole call after all. Inside a body the call
- * is left out unless it starts a message (the body was not what its head
- * said: a HEAD request's, a 304's), which is then searched as any, or goes
- * on past the body's end. */
-__attribute__((noinline)) int body_then(__u32 n, __u64 len, __u32 dir)
+/* capture_io's decision, a global function: its paths come back to on_io
+ * as one number (inlined, they took on_recv's verification from 138k to
+ * 945k instructions). n of a call's len bytes are in this CPU's scratch
+ * data; left: the body bytes the socket's direction still expected. Inside
+ * a body the call is left out unless it starts a message (the body was not
+ * what its head said: a HEAD request's, a 304's), or goes on past the
+ * body's end: then it is copied whole, and searched as any call outside a
+ * body. */
+__attribute__((noinline)) __u64 body_then(__u32 n, __u64 len, __u32 left)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!s)
+	if (!s || n > CAPTURE_MAX)
 		return 0;
-	__u64 sk = s->cur_sk;
-	struct conn *c = bpf_map_lookup_elem(&conns, &sk);
-	if (!c || n > CAPTURE_MAX)
-		return 0;
-	__u32 d = (dir - 1) & 1;
-	__u32 left = c->body_left[d];
 	if (left) {
-		c->body_left[d] = 0;
-		if (!n || message_start(s->data, n, true))
-			return 1; /* searched when copied again, as a call outside a body */
-		if (len > left)
-			return 1;
-		c->body_left[d] = left - len;
-		count(STAT_BODY_SKIPPED);
-		return 0;
+		if (!n || message_start(s->data, n, true) || len > left)
+			return BODY_AGAIN;
+		return BODY_SKIPPED | (left - len);
 	}
-	bool cut = len > 2 * BODY_SCAN;
+	__u64 cut = len > 2 * BODY_SCAN ? BODY_AGAIN : 0;
 	if (n < 16 || !message_start(s->data, n, false))
 		return cut;
 	if (!cut && len < BODY_SCAN_MIN) {
@@ -1277,33 +1254,40 @@ __attribute__((noinline)) int body_then(__u32 n, __u64 len, __u32 dir)
 	__s64 end = body_end(n);
 	if (end < 0 || (cut && end < (__s64)len))
 		return cut; /* unknown, or another message follows in this call */
-	if (end - (__s64)len > 0 && end - (__s64)len < 0xffffffffLL)
-		c->body_left[d] = end - len;
-	if (cut)
-		count(STAT_BODY_CUT);
-	return 0;
+	__u64 more = end - (__s64)len > 0 && end - (__s64)len < 0xffffffffLL ? end - len : 0;
+	return more | (cut ? BODY_CUT : 0);
 }
 
-/* Copies what user space needs of a call of len bytes in dir into s->data
- * (s->cur_sk: its socket); returns the bytes copied. With_bodies: whether
- * HTTP/1 bodies may be left out (needs bpf_loop). A call that body_then
- * sends back (one that starts a message after a peek) is searched as any
- * call outside a body: body_left is 0 by then. */
-static __always_inline __u32 capture_io(struct scratch *s, const struct io_call *call, __u64 len, __u8 dir,
-					const bool with_bodies)
+/* Copies what user space needs of a call of len bytes on c in dir into
+ * s->data; returns the bytes copied. With_bodies: whether HTTP/1 bodies
+ * may be left out (needs bpf_loop): a peek inside a body, a long call's
+ * head, else the call; then body_then says whether to copy it whole after
+ * all, and what of the body is still to come. */
+static __always_inline __u32 capture_io(struct scratch *s, struct conn *c, const struct io_call *call, __u64 len,
+					__u8 dir, const bool with_bodies)
 {
 	if (!with_bodies)
 		return capture(s->data, call, len);
-	/* len through memory too: the tests below then bound a copy, not
-	 * the caller's len, which stays one value for the rest of on_io. */
+	/* len through memory: the tests below then bound a copy, not the
+	 * caller's len, which stays one value for the rest of on_io. */
 	s->cap_len = len;
 	len = *(volatile __u64 *)&s->cap_len;
-	__u64 want = body_first(len, dir);
+	__u32 d = (dir - 1) & 1;
+	__u32 left = c->body_left[d];
+	__u64 want = left ? BODY_PEEK : len > 2 * BODY_SCAN ? BODY_SCAN : len;
 	__u32 n = capture(s->data, call, want < len ? want : len);
-	if (body_then(n, len, dir) && want < len) {
-		n = capture(s->data, call, len);
-		body_then(n, len, dir); /* a message after a peek: its head searched */
+	__u64 r = body_then(n, len, left);
+	if (r & BODY_AGAIN) {
+		if (want < len)
+			n = capture(s->data, call, len);
+		/* a message after a peek: its head searched (copied whole: no cut) */
+		r = left ? body_then(n, len, 0) & ~BODY_CUT : 0;
 	}
+	c->body_left[d] = (__u32)r;
+	if (r & BODY_SKIPPED)
+		count(STAT_BODY_SKIPPED);
+	if (r & BODY_CUT)
+		count(STAT_BODY_CUT);
 	/* Through memory, which the verifier does not track: the paths above
 	 * reach the rest of on_io as one state. */
 	s->cap_n = n;
@@ -1600,8 +1584,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	 * a process linked by thread. */
 	__u64 owner = call->goid ? call->goid : thread_owner(cfg, pid_tgid);
 
-	s->cur_sk = (__u64)sk;
-	__u32 n = capture_io(s, call, len, dir, bodies);
+	__u32 n = capture_io(s, c, call, len, dir, bodies);
 	e->captured = n;
 	if (!plain && !c->last_dir && n >= 3 && is_tls_record(s->data)) {
 		/* A TLS connection: its bytes are ciphertext, never parsed. */

@@ -224,7 +224,6 @@ type sockioScratch struct {
 	ScanN         uint32
 	CapN          uint32
 	CapLen        uint64
-	CurSk         uint64
 	ScanLineStart uint8
 	ScanStarts    uint8
 	Pad           [2]uint8
