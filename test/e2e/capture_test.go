@@ -84,18 +84,18 @@ func TestCaptureSourcesAgree(t *testing.T) {
 			byID[i][q.Get("id")] = append(byID[i][q.Get("id")], sp)
 		}
 	}
-	// Where bpf_loop runs (sock_tracepoints, and syscalls on 5.17+) a
-	// source leaves Content-Length bodies out of the ring (the spans must
-	// still be exact and agree); elsewhere it copies them.
+	// A source that leaves Content-Length bodies out of the ring (the sock
+	// tracepoints; the agent logs which) must still give exact spans that
+	// agree with the other's, which copies them.
 	for _, s := range sides {
-		loop := strings.Contains(s.ag.stderr.String(), "bodies_left_out=true")
+		leftOut := strings.Contains(s.ag.stderr.String(), "bodies_left_out=true")
 		skipped := s.ag.metric(t, `weft_sockio_kernel_total{name="body_skipped"}`)
 		cut := s.ag.metric(t, `weft_sockio_kernel_total{name="body_cut"}`)
-		t.Logf("%s (bodies left out: %v): calls inside bodies not copied %v, long calls copied only to their head %v", s.capture, loop, skipped, cut)
-		if loop && skipped == 0 { // (cuts depend on how reads meet sends: sockio's TestBodiesLeftOut makes them)
+		t.Logf("%s (bodies left out: %v): calls inside bodies not copied %v, long calls copied only to their head %v", s.capture, leftOut, skipped, cut)
+		if leftOut && skipped == 0 { // (cuts depend on how reads meet sends: sockio's TestBodiesLeftOut makes them)
 			t.Errorf("%s: body_skipped %v: want above 0", s.capture, skipped)
 		}
-		if !loop && skipped+cut != 0 {
+		if !leftOut && skipped+cut != 0 {
 			t.Errorf("%s: body_skipped %v, body_cut %v: want 0", s.capture, skipped, cut)
 		}
 	}

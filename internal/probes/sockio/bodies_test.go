@@ -23,9 +23,9 @@ import (
 // head's send, in sends of their own, announced but absent (HEAD), chunked,
 // and made of bytes that look like responses. Every response gives one
 // exact span (status, body length, and an end that waits for a late last
-// send) from both capture sources. Where bpf_loop runs (sock_tracepoints;
-// syscalls on 5.17+) bodies must have been left out of the ring (body_cut,
-// body_skipped); elsewhere they are copied.
+// send) from both capture sources. The sock tracepoints must have left
+// bodies out of the ring (body_cut, body_skipped); the syscall source
+// copies them.
 func TestBodiesLeftOut(t *testing.T) {
 	kernel.Require(t)
 	_, file, _, _ := runtime.Caller(0)
