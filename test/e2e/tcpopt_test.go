@@ -145,39 +145,56 @@ func tcpOptionRun(t *testing.T, capture string) {
 		pid := fmt.Sprint(s.Resource["process.pid"])
 		return s.Kind == 2 && (pid == fmt.Sprint(b.PID()) || pid == fmt.Sprint(py.PID()))
 	})
-	spans := col.WaitSpans(t, 2*want, 60*time.Second, func(s otelcol.Span) bool {
-		pid := fmt.Sprint(s.Resource["process.pid"])
-		return (s.Kind == 2 && (pid == fmt.Sprint(b.PID()) || pid == fmt.Sprint(py.PID()))) ||
-			(s.Kind == 3 && pid == fmt.Sprint(a.PID()))
-	})
+	// A's client spans: one per server span (and those to the untraced
+	// server besides), each looked up by its callee and id. Wait until
+	// every server span has its own, not for a count: the calls to the
+	// untraced server make A's clients more than the servers' spans.
 	clients := map[string]otelcol.Span{}
 	var servers []otelcol.Span
-	for _, s := range spans {
-		if s.Kind == 3 {
-			// url.full names the callee: keep its host with the id
-			if u, err := url.Parse(fmt.Sprint(s.Attrs["url.full"])); err == nil {
-				clients[u.Host+"/"+u.Query().Get("id")] = s
-			}
-		} else {
-			servers = append(servers, s)
-		}
-	}
-	checked := 0
-	for _, s := range servers {
+	keyOf := func(s otelcol.Span) string {
 		q, _ := url.ParseQuery(fmt.Sprint(s.Attrs["url.query"]))
 		addr := b.Addr
 		if fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(py.PID()) {
 			addr = py.Addr
 		}
-		c, ok := clients[addr+"/"+q.Get("id")]
+		return addr + "/" + q.Get("id")
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		clear(clients)
+		servers = servers[:0]
+		for _, s := range col.Spans(t) {
+			pid := fmt.Sprint(s.Resource["process.pid"])
+			switch {
+			case s.Kind == 3 && pid == fmt.Sprint(a.PID()):
+				// url.full names the callee: keep its host with the id
+				if u, err := url.Parse(fmt.Sprint(s.Attrs["url.full"])); err == nil {
+					clients[u.Host+"/"+u.Query().Get("id")] = s
+				}
+			case s.Kind == 2 && (pid == fmt.Sprint(b.PID()) || pid == fmt.Sprint(py.PID())):
+				servers = append(servers, s)
+			}
+		}
+		missing := 0
+		for _, s := range servers {
+			if _, ok := clients[keyOf(s)]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	checked := 0
+	for _, s := range servers {
+		c, ok := clients[keyOf(s)]
 		if !ok {
-			t.Errorf("server span %s (%s): no client span of A for it", q.Get("id"), addr)
+			t.Errorf("server span %s: no client span of A for it (after 60 s)", keyOf(s))
 			continue
 		}
 		checked++
 		if s.ParentSpanID != c.SpanID || s.TraceID != c.TraceID {
-			t.Errorf("server span %s at %s: trace %s parent %q; A's client span is %s in %s",
-				q.Get("id"), addr, s.TraceID, s.ParentSpanID, c.SpanID, c.TraceID)
+			t.Errorf("server span %s: trace %s parent %q; A's client span is %s in %s",
+				keyOf(s), s.TraceID, s.ParentSpanID, c.SpanID, c.TraceID)
 		}
 	}
 	if checked != want {
