@@ -335,7 +335,7 @@ func run(o options, log *slog.Logger) error {
 		return err
 	}
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
-		Resource: resCfg, GoFields: sockio.GoFields, ExecSel: shared.ExecSel}, log, met, families)
+		Resource: resCfg, GoFields: append(append([]string{}, sockio.GoFields...), gohttp.GoFields...), ExecSel: shared.ExecSel}, log, met, families)
 	if err := disc.Start(ctx); err != nil {
 		return fmt.Errorf("starting discovery: %w", err)
 	}

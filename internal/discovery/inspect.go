@@ -48,6 +48,12 @@ type inspector struct {
 	fields []string // struct fields probes need, "pkg.Type.field"
 	mu     sync.Mutex
 	cache  map[procs.ExeKey]exeFacts
+	// byContent: the same facts by content (goinspect's ContentKey), for
+	// copies of an executable on other inodes: each container of an
+	// image runs its own overlay's file, and its DWARF need not be read
+	// again.
+	byContent map[string]exeFacts
+	read      int // executables whose facts were read, not found by content
 	// reading: executables being read now; their other processes wait
 	// for that one read (exec events are handled side by side) rather
 	// than read the same DWARF again, all at once.
@@ -67,7 +73,7 @@ func newInspector(cfg ResourceConfig, fields []string) *inspector {
 	if cfg.HostName == "" {
 		cfg.HostName, _ = os.Hostname()
 	}
-	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, reading: map[procs.ExeKey]chan struct{}{},
+	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, byContent: map[string]exeFacts{}, reading: map[procs.ExeKey]chan struct{}{},
 		files: map[procs.ExeKey]*os.File{}}
 }
 
@@ -109,6 +115,15 @@ func (in *inspector) readFacts(path string) (exeFacts, *goinspect.Binary) {
 	if err != nil {
 		return exeFacts{err: fmt.Errorf("inspecting executable %s: %w", path, err)}, nil
 	}
+	key := b.ContentKey()
+	if key != "" {
+		in.mu.Lock()
+		f, ok := in.byContent[key]
+		in.mu.Unlock()
+		if ok {
+			return f, b
+		}
+	}
 	f := exeFacts{goVersion: b.GoVersion, cgo: b.CCalls, modules: map[string]string{}}
 	for _, m := range probedModules {
 		if v, ok := b.Modules[m]; ok {
@@ -127,6 +142,12 @@ func (in *inspector) readFacts(path string) (exeFacts, *goinspect.Binary) {
 			f.offsets[name] = off
 		}
 	}
+	in.mu.Lock()
+	in.read++
+	if key != "" {
+		in.byContent[key] = f
+	}
+	in.mu.Unlock()
 	return f, b
 }
 

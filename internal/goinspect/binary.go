@@ -8,6 +8,7 @@ package goinspect
 
 import (
 	"debug/buildinfo"
+	"debug/dwarf"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -26,6 +27,11 @@ type Binary struct {
 	GoVersion string            // e.g. "go1.24.13", from the build info
 	Main      string            // main module path
 	Modules   map[string]string // dependency module path -> version, from the build info
+
+	// BuildID is the Go build ID (.note.go.buildid), "" when absent: the
+	// same ID, the same linker output (byte-identical copies of one
+	// executable on other inodes, as every container of an image has).
+	BuildID string
 
 	HasDWARF  bool // .debug_info is present (not built with -ldflags=-w)
 	HasSymtab bool // .symtab is present (not built with -ldflags=-s)
@@ -128,6 +134,7 @@ func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
 		}
 		b.Modules[d.Path] = v
 	}
+	b.BuildID = goBuildID(ef)
 	b.symtab = sync.OnceValues(guard(path, b.loadSymtab))
 	b.pcln = sync.OnceValues(guard(path, b.loadPcln))
 	b.dwarf = sync.OnceValues(guard(path, b.loadDWARF))
@@ -136,6 +143,36 @@ func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
 		b.CCalls = b.cCaller()
 	}
 	return b, nil
+}
+
+// ContentKey names the executable's content for caches shared by copies
+// of it: its build ID and size; "" when it has no build ID.
+func (b *Binary) ContentKey() string {
+	if b.BuildID == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", b.BuildID, b.size)
+}
+
+// goBuildID reads the Go build ID note: namesz, descsz, type 4, "Go\x00\x00",
+// then the ID. Anything else (no note, another layout, over maxBuildID)
+// is no ID.
+func goBuildID(ef *elf.File) string {
+	const maxBuildID = 256
+	s := ef.Section(".note.go.buildid")
+	if s == nil || s.Size > 16+maxBuildID || s.Flags&elf.SHF_COMPRESSED != 0 {
+		return ""
+	}
+	d, err := s.Data()
+	if err != nil || len(d) < 16 {
+		return ""
+	}
+	le := ef.ByteOrder
+	namesz, descsz, typ := le.Uint32(d), le.Uint32(d[4:]), le.Uint32(d[8:])
+	if namesz != 4 || typ != 4 || string(d[12:16]) != "Go\x00\x00" || uint64(descsz) > uint64(len(d)-16) {
+		return ""
+	}
+	return string(d[16 : 16+descsz])
 }
 
 // goVersion drops suffixes such as " X:boringcrypto" from a build info
@@ -238,9 +275,55 @@ func (b *Binary) loadDWARF() (*dwarfIndex, error) {
 	if err := b.checkDWARF(); err != nil {
 		return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", b.Path, err)
 	}
-	d, err := b.elf.DWARF()
+	d, err := b.typeDWARF()
 	if err != nil {
 		return nil, fmt.Errorf("goinspect: %s: reading DWARF: %w", b.Path, err)
 	}
 	return newDWARFIndex(d)
+}
+
+// typeDWARF reads the DWARF sections that struct types are read from:
+// .debug_info and .debug_abbrev, with the string, string-offset and
+// address tables their attributes may point into. elf.File.DWARF also
+// decompresses the line, frame, location and range tables, which here go
+// unused and made up half of a first scan's time reading executables.
+// The old .zdebug_ form (Go before 1.11) goes through elf.File.DWARF.
+func (b *Binary) typeDWARF() (*dwarf.Data, error) {
+	if b.elf.Section(".zdebug_info") != nil {
+		return b.elf.DWARF()
+	}
+	read := func(name string) ([]byte, error) {
+		s := b.elf.Section(".debug_" + name)
+		if s == nil || s.Type == elf.SHT_NOBITS {
+			return nil, nil
+		}
+		data, err := s.Data()
+		if err != nil {
+			return nil, fmt.Errorf("section .debug_%s: %w", name, err)
+		}
+		return data, nil
+	}
+	var sec [3][]byte
+	for i, name := range []string{"abbrev", "info", "str"} {
+		var err error
+		if sec[i], err = read(name); err != nil {
+			return nil, err
+		}
+	}
+	d, err := dwarf.New(sec[0], nil, nil, sec[1], nil, nil, nil, sec[2])
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"addr", "line_str", "str_offsets"} {
+		data, err := read(name)
+		if err != nil {
+			return nil, err
+		}
+		if data != nil {
+			if err := d.AddSection(".debug_"+name, data); err != nil {
+				return nil, fmt.Errorf("section .debug_%s: %w", name, err)
+			}
+		}
+	}
+	return d, nil
 }

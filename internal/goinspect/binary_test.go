@@ -1,7 +1,10 @@
 package goinspect
 
 import (
+	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -323,4 +326,41 @@ func copyFile(t *testing.T, from, to string) {
 func splitField(key string) (string, string) {
 	i := strings.LastIndex(key, ".")
 	return key[:i], key[i+1:]
+}
+
+// TestBuildID: the Go build ID note is read as the toolchain writes it
+// (go tool buildid agrees), and a note that lies about its length is no ID.
+func TestBuildID(t *testing.T) {
+	for key, fx := range fixtures {
+		out, err := exec.Command("go", "tool", "buildid", fx.path).Output()
+		if err != nil {
+			t.Fatalf("go tool buildid %s: %v", fx.path, err)
+		}
+		if got, want := open(t, key).BuildID, strings.TrimSpace(string(out)); got != want || got == "" {
+			t.Errorf("%s: BuildID %q, want %q", key, got, want)
+		}
+	}
+	fx := fixtures[current+"/default"]
+	data, err := os.ReadFile(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ef.Section(".note.go.buildid")
+	binary.LittleEndian.PutUint32(data[s.Offset+4:], 1<<20) // descsz past the section
+	path := filepath.Join(t.TempDir(), "crafted")
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.BuildID != "" || b.ContentKey() != "" {
+		t.Errorf("a note longer than its section: BuildID %q, ContentKey %q; want none", b.BuildID, b.ContentKey())
+	}
 }

@@ -308,6 +308,18 @@ func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, ke
 // uprobe hit gives: PIE or not, with .symtab or only the pclntab. The
 // HTTP/2 client's and server's functions are attached when present; an
 // executable with none of them gets goinspect.ErrNoFunc.
+// The struct fields attach reads from Process.GoOffsets (discovery looks
+// them up once per executable's content: copies of one on other inodes
+// do not read its DWARF again).
+const (
+	offReqCtx  = "net/http.Request.ctx"
+	offTreqReq = "net/http.transportRequest.Request"
+	offCsID    = "net/http.http2clientStream.ID"
+)
+
+// GoFields lists them, for discovery.Config.GoFields.
+var GoFields = []string{offReqCtx, offTreqReq, offCsID}
+
 func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error) {
 	exe := proc.ExePath
 	b, release, err := proc.Inspect()
@@ -325,7 +337,7 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 	// The request's context: in a gRPC server, the way from a handler's
 	// call to its stream (grpcctx.h). Without its offset, calls are
 	// linked by goroutine only.
-	if off, _, err := b.FieldOffset("net/http.Request", "ctx"); err == nil {
+	if off, ok := proc.GoOffsets[offReqCtx]; ok {
 		cfg.ReqCtx = uint16(off)
 	}
 	// roundTrip reads the client's structures: only with their layout (an
@@ -343,7 +355,7 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 			cfg.TlsCloseDelta = f.Entry - tc.Entry
 		} // else HTTPS calls are not linked (counted as not_tcpconn)
 		targets = append(targets, target{roundTrip, p.objs.RoundTrip, f.Offset})
-		if off, _, err := b.FieldOffset("net/http.transportRequest", "Request"); err == nil {
+		if off, ok := proc.GoOffsets[offTreqReq]; ok {
 			cfg.TreqReq = off16(off)
 		} else {
 			cfg.ReqCtx = 0
@@ -353,7 +365,7 @@ func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error)
 	// encodeAndWriteHeaders (which has the request, so its context) in
 	// place of writeHeaders.
 	h2 := h2WriteHeaders
-	if off, _, err := b.FieldOffset("net/http.http2clientStream", "ID"); err == nil && cfg.ReqCtx != 0 {
+	if off, ok := proc.GoOffsets[offCsID]; ok && cfg.ReqCtx != 0 {
 		if h, err := b.Func(h2EncodeHeaders); err == nil {
 			cfg.CsId = off16(off)
 			targets = append(targets, target{h2EncodeHeaders, p.objs.H2EncodeHeaders, h.Offset})

@@ -164,6 +164,12 @@ func processOf(t *testing.T, b *goinspect.Binary) *probes.Process {
 		}
 		offs[f] = off
 	}
+	for _, f := range GoFields { // as discovery: a field the binary lacks is left out
+		i := strings.LastIndexByte(f, '.')
+		if off, _, err := b.FieldOffset(f[:i], f[i+1:]); err == nil {
+			offs[f] = off
+		}
+	}
 	return &probes.Process{GoVersion: b.GoVersion, GoidOffset: goid, GoOffsets: offs, Exe: b}
 }
 
