@@ -55,7 +55,8 @@ type Probe struct {
 	// call), so the table forgets them only once it has been drained.
 	gone map[uint32]time.Time
 
-	loaded   bool
+	loaded   bool // the capture source's programs (p.coll)
+	mapsMade bool // p.maps
 	stopOnce sync.Once
 	// ids are the HTTP/2 streams' IDs that came through the ring; the
 	// event loop's, guarded by mu. idsVia counts where spans found theirs.
@@ -199,11 +200,22 @@ func (p *Probe) Start(ctx context.Context) error {
 	if err := p.prepare(spec); err != nil {
 		return err
 	}
-	if err := p.load(spec); err != nil {
+	if err := p.createMaps(spec); err != nil {
 		return err
 	}
-	p.loadTLS(spec)
-	p.loadConnect(spec)
+	// The capture source's programs, the TLS uprobes' and on_connect load
+	// side by side, into the maps made above: the kernel verifies each
+	// load on the CPU that asked, and on_recv alone takes over half a
+	// second. Each sets fields of its own.
+	var wg sync.WaitGroup
+	wg.Go(func() { p.loadTLS(spec) })
+	wg.Go(func() { p.loadConnect(spec) })
+	err = p.load(spec)
+	wg.Wait()
+	if err != nil {
+		p.closeAll()
+		return err
+	}
 	p.rd, err = ringbuf.NewReader(p.maps.Events)
 	if err != nil {
 		p.closeAll()
@@ -290,8 +302,25 @@ func (p *Probe) load(spec *ebpf.CollectionSpec) error {
 	return fmt.Errorf("no capture source runs on this kernel: %w", errors.Join(errs...))
 }
 
-// loadSource loads the maps and src's programs (only those: another
-// source's may not load on this kernel) and attaches them.
+// createMaps makes the maps every sockio program shares (p.maps); the
+// programs are loaded with them as replacements.
+func (p *Probe) createMaps(spec *ebpf.CollectionSpec) error {
+	spec = spec.Copy()
+	clear(spec.Programs)
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return fmt.Errorf("creating sockio BPF maps: %w", err)
+	}
+	defer coll.Close() // what Assign did not take: the data sections, which each load makes its own
+	if err := coll.Assign(&p.maps); err != nil {
+		return fmt.Errorf("creating sockio BPF maps: %w", err)
+	}
+	p.mapsMade = true
+	return nil
+}
+
+// loadSource loads src's programs (only those: another source's may not
+// load on this kernel) into the shared maps and attaches them.
 func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 	spec = spec.Copy()
 	if src.PreSend() != "" {
@@ -308,7 +337,11 @@ func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 			delete(spec.Programs, name)
 		}
 	}
-	coll, err := ebpf.NewCollection(spec)
+	repl, err := mapsByName(&p.maps)
+	if err != nil {
+		return err
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -316,15 +349,12 @@ func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 		}
 		return fmt.Errorf("loading sockio BPF programs: %w", err)
 	}
-	if err := coll.Assign(&p.maps); err != nil {
+	links, err := src.Attach(coll)
+	if err != nil {
 		coll.Close()
-		return fmt.Errorf("loading sockio BPF maps: %w", err)
-	}
-	p.coll, p.source, p.loaded = coll, src, true
-	if p.links, err = src.Attach(coll); err != nil {
-		p.closeAll()
 		return fmt.Errorf("capture source %s: %w", src.Name(), err)
 	}
+	p.coll, p.source, p.links, p.loaded = coll, src, links, true
 	if l, err := probes.AttachExec(coll.Programs[execProgram]); err != nil {
 		p.log.Warn("processes selected at exec wait for user space", "err", err)
 	} else {
@@ -737,8 +767,11 @@ func (p *Probe) closeAll() {
 	p.mu.Unlock()
 	if p.loaded {
 		p.coll.Close()
-		p.maps.Close()
 		p.loaded = false
+	}
+	if p.mapsMade {
+		p.maps.Close()
+		p.mapsMade = false
 	}
 }
 
