@@ -71,7 +71,7 @@ func TestConnectFailures(t *testing.T) {
 		}
 	}
 	pids := map[string]*server{fmt.Sprint(goSrv.PID()): goSrv, fmt.Sprint(pySrv.PID()): pySrv}
-	spans := col.WaitSpans(t, 4*n, 30*time.Second, func(s otelcol.Span) bool {
+	spans := col.WaitSpans(t, 4*n, 60*time.Second, func(s otelcol.Span) bool {
 		return pids[fmt.Sprint(s.Resource["process.pid"])] != nil
 	})
 	for _, srv := range []*server{goSrv, pySrv} {

@@ -81,6 +81,19 @@ func spansByKey(t *testing.T, col *otelcol.Collector, want int, timeout time.Dur
 	return by
 }
 
+// spansWithKeys waits (up to timeout) until a span of each wanted key is
+// there (key naming a span's, "" none), and returns the spans by key.
+func spansWithKeys(t *testing.T, col *otelcol.Collector, timeout time.Duration, key func(otelcol.Span) string, want []string) map[string]otelcol.Span {
+	t.Helper()
+	by := map[string]otelcol.Span{}
+	for _, s := range waitKeys(t, col, timeout, key, want...) {
+		if k := key(s); k != "" {
+			by[k] = s
+		}
+	}
+	return by
+}
+
 // roleKey keys a span for spansByKey by the role of the process that made
 // it (role maps a process.pid to "a", "b", ...) and its spanID: "a
 // server:a7". Spans of processes without a role get "".

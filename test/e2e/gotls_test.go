@@ -262,7 +262,7 @@ func grpcOverTLS(t *testing.T, v grpcVariant) {
 	}
 
 	pid := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
-	spans := col.WaitSpans(t, 3*n+1, 30*time.Second, func(s otelcol.Span) bool {
+	spans := col.WaitSpans(t, 3*n+1, 60*time.Second, func(s otelcol.Span) bool {
 		return pid(s) == fmt.Sprint(a.PID()) || pid(s) == fmt.Sprint(b.PID())
 	})
 	var aSrv, aCli, bSrv []otelcol.Span

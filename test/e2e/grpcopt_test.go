@@ -85,7 +85,7 @@ func grpcOptionRun(t *testing.T, capture, propagation string, aArgs []string) {
 		t.Fatalf("calls: %q %v", out, err)
 	}
 	pid := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
-	spans := col.WaitSpans(t, 3*n, 30*time.Second, func(s otelcol.Span) bool {
+	spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool {
 		return pid(s) == fmt.Sprint(a.PID()) || pid(s) == fmt.Sprint(b.PID())
 	})
 	var aSrv, aCli, bSrv []otelcol.Span

@@ -45,7 +45,7 @@ func TestGRPCPreexisting(t *testing.T) {
 	for i := range first {
 		call(i)
 	}
-	waitSpansSoft(t, col, 2*first-4, 30*time.Second, nil)
+	waitSpansSoft(t, col, 2*first-4, 60*time.Second, nil)
 	for i := first; i < n; i++ {
 		call(i)
 	}

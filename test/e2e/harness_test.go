@@ -314,7 +314,7 @@ func (a *agent) logMetrics(t testing.TB, prefixes ...string) {
 func (a *agent) waitTracked(t testing.TB, pid int) {
 	t.Helper()
 	want := fmt.Sprintf("msg=\"tracing process\" component=discovery pid=%d ", pid)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(45 * time.Second) // qemu legs are slow
 	for time.Now().Before(deadline) {
 		if strings.Contains(a.stderr.String(), want) {
 			return
@@ -322,6 +322,31 @@ func (a *agent) waitTracked(t testing.TB, pid int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("agent never traced pid %d:\n%s", pid, tail(a.stderr.String(), 30))
+}
+
+// waitKeys waits (up to timeout) until the collector holds a span of each
+// wanted key, keyOf naming a span's; it returns every span then.
+func waitKeys(t testing.TB, col *otelcol.Collector, timeout time.Duration, keyOf func(otelcol.Span) string, want ...string) []otelcol.Span {
+	t.Helper()
+	return col.WaitFor(t, timeout, func(all []otelcol.Span) []string {
+		have := make(map[string]bool, len(all))
+		for _, s := range all {
+			have[keyOf(s)] = true
+		}
+		var missing []string
+		for _, k := range want {
+			if !have[k] {
+				missing = append(missing, k)
+			}
+		}
+		return missing
+	})
+}
+
+// svcSpanID keys a span by its service and spanID: "svc/server:id".
+func svcSpanID(s otelcol.Span) string {
+	svc, _ := s.Resource["service.name"].(string)
+	return svc + "/" + spanID(s)
 }
 
 func tail(s string, n int) string {

@@ -38,7 +38,7 @@ func TestJavaThreadPerRequest(t *testing.T) {
 		ag.waitTracked(t, s.PID())
 	}
 	c, ok := status.Capability{}, false
-	for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		c, ok = statusCapability(t, ag, j.PID(), status.TLS)
 	}
 	if c.On || !strings.Contains(c.Why, "JSSE") {

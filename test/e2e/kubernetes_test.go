@@ -106,7 +106,13 @@ func TestKubernetesSwitch(t *testing.T) {
 			send(fmt.Sprintf("%s-%d", prefix, i))
 			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(3 * time.Second) // batching and the collector's file
+		// Batching and the collector's file: when spans are wanted, until
+		// the last request's is there (a slow guest's export lags).
+		for deadline := time.Now().Add(30 * time.Second); want && len(sentAt) > 0 &&
+			len(spansOf(fmt.Sprintf("%s-%d", prefix, len(sentAt)-1))) == 0 && time.Now().Before(deadline); {
+			time.Sleep(250 * time.Millisecond)
+		}
+		time.Sleep(3 * time.Second)
 		first := -1
 		for i := len(sentAt) - 1; i >= 0; i-- {
 			if (len(spansOf(fmt.Sprintf("%s-%d", prefix, i))) > 0) != want {

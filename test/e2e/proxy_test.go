@@ -85,7 +85,6 @@ func proxyRun(t *testing.T, capture string) {
 		// weft's on the same connections.
 		{"copy-h2c", true}, {"copy-h2c", false}, {"reverse-h2c", true}, {"reverse-h2c", false},
 	}
-	spans := 0
 	for _, tc := range cases {
 		name := fmt.Sprintf("%s/caller=%v", tc.mode, tc.caller)
 		t.Run(name, func(t *testing.T) {
@@ -104,8 +103,13 @@ func proxyRun(t *testing.T, capture string) {
 				}
 				return req
 			})
-			spans += 3 * n
-			all := col.WaitSpans(t, spans, 120*time.Second, nil)
+			svc := "weft-e2e-proxy-" + tc.mode
+			var keys []string
+			for i := range n {
+				id := fmt.Sprintf("%s%d", prefix, i)
+				keys = append(keys, svc+"/server:"+id, svc+"/client:"+id, "weft-e2e-proxy-backend/server:"+id)
+			}
+			all := waitKeys(t, col, 120*time.Second, svcSpanID, keys...)
 			after := injectCounters(t, ag)
 			byKey := map[string][]otelcol.Span{}
 			for _, s := range all {
@@ -132,7 +136,6 @@ func proxyRun(t *testing.T, capture string) {
 						i, what, c.SpanID, c.TraceID, c.ParentSpanID, p.SpanID, p.TraceID)
 				}
 			}
-			svc := "weft-e2e-proxy-" + tc.mode
 			for i := range n {
 				id := fmt.Sprintf("%s%d", prefix, i)
 				pSrv := one(svc + "/server:" + id)
@@ -193,8 +196,7 @@ func proxyRun(t *testing.T, capture string) {
 		})
 	}
 	t.Run("copy/caller=traced", func(t *testing.T) {
-		spans += 4 * n
-		tracedCaller(t, col, ag, traced, proxies["copy"], n, spans)
+		tracedCaller(t, col, ag, traced, proxies["copy"], n)
 	})
 }
 
@@ -202,15 +204,21 @@ func proxyRun(t *testing.T, capture string) {
 // which calls the copy proxy's /headers: caller SERVER → caller CLIENT
 // (weft injects its traceparent) → proxy SERVER → proxy CLIENT (the
 // forwarded header rewritten) → backend SERVER, each the child of the one
-// before. total is the number of spans the collector must hold by then.
-func tracedCaller(t *testing.T, col *otelcol.Collector, ag *agent, caller, proxy *server, n, total int) {
+// before.
+func tracedCaller(t *testing.T, col *otelcol.Collector, ag *agent, caller, proxy *server, n int) {
 	before := injectCounters(t, ag)
 	fanOut(t, n, func(i int) *http.Request {
 		to := fmt.Sprintf("http://%s/headers?id=traced-%d", proxy.Addr, i)
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/call?id=traced-%d&to=%s", caller.Addr, i, url.QueryEscape(to)), nil)
 		return req
 	}, "200")
-	all := col.WaitSpans(t, total, 120*time.Second, nil)
+	var keys []string
+	for i := range n {
+		id := fmt.Sprintf("traced-%d", i)
+		keys = append(keys, "weft-e2e-proxy-caller/server:"+id, "weft-e2e-proxy-caller/client:"+id,
+			"weft-e2e-proxy-copy/server:"+id, "weft-e2e-proxy-copy/client:"+id, "weft-e2e-proxy-backend/server:"+id)
+	}
+	all := waitKeys(t, col, 120*time.Second, svcSpanID, keys...)
 	after := injectCounters(t, ag)
 	byKey := map[string][]otelcol.Span{}
 	for _, s := range all {

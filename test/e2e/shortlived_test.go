@@ -159,25 +159,34 @@ func TestShortLivedClients(t *testing.T) {
 		assertedPIDs[fmt.Sprint(r.pid)] = true
 	}
 	pidOf := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
+	// Done when every asserted run has its client span and the server's
+	// span of its call: HTTP by id, gRPC by the client span as parent
+	// (the warm-ups' server spans are there too: not a count).
+	httpIDs := map[string]bool{}
+	for _, r := range httpRuns {
+		httpIDs["server:"+r.id] = true
+	}
 	var spans []otelcol.Span
 	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		spans = col.Spans(t)
-		servers, clients := 0, map[string]bool{}
+		clients, httpServers, grpcParents := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		for _, s := range spans {
 			switch {
-			case s.Kind == 2 && (pidOf(s) == fmt.Sprint(httpSrv.PID()) || pidOf(s) == fmt.Sprint(grpcSrv.PID())):
-				servers++
+			case s.Kind == 2 && pidOf(s) == fmt.Sprint(httpSrv.PID()) && httpIDs[spanID(s)]:
+				httpServers[spanID(s)] = true
+			case s.Kind == 2 && pidOf(s) == fmt.Sprint(grpcSrv.PID()):
+				grpcParents[s.ParentSpanID] = true
 			case s.Kind == 3 && assertedPIDs[pidOf(s)]:
 				clients[pidOf(s)] = true
 			}
 		}
-		if servers >= 2*n && len(clients) >= 2*n {
-			// the last servers' spans may trail their clients': one more look
-			time.Sleep(time.Second)
-			spans = col.Spans(t)
-			break
+		grpcLinked := 0
+		for _, s := range spans {
+			if s.Kind == 3 && assertedPIDs[pidOf(s)] && grpcParents[s.SpanID] {
+				grpcLinked++
+			}
 		}
-		if time.Now().After(deadline) {
+		if len(clients) >= 2*n && len(httpServers) >= n && grpcLinked >= n || time.Now().After(deadline) {
 			break
 		}
 	}

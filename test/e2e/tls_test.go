@@ -151,10 +151,20 @@ func TestCurlOverTLS(t *testing.T) {
 	servers := col.WaitSpans(t, n, 30*time.Second, func(s otelcol.Span) bool {
 		return s.Kind == 2 && fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(srv.PID())
 	})
-	time.Sleep(2 * time.Second) // curl's last spans: it exited, the agent flushes
+	// curl's spans: it exited, the agent flushes. Until its last call's
+	// is there (its first ones may have been made before it was traced).
+	isCurl := func(s otelcol.Span) bool {
+		return s.Kind == 3 && strings.HasPrefix(fmt.Sprint(s.Resource["process.executable.name"]), "curl")
+	}
+	curlKey := func(s otelcol.Span) string {
+		if isCurl(s) {
+			return spanID(s)
+		}
+		return ""
+	}
 	clients := map[string]otelcol.Span{}
-	for _, s := range col.Spans(t) {
-		if s.Kind == 3 && strings.HasPrefix(fmt.Sprint(s.Resource["process.executable.name"]), "curl") {
+	for _, s := range waitKeys(t, col, 30*time.Second, curlKey, fmt.Sprintf("client:curl%d", n-1)) {
+		if isCurl(s) {
 			clients[spanID(s)] = s
 		}
 	}

@@ -44,7 +44,7 @@ func TestTLSMemoryBIO(t *testing.T) {
 	}
 	for _, s := range []*server{n, p} {
 		c, ok := status.Capability{}, false
-		for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			c, ok = statusCapability(t, ag, s.PID(), status.TLS)
 		}
 		if !c.On {

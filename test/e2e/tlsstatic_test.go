@@ -108,7 +108,7 @@ func sslClientCalls(t *testing.T, cli, why string, atExec bool) {
 		// (its exec event after a scan found it), which reports them
 		// again. Wait for the TLS one rather than read it once.
 		c, ok := status.Capability{}, false
-		for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			c, ok = statusCapability(t, ag, cmd.Process.Pid, status.TLS)
 		}
 		if !c.On || !strings.Contains(c.Why, why) {
@@ -133,7 +133,7 @@ func sslClientCalls(t *testing.T, cli, why string, atExec bool) {
 		return s.Kind == 2 && fmt.Sprint(s.Resource["process.pid"]) == fmt.Sprint(srv.PID())
 	})
 	clients := map[string]otelcol.Span{}
-	for deadline := time.Now().Add(15 * time.Second); len(clients) < n && time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+	for deadline := time.Now().Add(45 * time.Second); len(clients) < n && time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
 		for _, s := range col.Spans(t) {
 			if id, ok := pids[fmt.Sprint(s.Resource["process.pid"])]; ok && s.Kind == 3 {
 				clients[id] = s

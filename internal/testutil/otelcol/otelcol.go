@@ -282,6 +282,27 @@ func (c *Collector) Spans(t testing.TB) []Span {
 	return all
 }
 
+// WaitFor polls the spans until missing, given all of them, names none
+// (then lets late spans settle), or timeout passes (then it logs what is
+// still missing); it returns every span of its last look. It waits for
+// the spans a test's checks need, where a count could be reached by
+// others (retries, warm-ups, calls to untraced servers).
+func (c *Collector) WaitFor(t testing.TB, timeout time.Duration, missing func([]Span) []string) []Span {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
+		all := c.Spans(t)
+		m := missing(all)
+		if len(m) == 0 {
+			time.Sleep(settle)
+			return c.Spans(t)
+		}
+		if time.Now().After(deadline) {
+			t.Logf("after %v, %d spans still missing: %s", timeout, len(m), strings.Join(m[:min(len(m), 10)], ", "))
+			return all
+		}
+	}
+}
+
 // WaitSpans waits until at least n spans match filter (nil matches all),
 // lets late spans settle, and returns all matching spans.
 func (c *Collector) WaitSpans(t testing.TB, n int, timeout time.Duration, filter func(Span) bool) []Span {
