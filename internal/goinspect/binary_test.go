@@ -1,10 +1,7 @@
 package goinspect
 
 import (
-	"bytes"
 	"context"
-	"debug/elf"
-	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -340,21 +337,11 @@ func TestBuildID(t *testing.T) {
 			t.Errorf("%s: BuildID %q, want %q", key, got, want)
 		}
 	}
-	fx := fixtures[current+"/default"]
-	data, err := os.ReadFile(fx.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef, err := elf.NewFile(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := ef.Section(".note.go.buildid")
-	binary.LittleEndian.PutUint32(data[s.Offset+4:], 1<<20) // descsz past the section
-	path := filepath.Join(t.TempDir(), "crafted")
-	if err := os.WriteFile(path, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	path, _ := craft(t, "default", func(c *crafted) {
+		sh := c.section(".note.go.buildid")
+		off := c.le().Uint64(c.data[sh+24:])    // sh_offset
+		c.le().PutUint32(c.data[off+4:], 1<<20) // descsz past the section
+	})
 	b, err := Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -122,6 +122,30 @@ func (c *crafted) putPT_LOAD(ph int, off, filesz uint64) {
 	c.le().PutUint64(c.data[ph+48:], 0x1000)     // p_align
 }
 
+// craft writes the current toolchain's fixture as rewritten by f; it
+// returns the file's path and the fixture's bytes.
+func craft(t *testing.T, fixture string, f func(c *crafted)) (string, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(fixtures[current+"/"+fixture].path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &crafted{t: t, data: data, ef: ef, size: int64(len(data))}
+	f(c)
+	path := filepath.Join(t.TempDir(), "crafted")
+	if err := os.WriteFile(path, c.data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, c.size); err != nil {
+		t.Fatal(err)
+	}
+	return path, data
+}
+
 // TestCraftedExecutables rewrites fixtures the way an attacker controlling
 // a traced program's executable could, and checks weft refuses them with a
 // reason, without panicking or allocating by the sizes they claim. Several
@@ -252,24 +276,7 @@ func TestCraftedExecutables(t *testing.T) {
 		},
 	} {
 		t.Run(tc.fixture+"/"+tc.name, func(t *testing.T) {
-			fx := fixtures[current+"/"+tc.fixture]
-			data, err := os.ReadFile(fx.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ef, err := elf.NewFile(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := &crafted{t: t, data: data, ef: ef, size: int64(len(data))}
-			tc.craft(c)
-			path := filepath.Join(t.TempDir(), "crafted")
-			if err := os.WriteFile(path, c.data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(path, c.size); err != nil {
-				t.Fatal(err)
-			}
+			path, data := craft(t, tc.fixture, tc.craft)
 			var res results
 			alloc := allocated(func() { res = exercise(func() (*Binary, error) { return Open(path) }) })
 			if limit := uint64(len(data)) + allocSlack; alloc > limit {
