@@ -28,9 +28,7 @@ type Binary struct {
 	Main      string            // main module path
 	Modules   map[string]string // dependency module path -> version, from the build info
 
-	// BuildID is the Go build ID (.note.go.buildid), "" when absent: the
-	// same ID, the same linker output (byte-identical copies of one
-	// executable on other inodes, as every container of an image has).
+	// BuildID is the Go build ID (.note.go.buildid), "" when absent.
 	BuildID string
 
 	HasDWARF  bool // .debug_info is present (not built with -ldflags=-w)
@@ -146,10 +144,18 @@ func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
 }
 
 // ContentKey names the executable's content for caches shared by copies
-// of it: its build ID and size; "" when it has no build ID.
+// of it: its build ID and size. Only an ID as cmd/go writes it names the
+// content (four hashes, the last the binary's own); other linkers' (Bazel's
+// "redacted", say) do not, and give "".
 func (b *Binary) ContentKey() string {
-	if b.BuildID == "" {
+	parts := strings.Split(b.BuildID, "/")
+	if len(parts) != 4 {
 		return ""
+	}
+	for _, p := range parts {
+		if len(p) < 16 || strings.Trim(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return ""
+		}
 	}
 	return fmt.Sprintf("%s/%d", b.BuildID, b.size)
 }
@@ -314,7 +320,9 @@ func (b *Binary) typeDWARF() (*dwarf.Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"addr", "line_str", "str_offsets"} {
+	// rnglists: DW_FORM_rnglistx (clang's DWARF 5 ranges, in a cgo
+	// program's C units) is resolved while an entry is parsed.
+	for _, name := range []string{"addr", "line_str", "str_offsets", "rnglists"} {
 		data, err := read(name)
 		if err != nil {
 			return nil, err

@@ -333,8 +333,12 @@ func TestBuildID(t *testing.T) {
 		if err != nil {
 			t.Fatalf("go tool buildid %s: %v", fx.path, err)
 		}
-		if got, want := open(t, key).BuildID, strings.TrimSpace(string(out)); got != want || got == "" {
+		b := open(t, key)
+		if got, want := b.BuildID, strings.TrimSpace(string(out)); got != want || got == "" {
 			t.Errorf("%s: BuildID %q, want %q", key, got, want)
+		}
+		if b.ContentKey() == "" {
+			t.Errorf("%s: no ContentKey for cmd/go's build ID %q", key, b.BuildID)
 		}
 	}
 	path, _ := craft(t, "default", func(c *crafted) {
@@ -349,5 +353,11 @@ func TestBuildID(t *testing.T) {
 	defer b.Close()
 	if b.BuildID != "" || b.ContentKey() != "" {
 		t.Errorf("a note longer than its section: BuildID %q, ContentKey %q; want none", b.BuildID, b.ContentKey())
+	}
+	// An ID that is not cmd/go's names no content.
+	for _, id := range []string{"redacted", "a/b/c/d", "", strings.Repeat("x", 20) + "/" + strings.Repeat("y", 20)} {
+		if k := (&Binary{BuildID: id, size: 1}).ContentKey(); k != "" {
+			t.Errorf("build ID %q: ContentKey %q, want none", id, k)
+		}
 	}
 }

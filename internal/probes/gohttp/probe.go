@@ -302,12 +302,6 @@ func (p *Probe) track(exes *probes.Exes[gohttpHttpCfg], proc *probes.Process, ke
 	return nil
 }
 
-// attach finds roundTrip and *net.TCPConn's Close in the executable and
-// attaches the uprobe. The two functions' link-time distance is what the
-// probe needs to know Close's run-time address from roundTrip's, which a
-// uprobe hit gives: PIE or not, with .symtab or only the pclntab. The
-// HTTP/2 client's and server's functions are attached when present; an
-// executable with none of them gets goinspect.ErrNoFunc.
 // The struct fields attach reads from Process.GoOffsets (discovery looks
 // them up once per executable's content: copies of one on other inodes
 // do not read its DWARF again).
@@ -320,6 +314,12 @@ const (
 // GoFields lists them, for discovery.Config.GoFields.
 var GoFields = []string{offReqCtx, offTreqReq, offCsID}
 
+// attach finds roundTrip and *net.TCPConn's Close in the executable and
+// attaches the uprobe. The two functions' link-time distance is what the
+// probe needs to know Close's run-time address from roundTrip's, which a
+// uprobe hit gives: PIE or not, with .symtab or only the pclntab. The
+// HTTP/2 client's and server's functions are attached when present; an
+// executable with none of them gets goinspect.ErrNoFunc.
 func (p *Probe) attach(proc *probes.Process) (gohttpHttpCfg, []link.Link, error) {
 	exe := proc.ExePath
 	b, release, err := proc.Inspect()
