@@ -74,6 +74,35 @@ func TestPlanStripped(t *testing.T) {
 				t.Errorf("context layout incomplete: %+v", pf.cfg)
 			}
 
+			// A copy on another inode takes the plan read for the first;
+			// another build is read again.
+			data, err := os.ReadFile(full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp := filepath.Join(dir, "copy")
+			if err := os.WriteFile(cp, data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			pr := &Probe{plans: map[string]*plan{}}
+			plan := func(path string) *plan {
+				b, err := goinspect.Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Close()
+				pl, err := pr.planOf(b)
+				if err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				return pl
+			}
+			first, again, other := plan(full), plan(cp), plan(stripped)
+			if first != again || first == other || !reflect.DeepEqual(*first, *pf) || len(pr.plans) != 2 {
+				t.Errorf("plans by content: copy shares %v, other build shares %v, %d kept; want true, false, 2",
+					first == again, first == other, len(pr.plans))
+			}
+
 		})
 	}
 }

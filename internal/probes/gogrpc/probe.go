@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/weft-dev/weft/internal/goinspect"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/probes/sockio"
 	"github.com/weft-dev/weft/internal/status"
@@ -66,6 +68,10 @@ type Probe struct {
 	// attaching it failed (under set's lock).
 	lazy      map[probes.ExeKey]bool
 	lazyFails map[probes.ExeKey]int
+	// plans: the layouts read, by executable content (goinspect's
+	// ContentKey), under set's lock: a copy of an executable on another
+	// inode (each container of an image has its own) is not read again.
+	plans map[string]*plan
 
 	// names: the processes whose streams' paths the probes send
 	// (WantNames), kept across reconfigure.
@@ -82,7 +88,7 @@ type Probe struct {
 func New(d probes.Deps, sock *sockio.Probe) *Probe {
 	d = d.WithDefaults()
 	return &Probe{deps: d, log: d.Log.With("probe", Name), sock: sock, set: probes.NewUprobeSet[exeInfo](),
-		lazy: map[probes.ExeKey]bool{}, lazyFails: map[probes.ExeKey]int{}, names: map[uint32]bool{}, stop: make(chan struct{})}
+		lazy: map[probes.ExeKey]bool{}, lazyFails: map[probes.ExeKey]int{}, plans: map[string]*plan{}, names: map[uint32]bool{}, stop: make(chan struct{})}
 }
 
 // Name implements probes.Probe.
@@ -368,6 +374,27 @@ func (p *Probe) track(exes *probes.Exes[exeInfo], proc *probes.Process, key prob
 	return nil
 }
 
+// maxPlans bounds the layouts kept by content.
+const maxPlans = 256
+
+// planOf is planFor, once per executable content; called under set's lock.
+// A plan is shared, never changed.
+func (p *Probe) planOf(b *goinspect.Binary) (*plan, error) {
+	key := b.ContentKey()
+	if pl, ok := p.plans[key]; ok && key != "" {
+		return pl, nil
+	}
+	pl, err := planFor(b)
+	if err != nil || key == "" {
+		return pl, err
+	}
+	if len(p.plans) >= maxPlans {
+		clear(p.plans)
+	}
+	p.plans[key] = pl
+	return pl, nil
+}
+
 // attach reads the executable's layout and attaches what it allows.
 func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
 	b, release, err := proc.Inspect()
@@ -375,7 +402,7 @@ func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
 		return exeInfo{}, nil, err
 	}
 	defer release()
-	pl, err := planFor(b)
+	pl, err := p.planOf(b)
 	if err != nil {
 		return exeInfo{}, nil, err
 	}
@@ -383,7 +410,7 @@ func (p *Probe) attach(proc *probes.Process) (exeInfo, []link.Link, error) {
 	if err != nil {
 		return exeInfo{}, nil, fmt.Errorf("opening %s for uprobes: %w", proc.ExePath, err)
 	}
-	links, err := p.attachHooks(ex, append(pl.server, pl.client...))
+	links, err := p.attachHooks(ex, slices.Concat(pl.server, pl.client)) // pl is shared: not appended to
 	if err != nil {
 		return exeInfo{}, nil, fmt.Errorf("gRPC uprobes in %s: %w", proc.ExePath, err)
 	}
