@@ -738,6 +738,23 @@ static __always_inline void thread_call(struct sock *sk, const struct conn *c, _
 	bpf_map_update_elem(&tcpopt_txs, &cookie, &tx, BPF_ANY);
 }
 
+/* Files sc as the span the goroutine (or thread) of gk serves. A keep-alive
+ * connection's goroutine serves request after request under one key: its
+ * entry is overwritten in place, a lookup and a copy, where an LRU update
+ * would take a fresh node and unlink the old one (twice the cost, per
+ * request). Only gk's own goroutine or thread reads or writes its entry
+ * (sockio's reads, the client and spawn probes, on_connect all run on it),
+ * so no reader sees half a copy. */
+static __always_inline void file_goctx(const struct go_key *gk, const struct span_ctx *sc)
+{
+	struct span_ctx *cur = bpf_map_lookup_elem(&goctx, gk);
+	if (cur) {
+		__builtin_memcpy(cur, sc, sizeof(*sc));
+		return;
+	}
+	bpf_map_update_elem(&goctx, gk, sc, BPF_ANY);
+}
+
 /* A thread reads a request's first bytes on sk: whether it may serve it as
  * its span. No when it still serves one read on another open socket: an
  * event loop, whose process is then no longer linked by thread. */
@@ -1719,7 +1736,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 				__builtin_memcpy(sc.parent_id, e->parent_id, sizeof(sc.parent_id));
 			sc.srv = (__u64)sk;
 			struct go_key gk = {.tgid = tgid, .goid = owner};
-			bpf_map_update_elem(&goctx, &gk, &sc, BPF_ANY);
+			file_goctx(&gk, &sc);
 			if (!(owner & THREAD_KEY) && !(cfg->flags & PROC_SERVED))
 				((struct proc_cfg *)cfg)->flags |= PROC_SERVED; /* a bit only ever set: no atomic needed (none on 5.10) */
 		}
