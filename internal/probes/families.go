@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/weft-dev/weft/internal/status"
 )
@@ -18,7 +21,22 @@ type Families struct {
 	list    []Probe
 	board   *status.Board
 	log     *slog.Logger
-	started int
+	started []bool // by index in list
+}
+
+// Dependent is a family that names the families whose kernel objects it
+// uses (those its constructor took): it starts as soon as they have, beside
+// the families that do not need it. A family that is not Dependent starts
+// after every family listed before it.
+type Dependent interface {
+	After() []Probe
+}
+
+// Provider is a family whose dependents need not wait for its whole Start:
+// they start once Ready is closed (the kernel maps they share with it
+// exist), while it goes on loading its own programs.
+type Provider interface {
+	Ready() <-chan struct{}
 }
 
 // NewFamilies keeps ps in order.
@@ -38,23 +56,101 @@ func (f *Families) Names() []string {
 	return names
 }
 
-// Start starts every family in order; on an error it stops those started.
+// Start starts every family once the families it depends on have started
+// or are Ready (Dependent; else every earlier one): families that do not
+// depend on each other load and verify their BPF at the same time, on as
+// many CPUs. On an error it stops those started and returns the error of
+// the first family in the list that failed; a family whose dependency
+// failed first is not started. Safe twice.
 func (f *Families) Start(ctx context.Context) error {
-	for _, p := range f.list[f.started:] {
-		if err := p.Start(ctx); err != nil {
+	if slices.Contains(f.started, true) {
+		return nil
+	}
+	n := len(f.list)
+	f.started = make([]bool, n)
+	done := make([]chan struct{}, n)
+	errs := make([]error, n)
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, p := range f.list {
+		deps := f.dependencies(i)
+		wg.Go(func() {
+			defer close(done[i])
+			for _, d := range deps {
+				var ready <-chan struct{} // nil: never
+				if pr, ok := f.list[d].(Provider); ok {
+					ready = pr.Ready()
+				}
+				select {
+				case <-ready:
+				case <-done[d]:
+					if errs[d] != nil {
+						errs[i] = errDependencyFailed
+						return
+					}
+				}
+			}
+			t0 := time.Now()
+			if err := p.Start(ctx); err != nil {
+				errs[i] = fmt.Errorf("starting probe family %s: %w", p.Name(), err)
+				return
+			}
+			f.log.Debug("probe family started", "family", p.Name(), "took", time.Since(t0))
+			mu.Lock()
+			f.started[i] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && err != errDependencyFailed {
 			f.Shutdown(context.WithoutCancel(ctx))
-			return fmt.Errorf("starting probe family %s: %w", p.Name(), err)
+			return err
 		}
-		f.started++
 	}
 	return nil
 }
 
-// Shutdown stops the started families in reverse order; safe twice.
+// errDependencyFailed marks a family not started because one it depends
+// on failed; that one's error is the one returned.
+var errDependencyFailed = errors.New("a family it depends on failed to start")
+
+// dependencies returns the indices of the families list[i] starts after:
+// those it names that come before it in the list (Dependent), else all
+// before it.
+func (f *Families) dependencies(i int) []int {
+	d, ok := f.list[i].(Dependent)
+	if !ok {
+		all := make([]int, i)
+		for j := range all {
+			all[j] = j
+		}
+		return all
+	}
+	var deps []int
+	for _, want := range d.After() {
+		for j := range i {
+			if f.list[j] == want {
+				deps = append(deps, j)
+			}
+		}
+	}
+	return deps
+}
+
+// Shutdown stops the started families in reverse list order (a family
+// after those it uses); safe twice.
 func (f *Families) Shutdown(ctx context.Context) error {
 	var errs []error
-	for ; f.started > 0; f.started-- {
-		p := f.list[f.started-1]
+	for i := len(f.started) - 1; i >= 0; i-- {
+		if !f.started[i] {
+			continue
+		}
+		f.started[i] = false
+		p := f.list[i]
 		if err := p.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Name(), err))
 		}

@@ -94,6 +94,9 @@ func New(d probes.Deps, sock *sockio.Probe) *Probe {
 // Name implements probes.Probe.
 func (p *Probe) Name() string { return Name }
 
+// After implements probes.Dependent: the hooks use sockio's maps.
+func (p *Probe) After() []probes.Probe { return []probes.Probe{p.sock} }
+
 // statNames names the kernel-side counters (enum gogrpc_stat).
 var statNames = map[gogrpcGogrpcStat]string{
 	gogrpcGogrpcStatGG_SERVER_STREAMS: "server_streams",

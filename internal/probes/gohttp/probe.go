@@ -151,6 +151,16 @@ func New(d probes.Deps, sock *sockio.Probe, inj CtxMap) *Probe {
 // Name implements probes.Probe.
 func (p *Probe) Name() string { return Name }
 
+// After implements probes.Dependent: the hooks use sockio's maps and the
+// injector's (CtxMap), which exists once the injector has started.
+func (p *Probe) After() []probes.Probe {
+	after := []probes.Probe{p.sock}
+	if inj, ok := p.inj.(probes.Probe); ok {
+		after = append(after, inj)
+	}
+	return after
+}
+
 // Start loads the program with sockio's maps (and the injector's, when it
 // runs) in place of its own.
 func (p *Probe) Start(ctx context.Context) error {

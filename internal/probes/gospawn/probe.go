@@ -95,6 +95,9 @@ func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
 // Name implements probes.Probe.
 func (p *Probe) Name() string { return Name }
 
+// After implements probes.Dependent: the hooks use sockio's maps.
+func (p *Probe) After() []probes.Probe { return []probes.Probe{p.sock} }
+
 // Start loads the program with sockio's maps in place of its own.
 func (p *Probe) Start(ctx context.Context) error {
 	if p.cfg.Mode == ModeParent {

@@ -67,6 +67,9 @@ func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
 // Name implements probes.Probe.
 func (f *Probe) Name() string { return Name }
 
+// After implements probes.Dependent: the injector reads sockio's maps.
+func (f *Probe) After() []probes.Probe { return []probes.Probe{f.sock} }
+
 // CtxMap is the map the Go client probes leave each call's IDs in, by
 // socket; nil when injection is off.
 func (f *Probe) CtxMap() *ebpf.Map {

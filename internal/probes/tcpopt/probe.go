@@ -91,6 +91,11 @@ func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
 // Name implements probes.Probe.
 func (p *Probe) Name() string { return Name }
 
+// The family is not a probes.Dependent on purpose: it starts after every
+// family listed before it, the injector included, so that its sockops and
+// connect programs join the cgroup after the injector's, in the same order
+// on every start.
+
 // statNames name tcpopt_stats' counters (enum tcpopt_stat).
 var statNames = map[uint32]string{
 	uint32(tcpoptTcpoptStatOPT_WRITTEN):      "written",
