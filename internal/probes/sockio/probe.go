@@ -61,7 +61,7 @@ type Probe struct {
 	// load programs into them may start while Start loads sockio's own.
 	mapsReady chan struct{}
 	readyOnce sync.Once
-	stopOnce sync.Once
+	stopOnce  sync.Once
 	// ids are the HTTP/2 streams' IDs that came through the ring; the
 	// event loop's, guarded by mu. idsVia counts where spans found theirs.
 	ids    *h2IDs
