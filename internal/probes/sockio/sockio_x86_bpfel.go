@@ -306,6 +306,7 @@ const (
 	sockioMapInflight          = "inflight"
 	sockioMapProcTemplates     = "proc_templates"
 	sockioMapProcs             = "procs"
+	sockioMapRingUnasked       = "ring_unasked"
 	sockioMapScratch           = "scratch"
 	sockioMapStats             = "stats"
 	sockioMapTcpoptRxs         = "tcpopt_rxs"
@@ -464,6 +465,7 @@ type sockioMapSpecs struct {
 	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
 	ProcTemplates  *ebpf.MapSpec `ebpf:"proc_templates"`
 	Procs          *ebpf.MapSpec `ebpf:"procs"`
+	RingUnasked    *ebpf.MapSpec `ebpf:"ring_unasked"`
 	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
 	Stats          *ebpf.MapSpec `ebpf:"stats"`
 	TcpoptRxs      *ebpf.MapSpec `ebpf:"tcpopt_rxs"`
@@ -530,6 +532,7 @@ type sockioMaps struct {
 	Inflight       *ebpf.Map `ebpf:"inflight"`
 	ProcTemplates  *ebpf.Map `ebpf:"proc_templates"`
 	Procs          *ebpf.Map `ebpf:"procs"`
+	RingUnasked    *ebpf.Map `ebpf:"ring_unasked"`
 	Scratch        *ebpf.Map `ebpf:"scratch"`
 	Stats          *ebpf.Map `ebpf:"stats"`
 	TcpoptRxs      *ebpf.Map `ebpf:"tcpopt_rxs"`
@@ -562,6 +565,7 @@ func (m *sockioMaps) Close() error {
 		m.Inflight,
 		m.ProcTemplates,
 		m.Procs,
+		m.RingUnasked,
 		m.Scratch,
 		m.Stats,
 		m.TcpoptRxs,
