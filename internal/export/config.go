@@ -15,8 +15,14 @@ type Config struct {
 	Endpoints   []string
 	Compression string // "gzip" (default, at its fastest level) or "none"
 
-	QueueSize     int           // spans held in memory (8192)
-	BatchSize     int           // spans per request (512)
+	QueueSize int // spans held in memory (8192)
+	BatchSize int // spans per request (512)
+	// MaxBatchBytes bounds a request's size, as estimated from its spans
+	// (spanSize); 2 MiB. Receivers refuse larger requests (gRPC's and the
+	// OTLP receiver's default limit is 4 MiB decoded) the same way each
+	// time: a batch over it would be retried forever and hold up every
+	// batch behind it. A single span over it is dropped (too_large).
+	MaxBatchBytes int
 	FlushInterval time.Duration // longest a span waits in a partial batch (1 s)
 
 	ExportTimeout time.Duration // one upload, the client's own retries included (10 s)
@@ -56,6 +62,7 @@ func (c *Config) setDefaults() error {
 	}
 	defInt(&c.QueueSize, 8192)
 	defInt(&c.BatchSize, 512)
+	defInt(&c.MaxBatchBytes, 2<<20)
 	defInt(&c.FailoverAfter, 3)
 	defInt(&c.SpoolAfter, 2)
 	def(&c.FlushInterval, time.Second)

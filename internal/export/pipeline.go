@@ -32,6 +32,7 @@ type OTLP struct {
 	wg       sync.WaitGroup
 
 	startOnce, stopOnce sync.Once
+	tooLargeSaid        atomic.Bool // the first span over MaxBatchBytes was logged
 }
 
 // NewOTLP sets up the pipeline: clients connect lazily, so a collector that
@@ -57,7 +58,7 @@ func NewOTLP(cfg Config, reg *metrics.Registry, log *slog.Logger) (*OTLP, error)
 		reg.Gauge("weft_export_spool_bytes", "bytes in the export spool", func() float64 { _, b := sp.stat(); return float64(b) })
 		reg.Gauge("weft_export_spool_files", "batches in the export spool", func() float64 { n, _ := sp.stat(); return float64(n) })
 	}
-	o.q = newQueue(cfg.QueueSize, cfg.BatchSize, &o.seq, cfg.Attrs)
+	o.q = newQueue(cfg.QueueSize, cfg.BatchSize, cfg.MaxBatchBytes, &o.seq, cfg.Attrs)
 	reg.Gauge("weft_export_queue_spans", "spans in the export memory queue", func() float64 { return float64(o.q.size()) })
 	reg.Gauge("weft_export_queue_capacity_spans", "bound of the export memory queue", func() float64 { return float64(cfg.QueueSize) })
 	for _, addr := range cfg.Endpoints {
@@ -87,7 +88,17 @@ func (o *OTLP) Start() {
 // Export queues a span; when the queue is full it is counted as dropped.
 // It never waits.
 func (o *OTLP) Export(s spans.Span) {
-	ok, n := o.q.push(s)
+	size := spanSize(&s)
+	if size > o.cfg.MaxBatchBytes {
+		o.cfg.Attrs.Recycle(&s)
+		o.st.dropped(DropTooLarge, 1)
+		if !o.tooLargeSaid.Swap(true) { // once: it may come with every request
+			o.log.Warn("span larger than an export request may be; dropped (counted as too_large from now on)",
+				"name", s.Name, "bytes", size, "max", o.cfg.MaxBatchBytes)
+		}
+		return
+	}
+	ok, n := o.q.push(s, size)
 	if !ok {
 		o.cfg.Attrs.Recycle(&s)
 		select {

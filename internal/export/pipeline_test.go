@@ -121,7 +121,7 @@ func checkExactlyOnce(t testing.TB, got map[string]int, run byte, n int) {
 
 func dropped(reg *metrics.Registry) map[string]uint64 {
 	out := map[string]uint64{}
-	for _, r := range []string{DropQueueFull, DropSpoolFull, DropSpoolAge, DropSpoolError, DropRejected, DropShutdown} {
+	for _, r := range []string{DropQueueFull, DropSpoolFull, DropSpoolAge, DropSpoolError, DropRejected, DropShutdown, DropTooLarge} {
 		if v := reg.Value(spansMetric, "outcome", "dropped", "reason", r); v > 0 {
 			out[r] = v
 		}

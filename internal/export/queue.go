@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/weft-dev/weft/internal/spans"
 )
 
@@ -13,14 +15,16 @@ import (
 // capacity spans; Export never waits on it.
 type queue struct {
 	capacity, batchSize int
+	maxBytes            int            // a batch's estimated size bound (Config.MaxBatchBytes)
 	seq                 *atomic.Uint64 // shared with the spool: one order for both
 
-	mu       sync.Mutex
-	open     []spans.Span
-	openedAt time.Time
-	sealed   []*batch
-	n        int  // spans in open and sealed
-	closed   bool // no more Export
+	mu        sync.Mutex
+	open      []spans.Span
+	openBytes int // open's estimated size (spanSize)
+	openedAt  time.Time
+	sealed    []*batch
+	n         int  // spans in open and sealed
+	closed    bool // no more Export
 
 	ready chan struct{} // a sealed batch is waiting (capacity 1)
 
@@ -38,17 +42,22 @@ type batch struct {
 	spans []spans.Span
 }
 
-func newQueue(capacity, batchSize int, seq *atomic.Uint64, attrs *spans.AttrPool) *queue {
-	return &queue{capacity: capacity, batchSize: batchSize, seq: seq, ready: make(chan struct{}, 1), attrs: attrs}
+func newQueue(capacity, batchSize, maxBytes int, seq *atomic.Uint64, attrs *spans.AttrPool) *queue {
+	return &queue{capacity: capacity, batchSize: batchSize, maxBytes: maxBytes, seq: seq, ready: make(chan struct{}, 1),
+		attrs: attrs}
 }
 
-// push adds a span and returns the spans now held; false when the queue is
-// full or closed.
-func (q *queue) push(s spans.Span) (bool, int) {
+// push adds a span of the estimated size (spanSize) and returns the spans
+// now held; false when the queue is full or closed. A batch is sealed at
+// batchSize spans, or before a span would take it past maxBytes.
+func (q *queue) push(s spans.Span, size int) (bool, int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.n >= q.capacity || q.closed {
 		return false, q.n
+	}
+	if len(q.open) > 0 && q.maxBytes > 0 && q.openBytes+size > q.maxBytes {
+		q.sealLocked()
 	}
 	if len(q.open) == 0 {
 		q.openedAt = time.Now()
@@ -59,6 +68,7 @@ func (q *queue) push(s spans.Span) (bool, int) {
 		}
 	}
 	q.open = append(q.open, s)
+	q.openBytes += size
 	q.n++
 	if len(q.open) >= q.batchSize {
 		q.sealLocked()
@@ -71,7 +81,7 @@ func (q *queue) sealLocked() {
 		return
 	}
 	q.sealed = append(q.sealed, &batch{seq: q.seq.Add(1) - 1, spans: q.open})
-	q.open = nil
+	q.open, q.openBytes = nil, 0
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -154,4 +164,37 @@ func (q *queue) recycle(ss []spans.Span) {
 	clear(ss)
 	ss = ss[:0]
 	q.free.Put(&ss)
+}
+
+// spanSize bounds what a span adds to an export request's encoding: its
+// strings and attribute values, plus at most 16 bytes of tags and lengths
+// per attribute and 128 for the fixed fields. Resources are counted once a
+// request, not here: MaxBatchBytes leaves room for them.
+func spanSize(s *spans.Span) int {
+	n := 128 + len(s.Name) + len(s.TraceState) + len(s.StatusMsg) + len(s.Scope) + len(s.ScopeVersion)
+	for _, kv := range s.Attrs {
+		n += 16 + len(kv.Key) + valueSize(kv.Value)
+	}
+	return n
+}
+
+func valueSize(v attribute.Value) int {
+	switch v.Type() {
+	case attribute.STRING:
+		return len(v.AsString())
+	case attribute.STRINGSLICE:
+		n := 0
+		for _, e := range v.AsStringSlice() {
+			n += 8 + len(e)
+		}
+		return n
+	case attribute.BOOLSLICE:
+		return 4 + 2*len(v.AsBoolSlice())
+	case attribute.INT64SLICE:
+		return 4 + 11*len(v.AsInt64Slice())
+	case attribute.FLOAT64SLICE:
+		return 4 + 9*len(v.AsFloat64Slice())
+	default:
+		return 16
+	}
 }

@@ -14,6 +14,7 @@ const (
 	DropSpoolError  = "spool_error" // the spool could not be written or read back
 	DropRejected    = "rejected"    // the collector refused them (partial success or InvalidArgument)
 	DropShutdown    = "shutdown"    // still in memory at shutdown with no spool to keep them
+	DropTooLarge    = "too_large"   // a span alone larger than a request may be (Config.MaxBatchBytes)
 	spansMetric     = "weft_export_spans_total"
 	spansMetricHelp = "spans handed to the OTLP exporter, by outcome (exported, dropped, spooled) and drop reason"
 )
@@ -39,7 +40,7 @@ func newStats(reg *metrics.Registry) *stats {
 		spooled:  reg.Counter(spansMetric, spansMetricHelp, "outcome", "spooled"),
 		drops:    map[string]*atomic.Uint64{},
 	}
-	for _, r := range []string{DropQueueFull, DropSpoolFull, DropSpoolAge, DropSpoolError, DropRejected, DropShutdown} {
+	for _, r := range []string{DropQueueFull, DropSpoolFull, DropSpoolAge, DropSpoolError, DropRejected, DropShutdown, DropTooLarge} {
 		s.drops[r] = reg.Counter(spansMetric, spansMetricHelp, "outcome", "dropped", "reason", r)
 	}
 	return s

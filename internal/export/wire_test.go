@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,5 +206,47 @@ func BenchmarkCompress(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/span")
 			b.ReportMetric(float64(out.Len())/float64(len(batch)), "bytes/span")
 		})
+	}
+}
+
+// TestSpanSize: spanSize bounds what each span adds to a request. For every
+// span of wireBatch (all attribute types, a 20 KB value, every optional
+// field), a request of that span alone, less its resource, is
+// no larger than the estimate.
+func TestSpanSize(t *testing.T) {
+	for i, s := range wireBatch() {
+		bare := s
+		bare.Resource = nil
+		b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: encodeBatch([]spans.Span{bare})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if est := spanSize(&s); len(b) > est {
+			t.Errorf("span %d: %d bytes encoded, estimated %d", i, len(b), est)
+		}
+	}
+}
+
+// TestQueueSealsBySize: a batch is sealed before a span would take it past
+// the byte bound, and at the span count otherwise.
+func TestQueueSealsBySize(t *testing.T) {
+	var seq atomic.Uint64
+	q := newQueue(100, 10, 1000, &seq, nil)
+	for _, size := range []int{400, 400, 400, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100} {
+		if ok, _ := q.push(spans.Span{}, size); !ok {
+			t.Fatal("queue full")
+		}
+	}
+	var got []int
+	for b := q.pop(); b != nil; b = q.pop() {
+		got = append(got, len(b.spans))
+	}
+	// 400+400 (a third would pass 1000); 400 and six of 100 (1000, which
+	// a seventh would pass); the five left stay open.
+	if want := []int{2, 7}; !slices.Equal(got, want) {
+		t.Errorf("sealed batches of %v spans, want %v", got, want)
+	}
+	if len(q.open) != 5 {
+		t.Errorf("%d spans left open, want 5", len(q.open))
 	}
 }
