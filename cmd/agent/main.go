@@ -281,7 +281,7 @@ func run(o options, log *slog.Logger) error {
 	}
 
 	// Probe families, each listed after those it uses; each starts once
-	// those are Ready, beside the others. sockio captures traced sockets' bytes
+	// those have, beside the others. sockio captures traced sockets' bytes
 	// (capture source → connection table → protocols); the injector and
 	// the Go probes share its kernel maps, gohttp the injector's too.
 	// Tracepoint links find their event IDs in tracefs, and cilium/ebpf

@@ -57,11 +57,7 @@ type Probe struct {
 
 	loaded   bool // the capture source's programs (p.coll)
 	mapsMade bool // p.maps
-	// mapsReady is closed once p.maps exist (Ready): the families that
-	// load programs into them may start while Start loads sockio's own.
-	mapsReady chan struct{}
-	readyOnce sync.Once
-	stopOnce  sync.Once
+	stopOnce sync.Once
 	// ids are the HTTP/2 streams' IDs that came through the ring; the
 	// event loop's, guarded by mu. idsVia counts where spans found theirs.
 	ids    *h2IDs
@@ -91,7 +87,7 @@ type Probe struct {
 func New(d probes.Deps, protocols conntrack.Protocols) *Probe {
 	d = d.WithDefaults()
 	p := &Probe{deps: d, log: d.Log.With("probe", Name), done: make(chan struct{}), stop: make(chan struct{}),
-		ids: newH2IDs(time.Now()), mapsReady: make(chan struct{})}
+		ids: newH2IDs(time.Now())}
 	const idsHelp = "HTTP/2 streams that took the IDs a Go probe filed, by where they were found (ring: sent with the events; map: the kernel's map, when the ring's copy was lost or aged out)"
 	p.idsVia.ring = d.Metrics.Counter("weft_sockio_h2_ids_total", idsHelp, "via", "ring")
 	p.idsVia.kernelMap = d.Metrics.Counter("weft_sockio_h2_ids_total", idsHelp, "via", "map")
@@ -121,15 +117,13 @@ type Maps struct {
 	GRPCStreams *ebpf.Map // (transport, stream) → a gRPC server stream's span IDs
 }
 
-// ErrNotStarted: the maps exist only once the family is Ready; start
+// ErrNotStarted: the maps exist only once the family has started; start
 // sockio before the families that use them.
 var ErrNotStarted = errors.New("sockio not started")
 
 // Maps returns the shared maps.
 func (p *Probe) Maps() (Maps, error) {
-	select {
-	case <-p.mapsReady:
-	default:
+	if !p.loaded {
 		return Maps{}, ErrNotStarted
 	}
 	return Maps{Procs: p.maps.Procs, Goctx: p.maps.Goctx, Gospawn: p.maps.Gospawn, GoRoots: p.maps.GoRoots, ClientCtxs: p.maps.ClientCtxs, H2IDs: p.maps.H2Ids, Events: p.maps.Events,
@@ -322,14 +316,8 @@ func (p *Probe) createMaps(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("creating sockio BPF maps: %w", err)
 	}
 	p.mapsMade = true
-	p.readyOnce.Do(func() { close(p.mapsReady) })
 	return nil
 }
-
-// Ready implements probes.Provider: it is closed once the maps other
-// families load their programs with (Maps) exist, before Start has loaded
-// and attached sockio's own programs.
-func (p *Probe) Ready() <-chan struct{} { return p.mapsReady }
 
 // loadSource loads src's programs (only those: another source's may not
 // load on this kernel) into the shared maps and attaches them.
