@@ -885,20 +885,51 @@ struct {
 
 DECLARE_TLS_OPTS_G_MAP;
 
-/* h2c: a Go goroutine's read of len plaintext bytes on sk (consumed). When
- * it begins exactly at the segment that carried a TCP option (the start of
- * the write the sender put it on), the first HTTP/2 stream the goroutine
- * decodes from it is the one the option is for (gRPC's operateHeaders
- * takes it). The option stays for an HTTP/1 request read. */
-static __always_inline void h2_read_option(struct sock *sk, __u32 tgid, __u64 goid, int len)
+/* Whether data[0:off] of a read (n bytes of it captured) holds a client
+ * preface and whole HTTP/2 frames of which none opens a stream (SETTINGS,
+ * WINDOW_UPDATE, PING...), ending exactly at off. */
+#define H2_FRAMES_BEFORE 4
+static __always_inline bool h2_no_stream_before(const __u8 *data, __u32 n, __u32 off)
+{
+	__u32 pos = 0;
+	if (n >= 4 && h2_preface(data))
+		pos = 24;
+	for (int i = 0; i < H2_FRAMES_BEFORE; i++) {
+		if (pos == off)
+			return true;
+		if (pos + 9 > off || pos + 9 > n)
+			return false;
+		__u64 at = pos;
+		barrier_var(at); /* keep the mask: clang knows it changes nothing */
+		const __u8 *fh = data + (at & (CAPTURE_MAX - 1));
+		if (fh[3] == 1 /* HEADERS */ || fh[3] == 5 /* PUSH_PROMISE */ || fh[3] == 9 /* CONTINUATION */)
+			return false;
+		pos += 9 + ((__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2]);
+	}
+	return pos == off;
+}
+
+/* h2c: a Go goroutine's read of len plaintext bytes on sk (consumed), the
+ * first n of them in data. When it begins at the segment that carried a
+ * TCP option (the start of the write the sender put it on), the first
+ * HTTP/2 stream the goroutine decodes from it is the one the option is for
+ * (gRPC's operateHeaders takes it). So it is, too, when the read began
+ * earlier with frames that open no stream: a new connection's client
+ * SETTINGS, which a slow reader gets in one read with the segment after
+ * them. The option stays for an HTTP/1 request read. */
+static __always_inline void h2_read_option(struct sock *sk, __u32 tgid, __u64 goid, int len, const __u8 *data,
+					   __u32 n)
 {
 	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	struct tcpopt_rx *rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
 	if (!rx)
 		return;
 	__u32 start = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq) - (__u32)len;
-	if (rx->seq != start)
+	__u32 off = rx->seq - start;
+	if (off != 0 && (off >= (__u32)len || !h2_no_stream_before(data, n, off)))
 		return;
+	if (off != 0)
+		count(STAT_H2_OPTION_AFTER_FRAMES);
 	struct go_key gk = {.tgid = tgid, .goid = goid};
 	bpf_map_update_elem(&tls_opts_g, &gk, rx, BPF_ANY);
 }
@@ -1680,7 +1711,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	 * "100 Continue" is not one; a request line whose first byte Go's
 	 * background reader took is, in the goroutine that reads the rest. */
 	if (dir == DIR_READ && !plain && call->goid && tcpopt_on)
-		h2_read_option(sk, tgid, call->goid, len);
+		h2_read_option(sk, tgid, call->goid, len, s->data, n);
 	bool starts = false, goes_on = false;
 	if (dir == DIR_READ && c->last_dir != DIR_READ) {
 		random_bytes(c->trace_id, 4);

@@ -377,7 +377,8 @@ enum stat_index {
 	STAT_H2_OPT_SAME_SEQ = 21, /* two writes' options for one sequence (ciphertext held back): both given up */
 	STAT_BODY_SKIPPED = 22, /* a call inside an HTTP/1 Content-Length body: only a peek copied */
 	STAT_BODY_CUT = 23,   /* a long call starting such a message: its head copied, not its body */
-	STAT_MAX = 24,
+	STAT_H2_OPTION_AFTER_FRAMES = 24, /* an h2c option taken by a read that began with frames opening no stream */
+	STAT_MAX = 25,
 };
 
 #endif
