@@ -885,8 +885,8 @@ struct {
 
 DECLARE_TLS_OPTS_G_MAP;
 
-/* Whether data[0:off] of a read (n bytes of it captured) holds a client
- * preface and whole HTTP/2 frames of which none opens a stream (SETTINGS,
+/* Whether data[0:off] of a read (n bytes of it captured) that begins at a
+ * frame boundary holds a client preface and whole HTTP/2 frames of which none opens a stream (SETTINGS,
  * WINDOW_UPDATE, PING...), ending exactly at off. */
 #define H2_FRAMES_BEFORE 4
 static __always_inline bool h2_no_stream_before(const __u8 *data, __u32 n, __u32 off)
@@ -913,10 +913,11 @@ static __always_inline bool h2_no_stream_before(const __u8 *data, __u32 n, __u32
  * first n of them in data. When it begins at the segment that carried a
  * TCP option (the start of the write the sender put it on), the first
  * HTTP/2 stream the goroutine decodes from it is the one the option is for
- * (gRPC's operateHeaders takes it). So it is, too, when the read began
- * earlier with frames that open no stream: a new connection's client
- * SETTINGS, which a slow reader gets in one read with the segment after
- * them. The option stays for an HTTP/1 request read. */
+ * (gRPC's operateHeaders takes it). So it is, too, when the connection's
+ * first read (or the first after the preface) began earlier with frames
+ * that open no stream: the client's SETTINGS, which a slow reader gets in
+ * one read with the segment after them. The option stays for an HTTP/1
+ * request read. */
 static __always_inline void h2_read_option(struct sock *sk, __u32 tgid, __u64 goid, int len, const __u8 *data,
 					   __u32 n)
 {
@@ -924,10 +925,22 @@ static __always_inline void h2_read_option(struct sock *sk, __u32 tgid, __u64 go
 	struct tcpopt_rx *rx = cookie ? bpf_map_lookup_elem(&tcpopt_rxs, &cookie) : 0;
 	if (!rx)
 		return;
-	__u32 start = BPF_CORE_READ((struct tcp_sock *)sk, copied_seq) - (__u32)len;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	__u32 start = copied - (__u32)len;
 	__u32 off = rx->seq - start;
-	if (off != 0 && (off >= (__u32)len || !h2_no_stream_before(data, n, off)))
-		return;
+	if (off != 0) {
+		if (off >= (__u32)len)
+			return;
+		/* Frames are only known to begin where the read does when it is
+		 * the connection's first, or the first after the 24-byte preface
+		 * (grpc-go reads that alone): bytes the application consumed
+		 * before it = received - still queued - this read. */
+		__u64 before = BPF_CORE_READ(tp, bytes_received) - (__u32)(BPF_CORE_READ(tp, rcv_nxt) - copied) -
+			       (__u64)(__u32)len;
+		if ((before != 0 && before != 24) || !h2_no_stream_before(data, n, off))
+			return;
+	}
 	if (off != 0)
 		count(STAT_H2_OPTION_AFTER_FRAMES);
 	struct go_key gk = {.tgid = tgid, .goid = goid};
