@@ -154,9 +154,7 @@ func (q *queue) sealedCount() int {
 // spooled or dropped); nothing may use ss afterwards. Its spans are
 // cleared so that the pool holds no attributes or resources alive.
 func (q *queue) recycle(ss []spans.Span) {
-	for i := range ss {
-		q.attrs.Recycle(&ss[i])
-	}
+	q.attrs.RecycleAll(ss)
 	if cap(ss) < q.batchSize {
 		return
 	}

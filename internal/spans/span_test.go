@@ -26,8 +26,8 @@ func TestAttrPool(t *testing.T) {
 	if s.Attrs != nil {
 		t.Fatal("the span still holds its attributes")
 	}
-	// sync.Pool may drop what it holds at any time: whatever comes back
-	// must be empty, big enough, and hold nothing of the last span.
+	// Whatever comes back must be empty, big enough, and hold nothing of
+	// the last span.
 	for range 100 {
 		b := p.Attrs(12)
 		if len(b) != 0 || cap(b) < 12 {
@@ -47,6 +47,31 @@ func TestAttrPool(t *testing.T) {
 	if b := p.Attrs(16); cap(b) > 32 {
 		t.Fatalf("a %d-slot array came back", cap(b))
 	}
+
+	// A batch at once: every span lets go, and the pool keeps at most
+	// poolKeep arrays however many come back.
+	batch := make([]Span, poolKeep+100)
+	for i := range batch {
+		batch[i].Attrs = append(p.Attrs(16), attribute.String("k", "v"))
+	}
+	p.RecycleAll(batch)
+	for i := range batch {
+		if batch[i].Attrs != nil {
+			t.Fatalf("span %d still holds its attributes", i)
+		}
+	}
+	if len(p.free) != poolKeep {
+		t.Fatalf("the pool keeps %d arrays, want %d", len(p.free), poolKeep)
+	}
+	for range poolKeep {
+		b := p.Attrs(16)
+		for _, kv := range b[:cap(b)] {
+			if kv.Key != "" {
+				t.Fatalf("a recycled array still holds %v", kv)
+			}
+		}
+	}
+	nilPool.RecycleAll(batch[:2])
 }
 
 func BenchmarkAttrPool(b *testing.B) {
