@@ -1,6 +1,8 @@
 package export
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/spans"
 	"github.com/weft-dev/weft/internal/testutil/otelcol"
 )
 
@@ -56,5 +59,103 @@ func TestOversizeBatches(t *testing.T) {
 	}
 	if exported := reg.Value(spansMetric, "outcome", "exported"); exported != uint64(n) {
 		t.Errorf("exported %d, want %d", exported, n)
+	}
+}
+
+// TestOversizeSpoolFile: a spool file written by an agent from before
+// batches were sealed by size holds 1,536 spans of 9 KB (14 MB, over the
+// receiver's 4 MiB limit) and one span of 5 MiB. It goes out in parts that
+// each fit; each part delivered leaves the rest on disk under the same
+// seq; the 5 MiB span is dropped and counted. Every other span arrives
+// exactly once.
+func TestOversizeSpoolFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a real collector")
+	}
+	col := otelcol.Start(t)
+	dir := t.TempDir()
+	big := strings.Repeat("x", 9000)
+	var batch []spans.Span
+	for i := range 3 * 512 {
+		s := testSpan(5, i)
+		s.Attrs = append(s.Attrs, attribute.String("url.full", big))
+		batch = append(batch, s)
+		if i == 700 {
+			huge := testSpan(6, 0)
+			huge.Attrs = append(huge.Attrs, attribute.String("blob", strings.Repeat("y", 5<<20)))
+			batch = append(batch, huge)
+		}
+	}
+	old, err := openSpool(dir, 1<<30, time.Hour, testLogger(t), newStats(metrics.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.write(1, len(batch), encodeBatch(batch)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b := old.stat(); b < 14<<20 {
+		t.Fatalf("the spool file has %d bytes: the test proves nothing", b)
+	}
+
+	cfg := fastConfig(url(col))
+	cfg.SpoolDir = dir
+	reg := metrics.New()
+	o := startPipeline(t, cfg, reg)
+	waitIdle(t, o, 60*time.Second)
+	n := 3 * 512
+	col.WaitSpans(t, n, 60*time.Second, nil)
+	got := received(t, col)
+	checkExactlyOnce(t, got, 5, n)
+	if got[spanKey(6, 0)] != 0 {
+		t.Error("the span over the limit arrived")
+	}
+	if d := dropped(reg); len(d) != 1 || d[DropTooLarge] != 1 {
+		t.Errorf("dropped %v, want too_large 1", d)
+	}
+	if exported := reg.Value(spansMetric, "outcome", "exported"); exported != uint64(n) {
+		t.Errorf("exported %d, want %d", exported, n)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("%d files left in the spool", len(left))
+	}
+}
+
+// TestSpoolReplaceCrash: a crash between writing a file's rest and
+// removing the file leaves two files of one seq; a reopen keeps the rest
+// (fewer spans) alone.
+func TestSpoolReplaceCrash(t *testing.T) {
+	dir := t.TempDir()
+	st := newStats(metrics.New())
+	sp, err := openSpool(dir, 1<<30, time.Hour, testLogger(t), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := spoolBatch(7, 10)
+	if err := sp.write(3, 10, encodeBatch(all)); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := sp.oldest()
+	rest := spoolBatch(7, 4)
+	data, err := encodeSpoolFile(encodeBatch(rest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf := spoolFile{seq: f.seq, created: f.created, spans: 4}
+	if err := os.WriteFile(filepath.Join(dir, nf.name()), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp2, err := openSpool(dir, 1<<30, time.Hour, testLogger(t), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files, b := sp2.stat(); files != 1 || b != int64(len(data)) {
+		t.Fatalf("%d files of %d bytes after reopen, want 1 of %d", files, b, len(data))
+	}
+	g, _ := sp2.oldest()
+	if g.spans != 4 {
+		t.Fatalf("kept the file of %d spans, want the rest (4)", g.spans)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 {
+		t.Errorf("%d files on disk, want 1", len(left))
 	}
 }

@@ -13,6 +13,9 @@ type work struct {
 	b        *batch
 	file     *spoolFile
 	rss      []*tracepb.ResourceSpans
+	rest     []*tracepb.ResourceSpans // a spool file's spans after rss, which one upload may not carry (splitRequest)
+	restN    int
+	tooLarge int     // a spool file's spans that no upload may carry
 	buf      *[]byte // what a memory batch's rss hold, back to the pool when it is settled
 	n        int
 	attempts int
@@ -121,7 +124,16 @@ func (o *OTLP) next(stopping bool) *work {
 					o.log.Warn("dropping a damaged spool file", "err", err)
 					return o.next(stopping)
 				}
-				return &work{file: &f, rss: rss, n: f.spans}
+				head, rest, tooLarge := splitRequest(rss, o.cfg.MaxBatchBytes)
+				if rest == nil && tooLarge == 0 {
+					return &work{file: &f, rss: rss, n: f.spans}
+				}
+				w := &work{file: &f, rss: head, n: countSpans(head), rest: rest, restN: countSpans(rest), tooLarge: tooLarge}
+				if len(head) == 0 {
+					o.settle(w, "") // nothing in it may be sent
+					return o.next(stopping)
+				}
+				return w
 			}
 			o.spool.done(f, keep)
 		}
@@ -184,10 +196,26 @@ func (o *OTLP) deliver(w *work, stopping bool) (result, bool) {
 	return res, false
 }
 
-// settle ends a delivered (reason "") or refused batch.
+// settle ends a delivered (reason "") or refused batch. A spool file
+// whose first part was delivered keeps the rest for the next upload.
 func (o *OTLP) settle(w *work, reason string) {
 	if w.file != nil {
-		o.spool.done(*w.file, reason)
+		if reason != "" || (w.rest == nil && w.tooLarge == 0) {
+			o.spool.done(*w.file, reason)
+			return
+		}
+		if w.tooLarge > 0 {
+			o.st.dropped(DropTooLarge, w.tooLarge)
+			o.log.Warn("spooled spans larger than a request may be; dropped", "spans", w.tooLarge,
+				"max_bytes", o.cfg.MaxBatchBytes)
+		}
+		if w.rest == nil {
+			o.spool.done(*w.file, "")
+			return
+		}
+		if err := o.spool.replace(*w.file, w.restN, w.rest); err != nil {
+			o.log.Warn("keeping the rest of a spool file failed; its spans are dropped", "spans", w.restN, "err", err)
+		}
 		return
 	}
 	o.q.release(w.n)

@@ -97,7 +97,24 @@ func openSpool(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logge
 		s.files = append(s.files, f)
 		s.bytes += f.size
 	}
-	slices.SortFunc(s.files, func(a, b spoolFile) int { return compareSeq(a.seq, b.seq) })
+	// Two files of one seq: a crash in replace. The one with fewer spans
+	// is the newer, what was left to send.
+	slices.SortFunc(s.files, func(a, b spoolFile) int {
+		if c := compareSeq(a.seq, b.seq); c != 0 {
+			return c
+		}
+		return a.spans - b.spans
+	})
+	kept := s.files[:0]
+	for _, f := range s.files {
+		if k := len(kept); k > 0 && kept[k-1].seq == f.seq {
+			os.Remove(filepath.Join(dir, f.name()))
+			s.bytes -= f.size
+			continue
+		}
+		kept = append(kept, f)
+	}
+	s.files = kept
 	if len(s.files) > 0 {
 		log.Info("spool holds batches from an earlier run", "files", len(s.files), "bytes", s.bytes)
 	}
@@ -135,16 +152,11 @@ func (s *spool) stat() (files int, bytes int64) {
 // maxBytes. (n is passed: encodeBatch's messages hold their spans as
 // encoded bytes, which countSpans does not see.)
 func (s *spool) write(seq uint64, n int, rss []*tracepb.ResourceSpans) error {
-	body, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	data, err := encodeSpoolFile(rss)
 	if err != nil {
 		s.st.dropped(DropSpoolError, n)
-		return fmt.Errorf("encoding spooled batch: %w", err)
+		return err
 	}
-	data := make([]byte, 0, len(body)+12)
-	data = append(data, spoolMagic...)
-	data = binary.BigEndian.AppendUint32(data, uint32(len(body)))
-	data = append(data, body...)
-	data = binary.BigEndian.AppendUint32(data, crc32.Checksum(body, crcTable))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -169,6 +181,53 @@ func (s *spool) write(seq uint64, n int, rss []*tracepb.ResourceSpans) error {
 	s.files = slices.Insert(s.files, i, f)
 	s.bytes += f.size
 	s.st.spooled.Add(uint64(n))
+	return nil
+}
+
+func encodeSpoolFile(rss []*tracepb.ResourceSpans) ([]byte, error) {
+	body, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err != nil {
+		return nil, fmt.Errorf("encoding spooled batch: %w", err)
+	}
+	data := make([]byte, 0, len(body)+12)
+	data = append(data, spoolMagic...)
+	data = binary.BigEndian.AppendUint32(data, uint32(len(body)))
+	data = append(data, body...)
+	data = binary.BigEndian.AppendUint32(data, crc32.Checksum(body, crcTable))
+	return data, nil
+}
+
+// replace ends the use of f from oldest by storing rss (n spans) in its
+// place, under its seq and age: what is left of a file whose first part
+// was delivered (splitRequest). The new file is written before the old one
+// goes; a crash between the two leaves both, and openSpool keeps the one
+// with fewer spans. If the new file cannot be written, the rest is
+// dropped (counted): the old one would send its first part again forever.
+func (s *spool) replace(f spoolFile, n int, rss []*tracepb.ResourceSpans) error {
+	data, err := encodeSpoolFile(rss)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy == f.seq {
+		s.busy = 0
+	}
+	i, found := slices.BinarySearchFunc(s.files, f.seq, func(f spoolFile, seq uint64) int { return compareSeq(f.seq, seq) })
+	if !found {
+		return nil // evicted meanwhile (counted then)
+	}
+	nf := spoolFile{seq: f.seq, created: f.created, spans: n, size: int64(len(data))}
+	if nf.name() == f.name() {
+		return nil // nothing was cut: f stays as it is
+	}
+	if err == nil {
+		err = s.writeFile(nf.name(), data)
+	}
+	s.removeLocked(i, "")
+	if err != nil {
+		s.st.dropped(DropSpoolError, n)
+		return fmt.Errorf("rewriting spool file %s: %w", f.name(), err)
+	}
+	s.files = slices.Insert(s.files, i, nf)
+	s.bytes += nf.size
 	return nil
 }
 

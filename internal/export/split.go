@@ -1,0 +1,73 @@
+package export
+
+import (
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// splitRequest cuts a decoded request (a spool file's) to what one upload
+// may carry: head, in order, holds the first spans whose encoding stays
+// within maxBytes (at least one unless none fits alone), rest the others,
+// with the same resources and scopes. A span that cannot fit a request by
+// itself is left out of both and counted in tooLarge: a receiver would
+// refuse it every time, and every span behind it would wait.
+//
+// Batches are sealed by size before they are spooled (queue.push), but a
+// file written by an agent from before that was not, and one over the
+// receiver's limit (4 MiB by default) was refused on every retry. A head
+// and rest that do not need cutting come back as rss and nil.
+func splitRequest(rss []*tracepb.ResourceSpans, maxBytes int) (head, rest []*tracepb.ResourceSpans, tooLarge int) {
+	if maxBytes <= 0 || proto.Size(&tracepb.TracesData{ResourceSpans: rss}) <= maxBytes {
+		return rss, nil, 0
+	}
+	size := 0
+	full := false // head took all it may: the rest go to rest
+	for _, rs := range rss {
+		var hRes, rRes *tracepb.ResourceSpans
+		rsSize := 16 + proto.Size(rs.Resource) + len(rs.SchemaUrl)
+		for _, ss := range rs.ScopeSpans {
+			var hScope, rScope *tracepb.ScopeSpans
+			ssSize := 16 + proto.Size(ss.Scope) + len(ss.SchemaUrl)
+			for _, sp := range ss.Spans {
+				n := 16 + proto.Size(sp)
+				if n+ssSize+rsSize > maxBytes {
+					tooLarge++
+					continue
+				}
+				if !full {
+					add := n
+					if hScope == nil {
+						add += ssSize
+					}
+					if hRes == nil {
+						add += rsSize
+					}
+					if size+add <= maxBytes {
+						if hRes == nil {
+							hRes = &tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl}
+							head = append(head, hRes)
+						}
+						if hScope == nil {
+							hScope = &tracepb.ScopeSpans{Scope: ss.Scope, SchemaUrl: ss.SchemaUrl}
+							hRes.ScopeSpans = append(hRes.ScopeSpans, hScope)
+						}
+						hScope.Spans = append(hScope.Spans, sp)
+						size += add
+						continue
+					}
+					full = true
+				}
+				if rRes == nil {
+					rRes = &tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl}
+					rest = append(rest, rRes)
+				}
+				if rScope == nil {
+					rScope = &tracepb.ScopeSpans{Scope: ss.Scope, SchemaUrl: ss.SchemaUrl}
+					rRes.ScopeSpans = append(rRes.ScopeSpans, rScope)
+				}
+				rScope.Spans = append(rScope.Spans, sp)
+			}
+		}
+	}
+	return head, rest, tooLarge
+}
