@@ -26,7 +26,7 @@ set -euo pipefail
 # under the test server's 10 s client timeout; a 100 ms deadline that also
 # covers the client's dial) do not hold under software emulation, on any
 # kernel (docs/kernels.md).
-TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain|TestOpenSSLSpansAndPropagation|TestGoTLSSpansAndPropagation|TestConnectFailures|TestGoroutineTree|TestB3Incoming|TestGRPCB3Incoming|TestGoHTTP2ServerLinks|TestShortLivedClients|TestGRPCOptionOnly|TestGRPCOverTLS|TestOpenSSLLinkedIn|TestGRPCContextChain|TestGRPCPreexisting|TestTLSMemoryBIO|TestNodeHTTP2Context|TestGoH2CClientHeader)\$}"
+TESTS="${WEFT_KERNEL_TESTS:-^(TestServerSpans|TestInjectionOff|TestPreexistingKeepAlive|TestMixedChain|TestTCPOptionPropagation|TestTCPOptionOlderConnections|TestPythonInChain|TestOpenSSLSpansAndPropagation|TestGoTLSSpansAndPropagation|TestConnectFailures|TestGoroutineTree|TestB3Incoming|TestGRPCB3Incoming|TestGoHTTP2ServerLinks|TestShortLivedClients|TestGRPCOptionOnly|TestGRPCReadTogether|TestGRPCOverTLS|TestOpenSSLLinkedIn|TestGRPCContextChain|TestGRPCPreexisting|TestTLSMemoryBIO|TestNodeHTTP2Context|TestGoH2CClientHeader)\$}"
 TIMEOUT="${WEFT_KERNEL_TIMEOUT:-30m}"
 # A guest that hangs past the tests' own timeout is killed.
 export WEFT_VM_TIMEOUT="${WEFT_VM_TIMEOUT:-2100}"

@@ -124,3 +124,63 @@ func grpcOptionRun(t *testing.T, capture, propagation string, aArgs []string) {
 		t.Errorf("%v HTTP/2 headers inserted, want none", got)
 	}
 }
+
+// TestGRPCReadTogether: B makes its first read late (-first-read-delay),
+// as a busy server does, so that the client's SETTINGS and the segment
+// with the first call's HEADERS and TCP option wait in the socket. grpc-go
+// reads the 24-byte preface alone, then the rest in one read that begins
+// before the option's segment. The option still goes to that call's
+// stream (counted as h2_option_after_frames): the connection's first call
+// is linked, not a root. Deterministic, unlike the slow-guest race
+// TestShortLivedClients met on 5.10.
+func TestGRPCReadTogether(t *testing.T) {
+	needRoot(t)
+	for _, capture := range presendSources(t) {
+		t.Run(capture, func(t *testing.T) {
+			col := otelcol.Start(t)
+			bin := goBuild(t, filepath.Join(repoRoot(t), "testdata/grpcserver"), "", filepath.Join(t.TempDir(), "weft-e2e-grpctogether"))
+			a := startServer(t, "a", bin)
+			b := startServer(t, "b", bin, "-first-read-delay", "300ms")
+			ag := startAgent(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + col.Endpoint}, "-propagation", "tcp", "-capture", capture,
+				"-pid", fmt.Sprint(a.PID()), "-pid", fmt.Sprint(b.PID()))
+			ag.waitTracked(t, a.PID())
+			ag.waitTracked(t, b.PID())
+			const n = 3
+			cmd := exec.Command(bin, "-call", a.Addr, "-stdin")
+			cmd.Stdin = strings.NewReader(strings.Repeat("hop grpc://"+b.Addr+"\n", n))
+			if out, err := cmd.Output(); err != nil || strings.Count(string(out), "OK") != n {
+				t.Fatalf("calls: %q %v", out, err)
+			}
+			pid := func(s otelcol.Span) string { return fmt.Sprint(s.Resource["process.pid"]) }
+			spans := col.WaitSpans(t, 3*n, 60*time.Second, func(s otelcol.Span) bool {
+				return pid(s) == fmt.Sprint(a.PID()) || pid(s) == fmt.Sprint(b.PID())
+			})
+			var aCli, bSrv []otelcol.Span
+			for _, s := range inStartOrder(spans) {
+				switch {
+				case s.Kind == 3 && pid(s) == fmt.Sprint(a.PID()):
+					aCli = append(aCli, s)
+				case s.Kind == 2 && pid(s) == fmt.Sprint(b.PID()):
+					bSrv = append(bSrv, s)
+				}
+			}
+			if len(aCli) != n || len(bSrv) != n {
+				t.Fatalf("A client %d, B server %d: want %d each", len(aCli), len(bSrv), n)
+			}
+			for i := range n {
+				if bSrv[i].ParentSpanID != "" && bSrv[i].ParentSpanID != aCli[i].SpanID {
+					t.Errorf("call %d: B's request has parent %q, not A's call %s", i, bSrv[i].ParentSpanID, aCli[i].SpanID)
+				}
+			}
+			together := ag.metric(t, `weft_sockio_kernel_total{name="h2_option_after_frames"}`)
+			t.Logf("B's parents %q %q %q; options read after other frames %v", bSrv[0].ParentSpanID, bSrv[1].ParentSpanID,
+				bSrv[2].ParentSpanID, together)
+			if bSrv[0].ParentSpanID != aCli[0].SpanID {
+				t.Errorf("the connection's first call reached B without A's context")
+			}
+			if together < 1 {
+				t.Errorf("no option was read after other frames: the test did not make the reads it is about")
+			}
+		})
+	}
+}

@@ -405,6 +405,7 @@ func main() {
 	httpCA := flag.String("http-ca", "", "PEM certificate that https:// hops trust (they speak HTTP/2)")
 	httpCert := flag.String("http-cert", "", "with -http and -http-key: serve HTTPS (HTTP/2 by ALPN) with this PEM certificate")
 	httpKey := flag.String("http-key", "", "PEM key of -http-cert")
+	firstReadDelay := flag.Duration("first-read-delay", 0, "serve: wait this long before a connection's first read (a slow or busy server: the client's frames pile up and are read together)")
 	workers := flag.Int("workers", envInt("GRPCSERVER_WORKERS"), "grpc.NumStreamWorkers: handlers run in this many reused worker goroutines (0: a goroutine per stream)")
 	flag.Parse()
 	var serverOpts []grpc.ServerOption
@@ -452,6 +453,9 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stdout, "LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
+	if *firstReadDelay > 0 {
+		ln = slowListener{ln, *firstReadDelay}
+	}
 	if *serveHTTP {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/hop", hopHandler)
@@ -469,4 +473,29 @@ func main() {
 func envInt(k string) int {
 	n, _ := strconv.Atoi(os.Getenv(k))
 	return n
+}
+
+// slowListener's connections wait before their first read.
+type slowListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l slowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &slowConn{Conn: c, delay: l.delay}, nil
+}
+
+type slowConn struct {
+	net.Conn
+	delay time.Duration
+	once  sync.Once
+}
+
+func (c *slowConn) Read(b []byte) (int, error) {
+	c.once.Do(func() { time.Sleep(c.delay) })
+	return c.Conn.Read(b)
 }
