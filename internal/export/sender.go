@@ -200,9 +200,14 @@ func (o *OTLP) deliver(w *work, stopping bool) (result, bool) {
 // whose first part was delivered keeps the rest for the next upload.
 func (o *OTLP) settle(w *work, reason string) {
 	if w.file != nil {
-		if reason != "" || (w.rest == nil && w.tooLarge == 0) {
+		if w.rest == nil && w.tooLarge == 0 {
 			o.spool.done(*w.file, reason)
 			return
+		}
+		// A file cut in parts: this part is settled, the rest stays (a
+		// part refused for good takes only itself with it).
+		if reason != "" {
+			o.st.dropped(reason, w.n)
 		}
 		if w.tooLarge > 0 {
 			o.st.dropped(DropTooLarge, w.tooLarge)

@@ -30,7 +30,7 @@ func splitRequest(rss []*tracepb.ResourceSpans, maxBytes int) (head, rest []*tra
 			ssSize := 16 + proto.Size(ss.Scope) + len(ss.SchemaUrl)
 			for _, sp := range ss.Spans {
 				n := 16 + proto.Size(sp)
-				if n+ssSize+rsSize > maxBytes {
+				if n+ssSize+rsSize > maxBytes && aloneSize(rs, ss, sp) > maxBytes {
 					tooLarge++
 					continue
 				}
@@ -42,7 +42,7 @@ func splitRequest(rss []*tracepb.ResourceSpans, maxBytes int) (head, rest []*tra
 					if hRes == nil {
 						add += rsSize
 					}
-					if size+add <= maxBytes {
+					if size+add <= maxBytes || size == 0 { // alone it fits (above)
 						if hRes == nil {
 							hRes = &tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl}
 							head = append(head, hRes)
@@ -70,4 +70,10 @@ func splitRequest(rss []*tracepb.ResourceSpans, maxBytes int) (head, rest []*tra
 		}
 	}
 	return head, rest, tooLarge
+}
+
+// aloneSize is the exact size of a request of sp alone.
+func aloneSize(rs *tracepb.ResourceSpans, ss *tracepb.ScopeSpans, sp *tracepb.Span) int {
+	return proto.Size(&tracepb.TracesData{ResourceSpans: []*tracepb.ResourceSpans{{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl,
+		ScopeSpans: []*tracepb.ScopeSpans{{Scope: ss.Scope, SchemaUrl: ss.SchemaUrl, Spans: []*tracepb.Span{sp}}}}}})
 }

@@ -90,14 +90,14 @@ func checkSplit(t *testing.T, rss []*tracepb.ResourceSpans, max int) (head, rest
 			}
 		}
 	}
-	if tooLarge < dropped {
+	if tooLarge != dropped {
 		t.Fatalf("%d spans too large alone, %d counted", dropped, tooLarge)
 	}
 	got := append(flatten(head), flatten(rest)...)
 	if len(got)+tooLarge != len(flatten(rss)) {
 		t.Fatalf("%d in head and rest + %d too large, of %d", len(got), tooLarge, len(flatten(rss)))
 	}
-	if tooLarge == dropped && len(got) == len(want) {
+	if len(got) == len(want) {
 		for i := range got {
 			if got[i] != want[i] {
 				t.Fatalf("span %d: %v, want %v", i, got[i], want[i])

@@ -204,7 +204,14 @@ func encodeSpoolFile(rss []*tracepb.ResourceSpans) ([]byte, error) {
 // with fewer spans. If the new file cannot be written, the rest is
 // dropped (counted): the old one would send its first part again forever.
 func (s *spool) replace(f spoolFile, n int, rss []*tracepb.ResourceSpans) error {
+	// Written outside the lock (a rest may be large): f is busy, so neither
+	// eviction nor expiry takes it meanwhile.
+	nf := spoolFile{seq: f.seq, created: f.created, spans: n}
 	data, err := encodeSpoolFile(rss)
+	if err == nil {
+		nf.size = int64(len(data))
+		err = s.writeFile(nf.name(), data)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.busy == f.seq {
@@ -212,22 +219,21 @@ func (s *spool) replace(f spoolFile, n int, rss []*tracepb.ResourceSpans) error 
 	}
 	i, found := slices.BinarySearchFunc(s.files, f.seq, func(f spoolFile, seq uint64) int { return compareSeq(f.seq, seq) })
 	if !found {
-		return nil // evicted meanwhile (counted then)
+		return nil // not ours any more
 	}
-	nf := spoolFile{seq: f.seq, created: f.created, spans: n, size: int64(len(data))}
-	if nf.name() == f.name() {
-		return nil // nothing was cut: f stays as it is
-	}
-	if err == nil {
-		err = s.writeFile(nf.name(), data)
-	}
-	s.removeLocked(i, "")
 	if err != nil {
+		s.removeLocked(i, "") // its first part was delivered
 		s.st.dropped(DropSpoolError, n)
 		return fmt.Errorf("rewriting spool file %s: %w", f.name(), err)
 	}
-	s.files = slices.Insert(s.files, i, nf)
-	s.bytes += nf.size
+	old := s.files[i]
+	if old.name() != nf.name() {
+		if err := os.Remove(filepath.Join(s.dir, old.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing spool file", "file", old.name(), "err", err)
+		}
+	}
+	s.bytes += nf.size - old.size
+	s.files[i] = nf
 	return nil
 }
 

@@ -124,3 +124,53 @@ func TestSpoolBounds(t *testing.T) {
 		t.Errorf("metrics text:\n%s", text.String())
 	}
 }
+
+// TestSpoolReplace: the rest of a file whose first part was delivered
+// takes its place (same seq and age, fewer spans), the file is no longer
+// busy, and the old file is gone; a rest that cannot be written is
+// dropped and counted (spool_error) with the file, which would otherwise
+// send its first part again on every round.
+func TestSpoolReplace(t *testing.T) {
+	dir := t.TempDir()
+	reg := metrics.New()
+	st := newStats(reg)
+	sp, err := openSpool(dir, 1<<30, time.Hour, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.write(3, 10, encodeBatch(spoolBatch(7, 10))); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := sp.oldest()
+	if err := sp.replace(f, 4, encodeBatch(spoolBatch(8, 4))); err != nil {
+		t.Fatal(err)
+	}
+	if sp.busy != 0 {
+		t.Error("the file is still busy")
+	}
+	g, ok := sp.oldest()
+	if !ok || g.seq != f.seq || !g.created.Equal(f.created) || g.spans != 4 {
+		t.Fatalf("after replace: %+v (ok %v), want seq %d, age kept, 4 spans", g, ok, f.seq)
+	}
+	rss, err := sp.read(g)
+	if err != nil || countSpans(rss) != 4 {
+		t.Fatalf("the rest reads back as %d spans, %v", countSpans(rss), err)
+	}
+	if files, b := sp.stat(); files != 1 || b != g.size {
+		t.Errorf("%d files of %d bytes, want 1 of %d", files, b, g.size)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != g.name() {
+		t.Errorf("on disk: %v, want only %s", left, g.name())
+	}
+
+	sp.dir = filepath.Join(dir, "gone") // every write fails
+	if err := sp.replace(g, 2, encodeBatch(spoolBatch(9, 2))); err == nil {
+		t.Fatal("a rest that could not be written was not reported")
+	}
+	if d := reg.Value(spansMetric, "outcome", "dropped", "reason", DropSpoolError); d != 2 {
+		t.Errorf("spool_error %d, want the rest's 2", d)
+	}
+	if files, b := sp.stat(); files != 0 || b != 0 {
+		t.Errorf("%d files of %d bytes left in the index, want none", files, b)
+	}
+}

@@ -92,8 +92,14 @@ func (a *AttrPool) Recycle(s *Span) {
 		s.Attrs = nil
 		return
 	}
+	attrs := keepable(s)
+	if attrs == nil {
+		return
+	}
 	a.mu.Lock()
-	a.recycleLocked(s)
+	if len(a.free) < poolKeep {
+		a.free = append(a.free, attrs)
+	}
 	a.mu.Unlock()
 }
 
@@ -105,20 +111,35 @@ func (a *AttrPool) RecycleAll(ss []Span) {
 		}
 		return
 	}
-	a.mu.Lock()
+	// Cleared before the lock, which the protocols' Attrs wait on: the
+	// kept arrays are moved to the front of ss's attributes.
+	k := 0
 	for i := range ss {
-		a.recycleLocked(&ss[i])
+		if attrs := keepable(&ss[i]); attrs != nil {
+			ss[k].Attrs = attrs
+			k++
+		}
+	}
+	a.mu.Lock()
+	for i := range k {
+		if len(a.free) < poolKeep {
+			a.free = append(a.free, ss[i].Attrs)
+		}
+		ss[i].Attrs = nil
 	}
 	a.mu.Unlock()
 }
 
-func (a *AttrPool) recycleLocked(s *Span) {
+// keepable takes s's attributes from it and returns them cleared and
+// empty if the pool keeps arrays of their size (those it makes, or a
+// caller's larger request's), else nil.
+func keepable(s *Span) []attribute.KeyValue {
 	attrs := s.Attrs
 	s.Attrs = nil
-	if cap(attrs) < 8 || cap(attrs) > 32 || len(a.free) >= poolKeep {
-		return
+	if cap(attrs) < poolSlots || cap(attrs) > 2*poolSlots {
+		return nil
 	}
 	attrs = attrs[:cap(attrs)]
 	clear(attrs) // hold no strings alive
-	a.free = append(a.free, attrs[:0])
+	return attrs[:0]
 }
