@@ -20,13 +20,14 @@ func splitRequest(rss []*tracepb.ResourceSpans, maxBytes int) (head, rest []*tra
 	if maxBytes <= 0 || proto.Size(&tracepb.TracesData{ResourceSpans: rss}) <= maxBytes {
 		return rss, nil, 0
 	}
+	var h, r part
 	size := 0
 	full := false // head took all it may: the rest go to rest
 	for _, rs := range rss {
-		var hRes, rRes *tracepb.ResourceSpans
+		h.res, r.res = nil, nil
 		rsSize := 16 + proto.Size(rs.Resource) + len(rs.SchemaUrl)
 		for _, ss := range rs.ScopeSpans {
-			var hScope, rScope *tracepb.ScopeSpans
+			h.scope, r.scope = nil, nil
 			ssSize := 16 + proto.Size(ss.Scope) + len(ss.SchemaUrl)
 			for _, sp := range ss.Spans {
 				n := 16 + proto.Size(sp)
@@ -36,40 +37,45 @@ func splitRequest(rss []*tracepb.ResourceSpans, maxBytes int) (head, rest []*tra
 				}
 				if !full {
 					add := n
-					if hScope == nil {
+					if h.scope == nil {
 						add += ssSize
 					}
-					if hRes == nil {
+					if h.res == nil {
 						add += rsSize
 					}
 					if size+add <= maxBytes || size == 0 { // alone it fits (above)
-						if hRes == nil {
-							hRes = &tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl}
-							head = append(head, hRes)
-						}
-						if hScope == nil {
-							hScope = &tracepb.ScopeSpans{Scope: ss.Scope, SchemaUrl: ss.SchemaUrl}
-							hRes.ScopeSpans = append(hRes.ScopeSpans, hScope)
-						}
-						hScope.Spans = append(hScope.Spans, sp)
+						h.add(rs, ss, sp)
 						size += add
 						continue
 					}
 					full = true
 				}
-				if rRes == nil {
-					rRes = &tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl}
-					rest = append(rest, rRes)
-				}
-				if rScope == nil {
-					rScope = &tracepb.ScopeSpans{Scope: ss.Scope, SchemaUrl: ss.SchemaUrl}
-					rRes.ScopeSpans = append(rRes.ScopeSpans, rScope)
-				}
-				rScope.Spans = append(rScope.Spans, sp)
+				r.add(rs, ss, sp)
 			}
 		}
 	}
-	return head, rest, tooLarge
+	return h.rss, r.rss, tooLarge
+}
+
+// part is one side of a split request being built: the resource and the
+// scope it is filling, opened at their first span.
+type part struct {
+	rss   []*tracepb.ResourceSpans
+	res   *tracepb.ResourceSpans
+	scope *tracepb.ScopeSpans
+}
+
+// add appends sp, of scope ss of resource rs, to the part.
+func (p *part) add(rs *tracepb.ResourceSpans, ss *tracepb.ScopeSpans, sp *tracepb.Span) {
+	if p.res == nil {
+		p.res = &tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl}
+		p.rss = append(p.rss, p.res)
+	}
+	if p.scope == nil {
+		p.scope = &tracepb.ScopeSpans{Scope: ss.Scope, SchemaUrl: ss.SchemaUrl}
+		p.res.ScopeSpans = append(p.res.ScopeSpans, p.scope)
+	}
+	p.scope.Spans = append(p.scope.Spans, sp)
 }
 
 // aloneSize is the exact size of a request of sp alone.
