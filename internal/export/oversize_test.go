@@ -1,13 +1,22 @@
 package export
 
 import (
+	"context"
+	"encoding/hex"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
@@ -157,5 +166,96 @@ func TestSpoolReplaceCrash(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 1 {
 		t.Errorf("%d files on disk, want 1", len(left))
+	}
+}
+
+// refuser is an OTLP server that refuses for good (InvalidArgument) any
+// request holding the span poison, and takes the others.
+type refuser struct {
+	coltracepb.UnimplementedTraceServiceServer
+	poison string
+
+	mu       sync.Mutex
+	got      map[string]int
+	refused  int // spans in refused requests
+	requests int
+}
+
+func (s *refuser) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	var ids []string
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				ids = append(ids, hex.EncodeToString(sp.SpanId))
+			}
+		}
+	}
+	if slices.Contains(ids, s.poison) {
+		s.refused += len(ids)
+		return nil, status.Error(codes.InvalidArgument, "poisoned")
+	}
+	for _, id := range ids {
+		s.got[id]++
+	}
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// TestSpoolPartRefused: a spool file cut in parts, of which the collector
+// refuses one for good: that part alone is dropped (rejected, counted),
+// the parts before and after it arrive exactly once, and the spool ends
+// empty.
+func TestSpoolPartRefused(t *testing.T) {
+	dir := t.TempDir()
+	pad := strings.Repeat("x", 9000)
+	var batch []spans.Span
+	for i := range 30 {
+		s := testSpan(9, i)
+		s.Attrs = append(s.Attrs, attribute.String("pad", pad))
+		batch = append(batch, s)
+	}
+	old, err := openSpool(dir, 1<<30, time.Hour, testLogger(t), newStats(metrics.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.write(1, len(batch), encodeBatch(batch)); err != nil {
+		t.Fatal(err)
+	}
+	srv := &refuser{poison: hex.EncodeToString(batch[15].SpanID[:]), got: map[string]int{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(gs, srv)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+
+	cfg := fastConfig("http://" + ln.Addr().String())
+	cfg.SpoolDir = dir
+	cfg.MaxBatchBytes = 100_000 // about ten of these spans a part
+	reg := metrics.New()
+	o := startPipeline(t, cfg, reg)
+	waitIdle(t, o, 30*time.Second)
+
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	exported, d := reg.Value(spansMetric, "outcome", "exported"), dropped(reg)
+	t.Logf("%d requests; %d spans taken, %d in the refused part; exported %d, dropped %v", srv.requests, len(srv.got), srv.refused, exported, d)
+	if srv.refused == 0 || srv.refused >= len(batch)/2 {
+		t.Fatalf("the refused part held %d of %d spans: the file was not cut in parts", srv.refused, len(batch))
+	}
+	if len(srv.got)+srv.refused != len(batch) {
+		t.Errorf("%d taken + %d refused, of %d", len(srv.got), srv.refused, len(batch))
+	}
+	for id, c := range srv.got {
+		if c != 1 {
+			t.Errorf("span %s arrived %d times", id, c)
+		}
+	}
+	if int(exported) != len(srv.got) || int(d[DropRejected]) != srv.refused || len(d) != 1 {
+		t.Errorf("exported %d, dropped %v; want %d exported and %d rejected", exported, d, len(srv.got), srv.refused)
 	}
 }
