@@ -3,7 +3,6 @@ package export
 import (
 	"context"
 	"encoding/hex"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -224,16 +222,7 @@ func TestSpoolPartRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &refuser{poison: hex.EncodeToString(batch[15].SpanID[:]), got: map[string]int{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	coltracepb.RegisterTraceServiceServer(gs, srv)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-
-	cfg := fastConfig("http://" + ln.Addr().String())
+	cfg := fastConfig(serveOTLP(t, srv))
 	cfg.SpoolDir = dir
 	cfg.MaxBatchBytes = 100_000 // about ten of these spans a part
 	reg := metrics.New()

@@ -69,11 +69,10 @@ func (s *throttler) Export(_ context.Context, req *coltracepb.ExportTraceService
 	return resp, nil
 }
 
-// TestThrottlingCollector: against a collector that throttles with
-// RetryInfo, the queue stays within its bound, the throttle delay is
-// honoured, and every span is exported, rejected or dropped, counted.
-func TestThrottlingCollector(t *testing.T) {
-	srv := &throttler{delay: 300 * time.Millisecond, got: map[string]int{}}
+// serveOTLP serves srv's trace service (grpc-go, as a collector's OTLP
+// receiver does) until the test ends; it returns its endpoint URL.
+func serveOTLP(t testing.TB, srv coltracepb.TraceServiceServer) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,9 +81,16 @@ func TestThrottlingCollector(t *testing.T) {
 	coltracepb.RegisterTraceServiceServer(gs, srv)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
+	return "http://" + ln.Addr().String()
+}
 
+// TestThrottlingCollector: against a collector that throttles with
+// RetryInfo, the queue stays within its bound, the throttle delay is
+// honoured, and every span is exported, rejected or dropped, counted.
+func TestThrottlingCollector(t *testing.T) {
+	srv := &throttler{delay: 300 * time.Millisecond, got: map[string]int{}}
 	reg := metrics.New()
-	cfg := fastConfig("http://" + ln.Addr().String())
+	cfg := fastConfig(serveOTLP(t, srv))
 	cfg.QueueSize, cfg.BatchSize = 300, 50
 	o := startPipeline(t, cfg, reg)
 	const n = 3000
