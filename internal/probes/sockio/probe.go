@@ -619,8 +619,10 @@ func (p *Probe) loop() {
 // data and asks epoll on its next read, a system call at the start of
 // every drain, and a system call wakes the runtime's sysmon into 20 µs
 // ticks for as long as the drain runs. Stopping first keeps the reader
-// from ever waiting again after its first read (measured at 2,000 req/s
-// on a 2-vCPU VM: sysmon was a fifth of the agent's CPU).
+// from ever waiting again after its first read. (At 2,000 req/s on a
+// 2-vCPU VM sysmon is a fifth of the agent's CPU; this removed one of its
+// wakes per drain, not a measurable share: the others come from export
+// writes and GC.)
 func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomic.Uint64) (read, open bool) {
 	for n := 1; ; n++ {
 		if !p.gate.Pending() {
