@@ -40,6 +40,10 @@ type Binary struct {
 	// program's sockets. "" when there is none, or it cannot be told.
 	CCalls string
 
+	// layouts names, by module path (StdModule for the standard library),
+	// the source a struct of that module was built from: LayoutKey.
+	layouts map[string]string
+
 	file   io.ReaderAt
 	size   int64 // of file: every offset and size read from it is checked against it
 	closer io.Closer
@@ -114,7 +118,6 @@ func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
 		Path:      path,
 		GoVersion: goVersion(info.GoVersion),
 		Main:      info.Main.Path,
-		Modules:   make(map[string]string, len(info.Deps)),
 		HasDWARF:  ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil,
 		HasSymtab: ef.Section(".symtab") != nil,
 		PIE:       ef.Type == elf.ET_DYN,
@@ -122,16 +125,7 @@ func newBinary(path string, r io.ReaderAt, size int64) (b *Binary, err error) {
 		size:      size,
 		elf:       ef,
 	}
-	for _, d := range info.Deps {
-		v := d.Version
-		// A module replaced by another module version runs that version's
-		// code, so its layout is what matters; a directory replacement has
-		// no version and keeps the required one.
-		if d.Replace != nil && d.Replace.Version != "" {
-			v = d.Replace.Version
-		}
-		b.Modules[d.Path] = v
-	}
+	b.Modules, b.layouts = moduleVersions(info)
 	b.BuildID = goBuildID(ef)
 	b.symtab = sync.OnceValues(guard(path, b.loadSymtab))
 	b.pcln = sync.OnceValues(guard(path, b.loadPcln))
@@ -179,6 +173,35 @@ func goBuildID(ef *elf.File) string {
 		return ""
 	}
 	return string(d[16 : 16+descsz])
+}
+
+// moduleVersions reads the build info's dependencies: each module's
+// version, and the layout keys (LayoutKey) of the modules' structs.
+func moduleVersions(info *buildinfo.BuildInfo) (modules, layouts map[string]string) {
+	modules = make(map[string]string, len(info.Deps))
+	// The toolchain's whole version, experiments included: a
+	// GOEXPERIMENT may change the runtime's structs.
+	layouts = map[string]string{StdModule: StdModule + "@" + info.GoVersion}
+	for _, d := range info.Deps {
+		v := d.Version
+		// A module replaced by another module version runs that version's
+		// code, so its layout is what matters; a directory replacement has
+		// no version and keeps the required one.
+		if d.Replace != nil && d.Replace.Version != "" {
+			v = d.Replace.Version
+		}
+		modules[d.Path] = v
+		// A directory's code is whatever it held at build time: it names
+		// no source, and gets no key.
+		switch {
+		case v == "" || v == "(devel)" || d.Replace != nil && d.Replace.Version == "":
+		case d.Replace != nil:
+			layouts[d.Path] = d.Replace.Path + "@" + v + " for " + d.Path
+		default:
+			layouts[d.Path] = d.Path + "@" + v
+		}
+	}
+	return modules, layouts
 }
 
 // goVersion drops suffixes such as " X:boringcrypto" from a build info

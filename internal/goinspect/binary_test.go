@@ -2,11 +2,13 @@ package goinspect
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,5 +361,42 @@ func TestBuildID(t *testing.T) {
 		if k := (&Binary{BuildID: id, size: 1}).ContentKey(); k != "" {
 			t.Errorf("build ID %q: ContentKey %q, want none", id, k)
 		}
+	}
+}
+
+// TestLayoutKey: a struct's layout key names the source it was built
+// from (the toolchain's whole version for the standard library, the
+// module version, or the replacement's), and none when there is no
+// such name.
+func TestLayoutKey(t *testing.T) {
+	info := &buildinfo.BuildInfo{GoVersion: "go1.26.8 X:boringcrypto", Main: debug.Module{Path: "example.com/app", Version: "(devel)"},
+		Deps: []*debug.Module{
+			{Path: "google.golang.org/grpc", Version: "v1.77.0"},
+			{Path: "golang.org/x/net", Version: "v0.40.0", Replace: &debug.Module{Path: "example.com/fork/net", Version: "v0.40.1"}},
+			{Path: "example.com/local", Version: "v1.0.0", Replace: &debug.Module{Path: "../local"}},
+			{Path: "example.com/dev", Version: "(devel)"},
+		}}
+	b := &Binary{Path: "x", GoVersion: goVersion(info.GoVersion), Main: info.Main.Path}
+	b.Modules, b.layouts = moduleVersions(info)
+	for _, tc := range []struct {
+		typ, want string
+		ok        bool
+	}{
+		{"runtime.g", "std@go1.26.8 X:boringcrypto", true},
+		{"net/http.Request", "std@go1.26.8 X:boringcrypto", true},
+		{"google.golang.org/grpc/internal/transport.http2Server", "google.golang.org/grpc@v1.77.0", true},
+		{"golang.org/x/net/http2.Framer", "example.com/fork/net@v0.40.1 for golang.org/x/net", true},
+		{"example.com/local/pkg.T", "", false},
+		{"example.com/dev.T", "", false},
+		{"example.com/app/internal.T", "", false}, // the main module's
+		{"example.com/unknown.T", "", false},
+	} {
+		got, ok := b.LayoutKey(tc.typ)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("LayoutKey(%s) = %q, %v; want %q, %v", tc.typ, got, ok, tc.want, tc.ok)
+		}
+	}
+	if b.Modules["golang.org/x/net"] != "v0.40.1" || b.Modules["example.com/local"] != "v1.0.0" {
+		t.Errorf("module versions %v", b.Modules)
 	}
 }

@@ -61,6 +61,23 @@ func GoidOffset(b *Binary) (uint64, Source, error) {
 	return b.FieldOffset("runtime.g", "goid")
 }
 
+// LayoutKey names the source the struct named structName was compiled
+// from in this binary: its module at the version built (for the standard
+// library, the toolchain's whole version, experiments included) on amd64,
+// the only architecture Open takes. Two binaries giving one key have the
+// same layout for that struct, so a field offset read from one's DWARF
+// holds for the other. ok is false when no source can be named: the type
+// is the main module's or in no dependency, or its module was replaced
+// by a directory.
+func (b *Binary) LayoutKey(structName string) (key string, ok bool) {
+	module, _, err := b.moduleOf(structName)
+	if err != nil {
+		return "", false
+	}
+	key, ok = b.layouts[module]
+	return key, ok
+}
+
 // moduleOf maps a type name to the module that defines it and its version.
 func (b *Binary) moduleOf(typeName string) (module, version string, err error) {
 	pkg, _, _ := strings.Cut(typeName, "[") // type arguments hold other paths
