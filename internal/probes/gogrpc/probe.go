@@ -136,7 +136,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots, "h2_ids": maps.H2IDs, "events": maps.Events, "exec_sel": maps.ExecSel,
 		"tls_opts_g": maps.TLSOptsG, "grpc_procs": maps.GRPCProcs, "grpc_streams": maps.GRPCStreams}
-	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl, Cache: p.deps.BTF.Cache()}); err != nil {
 		return fmt.Errorf("loading gogrpc BPF programs: %w", err)
 	}
 	p.set.SetLoaded()

@@ -202,7 +202,7 @@ func (p *Probe) Start(ctx context.Context) error {
 			injecting = true
 		}
 	}
-	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl, Cache: p.deps.BTF.Cache()}); err != nil {
 		return fmt.Errorf("loading gohttp BPF program: %w", err)
 	}
 	p.set.SetLoaded()

@@ -119,7 +119,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	}
 	p.maps = maps
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "goctx": maps.Goctx, "gospawn": maps.Gospawn, "go_roots": maps.GoRoots}
-	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl, Cache: p.deps.BTF.Cache()}); err != nil {
 		return fmt.Errorf("loading gospawn BPF program: %w", err)
 	}
 	p.set.SetLoaded()

@@ -55,6 +55,7 @@ func New(d probes.Deps, sock *sockio.Probe, cfg Config) *Probe {
 	d = d.WithDefaults()
 	inj := inject.New(d.Log.With("component", "inject"), cfg.Cgroup)
 	inj.SetHook(cfg.Hook)
+	inj.SetKernelBTF(d.BTF.Cache)
 	if err := inj.SetTraceState("weft", cfg.Cluster); err != nil {
 		// Context still propagates; the next hop learns the caller's
 		// cluster from its address instead.

@@ -57,7 +57,8 @@ func TestStartOnThisKernel(t *testing.T) {
 	ctx := context.Background()
 	met := metrics.New()
 	board := status.New(met)
-	deps := probes.Deps{Metrics: met, Status: board}
+	// The kernel types shared by the loads, as in the agent.
+	deps := probes.Deps{Metrics: met, Status: board, BTF: probes.NewKernelBTF()}
 	sock := sockio.New(deps, conntrack.Protocols{
 		Fallback: http1.New(http1.Config{Sink: spanrec.New(), Metrics: met, MaxHeaderBytes: 8192}),
 	})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 )
@@ -26,7 +27,7 @@ type connectSource struct {
 // loadConnect loads and attaches on_connect over the maps the capture
 // source loaded; failing only turns the feature off.
 func (p *Probe) loadConnect(spec *ebpf.CollectionSpec) {
-	c, err := newConnectSource(spec, &p.maps)
+	c, err := newConnectSource(spec, &p.maps, p.deps.BTF.Cache())
 	if err != nil {
 		p.log.Info("failed connects give no span", "why", err)
 		p.deps.Status.Feature(ConnectFailures, false, err.Error())
@@ -37,7 +38,7 @@ func (p *Probe) loadConnect(spec *ebpf.CollectionSpec) {
 		"inet_sock_set_state: a connect that fails before a byte is sent is a CLIENT span with error.type")
 }
 
-func newConnectSource(spec *ebpf.CollectionSpec, maps *sockioMaps) (*connectSource, error) {
+func newConnectSource(spec *ebpf.CollectionSpec, maps *sockioMaps, kernel *btf.Cache) (*connectSource, error) {
 	// The helper is shared by every tracing program type; the library
 	// probes it for kprobes.
 	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnTaskPtRegs); err != nil {
@@ -53,7 +54,7 @@ func newConnectSource(spec *ebpf.CollectionSpec, maps *sockioMaps) (*connectSour
 	if err != nil {
 		return nil, err
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl, Cache: kernel})
 	if err != nil {
 		return nil, fmt.Errorf("loading on_connect: %w", err)
 	}

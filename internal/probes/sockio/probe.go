@@ -341,7 +341,7 @@ func (p *Probe) loadSource(spec *ebpf.CollectionSpec, src Source) error {
 	if err != nil {
 		return err
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl, Cache: p.deps.BTF.Cache()})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

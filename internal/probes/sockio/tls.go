@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 
@@ -64,7 +65,7 @@ type tlsSource struct {
 // source loaded (spec is sockio's, prepared). Failing only turns TLS off.
 func (p *Probe) loadTLS(spec *ebpf.CollectionSpec) {
 	p.tls = &tlsSource{links: map[int][]link.Link{}, goExes: probes.NewExes[goTLSExe](), static: map[probes.ExeKey]bool{}}
-	if err := p.tls.load(spec, &p.maps); err != nil {
+	if err := p.tls.load(spec, &p.maps, p.deps.BTF.Cache()); err != nil {
 		p.tls.why = err.Error()
 		p.log.Info("TLS plaintext unavailable", "why", err)
 		p.deps.Status.Feature(status.TLS, false, p.tls.why)
@@ -73,7 +74,7 @@ func (p *Probe) loadTLS(spec *ebpf.CollectionSpec) {
 	p.deps.Status.Feature(status.TLS, true, "OpenSSL (libssl) SSL_read/SSL_write uprobes per traced process; Go crypto/tls uprobes per executable; "+p.tls.uprobes.Describe())
 }
 
-func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps) error {
+func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps, kernel *btf.Cache) error {
 	// The plaintext goes through the request-head search, which needs
 	// bpf_loop in uprobes.
 	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnLoop); err != nil {
@@ -108,7 +109,7 @@ func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps) error {
 	if err != nil {
 		return err
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl, Cache: kernel})
 	if err != nil {
 		return fmt.Errorf("loading the tls source's programs: %w", err)
 	}

@@ -187,7 +187,7 @@ func (p *Probe) start() error {
 		return fmt.Errorf("reading tcpopt BPF object: %w", err)
 	}
 	repl := map[string]*ebpf.Map{"procs": maps.Procs, "tcpopt_txs": maps.TCPOptTx, "tcpopt_rxs": maps.TCPOptRx}
-	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{MapReplacements: repl, Cache: p.deps.BTF.Cache()}); err != nil {
 		return fmt.Errorf("loading tcpopt BPF programs: %w", err)
 	}
 	for _, a := range []struct {
@@ -299,7 +299,7 @@ func (p *Probe) loadIter(spec *ebpf.CollectionSpec) error {
 	m := p.objs.tcpoptMaps
 	repl := map[string]*ebpf.Map{"procs": m.Procs, "tcpopt_inodes": m.TcpoptInodes, "tcpopt_own": m.TcpoptOwn,
 		"tcpopt_rxs": m.TcpoptRxs, "tcpopt_stats": m.TcpoptStats, "tcpopt_txs": m.TcpoptTxs}
-	if err := spec.LoadAndAssign(&it, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&it, &ebpf.CollectionOptions{MapReplacements: repl, Cache: p.deps.BTF.Cache()}); err != nil {
 		return fmt.Errorf("loading iter/tcp: %w", err)
 	}
 	l, err := link.AttachIter(link.IterOptions{Program: it.Iter})

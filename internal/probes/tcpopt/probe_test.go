@@ -56,7 +56,8 @@ func TestStartOnThisKernel(t *testing.T) {
 	ctx := context.Background()
 	met := metrics.New()
 	board := status.New(met)
-	deps := probes.Deps{Metrics: met, Status: board, Config: probes.Config{TCPOption: true}}
+	// The kernel types shared by the loads, as in the agent.
+	deps := probes.Deps{Metrics: met, Status: board, Config: probes.Config{TCPOption: true}, BTF: probes.NewKernelBTF()}
 	sock := sockio.New(deps, conntrack.Protocols{
 		Fallback: http1.New(http1.Config{Sink: spanrec.New(), Metrics: met, MaxHeaderBytes: 8192}),
 	})
