@@ -54,15 +54,10 @@ type inspector struct {
 	// again.
 	byContent map[string]exeFacts
 	read      int // executables whose facts were read, not found by content
-	// layouts: field offsets read from DWARF, by the source their struct
-	// was compiled from (goinspect's LayoutKey) and field: another build
-	// with the same toolchain and dependency versions (each service of a
-	// fleet, each release of one) needs no DWARF of its own, which is a
-	// tenth of a second an executable. Bounded by maxLayouts.
-	layouts map[string]uint64
-	// dwarfLooks counts the executables whose offsets were not all known
-	// from layouts, so that their own DWARF (or weft's table) was read.
-	dwarfLooks int
+	// layouts: struct layouts learnt from executables' DWARF, for other
+	// builds from the same source (goinspect.Layouts); the families'
+	// readings of an executable share them (Process.Layouts).
+	layouts *goinspect.Layouts
 	// reading: executables being read now; their other processes wait
 	// for that one read (exec events are handled side by side) rather
 	// than read the same DWARF again, all at once.
@@ -78,15 +73,11 @@ type inspector struct {
 // maxFiles bounds the executables the inspector keeps open.
 const maxFiles = 4096
 
-// maxLayouts bounds the field offsets the inspector remembers: a dozen
-// fields for each toolchain and dependency version seen.
-const maxLayouts = 8192
-
 func newInspector(cfg ResourceConfig, fields []string) *inspector {
 	if cfg.HostName == "" {
 		cfg.HostName, _ = os.Hostname()
 	}
-	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, byContent: map[string]exeFacts{}, layouts: map[string]uint64{}, reading: map[procs.ExeKey]chan struct{}{},
+	return &inspector{cfg: cfg, fields: fields, cache: map[procs.ExeKey]exeFacts{}, byContent: map[string]exeFacts{}, layouts: goinspect.NewLayouts(), reading: map[procs.ExeKey]chan struct{}{},
 		files: map[procs.ExeKey]*os.File{}}
 }
 
@@ -122,6 +113,9 @@ func (in *inspector) facts(info procs.Info) (exeFacts, *goinspect.Binary) {
 
 func (in *inspector) readFacts(path string) (exeFacts, *goinspect.Binary) {
 	b, err := goinspect.Open(path)
+	if err == nil {
+		b.UseLayouts(in.layouts)
+	}
 	if errors.Is(err, goinspect.ErrNotGo) {
 		return exeFacts{}, nil // any language's HTTP/1 server is traced from the socket layer
 	}
@@ -145,64 +139,23 @@ func (in *inspector) readFacts(path string) (exeFacts, *goinspect.Binary) {
 	}
 	// Without the goroutine id offset spans still come; only the goroutine
 	// attribute (and later in-process links) are missing.
-	looked := false
-	f.goidOffset, _ = in.fieldOffset(b, goidField, &looked)
+	if off, _, err := goinspect.GoidOffset(b); err == nil {
+		f.goidOffset = off
+	}
 	f.offsets = map[string]uint64{}
 	for _, name := range in.fields {
-		if off, ok := in.fieldOffset(b, name, &looked); ok {
+		i := strings.LastIndexByte(name, '.')
+		if off, _, err := b.FieldOffset(name[:i], name[i+1:]); err == nil {
 			f.offsets[name] = off
 		}
 	}
 	in.mu.Lock()
 	in.read++
-	if looked {
-		in.dwarfLooks++
-	}
 	if key != "" {
 		in.byContent[key] = f
 	}
 	in.mu.Unlock()
 	return f, b
-}
-
-// goidField is the goroutine id's field (goinspect.GoidOffset).
-const goidField = "runtime.g.goid"
-
-// fieldOffset returns the offset of name ("pkg.Type.field") in b: learnt
-// from another executable built from the same source if one was read,
-// else from b (its DWARF, else weft's table). looked is set when b itself
-// was asked.
-func (in *inspector) fieldOffset(b *goinspect.Binary, name string, looked *bool) (uint64, bool) {
-	i := strings.LastIndexByte(name, '.')
-	if i <= 0 {
-		return 0, false
-	}
-	structName, field := name[:i], name[i+1:]
-	source, keyed := b.LayoutKey(structName)
-	key := source + " " + name
-	if keyed {
-		in.mu.Lock()
-		off, ok := in.layouts[key]
-		in.mu.Unlock()
-		if ok {
-			return off, true
-		}
-	}
-	*looked = true
-	off, from, err := b.FieldOffset(structName, field)
-	if err != nil {
-		return 0, false
-	}
-	// Only what DWARF says is learnt: the table answers for every build
-	// anyway, and a struct this build left out may be in the next one.
-	if keyed && from == goinspect.FromDWARF {
-		in.mu.Lock()
-		if len(in.layouts) < maxLayouts {
-			in.layouts[key] = off
-		}
-		in.mu.Unlock()
-	}
-	return off, true
 }
 
 // process builds what probes need to know of a selected process. Its Exe,
@@ -232,6 +185,7 @@ func (in *inspector) process(info procs.Info) (p *probes.Process, done func(), e
 		Modules:    f.modules,
 		Resource:   res,
 		Exe:        b,
+		Layouts:    in.layouts,
 	}, done, nil
 }
 

@@ -43,6 +43,7 @@ type Binary struct {
 	// layouts names, by module path (StdModule for the standard library),
 	// the source a struct of that module was built from: LayoutKey.
 	layouts map[string]string
+	learnt  *Layouts // UseLayouts; nil: each field read from this binary
 
 	file   io.ReaderAt
 	size   int64 // of file: every offset and size read from it is checked against it

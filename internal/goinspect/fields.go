@@ -14,6 +14,7 @@ const (
 	FromDWARF   Source = iota + 1 // the binary's own debug info
 	FromTable                     // the embedded table, for the binary's exact version
 	FromNearest                   // the embedded table, for versions on both sides that agree
+	FromBuild                     // another build's DWARF, from the same source (Layouts)
 )
 
 func (s Source) String() string {
@@ -24,6 +25,8 @@ func (s Source) String() string {
 		return "table"
 	case FromNearest:
 		return "nearest"
+	case FromBuild:
+		return "build"
 	}
 	return fmt.Sprintf("Source(%d)", int(s))
 }
@@ -35,17 +38,28 @@ var ErrUnknownLayout = errors.New("unknown struct layout")
 var errNoField = errors.New("no such field")
 
 // FieldOffset returns the byte offset of field in the struct named
-// structName (a DWARF type name such as "runtime.g"). DWARF is preferred;
-// without it, or when the linker dropped the type as unused, the embedded
-// table is consulted for the version of the module defining the struct:
-// the Go version for the standard library, else the dependency's version.
+// structName (a DWARF type name such as "runtime.g"). DWARF is preferred:
+// another build's from the same source when b uses Layouts that know it,
+// else b's own. Without it, or when the linker dropped the type as unused,
+// the embedded table is consulted for the version of the module defining
+// the struct: the Go version for the standard library, else the
+// dependency's version.
 func (b *Binary) FieldOffset(structName, field string) (_ uint64, _ Source, err error) {
 	defer recovered(b.Path, &err)
+	key := b.learntKey(structName, field)
+	if key != "" {
+		if off, ok := b.learnt.get(key); ok {
+			return off, FromBuild, nil
+		}
+	}
 	off, ok, err := b.dwarfFieldOffset(structName, field)
 	if err != nil {
 		return 0, 0, err
 	}
 	if ok {
+		if key != "" {
+			b.learnt.put(key, off)
+		}
 		return off, FromDWARF, nil
 	}
 	module, version, err := b.moduleOf(structName)
@@ -194,15 +208,24 @@ func (b *Binary) ModuleAtLeast(path, min string) (atLeast, ok bool) {
 const SizeField = "<size>"
 
 // StructSize returns a struct's size in bytes (the stride of a slice of
-// it): from the binary's DWARF, else from the embedded table like
-// FieldOffset.
+// it): from DWARF (another build's, from Layouts, or the binary's own),
+// else from the embedded table like FieldOffset.
 func (b *Binary) StructSize(structName string) (_ uint64, err error) {
 	defer recovered(b.Path, &err)
+	key := b.learntKey(structName, SizeField)
+	if key != "" {
+		if size, ok := b.learnt.get(key); ok {
+			return size, nil
+		}
+	}
 	size, ok, err := b.dwarfStructSize(structName)
 	if err != nil {
 		return 0, err
 	}
 	if ok {
+		if key != "" {
+			b.learnt.put(key, size)
+		}
 		return size, nil
 	}
 	module, version, err := b.moduleOf(structName)

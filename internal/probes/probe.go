@@ -48,6 +48,10 @@ type Process struct {
 	// families Track the first process of an executable; nil otherwise.
 	// Families reach it through Inspect.
 	Exe *goinspect.Binary
+	// Layouts are the struct layouts learnt from other executables'
+	// DWARF (discovery's), which an executable Inspect opens uses; nil:
+	// none.
+	Layouts *goinspect.Layouts
 }
 
 // ExecKey names an executable the way the kernel does at exec: struct
@@ -78,6 +82,9 @@ func (p *Process) Inspect() (b *goinspect.Binary, release func(), err error) {
 	b, err = goinspect.Open(p.ExePath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("inspecting %s: %w", p.ExePath, err)
+	}
+	if p.Layouts != nil {
+		b.UseLayouts(p.Layouts)
 	}
 	return b, func() { b.Close() }, nil
 }
