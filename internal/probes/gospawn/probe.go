@@ -147,19 +147,36 @@ func (p *Probe) watch() {
 // poll reads go_roots for the waiting processes and switches on those
 // with roots, and every waiting process of an executable whose goroutine
 // starts are probed already (the uprobe traps in all of them anyway).
+//
+// go_roots holds only the processes whose calls were roots, mostly none:
+// one pass over it costs a system call or two, where a lookup for each
+// waiting process cost one each, two thousand a second for a node's
+// thousand idle Go processes.
 func (p *Probe) poll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.waiting) == 0 {
+		return
+	}
 	hot := map[probes.ExeKey]string{} // executable → why its processes go on
-	for pid, w := range p.waiting {
-		var n uint64
-		if err := p.maps.GoRoots.Lookup(uint32(pid), &n); err == nil && n > 0 {
-			if _, ok := hot[w.key]; !ok {
-				p.log.Info("goroutine starts probed: calls from goroutines below the handler's children were roots",
-					"pid", pid, "roots", n)
-				hot[w.key] = fmt.Sprintf("auto: switched on after %d calls of pid %d were roots while serving", n, pid)
-			}
+	var pid uint32
+	var n uint64
+	it := p.maps.GoRoots.Iterate()
+	for it.Next(&pid, &n) {
+		w, ok := p.waiting[int(pid)]
+		if !ok || n == 0 {
+			continue
 		}
+		if _, ok := hot[w.key]; !ok {
+			p.log.Info("goroutine starts probed: calls from goroutines below the handler's children were roots",
+				"pid", pid, "roots", n)
+			hot[w.key] = fmt.Sprintf("auto: switched on after %d calls of pid %d were roots while serving", n, pid)
+		}
+	}
+	if err := it.Err(); err != nil {
+		// The map changed under the walk (a process's first root):
+		// the next poll walks it again.
+		p.log.Debug("reading go_roots", "err", err)
 	}
 	p.set.Locked(func(exes *probes.Exes[int], loaded bool) {
 		for _, w := range p.waiting {
