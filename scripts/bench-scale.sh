@@ -3,8 +3,9 @@
 # servers, then the agent started with -exe selecting all of them. Measures
 # the first scan (agent start → every server traced, from its "tracing
 # process" log lines), the agent's RSS after the scan and its peak (VmHWM),
-# then a soak: SCALE_LOADED servers under wrk at SCALE_RPS requests/s in
-# all for SOAK_SECONDS (default 60), RSS sampled every SOAK_EVERY seconds.
+# its CPU at rest over IDLE_SECONDS (default 10), then a soak: SCALE_LOADED
+# servers under wrk at SCALE_RPS requests/s in all for SOAK_SECONDS
+# (default 60), RSS sampled every SOAK_EVERY seconds.
 #
 # The servers run SCALE_EXES executables, round-robin: one build, SCALE_COPIES-1
 # byte-identical copies of it (other inodes: content-keyed caching shows), and
@@ -93,6 +94,13 @@ anon_kb=$(awk '/RssAnon/{print $2}' "/proc/$agent/status")
 file_kb=$(awk '/RssFile/{print $2}' "/proc/$agent/status")
 bpfmap_kb=$(awk '/^[0-9a-f]+-/{m = /bpf-map/} /^Rss:/{if (m) n += $2} END{print n+0}' "/proc/$agent/smaps")
 uprobes=$(curl -s "http://$status/metrics" | awk '/^weft_uprobes_attached/{n+=$2} END{print n+0}')
+# The agent's CPU at rest with every process traced (its periodic work
+# grows with them): its threads' run time over IDLE_SECONDS.
+run_ns() { cat /proc/"$agent"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+IDLE_S=${IDLE_SECONDS:-10}
+r0=$(run_ns)
+sleep "$IDLE_S"
+idle_ms_s=$(awk -v a="$r0" -v b="$(run_ns)" -v s="$IDLE_S" 'BEGIN{printf "%.2f", (b - a) / 1e6 / s}')
 
 # Soak: wrk with a 10 ms delay before each request paces each connection
 # to ~90 req/s (a request takes ~1 ms under load), so LOADED servers ×
@@ -127,6 +135,7 @@ lost=$(curl -s "http://$status/metrics" | awk '/ringbuf_full/{n+=$2} END{print n
 echo "agent: $N processes, first scan (agent start → all traced) $scan_ms ms; skipped $skipped; uprobes attached $uprobes"
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 echo "agent RSS after scan $(mib "$rss_scan") MiB (anon $(mib "$anon_kb"), BPF map mmaps $(mib "$bpfmap_kb"), other file pages: its executable's, $(mib $((file_kb - bpfmap_kb)))), peak (VmHWM) $(mib "$hwm_scan") MiB"
+echo "agent CPU at rest with $N processes traced: $idle_ms_s ms a second (over $IDLE_S s)"
 grep "initial scan done" "$log" | sed 's/^/agent log: /' || true
 if [ "$SOAK" -gt 0 ]; then
 	reqs=$(awk '/requests in/{n+=$1} END{print n+0}' "$work"/wrk.*)
@@ -137,7 +146,7 @@ if [ "$SOAK" -gt 0 ]; then
 fi
 if [ -n "${BENCH_SUMMARY:-}" ]; then
 	line="scenario=scale variant=${N}_processes rss_mib=$(mib "$rss_scan") ringbuf_lost=$lost"
-	line+=" first_scan_ms=$scan_ms rss_peak_scan_mib=$(mib "$hwm_scan") skipped=$skipped uprobes=$uprobes"
+	line+=" first_scan_ms=$scan_ms rss_peak_scan_mib=$(mib "$hwm_scan") skipped=$skipped uprobes=$uprobes idle_cpu_ms_s=$idle_ms_s"
 	if [ "$SOAK" -gt 0 ]; then
 		line+=" soak_req_s=$((reqs / SOAK)) $(awk 'NR==1{a=$2} {l=$2; if ($2>m) m=$2} END{printf "soak_rss_max_mib=%.1f soak_rss_drift_mib=%+.1f", m/1024, (l-a)/1024}' "$work/curve")"
 	fi
