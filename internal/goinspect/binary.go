@@ -180,9 +180,16 @@ func goBuildID(ef *elf.File) string {
 // version, and the layout keys (LayoutKey) of the modules' structs.
 func moduleVersions(info *buildinfo.BuildInfo) (modules, layouts map[string]string) {
 	modules = make(map[string]string, len(info.Deps))
-	// The toolchain's whole version, experiments included: a
-	// GOEXPERIMENT may change the runtime's structs.
-	layouts = map[string]string{StdModule: StdModule + "@" + info.GoVersion}
+	// A struct's layout can change with the toolchain (a dependency's files
+	// may be for some Go versions only, and its fields may be standard
+	// types), with build tags, cgo or the race detector (files chosen by
+	// constraints) and with GOEXPERIMENT: all are in every key.
+	env := buildEnv(info)
+	layouts = map[string]string{StdModule: StdModule + " | " + env}
+	vendored := false
+	for _, s := range info.Settings {
+		vendored = vendored || s.Key == "-mod" && s.Value == "vendor"
+	}
 	for _, d := range info.Deps {
 		v := d.Version
 		// A module replaced by another module version runs that version's
@@ -192,23 +199,46 @@ func moduleVersions(info *buildinfo.BuildInfo) (modules, layouts map[string]stri
 			v = d.Replace.Version
 		}
 		modules[d.Path] = v
-		// A directory's code is whatever it held at build time: it names
-		// no source, and gets no key.
+		// A directory's code, or a vendor directory's (which may have been
+		// patched), is whatever it held at build time: it names no
+		// source, and gets no key.
 		switch {
-		case v == "" || v == "(devel)" || d.Replace != nil && d.Replace.Version == "":
+		case vendored || v == "" || v == "(devel)" || d.Replace != nil && d.Replace.Version == "":
 		case d.Replace != nil:
-			layouts[d.Path] = d.Replace.Path + "@" + v + " for " + d.Path
+			layouts[d.Path] = d.Replace.Path + "@" + v + " for " + d.Path + " | " + env
 		default:
-			layouts[d.Path] = d.Path + "@" + v
+			layouts[d.Path] = d.Path + "@" + v + " | " + env
 		}
 	}
 	return modules, layouts
 }
 
+// layoutSettings are the build settings that choose which files, and so
+// which struct definitions, a build compiles.
+var layoutSettings = []string{"-tags", "-race", "-msan", "-asan", "CGO_ENABLED", "GOOS", "GOARCH", "GOEXPERIMENT"}
+
+// buildEnv names the toolchain and the settings of a build that choose
+// its structs: the whole version (experiments included) and
+// layoutSettings.
+func buildEnv(info *buildinfo.BuildInfo) string {
+	var b strings.Builder
+	b.WriteString(info.GoVersion)
+	for _, k := range layoutSettings {
+		for _, s := range info.Settings {
+			if s.Key == k {
+				fmt.Fprintf(&b, " %s=%s", k, s.Value)
+			}
+		}
+	}
+	return b.String()
+}
+
 // goVersion drops suffixes such as " X:boringcrypto" from a build info
-// version so it can be compared and looked up in the offsets table.
+// version so it can be compared and looked up in the offsets table. Go
+// 1.26's linker joins a release's experiments with "-X:" (go.dev/issue/75953).
 func goVersion(v string) string {
 	v, _, _ = strings.Cut(v, " ")
+	v, _, _ = strings.Cut(v, "-X:")
 	return v
 }
 

@@ -365,31 +365,43 @@ func TestBuildID(t *testing.T) {
 }
 
 // TestLayoutKey: a struct's layout key names the source it was built
-// from (the toolchain's whole version for the standard library, the
-// module version, or the replacement's), and none when there is no
-// such name.
+// from (the module version or the replacement's, the standard library's
+// with the toolchain) and the toolchain and settings that choose its
+// files; there is none for the main module's types, a directory's or a
+// vendor directory's, an unknown module's, or a generic type's.
 func TestLayoutKey(t *testing.T) {
-	info := &buildinfo.BuildInfo{GoVersion: "go1.26.8 X:boringcrypto", Main: debug.Module{Path: "example.com/app", Version: "(devel)"},
-		Deps: []*debug.Module{
-			{Path: "google.golang.org/grpc", Version: "v1.77.0"},
-			{Path: "golang.org/x/net", Version: "v0.40.0", Replace: &debug.Module{Path: "example.com/fork/net", Version: "v0.40.1"}},
-			{Path: "example.com/local", Version: "v1.0.0", Replace: &debug.Module{Path: "../local"}},
-			{Path: "example.com/dev", Version: "(devel)"},
-		}}
+	settings := []debug.BuildSetting{{Key: "-tags", Value: "netgo"}, {Key: "CGO_ENABLED", Value: "0"}, {Key: "GOARCH", Value: "amd64"},
+		{Key: "GOOS", Value: "linux"}, {Key: "-trimpath", Value: "true"}}
+	deps := []*debug.Module{
+		{Path: "google.golang.org/grpc", Version: "v1.77.0"},
+		{Path: "golang.org/x/net", Version: "v0.40.0", Replace: &debug.Module{Path: "example.com/fork/net", Version: "v0.40.1"}},
+		{Path: "example.com/local", Version: "v1.0.0", Replace: &debug.Module{Path: "../local"}},
+		{Path: "example.com/dev", Version: "(devel)"},
+		{Path: "example.com/app/lib", Version: "v1.2.0"}, // a dependency the main module's path covers
+		{Path: "mylib", Version: "v0.1.0"},               // a dotless module path
+	}
+	const env = " | go1.26.8-X:boringcrypto -tags=netgo CGO_ENABLED=0 GOOS=linux GOARCH=amd64"
+	info := &buildinfo.BuildInfo{GoVersion: "go1.26.8-X:boringcrypto", Main: debug.Module{Path: "example.com/app", Version: "(devel)"},
+		Deps: deps, Settings: settings}
 	b := &Binary{Path: "x", GoVersion: goVersion(info.GoVersion), Main: info.Main.Path}
 	b.Modules, b.layouts = moduleVersions(info)
 	for _, tc := range []struct {
 		typ, want string
 		ok        bool
 	}{
-		{"runtime.g", "std@go1.26.8 X:boringcrypto", true},
-		{"net/http.Request", "std@go1.26.8 X:boringcrypto", true},
-		{"google.golang.org/grpc/internal/transport.http2Server", "google.golang.org/grpc@v1.77.0", true},
-		{"golang.org/x/net/http2.Framer", "example.com/fork/net@v0.40.1 for golang.org/x/net", true},
+		{"runtime.g", "std" + env, true},
+		{"net/http.Request", "std" + env, true},
+		{"vendor/golang.org/x/net/http2/hpack.HeaderField", "std" + env, true},
+		{"google.golang.org/grpc/internal/transport.http2Server", "google.golang.org/grpc@v1.77.0" + env, true},
+		{"golang.org/x/net/http2.Framer", "example.com/fork/net@v0.40.1 for golang.org/x/net" + env, true},
+		{"mylib/pkg.T", "mylib@v0.1.0" + env, true},
 		{"example.com/local/pkg.T", "", false},
 		{"example.com/dev.T", "", false},
-		{"example.com/app/internal.T", "", false}, // the main module's
-		{"example.com/unknown.T", "", false},
+		{"example.com/app.T", "", false},             // the main module's
+		{"example.com/app/internal.T", "", false},    // the main module's
+		{"example.com/app/lib.T", "", false},         // the main module's path: its own
+		{"example.com/unknown.T", "", false},         // in no dependency
+		{"google.golang.org/grpc.S[int]", "", false}, // generic
 	} {
 		got, ok := b.LayoutKey(tc.typ)
 		if got != tc.want || ok != tc.ok {
@@ -398,5 +410,44 @@ func TestLayoutKey(t *testing.T) {
 	}
 	if b.Modules["golang.org/x/net"] != "v0.40.1" || b.Modules["example.com/local"] != "v1.0.0" {
 		t.Errorf("module versions %v", b.Modules)
+	}
+	// Another toolchain, other tags, or a vendor build: other keys, or none.
+	for _, other := range []*buildinfo.BuildInfo{
+		{GoVersion: "go1.27.0", Main: info.Main, Deps: deps, Settings: settings},
+		{GoVersion: info.GoVersion, Main: info.Main, Deps: deps, Settings: append([]debug.BuildSetting{{Key: "-race", Value: "true"}}, settings...)},
+	} {
+		ob := &Binary{Path: "y", GoVersion: goVersion(other.GoVersion), Main: other.Main.Path}
+		ob.Modules, ob.layouts = moduleVersions(other)
+		for _, typ := range []string{"runtime.g", "google.golang.org/grpc/internal/transport.http2Server"} {
+			k1, _ := b.LayoutKey(typ)
+			if k2, ok := ob.LayoutKey(typ); !ok || k1 == k2 {
+				t.Errorf("%s under %s %v: key %q (%v), the same as under %s", typ, other.GoVersion, other.Settings, k2, ok, info.GoVersion)
+			}
+		}
+	}
+	vb := &Binary{Path: "v", GoVersion: b.GoVersion, Main: info.Main.Path}
+	vb.Modules, vb.layouts = moduleVersions(&buildinfo.BuildInfo{GoVersion: info.GoVersion, Main: info.Main, Deps: deps,
+		Settings: append([]debug.BuildSetting{{Key: "-mod", Value: "vendor"}}, settings...)})
+	if k, ok := vb.LayoutKey("google.golang.org/grpc/internal/transport.http2Server"); ok {
+		t.Errorf("a vendor build's dependency: key %q", k)
+	}
+	if _, ok := vb.LayoutKey("runtime.g"); !ok {
+		t.Error("a vendor build's standard library: no key")
+	}
+}
+
+// TestGoVersion: the release, without the experiments either way the
+// linker writes them.
+func TestGoVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"go1.26.8":                          "go1.26.8",
+		"go1.26.8-X:boringcrypto":           "go1.26.8",
+		"go1.22.0 X:loopvar":                "go1.22.0",
+		"devel go1.27-abcdef X:greenteagc":  "devel",
+		"go1.27rc1-X:nosynchashtriemap,foo": "go1.27rc1",
+	} {
+		if got := goVersion(in); got != want {
+			t.Errorf("goVersion(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -76,24 +76,43 @@ func GoidOffset(b *Binary) (uint64, Source, error) {
 }
 
 // LayoutKey names the source the struct named structName was compiled
-// from in this binary: its module at the version built (for the standard
-// library, the toolchain's whole version, experiments included) on amd64,
-// the only architecture Open takes. Two binaries giving one key have the
-// same layout for that struct, so a field offset read from one's DWARF
-// holds for the other. ok is false when no source can be named: the type
-// is the main module's or in no dependency, or its module was replaced
-// by a directory.
+// from in this binary: its module at the version built (the standard
+// library's with the toolchain), with the toolchain's whole version
+// (experiments included) and the build settings that choose files (tags,
+// cgo, race, GOOS, GOARCH). Two binaries giving one key have the same
+// layout for that struct, so a field offset read from one's DWARF holds
+// for the other. ok is false when no source can be named: the type is the
+// main module's or in no dependency, its module was replaced by a
+// directory or built from a vendor directory, or it is generic (its type
+// arguments come from elsewhere).
 func (b *Binary) LayoutKey(structName string) (key string, ok bool) {
-	module, _, err := b.moduleOf(structName)
-	if err != nil {
+	if strings.Contains(structName, "[") {
 		return "", false
+	}
+	pkg := packageOf(structName)
+	if b.Main != "" && (pkg == b.Main || strings.HasPrefix(pkg, b.Main+"/")) {
+		return "", false
+	}
+	module := ""
+	for path := range b.Modules {
+		if (pkg == path || strings.HasPrefix(pkg, path+"/")) && len(path) > len(module) {
+			module = path
+		}
+	}
+	if module == "" {
+		// Standard library paths (including std's vendor/...) have no
+		// dot in their first element.
+		if first, _, _ := strings.Cut(pkg, "/"); strings.Contains(first, ".") {
+			return "", false
+		}
+		module = StdModule
 	}
 	key, ok = b.layouts[module]
 	return key, ok
 }
 
-// moduleOf maps a type name to the module that defines it and its version.
-func (b *Binary) moduleOf(typeName string) (module, version string, err error) {
+// packageOf is the import path of a type name ("net/http.Request").
+func packageOf(typeName string) string {
 	pkg, _, _ := strings.Cut(typeName, "[") // type arguments hold other paths
 	if i := strings.LastIndex(pkg, "/"); i >= 0 {
 		if j := strings.Index(pkg[i:], "."); j >= 0 {
@@ -102,6 +121,12 @@ func (b *Binary) moduleOf(typeName string) (module, version string, err error) {
 	} else {
 		pkg, _, _ = strings.Cut(pkg, ".")
 	}
+	return pkg
+}
+
+// moduleOf maps a type name to the module that defines it and its version.
+func (b *Binary) moduleOf(typeName string) (module, version string, err error) {
+	pkg := packageOf(typeName)
 	// Standard library paths (including std's vendor/...) have no dot in
 	// their first element.
 	if first, _, _ := strings.Cut(pkg, "/"); !strings.Contains(first, ".") {
