@@ -147,11 +147,6 @@ func (p *Probe) watch() {
 // poll reads go_roots for the waiting processes and switches on those
 // with roots, and every waiting process of an executable whose goroutine
 // starts are probed already (the uprobe traps in all of them anyway).
-//
-// go_roots holds only the processes whose calls were roots, mostly none:
-// one pass over it costs a system call or two, where a lookup for each
-// waiting process cost one each, two thousand a second for a node's
-// thousand idle Go processes.
 func (p *Probe) poll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -159,13 +154,10 @@ func (p *Probe) poll() {
 		return
 	}
 	hot := map[probes.ExeKey]string{} // executable → why its processes go on
-	var pid uint32
-	var n uint64
-	it := p.maps.GoRoots.Iterate()
-	for it.Next(&pid, &n) {
+	root := func(pid uint32, n uint64) {
 		w, ok := p.waiting[int(pid)]
 		if !ok || n == 0 {
-			continue
+			return
 		}
 		if _, ok := hot[w.key]; !ok {
 			p.log.Info("goroutine starts probed: calls from goroutines below the handler's children were roots",
@@ -173,10 +165,11 @@ func (p *Probe) poll() {
 			hot[w.key] = fmt.Sprintf("auto: switched on after %d calls of pid %d were roots while serving", n, pid)
 		}
 	}
-	if err := it.Err(); err != nil {
-		// The map changed under the walk (a process's first root):
-		// the next poll walks it again.
-		p.log.Debug("reading go_roots", "err", err)
+	if len(p.waiting) <= rootsChunk/16 {
+		p.lookupRoots(root)
+	} else if err := eachRoot(p.maps.GoRoots, root); err != nil {
+		p.log.Debug("reading go_roots in batches; one by one instead", "err", err)
+		p.lookupRoots(root)
 	}
 	p.set.Locked(func(exes *probes.Exes[int], loaded bool) {
 		for _, w := range p.waiting {
@@ -197,6 +190,41 @@ func (p *Probe) poll() {
 		delete(p.waiting, pid)
 		if err := p.attachTo(w.proc, why); err != nil {
 			p.log.Warn("switching goroutine starts on", "pid", pid, "err", err)
+		}
+	}
+}
+
+// lookupRoots reads the go_roots entry of each waiting process.
+func (p *Probe) lookupRoots(root func(pid uint32, n uint64)) {
+	for pid := range p.waiting {
+		var n uint64
+		if err := p.maps.GoRoots.Lookup(uint32(pid), &n); err == nil {
+			root(uint32(pid), n)
+		}
+	}
+}
+
+// rootsChunk is how many go_roots entries eachRoot reads a system call.
+const rootsChunk = 256
+
+// eachRoot calls root for every entry of go_roots, read in batches: a
+// node's thousand waiting Go processes cost a lookup each, two thousand
+// system calls a second, where go_roots (only the processes whose calls
+// were roots) takes a few. Batch lookups are Linux 5.6+.
+func eachRoot(m *ebpf.Map, root func(pid uint32, n uint64)) error {
+	keys := make([]uint32, rootsChunk)
+	vals := make([]uint64, rootsChunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			root(keys[i], vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil // the end
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
