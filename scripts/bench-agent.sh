@@ -68,18 +68,33 @@ load() { # $1: sat or fixed
 # included, but in 10 ms ticks: 0.6 us a span at the fixed rate's 16,000
 # spans, and a third of the idle agent's 8 s).
 cpu_ns() {
-	local pid=$1 ns tids
-	ns=$(cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}')
-	tids=$(ls /proc/"$pid"/task | tr '\n' ,)
-	echo "$ns $tids $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1e9 / hz}' "/proc/$pid/stat")"
+	python3 - "$1" "$(getconf CLK_TCK)" <<'PY'
+import os, sys
+pid, hz = sys.argv[1], int(sys.argv[2])
+# The threads first, then each one's time: a thread that exits between
+# the two is left out of the list, so the next reading sees it gone.
+tids = os.listdir(f"/proc/{pid}/task")
+ns, read = 0, []
+for t in tids:
+    try:
+        with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+            ns += int(f.read().split()[0])
+        read.append(t)
+    except (OSError, ValueError, IndexError):
+        pass
+with open(f"/proc/{pid}/stat") as f:
+    st = f.read().rsplit(")", 1)[1].split()
+print(ns, ",".join(read) or "-", (int(st[11]) + int(st[12])) * 10**9 // hz)
+PY
 }
 # cpu_between A B: ns of CPU from reading A to reading B (of cpu_ns).
 cpu_between() {
 	python3 - "$1" "$2" <<'PY'
 import sys
 (ns0, tids0, st0), (ns1, tids1, st1) = (a.split() for a in sys.argv[1:])
-kept = set(filter(None, tids0.split(","))) <= set(tids1.split(","))
-print(int(ns1) - int(ns0) if kept else int(st1) - int(st0))
+t0, t1 = set(tids0.split(",")) - {"-"}, set(tids1.split(",")) - {"-"}
+exact = t0 and t0 <= t1 and int(ns1) > int(ns0)
+print(int(ns1) - int(ns0) if exact else int(st1) - int(st0))
 PY
 }
 metric() { awk -v k="$1" '$1 == k {s += $2} END {print int(s)}' "$2"; }

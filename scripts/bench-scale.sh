@@ -96,8 +96,11 @@ bpfmap_kb=$(awk '/^[0-9a-f]+-/{m = /bpf-map/} /^Rss:/{if (m) n += $2} END{print 
 uprobes=$(curl -s "http://$status/metrics" | awk '/^weft_uprobes_attached/{n+=$2} END{print n+0}')
 # The agent's CPU at rest with every process traced (its periodic work
 # grows with them): its threads' run time over IDLE_SECONDS.
-run_ns() { cat /proc/"$agent"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+# (A thread that exits meanwhile takes its time with it: the figure is
+# then low, never high.)
+run_ns() { { cat /proc/"$agent"/task/*/schedstat 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f", s}'; }
 IDLE_S=${IDLE_SECONDS:-10}
+[ "$IDLE_S" -gt 0 ] || { echo "IDLE_SECONDS must be at least 1" >&2; exit 1; }
 r0=$(run_ns)
 sleep "$IDLE_S"
 idle_ms_s=$(awk -v a="$r0" -v b="$(run_ns)" -v s="$IDLE_S" 'BEGIN{printf "%.2f", (b - a) / 1e6 / s}')
