@@ -162,6 +162,38 @@ func (p *Probe) watch() {
 	probes.Every(p.stop, pollEvery, p.poll)
 }
 
+// unlinkedCounts returns how to read a process's unlinked-call count for
+// this poll: from grpc_procs read whole in batches when the lazy
+// executables' processes are many (a lookup each was a system call each,
+// every 500 ms), else a lookup each.
+func (p *Probe) unlinkedCounts(exes *probes.Exes[exeInfo]) func(pid int) uint32 {
+	lookup := func(pid int) uint32 {
+		var c gogrpcGrpcCfg
+		if err := p.objs.GrpcProcs.Lookup(uint32(pid), &c); err != nil {
+			return 0
+		}
+		return c.Unlinked
+	}
+	waiting := 0
+	for key := range p.lazy {
+		waiting += len(exes.PIDs(key))
+	}
+	if waiting <= 16 {
+		return lookup
+	}
+	counts := map[int]uint32{}
+	err := probes.EachEntry(p.objs.GrpcProcs, func(pid uint32, c gogrpcGrpcCfg) {
+		if c.Unlinked > 0 {
+			counts[int(pid)] = c.Unlinked
+		}
+	})
+	if err != nil {
+		p.log.Debug("reading grpc_procs in batches; one by one instead", "err", err)
+		return lookup
+	}
+	return func(pid int) uint32 { return counts[pid] }
+}
+
 // poll reads the unlinked-call counts of the processes whose handlers' or
 // callers' goroutines are not hooked. A process that serves requests and
 // whose calls do not carry a gRPC server stream's context (a handler's
@@ -174,6 +206,7 @@ func (p *Probe) poll() {
 		if !loaded {
 			return
 		}
+		unlinked := p.unlinkedCounts(exes)
 		for key := range p.lazy {
 			a, ok := exes.Info(key)
 			if !ok || len(a.lazy) == 0 {
@@ -185,9 +218,8 @@ func (p *Probe) poll() {
 			var n uint32
 			var by int
 			for _, pid := range pids {
-				var c gogrpcGrpcCfg
-				if err := p.objs.GrpcProcs.Lookup(uint32(pid), &c); err == nil && c.Unlinked > 0 {
-					n, by = c.Unlinked, pid
+				if c := unlinked(pid); c > 0 {
+					n, by = c, pid
 					break
 				}
 			}

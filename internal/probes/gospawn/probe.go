@@ -165,9 +165,11 @@ func (p *Probe) poll() {
 			hot[w.key] = fmt.Sprintf("auto: switched on after %d calls of pid %d were roots while serving", n, pid)
 		}
 	}
-	if len(p.waiting) <= rootsChunk/16 {
+	// go_roots holds only the processes whose calls were roots (those
+	// switched on too): read whole in batches when many wait.
+	if len(p.waiting) <= 16 {
 		p.lookupRoots(root)
-	} else if err := eachRoot(p.maps.GoRoots, root); err != nil {
+	} else if err := probes.EachEntry(p.maps.GoRoots, root); err != nil {
 		p.log.Debug("reading go_roots in batches; one by one instead", "err", err)
 		p.lookupRoots(root)
 	}
@@ -200,31 +202,6 @@ func (p *Probe) lookupRoots(root func(pid uint32, n uint64)) {
 		var n uint64
 		if err := p.maps.GoRoots.Lookup(uint32(pid), &n); err == nil {
 			root(uint32(pid), n)
-		}
-	}
-}
-
-// rootsChunk is how many go_roots entries eachRoot reads a system call.
-const rootsChunk = 256
-
-// eachRoot calls root for every entry of go_roots, read in batches: a
-// node's thousand waiting Go processes cost a lookup each, two thousand
-// system calls a second, where go_roots (only the processes whose calls
-// were roots) takes a few. Batch lookups are Linux 5.6+.
-func eachRoot(m *ebpf.Map, root func(pid uint32, n uint64)) error {
-	keys := make([]uint32, rootsChunk)
-	vals := make([]uint64, rootsChunk)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := range n {
-			root(keys[i], vals[i])
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil // the end
-		}
-		if err != nil {
-			return err
 		}
 	}
 }
