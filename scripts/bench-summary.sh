@@ -85,6 +85,7 @@ for sc, vs in scenarios.items():
 print()
 print("columns: thrpt traced/untraced throughput; p50+/p99+ latency added by tracing (us);")
 print("uprobe hits and BPF program runs and run time per request (bpf_stats); agent CPU")
-print("(utime+stime) per span exported, by exporter; agent RSS (MiB); events lost because the")
-print("ring buffer was full; spans the OTLP exporter dropped (queue/spool full, rejected).")
+print("(utime+stime; the agent scenario: its threads' run time) per span exported, by")
+print("exporter; agent RSS (MiB); events lost because the ring buffer was full; spans the")
+print("OTLP exporter dropped (queue/spool full, rejected).")
 PY
