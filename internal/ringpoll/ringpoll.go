@@ -33,7 +33,8 @@ type Waker struct {
 
 // NewWaker registers a duplicate of the ring buffer map's descriptor with
 // the netpoller. It fails if the runtime cannot poll it; the loop then
-// wakes on its timer only.
+// wakes on its timer only. Every wakeup after NewWaker returns reaches C;
+// records already in the ring are the caller's to drain.
 func NewWaker(m *ebpf.Map) (*Waker, error) {
 	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -58,11 +59,18 @@ func NewWaker(m *ebpf.Map) (*Waker, error) {
 		return nil, fmt.Errorf("ring buffer descriptor: %w", err)
 	}
 	w := &Waker{f: f, c: make(chan struct{}, 1)}
-	go w.run(rc)
+	waiting := make(chan struct{})
+	go w.run(rc, waiting)
+	// Read clears the descriptor's readiness when it starts, so a wakeup
+	// before then would be lost: return only once it has started.
+	<-waiting
 	return w, nil
 }
 
-func (w *Waker) run(rc syscall.RawConn) {
+func (w *Waker) run(rc syscall.RawConn, waiting chan<- struct{}) {
+	var once sync.Once
+	started := func() { once.Do(func() { close(waiting) }) }
+	defer started() // Read failed before its first call
 	// One Read for the Waker's life: the callback says "not yet" every
 	// time, so Read parks until the netpoller sees the descriptor readable
 	// (an edge: a wakeup) and calls it again. Read resets the descriptor's
@@ -71,7 +79,9 @@ func (w *Waker) run(rc syscall.RawConn) {
 	// only when the reader has caught up would then wake nothing more.
 	first := true
 	_ = rc.Read(func(uintptr) bool {
-		if !first {
+		if first {
+			started()
+		} else {
 			select {
 			case w.c <- struct{}{}:
 			default:
