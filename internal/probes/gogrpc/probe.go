@@ -64,6 +64,8 @@ type Probe struct {
 	uprobes    probes.Uprobes
 	set        *probes.UprobeSet[exeInfo]
 	lazyHooked *atomic.Uint64
+	// batchFallbacks: polls of grpc_procs whose batch read failed.
+	batchFallbacks *atomic.Uint64
 	// lazy: executables whose handleStream hook waits, and how often
 	// attaching it failed (under set's lock).
 	lazy      map[probes.ExeKey]bool
@@ -150,6 +152,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	p.set.LinksGauge(p.deps.Metrics, Name)
 	p.lazyHooked = p.deps.Metrics.Counter("weft_gogrpc_handler_hooks_total",
 		"executables whose gRPC handlers' or callers' goroutines were hooked (handleStream, createHeaderFields) because calls found no server span through their context")
+	p.batchFallbacks = probes.BatchFallbacks(p.deps.Metrics, "grpc_procs")
 	p.wg.Add(1)
 	go p.watch()
 	return nil
@@ -162,36 +165,27 @@ func (p *Probe) watch() {
 	probes.Every(p.stop, pollEvery, p.poll)
 }
 
-// unlinkedCounts returns how to read a process's unlinked-call count for
-// this poll: from grpc_procs read whole in batches when the lazy
-// executables' processes are many (a lookup each was a system call each,
-// every 500 ms), else a lookup each.
-func (p *Probe) unlinkedCounts(exes *probes.Exes[exeInfo]) func(pid int) uint32 {
-	lookup := func(pid int) uint32 {
-		var c gogrpcGrpcCfg
-		if err := p.objs.GrpcProcs.Lookup(uint32(pid), &c); err != nil {
-			return 0
+// unlinkedCounts reads the unlinked-call counts of the processes of the
+// executables whose hooks wait (pids, by executable), from grpc_procs: a
+// lookup each when they are few, the map read whole in batches when many
+// (a lookup each was a system call each, every 500 ms).
+func (p *Probe) unlinkedCounts(pids map[probes.ExeKey][]int) map[int]uint32 {
+	var keys []uint32
+	for _, ps := range pids {
+		for _, pid := range ps {
+			keys = append(keys, uint32(pid))
 		}
-		return c.Unlinked
-	}
-	waiting := 0
-	for key := range p.lazy {
-		waiting += len(exes.PIDs(key))
-	}
-	if waiting <= 16 {
-		return lookup
 	}
 	counts := map[int]uint32{}
-	err := probes.EachEntry(p.objs.GrpcProcs, func(pid uint32, c gogrpcGrpcCfg) {
+	err := probes.ReadEntries(p.objs.GrpcProcs, keys, func(pid uint32, c gogrpcGrpcCfg) {
 		if c.Unlinked > 0 {
 			counts[int(pid)] = c.Unlinked
 		}
-	})
+	}, p.batchFallbacks)
 	if err != nil {
-		p.log.Debug("reading grpc_procs in batches; one by one instead", "err", err)
-		return lookup
+		p.log.Debug("polling grpc_procs", "err", err)
 	}
-	return func(pid int) uint32 { return counts[pid] }
+	return counts
 }
 
 // poll reads the unlinked-call counts of the processes whose handlers' or
@@ -206,7 +200,7 @@ func (p *Probe) poll() {
 		if !loaded {
 			return
 		}
-		unlinked := p.unlinkedCounts(exes)
+		waiting := map[probes.ExeKey][]int{}
 		for key := range p.lazy {
 			a, ok := exes.Info(key)
 			if !ok || len(a.lazy) == 0 {
@@ -214,11 +208,18 @@ func (p *Probe) poll() {
 				delete(p.lazyFails, key)
 				continue
 			}
-			pids := exes.PIDs(key)
+			waiting[key] = exes.PIDs(key)
+		}
+		if len(waiting) == 0 {
+			return
+		}
+		unlinked := p.unlinkedCounts(waiting)
+		for key, pids := range waiting {
+			a, _ := exes.Info(key)
 			var n uint32
 			var by int
 			for _, pid := range pids {
-				if c := unlinked(pid); c > 0 {
+				if c := unlinked[pid]; c > 0 {
 					n, by = c, pid
 					break
 				}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -70,6 +71,8 @@ type Probe struct {
 
 	uprobes probes.Uprobes
 	set     *probes.UprobeSet[int] // per executable: its RET sites
+
+	batchFallbacks *atomic.Uint64
 
 	mu       sync.Mutex
 	waiting  map[int]waiter // auto: traced Go processes not switched on yet
@@ -132,6 +135,7 @@ func (p *Probe) Start(ctx context.Context) error {
 	if p.cfg.Mode == ModeAuto {
 		p.deps.Metrics.Gauge("weft_gospawn_waiting", "traced Go processes whose goroutine starts auto mode does not probe (yet)",
 			func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(len(p.waiting)) })
+		p.batchFallbacks = probes.BatchFallbacks(p.deps.Metrics, "go_roots")
 		p.wg.Add(1)
 		go p.watch()
 	}
@@ -167,11 +171,12 @@ func (p *Probe) poll() {
 	}
 	// go_roots holds only the processes whose calls were roots (those
 	// switched on too): read whole in batches when many wait.
-	if len(p.waiting) <= 16 {
-		p.lookupRoots(root)
-	} else if err := probes.EachEntry(p.maps.GoRoots, root); err != nil {
-		p.log.Debug("reading go_roots in batches; one by one instead", "err", err)
-		p.lookupRoots(root)
+	pids := make([]uint32, 0, len(p.waiting))
+	for pid := range p.waiting {
+		pids = append(pids, uint32(pid))
+	}
+	if err := probes.ReadEntries(p.maps.GoRoots, pids, root, p.batchFallbacks); err != nil {
+		p.log.Debug("polling go_roots", "err", err)
 	}
 	p.set.Locked(func(exes *probes.Exes[int], loaded bool) {
 		for _, w := range p.waiting {
@@ -192,16 +197,6 @@ func (p *Probe) poll() {
 		delete(p.waiting, pid)
 		if err := p.attachTo(w.proc, why); err != nil {
 			p.log.Warn("switching goroutine starts on", "pid", pid, "err", err)
-		}
-	}
-}
-
-// lookupRoots reads the go_roots entry of each waiting process.
-func (p *Probe) lookupRoots(root func(pid uint32, n uint64)) {
-	for pid := range p.waiting {
-		var n uint64
-		if err := p.maps.GoRoots.Lookup(uint32(pid), &n); err == nil {
-			root(uint32(pid), n)
 		}
 	}
 }
