@@ -21,6 +21,10 @@ const (
 	node    = "node-a"
 	cluster = "test-cluster"
 	grace   = 3 * time.Second
+	// informerWait bounds waits for an informer event or a health probe
+	// to be seen: a few ms when idle, seconds on a loaded CI machine
+	// running packages in parallel. eventually returns once it is seen.
+	informerWait = 30 * time.Second
 )
 
 // switches records the latest state the Store reported for each pod.
@@ -88,7 +92,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	lookup := func(t *testing.T, ref Ref, want Attrs) {
 		t.Helper()
 		var got Attrs
-		eventually(t, 5*time.Second, "attributes of "+ref.ContainerID+ref.PodUID, func() bool {
+		eventually(t, informerWait, "attributes of "+ref.ContainerID+ref.PodUID, func() bool {
 			var ok bool
 			got, ok = s.Lookup(ref)
 			return ok && maps.Equal(got, want)
@@ -173,7 +177,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		off, _ := f.pod("sw", "off", node, metav1.ObjectMeta{Annotations: map[string]string{AnnotationTrace: "disabled"}}, "app")
 		expect := func(what string, want map[*corev1.Pod]bool) {
 			t.Helper()
-			eventually(t, 5*time.Second, what, func() bool {
+			eventually(t, informerWait, what, func() bool {
 				for p, w := range want {
 					if got, seen := sw.get(p.UID); !seen || got != w || s.EnabledPod(string(p.UID)) != w {
 						return false
@@ -225,7 +229,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		if err := c.Client.CoreV1().Pods("shop").Delete(ctx, p.Name, *metav1.NewDeleteOptions(0)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "pod gone from the cache", func() bool { return s.podBy(indexUID, string(p.UID)) == nil })
+		eventually(t, informerWait, "pod gone from the cache", func() bool { return s.podBy(indexUID, string(p.UID)) == nil })
 		if got, ok := s.Lookup(ref); !ok || !maps.Equal(got, want) {
 			t.Fatalf("just after deletion: %v %v, want %v", got, ok, want)
 		}
