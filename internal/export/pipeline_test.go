@@ -230,7 +230,27 @@ func TestFailover(t *testing.T) {
 		o.Export(testSpan(3, i))
 	}
 	waitIdle(t, o, 20*time.Second)
-	time.Sleep(time.Second) // the collectors' batch and file flush
+	// Acknowledged by now, but the collectors write their files later
+	// (batch processor, file flush), and under load much later (see
+	// TestCollectorOutage): wait until every span is on file, on either.
+	primary.WaitFor(t, 60*time.Second, func(onPrimary []otelcol.Span) []string {
+		all := received(t, secondary)
+		for _, s := range onPrimary {
+			all[s.SpanID]++
+		}
+		var missing []string
+		for _, phase := range []struct {
+			run byte
+			n   int
+		}{{1, 100}, {2, 300}, {3, 100}} {
+			for i := range phase.n {
+				if k := spanKey(phase.run, i); all[k] == 0 {
+					missing = append(missing, k)
+				}
+			}
+		}
+		return missing
+	})
 
 	onPrimary, onSecondary := received(t, primary), received(t, secondary)
 	all := received(t, primary, secondary)
