@@ -307,7 +307,7 @@ func TestSpoolBound(t *testing.T) {
 	col.Restart(t)
 	waitIdle(t, o, 30*time.Second)
 	col.WaitSpans(t, int(uint64(n)-reg.Value(spansMetric, "outcome", "dropped", "reason", DropSpoolFull)-
-		reg.Value(spansMetric, "outcome", "dropped", "reason", DropQueueFull)), 10*time.Second, nil)
+		reg.Value(spansMetric, "outcome", "dropped", "reason", DropQueueFull)), 60*time.Second, nil)
 	got := received(t, col)
 	missing, newestMissing, dups, recentMissing := 0, -1, 0, 0
 	for i := range n {
@@ -397,7 +397,7 @@ func TestAgentKilled(t *testing.T) {
 		o.Export(testSpan(2, i))
 	}
 	waitIdle(t, o, 30*time.Second)
-	col.WaitSpans(t, len(spooled)+100, 10*time.Second, nil)
+	col.WaitSpans(t, len(spooled)+100, 60*time.Second, nil)
 	got := received(t, col)
 	for id := range spooled {
 		if got[id] != 1 {
