@@ -52,10 +52,14 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // fastConfig shortens the timings so that tests spend their time in the
-// outage, not in backoff.
+// outage, not in backoff. ExportTimeout keeps the default: a collector that
+// took a request but answers after the timeout (a loaded machine) gets it
+// again on the retry, a duplicate that fails the exactly-once checks. It
+// also makes each upload to a collector that is down take ExportTimeout/2
+// (the client's own retries), which only slows the failovers.
 func fastConfig(endpoints ...string) Config {
 	return Config{Endpoints: endpoints, BatchSize: 100, FlushInterval: 200 * time.Millisecond,
-		ExportTimeout: 2 * time.Second, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second,
+		ExportTimeout: 10 * time.Second, RetryInitial: 100 * time.Millisecond, RetryMax: time.Second,
 		ProbeInterval: time.Second, FailoverAfter: 2}
 }
 
@@ -213,7 +217,9 @@ func TestFailover(t *testing.T) {
 		o.Export(testSpan(2, i))
 		time.Sleep(5 * time.Millisecond)
 	}
-	waitIdle(t, o, 30*time.Second)
+	// FailoverAfter failed uploads of ExportTimeout/2 each before the
+	// secondary takes over: ~12 s when idle.
+	waitIdle(t, o, 60*time.Second)
 	if o.fo.current() != o.eps[1] {
 		t.Fatalf("not on the secondary with the primary down")
 	}
