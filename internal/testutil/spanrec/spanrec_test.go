@@ -109,11 +109,18 @@ func TestWaitUntil(t *testing.T) {
 func TestWaitExactly(t *testing.T) {
 	r := New()
 	r.Export(spans.Span{})
+	start := time.Now()
 	if got := r.WaitExactly(t, 1, time.Second); len(got) != 1 {
 		t.Fatalf("%d spans", len(got))
 	}
+	if d := time.Since(start); d < Settle {
+		t.Errorf("returned after %v, without watching for Settle (%v)", d, Settle)
+	}
+	// The extra span is in before the call: one sent from a goroutine
+	// during the Settle would have to be scheduled within it, which a
+	// loaded machine does not promise.
+	r.Export(spans.Span{Name: "extra"})
 	msg := run(func(tb testing.TB) {
-		go func() { time.Sleep(50 * time.Millisecond); r.Export(spans.Span{Name: "extra"}) }()
 		r.WaitExactly(tb, 1, time.Second)
 	})
 	if !strings.Contains(msg, "2 spans, want exactly 1") {
