@@ -24,7 +24,9 @@ import (
 
 const (
 	startTimeout = 30 * time.Second
-	stopTimeout  = 5 * time.Second
+	// A graceful stop flushes the batch processor and the file exporter;
+	// on a loaded machine that can take seconds. A kill loses those spans.
+	stopTimeout = 30 * time.Second
 	// After enough spans have arrived, wait this long for stragglers so a
 	// test can assert "exactly n" rather than "at least n".
 	settle = 500 * time.Millisecond
@@ -176,7 +178,7 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 	}()
 	if first { // one cleanup for all runs (see Restart)
 		t.Cleanup(func() {
-			c.stop()
+			c.stop(t)
 			if t.Failed() {
 				t.Logf("collector log (%s):\n%s", c.logFile, c.log())
 			}
@@ -205,7 +207,7 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 // an outage; Restart brings it back on the same endpoint. Safe twice.
 func (c *Collector) Stop(t testing.TB) {
 	t.Helper()
-	c.stop()
+	c.stop(t)
 }
 
 // Restart starts a stopped collector again on the same endpoint, with the
@@ -214,7 +216,7 @@ func (c *Collector) Stop(t testing.TB) {
 // own). A running collector is stopped first.
 func (c *Collector) Restart(t testing.TB) {
 	t.Helper()
-	c.stop()
+	c.stop(t)
 	c.runs++
 	old := fmt.Sprintf("%s.%d", c.SpansFile, c.runs-1)
 	if err := os.Rename(c.SpansFile, old); err == nil {
@@ -235,9 +237,13 @@ func (c *Collector) Restart(t testing.TB) {
 	t.Fatalf("restarting the collector on %s: %v", c.Endpoint, err)
 }
 
-// stop asks for a graceful shutdown first so the file exporter flushes.
-// Safe twice and on a collector that already exited.
-func (c *Collector) stop() {
+// stop asks for a graceful shutdown first so the file exporter flushes,
+// and kills the collector if it has not exited after stopTimeout, saying
+// so: spans it had taken but not written are then lost, which a test's
+// count would otherwise only show as missing. Safe twice and on a
+// collector that already exited.
+func (c *Collector) stop(t testing.TB) {
+	t.Helper()
 	select {
 	case <-c.exited:
 		return
@@ -247,6 +253,8 @@ func (c *Collector) stop() {
 	select {
 	case <-c.exited:
 	case <-time.After(stopTimeout):
+		t.Logf("collector on %s still running %v after SIGTERM: killed; spans it had not written to %s are lost (log: %s)",
+			c.Endpoint, stopTimeout, c.SpansFile, c.logFile)
 		c.cmd.Process.Kill()
 		<-c.exited
 	}
