@@ -23,6 +23,11 @@ struct watch_event {
 	__u64 cgroup;
 	__u32 preselected;
 	__u32 _pad;
+	/* The name the file was exec'd by (its dentry, and the name's hash and
+	 * length): hard links share an inode, and a selector's glob on the
+	 * path may say yes to one name and no to another (busybox). */
+	__u64 dentry;
+	__u64 name;
 };
 
 
@@ -39,6 +44,91 @@ struct {
 } lost SEC(".maps");
 
 const struct watch_event *unused_watch_event __attribute__((unused));
+const struct quiet_key *unused_quiet_key __attribute__((unused));
+
+/* Quiet executables: an exec user space would only read /proc for to
+ * decide "not traced" again is kept back. A busy node execs hundreds of
+ * short programs a second (shells, probes, CI jobs), and each cost the
+ * agent an event, a wake and about ten /proc reads (~200 us on a VM).
+ *
+ * exec_quiet: executables (and the cgroup they ran in) whose processes the
+ * selector said no to, in a way that holds for every process of that file
+ * in that cgroup; the value is the quiet_gen the answer was given under.
+ * Bumping quiet_gen (a tracing switch changed) makes every entry stale at
+ * once. An LRU: an entry evicted costs only an event. */
+struct quiet_key {
+	struct exe_key exe;
+	__u64 cgroup;
+	__u64 dentry;
+	__u64 name;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct quiet_key);
+	__type(value, __u32);
+} exec_quiet SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} quiet_gen SEC(".maps");
+
+/* exec_loud: processes user space must hear of whatever they exec (traced,
+ * or reported as not traceable): their exec changes what they are. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u8);
+} exec_loud SEC(".maps");
+
+/* quiet_pids: processes whose exec was kept back, so that their exit is
+ * too (user space never heard of them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} quiet_pids SEC(".maps");
+
+enum quiet_stat {
+	QUIET_EXEC = 0, /* exec events kept back */
+	QUIET_EXIT = 1, /* exit events kept back */
+	QUIET_STATS,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, QUIET_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} quiet_stats SEC(".maps");
+
+static __always_inline void quiet_count(__u32 idx)
+{
+	__u64 *n = bpf_map_lookup_elem(&quiet_stats, &idx);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* Whether this exec need not be told: its file is quiet in its cgroup
+ * under the current generation, and user space does not follow the
+ * process. */
+static __always_inline int exec_is_quiet(const struct watch_event *e)
+{
+	struct quiet_key k = {.exe = e->exe, .cgroup = e->cgroup, .dentry = e->dentry, .name = e->name};
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&quiet_gen, &zero);
+	__u32 *filed = bpf_map_lookup_elem(&exec_quiet, &k);
+	if (!gen || !filed || *filed != *gen)
+		return 0;
+	return bpf_map_lookup_elem(&exec_loud, &e->pid) == NULL;
+}
 
 static __always_inline int emit(struct watch_event *e)
 {
@@ -59,7 +149,18 @@ int on_exec(void *ctx)
 	if (!current_exe(&e.exe)) {
 		e.cgroup = bpf_get_current_cgroup_id();
 		e.preselected = exec_selected(&e.exe);
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct dentry *d = BPF_CORE_READ(task, mm, exe_file, f_path.dentry);
+		e.dentry = (__u64)d;
+		e.name = BPF_CORE_READ(d, d_name.hash_len);
+		if (!e.preselected && exec_is_quiet(&e)) {
+			__u8 one = 1;
+			bpf_map_update_elem(&quiet_pids, &e.pid, &one, BPF_ANY);
+			quiet_count(QUIET_EXEC);
+			return 0;
+		}
 	}
+	bpf_map_delete_elem(&quiet_pids, &e.pid); /* told now: its exit is too */
 	return emit(&e);
 }
 
@@ -71,5 +172,10 @@ int on_exit(void *ctx)
 	if ((__u32)id != (__u32)(id >> 32))
 		return 0;
 	struct watch_event e = {.kind = PROC_EXIT, .pid = id >> 32};
+	if (bpf_map_lookup_elem(&quiet_pids, &e.pid) && !bpf_map_lookup_elem(&exec_loud, &e.pid)) {
+		bpf_map_delete_elem(&quiet_pids, &e.pid);
+		quiet_count(QUIET_EXIT);
+		return 0;
+	}
 	return emit(&e);
 }

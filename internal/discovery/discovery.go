@@ -85,6 +85,7 @@ type Discoverer struct {
 	execs    *atomic.Uint64     // weft_discovery_events_total by kind, looked up once:
 	exits    *atomic.Uint64     // a busy node execs thousands of processes a second
 	exec     *execSel
+	quiet    *quiet
 	lostSeen uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
 
 	stop     chan struct{}
@@ -106,6 +107,7 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
 		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1),
 		exec:  newExecSel(cfg.ExecSel, log, met),
+		quiet: newQuiet(log, met),
 		execs: met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec"),
 		exits: met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit"),
 		execLag: met.Histogram("weft_discovery_exec_to_traced_seconds",
@@ -127,6 +129,7 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		return fmt.Errorf("loading procwatch BPF programs: %w", err)
 	}
 	d.loaded = true
+	d.quiet.start(&d.objs, d.met)
 	l1, err := link.Tracepoint("sched", "sched_process_exec", d.objs.OnExec, nil)
 	if err != nil {
 		d.Shutdown(ctx)
@@ -285,6 +288,7 @@ func (d *Discoverer) ticker() {
 // Recheck asks for a rescan that decides again for every process, traced
 // or not: the selector's answer may have changed (a pod's tracing switch).
 func (d *Discoverer) Recheck() {
+	d.quiet.recheck() // at once: the execs from now on are reported
 	select {
 	case d.recheck <- struct{}{}:
 	default: // one is pending already
@@ -378,6 +382,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	if pid == os.Getpid() {
 		return false
 	}
+	gen := d.quiet.generation() // before the selector's inputs are read
 	info, err := procs.Read(d.cfg.ProcRoot, pid)
 	if err != nil {
 		if !errors.Is(err, procs.ErrGone) {
@@ -400,6 +405,9 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	}
 	if seen && !same && prev.selected {
 		d.tracker.Untrack(pid)
+		if execed {
+			d.log.Info("traced process exec'd another program", "pid", pid, "exe", info.ExePath, "was", prev.exe)
+		}
 	}
 	if seen && !same && prev.skipped {
 		d.tracker.(SkipReporter).Forget(pid)
@@ -413,9 +421,10 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 		d.log.Info("process no longer selected", "pid", pid)
 	}
 	if !ok {
-		d.mu.Lock()
-		d.known[pid] = instance{startTime: info.StartTime}
-		d.mu.Unlock()
+		d.remember(pid, instance{startTime: info.StartTime})
+		if exec != nil && selection.QuietScopeOf(d.cfg.Selector, info) >= selection.ScopeCgroup {
+			d.quiet.file(exec, gen)
+		}
 		return false
 	}
 	p, done, err := d.inspect.process(info)
@@ -427,9 +436,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 		if reports {
 			sr.Skipped(pid, info.ExePath, err)
 		}
-		d.mu.Lock()
-		d.known[pid] = instance{startTime: info.StartTime, skipped: reports} // decided; not retried every rescan
-		d.mu.Unlock()
+		d.remember(pid, instance{startTime: info.StartTime, skipped: reports}) // decided; not retried every rescan
 		return false
 	}
 	scope := selection.ScopeOf(d.cfg.Selector, info)
@@ -442,14 +449,10 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	if err != nil {
 		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "track").Add(1)
 		d.log.Warn("tracking process failed", "pid", pid, "err", err)
-		d.mu.Lock()
-		d.known[pid] = instance{startTime: info.StartTime}
-		d.mu.Unlock()
+		d.remember(pid, instance{startTime: info.StartTime})
 		return false
 	}
-	d.mu.Lock()
-	d.known[pid] = instance{startTime: info.StartTime, exe: info.ExePath, selected: true}
-	d.mu.Unlock()
+	d.remember(pid, instance{startTime: info.StartTime, exe: info.ExePath, selected: true})
 	if p.Exec != nil {
 		d.exec.allow(p, scope, exec.Cgroup)
 	}
@@ -458,10 +461,26 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	return true
 }
 
+// remember records what was decided for pid; a process traced or reported
+// as not traceable is filed loud (its execs always reported), any other
+// taken back.
+func (d *Discoverer) remember(pid int, inst instance) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	prev, seen := d.known[pid]
+	d.known[pid] = inst
+	if loud := inst.selected || inst.skipped; loud != (seen && (prev.selected || prev.skipped)) {
+		d.quiet.loud(pid, loud)
+	}
+}
+
 func (d *Discoverer) exited(pid int) {
 	d.mu.Lock()
 	prev, seen := d.known[pid]
 	delete(d.known, pid)
+	if seen && (prev.selected || prev.skipped) {
+		d.quiet.loud(pid, false)
+	}
 	d.mu.Unlock()
 	if seen && prev.selected {
 		d.tracker.Untrack(pid)

@@ -23,6 +23,18 @@ type procwatchExecSelKey struct {
 	Cgroup uint64
 }
 
+type procwatchQuietKey struct {
+	_   structs.HostLayout
+	Exe struct {
+		_     structs.HostLayout
+		Ino   uint64
+		Inode uint64
+	}
+	Cgroup uint64
+	Dentry uint64
+	Name   uint64
+}
+
 type procwatchWatchEvent struct {
 	_       structs.HostLayout
 	Kind    uint32
@@ -36,17 +48,25 @@ type procwatchWatchEvent struct {
 	Cgroup      uint64
 	Preselected uint32
 	Pad         uint32
+	Dentry      uint64
+	Name        uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	procwatchMapExecLoud         = "exec_loud"
+	procwatchMapExecQuiet        = "exec_quiet"
 	procwatchMapExecSel          = "exec_sel"
 	procwatchMapLost             = "lost"
+	procwatchMapQuietGen         = "quiet_gen"
+	procwatchMapQuietPids        = "quiet_pids"
+	procwatchMapQuietStats       = "quiet_stats"
 	procwatchMapWatchEvents      = "watch_events"
 	procwatchProgOnExec          = "on_exec"
 	procwatchProgOnExit          = "on_exit"
+	procwatchVarUnusedQuietKey   = "unused_quiet_key"
 	procwatchVarUnusedWatchEvent = "unused_watch_event"
 )
 
@@ -100,8 +120,13 @@ type procwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type procwatchMapSpecs struct {
+	ExecLoud    *ebpf.MapSpec `ebpf:"exec_loud"`
+	ExecQuiet   *ebpf.MapSpec `ebpf:"exec_quiet"`
 	ExecSel     *ebpf.MapSpec `ebpf:"exec_sel"`
 	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	QuietGen    *ebpf.MapSpec `ebpf:"quiet_gen"`
+	QuietPids   *ebpf.MapSpec `ebpf:"quiet_pids"`
+	QuietStats  *ebpf.MapSpec `ebpf:"quiet_stats"`
 	WatchEvents *ebpf.MapSpec `ebpf:"watch_events"`
 }
 
@@ -109,6 +134,7 @@ type procwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type procwatchVariableSpecs struct {
+	UnusedQuietKey   *ebpf.VariableSpec `ebpf:"unused_quiet_key"`
 	UnusedWatchEvent *ebpf.VariableSpec `ebpf:"unused_watch_event"`
 }
 
@@ -132,15 +158,25 @@ func (o *procwatchObjects) Close() error {
 //
 // It can be passed to loadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type procwatchMaps struct {
+	ExecLoud    *ebpf.Map `ebpf:"exec_loud"`
+	ExecQuiet   *ebpf.Map `ebpf:"exec_quiet"`
 	ExecSel     *ebpf.Map `ebpf:"exec_sel"`
 	Lost        *ebpf.Map `ebpf:"lost"`
+	QuietGen    *ebpf.Map `ebpf:"quiet_gen"`
+	QuietPids   *ebpf.Map `ebpf:"quiet_pids"`
+	QuietStats  *ebpf.Map `ebpf:"quiet_stats"`
 	WatchEvents *ebpf.Map `ebpf:"watch_events"`
 }
 
 func (m *procwatchMaps) Close() error {
 	return _ProcwatchClose(
+		m.ExecLoud,
+		m.ExecQuiet,
 		m.ExecSel,
 		m.Lost,
+		m.QuietGen,
+		m.QuietPids,
+		m.QuietStats,
 		m.WatchEvents,
 	)
 }
@@ -149,6 +185,7 @@ func (m *procwatchMaps) Close() error {
 //
 // It can be passed to loadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type procwatchVariables struct {
+	UnusedQuietKey   *ebpf.Variable `ebpf:"unused_quiet_key"`
 	UnusedWatchEvent *ebpf.Variable `ebpf:"unused_watch_event"`
 }
 

@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/weft-dev/weft/internal/procs"
+	"github.com/weft-dev/weft/internal/selection"
 	"github.com/weft-dev/weft/internal/testutil/kubeapi"
 )
 
@@ -218,6 +220,41 @@ func TestAgainstAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		expect("deleted pod switched off", map[*corev1.Pod]bool{late: false})
+	})
+
+	// A no carries to a cgroup's next execs (the agent keeps them back)
+	// only when it is certain: no pod at all, or a pod whose switch the
+	// store knows to be off. An enabled pod's, or an unknown pod's (the
+	// informer may lag its first containers), does not.
+	t.Run("quiet scope", func(t *testing.T) {
+		sel := Selector{Store: s, ProcRoot: "/proc"}
+		off, offIDs := f.pod("sw", "quiet-off", node, metav1.ObjectMeta{Annotations: map[string]string{AnnotationTrace: "disabled"}}, "app")
+		on, onIDs := f.pod("sw", "quiet-on", node, metav1.ObjectMeta{Annotations: map[string]string{AnnotationTrace: "enabled"}}, "app")
+		eventually(t, informerWait, "both switches known", func() bool {
+			_, k1 := s.Switch(string(off.UID))
+			_, k2 := s.Switch(string(on.UID))
+			return k1 && k2
+		})
+		rel := func(uid types.UID, id string) string {
+			u := strings.ReplaceAll(string(uid), "-", "_")
+			return "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + u + ".slice/cri-containerd-" + id + ".scope"
+		}
+		for name, tc := range map[string]struct {
+			rel  string
+			want selection.Scope
+		}{
+			"pod switched off": {rel(off.UID, offIDs[0]), selection.ScopeCgroup},
+			"pod switched on":  {rel(on.UID, onIDs[0]), selection.ScopeNone},
+			"pod not known":    {rel("0a1b2c3d-0000-4000-8000-00000000abcd", strings.Repeat("ab", 32)), selection.ScopeNone},
+			"no pod":           {"weft-test.slice/not-a-pod.scope", selection.ScopeCgroup},
+		} {
+			t.Run(name, func(t *testing.T) {
+				pid := inCgroup(t, true, tc.rel)
+				if got := sel.QuietScope(procs.Info{PID: pid}); got != tc.want {
+					t.Errorf("QuietScope = %v, want %v", got, tc.want)
+				}
+			})
+		}
 	})
 
 	t.Run("deleted pod kept for the grace period", func(t *testing.T) {

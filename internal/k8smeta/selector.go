@@ -31,6 +31,33 @@ func (s Selector) Selected(p procs.Info, _ []uint16) (bool, string) {
 	return false, ""
 }
 
+// QuietScope implements selection.QuietScoper: a no carries to the
+// cgroup's next processes when it is certain until a tracing switch moves
+// (the agent rechecks then): the process is in no pod, or in a pod whose
+// switch the store knows to be off. A pod not known yet (the informer may
+// lag its first containers) gives ScopeNone.
+func (s Selector) QuietScope(p procs.Info) selection.Scope {
+	ref, err := ReadCgroup(s.ProcRoot, p.PID)
+	if err != nil {
+		return selection.ScopeNone
+	}
+	if ref.PodUID == "" && ref.ContainerID == "" {
+		return selection.ScopeCgroup
+	}
+	uid := ref.PodUID
+	if uid == "" {
+		a, ok := s.Store.Lookup(ref)
+		if !ok {
+			return selection.ScopeNone
+		}
+		uid = a[KeyPodUID]
+	}
+	if on, known := s.Store.Switch(uid); known && !on {
+		return selection.ScopeCgroup
+	}
+	return selection.ScopeNone
+}
+
 // ExecScope implements selection.ExecScoper: a pod's switch covers the
 // processes of its containers, each in its own cgroup.
 func (s Selector) ExecScope(p procs.Info) selection.Scope {

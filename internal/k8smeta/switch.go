@@ -74,6 +74,15 @@ func (s *Store) onPodGone(uid string) {
 	}
 }
 
+// Switch reports the last known state of a pod's switch, and whether the
+// pod is known at all.
+func (s *Store) Switch(podUID string) (on, known bool) {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	on, known = s.enabled[podUID]
+	return on, known
+}
+
 // EnabledPod reports the last known state of a pod (false if unknown).
 func (s *Store) EnabledPod(podUID string) bool {
 	s.swMu.Lock()

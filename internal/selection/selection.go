@@ -112,6 +112,46 @@ func ScopeOf(s Selector, p procs.Info) Scope {
 	return ScopeNone
 }
 
+// QuietScoper is a Selector that knows how far its no carries: a Scope of
+// ScopeCgroup says every process of the same executable file in the same
+// cgroup gets the same no until the selector's inputs change (the caller
+// hears of that: a Recheck), so the kernel need not report their execs.
+type QuietScoper interface {
+	QuietScope(p procs.Info) Scope
+}
+
+// QuietScopeOf is s's QuietScope for a process it did not select:
+// ScopeNone when s does not say.
+func QuietScopeOf(s Selector, p procs.Info) Scope {
+	if qs, ok := s.(QuietScoper); ok {
+		return qs.QuietScope(p)
+	}
+	return ScopeNone
+}
+
+// QuietScope implements QuietScoper: an executable glob's no is the
+// file's, and a port's is decided by the periodic rescans, not at exec;
+// a PID's would not carry, so a Standalone with PIDs says ScopeNone.
+func (s Standalone) QuietScope(procs.Info) Scope {
+	if len(s.PIDs) > 0 {
+		return ScopeNone
+	}
+	return ScopeCgroup
+}
+
+// QuietScope implements QuietScoper: the narrowest of its selectors' (all
+// of them said no).
+func (a Any) QuietScope(p procs.Info) Scope {
+	if len(a) == 0 {
+		return ScopeNone
+	}
+	narrowest := ScopeAny
+	for _, s := range a {
+		narrowest = min(narrowest, QuietScopeOf(s, p))
+	}
+	return narrowest
+}
+
 // ExecScope implements ExecScoper: the widest of its selectors'.
 func (a Any) ExecScope(p procs.Info) Scope {
 	best := ScopeNone

@@ -97,3 +97,28 @@ func TestExecScope(t *testing.T) {
 type fixed bool
 
 func (f fixed) Selected(procs.Info, []uint16) (bool, string) { return bool(f), "fixed" }
+
+// TestQuietScope: a Standalone's no carries to the file's processes in the
+// cgroup unless it selects PIDs (a listed PID may exec any file); Any takes
+// the narrowest, and a selector that does not say makes it ScopeNone.
+func TestQuietScope(t *testing.T) {
+	p := procs.Info{PID: 3, ExePath: "/usr/bin/web"}
+	for _, tc := range []struct {
+		name string
+		s    Selector
+		want Scope
+	}{
+		{"globs and ports", Standalone{ExeGlobs: []string{"api*"}, Ports: []uint16{80}}, ScopeCgroup},
+		{"no criteria", Standalone{}, ScopeCgroup},
+		{"pids", Standalone{PIDs: []int{7}, ExeGlobs: []string{"api*"}}, ScopeNone},
+		{"any of globs", Any{Standalone{ExeGlobs: []string{"a"}}, Standalone{}}, ScopeCgroup},
+		{"any with pids", Any{Standalone{ExeGlobs: []string{"a"}}, Standalone{PIDs: []int{7}}}, ScopeNone},
+		{"any with one that does not say", Any{Standalone{}, fixed(false)}, ScopeNone},
+		{"empty any", Any{}, ScopeNone},
+		{"does not say", fixed(false), ScopeNone},
+	} {
+		if got := QuietScopeOf(tc.s, p); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/probes"
+	"github.com/weft-dev/weft/internal/selection"
+	"github.com/weft-dev/weft/internal/testutil/kernel"
+)
+
+// syncTracker records Track and Untrack calls from discovery's workers.
+type syncTracker struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (s *syncTracker) Track(p *probes.Process) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, fmt.Sprintf("track %d", p.PID))
+	return nil
+}
+
+func (s *syncTracker) Untrack(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, fmt.Sprintf("untrack %d", pid))
+}
+
+func (s *syncTracker) has(call string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.calls, call)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestQuietExecs (real kernel, real processes): once user space has said
+// no to a program's exec in a cgroup, the kernel keeps back its next
+// execs and their exits there; a traced process that execs that program
+// is still reported (and untracked); another name of the same file (a
+// hard link) that the selector says yes to is not kept back; and a
+// Recheck (a tracing switch moved) makes every filing stale.
+func TestQuietExecs(t *testing.T) {
+	kernel.Require(t)
+	dir := t.TempDir()
+	quietSleep := filepath.Join(dir, "weft-quiet-sleep")
+	loudSh := filepath.Join(dir, "weft-loud-sh")
+	copyFile(t, "/bin/sleep", quietSleep)
+	copyFile(t, "/bin/sh", loudSh)
+	loudSleep := filepath.Join(dir, "weft-loud-sleep") // the same inode as quietSleep
+	if err := os.Link(quietSleep, loudSleep); err != nil {
+		t.Fatal(err)
+	}
+
+	met := metrics.New()
+	tr := &syncTracker{}
+	d := New(Config{Selector: selection.Standalone{ExeGlobs: []string{"weft-loud-*"}}},
+		slog.New(slog.DiscardHandler), met, tr)
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(context.Background())
+
+	kept := func(idx uint32) uint64 {
+		var n uint64
+		if err := d.objs.QuietStats.Lookup(idx, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// keptBack: whether the kernel kept pid's exec back (it is in
+	// quiet_pids until its exit).
+	keptBack := func(pid int) bool {
+		var v uint8
+		return d.objs.QuietPids.Lookup(uint32(pid), &v) == nil
+	}
+	filed := func() uint64 { return met.Value("weft_discovery_quiet_filed_total") }
+	// start runs argv in the background until the test ends; its exec has
+	// happened when it returns.
+	start := func(argv ...string) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command(argv[0], argv[1:]...)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("%v: %v", argv, err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	stop := func(cmd *exec.Cmd) {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+
+	// The first process of weft-quiet-sleep is read and said no to: filed.
+	first := start(quietSleep, "30")
+	eventually(t, "weft-quiet-sleep filed quiet", func() bool { return filed() >= 1 })
+	if keptBack(first.Process.Pid) {
+		t.Fatal("the first exec was kept back")
+	}
+	stop(first)
+	// The next ones are kept back, their exits too.
+	// (Start returns once the exec is past closing the child's
+	// descriptors, which is before the exec tracepoint: wait for it.)
+	next := start(quietSleep, "30")
+	eventually(t, "the second exec of a quiet file kept back", func() bool { return keptBack(next.Process.Pid) })
+	exits := kept(1)
+	stop(next)
+	eventually(t, "its exit kept back", func() bool { return kept(1) > exits && !keptBack(next.Process.Pid) })
+	const n = 50
+	execs, exits := kept(0), kept(1)
+	for range n {
+		if err := exec.Command(quietSleep, "0").Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, fmt.Sprintf("%d more execs and exits kept back", n), func() bool { return kept(0) >= execs+n && kept(1) >= exits+n })
+
+	// Another name of the same file (a hard link), which the selector
+	// says yes to, is reported and tracked.
+	loud := start(loudSleep, "30")
+	eventually(t, "the hard link weft-loud-sleep tracked", func() bool { return tr.has(fmt.Sprintf("track %d", loud.Process.Pid)) })
+	if keptBack(loud.Process.Pid) {
+		t.Error("the hard link's exec was kept back (tracked by a rescan)")
+	}
+
+	// A traced shell that execs the quiet file: reported, untracked.
+	sh := start(loudSh, "-c", "sleep 1; exec "+quietSleep+" 30")
+	pid := sh.Process.Pid
+	eventually(t, "the shell tracked", func() bool { return tr.has(fmt.Sprintf("track %d", pid)) })
+	eventually(t, "the shell's exec of the quiet file reported and untracked", func() bool { return tr.has(fmt.Sprintf("untrack %d", pid)) })
+	if keptBack(pid) {
+		t.Error("the traced shell's exec was kept back")
+	}
+
+	// A Recheck: the next exec is reported (and filed again), then kept.
+	f0 := filed()
+	d.Recheck()
+	again := start(quietSleep, "30")
+	eventually(t, "weft-quiet-sleep filed again after a Recheck", func() bool { return filed() > f0 })
+	if keptBack(again.Process.Pid) {
+		t.Error("an exec kept back after a Recheck")
+	}
+	last := start(quietSleep, "30")
+	eventually(t, "kept back once filed again", func() bool { return keptBack(last.Process.Pid) })
+}
