@@ -79,13 +79,42 @@ struct {
 
 /* exec_loud: processes user space must hear of whatever they exec (traced,
  * or reported as not traceable): their exec changes what they are. */
+/* Preallocated: a tracing program given a map that allocates at run time
+ * makes 5.7-6.0 kernels WARN (and PREEMPT_RT ones refuse it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u8);
 } exec_loud SEC(".maps");
+
+/* exec_enter: when each process last entered execve (bpf_ktime_get_ns).
+ * The new program shows in /proc before sched_process_exec fires, so a
+ * stamp taken there would not say that /proc already shows a later exec;
+ * one taken at the syscall's entry does. User space files a no, or trusts
+ * a yes, only if the process did not enter execve again after the exec it
+ * decided on: else it would file the wrong file, or miss an exec kept back
+ * before the process was filed loud. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} exec_enter SEC(".maps");
+
+static __always_inline int stamp_exec_enter(void)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&exec_enter, &pid, &now, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int on_execve(void *ctx) { return stamp_exec_enter(); }
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int on_execveat(void *ctx) { return stamp_exec_enter(); }
 
 /* quiet_pids: processes whose exec was kept back, so that their exit is
  * too (user space never heard of them). */
@@ -95,6 +124,9 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } quiet_pids SEC(".maps");
+
+/* quiet_gen's value once user space has switched quiet off for good. */
+#define QUIET_OFF 0xffffffff
 
 enum quiet_stat {
 	QUIET_EXEC = 0, /* exec events kept back */
@@ -172,7 +204,11 @@ int on_exit(void *ctx)
 	if ((__u32)id != (__u32)(id >> 32))
 		return 0;
 	struct watch_event e = {.kind = PROC_EXIT, .pid = id >> 32};
-	if (bpf_map_lookup_elem(&quiet_pids, &e.pid) && !bpf_map_lookup_elem(&exec_loud, &e.pid)) {
+	bpf_map_delete_elem(&exec_enter, &e.pid);
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&quiet_gen, &zero);
+	if (gen && *gen != QUIET_OFF && bpf_map_lookup_elem(&quiet_pids, &e.pid) &&
+	    !bpf_map_lookup_elem(&exec_loud, &e.pid)) {
 		bpf_map_delete_elem(&quiet_pids, &e.pid);
 		quiet_count(QUIET_EXIT);
 		return 0;

@@ -330,7 +330,7 @@ func run(o options, log *slog.Logger) error {
 		}
 		started = append(started, store)
 		kubeMetrics(met, store)
-		sel = selection.Any{standalone, k8smeta.Selector{Store: store, ProcRoot: "/proc"}}
+		sel = selection.Any{standalone, k8smeta.Selector{Store: store, ProcRoot: "/proc", Unified: k8smeta.UnifiedCgroups()}}
 		resCfg.Extra = podAttributes(store)
 	}
 	resCfg.Extra = withIdentity(clusters.resource(), resCfg.Extra)

@@ -142,6 +142,16 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		return fmt.Errorf("attaching sched_process_exit: %w", err)
 	}
 	d.links = append(d.links, l2)
+	for name, prog := range map[string]*ebpf.Program{"sys_enter_execve": d.objs.OnExecve, "sys_enter_execveat": d.objs.OnExecveat} {
+		l, err := link.Tracepoint("syscalls", name, prog, nil)
+		if err != nil {
+			// Without the execve stamps a filing could name the wrong
+			// file: every exec is reported.
+			d.quiet.stop("attaching syscalls/"+name, err)
+			continue
+		}
+		d.links = append(d.links, l)
+	}
 	if d.rd, err = ringbuf.NewReader(d.objs.WatchEvents); err != nil {
 		d.Shutdown(ctx)
 		return fmt.Errorf("opening procwatch ring buffer: %w", err)
@@ -378,17 +388,41 @@ func (d *Discoverer) execed(pid int, ev *procwatchWatchEvent) bool {
 // started tracking it. exec is the event when the process has just
 // exec'd, nil from a scan.
 func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent, again bool) bool {
-	execed := exec != nil
 	if pid == os.Getpid() {
 		return false
 	}
+	// The exec the decision is on: its event's time, or, from a scan,
+	// when the process last entered execve (read before /proc is). What
+	// /proc showed is that exec's program only if the process has not
+	// entered execve again by the time the decision is filed.
+	var base uint64
+	if exec != nil {
+		base = exec.KtimeNs
+	} else {
+		base = d.quiet.entered(pid)
+	}
+	tracked, loud := d.decide(pid, ports, exec, again, base)
+	if loud && d.quiet.execedSince(pid, base, exec != nil) {
+		// Now filed loud, its execs are reported. One before that, while
+		// it was read and tracked, may have been kept back (its program
+		// filed quiet): decide again on what it runs now.
+		ev := &procwatchWatchEvent{Kind: watchExec, Pid: uint32(pid), KtimeNs: d.quiet.entered(pid)}
+		tracked, _ = d.decide(pid, ports, ev, false, ev.KtimeNs)
+	}
+	return tracked
+}
+
+// decide is consider's one look at pid, read after its exec stamped base:
+// whether this call started tracking it, and whether it filed it loud.
+func (d *Discoverer) decide(pid int, ports []uint16, exec *procwatchWatchEvent, again bool, base uint64) (tracked, loud bool) {
+	execed := exec != nil
 	gen := d.quiet.generation() // before the selector's inputs are read
 	info, err := procs.Read(d.cfg.ProcRoot, pid)
 	if err != nil {
 		if !errors.Is(err, procs.ErrGone) {
 			d.log.Debug("reading process", "pid", pid, "err", err)
 		}
-		return false
+		return false, false
 	}
 	d.mu.Lock()
 	prev, seen := d.known[pid]
@@ -401,7 +435,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 		same = true
 	}
 	if same && !again && (prev.selected || !d.cfg.NeedsPorts) {
-		return false // already decided, and nothing that could change the answer moved
+		return false, false // already decided, and nothing that could change the answer moved
 	}
 	if seen && !same && prev.selected {
 		d.tracker.Untrack(pid)
@@ -415,17 +449,19 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	ok, why := d.cfg.Selector.Selected(info, ports)
 	if same && prev.selected {
 		if ok {
-			return false // still traced
+			return false, false // still traced
 		}
 		d.tracker.Untrack(pid)
 		d.log.Info("process no longer selected", "pid", pid)
 	}
 	if !ok {
 		d.remember(pid, instance{startTime: info.StartTime})
-		if exec != nil && selection.QuietScopeOf(d.cfg.Selector, info) >= selection.ScopeCgroup {
+		// Filed only if /proc showed the event's exec's program.
+		if exec != nil && base != 0 && selection.QuietScopeOf(d.cfg.Selector, info) >= selection.ScopeCgroup &&
+			!d.quiet.execedSince(pid, base, true) {
 			d.quiet.file(exec, gen)
 		}
-		return false
+		return false, false
 	}
 	p, done, err := d.inspect.process(info)
 	defer done() // the families read the executable in Track, once for all
@@ -437,7 +473,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 			sr.Skipped(pid, info.ExePath, err)
 		}
 		d.remember(pid, instance{startTime: info.StartTime, skipped: reports}) // decided; not retried every rescan
-		return false
+		return false, reports
 	}
 	scope := selection.ScopeOf(d.cfg.Selector, info)
 	if exec != nil && exec.Exe.Inode != 0 && scope != selection.ScopeNone && d.exec.on() {
@@ -450,7 +486,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 		d.met.Counter("weft_processes_skipped_total", "selected processes not traced, by reason", "reason", "track").Add(1)
 		d.log.Warn("tracking process failed", "pid", pid, "err", err)
 		d.remember(pid, instance{startTime: info.StartTime})
-		return false
+		return false, false
 	}
 	d.remember(pid, instance{startTime: info.StartTime, exe: info.ExePath, selected: true})
 	if p.Exec != nil {
@@ -458,7 +494,7 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	}
 	d.met.Counter("weft_processes_tracked_total", "processes selected and tracked").Add(1)
 	d.log.Info("tracing process", "pid", pid, "exe", info.ExePath, "why", why, "go", p.GoVersion, "goid_offset", p.GoidOffset)
-	return true
+	return true, true
 }
 
 // remember records what was decided for pid; a process traced or reported

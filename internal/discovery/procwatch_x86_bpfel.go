@@ -56,6 +56,7 @@ type procwatchWatchEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	procwatchMapExecEnter        = "exec_enter"
 	procwatchMapExecLoud         = "exec_loud"
 	procwatchMapExecQuiet        = "exec_quiet"
 	procwatchMapExecSel          = "exec_sel"
@@ -65,6 +66,8 @@ const (
 	procwatchMapQuietStats       = "quiet_stats"
 	procwatchMapWatchEvents      = "watch_events"
 	procwatchProgOnExec          = "on_exec"
+	procwatchProgOnExecve        = "on_execve"
+	procwatchProgOnExecveat      = "on_execveat"
 	procwatchProgOnExit          = "on_exit"
 	procwatchVarUnusedQuietKey   = "unused_quiet_key"
 	procwatchVarUnusedWatchEvent = "unused_watch_event"
@@ -112,14 +115,17 @@ type procwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type procwatchProgramSpecs struct {
-	OnExec *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExit *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnExec     *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExecve   *ebpf.ProgramSpec `ebpf:"on_execve"`
+	OnExecveat *ebpf.ProgramSpec `ebpf:"on_execveat"`
+	OnExit     *ebpf.ProgramSpec `ebpf:"on_exit"`
 }
 
 // procwatchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type procwatchMapSpecs struct {
+	ExecEnter   *ebpf.MapSpec `ebpf:"exec_enter"`
 	ExecLoud    *ebpf.MapSpec `ebpf:"exec_loud"`
 	ExecQuiet   *ebpf.MapSpec `ebpf:"exec_quiet"`
 	ExecSel     *ebpf.MapSpec `ebpf:"exec_sel"`
@@ -158,6 +164,7 @@ func (o *procwatchObjects) Close() error {
 //
 // It can be passed to loadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type procwatchMaps struct {
+	ExecEnter   *ebpf.Map `ebpf:"exec_enter"`
 	ExecLoud    *ebpf.Map `ebpf:"exec_loud"`
 	ExecQuiet   *ebpf.Map `ebpf:"exec_quiet"`
 	ExecSel     *ebpf.Map `ebpf:"exec_sel"`
@@ -170,6 +177,7 @@ type procwatchMaps struct {
 
 func (m *procwatchMaps) Close() error {
 	return _ProcwatchClose(
+		m.ExecEnter,
 		m.ExecLoud,
 		m.ExecQuiet,
 		m.ExecSel,
@@ -193,13 +201,17 @@ type procwatchVariables struct {
 //
 // It can be passed to loadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type procwatchPrograms struct {
-	OnExec *ebpf.Program `ebpf:"on_exec"`
-	OnExit *ebpf.Program `ebpf:"on_exit"`
+	OnExec     *ebpf.Program `ebpf:"on_exec"`
+	OnExecve   *ebpf.Program `ebpf:"on_execve"`
+	OnExecveat *ebpf.Program `ebpf:"on_execveat"`
+	OnExit     *ebpf.Program `ebpf:"on_exit"`
 }
 
 func (p *procwatchPrograms) Close() error {
 	return _ProcwatchClose(
 		p.OnExec,
+		p.OnExecve,
+		p.OnExecveat,
 		p.OnExit,
 	)
 }

@@ -3,12 +3,17 @@ package discovery
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/weft-dev/weft/internal/metrics"
 )
+
+// quietOff is quiet_gen's value once quiet is off for good (QUIET_OFF in
+// bpf/procwatch.bpf.c): no filing is made under it.
+const quietOff = 1<<32 - 1
 
 // quiet keeps procwatch's quiet maps (bpf/procwatch.bpf.c): executables
 // whose execs in a cgroup the kernel keeps back because the selector's no
@@ -22,9 +27,13 @@ import (
 type quiet struct {
 	objs *procwatchObjects
 	log  *slog.Logger
-	gen  atomic.Uint32
-	// off: a traced process could not be filed in exec_loud (full); no
-	// exec is kept back from then on, else its exec could be missed.
+	// mu orders the generation's moves and stop: a Recheck must not
+	// write a live generation over stop's quietOff.
+	mu  sync.Mutex
+	gen atomic.Uint32
+	// off: a traced process could not be filed in exec_loud (full), or
+	// the generation could not be moved; no exec is kept back from then
+	// on, else one could be missed.
 	off   atomic.Bool
 	filed *atomic.Uint64
 }
@@ -50,11 +59,35 @@ func (q *quiet) start(objs *procwatchObjects, met *metrics.Registry) {
 	}
 }
 
-func (q *quiet) on() bool { return q != nil && q.objs != nil && !q.off.Load() }
+func (q *quiet) loaded() bool { return q != nil && q.objs != nil }
+
+func (q *quiet) on() bool { return q.loaded() && !q.off.Load() }
 
 // generation is what a decision is filed under: read it before asking the
 // selector, so that a Recheck meanwhile makes the filing stale.
 func (q *quiet) generation() uint32 { return q.gen.Load() }
+
+// entered is when pid last entered execve (the kernel's exec_enter), 0 if
+// not known.
+func (q *quiet) entered(pid int) uint64 {
+	var ns uint64
+	if !q.loaded() || q.objs.ExecEnter.Lookup(uint32(pid), &ns) != nil {
+		return 0
+	}
+	return ns
+}
+
+// execedSince says whether pid entered execve again after the exec a
+// decision was made on: base is that exec's event time (the kernel's
+// sched_process_exec, after its execve entry) when fromEvent, else what
+// entered said before /proc was read.
+func (q *quiet) execedSince(pid int, base uint64, fromEvent bool) bool {
+	now := q.entered(pid)
+	if fromEvent {
+		return now > base
+	}
+	return now != base
+}
 
 // file marks the executable of an exec event quiet in its cgroup.
 func (q *quiet) file(ev *procwatchWatchEvent, gen uint32) {
@@ -72,40 +105,60 @@ func (q *quiet) file(ev *procwatchWatchEvent, gen uint32) {
 
 // recheck makes every filing stale: the selector's answers may change.
 func (q *quiet) recheck() {
-	if !q.on() {
+	if !q.loaded() {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.off.Load() {
 		return
 	}
 	g := q.gen.Add(1)
+	if g == quietOff {
+		g = q.gen.Add(1) // wrapped: 0
+	}
 	if err := q.objs.QuietGen.Put(uint32(0), g); err != nil {
-		q.stop("moving the quiet generation", err)
+		q.stopLocked("moving the quiet generation", err)
 	}
 }
 
 // loud files pid as a process whose execs are always reported, or takes
 // it back. The caller orders calls for one pid (discovery's mutex).
 func (q *quiet) loud(pid int, loud bool) {
-	if q == nil || q.objs == nil {
+	if !q.loaded() {
 		return
 	}
 	if !loud {
-		if err := q.objs.ExecLoud.Delete(uint32(pid)); err != nil && !isNotExist(err) {
+		if err := q.objs.ExecLoud.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			q.log.Debug("exec_loud", "pid", pid, "err", err)
 		}
 		return
 	}
 	if err := q.objs.ExecLoud.Put(uint32(pid), uint8(1)); err != nil {
-		q.stop("a traced process not filed as loud", err)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		q.stopLocked("a traced process not filed as loud", err)
 	}
 }
 
-// stop turns the kept-back execs off for good: generation 0 is never the
-// current one again, so no filing matches.
+// stop is stopLocked for callers without q.mu.
 func (q *quiet) stop(why string, err error) {
+	if !q.loaded() {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopLocked(why, err)
+}
+
+// stopLocked turns the kept-back execs and exits off for good: quietOff
+// is never a filing's generation. q.mu is held.
+func (q *quiet) stopLocked(why string, err error) {
 	if q.off.Swap(true) {
 		return
 	}
 	q.log.Warn("every exec reported from now on: "+why, "err", err)
-	_ = q.objs.QuietGen.Put(uint32(0), uint32(1<<32-1))
+	if err := q.objs.QuietGen.Put(uint32(0), uint32(quietOff)); err != nil {
+		q.log.Error("quiet execs could not be switched off: execs may go unreported", "err", err)
+	}
 }
-
-func isNotExist(err error) bool { return errors.Is(err, ebpf.ErrKeyNotExist) }

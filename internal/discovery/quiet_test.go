@@ -172,6 +172,55 @@ func TestQuietExecs(t *testing.T) {
 		t.Error("the traced shell's exec was kept back")
 	}
 
+	// Traced shells that exec another program at once, while discovery
+	// reads and tracks them: what they run then is decided, whether the
+	// exec was kept back (the shell not loud yet: it is decided again) or
+	// read in /proc; and the shell's file is never filed quiet by a
+	// decision on the other program (the exec stamp moved).
+	other := filepath.Join(dir, "weft-quiet-other")
+	copyFile(t, "/bin/sleep", other)
+	// (At once, and after delays that land the exec in the middle of the
+	// shell's decision, or after it.)
+	delays := []string{"", "10", "30", "100", "200", "400", "800", "1600", "3200"} // shell loop rounds
+	for i := range 2 * len(delays) {
+		target := quietSleep
+		if i%2 == 1 {
+			target = other
+		}
+		script := "exec " + target + " 30"
+		if dl := delays[i/2]; dl != "" {
+			script = "i=0; while [ $i -lt " + dl + " ]; do i=$((i+1)); done; " + script
+		}
+		c := start(loudSh, "-c", script)
+		pid := c.Process.Pid
+		eventually(t, "the exec'ing shell decided", func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			inst, ok := d.known[pid]
+			return ok && !inst.selected
+		})
+		tr.mu.Lock()
+		tracks, untracks := 0, 0
+		for _, c := range tr.calls {
+			switch c {
+			case fmt.Sprintf("track %d", pid):
+				tracks++
+			case fmt.Sprintf("untrack %d", pid):
+				untracks++
+			}
+		}
+		tr.mu.Unlock()
+		if tracks != untracks {
+			t.Errorf("pid %d runs %s, still tracked as the shell (%d tracks, %d untracks)", pid, filepath.Base(target), tracks, untracks)
+		}
+		stop(c)
+	}
+	sh2 := start(loudSh, "-c", "sleep 30")
+	eventually(t, "a shell after them tracked", func() bool { return tr.has(fmt.Sprintf("track %d", sh2.Process.Pid)) })
+	if keptBack(sh2.Process.Pid) {
+		t.Error("the shell's file was filed quiet by a decision on what it exec'd")
+	}
+
 	// A Recheck: the next exec is reported (and filed again), then kept.
 	f0 := filed()
 	d.Recheck()

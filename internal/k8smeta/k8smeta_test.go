@@ -227,7 +227,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	// store knows to be off. An enabled pod's, or an unknown pod's (the
 	// informer may lag its first containers), does not.
 	t.Run("quiet scope", func(t *testing.T) {
-		sel := Selector{Store: s, ProcRoot: "/proc"}
+		sel := Selector{Store: s, ProcRoot: "/proc", Unified: true} // as on a cgroup v2 node
 		off, offIDs := f.pod("sw", "quiet-off", node, metav1.ObjectMeta{Annotations: map[string]string{AnnotationTrace: "disabled"}}, "app")
 		on, onIDs := f.pod("sw", "quiet-on", node, metav1.ObjectMeta{Annotations: map[string]string{AnnotationTrace: "enabled"}}, "app")
 		eventually(t, informerWait, "both switches known", func() bool {
@@ -252,6 +252,12 @@ func TestAgainstAPIServer(t *testing.T) {
 				pid := inCgroup(t, true, tc.rel)
 				if got := sel.QuietScope(procs.Info{PID: pid}); got != tc.want {
 					t.Errorf("QuietScope = %v, want %v", got, tc.want)
+				}
+				// On a v1 or hybrid node a cgroup id may be shared.
+				v1 := sel
+				v1.Unified = false
+				if got := v1.QuietScope(procs.Info{PID: pid}); got != selection.ScopeNone {
+					t.Errorf("not unified: QuietScope = %v, want ScopeNone", got)
 				}
 			})
 		}

@@ -1,6 +1,8 @@
 package k8smeta
 
 import (
+	"golang.org/x/sys/unix"
+
 	"github.com/weft-dev/weft/internal/procs"
 	"github.com/weft-dev/weft/internal/selection"
 )
@@ -11,6 +13,18 @@ import (
 type Selector struct {
 	Store    *Store
 	ProcRoot string // "/proc" normally
+	// Unified says the node's cgroups are v2 only (UnifiedCgroups): then
+	// the kernel's cgroup id of a process tells its pod from others', and
+	// a no may carry to the cgroup's next execs (QuietScope).
+	Unified bool
+}
+
+// UnifiedCgroups says whether /sys/fs/cgroup is cgroup v2 (not v1, not
+// the hybrid layout): on v1 and hybrid nodes the v2 cgroup id a BPF
+// program sees may be shared by pods and host processes.
+func UnifiedCgroups() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
 // Selected implements selection.Selector.
@@ -35,8 +49,12 @@ func (s Selector) Selected(p procs.Info, _ []uint16) (bool, string) {
 // cgroup's next processes when it is certain until a tracing switch moves
 // (the agent rechecks then): the process is in no pod, or in a pod whose
 // switch the store knows to be off. A pod not known yet (the informer may
-// lag its first containers) gives ScopeNone.
+// lag its first containers) gives ScopeNone, as does a node whose cgroups
+// are not v2 only (Unified).
 func (s Selector) QuietScope(p procs.Info) selection.Scope {
+	if !s.Unified {
+		return selection.ScopeNone
+	}
 	ref, err := ReadCgroup(s.ProcRoot, p.PID)
 	if err != nil {
 		return selection.ScopeNone

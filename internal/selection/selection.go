@@ -129,12 +129,20 @@ func QuietScopeOf(s Selector, p procs.Info) Scope {
 	return ScopeNone
 }
 
-// QuietScope implements QuietScoper: an executable glob's no is the
-// file's, and a port's is decided by the periodic rescans, not at exec;
-// a PID's would not carry, so a Standalone with PIDs says ScopeNone.
+// QuietScope implements QuietScoper. A glob on the base name says the same
+// for every process exec'd by that name (the kernel's key names the file
+// and the name). Nothing else carries, so these give ScopeNone: a glob
+// with a '/' (one file has other paths: bind mounts, other mount
+// namespaces), a PID (a listed one may exec anything), a port (a process
+// may be exec'd holding a listening socket).
 func (s Standalone) QuietScope(procs.Info) Scope {
-	if len(s.PIDs) > 0 {
+	if len(s.PIDs) > 0 || len(s.Ports) > 0 {
 		return ScopeNone
+	}
+	for _, g := range s.ExeGlobs {
+		if strings.Contains(g, "/") {
+			return ScopeNone
+		}
 	}
 	return ScopeCgroup
 }

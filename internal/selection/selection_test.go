@@ -99,8 +99,9 @@ type fixed bool
 func (f fixed) Selected(procs.Info, []uint16) (bool, string) { return bool(f), "fixed" }
 
 // TestQuietScope: a Standalone's no carries to the file's processes in the
-// cgroup unless it selects PIDs (a listed PID may exec any file); Any takes
-// the narrowest, and a selector that does not say makes it ScopeNone.
+// cgroup when it selects by base-name globs only (not a path glob, a PID
+// or a port); Any takes the narrowest, and a selector that does not say
+// makes it ScopeNone.
 func TestQuietScope(t *testing.T) {
 	p := procs.Info{PID: 3, ExePath: "/usr/bin/web"}
 	for _, tc := range []struct {
@@ -108,8 +109,10 @@ func TestQuietScope(t *testing.T) {
 		s    Selector
 		want Scope
 	}{
-		{"globs and ports", Standalone{ExeGlobs: []string{"api*"}, Ports: []uint16{80}}, ScopeCgroup},
+		{"name globs", Standalone{ExeGlobs: []string{"api*", "web"}}, ScopeCgroup},
 		{"no criteria", Standalone{}, ScopeCgroup},
+		{"a path glob", Standalone{ExeGlobs: []string{"api*", "/opt/*"}}, ScopeNone},
+		{"ports", Standalone{ExeGlobs: []string{"api*"}, Ports: []uint16{80}}, ScopeNone},
 		{"pids", Standalone{PIDs: []int{7}, ExeGlobs: []string{"api*"}}, ScopeNone},
 		{"any of globs", Any{Standalone{ExeGlobs: []string{"a"}}, Standalone{}}, ScopeCgroup},
 		{"any with pids", Any{Standalone{ExeGlobs: []string{"a"}}, Standalone{PIDs: []int{7}}}, ScopeNone},
