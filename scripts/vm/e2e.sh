@@ -97,6 +97,15 @@ for k in "$@"; do
 		echo "e2e.sh: no test matched '$TESTS'" >&2
 		rc=1
 	fi
+	# A kernel warning on the console (a WARN, a BUG, a stack) fails the
+	# leg: the agent must never upset the kernel, and a verifier WARN_ONCE
+	# (5.7-6.0 warn when a tracing program gets a map that allocates at
+	# run time) passes every test otherwise.
+	if grep -Eq '^\[ *[0-9.]+\] (WARNING:|BUG:|Call Trace:)' "$bin/$k.log"; then
+		grep -E -B2 -A12 '^\[ *[0-9.]+\] (WARNING:|BUG:)' "$bin/$k.log" | head -40 >&2
+		echo "e2e.sh: kernel $k logged a warning (above)" >&2
+		rc=1
+	fi
 	summary+=("kernel $k: $([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t)) s")
 	[[ $rc == 0 ]] || failed+=("$k")
 done
