@@ -342,15 +342,17 @@ func run(o options, log *slog.Logger) error {
 	}
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
 		Resource: resCfg, GoFields: append(append([]string{}, sockio.GoFields...), gohttp.GoFields...), ExecSel: shared.ExecSel}, log, met, families)
+	if store != nil {
+		// A pod switched on or off: decide again for every process. Told
+		// before discovery's first scan, which may decide on a switch that
+		// moves while it runs (a Recheck waits for the scan's end).
+		store.OnSwitch(func(string, bool) { disc.Recheck() })
+	}
 	if err := disc.Start(ctx); err != nil {
 		return fmt.Errorf("starting discovery: %w", err)
 	}
 	// Discovery stops first so no process is tracked during teardown.
 	started = append(started, disc)
-	if store != nil {
-		// A pod switched on or off: decide again for every process.
-		store.OnSwitch(func(string, bool) { disc.Recheck() })
-	}
 
 	if o.statusAddr != "" {
 		srv, err := statusserver.Start(statusserver.Config{PublicAddr: o.statusAddr, LocalAddr: o.statusLocalAddr,

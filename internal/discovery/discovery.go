@@ -104,15 +104,16 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"
 	}
-	return &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
+	d := &Discoverer{cfg: cfg, log: log.With("component", "discovery"), met: met, tracker: t,
 		inspect: newInspector(cfg.Resource, cfg.GoFields), known: map[int]instance{}, stop: make(chan struct{}), recheck: make(chan struct{}, 1),
 		exec:  newExecSel(cfg.ExecSel, log, met),
-		quiet: newQuiet(log, met),
 		execs: met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exec"),
 		exits: met.Counter("weft_discovery_events_total", "exec and exit events seen", "kind", "exit"),
 		execLag: met.Histogram("weft_discovery_exec_to_traced_seconds",
 			"from a selected process's exec to its families' Track: what a short-lived process runs untraced",
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})}
+	d.quiet = newQuiet(&d.objs, log, met)
+	return d
 }
 
 // Start attaches the exec/exit tracepoints, then scans /proc: a process
@@ -129,7 +130,7 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		return fmt.Errorf("loading procwatch BPF programs: %w", err)
 	}
 	d.loaded = true
-	d.quiet.start(&d.objs, d.met)
+	d.quiet.start(d.met)
 	l1, err := link.Tracepoint("sched", "sched_process_exec", d.objs.OnExec, nil)
 	if err != nil {
 		d.Shutdown(ctx)

@@ -25,8 +25,11 @@ const quietOff = 1<<32 - 1
 // read of the process's /proc files: ~200 us of CPU an exec on this VM, 5%
 // of a core at 250 execs a second, for programs it never traces.
 type quiet struct {
-	objs *procwatchObjects
-	log  *slog.Logger
+	objs *procwatchObjects // discovery's, filled by its Start
+	// ready: objs is loaded (set once, after the load; a switch's Recheck
+	// may come from another goroutine before).
+	ready atomic.Bool
+	log   *slog.Logger
 	// mu orders the generation's moves and stop: a Recheck must not
 	// write a live generation over stop's quietOff.
 	mu  sync.Mutex
@@ -38,14 +41,15 @@ type quiet struct {
 	filed *atomic.Uint64
 }
 
-func newQuiet(log *slog.Logger, met *metrics.Registry) *quiet {
-	return &quiet{log: log, filed: met.Counter("weft_discovery_quiet_filed_total",
+func newQuiet(objs *procwatchObjects, log *slog.Logger, met *metrics.Registry) *quiet {
+	return &quiet{objs: objs, log: log, filed: met.Counter("weft_discovery_quiet_filed_total",
 		"executables (in a cgroup) filed as quiet: their next execs there are not reported, the selector's no holding for them")}
 }
 
-// start takes the loaded maps and registers the kernel's counts.
-func (q *quiet) start(objs *procwatchObjects, met *metrics.Registry) {
-	q.objs = objs
+// start says the maps are loaded and registers the kernel's counts.
+func (q *quiet) start(met *metrics.Registry) {
+	objs := q.objs
+	q.ready.Store(true)
 	for idx, kind := range []string{"exec", "exit"} {
 		met.Gauge("weft_discovery_events_quiet_total",
 			"exec and exit events the kernel kept back: the process's executable was filed quiet in its cgroup",
@@ -59,7 +63,7 @@ func (q *quiet) start(objs *procwatchObjects, met *metrics.Registry) {
 	}
 }
 
-func (q *quiet) loaded() bool { return q != nil && q.objs != nil }
+func (q *quiet) loaded() bool { return q != nil && q.ready.Load() }
 
 func (q *quiet) on() bool { return q.loaded() && !q.off.Load() }
 
