@@ -88,13 +88,18 @@ struct {
 	__type(value, __u8);
 } exec_loud SEC(".maps");
 
-/* exec_enter: when each process last entered execve (bpf_ktime_get_ns).
+/* exec_enter: when each process last began an exec (bpf_ktime_get_ns).
  * The new program shows in /proc before sched_process_exec fires, so a
  * stamp taken there would not say that /proc already shows a later exec;
- * one taken at the syscall's entry does. User space files a no, or trusts
- * a yes, only if the process did not enter execve again after the exec it
+ * one taken before the switch does. User space files a no, or trusts a
+ * yes, only if the process did not begin an exec again after the one it
  * decided on: else it would file the wrong file, or miss an exec kept back
- * before the process was filed loud. */
+ * before the process was filed loud.
+ *
+ * on_exec_begin is attached to sched_prepare_exec (Linux 6.11+: in
+ * begin_new_exec, before the executable is switched), else to the execve
+ * and execveat syscalls' entry. Those put every syscall of the node on the
+ * traced entry path, a cost sched_prepare_exec does not have. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -102,19 +107,14 @@ struct {
 	__type(value, __u64);
 } exec_enter SEC(".maps");
 
-static __always_inline int stamp_exec_enter(void)
+SEC("tracepoint/sched/sched_prepare_exec")
+int on_exec_begin(void *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	__u64 now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&exec_enter, &pid, &now, BPF_ANY);
 	return 0;
 }
-
-SEC("tracepoint/syscalls/sys_enter_execve")
-int on_execve(void *ctx) { return stamp_exec_enter(); }
-
-SEC("tracepoint/syscalls/sys_enter_execveat")
-int on_execveat(void *ctx) { return stamp_exec_enter(); }
 
 /* quiet_pids: processes whose exec was kept back, so that their exit is
  * too (user space never heard of them). */

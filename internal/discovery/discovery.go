@@ -143,15 +143,10 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		return fmt.Errorf("attaching sched_process_exit: %w", err)
 	}
 	d.links = append(d.links, l2)
-	for name, prog := range map[string]*ebpf.Program{"sys_enter_execve": d.objs.OnExecve, "sys_enter_execveat": d.objs.OnExecveat} {
-		l, err := link.Tracepoint("syscalls", name, prog, nil)
-		if err != nil {
-			// Without the execve stamps a filing could name the wrong
-			// file: every exec is reported.
-			d.quiet.stop("attaching syscalls/"+name, err)
-			continue
-		}
-		d.links = append(d.links, l)
+	if err := d.attachExecBegin(); err != nil {
+		// Without the exec stamps a filing could name the wrong file:
+		// every exec is reported.
+		d.quiet.stop("stamping execs as they begin", err)
 	}
 	if d.rd, err = ringbuf.NewReader(d.objs.WatchEvents); err != nil {
 		d.Shutdown(ctx)
@@ -171,6 +166,25 @@ func (d *Discoverer) Start(ctx context.Context) error {
 	d.wg.Add(2)
 	go d.events()
 	go d.ticker()
+	return nil
+}
+
+// attachExecBegin attaches on_exec_begin where an exec begins, before the
+// executable is switched: sched_prepare_exec (6.11+), else the entry of
+// execve and execveat (every syscall then takes the traced entry path).
+func (d *Discoverer) attachExecBegin() error {
+	if l, err := link.Tracepoint("sched", "sched_prepare_exec", d.objs.OnExecBegin, nil); err == nil {
+		d.links = append(d.links, l)
+		return nil
+	}
+	d.log.Debug("no sched_prepare_exec (Linux 6.11+): execs stamped at execve's entry")
+	for _, name := range []string{"sys_enter_execve", "sys_enter_execveat"} {
+		l, err := link.Tracepoint("syscalls", name, d.objs.OnExecBegin, nil)
+		if err != nil {
+			return fmt.Errorf("attaching syscalls/%s (no sched_prepare_exec either): %w", name, err)
+		}
+		d.links = append(d.links, l)
+	}
 	return nil
 }
 

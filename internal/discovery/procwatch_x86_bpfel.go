@@ -66,8 +66,7 @@ const (
 	procwatchMapQuietStats       = "quiet_stats"
 	procwatchMapWatchEvents      = "watch_events"
 	procwatchProgOnExec          = "on_exec"
-	procwatchProgOnExecve        = "on_execve"
-	procwatchProgOnExecveat      = "on_execveat"
+	procwatchProgOnExecBegin     = "on_exec_begin"
 	procwatchProgOnExit          = "on_exit"
 	procwatchVarUnusedQuietKey   = "unused_quiet_key"
 	procwatchVarUnusedWatchEvent = "unused_watch_event"
@@ -115,10 +114,9 @@ type procwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type procwatchProgramSpecs struct {
-	OnExec     *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExecve   *ebpf.ProgramSpec `ebpf:"on_execve"`
-	OnExecveat *ebpf.ProgramSpec `ebpf:"on_execveat"`
-	OnExit     *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnExec      *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExecBegin *ebpf.ProgramSpec `ebpf:"on_exec_begin"`
+	OnExit      *ebpf.ProgramSpec `ebpf:"on_exit"`
 }
 
 // procwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -201,17 +199,15 @@ type procwatchVariables struct {
 //
 // It can be passed to loadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type procwatchPrograms struct {
-	OnExec     *ebpf.Program `ebpf:"on_exec"`
-	OnExecve   *ebpf.Program `ebpf:"on_execve"`
-	OnExecveat *ebpf.Program `ebpf:"on_execveat"`
-	OnExit     *ebpf.Program `ebpf:"on_exit"`
+	OnExec      *ebpf.Program `ebpf:"on_exec"`
+	OnExecBegin *ebpf.Program `ebpf:"on_exec_begin"`
+	OnExit      *ebpf.Program `ebpf:"on_exit"`
 }
 
 func (p *procwatchPrograms) Close() error {
 	return _ProcwatchClose(
 		p.OnExec,
-		p.OnExecve,
-		p.OnExecveat,
+		p.OnExecBegin,
 		p.OnExit,
 	)
 }
