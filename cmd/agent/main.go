@@ -341,7 +341,8 @@ func run(o options, log *slog.Logger) error {
 		return err
 	}
 	disc := discovery.New(discovery.Config{Selector: sel, NeedsPorts: standalone.NeedsPorts(),
-		Resource: resCfg, GoFields: append(append([]string{}, sockio.GoFields...), gohttp.GoFields...), ExecSel: shared.ExecSel}, log, met, families)
+		Resource: resCfg, GoFields: append(append([]string{}, sockio.GoFields...), gohttp.GoFields...), ExecSel: shared.ExecSel,
+		SyscallsTraced: sock.Source() == sockio.SourceSyscalls, Status: board}, log, met, families)
 	if store != nil {
 		// A pod switched on or off: decide again for every process. Told
 		// before discovery's first scan, which may decide on a switch that

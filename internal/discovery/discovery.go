@@ -28,6 +28,7 @@ import (
 	"github.com/weft-dev/weft/internal/procs"
 	"github.com/weft-dev/weft/internal/ringpoll"
 	"github.com/weft-dev/weft/internal/selection"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // Tracker is told which processes to trace.
@@ -56,6 +57,16 @@ type Config struct {
 	// lets the kernel select the next processes of an executable at exec.
 	// nil: selection waits for user space.
 	ExecSel *ebpf.Map
+	// SyscallsTraced: the capture already traces syscalls' entry (sockio's
+	// syscalls source), so stamping execs at execve's entry adds nothing.
+	// Without it, and without sched_prepare_exec (Linux 6.11+), execs are
+	// not stamped and none is kept back: a syscalls tracepoint puts every
+	// syscall of the node on the traced entry path (measured here: getppid
+	// 172 -> 213 ns), a cost to every program rather than to the agent.
+	SyscallsTraced bool
+	// Status shows whether execs of untraced programs are kept back in
+	// the kernel (feature "quiet_execs"), and why not. May be nil.
+	Status *status.Board
 }
 
 type instance struct {
@@ -81,12 +92,15 @@ type Discoverer struct {
 	mu    sync.Mutex
 	known map[int]instance
 
-	execLag  *metrics.Histogram // exec event → tracked
-	execs    *atomic.Uint64     // weft_discovery_events_total by kind, looked up once:
-	exits    *atomic.Uint64     // a busy node execs thousands of processes a second
-	exec     *execSel
-	quiet    *quiet
-	lostSeen uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
+	execLag *metrics.Histogram // exec event → tracked
+	execs   *atomic.Uint64     // weft_discovery_events_total by kind, looked up once:
+	exits   *atomic.Uint64     // a busy node execs thousands of processes a second
+	exec    *execSel
+	quiet   *quiet
+	// prepareExec: the sched tracepoint where an exec begins (Linux
+	// 6.11+); a test names one no kernel has, to take the fallback.
+	prepareExec string
+	lostSeen    uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
 
 	stop     chan struct{}
 	waker    *ringpoll.Waker // nil: the event loop polls every watchPoll
@@ -112,7 +126,8 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 		execLag: met.Histogram("weft_discovery_exec_to_traced_seconds",
 			"from a selected process's exec to its families' Track: what a short-lived process runs untraced",
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})}
-	d.quiet = newQuiet(&d.objs, log, met)
+	d.quiet = newQuiet(&d.objs, log, met, cfg.Status)
+	d.prepareExec = "sched_prepare_exec"
 	return d
 }
 
@@ -143,10 +158,12 @@ func (d *Discoverer) Start(ctx context.Context) error {
 		return fmt.Errorf("attaching sched_process_exit: %w", err)
 	}
 	d.links = append(d.links, l2)
-	if err := d.attachExecBegin(); err != nil {
+	if where, err := d.attachExecBegin(); err != nil {
 		// Without the exec stamps a filing could name the wrong file:
 		// every exec is reported.
 		d.quiet.stop("stamping execs as they begin", err)
+	} else {
+		d.quiet.stamped(where)
 	}
 	if d.rd, err = ringbuf.NewReader(d.objs.WatchEvents); err != nil {
 		d.Shutdown(ctx)
@@ -169,23 +186,31 @@ func (d *Discoverer) Start(ctx context.Context) error {
 	return nil
 }
 
+// errNoExecStamps: no sched_prepare_exec, and the syscall entry path is
+// not traced already (Config.SyscallsTraced).
+var errNoExecStamps = errors.New("no sched_prepare_exec (Linux 6.11+), and execve's entry would put every syscall of the node on the traced path")
+
 // attachExecBegin attaches on_exec_begin where an exec begins, before the
-// executable is switched: sched_prepare_exec (6.11+), else the entry of
-// execve and execveat (every syscall then takes the traced entry path).
-func (d *Discoverer) attachExecBegin() error {
-	if l, err := link.Tracepoint("sched", "sched_prepare_exec", d.objs.OnExecBegin, nil); err == nil {
+// executable is switched: sched_prepare_exec (6.11+), else, if the syscall
+// entry path is traced anyway, the entry of execve and execveat.
+// It says where.
+func (d *Discoverer) attachExecBegin() (string, error) {
+	if l, err := link.Tracepoint("sched", d.prepareExec, d.objs.OnExecBegin, nil); err == nil {
 		d.links = append(d.links, l)
-		return nil
+		return d.prepareExec, nil
+	}
+	if !d.cfg.SyscallsTraced {
+		return "", errNoExecStamps
 	}
 	d.log.Debug("no sched_prepare_exec (Linux 6.11+): execs stamped at execve's entry")
 	for _, name := range []string{"sys_enter_execve", "sys_enter_execveat"} {
 		l, err := link.Tracepoint("syscalls", name, d.objs.OnExecBegin, nil)
 		if err != nil {
-			return fmt.Errorf("attaching syscalls/%s (no sched_prepare_exec either): %w", name, err)
+			return "", fmt.Errorf("attaching syscalls/%s (no sched_prepare_exec either): %w", name, err)
 		}
 		d.links = append(d.links, l)
 	}
-	return nil
+	return "execve's entry (the syscalls capture traces it anyway)", nil
 }
 
 // execWorkers handle exec and exit events side by side: the first process

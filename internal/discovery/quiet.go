@@ -1,7 +1,9 @@
 package discovery
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -9,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/weft-dev/weft/internal/metrics"
+	"github.com/weft-dev/weft/internal/status"
 )
 
 // quietOff is quiet_gen's value once quiet is off for good (QUIET_OFF in
@@ -39,10 +42,15 @@ type quiet struct {
 	// on, else one could be missed.
 	off   atomic.Bool
 	filed *atomic.Uint64
+	board *status.Board // feature QuietExecs; may be nil
 }
 
-func newQuiet(objs *procwatchObjects, log *slog.Logger, met *metrics.Registry) *quiet {
-	return &quiet{objs: objs, log: log, filed: met.Counter("weft_discovery_quiet_filed_total",
+// QuietExecs is the status feature: execs (and exits) of programs the
+// selector does not trace are kept back in the kernel.
+const QuietExecs = "quiet_execs"
+
+func newQuiet(objs *procwatchObjects, log *slog.Logger, met *metrics.Registry, board *status.Board) *quiet {
+	return &quiet{objs: objs, log: log, board: board, filed: met.Counter("weft_discovery_quiet_filed_total",
 		"executables (in a cgroup) filed as quiet: their next execs there are not reported, the selector's no holding for them")}
 }
 
@@ -60,6 +68,16 @@ func (q *quiet) start(met *metrics.Registry) {
 				}
 				return float64(n)
 			}, "kind", kind)
+	}
+}
+
+// stamped says execs are stamped as they begin, at where: filings may be
+// made (unless quiet is already off).
+func (q *quiet) stamped(where string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.off.Load() {
+		q.board.Feature(QuietExecs, true, "execs of programs not traced are kept back in the kernel once one was decided (execs stamped at "+where+")")
 	}
 }
 
@@ -161,7 +179,12 @@ func (q *quiet) stopLocked(why string, err error) {
 	if q.off.Swap(true) {
 		return
 	}
-	q.log.Warn("every exec reported from now on: "+why, "err", err)
+	level := slog.LevelWarn
+	if errors.Is(err, errNoExecStamps) { // the kernel's lack, not a fault
+		level = slog.LevelInfo
+	}
+	q.log.Log(context.Background(), level, "every exec reported from now on: "+why, "err", err)
+	q.board.Feature(QuietExecs, false, fmt.Sprintf("every exec is reported: %s: %v", why, err))
 	if err := q.objs.QuietGen.Put(uint32(0), uint32(quietOff)); err != nil {
 		q.log.Error("quiet execs could not be switched off: execs may go unreported", "err", err)
 	}

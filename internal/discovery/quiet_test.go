@@ -9,13 +9,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/internal/kernelfs"
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/selection"
+	"github.com/weft-dev/weft/internal/status"
 	"github.com/weft-dev/weft/internal/testutil/kernel"
 )
 
@@ -231,4 +234,102 @@ func TestQuietExecs(t *testing.T) {
 	}
 	last := start(quietSleep, "30")
 	eventually(t, "kept back once filed again", func() bool { return keptBack(last.Process.Pid) })
+}
+
+// TestQuietExecStamps (real kernel): where the kernel has no
+// sched_prepare_exec (Linux 6.3 to 6.10; forced here by naming a
+// tracepoint no kernel has), execs are stamped at execve's entry only if
+// the capture traces the syscall entry path anyway; else nothing is kept
+// back, and the status says why.
+func TestQuietExecStamps(t *testing.T) {
+	kernel.Require(t)
+	quietSleep := filepath.Join(t.TempDir(), "weft-quiet-sleep")
+	copyFile(t, "/bin/sleep", quietSleep)
+	if err := kernelfs.EnsureTracefs(); err != nil {
+		t.Fatal(err)
+	}
+	hasPrepareExec := false
+	for _, root := range []string{kernelfs.TracefsPath, "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(filepath.Join(root, "events/sched/sched_prepare_exec")); err == nil {
+			hasPrepareExec = true
+		}
+	}
+	for _, tc := range []struct {
+		name           string
+		prepareExec    string
+		syscallsTraced bool
+		on             bool
+		why            string
+	}{
+		{"sched_prepare_exec", "sched_prepare_exec", false, true, "stamped at sched_prepare_exec"},
+		{"execve entry, syscalls traced anyway", "weft_no_such_tracepoint", true, true, "stamped at execve's entry"},
+		{"no place to stamp", "weft_no_such_tracepoint", false, false, "every syscall of the node"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.prepareExec == "sched_prepare_exec" && !hasPrepareExec {
+				// Before Linux 6.11 the kernel's own tracepoint is
+				// missing: the third case's outcome.
+				tc.on, tc.why = false, "every syscall of the node"
+			}
+			met := metrics.New()
+			board := status.New(met)
+			d := New(Config{Selector: selection.Standalone{ExeGlobs: []string{"weft-loud-*"}},
+				SyscallsTraced: tc.syscallsTraced, Status: board}, slog.New(slog.DiscardHandler), met, &syncTracker{})
+			d.prepareExec = tc.prepareExec
+			if err := d.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer d.Shutdown(context.Background())
+			var f status.Feature
+			for _, g := range board.Features() {
+				if g.Name == QuietExecs {
+					f = g
+				}
+			}
+			if f.Name == "" || f.On != tc.on || !strings.Contains(f.Why, tc.why) {
+				t.Fatalf("status feature %s = %+v, want on=%v, why with %q", QuietExecs, f, tc.on, tc.why)
+			}
+			var text strings.Builder
+			if err := met.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("weft_kernel_feature{feature=%q} %d\n", QuietExecs, map[bool]int{true: 1}[tc.on])
+			if !strings.Contains(text.String(), want) {
+				t.Errorf("metrics lack %q", want)
+			}
+			// The first exec is read and said no to; whether the next
+			// is kept back is what the stamps decide.
+			for i := range 3 {
+				if err := exec.Command(quietSleep, "0").Run(); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 && tc.on {
+					eventually(t, "the first exec filed quiet", func() bool { return met.Value("weft_discovery_quiet_filed_total") >= 1 })
+				}
+			}
+			var keptExecs uint64
+			if err := d.objs.QuietStats.Lookup(uint32(0), &keptExecs); err != nil {
+				t.Fatal(err)
+			}
+			if tc.on {
+				eventually(t, "the next execs kept back", func() bool {
+					d.objs.QuietStats.Lookup(uint32(0), &keptExecs)
+					return keptExecs >= 2
+				})
+				return
+			}
+			// Off: no generation is live, so the kernel can keep nothing
+			// back, and nothing is filed.
+			var gen uint32
+			if err := d.objs.QuietGen.Lookup(uint32(0), &gen); err != nil || gen != quietOff {
+				t.Errorf("quiet_gen = %#x (%v), want quietOff", gen, err)
+			}
+			eventually(t, "the three execs reported", func() bool {
+				return met.Value("weft_discovery_events_total", "kind", "exec") >= 3
+			})
+			if keptExecs != 0 || met.Value("weft_discovery_quiet_filed_total") != 0 {
+				t.Errorf("without exec stamps: %d execs kept back, %d filed", keptExecs, met.Value("weft_discovery_quiet_filed_total"))
+			}
+		})
+	}
 }
