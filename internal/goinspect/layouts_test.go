@@ -1,6 +1,7 @@
 package goinspect
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -59,4 +60,32 @@ func TestLayoutsAcrossBuilds(t *testing.T) {
 		t.Errorf("%d answers from the first build's DWARF, want %d", got, want)
 	}
 	check(olderToolchain+"/default", FromDWARF)
+}
+
+// TestLayoutsBounded: past maxLayouts answers, the least recently used go
+// and new ones are still learnt.
+func TestLayoutsBounded(t *testing.T) {
+	l := NewLayouts()
+	key := func(i int) string { return fmt.Sprintf("go1.%d example.com/m@v1 T.f", i) }
+	for i := range maxLayouts {
+		l.put(key(i), uint64(i))
+	}
+	if _, ok := l.get(key(0)); !ok { // used: kept
+		t.Fatal("answer 0 not kept")
+	}
+	for i := maxLayouts; i < maxLayouts+100; i++ {
+		l.put(key(i), uint64(i))
+	}
+	if l.Len() != maxLayouts {
+		t.Errorf("%d answers kept, bound %d", l.Len(), maxLayouts)
+	}
+	if v, ok := l.get(key(maxLayouts + 99)); !ok || v != maxLayouts+99 {
+		t.Errorf("the newest answer: %d, %v", v, ok)
+	}
+	if _, ok := l.get(key(0)); !ok {
+		t.Error("the recently used answer went")
+	}
+	if _, ok := l.get(key(1)); ok {
+		t.Error("the least recently used answer stayed")
+	}
 }
