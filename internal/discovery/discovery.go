@@ -100,7 +100,11 @@ type Discoverer struct {
 	// prepareExec: the sched tracepoint where an exec begins (Linux
 	// 6.11+); a test names one no kernel has, to take the fallback.
 	prepareExec string
-	lostSeen    uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
+	// mono reads the kernel's monotonic clock, as exec stamps are taken.
+	mono monoClock
+	// afterRead, if set (tests), runs once a decision has read /proc.
+	afterRead func(pid int, exe string)
+	lostSeen  uint64 // procwatch's lost events at the last rescan (rescan's goroutine only)
 
 	stop     chan struct{}
 	waker    *ringpoll.Waker // nil: the event loop polls every watchPoll
@@ -128,6 +132,7 @@ func New(cfg Config, log *slog.Logger, met *metrics.Registry, t Tracker) *Discov
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})}
 	d.quiet = newQuiet(&d.objs, log, met, cfg.Status)
 	d.prepareExec = "sched_prepare_exec"
+	d.mono = newMonoClock()
 	return d
 }
 
@@ -431,18 +436,18 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	if pid == os.Getpid() {
 		return false
 	}
-	// The exec the decision is on: its event's time, or, from a scan,
-	// when the process last entered execve (read before /proc is). What
-	// /proc showed is that exec's program only if the process has not
-	// entered execve again by the time the decision is filed.
+	// What /proc shows is the program of the exec the decision is on only
+	// if the process has begun no exec since: since the exec's event or,
+	// from a scan, since just before /proc is read (the clock, not a map
+	// read: with -port every process is decided again at every rescan).
 	var base uint64
 	if exec != nil {
 		base = exec.KtimeNs
 	} else {
-		base = d.quiet.entered(pid)
+		base = d.mono.now()
 	}
 	tracked, loud := d.decide(pid, ports, exec, again, base)
-	if loud && d.quiet.execedSince(pid, base, exec != nil) {
+	if loud && d.quiet.execedSince(pid, base) {
 		// Now filed loud, its execs are reported. One before that, while
 		// it was read and tracked, may have been kept back (its program
 		// filed quiet): decide again on what it runs now.
@@ -463,6 +468,9 @@ func (d *Discoverer) decide(pid int, ports []uint16, exec *procwatchWatchEvent, 
 			d.log.Debug("reading process", "pid", pid, "err", err)
 		}
 		return false, false
+	}
+	if d.afterRead != nil {
+		d.afterRead(pid, info.ExePath)
 	}
 	d.mu.Lock()
 	prev, seen := d.known[pid]
@@ -498,7 +506,7 @@ func (d *Discoverer) decide(pid int, ports []uint16, exec *procwatchWatchEvent, 
 		d.remember(pid, instance{startTime: info.StartTime})
 		// Filed only if /proc showed the event's exec's program.
 		if exec != nil && base != 0 && selection.QuietScopeOf(d.cfg.Selector, info) >= selection.ScopeCgroup &&
-			!d.quiet.execedSince(pid, base, true) {
+			!d.quiet.execedSince(pid, base) {
 			d.quiet.file(exec, gen)
 		}
 		return false, false

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/status"
@@ -89,7 +91,7 @@ func (q *quiet) on() bool { return q.loaded() && !q.off.Load() }
 // selector, so that a Recheck meanwhile makes the filing stale.
 func (q *quiet) generation() uint32 { return q.gen.Load() }
 
-// entered is when pid last entered execve (the kernel's exec_enter), 0 if
+// entered is when pid's last exec began (the kernel's exec_enter), 0 if
 // not known.
 func (q *quiet) entered(pid int) uint64 {
 	var ns uint64
@@ -99,17 +101,39 @@ func (q *quiet) entered(pid int) uint64 {
 	return ns
 }
 
-// execedSince says whether pid entered execve again after the exec a
-// decision was made on: base is that exec's event time (the kernel's
-// sched_process_exec, after its execve entry) when fromEvent, else what
-// entered said before /proc was read.
-func (q *quiet) execedSince(pid int, base uint64, fromEvent bool) bool {
-	now := q.entered(pid)
-	if fromEvent {
-		return now > base
-	}
-	return now != base
+// execedSince says whether pid began an exec after base (the kernel's
+// monotonic clock): after the exec event a decision was made on, or
+// after its scan read the clock.
+func (q *quiet) execedSince(pid int, base uint64) bool {
+	return q.entered(pid) > base
 }
+
+// monoClock reads CLOCK_MONOTONIC, the clock of the kernel's exec stamps
+// (bpf_ktime_get_ns), through Go's own monotonic clock (the vDSO): system
+// calls when made, none after. It may read early, never late: early only
+// costs a process that began an exec just before its scan a second look;
+// late could miss one.
+type monoClock struct {
+	base  uint64    // CLOCK_MONOTONIC at or before start
+	start time.Time // with its monotonic reading
+}
+
+func newMonoClock() monoClock {
+	var best monoClock
+	gap := ^uint64(0)
+	for range 8 { // the closest pair of readings around time.Now
+		var before, after unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &before)
+		start := time.Now()
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &after)
+		if g := uint64(after.Nano() - before.Nano()); g < gap {
+			gap, best = g, monoClock{base: uint64(before.Nano()), start: start}
+		}
+	}
+	return best
+}
+
+func (c monoClock) now() uint64 { return c.base + uint64(time.Since(c.start)) }
 
 // file marks the executable of an exec event quiet in its cgroup.
 func (q *quiet) file(ev *procwatchWatchEvent, gen uint32) {

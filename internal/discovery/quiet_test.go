@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,8 +12,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/weft-dev/weft/internal/kernelfs"
 	"github.com/weft-dev/weft/internal/metrics"
@@ -331,5 +336,101 @@ func TestQuietExecStamps(t *testing.T) {
 				t.Errorf("without exec stamps: %d execs kept back, %d filed", keptExecs, met.Value("weft_discovery_quiet_filed_total"))
 			}
 		})
+	}
+}
+
+// TestMonoClock: the clock a scan's decision is stamped with never reads
+// later than the kernel's monotonic clock, and not much earlier.
+func TestMonoClock(t *testing.T) {
+	c := newMonoClock()
+	for range 1000 {
+		var before, after unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &before)
+		now := c.now()
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &after)
+		if now > uint64(after.Nano()) {
+			t.Fatalf("read %d, later than CLOCK_MONOTONIC %d", now, after.Nano())
+		}
+		if b := uint64(before.Nano()); now < b && b-now > uint64(10*time.Millisecond) {
+			t.Fatalf("read %d, %v before CLOCK_MONOTONIC", now, time.Duration(b-now))
+		}
+	}
+}
+
+// TestQuietRedecide (real kernel, real processes): a process whose exec
+// of a quiet file lands after its decision read /proc (the old program,
+// selected) and before it is filed loud is kept back by the kernel; the
+// decision then sees the exec stamp and decides again: untracked. The
+// window is held open by a hook between the two.
+func TestQuietRedecide(t *testing.T) {
+	kernel.Require(t)
+	dir := t.TempDir()
+	quietSleep := filepath.Join(dir, "weft-quiet-sleep")
+	loudSh := filepath.Join(dir, "weft-loud-sh")
+	copyFile(t, "/bin/sleep", quietSleep)
+	copyFile(t, "/bin/sh", loudSh)
+	fifo := filepath.Join(dir, "go")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	met := metrics.New()
+	tr := &syncTracker{}
+	d := New(Config{Selector: selection.Standalone{ExeGlobs: []string{"weft-loud-*"}}},
+		slog.New(slog.DiscardHandler), met, tr)
+	var once atomic.Bool
+	held := make(chan error, 1)
+	d.afterRead = func(pid int, exe string) {
+		if exe != loudSh || once.Swap(true) {
+			return
+		}
+		// The first decision on the shell has read /proc: now it execs
+		// the quiet file.
+		err := os.WriteFile(fifo, []byte("go\n"), 0)
+		deadline := time.Now().Add(30 * time.Second)
+		for err == nil {
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); exe == quietSleep {
+				break
+			}
+			if time.Now().After(deadline) {
+				err = errors.New("the shell did not exec the quiet file")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		held <- err
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(context.Background())
+	if err := exec.Command(quietSleep, "0").Run(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "weft-quiet-sleep filed quiet", func() bool { return met.Value("weft_discovery_quiet_filed_total") >= 1 })
+
+	// The shell blocks opening the fifo until the hook writes it.
+	cmd := exec.Command(loudSh, "-c", "read x < "+fifo+"; exec "+quietSleep+" 600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	select {
+	case err := <-held:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no decision read the shell's /proc")
+	}
+	var v uint8
+	if err := d.objs.QuietPids.Lookup(uint32(pid), &v); err != nil {
+		t.Fatalf("the shell's exec of the quiet file was not kept back (%v): the window was not reached", err)
+	}
+	eventually(t, "the shell tracked, then untracked on its kept-back exec", func() bool {
+		return tr.has(fmt.Sprintf("track %d", pid)) && tr.has(fmt.Sprintf("untrack %d", pid))
+	})
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("untracked by its exit, not by the second decision: %v", err)
 	}
 }
