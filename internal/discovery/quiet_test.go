@@ -71,6 +71,40 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// quietFixture copies sleep and sh into a temporary directory under the
+// names a "weft-loud-*" glob says no (weft-quiet-sleep) and yes
+// (weft-loud-sh) to.
+func quietFixture(t *testing.T) (dir, quietSleep, loudSh string) {
+	dir = t.TempDir()
+	quietSleep = filepath.Join(dir, "weft-quiet-sleep")
+	loudSh = filepath.Join(dir, "weft-loud-sh")
+	copyFile(t, "/bin/sleep", quietSleep)
+	copyFile(t, "/bin/sh", loudSh)
+	return dir, quietSleep, loudSh
+}
+
+// filedQuiet says whether d's exec_quiet holds path under the live
+// generation. (The filed count alone does not say: any exec on the
+// machine that the selector says no to is filed too.)
+func filedQuiet(t *testing.T, d *Discoverer, path string) bool {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		k   procwatchQuietKey
+		gen uint32
+	)
+	live := d.quiet.generation()
+	for it := d.objs.ExecQuiet.Iterate(); it.Next(&k, &gen); {
+		if k.Exe.Ino == st.Ino && gen == live {
+			return true
+		}
+	}
+	return false
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -90,11 +124,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // Recheck (a tracing switch moved) makes every filing stale.
 func TestQuietExecs(t *testing.T) {
 	kernel.Require(t)
-	dir := t.TempDir()
-	quietSleep := filepath.Join(dir, "weft-quiet-sleep")
-	loudSh := filepath.Join(dir, "weft-loud-sh")
-	copyFile(t, "/bin/sleep", quietSleep)
-	copyFile(t, "/bin/sh", loudSh)
+	dir, quietSleep, loudSh := quietFixture(t)
 	loudSleep := filepath.Join(dir, "weft-loud-sleep") // the same inode as quietSleep
 	if err := os.Link(quietSleep, loudSleep); err != nil {
 		t.Fatal(err)
@@ -122,7 +152,6 @@ func TestQuietExecs(t *testing.T) {
 		var v uint8
 		return d.objs.QuietPids.Lookup(uint32(pid), &v) == nil
 	}
-	filed := func() uint64 { return met.Value("weft_discovery_quiet_filed_total") }
 	// start runs argv in the background until the test ends; its exec has
 	// happened when it returns.
 	start := func(argv ...string) *exec.Cmd {
@@ -141,7 +170,7 @@ func TestQuietExecs(t *testing.T) {
 
 	// The first process of weft-quiet-sleep is read and said no to: filed.
 	first := start(quietSleep, "30")
-	eventually(t, "weft-quiet-sleep filed quiet", func() bool { return filed() >= 1 })
+	eventually(t, "weft-quiet-sleep filed quiet", func() bool { return filedQuiet(t, d, quietSleep) })
 	if keptBack(first.Process.Pid) {
 		t.Fatal("the first exec was kept back")
 	}
@@ -230,10 +259,12 @@ func TestQuietExecs(t *testing.T) {
 	}
 
 	// A Recheck: the next exec is reported (and filed again), then kept.
-	f0 := filed()
 	d.Recheck()
+	if filedQuiet(t, d, quietSleep) {
+		t.Fatal("still filed under the live generation after a Recheck")
+	}
 	again := start(quietSleep, "30")
-	eventually(t, "weft-quiet-sleep filed again after a Recheck", func() bool { return filed() > f0 })
+	eventually(t, "weft-quiet-sleep filed again after a Recheck", func() bool { return filedQuiet(t, d, quietSleep) })
 	if keptBack(again.Process.Pid) {
 		t.Error("an exec kept back after a Recheck")
 	}
@@ -304,23 +335,26 @@ func TestQuietExecStamps(t *testing.T) {
 			}
 			// The first exec is read and said no to; whether the next
 			// is kept back is what the stamps decide.
-			for i := range 3 {
-				if err := exec.Command(quietSleep, "0").Run(); err != nil {
-					t.Fatal(err)
-				}
-				if i == 0 && tc.on {
-					eventually(t, "the first exec filed quiet", func() bool { return met.Value("weft_discovery_quiet_filed_total") >= 1 })
-				}
-			}
-			var keptExecs uint64
-			if err := d.objs.QuietStats.Lookup(uint32(0), &keptExecs); err != nil {
+			// (It lives until read: a process gone first is not decided.)
+			first := exec.Command(quietSleep, "30")
+			if err := first.Start(); err != nil {
 				t.Fatal(err)
 			}
+			defer func() { first.Process.Kill(); first.Wait() }()
 			if tc.on {
-				eventually(t, "the next execs kept back", func() bool {
-					d.objs.QuietStats.Lookup(uint32(0), &keptExecs)
-					return keptExecs >= 2
-				})
+				eventually(t, "the first exec filed quiet", func() bool { return filedQuiet(t, d, quietSleep) })
+			}
+			next := exec.Command(quietSleep, "30")
+			if err := next.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { next.Process.Kill(); next.Wait() }()
+			keptBack := func() bool {
+				var v uint8
+				return d.objs.QuietPids.Lookup(uint32(next.Process.Pid), &v) == nil
+			}
+			if tc.on {
+				eventually(t, "the next exec kept back", keptBack)
 				return
 			}
 			// Off: no generation is live, so the kernel can keep nothing
@@ -329,11 +363,14 @@ func TestQuietExecStamps(t *testing.T) {
 			if err := d.objs.QuietGen.Lookup(uint32(0), &gen); err != nil || gen != quietOff {
 				t.Errorf("quiet_gen = %#x (%v), want quietOff", gen, err)
 			}
-			eventually(t, "the three execs reported", func() bool {
-				return met.Value("weft_discovery_events_total", "kind", "exec") >= 3
+			eventually(t, "the next exec decided", func() bool {
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				_, ok := d.known[next.Process.Pid]
+				return ok
 			})
-			if keptExecs != 0 || met.Value("weft_discovery_quiet_filed_total") != 0 {
-				t.Errorf("without exec stamps: %d execs kept back, %d filed", keptExecs, met.Value("weft_discovery_quiet_filed_total"))
+			if keptBack() || met.Value("weft_discovery_quiet_filed_total") != 0 {
+				t.Errorf("without exec stamps: the exec kept back %v, %d filed", keptBack(), met.Value("weft_discovery_quiet_filed_total"))
 			}
 		})
 	}
@@ -364,11 +401,7 @@ func TestMonoClock(t *testing.T) {
 // window is held open by a hook between the two.
 func TestQuietRedecide(t *testing.T) {
 	kernel.Require(t)
-	dir := t.TempDir()
-	quietSleep := filepath.Join(dir, "weft-quiet-sleep")
-	loudSh := filepath.Join(dir, "weft-loud-sh")
-	copyFile(t, "/bin/sleep", quietSleep)
-	copyFile(t, "/bin/sh", loudSh)
+	dir, quietSleep, loudSh := quietFixture(t)
 	fifo := filepath.Join(dir, "go")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -403,10 +436,12 @@ func TestQuietRedecide(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Shutdown(context.Background())
-	if err := exec.Command(quietSleep, "0").Run(); err != nil {
+	first := exec.Command(quietSleep, "30") // lives until read
+	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "weft-quiet-sleep filed quiet", func() bool { return met.Value("weft_discovery_quiet_filed_total") >= 1 })
+	defer func() { first.Process.Kill(); first.Wait() }()
+	eventually(t, "weft-quiet-sleep filed quiet", func() bool { return filedQuiet(t, d, quietSleep) })
 
 	// The shell blocks opening the fifo until the hook writes it.
 	cmd := exec.Command(loudSh, "-c", "read x < "+fifo+"; exec "+quietSleep+" 600")
