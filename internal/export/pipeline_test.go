@@ -93,15 +93,17 @@ func waitIdle(t testing.TB, o *OTLP, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		files := 0
+		// The queue first: a batch it holds until written to the spool
+		// would be in neither if the files were counted first.
+		queued, files := o.q.size(), 0
 		if o.spool != nil {
 			files, _ = o.spool.stat()
 		}
-		if o.q.size() == 0 && files == 0 {
+		if queued == 0 && files == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pipeline not idle after %v: %d spans queued, %d spool files", timeout, o.q.size(), files)
+			t.Fatalf("pipeline not idle after %v: %d spans queued, %d spool files", timeout, queued, files)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -150,36 +150,46 @@ func (s *spool) stat() (files int, bytes int64) {
 
 // write stores a batch of n spans, evicting the oldest files to stay under
 // maxBytes. (n is passed: encodeBatch's messages hold their spans as
-// encoded bytes, which countSpans does not see.)
+// encoded bytes, which countSpans does not see.) The file is written and
+// synced outside the lock, its bytes reserved meanwhile: the sender and
+// the spiller both write, and each one's fsyncs (milliseconds, seconds on
+// a loaded disk) held the other up, and with it the queue's room.
 func (s *spool) write(seq uint64, n int, rss []*tracepb.ResourceSpans) error {
 	data, err := encodeSpoolFile(rss)
 	if err != nil {
 		s.st.dropped(DropSpoolError, n)
 		return err
 	}
+	f := spoolFile{seq: seq, created: time.Now(), spans: n, size: int64(len(data))}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.expireLocked(time.Now())
-	if s.maxBytes > 0 && int64(len(data)) > s.maxBytes {
+	if s.maxBytes > 0 && f.size > s.maxBytes {
+		s.mu.Unlock()
 		s.st.dropped(DropSpoolFull, n)
 		return fmt.Errorf("batch of %d bytes exceeds the spool bound of %d", len(data), s.maxBytes)
 	}
-	for i := 0; s.maxBytes > 0 && s.bytes+int64(len(data)) > s.maxBytes && i < len(s.files); {
+	for i := 0; s.maxBytes > 0 && s.bytes+f.size > s.maxBytes && i < len(s.files); {
 		if s.files[i].seq == s.busy {
 			i++
 			continue
 		}
 		s.removeLocked(i, DropSpoolFull)
 	}
-	f := spoolFile{seq: seq, created: time.Now(), spans: n, size: int64(len(data))}
-	if err := s.writeFile(f.name(), data); err != nil {
+	s.bytes += f.size // reserved: not in files yet, so nothing evicts it
+	s.mu.Unlock()
+
+	err = s.writeFile(f.name(), data)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.bytes -= f.size
 		s.st.dropped(DropSpoolError, n)
 		return err
 	}
 	i, _ := slices.BinarySearchFunc(s.files, seq, func(f spoolFile, seq uint64) int { return compareSeq(f.seq, seq) })
 	s.files = slices.Insert(s.files, i, f)
-	s.bytes += f.size
 	s.st.spooled.Add(uint64(n))
 	return nil
 }
