@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/spans"
@@ -32,7 +33,8 @@ type OTLP struct {
 	wg       sync.WaitGroup
 
 	startOnce, stopOnce sync.Once
-	tooLargeSaid        atomic.Bool // the first span over MaxBatchBytes was logged
+	tooLargeSaid        atomic.Bool  // the first span over MaxBatchBytes was logged
+	queueFullSaid       atomic.Int64 // when a queue_full drop was last logged (unix ns)
 }
 
 // NewOTLP sets up the pipeline: clients connect lazily, so a collector that
@@ -106,6 +108,7 @@ func (o *OTLP) Export(s spans.Span) {
 			o.st.dropped(DropShutdown, 1)
 		default:
 			o.st.dropped(DropQueueFull, 1)
+			o.sayQueueFull()
 		}
 		return
 	}
@@ -115,6 +118,17 @@ func (o *OTLP) Export(s spans.Span) {
 		default:
 		}
 	}
+}
+
+// sayQueueFull logs queue_full drops, at most once a minute: they come
+// span by span, and the counter alone is easy to miss.
+func (o *OTLP) sayQueueFull() {
+	now, last := time.Now().UnixNano(), o.queueFullSaid.Load()
+	if now-last < int64(time.Minute) || !o.queueFullSaid.CompareAndSwap(last, now) {
+		return
+	}
+	o.log.Warn("export queue full: spans dropped (counted in weft_export_spans_total{outcome=\"dropped\",reason=\"queue_full\"})",
+		"dropped_so_far", o.st.Dropped(DropQueueFull), "queue_size", o.cfg.QueueSize, "spool", o.spool != nil)
 }
 
 // spiller moves the oldest sealed batches to the spool while the queue is

@@ -1,12 +1,16 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -443,4 +447,46 @@ func TestAgentKilled(t *testing.T) {
 	}
 	checkExactlyOnce(t, got, 2, 100)
 	t.Logf("killed agent had spooled %d of %d spans (the rest were in memory); all arrived after restart", len(spooled), childSpans)
+}
+
+// TestQueueFullSaid: queue_full drops come span by span; they are counted
+// each and logged once a minute, not once a span.
+func TestQueueFullSaid(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := fastConfig("http://127.0.0.1:1") // nothing listens: the queue fills
+	cfg.QueueSize = 100
+	reg := metrics.New()
+	o, err := NewOTLP(cfg, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Start()
+	defer func() { // uploads to nowhere are cut short; the queue's spans are counted as dropped
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		o.Shutdown(ctx)
+	}()
+	for i := range 1000 {
+		o.Export(testSpan(1, i))
+	}
+	d := reg.Value(spansMetric, "outcome", "dropped", "reason", DropQueueFull)
+	mu.Lock()
+	said := strings.Count(logs.String(), "export queue full")
+	mu.Unlock()
+	if d < 800 || said != 1 {
+		t.Errorf("%d spans counted queue_full, logged %d times; want >= 800 counted, logged once:\n%s", d, said, logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
