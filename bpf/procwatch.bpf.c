@@ -187,6 +187,12 @@ int on_exec(void *ctx)
 		e.name = BPF_CORE_READ(d, d_name.hash_len);
 		if (!e.preselected && exec_is_quiet(&e)) {
 			__u8 one = 1;
+			/* Stamped again, now: the exec began before a scan's
+			 * clock reading perhaps, but /proc showed its program
+			 * only from just before here, so a decision on the old
+			 * program that this keeps back sees a later stamp. */
+			__u64 now = bpf_ktime_get_ns();
+			bpf_map_update_elem(&exec_enter, &e.pid, &now, BPF_ANY);
 			bpf_map_update_elem(&quiet_pids, &e.pid, &one, BPF_ANY);
 			quiet_count(QUIET_EXEC);
 			return 0;

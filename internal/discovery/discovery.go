@@ -440,6 +440,9 @@ func (d *Discoverer) consider(pid int, ports []uint16, exec *procwatchWatchEvent
 	// if the process has begun no exec since: since the exec's event or,
 	// from a scan, since just before /proc is read (the clock, not a map
 	// read: with -port every process is decided again at every rescan).
+	// An exec kept back is stamped again when it is (procwatch's on_exec):
+	// one that began before the clock reading but switched the program
+	// after /proc was read still has a later stamp.
 	var base uint64
 	if exec != nil {
 		base = exec.KtimeNs

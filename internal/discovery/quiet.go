@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,13 +115,18 @@ func (q *quiet) execedSince(pid int, base uint64) bool {
 // (bpf_ktime_get_ns), through Go's own monotonic clock (the vDSO): system
 // calls when made, none after. It may read early, never late: early only
 // costs a process that began an exec just before its scan a second look;
-// late could miss one.
+// late could miss one. In a time namespace the vDSO's clock is offset and
+// BPF's is not: the offset is taken off.
 type monoClock struct {
-	base  uint64    // CLOCK_MONOTONIC at or before start
+	base  uint64    // the kernel's CLOCK_MONOTONIC at or before start
 	start time.Time // with its monotonic reading
 }
 
 func newMonoClock() monoClock {
+	var offset int64 // this time namespace's monotonic offset
+	if data, err := os.ReadFile("/proc/self/timens_offsets"); err == nil {
+		offset, _ = timensMonotonic(data)
+	}
 	var best monoClock
 	gap := ^uint64(0)
 	for range 8 { // the closest pair of readings around time.Now
@@ -127,13 +135,31 @@ func newMonoClock() monoClock {
 		start := time.Now()
 		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &after)
 		if g := uint64(after.Nano() - before.Nano()); g < gap {
-			gap, best = g, monoClock{base: uint64(before.Nano()), start: start}
+			gap, best = g, monoClock{base: uint64(before.Nano() - offset), start: start}
 		}
 	}
 	return best
 }
 
 func (c monoClock) now() uint64 { return c.base + uint64(time.Since(c.start)) }
+
+// timensMonotonic reads the monotonic offset, in ns, of a time namespace's
+// timens_offsets ("monotonic <seconds> <nanoseconds>" per line).
+func timensMonotonic(data []byte) (int64, error) {
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "monotonic" {
+			continue
+		}
+		sec, err1 := strconv.ParseInt(f[1], 10, 64)
+		nsec, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return 0, fmt.Errorf("timens_offsets: %q: %w", strings.TrimSpace(line), err)
+		}
+		return sec*int64(time.Second) + nsec, nil
+	}
+	return 0, nil
+}
 
 // file marks the executable of an exec event quiet in its cgroup.
 func (q *quiet) file(ev *procwatchWatchEvent, gen uint32) {
