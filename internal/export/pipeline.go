@@ -34,7 +34,8 @@ type OTLP struct {
 
 	startOnce, stopOnce sync.Once
 	tooLargeSaid        atomic.Bool  // the first span over MaxBatchBytes was logged
-	queueFullSaid       atomic.Int64 // when a queue_full drop was last logged (unix ns)
+	queueFullSaid       atomic.Int64 // when a queue_full drop was last logged (ns since born)
+	born                time.Time    // monotonic: the wall clock may step back
 }
 
 // NewOTLP sets up the pipeline: clients connect lazily, so a collector that
@@ -47,7 +48,7 @@ func NewOTLP(cfg Config, reg *metrics.Registry, log *slog.Logger) (*OTLP, error)
 	if reg == nil {
 		reg = metrics.New()
 	}
-	o := &OTLP{cfg: cfg, log: log, st: newStats(reg), spill: make(chan struct{}, 1), stopping: make(chan struct{})}
+	o := &OTLP{cfg: cfg, log: log, st: newStats(reg), spill: make(chan struct{}, 1), stopping: make(chan struct{}), born: time.Now()}
 	o.runCtx, o.cancel = context.WithCancel(context.Background())
 	o.seq.Store(1)
 	if cfg.SpoolDir != "" {
@@ -123,7 +124,7 @@ func (o *OTLP) Export(s spans.Span) {
 // sayQueueFull logs queue_full drops, at most once a minute: they come
 // span by span, and the counter alone is easy to miss.
 func (o *OTLP) sayQueueFull() {
-	now, last := time.Now().UnixNano(), o.queueFullSaid.Load()
+	now, last := int64(time.Since(o.born))+int64(time.Minute), o.queueFullSaid.Load()
 	if now-last < int64(time.Minute) || !o.queueFullSaid.CompareAndSwap(last, now) {
 		return
 	}
