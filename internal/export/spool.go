@@ -39,6 +39,10 @@ type spool struct {
 	files []spoolFile // by seq, oldest first
 	bytes int64
 	busy  uint64 // seq of the file being sent; never evicted meanwhile
+
+	// writing, if set (tests), runs in write between the reservation and
+	// the file's write.
+	writing func(seq uint64)
 }
 
 type spoolFile struct {
@@ -178,6 +182,9 @@ func (s *spool) write(seq uint64, n int, rss []*tracepb.ResourceSpans) error {
 	}
 	s.bytes += f.size // reserved: not in files yet, so nothing evicts it
 	s.mu.Unlock()
+	if s.writing != nil {
+		s.writing(seq)
+	}
 
 	err = s.writeFile(f.name(), data)
 

@@ -234,3 +234,45 @@ func TestSpoolConcurrentWrites(t *testing.T) {
 		t.Errorf("%d files left on disk", len(ents))
 	}
 }
+
+// TestSpoolReservation: a write in flight holds its bytes, so a write
+// beside it evicts to stay under the bound rather than overshoot it once
+// both land.
+func TestSpoolReservation(t *testing.T) {
+	st := newStats(metrics.New())
+	sp, err := openSpool(t.TempDir(), 1<<20, time.Hour, slog.New(slog.DiscardHandler), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := encodeBatch(spoolBatch(1, 10))
+	if err := sp.write(1, 10, one); err != nil {
+		t.Fatal(err)
+	}
+	_, size := sp.stat()
+	sp.maxBytes = 2 * size // room for two
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	sp.writing = func(seq uint64) {
+		if seq == 2 {
+			close(inFlight)
+			<-release
+		}
+	}
+	done := make(chan error)
+	go func() { done <- sp.write(2, 10, one) }()
+	<-inFlight
+	if err := sp.write(3, 10, one); err != nil { // must evict seq 1
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	files, bytes := sp.stat()
+	if bytes > sp.maxBytes || files != 2 || st.Dropped(DropSpoolFull) != 10 {
+		t.Errorf("%d files, %d bytes (bound %d), spool_full %d; want 2 files under the bound, seq 1's 10 spans evicted",
+			files, bytes, sp.maxBytes, st.Dropped(DropSpoolFull))
+	}
+	if f, _ := sp.oldest(); f.seq != 2 {
+		t.Errorf("oldest is seq %d, want 2", f.seq)
+	}
+}
