@@ -36,7 +36,7 @@ AGENT_PIN=${BENCH_AGENT_CPU:-}
 AGENT=${BENCH_AGENT:-bin/weft-agent} # another build, to compare
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}" ${agent:-}; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 otelcol=$(scripts/otelcol.sh)

@@ -16,7 +16,7 @@ AGENT_PIN=${BENCH_AGENT_CPU:-} # e.g. 1: share the load's core, not the server's
 CALLERS=${BENCH_GRPC_CALLERS:-32}
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sysctl -qw kernel.bpf_stats_enabled=0; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}" ${agent:-}; do kill "$p" 2>/dev/null || true; done; sysctl -qw kernel.bpf_stats_enabled=0; rm -rf "$work"; }
 trap cleanup EXIT
 
 (cd testdata/grpcserver && CGO_ENABLED=0 go build -o "$work/weft-bench-grpc" .)

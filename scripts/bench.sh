@@ -17,7 +17,7 @@ AGENT_PIN=${BENCH_AGENT_CPU:-} # e.g. 1: share wrk's core, not the server's
 CONNS=${BENCH_CONNS:-16}
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sysctl -qw kernel.bpf_stats_enabled=0; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}" ${agent:-}; do kill "$p" 2>/dev/null || true; done; sysctl -qw kernel.bpf_stats_enabled=0; rm -rf "$work"; }
 trap cleanup EXIT
 
 (cd testdata/httpserver && CGO_ENABLED=0 go build -o "$work/weft-bench-hello" .)
