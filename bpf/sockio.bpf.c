@@ -74,6 +74,7 @@ struct conn {
 	struct endpoints ep;
 	__u32 h2_sid; /* the highest HTTP/2 stream a non-Go client opened on it */
 	__u32 send_end; /* write_seq + bytes left at the last send's first tcp_sendmsg_locked */
+	__u32 seq0;     /* the sequence number the connection's first byte sent (its SYN) had */
 };
 
 struct {
@@ -256,6 +257,10 @@ static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 d
 	fresh.origin = first_transfer(sk, dir, len) ? ORIGIN_NEW : ORIGIN_FOUND;
 	fresh.conn_id = bpf_ktime_get_ns() ^ ((__u64)bpf_get_prandom_u32() << 32);
 	fill_addrs(&fresh.ep, sk);
+	/* Everything sent so far was acknowledged (bytes_acked, SYN
+	 * included) or is still unacknowledged (from snd_una). */
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	fresh.seq0 = BPF_CORE_READ(tp, snd_una) - (__u32)BPF_CORE_READ(tp, bytes_acked);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
 }
@@ -1668,6 +1673,11 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	e->len = len;
 	e->ep = c->ep;
 	e->tls = plain;
+	/* Not a TLS library's plaintext: its calls need not move the
+	 * socket's bytes (Go's writes are seen at their entry, a memory BIO
+	 * leaves the socket I/O to the program). */
+	e->sent = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - c->seq0;
+	e->stamped = !plain;
 	/* Who serves the requests read here: the goroutine, or the thread of
 	 * a process linked by thread. */
 	__u64 owner = call->goid ? call->goid : thread_owner(cfg, pid_tgid);

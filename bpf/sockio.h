@@ -103,14 +103,20 @@ struct event {
 	__u64 goid;
 	__u64 len;      /* bytes the syscall moved */
 	__u32 captured; /* bytes of data[] that follow */
-	__u32 _pad;
+	/* EV_DATA: the bytes the process had queued on the socket when this
+	 * was recorded, from where the connection began (mod 2^32; 1 for the
+	 * SYN): a read whose count is ahead of the last write reported
+	 * follows a write whose event is still to come (user space puts them
+	 * back in order). */
+	__u32 sent;
 	struct endpoints ep;
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	__u8 parent_id[8]; /* with CTX_LINKED: the span this one is a child of */
 	__u8 ctx_flags;    /* CTX_* */
 	__u8 tls;          /* plaintext of a TLS connection (from the tls source) */
-	__u8 _pad2[6];
+	__u8 stamped;      /* sent is set (socket I/O, read once the call is over) */
+	__u8 _pad2[5];
 	__u64 start_ns; /* EV_CONNECT_FAIL: when the connect began (len: the socket's error) */
 };
 

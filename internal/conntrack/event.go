@@ -42,6 +42,14 @@ type Event struct {
 	// IDs are the span IDs the source made in the kernel for a request (or
 	// call) that starts in this chunk; zero when it made none.
 	IDs IDs
+	// Sent (with Stamped) is how many bytes the process had queued on the
+	// connection when the source recorded the chunk, counted mod 2^32
+	// from its start (the SYN counts 1). A source records a write once it
+	// is over, so a read can reach the table before the write whose reply
+	// it holds: its Sent is then ahead of the last write's, and the table
+	// holds it back until that write comes (reorder.go).
+	Sent    uint32
+	Stamped bool
 }
 
 // IDs are span IDs made in the kernel, where the next hop's context is

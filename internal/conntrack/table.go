@@ -130,7 +130,10 @@ type Table struct {
 	evData, evClose        *atomic.Uint64
 	evictCount, evictBytes *atomic.Uint64
 	parkReplayed, parkDrop *atomic.Uint64
-	gaugeConns, gaugeBytes atomic.Int64
+	// reads held for the write they follow (reorder.go), by how they
+	// were fed: after it, before it, or without it (late or full).
+	reorderAfter, reorderBefore, reorderLate, reorderFull *atomic.Uint64
+	gaugeConns, gaugeBytes                                atomic.Int64
 }
 
 // Bounds of the events parked for processes not yet tracked: enough for
@@ -180,6 +183,11 @@ func New(cfg Config) *Table {
 			"events of processes traced in the kernel before user space tracked them (selected at exec), by outcome", "outcome", "replayed"),
 		parkDrop: cfg.Metrics.Counter("weft_conntrack_parked_total",
 			"events of processes traced in the kernel before user space tracked them (selected at exec), by outcome", "outcome", "dropped")}
+	reorder := func(outcome string) *atomic.Uint64 {
+		return cfg.Metrics.Counter("weft_conntrack_reads_held_total",
+			"reads recorded before the write they follow had been, held and fed in order, by outcome: after_write (put after it), before_write (they had not seen its bytes after all), late or full (fed without it)", "outcome", outcome)
+	}
+	t.reorderAfter, t.reorderBefore, t.reorderLate, t.reorderFull = reorder("after_write"), reorder("before_write"), reorder("late"), reorder("full")
 	t.lru.prev, t.lru.next = &t.lru, &t.lru
 	cfg.Metrics.Gauge("weft_conntrack_connections", "connections the table holds state for", func() float64 { return float64(t.gaugeConns.Load()) })
 	cfg.Metrics.Gauge("weft_conntrack_bytes", "estimated bytes of the connections' parser state", func() float64 { return float64(t.gaugeBytes.Load()) })
@@ -243,6 +251,7 @@ func (t *Table) ExpireParked(now uint64, all bool) {
 func (t *Table) Untrack(pid uint32, now uint64) {
 	for k, c := range t.conns {
 		if k.pid == pid {
+			c.flushHeld(now, true)
 			c.parser.Close(now)
 			t.remove(k, c)
 		}
@@ -266,7 +275,7 @@ func (t *Table) Handle(ev *Event) {
 	case KindData:
 		t.evData.Add(1)
 		c := t.get(key, ev)
-		c.feed(ev)
+		c.take(ev)
 		t.touch(c)
 		t.enforce(c)
 	case KindConnectFailed:
@@ -278,6 +287,7 @@ func (t *Table) Handle(ev *Event) {
 		t.evClose.Add(1)
 		delete(t.evicted, key)
 		if c, ok := t.conns[key]; ok {
+			c.flushHeld(ev.Chunk.Time, true)
 			c.parser.Close(ev.Chunk.Time)
 			t.remove(key, c)
 		}
@@ -290,7 +300,7 @@ func (t *Table) touch(c *Conn) {
 	c.next, c.prev = t.lru.next, &t.lru
 	t.lru.next.prev = c
 	t.lru.next = c
-	size := c.parser.Size()
+	size := c.parser.Size() + c.order.heldBytes
 	t.bytes += size - c.size
 	c.size = size
 	t.gaugeBytes.Store(int64(t.bytes))
@@ -353,12 +363,14 @@ func (t *Table) get(key connKey, ev *Event) *Conn {
 func (t *Table) Sweep(now uint64) {
 	for k, c := range t.conns {
 		if now-c.lastNs > forgetAfter {
+			c.flushHeld(now, true)
 			c.parser.Close(now)
 			t.remove(k, c)
 			continue
 		}
+		c.flushHeld(now, false)
 		c.parser.Idle(now)
-		size := c.parser.Size()
+		size := c.parser.Size() + c.order.heldBytes
 		t.bytes += size - c.size
 		c.size = size
 	}
@@ -368,6 +380,7 @@ func (t *Table) Sweep(now uint64) {
 // FlushAll closes every connection (shutdown).
 func (t *Table) FlushAll(now uint64) {
 	for k, c := range t.conns {
+		c.flushHeld(now, true)
 		c.parser.Close(now)
 		t.remove(k, c)
 	}
@@ -399,6 +412,7 @@ type Conn struct {
 	seq        uint64       // chunk tags
 	recent     [idsRing]tagged
 	lastNs     uint64
+	order      order // reads waiting for the write they follow
 }
 
 func (c *Conn) feed(ev *Event) {

@@ -141,8 +141,11 @@ func checkChain(t *testing.T, n int, inject bool) {
 	time.Sleep(time.Second) // a span too many would come now
 	if all = ch.col.Spans(t); len(all) < want {
 		t.Errorf("%d spans, want %d", len(all), want)
-		ch.agent.logMetrics(t, "weft_http1", "weft_sockio", "weft_conntrack", "weft_spans", "weft_export", "weft_inject", "weft_gohttp")
+		ch.agent.logMetrics(t, "weft_http1", "weft_http_", "weft_client_calls", "weft_sockio", "weft_conntrack", "weft_spans", "weft_export", "weft_inject", "weft_gohttp")
 	}
+	// Reads the kernel recorded before the write they answer (put back
+	// in order): how often the race this chain once lost a span to came.
+	ch.agent.logMetrics(t, "weft_conntrack_reads_held")
 	byKey := map[string][]otelcol.Span{}
 	for _, s := range all {
 		byKey[spanID(s)] = append(byKey[spanID(s)], s)

@@ -109,6 +109,7 @@ func runSampling(t *testing.T, n int, env map[string]string, caller callerFunc) 
 	if run.total+int(run.dropped) != want {
 		t.Errorf("%d spans exported + %v counted in weft_spans_unsampled_total, want %d in all",
 			run.total, run.dropped, want)
+		ch.agent.logMetrics(t, "weft_http", "weft_client_calls", "weft_sockio", "weft_conntrack", "weft_spans", "weft_export", "weft_inject", "weft_gohttp")
 	}
 	return run
 }
@@ -183,7 +184,13 @@ func (run *samplingRun) check(t *testing.T, decide sdkDecides) (rootsSampled, ro
 			continue
 		}
 		if present != len(keys) {
-			fail("request %d (trace %s, caller %q) is sampled, yet %d of its %d spans were exported", i, p[1], caller, present, len(keys))
+			var missing []string
+			for _, k := range keys {
+				if len(run.byKey[fmt.Sprintf(k, i)]) != 1 {
+					missing = append(missing, fmt.Sprintf(k, i))
+				}
+			}
+			fail("request %d (trace %s, caller %q) is sampled, yet %d of its %d spans were exported (not one: %v)", i, p[1], caller, present, len(keys), missing)
 			continue
 		}
 		exported += present

@@ -65,6 +65,7 @@ func decode(raw []byte, ev *conntrack.Event) (ok bool) {
 	if e.Dir == dirWrite {
 		ev.Chunk.Dir = wire.DirWrite
 	}
+	ev.Sent, ev.Stamped = e.Sent, e.Kind == evData && e.Stamped != 0
 	ev.IDs = conntrack.IDs{}
 	if e.NewRequest != 0 || e.CtxFlags != 0 || e.Kind == evConnectFail {
 		ev.IDs = conntrack.IDs{Trace: e.TraceId, Span: e.SpanId, Parent: e.ParentId,

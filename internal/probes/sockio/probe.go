@@ -81,6 +81,9 @@ type Probe struct {
 	// a thread (thread_mux), already said on the status board; the event
 	// loop's own.
 	muxed map[uint32]bool
+	// observe, when set (tests only), sees each decoded event before the
+	// table does; under mu.
+	observe func(*conntrack.Event)
 }
 
 // New makes an unstarted probe whose connections speak protocols.
@@ -661,6 +664,9 @@ func (p *Probe) drain(rec *ringbuf.Record, ev *conntrack.Event, malformed *atomi
 				continue
 			}
 			p.mu.Lock()
+			if p.observe != nil {
+				p.observe(ev)
+			}
 			p.table.Handle(ev)
 			p.mu.Unlock()
 		}

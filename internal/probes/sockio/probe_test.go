@@ -23,6 +23,7 @@ import (
 	"github.com/weft-dev/weft/internal/testutil/kernel"
 	"github.com/weft-dev/weft/internal/testutil/listener"
 	"github.com/weft-dev/weft/internal/testutil/spanrec"
+	"github.com/weft-dev/weft/internal/wire"
 )
 
 // newProbe makes the family with the protocols the agent uses, spans to
@@ -220,5 +221,77 @@ func TestRetrackAfterUntrack(t *testing.T) {
 			resp.Body.Close()
 		}
 		rec.WaitExactly(t, 2, 10*time.Second)
+	})
+}
+
+// TestSentStamps: every data event carries the bytes its process had
+// queued on the connection (the table orders reads after the writes they
+// follow by it): from 0 or 1 (the SYN) before the first write, up by each
+// write's length, and a read's equal to the last write's. A traced Python
+// server answers keep-alive requests and calls itself (a client
+// connection of the traced process too).
+func TestSentStamps(t *testing.T) {
+	kernel.Require(t)
+	eachSource(t, func(t *testing.T, capture string) {
+		p := newProbe(spanrec.New(), metrics.New(), capture)
+		type stamp struct {
+			dir       wire.Dir
+			len       int
+			sent      uint32
+			stamped   bool
+			midStream bool
+		}
+		byConn := map[uint64][]stamp{}
+		var pid uint32
+		p.observe = func(ev *conntrack.Event) {
+			if ev.Kind == conntrack.KindData && ev.PID == pid {
+				byConn[ev.Conn] = append(byConn[ev.Conn], stamp{ev.Chunk.Dir, ev.Chunk.Len, ev.Sent, ev.Stamped, ev.MidStream})
+			}
+		}
+		cmd, addr := startPython(t)
+		p.mu.Lock()
+		pid = uint32(cmd.Process.Pid)
+		p.mu.Unlock()
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatalf("starting sockio: %v", err)
+		}
+		defer p.Shutdown(context.Background())
+		if err := p.Track(&probes.Process{PID: cmd.Process.Pid}); err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{}
+		for _, path := range []string{"/work?size=10", "/work?size=70000", "/hello", "/call?to=http://" + addr + "/work%3Fsize%3D5"} {
+			resp, err := client.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		time.Sleep(500 * time.Millisecond) // the ring drained
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if len(byConn) != 3 {
+			t.Errorf("%d connections, want 3 (the test's, the call's both ends)", len(byConn))
+		}
+		for id, ss := range byConn {
+			base := ss[0].sent
+			if ss[0].dir == wire.DirWrite {
+				base -= uint32(ss[0].len)
+			}
+			if base > 1 {
+				t.Errorf("conn %x: %d sent before its first event (%+v), want 0 or 1", id, base, ss[0])
+			}
+			t.Logf("conn %x: %d events from %d sent", id, len(ss), base)
+			sent := base
+			for i, s := range ss {
+				if s.dir == wire.DirWrite {
+					sent += uint32(s.len)
+				}
+				if !s.stamped || s.midStream || s.sent != sent {
+					t.Errorf("conn %x, event %d (%s of %d): sent %d (stamped %v, mid-stream %v), want %d", id, i, s.dir, s.len, s.sent, s.stamped, s.midStream, sent)
+				}
+			}
+		}
 	})
 }

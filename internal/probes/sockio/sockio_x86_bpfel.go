@@ -40,7 +40,7 @@ type sockioConn struct {
 	Ep        sockioEndpoints
 	H2Sid     uint32
 	SendEnd   uint32
-	_         [4]byte
+	Seq0      uint32
 }
 
 type sockioConnecting struct {
@@ -78,14 +78,15 @@ type sockioEvent struct {
 	Goid       uint64
 	Len        uint64
 	Captured   uint32
-	Pad        uint32
+	Sent       uint32
 	Ep         sockioEndpoints
 	TraceId    [16]uint8
 	SpanId     [8]uint8
 	ParentId   [8]uint8
 	CtxFlags   uint8
 	Tls        uint8
-	Pad2       [6]uint8
+	Stamped    uint8
+	Pad2       [5]uint8
 	StartNs    uint64
 }
 
