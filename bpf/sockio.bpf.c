@@ -54,6 +54,8 @@ DECLARE_EXEC_TEMPLATES(proc_templates, struct proc_cfg);
 
 /* State per traced TCP socket, keyed by its struct sock address; the entry
  * goes when the socket reaches TCP_CLOSE, before the address can be reused. */
+enum { H2_SERVER_UNKNOWN = 0, H2_SERVER_YES = 1, H2_SERVER_NO = 2 }; /* conn.h2_server */
+
 struct conn {
 	__u64 conn_id;
 	__u32 tgid; /* the process that first used it */
@@ -75,6 +77,7 @@ struct conn {
 	__u32 h2_sid; /* the highest HTTP/2 stream a non-Go client opened on it */
 	__u32 send_end; /* write_seq + bytes left at the last send's first tcp_sendmsg_locked */
 	__u32 seq0;     /* the sequence number the connection's first byte sent (its SYN) had */
+	__u32 rd_sent;  /* the bytes sent (event.sent) when the last read was recorded */
 };
 
 struct {
@@ -208,24 +211,51 @@ static __always_inline void fill_addrs(struct endpoints *e, struct sock *sk)
 volatile const __u32 inject_added = INJ_HEADER_LEN;
 volatile const __u32 inject_merged = INJ_HEADER_LEN;
 
+/* Where the connection's sequence numbers begin, read without the socket
+ * lock: the sequence number of its first byte sent (the SYN's) and the
+ * first byte received after the SYN. An ACK or data segment handled on
+ * another CPU may move both counters of a pair between the two reads
+ * (snd_una and bytes_acked, rcv_nxt and bytes_received): each pair is read
+ * again until its sequence number stays. Torn, a first transfer looked
+ * like a connection found mid-stream (its first exchange dropped). */
+#define STABLE_BASE(tp, seq, count)                                              \
+	({                                                                       \
+		__u32 s_ = BPF_CORE_READ(tp, seq), b_ = 0;                       \
+		for (int i_ = 0; i_ < 3; i_++) {                                 \
+			b_ = s_ - (__u32)BPF_CORE_READ(tp, count);               \
+			__u32 again_ = BPF_CORE_READ(tp, seq);                   \
+			if (again_ == s_)                                        \
+				break;                                           \
+			s_ = again_;                                             \
+		}                                                                \
+		b_;                                                              \
+	})
+
+static __always_inline __u32 send_base(struct tcp_sock *tp)
+{
+	return STABLE_BASE(tp, snd_una, bytes_acked);
+}
+
+static __always_inline __u32 recv_base(struct tcp_sock *tp)
+{
+	return STABLE_BASE(tp, rcv_nxt, bytes_received);
+}
+
 /* Whether this transfer is the first the application made on the socket:
- * only then does the parser know it starts at a message boundary. */
-static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len)
+ * only then does the parser know it starts at a message boundary. seq0 is
+ * send_base's. */
+static __always_inline bool first_transfer(struct sock *sk, __u8 dir, int len, __u32 seq0)
 {
 	/* get_conn checked that sk is a TCP socket */
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	if (dir == DIR_READ) {
-		/* bytes the application consumed = received - still queued */
-		__u64 queued = (__u32)(BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq));
-		return BPF_CORE_READ(tp, bytes_received) - queued == (__u64)len;
-	}
-	/* bytes sent = acked + not yet acked; bytes_acked also counts the SYN
-	 * when this side sent it, and the injector may have added its
-	 * headers (inject_added, inject_merged or the traceparent line
-	 * alone) to this very send */
-	__u64 extra = BPF_CORE_READ(tp, bytes_acked) +
-		      (__u32)(BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una)) - (__u64)len;
-	__u64 a = inject_added, m = inject_merged;
+	if (dir == DIR_READ) /* bytes the application consumed */
+		return (__u32)(BPF_CORE_READ(tp, copied_seq) - recv_base(tp)) == (__u32)len;
+	/* bytes sent (acknowledged or not, the SYN included when this side
+	 * sent it) but this send's; the injector may have added its headers
+	 * (inject_added, inject_merged or the traceparent line alone) to
+	 * this very send */
+	__u32 extra = BPF_CORE_READ(tp, write_seq) - seq0 - (__u32)len;
+	__u32 a = inject_added, m = inject_merged;
 	return extra <= 1 || extra == a || extra == a + 1 || extra == m || extra == m + 1 ||
 	       extra == INJ_HEADER_LEN || extra == INJ_HEADER_LEN + 1;
 }
@@ -254,13 +284,10 @@ static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 d
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
 		return 0;
 	struct conn fresh = {.tgid = tgid};
-	fresh.origin = first_transfer(sk, dir, len) ? ORIGIN_NEW : ORIGIN_FOUND;
+	fresh.seq0 = send_base((struct tcp_sock *)sk);
+	fresh.origin = first_transfer(sk, dir, len, fresh.seq0) ? ORIGIN_NEW : ORIGIN_FOUND;
 	fresh.conn_id = bpf_ktime_get_ns() ^ ((__u64)bpf_get_prandom_u32() << 32);
 	fill_addrs(&fresh.ep, sk);
-	/* Everything sent so far was acknowledged (bytes_acked, SYN
-	 * included) or is still unacknowledged (from snd_una). */
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	fresh.seq0 = BPF_CORE_READ(tp, snd_una) - (__u32)BPF_CORE_READ(tp, bytes_acked);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
 }
@@ -940,9 +967,8 @@ static __always_inline void h2_read_option(struct sock *sk, __u32 tgid, __u64 go
 		/* Frames are only known to begin where the read does when it is
 		 * the connection's first, or the first after the 24-byte preface
 		 * (grpc-go reads that alone): bytes the application consumed
-		 * before it = received - still queued - this read. */
-		__u64 before = BPF_CORE_READ(tp, bytes_received) - (__u32)(BPF_CORE_READ(tp, rcv_nxt) - copied) -
-			       (__u64)(__u32)len;
+		 * before it. */
+		__u32 before = start - recv_base(tp);
 		if ((before != 0 && before != 24) || !h2_no_stream_before(data, n, off))
 			return;
 	}
@@ -1006,12 +1032,37 @@ static __always_inline bool is_tls_record(const __u8 *d)
 	return (d[0] == 0x16 || d[0] == 0x17) && d[1] == 0x03 && d[2] <= 0x04;
 }
 
+/* How many whole TLS application-data records the len bytes read into buf
+ * begin with, ending exactly at off; 0 if they do not (or are not known:
+ * a read whose buffer is not one, records the walk cannot reach). */
+#define TLS_RECORDS_BEFORE 3
+static __always_inline __u8 tls_records_before(const struct io_call *call, __u32 off)
+{
+	if (call->nr != NR_read && call->nr != NR_recvfrom)
+		return 0; /* readv, recvmsg: no flat buffer */
+	__u32 pos = 0;
+	for (int i = 0; i < TLS_RECORDS_BEFORE; i++) {
+		__u8 h[5];
+		if (bpf_probe_read_user(h, sizeof(h), (void *)(call->buf + pos)))
+			return 0;
+		if (h[0] != 0x17 || h[1] != 0x03)
+			return 0;
+		pos += 5 + ((__u32)h[3] << 8 | h[4]);
+		if (pos == off)
+			return i + 1;
+		if (pos > off)
+			return 0;
+	}
+	return 0;
+}
+
 /* Ciphertext moved on a TLS connection: no event. Inside an SSL call the
  * thread's SSL object uses this socket; a read may consume the segment
  * that carried a TCP option, kept for the request the plaintext starts. */
 static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64 pid_tgid, __u8 dir, int len,
-					  __u64 goid)
+					  const struct io_call *call)
 {
+	__u64 goid = call->goid;
 	struct tls_call *tc = bpf_map_lookup_elem(&tls_calls, &pid_tgid);
 	if (tc) {
 		struct tls_key k = {.tgid = pid_tgid >> 32, .ssl = tc->ssl};
@@ -1037,8 +1088,20 @@ static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64
 		return;
 	__u64 key = (__u64)sk;
 	struct tcpopt_rx kept = *rx;
-	if (rx->seq == start)
+	if (rx->seq == start) {
 		kept.flags |= TLS_OPT_AT_START;
+	} else if (!goid && c->h2_server == H2_SERVER_YES) {
+		/* A non-Go HTTP/2 server's read that began with whole records
+		 * before the option's segment (a SETTINGS ACK or PING its own
+		 * record and segment, sent just before the stream): the
+		 * plaintext read after theirs begins at the option's record
+		 * (OpenSSL's SSL_read returns one record's plaintext at most). */
+		kept.skip = tls_records_before(call, rx->seq - start);
+		if (kept.skip) {
+			kept.flags |= TLS_OPT_AT_START;
+			count(STAT_TLS_OPT_AFTER_RECORDS);
+		}
+	}
 	bpf_map_update_elem(&tls_opts, &key, &kept, BPF_ANY);
 	/* HTTP/2: only a read that begins at the option's segment (the start
 	 * of the write that carried it) tells which stream it is for: the
@@ -1389,7 +1452,6 @@ static __always_inline __u32 capture_io(struct scratch *s, struct conn *c, const
 }
 
 /* "PRI * HT", the start of the HTTP/2 client preface, as a little-endian word. */
-enum { H2_SERVER_UNKNOWN = 0, H2_SERVER_YES = 1, H2_SERVER_NO = 2 }; /* conn.h2_server */
 #define H2_PREFACE_START 0x5448202a20495250ULL
 
 /* Whether data starts like an HTTP/2 frame header {length:24, type:8,
@@ -1602,7 +1664,8 @@ static __always_inline void thread_send(struct sock *sk, struct conn *c, __u32 t
  * kept it in tls_opts), the option is the parent of the first stream the
  * read opens, and goes with the read's event. An option whose segment lies
  * inside a read is for no stream known: dropped, counted. */
-static __always_inline void h2_server_option(struct sock *sk, int len, struct event *e, struct conn *c, bool plain)
+static __always_inline void h2_server_option(struct sock *sk, int len, struct event *e, struct conn *c, bool plain,
+					     const __u8 *data, __u32 n)
 {
 	if (!tcpopt_on)
 		return;
@@ -1613,6 +1676,18 @@ static __always_inline void h2_server_option(struct sock *sk, int len, struct ev
 		rx = bpf_map_lookup_elem(&tls_opts, &key);
 		if (!rx)
 			return;
+		if (rx->skip) {
+			/* The plaintext of a record before the option's: one
+			 * whole frame that opens no stream, or the option is
+			 * for no stream known. */
+			__u32 flen = n >= 9 ? ((__u32)data[0] << 16 | (__u32)data[1] << 8 | data[2]) : 0;
+			if (n >= 9 && data[3] != 1 /* HEADERS */ && data[3] != 5 /* PUSH_PROMISE */ &&
+			    data[3] != 9 /* CONTINUATION */ && 9 + flen == (__u32)len) {
+				rx->skip--;
+				return;
+			}
+			rx->flags &= ~TLS_OPT_AT_START;
+		}
 		at_start = rx->flags & TLS_OPT_AT_START;
 	} else {
 		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
@@ -1650,7 +1725,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	if (!c)
 		return 0;
 	if (!plain && c->tls) {
-		tls_socket_io(sk, c, pid_tgid, dir, len, call->goid);
+		tls_socket_io(sk, c, pid_tgid, dir, len, call);
 		return 0;
 	}
 	if (plain)
@@ -1688,7 +1763,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		/* A TLS connection: its bytes are ciphertext, never parsed. */
 		c->tls = 1;
 		count(STAT_TLS_CONNS);
-		tls_socket_io(sk, c, pid_tgid, dir, len, call->goid);
+		tls_socket_io(sk, c, pid_tgid, dir, len, call);
 		return 0;
 	}
 
@@ -1736,7 +1811,17 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 	if (dir == DIR_READ && !plain && call->goid && tcpopt_on)
 		h2_read_option(sk, tgid, call->goid, len, s->data, n);
 	bool starts = false, goes_on = false;
-	if (dir == DIR_READ && c->last_dir != DIR_READ) {
+	/* A read after a write, or the first, may start a request. Socket
+	 * I/O tells by the bytes sent since the last read, not by the events'
+	 * order: a response's write is recorded once it is over, and by then
+	 * the next request may have been read (Go's server reads its first
+	 * byte in a background goroutine while the response goes out). */
+	bool after_write = c->last_dir != DIR_READ;
+	if (!plain && dir == DIR_READ) {
+		after_write = !c->last_dir || e->sent != c->rd_sent;
+		c->rd_sent = e->sent;
+	}
+	if (dir == DIR_READ && after_write) {
 		random_bytes(c->trace_id, 4);
 		random_bytes(c->span_id, 2);
 		e->new_request = 1;
@@ -1758,7 +1843,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		goes_on = true;
 	}
 	if (h2_srv)
-		h2_server_option(sk, len, e, c, plain);
+		h2_server_option(sk, len, e, c, plain, s->data, n);
 	c->last_dir = dir;
 	if (dir == DIR_READ) {
 		__builtin_memcpy(e->trace_id, c->trace_id, sizeof(e->trace_id));

@@ -384,7 +384,9 @@ enum stat_index {
 	STAT_BODY_SKIPPED = 22, /* a call inside an HTTP/1 Content-Length body: only a peek copied */
 	STAT_BODY_CUT = 23,   /* a long call starting such a message: its head copied, not its body */
 	STAT_H2_OPTION_AFTER_FRAMES = 24, /* an h2c option taken by a read that began with frames opening no stream */
-	STAT_MAX = 25,
+	STAT_TLS_OPT_AFTER_RECORDS = 25, /* a TLS option kept past whole records before its segment, for the
+					  * plaintext read after theirs (a non-Go HTTP/2 server) */
+	STAT_MAX = 26,
 };
 
 #endif

@@ -49,7 +49,10 @@ struct tcpopt_rx {
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	__u8 flags;
-	__u8 _pad[7];
+	/* tls_opts: whole TLS records the ciphertext read held before the
+	 * option's segment, whose plaintext reads come first */
+	__u8 skip;
+	__u8 _pad[6];
 };
 
 /* Whether two 8-byte IDs are equal (no memcmp in BPF). */

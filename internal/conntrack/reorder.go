@@ -47,9 +47,18 @@ type order struct {
 	heldBytes int
 }
 
+// advance moves the count of bytes known sent forward to sent, never
+// back (writes of two threads may come in either order; a write waited
+// for may come after its reads were fed without it).
+func (o *order) advance(sent uint32) {
+	if !o.known || int32(sent-o.sent) > 0 {
+		o.sent, o.known = sent, true
+	}
+}
+
 // after reports whether a read stamped sent follows the bytes of a write
 // stamped by.
-func after(sent, by uint32) bool { return int32(sent-by) > -finSlack }
+func after(sent, by uint32) bool { return int32(sent-by) >= -finSlack }
 
 // ahead reports whether read ev follows a write not yet reported.
 func (o *order) ahead(c *Conn, ev *Event) bool {
@@ -86,10 +95,15 @@ func (c *Conn) take(ev *Event) {
 		}
 		return
 	}
-	if !ev.Stamped || len(o.held) == 0 {
-		if ev.Stamped {
-			o.sent, o.known = ev.Sent, true
-		}
+	if !ev.Stamped {
+		// No count to place it by (a connection that turned TLS): the
+		// reads held came before it.
+		c.release(len(o.held), c.t.reorderBefore)
+		c.feed(ev)
+		return
+	}
+	if len(o.held) == 0 {
+		o.advance(ev.Sent)
 		c.feed(ev)
 		return
 	}
@@ -99,7 +113,7 @@ func (c *Conn) take(ev *Event) {
 		n++
 	}
 	c.release(n, c.t.reorderBefore)
-	o.sent, o.known = ev.Sent, true
+	o.advance(ev.Sent)
 	w := *ev
 	if len(o.held) > 0 && o.held[0].Chunk.Time < w.Chunk.Time {
 		// Its bytes had gone before the reads that follow it were
@@ -123,9 +137,9 @@ func (c *Conn) release(n int, counter *atomic.Uint64) {
 	counter.Add(uint64(n))
 	for _, h := range o.held[:n] {
 		o.heldBytes -= len(h.Chunk.Data)
-		if h.Stamped && (!o.known || int32(h.Sent-o.sent) > 0) {
+		if h.Stamped {
 			// Bytes no event reported: later reads do not wait for them.
-			o.sent, o.known = h.Sent, true
+			o.advance(h.Sent)
 		}
 		c.feed(h)
 	}

@@ -52,7 +52,8 @@ func TestReorder(t *testing.T) {
 	tests := []struct {
 		name   string
 		events []*Event
-		sweep  uint64 // Sweep at this time after the events (0: none)
+		sweep  uint64   // Sweep at this time after the events (0: none)
+		then   []*Event // after the sweep
 		close  bool
 		want   []string
 		held   map[string]float64
@@ -137,6 +138,31 @@ func TestReorder(t *testing.T) {
 			want:   []string{"read R@10", "write GET@20"},
 		},
 		{
+			name:   "a new connection whose only event is a held read is not forgotten by the sweep",
+			events: []*Event{rd(700_000_000_000, "R", 5)},
+			sweep:  700_000_000_001,
+			then:   []*Event{wr(700_000_000_002, "GET", 5)},
+			want:   []string{"write GET@700000000000", "read R@700000000000"},
+			held:   map[string]float64{"after_write": 1},
+		},
+		{
+			name:   "writes of two threads out of order: the count does not go back",
+			events: []*Event{wr(10, "A", 10), wr(30, "C", 30), wr(20, "B", 20), rd(40, "R", 30)},
+			want:   []string{"write A@10", "write C@30", "write B@20", "read R@40"},
+		},
+		{
+			name:   "a write without a count after held reads: they came first",
+			events: []*Event{wr(10, "GET", 4), rd(20, "R", 9), unstamped(wr(30, "X", 0))},
+			want:   []string{"write GET@10", "read R@20", "write X@30"},
+			held:   map[string]float64{"before_write": 1},
+		},
+		{
+			name:   "a write whose count has a FIN more than its reads'",
+			events: []*Event{wr(10, "GET", 4), rd(20, "R", 9), wr(30, "W", 10)},
+			want:   []string{"write GET@10", "write W@20", "read R@20"},
+			held:   map[string]float64{"after_write": 1},
+		},
+		{
 			name:   "a source that does not stamp: as they come",
 			events: []*Event{unstamped(rd(10, "R", 5)), unstamped(wr(20, "GET", 5))},
 			want:   []string{"read R@10", "write GET@20"},
@@ -153,6 +179,9 @@ func TestReorder(t *testing.T) {
 			}
 			if tc.sweep != 0 {
 				tb.Sweep(tc.sweep)
+			}
+			for _, ev := range tc.then {
+				tb.Handle(ev)
 			}
 			if tc.close {
 				tb.Handle(&Event{Kind: KindClose, PID: 1, Conn: 7, Chunk: wire.Chunk{Time: 99}})

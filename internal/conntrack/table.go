@@ -346,7 +346,11 @@ func (t *Table) get(key connKey, ev *Event) *Conn {
 	if !ok {
 		_, wasEvicted := t.evicted[key]
 		delete(t.evicted, key)
-		c = &Conn{PID: key.pid, Local: ev.Local, Remote: ev.Remote, MidStream: ev.MidStream || wasEvicted, t: t, key: key}
+		// lastNs from its first event, fed or held: Sweep must not
+		// take a connection whose first read waits for its write for
+		// one silent since boot.
+		c = &Conn{PID: key.pid, Local: ev.Local, Remote: ev.Remote, MidStream: ev.MidStream || wasEvicted, t: t, key: key,
+			lastNs: ev.Chunk.Time}
 		c.parser = t.cfg.Protocols.Fallback.NewParser(c)
 		c.prev, c.next = &t.lru, t.lru.next // linked at the front; touch keeps it there
 		t.lru.next.prev = c

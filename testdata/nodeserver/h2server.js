@@ -5,7 +5,9 @@
 //   GET /work          answers "hello"
 //   GET /call?to=URL   calls URL with Node's own HTTP/2 client (one session
 //                      per origin, kept, as applications keep them) and
-//                      answers its status
+//                      answers its status; with &ping=1 it first sends the
+//                      session a PING and waits 50 ms (the PING goes in a
+//                      write, a record and a segment of its own)
 //
 // node h2server.js CERTFILE KEYFILE   HTTP/2 over TLS
 // node h2server.js                    h2c
@@ -27,8 +29,18 @@ function session(origin) {
   return s;
 }
 
-function call(to, done) {
+function call(to, ping, done) {
   const u = new URL(to);
+  if (ping) {
+    try {
+      session(u.origin).ping(() => {});
+    } catch (e) {
+      done(0);
+      return;
+    }
+    setTimeout(() => call(to, false, done), 50);
+    return;
+  }
   let req;
   try {
     req = session(u.origin).request({':method': 'GET', ':path': u.pathname + u.search});
@@ -47,7 +59,7 @@ function call(to, done) {
 function handle(req, res) {
   const u = new URL(req.url, 'http://localhost');
   if (u.pathname === '/call') {
-    call(u.searchParams.get('to'), (status) => res.end(String(status)));
+    call(u.searchParams.get('to'), u.searchParams.get('ping') === '1', (status) => res.end(String(status)));
     return;
   }
   res.end('hello');

@@ -152,7 +152,8 @@ type gogrpcTcpoptRx struct {
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Flags   uint8
-	Pad     [7]uint8
+	Skip    uint8
+	Pad     [6]uint8
 }
 
 // Names of all BPF objects in the ELF.

@@ -41,6 +41,8 @@ type sockioConn struct {
 	H2Sid     uint32
 	SendEnd   uint32
 	Seq0      uint32
+	RdSent    uint32
+	_         [4]byte
 }
 
 type sockioConnecting struct {
@@ -255,7 +257,8 @@ type sockioTcpoptRx struct {
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Flags   uint8
-	Pad     [7]uint8
+	Skip    uint8
+	Pad     [6]uint8
 }
 
 type sockioTcpoptTx struct {

@@ -40,7 +40,8 @@ type tcpoptTcpoptRx struct {
 	TraceId [16]uint8
 	SpanId  [8]uint8
 	Flags   uint8
-	Pad     [7]uint8
+	Skip    uint8
+	Pad     [6]uint8
 }
 
 type tcpoptTcpoptStat uint32

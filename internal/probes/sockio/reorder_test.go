@@ -13,11 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-
 	"github.com/weft-dev/weft/internal/metrics"
 	"github.com/weft-dev/weft/internal/probes"
 	"github.com/weft-dev/weft/internal/testutil/kernel"
@@ -25,53 +20,8 @@ import (
 	"github.com/weft-dev/weft/internal/testutil/spanrec"
 )
 
-// stallSends holds every send of process pid for about loops × a few ns
-// after its bytes have gone and before the sock_send_length programs
-// attached after it run: the window in which a peer's answer can be read
-// before the send is recorded, made wide. It uses bpf_loop (5.17+).
-func stallSends(t *testing.T, pid int, loops int32) {
-	t.Helper()
-	long := &btf.Int{Name: "long", Size: 8, Encoding: btf.Signed}
-	u64 := &btf.Int{Name: "u64", Size: 8}
-	ptr := &btf.Pointer{Target: &btf.Void{}}
-	fn := func(name string, params ...btf.FuncParam) *btf.Func {
-		return &btf.Func{Name: name, Linkage: btf.StaticFunc, Type: &btf.FuncProto{Return: long, Params: params}}
-	}
-	spec := &ebpf.ProgramSpec{
-		Name:       "stall_sends",
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   "sock_send_length",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			btf.WithFuncMetadata(asm.FnGetCurrentPidTgid.Call(), fn("stall_sends", btf.FuncParam{Name: "ctx", Type: ptr})),
-			asm.RSh.Imm(asm.R0, 32),
-			asm.JNE.Imm(asm.R0, int32(pid), "out"),
-			asm.Mov.Imm(asm.R1, loops),
-			asm.Instruction{OpCode: asm.LoadImmOp(asm.DWord), Dst: asm.R2, Src: asm.PseudoFunc, Constant: -1}.WithReference("stall_step"),
-			asm.Mov.Imm(asm.R3, 0),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnLoop.Call(),
-			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-			asm.Return(),
-			btf.WithFuncMetadata(asm.Mov.Imm(asm.R0, 0).WithSymbol("stall_step"), fn("stall_step", btf.FuncParam{Name: "i", Type: u64}, btf.FuncParam{Name: "ctx", Type: ptr})),
-			asm.Return(),
-		},
-	}
-	prog, err := ebpf.NewProgram(spec)
-	if err != nil {
-		t.Fatalf("loading the send staller: %v", err)
-	}
-	t.Cleanup(func() { prog.Close() })
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		t.Fatalf("attaching the send staller: %v", err)
-	}
-	t.Cleanup(func() { l.Close() })
-}
-
 // TestReadBeforeItsWrite: a traced Go server's client calls, whose
-// sends the kernel is made to record late (stallSends holds each for
+// sends the kernel is made to record late (kernel.StallSends holds each for
 // milliseconds after its bytes have gone), so that the answer's read is
 // recorded first (net/http reads on another goroutine than it writes).
 // The table puts each read back after its write: every call is a client
@@ -92,7 +42,7 @@ func TestReadBeforeItsWrite(t *testing.T) {
 	eachSource(t, func(t *testing.T, capture string) {
 		srv := listener.Start(t, bin, "-addr", "127.0.0.1:0")
 		pid := srv.Cmd.Process.Pid
-		stallSends(t, pid, 1<<22) // before the probe's programs: it runs first
+		kernel.StallSends(t, 1<<22, pid) // before the probe's programs: it runs first
 		rec, met := spanrec.New(), metrics.New()
 		p := newProbe(rec, met, capture)
 		if err := p.Start(context.Background()); err != nil {
