@@ -1036,7 +1036,7 @@ static __always_inline bool is_tls_record(const __u8 *d)
  * begin with, ending exactly at off; 0 if they do not (or are not known:
  * a read whose buffer is not one, records the walk cannot reach). */
 #define TLS_RECORDS_BEFORE 3
-static __always_inline __u8 tls_records_before(const struct io_call *call, __u32 off)
+static __always_inline __u8 tls_records_before(const struct io_call *call, __u32 off, __u16 *rec_len)
 {
 	if (call->nr != NR_read && call->nr != NR_recvfrom)
 		return 0; /* readv, recvmsg: no flat buffer */
@@ -1045,9 +1045,10 @@ static __always_inline __u8 tls_records_before(const struct io_call *call, __u32
 		__u8 h[5];
 		if (bpf_probe_read_user(h, sizeof(h), (void *)(call->buf + pos)))
 			return 0;
-		if (h[0] != 0x17 || h[1] != 0x03)
+		if (h[0] != 0x17 || h[1] != 0x03 || h[2] > 0x04)
 			return 0;
-		pos += 5 + ((__u32)h[3] << 8 | h[4]);
+		rec_len[i] = (__u16)h[3] << 8 | h[4];
+		pos += 5 + rec_len[i];
 		if (pos == off)
 			return i + 1;
 		if (pos > off)
@@ -1096,7 +1097,7 @@ static __always_inline void tls_socket_io(struct sock *sk, struct conn *c, __u64
 		 * record and segment, sent just before the stream): the
 		 * plaintext read after theirs begins at the option's record
 		 * (OpenSSL's SSL_read returns one record's plaintext at most). */
-		kept.skip = tls_records_before(call, rx->seq - start);
+		kept.skip = tls_records_before(call, rx->seq - start, kept.rec_len);
 		if (kept.skip) {
 			kept.flags |= TLS_OPT_AT_START;
 			count(STAT_TLS_OPT_AFTER_RECORDS);
@@ -1681,9 +1682,16 @@ static __always_inline void h2_server_option(struct sock *sk, int len, struct ev
 			 * whole frame that opens no stream, or the option is
 			 * for no stream known. */
 			__u32 flen = n >= 9 ? ((__u32)data[0] << 16 | (__u32)data[1] << 8 | data[2]) : 0;
+			/* A whole record's plaintext: its length less an AEAD's
+			 * overhead (TLS 1.3: type and tag, 17; 1.2: nonce and
+			 * tag, 24, or 16), not a part of it read alone. */
+			__u32 rec = rx->rec_len[0];
 			if (n >= 9 && data[3] != 1 /* HEADERS */ && data[3] != 5 /* PUSH_PROMISE */ &&
-			    data[3] != 9 /* CONTINUATION */ && 9 + flen == (__u32)len) {
+			    data[3] != 9 /* CONTINUATION */ && 9 + flen == (__u32)len && (__u32)len + 16 <= rec &&
+			    (__u32)len + 24 >= rec) {
 				rx->skip--;
+				rx->rec_len[0] = rx->rec_len[1];
+				rx->rec_len[1] = rx->rec_len[2];
 				return;
 			}
 			rx->flags &= ~TLS_OPT_AT_START;

@@ -52,7 +52,9 @@ struct tcpopt_rx {
 	/* tls_opts: whole TLS records the ciphertext read held before the
 	 * option's segment, whose plaintext reads come first */
 	__u8 skip;
-	__u8 _pad[6];
+	/* tls_opts: those records' lengths, first first: each passed-over
+	 * plaintext read must be one whole record's */
+	__u16 rec_len[3];
 };
 
 /* Whether two 8-byte IDs are equal (no memcmp in BPF). */

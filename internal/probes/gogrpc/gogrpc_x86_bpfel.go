@@ -153,7 +153,7 @@ type gogrpcTcpoptRx struct {
 	SpanId  [8]uint8
 	Flags   uint8
 	Skip    uint8
-	Pad     [6]uint8
+	RecLen  [3]uint16
 }
 
 // Names of all BPF objects in the ELF.

@@ -185,7 +185,7 @@ type gohttpTcpoptRx struct {
 	SpanId  [8]uint8
 	Flags   uint8
 	Skip    uint8
-	Pad     [6]uint8
+	RecLen  [3]uint16
 }
 
 type gohttpTcpoptTx struct {

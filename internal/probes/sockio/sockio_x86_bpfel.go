@@ -258,7 +258,7 @@ type sockioTcpoptRx struct {
 	SpanId  [8]uint8
 	Flags   uint8
 	Skip    uint8
-	Pad     [6]uint8
+	RecLen  [3]uint16
 }
 
 type sockioTcpoptTx struct {
