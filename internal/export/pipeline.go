@@ -101,13 +101,15 @@ func (o *OTLP) Export(s spans.Span) {
 		}
 		return
 	}
-	ok, n := o.q.push(s, size)
+	ok, n, closed := o.q.push(s, size)
 	if !ok {
 		o.cfg.Attrs.Recycle(&s)
-		select {
-		case <-o.stopping:
+		// The queue's own word, not o.stopping: Shutdown closes the queue
+		// before stopping (so the sender cannot leave before the open batch
+		// is sealed), and a span refused in between came at shutdown.
+		if closed {
 			o.st.dropped(DropShutdown, 1)
-		default:
+		} else {
 			o.st.dropped(DropQueueFull, 1)
 			o.sayQueueFull()
 		}
@@ -168,6 +170,10 @@ func (o *OTLP) Shutdown(ctx context.Context) error {
 	var err error
 	o.stopOnce.Do(func() {
 		o.Start() // so that stopping always has a sender to drain
+		// The queue closes (and seals its open batch) first: a sender that
+		// saw stopping first could find nothing sealed and leave, and the
+		// open batch sealed after it would be lost. Export counts a span
+		// refused in between as shutdown (push reports closed).
 		o.q.close()
 		close(o.stopping)
 		done := make(chan struct{})

@@ -490,3 +490,20 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestDropReasonAtShutdown: a span that comes after Shutdown closed the
+// queue but before it closed stopping is counted as shutdown, not
+// queue_full (the queue has room; it is closed).
+func TestDropReasonAtShutdown(t *testing.T) {
+	reg := metrics.New()
+	o, err := NewOTLP(fastConfig("http://127.0.0.1:1"), reg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.closeEndpoints(context.Background())
+	o.q.close() // Shutdown's first step; stopping is still open
+	o.Export(testSpan(1, 0))
+	if d := dropped(reg); d[DropShutdown] != 1 || d[DropQueueFull] != 0 {
+		t.Errorf("dropped %v, want shutdown: 1", d)
+	}
+}

@@ -48,13 +48,17 @@ func newQueue(capacity, batchSize, maxBytes int, seq *atomic.Uint64, attrs *span
 }
 
 // push adds a span of the estimated size (spanSize) and returns the spans
-// now held; false when the queue is full or closed. A batch is sealed at
+// now held; ok is false when the queue is full or closed, and closed says
+// which (closed wins: the span came at shutdown). A batch is sealed at
 // batchSize spans, or before a span would take it past maxBytes.
-func (q *queue) push(s spans.Span, size int) (bool, int) {
+func (q *queue) push(s spans.Span, size int) (ok bool, n int, closed bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.n >= q.capacity || q.closed {
-		return false, q.n
+	if q.closed {
+		return false, q.n, true
+	}
+	if q.n >= q.capacity {
+		return false, q.n, false
 	}
 	if len(q.open) > 0 && q.maxBytes > 0 && q.openBytes+size > q.maxBytes {
 		q.sealLocked()
@@ -73,7 +77,7 @@ func (q *queue) push(s spans.Span, size int) (bool, int) {
 	if len(q.open) >= q.batchSize {
 		q.sealLocked()
 	}
-	return true, q.n
+	return true, q.n, false
 }
 
 func (q *queue) sealLocked() {

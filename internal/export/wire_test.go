@@ -233,7 +233,7 @@ func TestQueueSealsBySize(t *testing.T) {
 	var seq atomic.Uint64
 	q := newQueue(100, 10, 1000, &seq, nil)
 	for _, size := range []int{400, 400, 400, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100} {
-		if ok, _ := q.push(spans.Span{}, size); !ok {
+		if ok, _, _ := q.push(spans.Span{}, size); !ok {
 			t.Fatal("queue full")
 		}
 	}
