@@ -236,7 +236,14 @@ func (s *spool) replace(f spoolFile, n int, rss []*tracepb.ResourceSpans) error 
 	}
 	i, found := slices.BinarySearchFunc(s.files, f.seq, func(f spoolFile, seq uint64) int { return compareSeq(f.seq, seq) })
 	if !found {
-		return nil // not ours any more
+		// Not ours any more: the rest just written must go too, or the next
+		// start would find it and send it again.
+		if err == nil && nf.name() != f.name() {
+			if err := os.Remove(filepath.Join(s.dir, nf.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.log.Warn("removing spool file", "file", nf.name(), "err", err)
+			}
+		}
+		return nil
 	}
 	if err != nil {
 		s.removeLocked(i, "") // its first part was delivered

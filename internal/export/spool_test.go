@@ -276,3 +276,31 @@ func TestSpoolReservation(t *testing.T) {
 		t.Errorf("oldest is seq %d, want 2", f.seq)
 	}
 }
+
+// TestSpoolReplaceGone: a rest written for a file no longer in the index
+// is removed with it; left on disk it would be sent again at the next
+// start, a duplicate of spans already delivered or counted as dropped.
+func TestSpoolReplaceGone(t *testing.T) {
+	dir := t.TempDir()
+	st := newStats(metrics.New())
+	sp, err := openSpool(dir, 1<<30, time.Hour, slog.New(slog.DiscardHandler), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.write(3, 10, encodeBatch(spoolBatch(7, 10))); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := sp.oldest()
+	sp.mu.Lock()
+	sp.removeLocked(0, DropSpoolAge) // gone while its first part was sent
+	sp.mu.Unlock()
+	if err := sp.replace(f, 4, encodeBatch(spoolBatch(8, 4))); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("on disk after replacing a file that is gone: %v, want nothing", left)
+	}
+	if files, b := sp.stat(); files != 0 || b != 0 {
+		t.Errorf("%d files of %d bytes in the index, want none", files, b)
+	}
+}
