@@ -1,6 +1,7 @@
 package export
 
 import (
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -114,28 +115,34 @@ func (o *OTLP) backoff(failures int) time.Duration {
 }
 
 // next picks the oldest batch: from the spool if it holds one older than
-// the memory queue's head (while shutting down, memory only).
+// the memory queue's head (while shutting down, memory only). A spool file
+// that cannot be read for now (errReadLater) is passed over for memory.
 func (o *OTLP) next(stopping bool) *work {
 	if o.spool != nil && !stopping {
 		if f, ok := o.spool.oldest(); ok {
 			if seq, ok := o.q.headSeq(); !ok || f.seq < seq {
 				rss, err := o.spool.read(f)
-				if err != nil {
+				switch {
+				case errors.Is(err, errReadLater):
+					// Kept (read logged it); memory batches meanwhile.
+				case err != nil:
 					o.log.Warn("dropping a damaged spool file", "err", err)
 					return o.next(stopping)
+				default:
+					head, rest, tooLarge := splitRequest(rss, o.cfg.MaxBatchBytes)
+					if rest == nil && tooLarge == 0 {
+						return &work{file: &f, rss: rss, n: f.spans}
+					}
+					w := &work{file: &f, rss: head, n: countSpans(head), rest: rest, restN: countSpans(rest), tooLarge: tooLarge}
+					if len(head) == 0 {
+						o.settle(w, "") // nothing in it may be sent
+						return o.next(stopping)
+					}
+					return w
 				}
-				head, rest, tooLarge := splitRequest(rss, o.cfg.MaxBatchBytes)
-				if rest == nil && tooLarge == 0 {
-					return &work{file: &f, rss: rss, n: f.spans}
-				}
-				w := &work{file: &f, rss: head, n: countSpans(head), rest: rest, restN: countSpans(rest), tooLarge: tooLarge}
-				if len(head) == 0 {
-					o.settle(w, "") // nothing in it may be sent
-					return o.next(stopping)
-				}
-				return w
+			} else {
+				o.spool.done(f, keep)
 			}
-			o.spool.done(f, keep)
 		}
 	}
 	b := o.q.pop()

@@ -43,7 +43,28 @@ type spool struct {
 	// writing, if set (tests), runs in write between the reservation and
 	// the file's write.
 	writing func(seq uint64)
+
+	// unreadable is the file whose last read failed other than by damage
+	// (a descriptor limit, an I/O error: it may read later), how often in
+	// a row, and when it is tried again. Only the oldest file is read, so
+	// one is enough.
+	unreadable struct {
+		seq     uint64
+		fails   int
+		retryAt time.Time
+	}
+	readRetry time.Duration                // wait after the first such failure; doubles after each
+	readFile  func(string) ([]byte, error) // os.ReadFile; tests fail it
 }
+
+// maxReadAttempts bounds the reads of a file that cannot be read: after
+// that many in a row it is dropped (spool_error) as a damaged one is at
+// once, so that a file that never reads cannot hold up the spool forever.
+const maxReadAttempts = 5
+
+// errReadLater marks a read that failed, or was not tried, but may succeed
+// later: the file is kept, and the sender sends from memory meanwhile.
+var errReadLater = errors.New("kept for a later attempt")
 
 type spoolFile struct {
 	seq     uint64
@@ -83,7 +104,7 @@ func openSpool(dir string, maxBytes int64, maxAge time.Duration, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("reading spool directory: %w", err)
 	}
-	s := &spool{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log, st: st}
+	s := &spool{dir: dir, maxBytes: maxBytes, maxAge: maxAge, log: log, st: st, readRetry: time.Second, readFile: os.ReadFile}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".tmp-") {
 			os.Remove(filepath.Join(dir, e.Name()))
@@ -327,17 +348,69 @@ func (s *spool) oldest() (f spoolFile, ok bool) {
 	return s.files[0], true
 }
 
-// read loads a file; a damaged one is dropped (counted) and an error returned.
+// read loads a file. A damaged or vanished one is dropped (counted) and an
+// error returned. One that could not be read otherwise (EMFILE, EIO, ...:
+// the condition may pass) is kept and an error wrapping errReadLater
+// returned, and until a backoff has passed it is not tried again (the same
+// error); after maxReadAttempts such failures in a row it is dropped too.
 func (s *spool) read(f spoolFile) ([]*tracepb.ResourceSpans, error) {
-	data, err := os.ReadFile(filepath.Join(s.dir, f.name()))
+	if s.deferred(f, time.Now()) {
+		s.done(f, keep)
+		return nil, fmt.Errorf("spool file %s unreadable a moment ago: %w", f.name(), errReadLater)
+	}
+	data, err := s.readFile(filepath.Join(s.dir, f.name()))
 	if err == nil {
 		var rss []*tracepb.ResourceSpans
 		if rss, err = decodeSpoolFile(data); err == nil {
+			s.readOK(f)
 			return rss, nil
 		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		if n, kept := s.readFailed(f, time.Now()); kept {
+			s.log.Warn("reading a spool file failed; kept for a later attempt", "file", f.name(),
+				"attempt", n, "of", maxReadAttempts, "err", err)
+			s.done(f, keep)
+			return nil, fmt.Errorf("reading spool file %s: %w (%w)", f.name(), err, errReadLater)
+		}
 	}
+	s.readOK(f) // settled: dropped below
 	s.done(f, DropSpoolError)
 	return nil, fmt.Errorf("reading spool file %s: %w", f.name(), err)
+}
+
+// deferred says whether f failed to read and its backoff has not passed.
+func (s *spool) deferred(f spoolFile, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unreadable.seq == f.seq && s.unreadable.fails > 0 && now.Before(s.unreadable.retryAt)
+}
+
+// readFailed counts a failed read of f; kept is false once f has failed
+// maxReadAttempts times in a row (the caller drops it).
+func (s *spool) readFailed(f spoolFile, now time.Time) (n int, kept bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.spoolReadErrors.Add(1)
+	u := &s.unreadable
+	if u.seq != f.seq {
+		u.seq, u.fails = f.seq, 0
+	}
+	u.fails++
+	if u.fails >= maxReadAttempts {
+		return u.fails, false
+	}
+	u.retryAt = now.Add(s.readRetry << (u.fails - 1))
+	return u.fails, true
+}
+
+// readOK ends the count of f's failed reads: each read starts afresh (a
+// spool file is read again for each upload while the collector is down).
+func (s *spool) readOK(f spoolFile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unreadable.seq == f.seq {
+		s.unreadable.seq, s.unreadable.fails = 0, 0
+	}
 }
 
 func decodeSpoolFile(data []byte) ([]*tracepb.ResourceSpans, error) {

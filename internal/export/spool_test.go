@@ -2,10 +2,13 @@ package export
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -302,5 +305,123 @@ func TestSpoolReplaceGone(t *testing.T) {
 	}
 	if files, b := sp.stat(); files != 0 || b != 0 {
 		t.Errorf("%d files of %d bytes in the index, want none", files, b)
+	}
+}
+
+// TestSpoolReadRetry: a file that cannot be read for now (EMFILE) is
+// kept, not tried again before its backoff, counted as a read error and
+// not as dropped; after maxReadAttempts failures in a row it is dropped
+// (spool_error). A good read starts the count afresh.
+func TestSpoolReadRetry(t *testing.T) {
+	dir := t.TempDir()
+	reg := metrics.New()
+	st := newStats(reg)
+	sp, err := openSpool(dir, 1<<30, time.Hour, slog.New(slog.DiscardHandler), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		if err := sp.write(seq, 20, encodeBatch(spoolBatch(byte(seq), 20))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := 0
+	emfile := func(name string) ([]byte, error) {
+		calls++
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EMFILE}
+	}
+	readErrors := func() uint64 { return reg.Value("weft_export_spool_read_errors_total") }
+	onDisk := func() int { e, _ := os.ReadDir(dir); return len(e) }
+	readOldest := func() (spoolFile, error) {
+		t.Helper()
+		f, ok := sp.oldest()
+		if !ok {
+			t.Fatal("spool empty")
+		}
+		_, err := sp.read(f)
+		if err == nil {
+			sp.done(f, keep) // as the sender does after the upload
+		}
+		if sp.busy != 0 {
+			t.Error("the file is still busy after read")
+		}
+		return f, err
+	}
+
+	// A failure then a good read: the count starts afresh.
+	sp.readFile, sp.readRetry = emfile, 0
+	if _, err := readOldest(); !errors.Is(err, errReadLater) {
+		t.Fatalf("EMFILE: %v, want errReadLater", err)
+	}
+	sp.readFile = os.ReadFile
+	if _, err := readOldest(); err != nil {
+		t.Fatal(err)
+	}
+	if sp.unreadable.fails != 0 {
+		t.Errorf("failed reads still counted after a good one: %+v", sp.unreadable)
+	}
+
+	// Not tried again before the backoff has passed.
+	sp.readFile, sp.readRetry, calls = emfile, time.Hour, 0
+	readOldest()
+	if _, err := readOldest(); !errors.Is(err, errReadLater) || calls != 1 {
+		t.Fatalf("within the backoff: %v after %d reads, want errReadLater after 1", err, calls)
+	}
+	sp.readRetry, sp.unreadable.retryAt = 0, time.Time{}
+	for n := 2; n < maxReadAttempts; n++ {
+		if _, err := readOldest(); !errors.Is(err, errReadLater) {
+			t.Fatalf("attempt %d: %v, want errReadLater", n, err)
+		}
+	}
+	// The first scenario's one failure, and these.
+	if d, want := st.Dropped(DropSpoolError), uint64(1+maxReadAttempts-1); d != 0 || onDisk() != 2 || readErrors() != want {
+		t.Fatalf("after %d failed reads: spool_error %d, %d files, %d read errors; want 0, 2, %d",
+			maxReadAttempts-1, d, onDisk(), readErrors(), want)
+	}
+	f, err := readOldest()
+	if err == nil || errors.Is(err, errReadLater) {
+		t.Fatalf("attempt %d: %v, want dropped", maxReadAttempts, err)
+	}
+	if d := st.Dropped(DropSpoolError); d != 20 || onDisk() != 1 {
+		t.Errorf("after %d failed reads: spool_error %d, %d files; want 20, 1", maxReadAttempts, d, onDisk())
+	}
+	if g, _ := sp.oldest(); g.seq == f.seq {
+		t.Error("the dropped file is still offered")
+	}
+}
+
+// TestNextPassesUnreadable: while the oldest spool file cannot be read
+// for now, the sender takes memory batches; the file comes once it reads.
+func TestNextPassesUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	old, err := openSpool(dir, 1<<30, time.Hour, slog.New(slog.DiscardHandler), newStats(metrics.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.write(1, 20, encodeBatch(spoolBatch(1, 20))); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fastConfig("http://127.0.0.1:1")
+	cfg.SpoolDir = dir
+	o, err := NewOTLP(cfg, metrics.New(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.closeEndpoints(context.Background())
+	for i := range cfg.BatchSize { // one sealed batch, after the file
+		o.Export(testSpan(2, i))
+	}
+	o.spool.readFile = func(name string) ([]byte, error) {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EIO}
+	}
+	if w := o.next(false); w == nil || w.b == nil {
+		t.Fatalf("with the spool file unreadable: %+v, want the memory batch", w)
+	}
+	o.spool.readFile, o.spool.unreadable.retryAt = os.ReadFile, time.Time{}
+	if w := o.next(false); w == nil || w.file == nil || w.file.seq != 1 {
+		t.Fatalf("once it reads: %+v, want spool file 1", w)
+	}
+	if files, _ := o.spool.stat(); files != 1 {
+		t.Errorf("%d spool files, want the one still to send", files)
 	}
 }

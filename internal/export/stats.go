@@ -24,6 +24,10 @@ type stats struct {
 	reg      *metrics.Registry
 	exported *atomic.Uint64
 	spooled  *atomic.Uint64
+	// spoolReadErrors counts spool file reads that failed and were kept
+	// for a later attempt (see spool.read); dropped files count as
+	// spool_error instead.
+	spoolReadErrors *atomic.Uint64
 	// drops holds each reason's counter, looked up once: an agent behind
 	// its load drops span after span, and must not pay a series lookup
 	// (a formatted key, a lock) for each. Read-only after newStats.
@@ -38,7 +42,9 @@ func newStats(reg *metrics.Registry) *stats {
 		reg:      reg,
 		exported: reg.Counter(spansMetric, spansMetricHelp, "outcome", "exported"),
 		spooled:  reg.Counter(spansMetric, spansMetricHelp, "outcome", "spooled"),
-		drops:    map[string]*atomic.Uint64{},
+		spoolReadErrors: reg.Counter("weft_export_spool_read_errors_total",
+			"spool file reads that failed and were kept for a later attempt (EMFILE, EIO, ...)"),
+		drops: map[string]*atomic.Uint64{},
 	}
 	for _, r := range []string{DropQueueFull, DropSpoolFull, DropSpoolAge, DropSpoolError, DropRejected, DropShutdown, DropTooLarge} {
 		s.drops[r] = reg.Counter(spansMetric, spansMetricHelp, "outcome", "dropped", "reason", r)
