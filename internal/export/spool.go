@@ -311,11 +311,17 @@ func (s *spool) writeFile(name string, data []byte) error {
 // removeLocked deletes the i'th file, counting its spans as dropped for
 // reason unless reason is empty (delivered).
 func (s *spool) removeLocked(i int, reason string) {
-	f := s.files[i]
+	s.unlinkLocked(s.files[i], reason)
+	s.files = slices.Delete(s.files, i, i+1)
+}
+
+// unlinkLocked deletes f's file and its bytes, counting its spans as
+// dropped for reason unless reason is empty; the caller takes it out of
+// files.
+func (s *spool) unlinkLocked(f spoolFile, reason string) {
 	if err := os.Remove(filepath.Join(s.dir, f.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("removing spool file", "file", f.name(), "err", err)
 	}
-	s.files = slices.Delete(s.files, i, i+1)
 	s.bytes -= f.size
 	if reason != "" {
 		s.st.dropped(reason, f.spans)
@@ -323,16 +329,22 @@ func (s *spool) removeLocked(i int, reason string) {
 	}
 }
 
-// expireLocked drops files older than maxAge (oldest first, so it stops at
-// the first young one).
+// expireLocked drops files older than maxAge, all of them: files are in
+// seq order, not in the order they were spooled (the sender spools a
+// batch it retried after the spiller spooled later ones, and a rest keeps
+// its file's age), so a young file may come before old ones. They are few
+// (bounded by maxBytes), and the scan is one pass.
 func (s *spool) expireLocked(now time.Time) {
-	for i := 0; s.maxAge > 0 && i < len(s.files) && now.Sub(s.files[i].created) > s.maxAge; {
-		if s.files[i].seq == s.busy {
-			i++
-			continue
-		}
-		s.removeLocked(i, DropSpoolAge)
+	if s.maxAge <= 0 {
+		return
 	}
+	s.files = slices.DeleteFunc(s.files, func(f spoolFile) bool {
+		if f.seq == s.busy || now.Sub(f.created) <= s.maxAge {
+			return false
+		}
+		s.unlinkLocked(f, DropSpoolAge)
+		return true
+	})
 }
 
 // oldest returns the oldest file and marks it busy until done; ok is false

@@ -425,3 +425,50 @@ func TestNextPassesUnreadable(t *testing.T) {
 		t.Errorf("%d spool files, want the one still to send", files)
 	}
 }
+
+// TestSpoolExpiryOutOfOrder: files are in seq order, not spooling order
+// (the sender spools a batch it retried after the spiller spooled later
+// ones): a young file before old ones does not shield them from expiry.
+func TestSpoolExpiryOutOfOrder(t *testing.T) {
+	dir := t.TempDir()
+	st := newStats(metrics.New())
+	sp, err := openSpool(dir, 1<<30, time.Hour, slog.New(slog.DiscardHandler), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 4; seq++ {
+		if err := sp.write(seq, 10, encodeBatch(spoolBatch(byte(seq), 10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Seq 1 and 3 were spooled just now, 2 and 4 two hours ago.
+	now := time.Now()
+	sp.mu.Lock()
+	for i := range sp.files {
+		if sp.files[i].seq%2 == 0 {
+			f := sp.files[i]
+			sp.files[i].created = now.Add(-2 * time.Hour)
+			if err := os.Rename(filepath.Join(dir, f.name()), filepath.Join(dir, sp.files[i].name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sp.expireLocked(now)
+	var kept []uint64
+	for _, f := range sp.files {
+		kept = append(kept, f.seq)
+	}
+	sp.mu.Unlock()
+	if len(kept) != 2 || kept[0] != 1 || kept[1] != 3 {
+		t.Errorf("kept seqs %v, want [1 3]", kept)
+	}
+	if d := st.Dropped(DropSpoolAge); d != 20 {
+		t.Errorf("spool_age %d, want 20", d)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 2 {
+		t.Errorf("%d files on disk, want 2", len(left))
+	}
+	if _, b := sp.stat(); b != 2*sp.files[0].size {
+		t.Errorf("%d bytes in the index, want two files' %d", b, 2*sp.files[0].size)
+	}
+}
