@@ -26,7 +26,8 @@ type OTLP struct {
 	seq   atomic.Uint64
 	bufs  wireBufs
 
-	spill    chan struct{} // the queue passed its high-water mark
+	spill    chan struct{} // the queue passed its high-water mark (spillMark)
+	failing  atomic.Bool   // the last upload failed (and none succeeded since)
 	stopping chan struct{} // Shutdown began: drain memory, then stop
 	runCtx   context.Context
 	cancel   context.CancelFunc
@@ -115,12 +116,26 @@ func (o *OTLP) Export(s spans.Span) {
 		}
 		return
 	}
-	if o.spool != nil && n > o.cfg.QueueSize*3/4 {
+	if o.spool != nil && n > o.spillMark() {
 		select {
 		case o.spill <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// spillMark is the queue size past which Export wakes the spiller: 3/4 of
+// the bound while uploads succeed (a burst stays in memory), half while
+// the endpoint is failing. In an outage the queue only grows, and a
+// spiller woken at 3/4 had the last quarter's room to write a batch in: on
+// a loaded disk (fsyncs of a second) that filled first and spans were
+// dropped as queue_full. The spiller drains to half either way, so the
+// mark is never below what it drains to.
+func (o *OTLP) spillMark() int {
+	if o.failing.Load() {
+		return o.cfg.QueueSize / 2
+	}
+	return o.cfg.QueueSize * 3 / 4
 }
 
 // sayQueueFull logs queue_full drops, at most once a minute: they come
@@ -135,7 +150,8 @@ func (o *OTLP) sayQueueFull() {
 }
 
 // spiller moves the oldest sealed batches to the spool while the queue is
-// above half its bound, so Export keeps finding room during an outage.
+// above half its bound, once Export passed spillMark, so Export keeps
+// finding room during an outage.
 func (o *OTLP) spiller() {
 	defer o.wg.Done()
 	for {

@@ -507,3 +507,45 @@ func TestDropReasonAtShutdown(t *testing.T) {
 		t.Errorf("dropped %v, want shutdown: 1", d)
 	}
 }
+
+// TestSpillEarlierWhenFailing: while uploads succeed the spiller waits
+// for 3/4 of the queue; while the endpoint is failing it starts past half
+// (and drains to half, as always), leaving a slow disk more room.
+func TestSpillEarlierWhenFailing(t *testing.T) {
+	reg := metrics.New()
+	cfg := fastConfig("http://127.0.0.1:1")
+	cfg.QueueSize, cfg.BatchSize, cfg.SpoolDir = 400, 50, t.TempDir()
+	o, err := NewOTLP(cfg, reg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.closeEndpoints(context.Background())
+	o.wg.Add(1)
+	go o.spiller() // alone: no sender takes batches out
+	defer func() { close(o.stopping); o.wg.Wait() }()
+
+	spooled := func() uint64 { return reg.Value(spansMetric, "outcome", "spooled") }
+	for i := range 250 { // past half, below 3/4
+		o.Export(testSpan(1, i))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := spooled(); s != 0 {
+		t.Fatalf("spooled %d spans below 3/4 with uploads succeeding, want 0", s)
+	}
+
+	o.failing.Store(true)
+	o.Export(testSpan(1, 250))
+	for deadline := time.Now().Add(10 * time.Second); spooled() < 50; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("spooled %d spans past half with the endpoint failing, want a batch (50)", spooled())
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s, q := spooled(), o.q.size(); s != 100 || q != 151 {
+		// Of 251 queued, 201 after one batch is still over half; 151 after two.
+		t.Errorf("spooled %d, %d left in memory; want 100 and 151 (drained to half)", s, q)
+	}
+	if d := dropped(reg); len(d) > 0 {
+		t.Errorf("dropped %v", d)
+	}
+}

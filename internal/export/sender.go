@@ -164,6 +164,7 @@ func (o *OTLP) deliver(w *work, stopping bool) (result, bool) {
 	ep := o.fo.current()
 	res, err := ep.upload(o.runCtx, w.rss)
 	if err == nil {
+		o.failing.Store(false)
 		o.fo.success()
 		rejected := int(min(max(res.rejected, 0), int64(w.n)))
 		o.st.exported.Add(uint64(w.n - rejected))
@@ -175,6 +176,7 @@ func (o *OTLP) deliver(w *work, stopping bool) (result, bool) {
 		return res, true
 	}
 	if permanent(res) {
+		o.failing.Store(false) // it answered
 		o.log.Warn("collector refused a batch; dropped", "endpoint", ep.addr, "spans", w.n, "err", err)
 		if w.file == nil {
 			o.st.dropped(DropRejected, w.n)
@@ -183,6 +185,7 @@ func (o *OTLP) deliver(w *work, stopping bool) (result, bool) {
 		return res, true
 	}
 	if o.runCtx.Err() == nil {
+		o.failing.Store(true) // the spiller starts earlier (spillMark)
 		o.fo.failure(time.Now())
 	}
 	w.attempts++
