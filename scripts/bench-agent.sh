@@ -19,6 +19,11 @@
 # Prints a table of CPU per span and ring-buffer losses
 # (weft_sockio_kernel_total{name="ringbuf_full"}). BENCH_PROFILE=DIR also
 # saves a CPU profile of each round (the agent's -pprof) into DIR.
+# BENCH_STAGES=1 (the default) then runs one more OTLP round of each load,
+# profiled, of BENCH_STAGE_SECONDS (30), outside the measured ones, and
+# prints where its CPU went by pipeline stage (scripts/pprof-stages.py:
+# wakeups, ring decode, parsing, span building, OTLP encode, gzip, gRPC,
+# GC).
 # BENCH_SUMMARY=FILE also appends the headline figures there (make bench's
 # summary), with the spans the OTLP exporter dropped. BENCH_CASES picks
 # the cases (default "otlp:sat jsonl:sat otlp:fixed jsonl:fixed").
@@ -32,6 +37,8 @@ CONNS=${BENCH_CONNS:-16}
 DRAIN=${BENCH_DRAIN:-2}
 IDLE=${BENCH_IDLE:-8}
 PROFILE=${BENCH_PROFILE:-}
+STAGES=${BENCH_STAGES:-1}
+STAGE_SECONDS=${BENCH_STAGE_SECONDS:-30} # the profile samples 100 times a second of CPU: enough at 2,000 req/s
 AGENT_PIN=${BENCH_AGENT_CPU:-}
 AGENT=${BENCH_AGENT:-bin/weft-agent} # another build, to compare
 work=$(mktemp -d)
@@ -101,9 +108,9 @@ metric() { awk -v k="$1" '$1 == k {s += $2} END {print int(s)}' "$2"; }
 
 status=127.0.0.1:$((20000 + RANDOM % 10000))
 : >"$work/rounds" # exporter load req/s requests cpu_ns spans lost idle_ns dropped
-for _ in $(seq "$ROUNDS"); do
-	for case in ${BENCH_CASES:-otlp:sat jsonl:sat otlp:fixed jsonl:fixed}; do
-		exp=${case%:*} kind=${case#*:}
+# One round: round EXPORTER LOAD ROUNDS_FILE [PROFILE_DIR [SECONDS]].
+round() {
+		local exp=$1 kind=$2 rounds=$3 PROFILE=${4:-$PROFILE} DUR=${5:-$DUR} prof= pfile=
 		log="$work/agent.log"
 		out="$work/out.jsonl"
 		: >"$out"
@@ -119,7 +126,8 @@ for _ in $(seq "$ROUNDS"); do
 		idle_ns=$(cpu_between "$i0" "$c0")
 		if [ -n "$PROFILE" ]; then
 			mkdir -p "$PROFILE"
-			curl -s -o "$PROFILE/$exp-$kind-$RANDOM.pprof" "http://$status/debug/pprof/profile?seconds=$DUR" &
+			pfile="$PROFILE/$exp-$kind-$RANDOM.pprof"
+			curl -s -o "$pfile" "http://$status/debug/pprof/profile?seconds=$DUR" &
 			prof=$!
 		fi
 		r=$(load "$kind")
@@ -140,14 +148,26 @@ for _ in $(seq "$ROUNDS"); do
 		else
 			spans=$(metric 'weft_export_spans_total{outcome="exported"}' "$work/metrics")
 		fi
-		echo "$exp $kind $r $load_ns $spans $lost $idle $dropped" >>"$work/rounds"
+		echo "$exp $kind $r $load_ns $spans $lost $idle $dropped ${pfile:--}" >>"$rounds"
+}
+for _ in $(seq "$ROUNDS"); do
+	for case in ${BENCH_CASES:-otlp:sat jsonl:sat otlp:fixed jsonl:fixed}; do
+		round "${case%:*}" "${case#*:}" "$work/rounds"
 	done
 done
+# Where the CPU goes: a profiled OTLP round of each load, not among the
+# measured ones (the profiler's own cost stays out of the figures above).
+: >"$work/stages"
+if [ "$STAGES" = 1 ]; then
+	for kind in sat fixed; do
+		round otlp "$kind" "$work/stages" "$work/prof" "$STAGE_SECONDS"
+	done
+fi
 sleep 1 # the collector's file exporter flushes every 100 ms
 received=$({ grep -o '"spanId"' "$work/collector.jsonl" 2>/dev/null || true; } | wc -l)
 
-python3 - "$work/rounds" "$received" "$DUR" "$RATE" "$(ls -d /proc/[0-9]* | wc -l)" <<'PY'
-import os, shlex, sys, statistics as st
+python3 - "$work/rounds" "$received" "$DUR" "$RATE" "$(ls -d /proc/[0-9]* | wc -l)" "$work/stages" "$AGENT" <<'PY'
+import os, shlex, subprocess, sys, statistics as st
 def summary(**kv): # one line of headline figures for bench-summary.sh
     if os.environ.get("BENCH_SUMMARY"):
         with open(os.environ["BENCH_SUMMARY"], "a") as f:
@@ -169,17 +189,30 @@ for exp in ("otlp", "jsonl"):
         u, n = st.median(us(r) for r in rs), st.median(net(r) for r in rs)
         spr = sum(int(r[5]) for r in rs) / max(sum(int(r[3]) for r in rs), 1)
         print(f"  {exp:8} {kind:5} {st.median(float(r[2]) for r in rs):8.0f} {u:8.2f} {n:6.2f} {spr:9.3f} {sum(int(r[6]) for r in rs):6d}")
+# The profiled rounds: where the CPU went, by stage.
+where = {}
+for r in (l.split() for l in open(sys.argv[6])):
+    if len(r) < 10 or r[9] == "-" or not os.path.getsize(r[9]):
+        continue
+    out = subprocess.run([os.path.join("scripts", "pprof-stages.py"), sys.argv[7], r[9], r[5],
+                          f"where the CPU went, OTLP at {'saturation' if r[1] == 'sat' else rate + ' req/s'} (a profiled round, {us(r):.2f} us/span measured)"],
+                         capture_output=True, text=True)
+    print(out.stdout + out.stderr, end="")
+    for l in out.stdout.splitlines():
+        if l.startswith("STAGES "):
+            where[r[1]] = l[len("STAGES "):]
 for kind, variant in (("sat", "saturation"), ("fixed", f"fixed_{rate}rps")):
     rs = {exp: [r for r in rounds if r[0] == exp and r[1] == kind] for exp in ("otlp", "jsonl")}
     if not rs["otlp"] and not rs["jsonl"]:
         continue
     med = lambda exp, f: st.median(f(r) for r in rs[exp]) if rs[exp] else "-"
-    summary(scenario="agent", variant=variant,
+    extra = {"otlp_us_per_span_by_stage": where[kind]} if kind in where else {}
+    summary(scenario="agent", variant=variant, **extra,
             agent_us_per_span_jsonl=med("jsonl", us), agent_us_per_span_otlp=med("otlp", us),
             ringbuf_lost=sum(int(r[6]) for r in rs["otlp"] + rs["jsonl"]), spans_dropped=sum(int(r[8]) for r in rs["otlp"]),
             net_us_per_span_jsonl=med("jsonl", net), net_us_per_span_otlp=med("otlp", net),
             note="agent CPU: its threads' run time from load start to after the drain; net: less the idle agent's rate; dropped: OTLP rounds")
-otlp = sum(int(r[5]) for r in rounds if r[0] == "otlp")
+otlp = sum(int(r[5]) for r in rounds + [l.split() for l in open(sys.argv[6])] if r[0] == "otlp")
 print(f"processes on the host: {sys.argv[5]}")
 print(f"collector received {received} spans of the {otlp} the agent exported")
 PY
