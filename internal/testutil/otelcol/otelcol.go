@@ -30,6 +30,10 @@ const (
 	// After enough spans have arrived, wait this long for stragglers so a
 	// test can assert "exactly n" rather than "at least n".
 	settle = 500 * time.Millisecond
+	// readyLine is what the collector logs (at info, the default) once
+	// every component started, its receivers bound to their ports; a
+	// receiver that cannot bind makes it log the error and exit instead.
+	readyLine = "Everything is ready. Begin running and processing data."
 )
 
 // Collector is a running collector with an OTLP/gRPC receiver whose spans
@@ -185,19 +189,36 @@ func (c *Collector) start(t testing.TB, bin, configPath string) error {
 		})
 	}
 
+	// A connection alone does not prove the collector is ours: the ports
+	// are picked by binding :0 and closing, and while one is free (before
+	// the first start, or while Stop keeps the collector down) another
+	// test's collector or server may take it. Then ours fails to bind and
+	// exits, and the test would deliver to the other one. So wait for our
+	// process to say it is ready (it exits instead if it cannot bind).
 	deadline := time.Now().Add(startTimeout)
 	for {
-		conn, err := net.DialTimeout("tcp", c.Endpoint, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
 		select {
 		case <-c.exited:
+			log := c.log()
+			if strings.Contains(log, "address already in use") {
+				return fmt.Errorf("collector exited (%v): %s was taken by another process (port picked free, then reused); the collector log is printed at cleanup",
+					c.cmd.ProcessState, c.Endpoint)
+			}
 			return fmt.Errorf("collector exited early (%v); its log is printed at cleanup", c.cmd.ProcessState)
 		case <-time.After(50 * time.Millisecond):
 		}
+		ready := strings.Contains(c.log(), readyLine)
+		if ready {
+			conn, err := net.DialTimeout("tcp", c.Endpoint, time.Second)
+			if err == nil {
+				conn.Close()
+				return nil
+			}
+		}
 		if time.Now().After(deadline) {
+			if !ready {
+				return fmt.Errorf("collector on %s did not log %q within %v; the collector log is printed at cleanup", c.Endpoint, readyLine, startTimeout)
+			}
 			return fmt.Errorf("%s not accepting connections after %v; the collector log is printed at cleanup", c.Endpoint, startTimeout)
 		}
 	}
@@ -225,8 +246,10 @@ func (c *Collector) Restart(t testing.TB) {
 		t.Fatal(err)
 	}
 	c.logFile = strings.TrimSuffix(c.logFile, ".log") + fmt.Sprintf("-run%d.log", c.runs)
-	// The port was ours until the stop; nothing else should take it in
-	// the moment, so one attempt with a short retry for a slow exit.
+	// The port was ours until the stop, but free since: another test's
+	// collector may have taken it (start then fails, saying so: the test
+	// cannot go on with its collector gone). A short retry covers a slow
+	// exit.
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = c.start(t, c.bin, c.configPath); err == nil {

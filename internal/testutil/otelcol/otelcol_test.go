@@ -1,8 +1,10 @@
 package otelcol
 
 import (
+	"fmt"
 	"net"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -103,5 +105,45 @@ func TestStart(t *testing.T) {
 		if spans := c.Spans(t); len(spans) != 0 {
 			t.Errorf("%s: got %d spans before anything was sent", c.Endpoint, len(spans))
 		}
+	}
+}
+
+// fatalTB records a Fatalf and ends the call that made it (by a panic the
+// caller recovers), so that a test can check a helper's failure.
+type fatalTB struct {
+	testing.TB
+	fatal string
+}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.fatal = fmt.Sprintf(format, args...)
+	panic(f)
+}
+
+// TestRestartPortTaken: a port taken while the collector was stopped
+// makes Restart fail, saying so, rather than leave the test talking to
+// whatever holds the port with its own collector gone.
+func TestRestartPortTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds (first time: minutes) and runs a real collector")
+	}
+	c := Start(t)
+	c.Stop(t)
+	l, err := net.Listen("tcp", c.Endpoint) // another test's server, say
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ftb := &fatalTB{TB: t}
+	func() {
+		defer func() {
+			if r := recover(); r != nil && r != any(ftb) {
+				panic(r)
+			}
+		}()
+		c.Restart(ftb)
+	}()
+	if !strings.Contains(ftb.fatal, "taken by another process") {
+		t.Errorf("Restart with %s taken: Fatalf %q, want it to say the port was taken", c.Endpoint, ftb.fatal)
 	}
 }
