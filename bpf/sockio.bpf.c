@@ -2388,6 +2388,11 @@ int BPF_KRETPROBE(ssl_read_ret, long ret)
 struct gotls_cfg {
 	__u64 write_close_delta;
 	__u64 read_close_delta;
+	/* Read's copy site (goinspect.CopySite), when probed there instead of
+	 * at its entry and RETs: its distance to net.(*TCPConn).Close, and
+	 * where the receiver is from RSP there. */
+	__u64 copy_close_delta;
+	__u64 copy_recv_sp;
 };
 
 struct {
@@ -2515,6 +2520,38 @@ int gotls_read_ret(struct pt_regs *ctx)
 		return 0;
 	struct io_call call = {.buf = r.buf, .nr = NR_read, .goid = k.goid, .g = r.g};
 	return on_io((struct sock *)r.sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, false, true);
+}
+
+/* The CALL runtime.memmove in (*Conn).Read that copies its plaintext to
+ * the caller (bytes.Reader's Read, inlined): the bytes at RBX, RCX of them,
+ * the *Conn in its argument slot. Reached only by a read that returns
+ * data, once: one trap, where the entry and a RET take two per call, with
+ * data or without (net/http's background read, aborted at each response,
+ * took two for nothing). The bytes are read from the source, the copy
+ * not having run yet. */
+SEC("uprobe")
+int gotls_read_copy(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
+	struct gotls_cfg *gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
+	if (!cfg || !gc || !(cfg->flags & PROC_GOTLS) || !gc->copy_recv_sp)
+		return 0;
+	__u64 n = ctx->cx, c = 0;
+	if (!n || n > 0x7fffffff)
+		return 0;
+	if (bpf_probe_read_user(&c, sizeof(c), (void *)(ctx->sp + gc->copy_recv_sp)) || !c)
+		return 0;
+	struct sock *sk = gotls_sock(cfg, c, ctx->ip - gc->copy_close_delta);
+	if (!sk) {
+		count(STAT_TLS_NO_SOCK);
+		return 0;
+	}
+	struct io_call call = {.buf = ctx->bx, .nr = NR_read, .goid = goid_of(cfg, ctx->r14)};
+	if (call.goid)
+		call.g = ctx->r14;
+	return on_io(sk, pid_tgid, cfg, (int)n, DIR_READ, &call, true, false, true);
 }
 
 /* ---- calls that fail before a byte is sent (optional: bpf_task_pt_regs, 5.15+) ----

@@ -3,6 +3,7 @@ package goinspect
 import (
 	"context"
 	"debug/buildinfo"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -449,5 +450,54 @@ func TestGoVersion(t *testing.T) {
 		if got := goVersion(in); got != want {
 			t.Errorf("goVersion(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestCopySite: crypto/tls.(*Conn).Read copies its plaintext with one
+// memmove call and keeps its receiver in its argument slot, in every
+// fixture (both toolchains, PIE or not, stripped or not). The offset is a
+// CALL (0xE8) whose target is runtime.memmove.
+func TestCopySite(t *testing.T) {
+	for key := range fixtures {
+		t.Run(key, func(t *testing.T) {
+			b := open(t, key)
+			f, err := b.Func("crypto/tls.(*Conn).Read")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mm, err := b.Func("runtime.memmove")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := b.CopySite(f, mm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(b.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Offset < f.Offset || s.Offset >= f.Offset+(f.End-f.Entry) || s.Addr-f.Entry != s.Offset-f.Offset {
+				t.Fatalf("site %+v outside %s at %#x", s, f.Name, f.Offset)
+			}
+			if data[s.Offset] != 0xE8 {
+				t.Fatalf("byte at %#x is %#x, not CALL rel32", s.Offset, data[s.Offset])
+			}
+			rel := int32(binary.LittleEndian.Uint32(data[s.Offset+1:]))
+			if to := s.Addr + 5 + uint64(int64(rel)); to != mm.Entry {
+				t.Errorf("CALL at %#x goes to %#x, not runtime.memmove at %#x", s.Addr, to, mm.Entry)
+			}
+			if s.RecvSP < 16 || s.RecvSP%8 != 0 {
+				t.Errorf("receiver slot %#x", s.RecvSP)
+			}
+			// Read never calls main.handler: no site for it.
+			h, err := b.Func("main.handler")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.CopySite(f, h); !errors.Is(err, ErrNoCopySite) {
+				t.Errorf("calls to main.handler: %v, want ErrNoCopySite", err)
+			}
+		})
 	}
 }

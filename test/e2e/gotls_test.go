@@ -30,7 +30,7 @@ var goTLSBuilds = []struct {
 // TestGoTLSSpansAndPropagation: for each build, Go HTTPS servers A and B
 // (net/http, crypto/tls, HTTP/1.1) where A's handler calls B over HTTPS
 // through its keep-alive client. The plaintext comes from the crypto/tls
-// uprobes (Write at its entry, Read at its entry and RET sites): A's and
+// uprobes (Write at its entry, Read where it copies its plaintext): A's and
 // B's SERVER spans and A's CLIENT span are exact (method, path, status),
 // A's call is the child of A's request (goroutine link), and B's request
 // the child of A's call through the TCP option on the encrypted hop (no
@@ -63,6 +63,11 @@ func TestGoTLSSpansAndPropagation(t *testing.T) {
 			c := capability(t, ag, s.PID(), status.TLS)
 			if !c.On || !strings.Contains(c.Why, "crypto/tls") {
 				t.Fatalf("%s pid %d: tls %v: %s", s.Name, s.PID(), c.On, c.Why)
+			}
+			// Both toolchains inline bytes.Reader's Read into (*Conn).Read:
+			// it is probed at its copy, one hit per read with data.
+			if !strings.Contains(c.Why, "where it copies its plaintext") {
+				t.Errorf("%s pid %d: Read not probed at its copy: %s", s.Name, s.PID(), c.Why)
 			}
 		}
 	}

@@ -14,9 +14,15 @@ import (
 // Go's crypto/tls, the tls source's second library. A Go program has no
 // libssl: its TLS plaintext passes through (*crypto/tls.Conn).Write and
 // Read. Write is read at its entry (the whole buffer goes out unless the
-// connection fails): one trap per call. Read is probed at its entry, for
-// the buffer and the socket, and at each of its RET instructions, for the
-// count: two traps per call, and no uretprobe, which crashes Go programs.
+// connection fails): one trap per call. Read is probed where it copies
+// its plaintext to the caller (goinspect.CopySite: a CALL runtime.memmove
+// with the bytes and their count in registers, the *Conn in its argument
+// slot): one trap per read that returns data, none for one that returns
+// an error (net/http's server aborts a background read after each
+// response). Where the toolchain laid Read out otherwise, it is probed at
+// its entry, for the buffer and the socket, and at each of its RET
+// instructions, for the count: two traps per call. Never a uretprobe,
+// which crashes Go programs.
 // The uprobes are per executable (Go code is not shared between
 // processes); the programs skip processes that are not traced.
 
@@ -32,10 +38,10 @@ const (
 const tcpConnClose = "net.(*TCPConn).Close"
 
 // goTLSExe is what is known of an executable: what its processes get in
-// gotls_procs, and its Read's RET sites (for the status).
+// gotls_procs, and how its Read is probed (for the status).
 type goTLSExe struct {
 	cfg  sockioGotlsCfg
-	rets int
+	read string
 }
 
 // attachGo attaches the Go TLS uprobes to proc's executable, once per
@@ -66,8 +72,7 @@ func (t *tlsSource) attachGo(proc *probes.Process, procs, templates *ebpf.Map) (
 			t.goExes.Linger(key)
 		}
 	}
-	return fmt.Sprintf("Go crypto/tls: %s at its entry (1 hit per call), %s at its entry and %d RET sites (2 hits per call)",
-		goTLSWrite, goTLSRead, cfg.rets), nil
+	return fmt.Sprintf("Go crypto/tls: %s at its entry (1 hit per call), %s %s", goTLSWrite, goTLSRead, cfg.read), nil
 }
 
 // attachGoExe finds the functions in proc's executable and attaches.
@@ -90,26 +95,37 @@ func (t *tlsSource) attachGoExe(proc *probes.Process) (goTLSExe, []link.Link, er
 		// Not wrapped: ErrNoFunc would read as "no crypto/tls".
 		return goTLSExe{}, nil, fmt.Errorf("cannot check the connections' type: %v", err)
 	}
-	rets, err := b.ReturnOffsets(r)
-	if err != nil {
-		return goTLSExe{}, nil, err
+	// Modulo 2^64, as the kernel subtracts.
+	cfg := sockioGotlsCfg{WriteCloseDelta: w.Entry - c.Entry, ReadCloseDelta: r.Entry - c.Entry}
+	type at struct {
+		fn, prog string
+		at       []uint64
 	}
-	if len(rets) == 0 {
-		return goTLSExe{}, nil, fmt.Errorf("%s has no RET instruction to read its result at", goTLSRead)
+	probe := []at{{goTLSWrite, "gotls_write", []uint64{w.Offset}}}
+	var how string
+	site, err := copySite(b, r)
+	if err == nil {
+		cfg.CopyCloseDelta, cfg.CopyRecvSp = site.Addr-c.Entry, site.RecvSP
+		probe = append(probe, at{goTLSRead, "gotls_read_copy", []uint64{site.Offset}})
+		how = fmt.Sprintf("where it copies its plaintext (+%#x: 1 hit per read with data)", site.Addr-r.Entry)
+	} else {
+		why := err
+		rets, err := b.ReturnOffsets(r)
+		if err != nil {
+			return goTLSExe{}, nil, err
+		}
+		if len(rets) == 0 {
+			return goTLSExe{}, nil, fmt.Errorf("%s has no RET instruction to read its result at", goTLSRead)
+		}
+		probe = append(probe, at{goTLSRead, "gotls_read", []uint64{r.Offset}}, at{goTLSRead, "gotls_read_ret", rets})
+		how = fmt.Sprintf("at its entry and %d RET sites (2 hits per call; %v)", len(rets), why)
 	}
 	ex, err := link.OpenExecutable(proc.ExePath)
 	if err != nil {
 		return goTLSExe{}, nil, fmt.Errorf("opening %s for uprobes: %w", proc.ExePath, err)
 	}
 	var links []link.Link
-	for _, a := range []struct {
-		fn, prog string
-		at       []uint64
-	}{
-		{goTLSWrite, "gotls_write", []uint64{w.Offset}},
-		{goTLSRead, "gotls_read", []uint64{r.Offset}},
-		{goTLSRead, "gotls_read_ret", rets},
-	} {
+	for _, a := range probe {
 		ls, err := t.uprobes.Attach(ex, a.fn, t.coll.Programs[a.prog], a.at...)
 		if err != nil {
 			closeAll(links)
@@ -117,9 +133,16 @@ func (t *tlsSource) attachGoExe(proc *probes.Process) (goTLSExe, []link.Link, er
 		}
 		links = append(links, ls...)
 	}
-	// Modulo 2^64, as the kernel subtracts.
-	cfg := sockioGotlsCfg{WriteCloseDelta: w.Entry - c.Entry, ReadCloseDelta: r.Entry - c.Entry}
-	return goTLSExe{cfg: cfg, rets: len(rets)}, links, nil
+	return goTLSExe{cfg: cfg, read: how}, links, nil
+}
+
+// copySite finds Read's copy site.
+func copySite(b *goinspect.Binary, r goinspect.Func) (goinspect.CopySite, error) {
+	mm, err := b.Func("runtime.memmove")
+	if err != nil {
+		return goinspect.CopySite{}, err
+	}
+	return b.CopySite(r, mm)
 }
 
 func closeAll(ls []link.Link) {

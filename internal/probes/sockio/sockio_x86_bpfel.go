@@ -115,6 +115,8 @@ type sockioGotlsCfg struct {
 	_               structs.HostLayout
 	WriteCloseDelta uint64
 	ReadCloseDelta  uint64
+	CopyCloseDelta  uint64
+	CopyRecvSp      uint64
 }
 
 type sockioGotlsRead struct {
@@ -338,6 +340,7 @@ const (
 	sockioProgExitWrite        = "exit_write"
 	sockioProgExitWritev       = "exit_writev"
 	sockioProgGotlsRead        = "gotls_read"
+	sockioProgGotlsReadCopy    = "gotls_read_copy"
 	sockioProgGotlsReadRet     = "gotls_read_ret"
 	sockioProgGotlsWrite       = "gotls_write"
 	sockioProgOnConnect        = "on_connect"
@@ -427,6 +430,7 @@ type sockioProgramSpecs struct {
 	ExitWrite      *ebpf.ProgramSpec `ebpf:"exit_write"`
 	ExitWritev     *ebpf.ProgramSpec `ebpf:"exit_writev"`
 	GotlsRead      *ebpf.ProgramSpec `ebpf:"gotls_read"`
+	GotlsReadCopy  *ebpf.ProgramSpec `ebpf:"gotls_read_copy"`
 	GotlsReadRet   *ebpf.ProgramSpec `ebpf:"gotls_read_ret"`
 	GotlsWrite     *ebpf.ProgramSpec `ebpf:"gotls_write"`
 	OnConnect      *ebpf.ProgramSpec `ebpf:"on_connect"`
@@ -620,6 +624,7 @@ type sockioPrograms struct {
 	ExitWrite      *ebpf.Program `ebpf:"exit_write"`
 	ExitWritev     *ebpf.Program `ebpf:"exit_writev"`
 	GotlsRead      *ebpf.Program `ebpf:"gotls_read"`
+	GotlsReadCopy  *ebpf.Program `ebpf:"gotls_read_copy"`
 	GotlsReadRet   *ebpf.Program `ebpf:"gotls_read_ret"`
 	GotlsWrite     *ebpf.Program `ebpf:"gotls_write"`
 	OnConnect      *ebpf.Program `ebpf:"on_connect"`
@@ -659,6 +664,7 @@ func (p *sockioPrograms) Close() error {
 		p.ExitWrite,
 		p.ExitWritev,
 		p.GotlsRead,
+		p.GotlsReadCopy,
 		p.GotlsReadRet,
 		p.GotlsWrite,
 		p.OnConnect,

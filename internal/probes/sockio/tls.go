@@ -90,7 +90,7 @@ func (t *tlsSource) load(spec *ebpf.CollectionSpec, maps *sockioMaps, kernel *bt
 	for _, tp := range tlsProbes {
 		keep[tp.program] = true
 	}
-	for _, name := range []string{"gotls_write", "gotls_read", "gotls_read_ret"} {
+	for _, name := range []string{"gotls_write", "gotls_read", "gotls_read_ret", "gotls_read_copy"} {
 		keep[name] = true
 	}
 	for name := range spec.Programs {
