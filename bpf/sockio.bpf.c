@@ -121,6 +121,11 @@ struct scratch {
 	__u8 scan_line_start;
 	__u8 scan_starts;
 	__u8 _pad[2];
+	/* The bpf_loop searches' positions and findings (see tp_scan_next) */
+	__u32 tp_pos;
+	__u32 body_pos;
+	__s32 body_len_at;
+	__s32 body_end;
 };
 
 struct {
@@ -351,7 +356,7 @@ struct tp_scan {
 	const __u8 *data;
 	__u32 n;
 	bool line_start; /* data[0] begins a header line */
-	__u32 pos;       /* tp_scan_next: where the search goes on */
+	__u32 *pos;      /* tp_scan_next: where the search goes on (in scratch) */
 	__s32 at;  /* offset of the header's value, or -1 */
 	bool end;  /* the head's blank line is in data */
 	/* The lines that start "b3:" or "x-b3-" (any case), noted without
@@ -487,39 +492,38 @@ static __always_inline __u64 newline_in_word(const __u8 *p)
 	return (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
 }
 
-/* st->pos = pos, through a helper: the verifier then holds it as any value
- * (the callback's bound check reads it), and its walks of the callback,
- * which go on until two states match, match after one round instead of
- * once per position. */
-static __always_inline void set_pos(struct tp_scan *st, __u32 pos)
-{
-	bpf_probe_read_kernel(&st->pos, sizeof(st->pos), &pos);
-}
 
-/* bpf_loop callback: from st->pos on, the next line start (a line starts
+/* bpf_loop callback: from *st->pos on, the next line start (a line starts
  * at 0 when data begins one, and after each '\n'), found a word at a time:
  * header lines are tens of bytes long, so most words hold none and cost
  * one test. One line a call, which keeps the callback as small as the
- * verifier needs. Returns 1 to stop the loop. */
+ * verifier needs. Returns 1 to stop the loop.
+ *
+ * The position is kept in the scratch map, whose memory the verifier does
+ * not track: it holds every position as any value (the bound check below
+ * reads it), and its walks of the callback, which go on until two states
+ * match, match after one round instead of once per position. (On the
+ * stack, each position was a state of its own unless written through a
+ * helper, which cost ~40 ns a step, ten-odd steps a request head.) */
 static long tp_scan_next(__u32 i, void *arg)
 {
 	struct tp_scan *st = arg;
-	__u64 pos = st->pos;
+	__u64 pos = *st->pos;
 	barrier_var(pos); /* keep the bound check on the register that indexes */
 	if (pos >= TP_SCAN || pos >= st->n)
 		return 1;
 	if (pos == 0) {
-		set_pos(st, 1);
+		*st->pos = 1;
 		return st->line_start && tp_line(st, 0);
 	}
 	/* The word before each candidate: bytes pos-1 .. pos+6. A line that
 	 * bytes past n start is at or past n, where tp_line stops. */
 	__u64 k = newline_in_word(st->data + pos - 1);
 	if (k == 8) {
-		set_pos(st, pos + 8);
+		*st->pos = pos + 8;
 		return 0;
 	}
-	set_pos(st, pos + k + 1);
+	*st->pos = pos + k + 1;
 	return tp_line(st, pos + k);
 }
 
@@ -646,11 +650,12 @@ static __always_inline bool find_b3(const __u8 *data, __u32 n, const struct tp_s
  * whatever is returned (the head may go on, and a traceparent in a later
  * read then wins). */
 static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line_start, struct span_ctx *out,
-					    bool *b3, const bool use_loop)
+					    bool *b3, const bool use_loop, __u32 *pos)
 {
-	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .at = -1, .b3 = -1,
+	struct tp_scan st = {.data = data, .n = n, .line_start = line_start, .pos = pos, .at = -1, .b3 = -1,
 			     .b3_multi = {-1, -1, -1, -1}};
 	if (use_loop) {
+		*pos = 0;
 		bpf_loop(TP_SCAN, tp_scan_next, &st, 0);
 	} else {
 		tp_scan_bounded(&st);
@@ -1231,27 +1236,18 @@ static __always_inline __u32 capture(__u8 *data, const struct io_call *call, __u
 #define BODY_SCAN_MIN 1024 /* shorter calls with body bytes are not searched */
 #define BODY_PEEK 8        /* bytes copied of a call inside a body */
 
+/* The position and the offsets found are in the scratch map, as
+ * tp_scan_next's: any value to the verifier, so its walks of the callback
+ * match after a round (on the stack, written plainly, the offsets' ranges
+ * kept them apart: 500k instructions). */
 struct body_scan {
 	const __u8 *data;
 	__u32 n;
-	__u32 pos;
-	__s32 len_at; /* offset of the Content-Length value, or -1 */
-	__s32 end;    /* offset of the body (after the blank line), or -1 */
-	bool coded;   /* Transfer-Encoding, or a second Content-Length: not ours */
+	bool coded;     /* Transfer-Encoding, or a second Content-Length: not ours */
+	__u32 *pos;     /* where the search goes on */
+	__s32 *len_at;  /* offset of the Content-Length value, or -1 */
+	__s32 *end;     /* offset of the body (after the blank line), or -1 */
 };
-
-static __always_inline void body_set_pos(struct body_scan *st, __u32 pos)
-{
-	bpf_probe_read_kernel(&st->pos, sizeof(st->pos), &pos); /* see set_pos */
-}
-
-/* *at = v, as body_set_pos: a found offset is any value to the verifier,
- * so its walks of the callback match after a round (written plainly, the
- * offsets' ranges kept them apart: 500k instructions). */
-static __always_inline void body_set(__s32 *at, __s32 v)
-{
-	bpf_probe_read_kernel(at, sizeof(*at), &v);
-}
 
 /* The header line at j: true stops the search. */
 static __always_inline bool body_line(struct body_scan *st, __u64 j)
@@ -1262,17 +1258,17 @@ static __always_inline bool body_line(struct body_scan *st, __u64 j)
 	const __u8 *h = st->data + j;
 	if (h[0] == '\n' || h[0] == '\r') {
 		if (h[0] == '\n')
-			body_set(&st->end, j + 1);
+			*st->end = j + 1;
 		else if (j + 1 < st->n && h[1] == '\n')
-			body_set(&st->end, j + 2);
+			*st->end = j + 2;
 		return true;
 	}
 	if (j + 18 > st->n) /* too short for either name: the blank line may follow */
 		return false;
 	if (name_is(h, "content-", 8) && name_is(h + 8, "length:", 7)) {
-		if (st->len_at >= 0)
+		if (*st->len_at >= 0)
 			st->coded = true;
-		body_set(&st->len_at, j + 15);
+		*st->len_at = j + 15;
 		return st->coded;
 	}
 	if (name_is(h, "transfer", 8) && h[8] == '-' && name_is(h + 9, "encoding", 8) && h[17] == ':') {
@@ -1286,16 +1282,16 @@ static __always_inline bool body_line(struct body_scan *st, __u64 j)
 static long body_scan_next(__u32 i, void *arg)
 {
 	struct body_scan *st = arg;
-	__u64 pos = st->pos;
+	__u64 pos = *st->pos;
 	barrier_var(pos);
 	if (pos == 0 || pos >= BODY_SCAN || pos >= st->n)
 		return 1;
 	__u64 k = newline_in_word(st->data + pos - 1);
 	if (k == 8) {
-		body_set_pos(st, pos + 8);
+		*st->pos = pos + 8;
 		return 0;
 	}
-	body_set_pos(st, pos + k + 1);
+	*st->pos = pos + k + 1;
 	return body_line(st, pos + k);
 }
 
@@ -1308,13 +1304,17 @@ __attribute__((noinline)) __s64 body_end(__u32 n)
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!s)
 		return -1;
-	struct body_scan st = {.data = s->data, .n = n, .pos = 1, .len_at = -1, .end = -1};
+	s->body_pos = 1;
+	s->body_len_at = -1;
+	s->body_end = -1;
+	struct body_scan st = {.data = s->data, .n = n, .pos = &s->body_pos, .len_at = &s->body_len_at, .end = &s->body_end};
 	bpf_loop(BODY_SCAN / 8 + 64, body_scan_next, &st, 0);
-	if (st.coded || st.len_at < 0 || st.end < 0 || st.len_at >= st.end)
+	__s32 len_at = s->body_len_at, end = s->body_end;
+	if (st.coded || len_at < 0 || end < 0 || len_at >= end)
 		return -1;
 	/* Spaces, digits, spaces, then the line's end: one loop each, so that
 	 * the verifier's paths add up rather than multiply. */
-	__u64 p = (__u32)st.len_at;
+	__u64 p = (__u32)len_at;
 	for (int k = 0; k < 4; k++) {
 		barrier_var(p);
 		if (p >= n || p >= BODY_SCAN + 32)
@@ -1344,7 +1344,7 @@ __attribute__((noinline)) __s64 body_end(__u32 n)
 			return -1;
 		__u8 ch = s->data[p];
 		if (ch == '\r' || ch == '\n')
-			return st.end + v;
+			return end + v;
 		if (ch != ' ' && ch != '\t')
 			return -1;
 		p++;
@@ -1874,7 +1874,7 @@ static __always_inline int on_io(struct sock *sk, __u64 pid_tgid, const struct p
 		s->scan_starts = starts;
 		barrier();
 		bool b3 = false;
-		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, &b3, use_loop);
+		int r = find_traceparent(s->data, s->scan_n, s->scan_line_start, &sc, &b3, use_loop, &s->tp_pos);
 		barrier();
 		n = s->scan_n & (2 * CAPTURE_MAX - 1);
 		starts = s->scan_starts;

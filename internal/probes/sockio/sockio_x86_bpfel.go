@@ -232,6 +232,10 @@ type sockioScratch struct {
 	ScanLineStart uint8
 	ScanStarts    uint8
 	Pad           [2]uint8
+	TpPos         uint32
+	BodyPos       uint32
+	BodyLenAt     int32
+	BodyEnd       int32
 	_             [4]byte
 }
 
