@@ -664,7 +664,7 @@ static __always_inline int find_traceparent(const __u8 *data, __u32 n, bool line
 		/* B3 only where bpf_loop scans: the bounded scan has no room
 		 * left for it under the verifier's budget on 5.10 (user space
 		 * then ignores B3 too, seeing the kernel did not take it). */
-		if (use_loop) {
+		if (use_loop && st.b3_count) { /* most heads have no B3 line */
 			b3_classify(data, n, &st);
 			*b3 = find_b3(data, n, &st, out);
 		}
