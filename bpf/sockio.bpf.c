@@ -2453,15 +2453,23 @@ static __always_inline struct sock *gotls_sock(const struct proc_cfg *cfg, __u64
 	return fd_sock(fd);
 }
 
+/* A process whose Go TLS is traced: its settings. */
+static __always_inline bool gotls_traced(__u32 tgid, struct proc_cfg **cfg, struct gotls_cfg **gc)
+{
+	*cfg = bpf_map_lookup_elem(&procs, &tgid);
+	*gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
+	return *cfg && *gc && ((*cfg)->flags & PROC_GOTLS);
+}
+
 /* func (c *Conn) Write(b []byte) (int, error): c in RAX, b in RBX/RCX. */
 SEC("uprobe")
 int gotls_write(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
-	struct gotls_cfg *gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
-	if (!cfg || !gc || !(cfg->flags & PROC_GOTLS))
+	struct proc_cfg *cfg;
+	struct gotls_cfg *gc;
+	if (!gotls_traced(tgid, &cfg, &gc))
 		return 0;
 	__u64 len = ctx->cx;
 	if (!len || len > 0x7fffffff)
@@ -2483,9 +2491,9 @@ int gotls_read(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
-	struct gotls_cfg *gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
-	if (!cfg || !gc || !(cfg->flags & PROC_GOTLS))
+	struct proc_cfg *cfg;
+	struct gotls_cfg *gc;
+	if (!gotls_traced(tgid, &cfg, &gc))
 		return 0;
 	struct go_key k = {.tgid = tgid, .goid = goid_of(cfg, ctx->r14)};
 	if (!k.goid)
@@ -2534,9 +2542,9 @@ int gotls_read_copy(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct proc_cfg *cfg = bpf_map_lookup_elem(&procs, &tgid);
-	struct gotls_cfg *gc = bpf_map_lookup_elem(&gotls_procs, &tgid);
-	if (!cfg || !gc || !(cfg->flags & PROC_GOTLS) || !gc->copy_recv_sp)
+	struct proc_cfg *cfg;
+	struct gotls_cfg *gc;
+	if (!gotls_traced(tgid, &cfg, &gc) || !gc->copy_recv_sp)
 		return 0;
 	__u64 n = ctx->cx, c = 0;
 	if (!n || n > 0x7fffffff)
