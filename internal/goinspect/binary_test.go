@@ -469,9 +469,13 @@ func TestCopySite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := b.CopySite(f, mm)
+			s, err := b.CopySite(f, mm, "bytes/reader.go")
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The line table says where the call came from.
+			if _, err := b.CopySite(f, mm, "bytes/buffer.go"); !errors.Is(err, ErrNoCopySite) {
+				t.Errorf("from bytes/buffer.go: %v, want ErrNoCopySite", err)
 			}
 			data, err := os.ReadFile(b.Path)
 			if err != nil {
@@ -495,7 +499,7 @@ func TestCopySite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.CopySite(f, h); !errors.Is(err, ErrNoCopySite) {
+			if _, err := b.CopySite(f, h, ""); !errors.Is(err, ErrNoCopySite) {
 				t.Errorf("calls to main.handler: %v, want ErrNoCopySite", err)
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -29,12 +30,16 @@ type CopySite struct {
 var ErrNoCopySite = errors.New("no single copy site")
 
 // CopySite finds f's only call to memmove (a Func of runtime.memmove) and
-// the stack slot its prologue spilled the receiver to. It requires a frame
+// the stack slot its prologue spilled the receiver to. from names the
+// source file the call must come from, as the pclntab's line table tells
+// (the innermost inlined position; "bytes/reader.go" for the copy of
+// bytes.Reader's Read), so that another lone memmove of another layout is
+// never taken for it; "" checks nothing. It requires a frame
 // the prologue sets up as Go's compiler does (PUSHQ BP; MOVQ SP, BP; SUBQ
 // $n, SP), nothing else that moves RSP before the call, and the receiver
 // stored from RAX to an RSP-relative slot before the first CALL and never
 // stored to again.
-func (b *Binary) CopySite(f, memmove Func) (_ CopySite, err error) {
+func (b *Binary) CopySite(f, memmove Func, from string) (_ CopySite, err error) {
 	defer recovered(b.Path, &err)
 	if f.End <= f.Entry || f.End-f.Entry > maxFuncSize {
 		return CopySite{}, fmt.Errorf("goinspect: %s: bad bounds [%#x, %#x)", f.Name, f.Entry, f.End)
@@ -103,7 +108,17 @@ func (b *Binary) CopySite(f, memmove Func) (_ CopySite, err error) {
 	case recvStoredAgain || spMovedElsewhere:
 		return CopySite{}, fmt.Errorf("%w: %s's receiver slot or stack pointer moves", ErrNoCopySite, f.Name)
 	}
-	return CopySite{Offset: f.Offset + uint64(site), Addr: f.Entry + uint64(site), RecvSP: uint64(recv)}, nil
+	addr := f.Entry + uint64(site)
+	if from != "" {
+		p, err := b.pcln()
+		if err != nil {
+			return CopySite{}, err
+		}
+		if file, _, _ := p.table.PCToLine(addr); file != from && !strings.HasSuffix(file, "/"+from) {
+			return CopySite{}, fmt.Errorf("%w: %s's memmove call is from %q, not %s", ErrNoCopySite, f.Name, file, from)
+		}
+	}
+	return CopySite{Offset: f.Offset + uint64(site), Addr: addr, RecvSP: uint64(recv)}, nil
 }
 
 // writesRSP says whether inst's destination is RSP itself.

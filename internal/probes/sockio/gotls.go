@@ -136,13 +136,14 @@ func (t *tlsSource) attachGoExe(proc *probes.Process) (goTLSExe, []link.Link, er
 	return goTLSExe{cfg: cfg, read: how}, links, nil
 }
 
-// copySite finds Read's copy site.
+// copySite finds Read's copy site: bytes.Reader's Read, inlined, copying
+// c.input's plaintext out.
 func copySite(b *goinspect.Binary, r goinspect.Func) (goinspect.CopySite, error) {
 	mm, err := b.Func("runtime.memmove")
 	if err != nil {
 		return goinspect.CopySite{}, err
 	}
-	return b.CopySite(r, mm)
+	return b.CopySite(r, mm, "bytes/reader.go")
 }
 
 func closeAll(ls []link.Link) {
