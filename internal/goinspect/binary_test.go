@@ -1,6 +1,7 @@
 package goinspect
 
 import (
+	"bytes"
 	"context"
 	"debug/buildinfo"
 	"encoding/binary"
@@ -501,6 +502,73 @@ func TestCopySite(t *testing.T) {
 			}
 			if _, err := b.CopySite(f, h, ""); !errors.Is(err, ErrNoCopySite) {
 				t.Errorf("calls to main.handler: %v, want ErrNoCopySite", err)
+			}
+		})
+	}
+}
+
+// TestCopySiteFrames: hand-assembled functions written over main.handler
+// in a copy of a fixture. Go's prologue and its 128-byte form (ADDQ $-128,
+// SP, given back by SUBQ $-128, SP) give the receiver's slot; a receiver
+// stored anywhere but just above the return address, or stored again,
+// gives no site.
+func TestCopySiteFrames(t *testing.T) {
+	b := open(t, current+"/default")
+	f, err := b.Func("main.handler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := Func{Name: "runtime.memmove", Entry: f.Entry + 0x1000}
+	call := func(at int) []byte { // CALL rel32 to mm, at offset at
+		rel := uint32(int64(mm.Entry) - int64(f.Entry) - int64(at) - 5)
+		return []byte{0xe8, byte(rel), byte(rel >> 8), byte(rel >> 16), byte(rel >> 24)}
+	}
+	movAX := func(disp uint32) []byte { // MOVQ AX, disp(SP)
+		return []byte{0x48, 0x89, 0x84, 0x24, byte(disp), byte(disp >> 8), byte(disp >> 16), byte(disp >> 24)}
+	}
+	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+	push, movBP, pop, ret := []byte{0x55}, []byte{0x48, 0x89, 0xe5}, []byte{0x5d}, []byte{0xc3}
+	sub58, add58 := []byte{0x48, 0x83, 0xec, 0x58}, []byte{0x48, 0x83, 0xc4, 0x58}
+	add80, sub80 := []byte{0x48, 0x83, 0xc4, 0x80}, []byte{0x48, 0x83, 0xec, 0x80}
+	for _, c := range []struct {
+		name string
+		code []byte
+		recv uint64 // 0: no site
+	}{
+		{"frame 0x58", cat(push, movBP, sub58, movAX(0x68), call(16), add58, pop, ret), 0x68},
+		{"frame 128", cat(push, movBP, add80, movAX(0x90), call(16), sub80, pop, ret), 0x90},
+		{"receiver in the frame", cat(push, movBP, sub58, movAX(0x60), call(16), add58, pop, ret), 0},
+		{"receiver stored again", cat(push, movBP, sub58, movAX(0x68), call(16), movAX(0x68), add58, pop, ret), 0},
+		{"no frame", cat(movAX(0x8), call(8), ret), 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if uint64(len(c.code)) > f.End-f.Entry {
+				t.Fatalf("main.handler is %d bytes, the code %d", f.End-f.Entry, len(c.code))
+			}
+			data, err := os.ReadFile(b.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(data[f.Offset:], c.code)
+			path := filepath.Join(t.TempDir(), "asm")
+			if err := os.WriteFile(path, data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			x, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer x.Close()
+			g := f
+			g.End = f.Entry + uint64(len(c.code))
+			s, err := x.CopySite(g, mm, "")
+			switch {
+			case c.recv == 0 && !errors.Is(err, ErrNoCopySite):
+				t.Errorf("got %+v, %v; want ErrNoCopySite", s, err)
+			case c.recv != 0 && err != nil:
+				t.Errorf("got %v", err)
+			case c.recv != 0 && (s.RecvSP != c.recv || s.Offset != f.Offset+uint64(bytes.Index(c.code, []byte{0xe8}))):
+				t.Errorf("got %+v, want the receiver at %#x", s, c.recv)
 			}
 		})
 	}

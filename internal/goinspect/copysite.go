@@ -74,16 +74,24 @@ func (b *Binary) CopySite(f, memmove Func, from string) (_ CopySite, err error) 
 			called = true
 		case !framed && inst.Op == x86asm.PUSH && inst.Args[0] == x86asm.RBP:
 			pushed += 8
-		case !framed && inst.Op == x86asm.SUB && inst.Args[0] == x86asm.RSP:
+		case !framed && (inst.Op == x86asm.SUB || inst.Op == x86asm.ADD) && inst.Args[0] == x86asm.RSP:
+			// SUBQ $n, SP; or ADDQ $-128, SP, the assembler's shorter
+			// encoding of a 128-byte frame (its epilogue is then SUBQ
+			// $-128, SP).
 			imm, ok := inst.Args[1].(x86asm.Imm)
 			if !ok {
 				return CopySite{}, fmt.Errorf("%w: %s's frame size is not a constant", ErrNoCopySite, f.Name)
 			}
 			frame, framed = int64(imm), true
-		case framed && writesRSP(inst) && inst.Op != x86asm.ADD:
-			// The epilogue's ADDQ aside, RSP moves only in the prologue;
-			// anything else and the slot's distance is not known at the
-			// call.
+			if inst.Op == x86asm.ADD {
+				frame = -frame
+			}
+			if frame <= 0 {
+				return CopySite{}, fmt.Errorf("%w: %s's frame size %d", ErrNoCopySite, f.Name, frame)
+			}
+		case framed && writesRSP(inst) && !epilogue(inst, frame):
+			// RSP moves only in the prologue and the epilogues; anything
+			// else and the slot's distance is not known at the call.
 			spMovedElsewhere = true
 		}
 		if m, ok := rspStore(inst); ok && framed {
@@ -119,6 +127,13 @@ func (b *Binary) CopySite(f, memmove Func, from string) (_ CopySite, err error) 
 		}
 	}
 	return CopySite{Offset: f.Offset + uint64(site), Addr: addr, RecvSP: uint64(recv)}, nil
+}
+
+// epilogue says whether inst gives back a frame of that size: ADDQ
+// $frame, SP, or SUBQ $-128, SP for a 128-byte one.
+func epilogue(inst x86asm.Inst, frame int64) bool {
+	imm, ok := inst.Args[1].(x86asm.Imm)
+	return ok && (inst.Op == x86asm.ADD && int64(imm) == frame || inst.Op == x86asm.SUB && int64(imm) == -frame)
 }
 
 // writesRSP says whether inst's destination is RSP itself.
