@@ -236,6 +236,17 @@ volatile const __u32 inject_merged = INJ_HEADER_LEN;
 		b_;                                                              \
 	})
 
+/* About two microseconds: long enough for another CPU's two adjacent
+ * stores to land, short enough for the rare path that takes it (a
+ * connection that looked found mid-stream). */
+static __always_inline void settle(void)
+{
+	__u64 t0 = bpf_ktime_get_ns();
+	for (int i = 0; i < 64; i++)
+		if (bpf_ktime_get_ns() - t0 > 2000)
+			break;
+}
+
 static __always_inline __u32 send_base(struct tcp_sock *tp)
 {
 	return STABLE_BASE(tp, snd_una, bytes_acked);
@@ -290,7 +301,20 @@ static __always_inline struct conn *get_conn(struct sock *sk, __u32 tgid, __u8 d
 		return 0;
 	struct conn fresh = {.tgid = tgid};
 	fresh.seq0 = send_base((struct tcp_sock *)sk);
-	fresh.origin = first_transfer(sk, dir, len, fresh.seq0) ? ORIGIN_NEW : ORIGIN_FOUND;
+	fresh.origin = ORIGIN_NEW;
+	if (!first_transfer(sk, dir, len, fresh.seq0)) {
+		/* Found mid-stream, or a torn pair (see STABLE_BASE): the kernel
+		 * stores a pair's count before its sequence number, so a reader
+		 * between the two stores gets a base too small on every re-read,
+		 * never too large. Look again once the writer's stores have
+		 * landed; only a new connection can change the verdict. */
+		settle();
+		fresh.seq0 = send_base((struct tcp_sock *)sk);
+		if (first_transfer(sk, dir, len, fresh.seq0))
+			count(STAT_BASE_SETTLED);
+		else
+			fresh.origin = ORIGIN_FOUND;
+	}
 	fresh.conn_id = bpf_ktime_get_ns() ^ ((__u64)bpf_get_prandom_u32() << 32);
 	fill_addrs(&fresh.ep, sk);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);

@@ -386,7 +386,9 @@ enum stat_index {
 	STAT_H2_OPTION_AFTER_FRAMES = 24, /* an h2c option taken by a read that began with frames opening no stream */
 	STAT_TLS_OPT_AFTER_RECORDS = 25, /* a TLS option kept past whole records before its segment, for the
 					  * plaintext read after theirs (a non-Go HTTP/2 server) */
-	STAT_MAX = 26,
+	STAT_BASE_SETTLED = 26, /* a first transfer looked found mid-stream, then new a moment later:
+				 * the first look had a torn counter pair */
+	STAT_MAX = 27,
 };
 
 #endif

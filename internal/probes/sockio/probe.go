@@ -800,7 +800,8 @@ func (p *Probe) registerGauges() {
 			8: "thread_linked", 9: "thread_root", 10: "thread_mux", 11: "tls_conns", 12: "tls_no_sock", 13: "gotls_not_tcpconn",
 			14: "h2_option", 15: "h2_option_shared", 16: "tls_sock_by_read",
 			17: "h2_call", 18: "h2_call_shared", 19: "h2_option_matched", 20: "h2_option_unmatched", 21: "h2_option_same_seq",
-			22: "body_skipped", 23: "body_cut", 24: "h2_option_after_frames", 25: "tls_option_after_records"})
+			22: "body_skipped", 23: "body_cut", 24: "h2_option_after_frames", 25: "tls_option_after_records",
+			26: "base_settled"})
 }
 
 // kernelStat sums one per-CPU counter.
