@@ -131,9 +131,26 @@ func encodeBatchInto(buf []byte, batch []spans.Span) ([]*tracepb.ResourceSpans, 
 // when the length needs more.
 
 func begin(b []byte, field protowire.Number) ([]byte, int) {
-	b = protowire.AppendTag(b, field, protowire.BytesType)
+	b = appendTag(b, field, protowire.BytesType)
 	b = append(b, 0)
 	return b, len(b)
+}
+
+// appendTag and appendLen are protowire's, with the one-byte case (every
+// tag of fields 1 to 15, most lengths) inlined: protowire.AppendVarint is
+// a call per varint, and a span has about a hundred of them.
+func appendTag(b []byte, field protowire.Number, t protowire.Type) []byte {
+	if v := uint64(field)<<3 | uint64(t&7); v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendTag(b, field, t)
+}
+
+func appendLen(b []byte, n int) []byte {
+	if n < 0x80 {
+		return append(b, byte(n))
+	}
+	return protowire.AppendVarint(b, uint64(n))
 }
 
 func end(b []byte, start int) []byte {
@@ -154,20 +171,35 @@ func appendStr(b []byte, field protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, field, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, field, protowire.BytesType)
+	b = appendLen(b, len(s))
+	return append(b, s...)
 }
 
 func appendBytes(b []byte, field protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, field, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	b = appendTag(b, field, protowire.BytesType)
+	b = appendLen(b, len(v))
+	return append(b, v...)
 }
 
 func appendVarint(b []byte, field protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, field, protowire.VarintType)
+	b = appendTag(b, field, protowire.VarintType)
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+// appendVarintAlways writes a varint field even when it is zero (a oneof
+// member).
+func appendVarintAlways(b []byte, field protowire.Number, v uint64) []byte {
+	b = appendTag(b, field, protowire.VarintType)
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
 	return protowire.AppendVarint(b, v)
 }
 
@@ -175,7 +207,7 @@ func appendFixed64(b []byte, field protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, field, protowire.Fixed64Type)
+	b = appendTag(b, field, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, v)
 }
 
@@ -225,14 +257,15 @@ func appendAnyValue(b []byte, field protowire.Number, v attribute.Value) []byte 
 		b = protowire.AppendTag(b, 2, protowire.VarintType)
 		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
+		b = appendVarintAlways(b, 3, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
 		b = protowire.AppendTag(b, 4, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, v.AsString())
+		str := v.AsString()
+		b = append(b, byte(1<<3|protowire.BytesType))
+		b = appendLen(b, len(str))
+		b = append(b, str...)
 	case attribute.BYTESLICE:
 		b = appendBytes(b, 7, v.AsByteSlice())
 	case attribute.BOOLSLICE:
