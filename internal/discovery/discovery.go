@@ -29,6 +29,7 @@ import (
 	"github.com/weft-dev/weft/internal/ringpoll"
 	"github.com/weft-dev/weft/internal/selection"
 	"github.com/weft-dev/weft/internal/status"
+	"github.com/weft-dev/weft/internal/tick"
 )
 
 // Tracker is told which processes to trace.
@@ -255,8 +256,8 @@ func (d *Discoverer) events() {
 	if d.waker != nil {
 		every = watchSafety
 	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	timer := tick.NewTimer(every)
+	defer timer.Stop()
 	for {
 	drain:
 		for d.gate.Pending() {
@@ -280,10 +281,11 @@ func (d *Discoverer) events() {
 		}
 		select {
 		case <-d.waker.C():
-		case <-tick.C:
+		case <-timer.C:
 		case <-d.stop:
 			return
 		}
+		timer.Reset(every)
 	}
 }
 
@@ -326,7 +328,7 @@ func sinceKtime(ns uint64) (time.Duration, bool) {
 
 func (d *Discoverer) ticker() {
 	defer d.wg.Done()
-	t := time.NewTicker(d.cfg.Rescan)
+	t := tick.NewTimer(d.cfg.Rescan)
 	defer t.Stop()
 	for {
 		select {
@@ -334,6 +336,7 @@ func (d *Discoverer) ticker() {
 			return
 		case <-t.C:
 			d.rescan(false)
+			t.Reset(d.cfg.Rescan)
 		case <-d.recheck:
 			d.rescan(true)
 		}

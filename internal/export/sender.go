@@ -6,6 +6,8 @@ import (
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/weft-dev/weft/internal/tick"
 )
 
 // work is what the sender delivers next: a memory batch (kept across
@@ -26,8 +28,9 @@ type work struct {
 // exponential backoff and jitter between failures.
 func (o *OTLP) run() {
 	defer o.wg.Done()
-	tick := time.NewTicker(max(o.cfg.FlushInterval/4, 10*time.Millisecond))
-	defer tick.Stop()
+	every := max(o.cfg.FlushInterval/4, 10*time.Millisecond)
+	timer := tick.NewTimer(every)
+	defer timer.Stop()
 	var cur *work // a memory batch being retried
 	failures := 0
 	stopping := false
@@ -59,7 +62,8 @@ func (o *OTLP) run() {
 			}
 			select {
 			case <-o.q.ready:
-			case <-tick.C:
+			case <-timer.C:
+				timer.Reset(every)
 			case <-o.stopping:
 			}
 			continue
@@ -92,7 +96,8 @@ func (o *OTLP) run() {
 			select {
 			case <-wait.C:
 				break backoff
-			case <-tick.C:
+			case <-timer.C:
+				timer.Reset(every)
 				beat() // a server's Retry-After may be long: still alive
 			case <-o.stopping:
 				break backoff

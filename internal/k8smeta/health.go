@@ -2,7 +2,8 @@ package k8smeta
 
 import (
 	"context"
-	"time"
+
+	"github.com/weft-dev/weft/internal/tick"
 )
 
 // watchAPIServer asks the API server's /readyz every interval and logs
@@ -10,7 +11,7 @@ import (
 // logs that only at -v=4), so without this an outage would go unsaid.
 // APIServerUp reports the last answer.
 func (s *Store) watchAPIServer(ctx context.Context) {
-	t := time.NewTicker(s.cfg.HealthInterval)
+	t := tick.NewTimer(s.cfg.HealthInterval)
 	defer t.Stop()
 	for {
 		probe, cancel := context.WithTimeout(ctx, s.cfg.HealthInterval)
@@ -31,6 +32,7 @@ func (s *Store) watchAPIServer(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		t.Reset(s.cfg.HealthInterval)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/weft-dev/weft/internal/sampling"
 	"github.com/weft-dev/weft/internal/status"
 	"github.com/weft-dev/weft/internal/statusserver"
+	"github.com/weft-dev/weft/internal/tick"
 )
 
 // Process is a selected process as probes see it.
@@ -208,16 +209,8 @@ func KernelCounters(met *metrics.Registry, metric, help string, m *ebpf.Map, nam
 }
 
 // Every calls poll each period until stop is closed; a family's user
-// space runs it in its own goroutine to act on counts its BPF keeps.
+// space runs it in its own goroutine to act on counts its BPF keeps. The
+// calls are on the agent's timer grid (tick), with its other periodic work.
 func Every(stop <-chan struct{}, period time.Duration, poll func()) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			poll()
-		}
-	}
+	tick.Every(stop, period, poll)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/weft-dev/weft/internal/ringpoll"
 	"github.com/weft-dev/weft/internal/status"
 	"github.com/weft-dev/weft/internal/statusserver"
+	"github.com/weft-dev/weft/internal/tick"
 )
 
 // Name is the family's name in the registry, logs and metrics.
@@ -564,6 +565,21 @@ const pollEvery = 100 * time.Millisecond
 // the bound on a lone event's wait after a quiet spell.
 const pollIdle = time.Second
 
+// idleWaits are the loop's waits while drains find nothing, from pollEvery
+// to pollIdle: periods that divide a second, so that on the timer grid
+// (tick) each wake is one the agent's other periodic work shares.
+var idleWaits = [...]time.Duration{pollEvery, 250 * time.Millisecond, 500 * time.Millisecond, pollIdle}
+
+// longerWait is the idle wait after wait.
+func longerWait(wait time.Duration) time.Duration {
+	for _, w := range idleWaits {
+		if w > wait {
+			return w
+		}
+	}
+	return pollIdle
+}
+
 // loop drains the ring buffer every pollEvery (backing off to pollIdle
 // while drains find nothing), or at once when BPF forces a wakeup, and
 // never waits inside the reader (see ringpoll.Waker).
@@ -573,7 +589,7 @@ func (p *Probe) loop() {
 	var ev conntrack.Event
 	malformed := p.deps.Metrics.Counter("weft_sockio_events_total", "sockio ring-buffer events by kind", "kind", "malformed")
 	wait := pollEvery
-	timer := time.NewTimer(wait)
+	timer := tick.NewTimer(wait)
 	defer timer.Stop()
 	p.rd.SetDeadline(ringpoll.Past)
 	sweep := time.Now()
@@ -584,12 +600,13 @@ func (p *Probe) loop() {
 			return
 		}
 		// Nothing came: wait longer, up to pollIdle (every wake is one
-		// of the whole runtime); anything: back to pollEvery.
+		// of the whole runtime); anything: back to pollEvery. Waits end
+		// on the timer grid.
 		if read || p.waker == nil {
 			// (Without a waker nothing but this timer reads the ring.)
 			wait = pollEvery
 		} else {
-			wait = min(2*wait, pollIdle)
+			wait = longerWait(wait)
 		}
 		p.mu.Lock()
 		p.forgetGone(true)
