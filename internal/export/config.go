@@ -43,9 +43,10 @@ type Config struct {
 	Attrs *spans.AttrPool
 
 	// Heartbeat, when set, is beaten by the sender at least every
-	// FlushInterval/4 while it runs, waits or backs off, and at most
-	// ExportTimeout apart while it uploads: a collector outage keeps it
-	// beating, only a wedged sender stops it (/healthz).
+	// FlushInterval while it runs or waits (every FlushInterval/4 while
+	// a batch is open or it backs off), and at most ExportTimeout apart
+	// while it uploads: a collector outage keeps it beating, only a
+	// wedged sender stops it (/healthz).
 	Heartbeat interface{ Beat() }
 }
 

@@ -92,13 +92,15 @@ func (q *queue) sealLocked() {
 	}
 }
 
-// sealOlderThan seals the open batch if its first span waited at least d.
-func (q *queue) sealOlderThan(d time.Duration) {
+// sealOlderThan seals the open batch if its first span waited at least d,
+// and says whether a batch is still open.
+func (q *queue) sealOlderThan(d time.Duration) (open bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.open) > 0 && time.Since(q.openedAt) >= d {
 		q.sealLocked()
 	}
+	return len(q.open) > 0
 }
 
 // close stops Export and seals what is open.

@@ -48,7 +48,7 @@ func (o *OTLP) run() {
 			default:
 			}
 		}
-		o.q.sealOlderThan(o.cfg.FlushInterval)
+		open := o.q.sealOlderThan(o.cfg.FlushInterval)
 		if !stopping {
 			o.fo.probe(o.runCtx, time.Now())
 		}
@@ -60,10 +60,19 @@ func (o *OTLP) run() {
 			if stopping {
 				return
 			}
+			// A batch open: woken every quarter FlushInterval to seal
+			// it in time. None: a span that opens one cannot be due
+			// before a FlushInterval, so one wake per FlushInterval
+			// keeps the bound (a FlushInterval and a quarter) and
+			// spares an idle agent three wakeups in four.
+			period := every
+			if !open {
+				period = max(o.cfg.FlushInterval, every)
+			}
+			timer.Reset(period)
 			select {
 			case <-o.q.ready:
 			case <-timer.C:
-				timer.Reset(every)
 			case <-o.stopping:
 			}
 			continue
