@@ -100,6 +100,9 @@ func (o *OTLP) run() {
 		}
 		failures++
 		wait := time.NewTimer(max(o.backoff(failures), res.retryAfter))
+		// The timer may have fired already (the wake that sealed this
+		// batch): armed again, or no beat would come until wait's end.
+		timer.Reset(every)
 	backoff:
 		for {
 			select {

@@ -131,3 +131,63 @@ func TestThrottlingCollector(t *testing.T) {
 		t.Errorf("exported+dropped = %d, sent %d", total, n)
 	}
 }
+
+// beats counts a heartbeat's beats.
+type beats struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (b *beats) Beat() {
+	b.mu.Lock()
+	b.at = append(b.at, time.Now())
+	b.mu.Unlock()
+}
+
+// TestBeatsWhileThrottled: a collector's long RetryInfo delay does not
+// silence the sender's heartbeat (/healthz would restart the agent). The
+// batch is sealed by age, on a timer wake, as on a quiet node: the timer
+// that then fired must be armed again for the backoff.
+func TestBeatsWhileThrottled(t *testing.T) {
+	srv := &throttler{delay: 3 * time.Second, got: map[string]int{}}
+	cfg := fastConfig(serveOTLP(t, srv))
+	// The client's own retries give up within ExportTimeout/2: a delay
+	// past that is the sender's to wait out, in its backoff.
+	cfg.ExportTimeout = time.Second
+	hb := &beats{}
+	cfg.Heartbeat = hb
+	o := startPipeline(t, cfg, metrics.New())
+	o.Export(testSpan(1, 0)) // one span: its batch is sealed by age
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		srv.mu.Lock()
+		calls := srv.calls
+		srv.mu.Unlock()
+		if calls >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch was never sent")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The first call was throttled for 3 s: the sender backs off. Over
+	// the next second it must beat every FlushInterval/4 (50 ms), give or
+	// take a scheduler's delay.
+	hb.mu.Lock()
+	from := len(hb.at)
+	hb.mu.Unlock()
+	time.Sleep(time.Second)
+	hb.mu.Lock()
+	n := len(hb.at) - from
+	hb.mu.Unlock()
+	srv.mu.Lock()
+	calls := srv.calls
+	srv.mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("%d calls in the throttle's 3 s: the test did not hold the sender in its backoff", calls)
+	}
+	if n < 5 {
+		t.Errorf("%d beats in 1 s of backoff, want about 20 (every %v)", n, cfg.FlushInterval/4)
+	}
+}
