@@ -29,15 +29,24 @@ type Timer struct {
 	t *time.Timer
 }
 
-// NewTimer fires at the grid's next multiple of period.
+// NewTimer fires at the grid's next multiple of period, which must be
+// positive (as time.NewTicker's: a timer re-armed at once would spin).
 func NewTimer(period time.Duration) *Timer {
+	if period <= 0 {
+		panic("tick: non-positive period")
+	}
 	t := time.NewTimer(Until(period))
 	return &Timer{C: t.C, t: t}
 }
 
-// Reset sets the timer to the grid's next multiple of period, whether or
-// not it fired (Go 1.23 timers drop a stale fire on Reset).
-func (t *Timer) Reset(period time.Duration) { t.t.Reset(Until(period)) }
+// Reset sets the timer to the grid's next multiple of period (positive),
+// whether or not it fired (Go 1.23 timers drop a stale fire on Reset).
+func (t *Timer) Reset(period time.Duration) {
+	if period <= 0 {
+		panic("tick: non-positive period")
+	}
+	t.t.Reset(Until(period))
+}
 
 // Stop stops it; safe more than once.
 func (t *Timer) Stop() { t.t.Stop() }

@@ -46,3 +46,22 @@ func TestEvery(t *testing.T) {
 		t.Fatal("Every did not return after stop")
 	}
 }
+
+// TestNonPositive: a timer of no period panics, as time.NewTicker does,
+// rather than spin.
+func TestNonPositive(t *testing.T) {
+	for _, f := range []func(){
+		func() { NewTimer(0) },
+		func() { NewTimer(-time.Second) },
+		func() { NewTimer(time.Second).Reset(0) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			f()
+		}()
+	}
+}

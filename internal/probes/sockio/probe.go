@@ -610,7 +610,9 @@ func (p *Probe) loop() {
 		}
 		p.mu.Lock()
 		p.forgetGone(true)
-		swept := time.Since(sweep) > time.Second
+		// (idle waits end on the grid's seconds: a strict second would
+		// miss every other one by the timer's jitter)
+		swept := time.Since(sweep) > time.Second-pollEvery/2
 		if swept {
 			sweep = time.Now()
 			p.forgetGone(false)
